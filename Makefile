@@ -1,0 +1,127 @@
+# Ember — build, test, benchmark and install.
+#
+#   make            lib/libember.a and lib/libember.so
+#   make run        build everything and run the Bayesian-regression example (ARGS='...' passes options)
+#   make check      build everything and run the whole test suite (SANITIZE=1: ASan + UBSan build)
+#   make bench      run every benchmark (JSON lines on stdout)
+#   make install    PREFIX=/usr/local: headers, both libraries, pkg-config file ember.pc
+#   make notebooks  regenerate notebooks-export/ from a real run
+#   make clean
+#
+# Targets that need the Debian dependencies run scripts/install-deps.sh first (it installs only
+# what is missing, or prints the command to run when not root).
+
+PREFIX    ?= /usr/local
+SANITIZE  ?= 0
+WERROR    ?= 0
+ARGS      ?=
+CC        ?= cc
+
+MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
+BLAS_INC  := /usr/include/$(MULTIARCH)/openblas-pthread
+
+ifeq ($(SANITIZE),1)
+  BUILD   := build/san
+  OPT     := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+  LDSAN   := -fsanitize=address,undefined
+else
+  BUILD   := build/rel
+  OPT     := -O2 -g
+  LDSAN   :=
+endif
+
+WARN      := -Wall -Wextra -Wshadow -Wno-unused-parameter
+ifeq ($(WERROR),1)
+  WARN    += -Werror
+endif
+
+CPPFLAGS  := -Iinclude -Isrc -I$(BLAS_INC) -D_POSIX_C_SOURCE=200809L
+CFLAGS    := -std=c11 -fPIC $(OPT) $(WARN)
+LDLIBS    := -lgsl -lopenblas -llapacke -lm -lpthread
+LDFLAGS   := $(LDSAN)
+
+LIB_SRC   := $(wildcard src/*.c)
+LIB_OBJ   := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(LIB_SRC))
+LIB_A     := $(BUILD)/lib/libember.a
+LIB_SO    := $(BUILD)/lib/libember.so
+
+TEST_SRC  := $(wildcard tests/test_*.c)
+TEST_BIN  := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
+TEST_UTIL := $(wildcard tests/util/*.c)
+TEST_SH   := $(wildcard tests/test_*.sh)
+
+BENCH_SRC := $(wildcard bench/*.c)
+BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
+
+EX_DIR    := examples/bayesian_regression
+EX_SRC    := $(wildcard $(EX_DIR)/*.c)
+EX_BIN    := $(EX_DIR)/rugged
+
+HEADERS   := $(wildcard include/*.h include/ember/*.h src/internal/*.h)
+
+.PHONY: all lib deps run check bench install clean notebooks tests examples
+.DEFAULT_GOAL := all
+
+all: deps lib
+	@mkdir -p lib && cp $(LIB_A) $(LIB_SO) lib/
+
+lib: $(LIB_A) $(LIB_SO)
+
+deps:
+	@bash scripts/install-deps.sh
+
+$(BUILD)/obj/%.o: src/%.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+$(LIB_A): $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(LIB_SO): $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) -shared $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: tests/%.c $(TEST_UTIL) $(LIB_A) $(wildcard tests/util/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) $< $(TEST_UTIL) -o $@ $(LDFLAGS) $(LIB_A) -lcmocka $(LDLIBS)
+
+$(BUILD)/bench/%: bench/%.c $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $< -o $@ $(LDFLAGS) $(LIB_A) $(LDLIBS)
+
+$(EX_BIN): $(EX_SRC) $(wildcard $(EX_DIR)/*.h) $(LIB_A)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(EX_SRC) -o $@ $(LDFLAGS) $(LIB_A) $(LDLIBS)
+
+tests: deps $(TEST_BIN)
+examples: deps $(EX_BIN)
+
+run: deps all $(EX_BIN)
+	cd $(EX_DIR) && ./rugged $(ARGS)
+
+# Every test binary and script runs even when one fails; the target fails if any did.
+check: deps all $(TEST_BIN) $(EX_BIN)
+	@fail=0; n=0; \
+	for t in $(TEST_BIN); do n=$$((n+1)); echo "== $$t"; \
+	  EMBER_BUILD=$(BUILD) ./$$t || { echo "FAILED: $$t"; fail=$$((fail+1)); }; done; \
+	for t in $(TEST_SH); do n=$$((n+1)); echo "== $$t"; \
+	  EMBER_BUILD=$(BUILD) SANITIZE=$(SANITIZE) CC=$(CC) bash $$t || { echo "FAILED: $$t"; fail=$$((fail+1)); }; done; \
+	echo "$$n test programs, $$fail failed"; test $$fail -eq 0
+
+bench: deps all $(BENCH_BIN)
+	@for b in $(BENCH_BIN); do ./$$b || exit 1; done
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/include/ember $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 644 include/ember.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 include/ember/*.h $(DESTDIR)$(PREFIX)/include/ember/
+	install -m 644 $(LIB_A) $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(LIB_SO) $(DESTDIR)$(PREFIX)/lib/
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@BLAS_INC@|$(BLAS_INC)|g' scripts/ember.pc.in \
+	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/ember.pc
+
+notebooks: all $(EX_BIN)
+	bash scripts/export-notebooks.sh
+
+clean:
+	rm -rf build lib $(EX_BIN)

@@ -1,0 +1,163 @@
+/* dist.h — probability distributions over whole vectors.
+ *
+ * A distribution is a small value (em_dist) that names its family and holds its parameters as
+ * tape variables; constants and em_var mix freely in the constructors (em_normal(m, 0.0, sd)).
+ * Parameters may be scalars or vectors; they broadcast against each other and against the
+ * value. em_dist_log_prob scores a whole vector in one tape node with hand-written partials
+ * with respect to every parameter that needs a gradient and to the value (continuous families).
+ *
+ * Invalid parameters (a scale <= 0, a probability outside [0,1], a non-finite value) make the
+ * log density -inf and record EM_ERR_DOMAIN on the tape with a message naming the
+ * distribution, the parameter, the element and the value; a value outside the support scores
+ * -inf the same way. An MCMC step treats that as a rejection; a user reads why.
+ */
+#ifndef EMBER_DIST_H
+#define EMBER_DIST_H
+
+#include "ember/ad.h"
+#include "ember/transform.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum em_support_kind {
+    EM_SUPPORT_REAL = 0,
+    EM_SUPPORT_POSITIVE,     /* (0, inf) */
+    EM_SUPPORT_INTERVAL,     /* (lo, hi) */
+    EM_SUPPORT_UNIT,         /* (0, 1) */
+    EM_SUPPORT_SIMPLEX,      /* nonnegative, sums to 1 */
+    EM_SUPPORT_CORR_CHOLESKY,/* lower Cholesky factor of a correlation matrix */
+    EM_SUPPORT_BOOLEAN,      /* {0, 1} */
+    EM_SUPPORT_COUNT_N,      /* {0, ..., n} (binomial) */
+    EM_SUPPORT_NONNEG_INT,   /* {0, 1, 2, ...} */
+    EM_SUPPORT_CATEGORY,     /* {0, ..., K-1} */
+    EM_SUPPORT_KIND_COUNT
+} em_support_kind;
+
+typedef struct em_support {
+    em_support_kind kind;
+    double lo, hi;
+} em_support;
+
+/* The default bijection from the real line onto a (continuous) support. */
+em_transform em_support_transform(em_support s);
+int em_support_is_discrete(em_support s);
+
+typedef struct em_dist em_dist;
+
+/* The family's behaviour; one static table per family. */
+typedef struct em_dist_ops {
+    const char *name;          /* "Normal", "Bernoulli", ... */
+    int nparams;
+    const char *param_names[4];
+    int discrete;
+    int reparameterized;       /* rsample available */
+    /* length of one draw of the event (1 for univariate families, K for MVN/Dirichlet,
+     * K*K for LKJ Cholesky) */
+    size_t (*event_len)(const em_dist *d);
+    em_support (*support)(const em_dist *d);
+    /* Sum over the vector of log densities, one node. value's length is a multiple of the
+     * event length; parameters broadcast. */
+    em_var (*log_prob)(const em_dist *d, em_var value);
+    /* n values (n a multiple of the event length) into out, from parameter values. */
+    em_status (*sample)(const em_dist *d, em_rng *r, double *out, size_t n, em_error *err);
+    /* A reparameterised draw of n values on the tape (gradients flow to the parameters). */
+    em_var (*rsample)(const em_dist *d, em_rng *r, size_t n);
+    /* mean and variance per element (n values; n as for sample). */
+    em_status (*mean)(const em_dist *d, double *out, size_t n, em_error *err);
+    em_status (*variance)(const em_dist *d, double *out, size_t n, em_error *err);
+} em_dist_ops;
+
+struct em_dist {
+    const em_dist_ops *ops;
+    em_tape *tape;
+    em_var p[4];          /* parameters in the family's order; EM_VAR_INVALID when unused */
+    const double *data;   /* family-specific constant data (binomial totals), referenced */
+    size_t data_len;
+    size_t batch_len;     /* natural length of one draw of the batch (broadcast of the params) */
+};
+
+/* Dispatch helpers: NULL ops (a failed constructor) give an invalid var / an error status. */
+em_var em_dist_log_prob(const em_dist *d, em_var value);
+em_status em_dist_sample(const em_dist *d, em_rng *r, double *out, size_t n, em_error *err);
+em_var em_dist_rsample(const em_dist *d, em_rng *r, size_t n);
+em_support em_dist_support(const em_dist *d);
+size_t em_dist_event_len(const em_dist *d);
+em_status em_dist_mean(const em_dist *d, double *out, size_t n, em_error *err);
+em_status em_dist_variance(const em_dist *d, double *out, size_t n, em_error *err);
+/* KL(p || q) as a scalar var where closed form exists (Normal–Normal, MVN–MVN); otherwise an
+ * invalid var and EM_ERR_ARG on the tape. em_dist_has_kl says which without failing. */
+int em_dist_has_kl(const em_dist *p, const em_dist *q);
+em_var em_dist_kl(const em_dist *p, const em_dist *q);
+
+/* ---- continuous families (functions on the tape; the em_<name> macros take any context
+ *      and numbers or vars) ---------------------------------------------------------- */
+em_dist em_dist_normal(em_tape *t, em_var loc, em_var scale);
+em_dist em_dist_half_normal(em_tape *t, em_var scale);
+em_dist em_dist_lognormal(em_tape *t, em_var loc, em_var scale);
+em_dist em_dist_uniform(em_tape *t, em_var lo, em_var hi);
+em_dist em_dist_exponential(em_tape *t, em_var rate);
+em_dist em_dist_gamma(em_tape *t, em_var shape, em_var rate);
+em_dist em_dist_inv_gamma(em_tape *t, em_var shape, em_var scale);
+em_dist em_dist_beta(em_tape *t, em_var a, em_var b);
+em_dist em_dist_cauchy(em_tape *t, em_var loc, em_var scale);
+em_dist em_dist_half_cauchy(em_tape *t, em_var scale);
+em_dist em_dist_student_t(em_tape *t, em_var df, em_var loc, em_var scale);
+em_dist em_dist_laplace(em_tape *t, em_var loc, em_var scale);
+em_dist em_dist_logistic(em_tape *t, em_var loc, em_var scale);
+/* loc: K vector; scale_tril: K×K lower-triangular (row-major) with positive diagonal */
+em_dist em_dist_mvnormal(em_tape *t, em_var loc, em_var scale_tril);
+/* LKJ(eta) on K×K correlation Cholesky factors */
+em_dist em_dist_lkj_cholesky(em_tape *t, size_t K, em_var eta);
+em_dist em_dist_dirichlet(em_tape *t, em_var concentration);
+
+/* ---- discrete ---------------------------------------------------------------------------- */
+em_dist em_dist_bernoulli(em_tape *t, em_var probs);
+em_dist em_dist_bernoulli_logit(em_tape *t, em_var logits);
+/* total_count referenced (length 1 or batch) */
+em_dist em_dist_binomial_logit(em_tape *t, const double *total_count, size_t n, em_var logits);
+em_dist em_dist_poisson(em_tape *t, em_var rate);
+em_dist em_dist_poisson_log(em_tape *t, em_var log_rate);
+/* Stan's neg_binomial_2: mean mu, dispersion phi (var = mu + mu^2/phi) */
+em_dist em_dist_neg_binomial2(em_tape *t, em_var mu, em_var phi);
+/* logits: K values (one categorical) */
+em_dist em_dist_categorical_logit(em_tape *t, em_var logits);
+
+/* ---- fused GLM likelihoods: linear predictor alpha + X·beta, log density and partials in
+ *      one node, two passes over X (X is a constant rows×cols matrix var) ----------------- */
+em_dist em_dist_normal_id_glm(em_tape *t, em_var X, em_var alpha, em_var beta, em_var sigma);
+em_dist em_dist_bernoulli_logit_glm(em_tape *t, em_var X, em_var alpha, em_var beta);
+em_dist em_dist_poisson_log_glm(em_tape *t, em_var X, em_var alpha, em_var beta);
+
+#define em_normal(c, loc, scale) em_dist_normal(EM_T(c), EM_V(c, loc), EM_V(c, scale))
+#define em_half_normal(c, scale) em_dist_half_normal(EM_T(c), EM_V(c, scale))
+#define em_lognormal(c, loc, scale) em_dist_lognormal(EM_T(c), EM_V(c, loc), EM_V(c, scale))
+#define em_uniform(c, lo, hi) em_dist_uniform(EM_T(c), EM_V(c, lo), EM_V(c, hi))
+#define em_exponential(c, rate) em_dist_exponential(EM_T(c), EM_V(c, rate))
+#define em_gamma(c, shape, rate) em_dist_gamma(EM_T(c), EM_V(c, shape), EM_V(c, rate))
+#define em_inv_gamma(c, shape, scale) em_dist_inv_gamma(EM_T(c), EM_V(c, shape), EM_V(c, scale))
+#define em_beta(c, a, b) em_dist_beta(EM_T(c), EM_V(c, a), EM_V(c, b))
+#define em_cauchy(c, loc, scale) em_dist_cauchy(EM_T(c), EM_V(c, loc), EM_V(c, scale))
+#define em_half_cauchy(c, scale) em_dist_half_cauchy(EM_T(c), EM_V(c, scale))
+#define em_student_t(c, df, loc, scale) em_dist_student_t(EM_T(c), EM_V(c, df), EM_V(c, loc), EM_V(c, scale))
+#define em_laplace(c, loc, scale) em_dist_laplace(EM_T(c), EM_V(c, loc), EM_V(c, scale))
+#define em_logistic(c, loc, scale) em_dist_logistic(EM_T(c), EM_V(c, loc), EM_V(c, scale))
+#define em_mvnormal(c, loc, L) em_dist_mvnormal(EM_T(c), (loc), (L))
+#define em_lkj_cholesky(c, K, eta) em_dist_lkj_cholesky(EM_T(c), (K), EM_V(c, eta))
+#define em_dirichlet(c, conc) em_dist_dirichlet(EM_T(c), (conc))
+#define em_bernoulli(c, p) em_dist_bernoulli(EM_T(c), EM_V(c, p))
+#define em_bernoulli_logit(c, l) em_dist_bernoulli_logit(EM_T(c), EM_V(c, l))
+#define em_binomial_logit(c, N, n, l) em_dist_binomial_logit(EM_T(c), (N), (n), EM_V(c, l))
+#define em_poisson(c, rate) em_dist_poisson(EM_T(c), EM_V(c, rate))
+#define em_poisson_log(c, lr) em_dist_poisson_log(EM_T(c), EM_V(c, lr))
+#define em_neg_binomial2(c, mu, phi) em_dist_neg_binomial2(EM_T(c), EM_V(c, mu), EM_V(c, phi))
+#define em_categorical_logit(c, l) em_dist_categorical_logit(EM_T(c), (l))
+#define em_normal_id_glm(c, X, a, b, s) em_dist_normal_id_glm(EM_T(c), (X), EM_V(c, a), (b), EM_V(c, s))
+#define em_bernoulli_logit_glm(c, X, a, b) em_dist_bernoulli_logit_glm(EM_T(c), (X), EM_V(c, a), (b))
+#define em_poisson_log_glm(c, X, a, b) em_dist_poisson_log_glm(EM_T(c), (X), EM_V(c, a), (b))
+
+#ifdef __cplusplus
+}
+#endif
+#endif

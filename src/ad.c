@@ -1,0 +1,542 @@
+/* ad.c — the reverse-mode tape and its elementwise, reduction and indexing ops. See ad.h.
+ *
+ * Each op has a forward function that creates one node for the whole vector and a backward
+ * function that adds the node's adjoint times the local partial into its inputs' adjoints.
+ * Broadcasting is done with a stride of 0 for a scalar operand, so one loop serves
+ * vector∘vector, vector∘scalar and scalar∘vector.
+ */
+#include "internal/tape.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <gsl/gsl_sf_psi.h>
+
+struct em_tape {
+    em_node *nodes;
+    size_t count, cap;
+    em_arena *arena;
+    em_error err;
+};
+
+em_tape *em_tape_create(void) {
+    em_init();
+    em_tape *t = calloc(1, sizeof *t);
+    if (!t) return NULL;
+    t->arena = em_arena_create(1 << 16);
+    t->cap = 64;
+    t->nodes = malloc(t->cap * sizeof *t->nodes);
+    if (!t->arena || !t->nodes) {
+        em_tape_destroy(t);
+        return NULL;
+    }
+    return t;
+}
+
+void em_tape_destroy(em_tape *t) {
+    if (!t) return;
+    em_arena_destroy(t->arena);
+    free(t->nodes);
+    free(t);
+}
+
+void em_tape_reset(em_tape *t) {
+    t->count = 0;
+    em_arena_reset(t->arena);
+    em_error_clear(&t->err);
+}
+
+size_t em_tape_size(const em_tape *t) { return t->count; }
+em_arena *em_tape_arena(em_tape *t) { return t->arena; }
+em_status em_tape_status(const em_tape *t) { return t->err.status; }
+const em_error *em_tape_error(const em_tape *t) { return &t->err; }
+
+em_var em_tape_fail(em_tape *t, em_status s, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    em_error_vset(&t->err, s, fmt, ap);
+    va_end(ap);
+    return EM_VAR_INVALID;
+}
+
+em_node *em_node_get(const em_tape *t, em_var v) { return &t->nodes[v.id]; }
+
+int em_inputs_ok(const em_var *in, int nin) {
+    for (int i = 0; i < nin; i++)
+        if (in[i].id < 0) return 0;
+    return 1;
+}
+
+static em_node *push_node(em_tape *t, em_var *out) {
+    if (t->count == t->cap) {
+        size_t nc = 2 * t->cap;
+        em_node *nn = realloc(t->nodes, nc * sizeof *nn);
+        if (!nn) {
+            em_tape_fail(t, EM_ERR_NOMEM, "tape: out of memory growing to %zu nodes", nc);
+            return NULL;
+        }
+        t->nodes = nn;
+        t->cap = nc;
+    }
+    out->id = (int32_t)t->count;
+    em_node *n = &t->nodes[t->count++];
+    memset(n, 0, sizeof *n);
+    return n;
+}
+
+em_node *em_node_new(em_tape *t, size_t rows, size_t cols, const em_var *in, int nin,
+                     em_backward_fn backward, em_var *out) {
+    *out = EM_VAR_INVALID;
+    if (!em_inputs_ok(in, nin)) return NULL;
+    int grad = 0;
+    for (int i = 0; i < nin; i++)
+        if (t->nodes[in[i].id].adj) grad = 1;
+    size_t n = rows * cols;
+    double *val = em_arena_alloc(t->arena, n * sizeof(double));
+    double *adj = grad ? em_arena_calloc(t->arena, n * sizeof(double)) : NULL;
+    if (!val || (grad && !adj)) {
+        em_tape_fail(t, EM_ERR_NOMEM, "tape: out of memory for a node of %zu values", n);
+        return NULL;
+    }
+    em_node *node = push_node(t, out);
+    if (!node) return NULL;
+    node->val = val;
+    node->adj = adj;
+    node->n = n;
+    node->rows = rows;
+    node->cols = cols;
+    node->nin = nin;
+    for (int i = 0; i < nin; i++) node->in[i] = in[i].id;
+    node->backward = grad ? backward : NULL;
+    return node;
+}
+
+size_t em_broadcast_len(em_tape *t, const char *op, size_t na, size_t nb) {
+    if (na == nb || nb == 1) return na;
+    if (na == 1) return nb;
+    em_tape_fail(t, EM_ERR_SHAPE, "%s: lengths %zu and %zu do not broadcast", op, na, nb);
+    return 0;
+}
+
+void em_adj_accumulate(double *a, size_t na, const double *g, size_t n) {
+    if (!a) return;
+    if (na == n) {
+        for (size_t i = 0; i < n; i++) a[i] += g[i];
+    } else {
+        double s = 0.0;
+        for (size_t i = 0; i < n; i++) s += g[i];
+        a[0] += s;
+    }
+}
+
+/* ---- leaves --------------------------------------------------------------------------- */
+
+em_var em_leaf(em_tape *t, const double *x, size_t n) {
+    if (n == 0) return em_tape_fail(t, EM_ERR_SHAPE, "leaf: empty vector");
+    for (size_t i = 0; i < n; i++)
+        if (isnan(x[i])) return em_tape_fail(t, EM_ERR_NONFINITE, "leaf: element %zu is NaN", i);
+    em_var v;
+    em_node *node = push_node(t, &v);
+    if (!node) return v;
+    node->val = em_arena_alloc(t->arena, n * sizeof(double));
+    node->adj = em_arena_calloc(t->arena, n * sizeof(double));
+    if (!node->val || !node->adj) {
+        t->count--;
+        return em_tape_fail(t, EM_ERR_NOMEM, "leaf: out of memory for %zu values", n);
+    }
+    memcpy(node->val, x, n * sizeof(double));
+    node->n = node->rows = n;
+    node->cols = 1;
+    return v;
+}
+
+em_var em_leaf_scalar(em_tape *t, double x) { return em_leaf(t, &x, 1); }
+
+em_var em_const_matrix(em_tape *t, const double *x, size_t rows, size_t cols) {
+    if (rows * cols == 0) return em_tape_fail(t, EM_ERR_SHAPE, "const: empty %zux%zu data", rows, cols);
+    if (!x) return em_tape_fail(t, EM_ERR_ARG, "const: NULL data pointer");
+    em_var v;
+    em_node *node = push_node(t, &v);
+    if (!node) return v;
+    node->val = (double *)x; /* referenced, never written: constants have no backward */
+    node->n = rows * cols;
+    node->rows = rows;
+    node->cols = cols;
+    return v;
+}
+
+em_var em_const(em_tape *t, const double *x, size_t n) { return em_const_matrix(t, x, n, 1); }
+
+em_var em_const_copy(em_tape *t, const double *x, size_t n) {
+    if (n == 0) return em_tape_fail(t, EM_ERR_SHAPE, "const: empty vector");
+    double *copy = em_arena_alloc(t->arena, n * sizeof(double));
+    if (!copy) return em_tape_fail(t, EM_ERR_NOMEM, "const: out of memory for %zu values", n);
+    memcpy(copy, x, n * sizeof(double));
+    return em_const_matrix(t, copy, n, 1);
+}
+
+em_var em_scalar(em_tape *t, double x) { return em_const_copy(t, &x, 1); }
+
+/* ---- access ---------------------------------------------------------------------------- */
+
+size_t em_len(const em_tape *t, em_var v) { return v.id < 0 ? 0 : t->nodes[v.id].n; }
+size_t em_rows(const em_tape *t, em_var v) { return v.id < 0 ? 0 : t->nodes[v.id].rows; }
+size_t em_cols(const em_tape *t, em_var v) { return v.id < 0 ? 0 : t->nodes[v.id].cols; }
+const double *em_value(const em_tape *t, em_var v) { return v.id < 0 ? NULL : t->nodes[v.id].val; }
+double em_value_scalar(const em_tape *t, em_var v) { return v.id < 0 ? NAN : t->nodes[v.id].val[0]; }
+const double *em_adjoint(const em_tape *t, em_var v) { return v.id < 0 ? NULL : t->nodes[v.id].adj; }
+int em_needs_grad(const em_tape *t, em_var v) { return v.id >= 0 && t->nodes[v.id].adj != NULL; }
+
+em_status em_backward(em_tape *t, em_var out) {
+    if (t->err.status != EM_OK) return t->err.status;
+    if (out.id < 0 || (size_t)out.id >= t->count)
+        return em_error_set(&t->err, EM_ERR_ARG, "backward: invalid output variable");
+    em_node *o = &t->nodes[out.id];
+    if (o->n != 1)
+        return em_error_set(&t->err, EM_ERR_SHAPE, "backward: output has length %zu, need a scalar", o->n);
+    if (!o->adj) return EM_OK; /* constant output: every gradient is zero */
+    o->adj[0] += 1.0;
+    for (int32_t i = out.id; i >= 0; i--) {
+        em_node *n = &t->nodes[i];
+        if (n->backward) n->backward(t, n);
+    }
+    return EM_OK;
+}
+
+void em_zero_adjoints(em_tape *t) {
+    for (size_t i = 0; i < t->count; i++)
+        if (t->nodes[i].adj) memset(t->nodes[i].adj, 0, t->nodes[i].n * sizeof(double));
+}
+
+/* ---- elementwise binary ops ------------------------------------------------------------ */
+
+typedef struct {
+    const double *a, *b;
+    double *ga, *gb; /* input adjoints (may be NULL) */
+    size_t sa, sb;   /* strides: 1 for a vector, 0 for a broadcast scalar */
+} binary_view;
+
+static binary_view binary_inputs(em_tape *t, em_node *self) {
+    em_node *na = &t->nodes[self->in[0]], *nb = &t->nodes[self->in[1]];
+    binary_view v = {na->val, nb->val, na->adj, nb->adj, na->n == 1 ? 0 : 1, nb->n == 1 ? 0 : 1};
+    if (self->n == 1) v.sa = v.sb = 0;
+    return v;
+}
+
+/* Adjoint of a broadcast scalar input: sum over the output; of a vector: elementwise. */
+#define BINARY_BACKWARD(name, da_expr, db_expr)                                           \
+    static void name(em_tape *t, em_node *self) {                                          \
+        binary_view v = binary_inputs(t, self);                                            \
+        const double *g = self->adj, *y = self->val;                                       \
+        (void)y;                                                                           \
+        size_t n = self->n;                                                                \
+        if (v.ga) {                                                                        \
+            if (v.sa) {                                                                    \
+                for (size_t i = 0; i < n; i++) {                                           \
+                    double a = v.a[i], b = v.b[i * v.sb];                                  \
+                    (void)a; (void)b;                                                      \
+                    v.ga[i] += g[i] * (da_expr);                                           \
+                }                                                                          \
+            } else {                                                                       \
+                double s = 0.0;                                                            \
+                for (size_t i = 0; i < n; i++) {                                           \
+                    double a = v.a[0], b = v.b[i * v.sb];                                  \
+                    (void)a; (void)b;                                                      \
+                    s += g[i] * (da_expr);                                                 \
+                }                                                                          \
+                v.ga[0] += s;                                                              \
+            }                                                                              \
+        }                                                                                  \
+        if (v.gb) {                                                                        \
+            if (v.sb) {                                                                    \
+                for (size_t i = 0; i < n; i++) {                                           \
+                    double a = v.a[i * v.sa], b = v.b[i];                                  \
+                    (void)a; (void)b;                                                      \
+                    v.gb[i] += g[i] * (db_expr);                                           \
+                }                                                                          \
+            } else {                                                                       \
+                double s = 0.0;                                                            \
+                for (size_t i = 0; i < n; i++) {                                           \
+                    double a = v.a[i * v.sa], b = v.b[0];                                  \
+                    (void)a; (void)b;                                                      \
+                    s += g[i] * (db_expr);                                                 \
+                }                                                                          \
+                v.gb[0] += s;                                                              \
+            }                                                                              \
+        }                                                                                  \
+    }
+
+BINARY_BACKWARD(add_backward, 1.0, 1.0)
+BINARY_BACKWARD(sub_backward, 1.0, -1.0)
+BINARY_BACKWARD(mul_backward, b, a)
+BINARY_BACKWARD(div_backward, 1.0 / b, -y[i] / b)
+
+#define BINARY_OP(fname, opname, backward, expr)                                          \
+    em_var fname(em_tape *t, em_var a, em_var b) {                                         \
+        em_var in[2] = {a, b}, out;                                                        \
+        if (!em_inputs_ok(in, 2)) return EM_VAR_INVALID;                                   \
+        em_node *na = &t->nodes[a.id], *nb = &t->nodes[b.id];                              \
+        size_t n = em_broadcast_len(t, opname, na->n, nb->n);                              \
+        if (!n) return EM_VAR_INVALID;                                                     \
+        size_t rows = na->n == n ? na->rows : nb->rows, cols = n / rows;                   \
+        em_node *o = em_node_new(t, rows, cols, in, 2, backward, &out);                    \
+        if (!o) return EM_VAR_INVALID;                                                     \
+        na = &t->nodes[a.id];                                                              \
+        nb = &t->nodes[b.id];                                                              \
+        const double *x = na->val, *z = nb->val;                                           \
+        size_t sa = na->n == 1 ? 0 : 1, sb = nb->n == 1 ? 0 : 1;                           \
+        double *y = o->val;                                                                \
+        if (sa && sb) {                                                                    \
+            for (size_t i = 0; i < n; i++) { double u = x[i], w = z[i]; y[i] = (expr); }   \
+        } else {                                                                           \
+            for (size_t i = 0; i < n; i++) {                                               \
+                double u = x[i * sa], w = z[i * sb];                                       \
+                y[i] = (expr);                                                             \
+            }                                                                              \
+        }                                                                                  \
+        return out;                                                                        \
+    }
+
+BINARY_OP(em_op_add, "add", add_backward, u + w)
+BINARY_OP(em_op_sub, "sub", sub_backward, u - w)
+BINARY_OP(em_op_mul, "mul", mul_backward, u * w)
+BINARY_OP(em_op_div, "div", div_backward, u / w)
+
+/* ---- elementwise unary ops -------------------------------------------------------------- */
+
+/* Numerically careful scalar helpers: softplus(x) = log(1 + e^x) without overflow for large x
+ * or loss of precision for very negative x; sigmoid without overflow on either side. */
+static double softplus1(double x) { return x > 0 ? x + log1p(exp(-x)) : log1p(exp(x)); }
+static double sigmoid1(double x) {
+    if (x >= 0) return 1.0 / (1.0 + exp(-x));
+    double e = exp(x);
+    return e / (1.0 + e);
+}
+
+/* dy/dx written in terms of x (the input) and y (the output) */
+#define UNARY_OP(fname, backward, val_expr, deriv_expr)                                   \
+    static void backward(em_tape *t, em_node *self) {                                      \
+        em_node *in = &t->nodes[self->in[0]];                                              \
+        if (!in->adj) return;                                                              \
+        const double *xs = in->val, *ys = self->val, *g = self->adj;                       \
+        double p = self->c;                                                                \
+        (void)p;                                                                           \
+        for (size_t i = 0; i < self->n; i++) {                                             \
+            double x = xs[i], y = ys[i];                                                   \
+            (void)x; (void)y;                                                              \
+            in->adj[i] += g[i] * (deriv_expr);                                             \
+        }                                                                                  \
+    }                                                                                      \
+    em_var fname(em_tape *t, em_var a) {                                                   \
+        em_var out;                                                                        \
+        if (a.id < 0) return EM_VAR_INVALID;                                               \
+        em_node *na = &t->nodes[a.id];                                                     \
+        em_node *o = em_node_new(t, na->rows, na->cols, &a, 1, backward, &out);            \
+        if (!o) return EM_VAR_INVALID;                                                     \
+        const double *xs = t->nodes[a.id].val;                                             \
+        for (size_t i = 0; i < o->n; i++) {                                                \
+            double x = xs[i];                                                              \
+            o->val[i] = (val_expr);                                                        \
+        }                                                                                  \
+        return out;                                                                        \
+    }
+
+UNARY_OP(em_op_neg, neg_backward, -x, -1.0)
+UNARY_OP(em_op_exp, exp_backward, exp(x), y)
+UNARY_OP(em_op_log, log_backward, log(x), 1.0 / x)
+UNARY_OP(em_op_log1p, log1p_backward, log1p(x), 1.0 / (1.0 + x))
+UNARY_OP(em_op_expm1, expm1_backward, expm1(x), y + 1.0)
+UNARY_OP(em_op_sqrt, sqrt_backward, sqrt(x), 0.5 / y)
+UNARY_OP(em_op_square, square_backward, x * x, 2.0 * x)
+UNARY_OP(em_op_tanh, tanh_backward, tanh(x), 1.0 - y * y)
+UNARY_OP(em_op_sigmoid, sigmoid_backward, sigmoid1(x), y * (1.0 - y))
+UNARY_OP(em_op_softplus, softplus_backward, softplus1(x), sigmoid1(x))
+UNARY_OP(em_op_log_sigmoid, log_sigmoid_backward, -softplus1(-x), sigmoid1(-x))
+UNARY_OP(em_op_lgamma, lgamma_backward, lgamma(x), gsl_sf_psi(x))
+UNARY_OP(em_op_digamma, digamma_backward, gsl_sf_psi(x), gsl_sf_psi_1(x))
+
+/* pow with a constant exponent: the exponent lives in node->c, so it is set after creation. */
+static void pow_backward(em_tape *t, em_node *self) {
+    em_node *in = &t->nodes[self->in[0]];
+    if (!in->adj) return;
+    double p = self->c;
+    for (size_t i = 0; i < self->n; i++) {
+        double x = in->val[i];
+        /* p * x^(p-1), written without dividing by x so that x = 0 is exact */
+        in->adj[i] += self->adj[i] * (p == 0.0 ? 0.0 : p * pow(x, p - 1.0));
+    }
+}
+
+em_var em_op_pow(em_tape *t, em_var a, double p) {
+    em_var out;
+    if (a.id < 0) return EM_VAR_INVALID;
+    em_node *na = &t->nodes[a.id];
+    em_node *o = em_node_new(t, na->rows, na->cols, &a, 1, pow_backward, &out);
+    if (!o) return EM_VAR_INVALID;
+    o->c = p;
+    const double *x = t->nodes[a.id].val;
+    for (size_t i = 0; i < o->n; i++) o->val[i] = pow(x[i], p);
+    return out;
+}
+
+/* ---- reductions ------------------------------------------------------------------------ */
+
+static void sum_backward(em_tape *t, em_node *self) {
+    em_node *in = &t->nodes[self->in[0]];
+    if (!in->adj) return;
+    double g = self->adj[0];
+    for (size_t i = 0; i < in->n; i++) in->adj[i] += g;
+}
+
+em_var em_op_sum(em_tape *t, em_var a) {
+    em_var out;
+    em_node *o = em_node_new(t, 1, 1, &a, 1, sum_backward, &out);
+    if (!o) return EM_VAR_INVALID;
+    em_node *na = &t->nodes[a.id];
+    double s = 0.0;
+    for (size_t i = 0; i < na->n; i++) s += na->val[i];
+    o->val[0] = s;
+    return out;
+}
+
+static void dot_backward(em_tape *t, em_node *self) {
+    em_node *a = &t->nodes[self->in[0]], *b = &t->nodes[self->in[1]];
+    double g = self->adj[0];
+    if (a->adj)
+        for (size_t i = 0; i < a->n; i++) a->adj[i] += g * b->val[i];
+    if (b->adj)
+        for (size_t i = 0; i < b->n; i++) b->adj[i] += g * a->val[i];
+}
+
+em_var em_op_dot(em_tape *t, em_var a, em_var b) {
+    em_var in[2] = {a, b}, out;
+    if (!em_inputs_ok(in, 2)) return EM_VAR_INVALID;
+    size_t na = t->nodes[a.id].n, nb = t->nodes[b.id].n;
+    if (na != nb) return em_tape_fail(t, EM_ERR_SHAPE, "dot: lengths %zu and %zu differ", na, nb);
+    em_node *o = em_node_new(t, 1, 1, in, 2, dot_backward, &out);
+    if (!o) return EM_VAR_INVALID;
+    const double *x = t->nodes[a.id].val, *y = t->nodes[b.id].val;
+    double s = 0.0;
+    for (size_t i = 0; i < na; i++) s += x[i] * y[i];
+    o->val[0] = s;
+    return out;
+}
+
+/* ---- indexing ---------------------------------------------------------------------------- */
+
+static void gather_backward(em_tape *t, em_node *self) {
+    em_node *in = &t->nodes[self->in[0]];
+    if (!in->adj) return;
+    const size_t *idx = self->aux;
+    for (size_t i = 0; i < self->n; i++) in->adj[idx[i]] += self->adj[i];
+}
+
+em_var em_op_gather(em_tape *t, em_var a, const size_t *idx, size_t n) {
+    em_var out;
+    if (a.id < 0) return EM_VAR_INVALID;
+    if (n == 0) return em_tape_fail(t, EM_ERR_SHAPE, "gather: empty index array");
+    size_t na = t->nodes[a.id].n;
+    for (size_t i = 0; i < n; i++)
+        if (idx[i] >= na)
+            return em_tape_fail(t, EM_ERR_INDEX, "gather: index[%zu] = %zu is out of range for length %zu",
+                                i, idx[i], na);
+    em_node *o = em_node_new(t, n, 1, &a, 1, gather_backward, &out);
+    if (!o) return EM_VAR_INVALID;
+    o->aux = (void *)idx;
+    const double *x = t->nodes[a.id].val;
+    for (size_t i = 0; i < n; i++) o->val[i] = x[idx[i]];
+    return out;
+}
+
+static void slice_backward(em_tape *t, em_node *self) {
+    em_node *in = &t->nodes[self->in[0]];
+    if (!in->adj) return;
+    size_t start = (size_t)self->c;
+    for (size_t i = 0; i < self->n; i++) in->adj[start + i] += self->adj[i];
+}
+
+em_var em_op_slice(em_tape *t, em_var a, size_t start, size_t len) {
+    em_var out;
+    if (a.id < 0) return EM_VAR_INVALID;
+    size_t na = t->nodes[a.id].n;
+    if (len == 0 || start > na || len > na - start)
+        return em_tape_fail(t, EM_ERR_INDEX, "slice: [%zu, %zu) is out of range for length %zu", start,
+                            start + len, na);
+    em_node *o = em_node_new(t, len, 1, &a, 1, slice_backward, &out);
+    if (!o) return EM_VAR_INVALID;
+    o->c = (double)start;
+    memcpy(o->val, t->nodes[a.id].val + start, len * sizeof(double));
+    return out;
+}
+
+typedef struct {
+    size_t k;
+    int32_t *ids;
+} concat_aux;
+
+static void concat_backward(em_tape *t, em_node *self) {
+    const concat_aux *ca = self->aux;
+    size_t off = 0;
+    for (size_t j = 0; j < ca->k; j++) {
+        em_node *in = &t->nodes[ca->ids[j]];
+        if (in->adj)
+            for (size_t i = 0; i < in->n; i++) in->adj[i] += self->adj[off + i];
+        off += in->n;
+    }
+}
+
+em_var em_op_concat(em_tape *t, const em_var *parts, size_t k) {
+    if (k == 0) return em_tape_fail(t, EM_ERR_SHAPE, "concat: no parts");
+    if (!em_inputs_ok(parts, (int)k)) return EM_VAR_INVALID;
+    concat_aux *ca = em_arena_alloc(t->arena, sizeof *ca);
+    int32_t *ids = em_arena_alloc(t->arena, k * sizeof *ids);
+    if (!ca || !ids) return em_tape_fail(t, EM_ERR_NOMEM, "concat: out of memory");
+    size_t n = 0;
+    int grad = 0;
+    for (size_t j = 0; j < k; j++) {
+        ids[j] = parts[j].id;
+        n += t->nodes[parts[j].id].n;
+        if (t->nodes[parts[j].id].adj) grad = 1;
+    }
+    ca->k = k;
+    ca->ids = ids;
+    /* The node records at most EM_NODE_MAX_INPUTS inputs; the full list lives in aux. The
+     * first input decides nothing about gradients here, so pass one that needs a gradient. */
+    em_var marker = parts[0];
+    for (size_t j = 0; j < k && grad; j++)
+        if (t->nodes[parts[j].id].adj) {
+            marker = parts[j];
+            break;
+        }
+    em_var out;
+    em_node *o = em_node_new(t, n, 1, &marker, 1, concat_backward, &out);
+    if (!o) return EM_VAR_INVALID;
+    o->aux = ca;
+    size_t off = 0;
+    for (size_t j = 0; j < k; j++) {
+        em_node *in = &t->nodes[ids[j]];
+        memcpy(o->val + off, in->val, in->n * sizeof(double));
+        off += in->n;
+    }
+    return out;
+}
+
+static void reshape_backward(em_tape *t, em_node *self) {
+    em_node *in = &t->nodes[self->in[0]];
+    if (!in->adj) return;
+    for (size_t i = 0; i < self->n; i++) in->adj[i] += self->adj[i];
+}
+
+em_var em_op_reshape(em_tape *t, em_var a, size_t rows, size_t cols) {
+    em_var out;
+    if (a.id < 0) return EM_VAR_INVALID;
+    size_t na = t->nodes[a.id].n;
+    if (rows * cols != na)
+        return em_tape_fail(t, EM_ERR_SHAPE, "reshape: %zu values cannot be viewed as %zux%zu", na, rows, cols);
+    em_node *o = em_node_new(t, rows, cols, &a, 1, reshape_backward, &out);
+    if (!o) return EM_VAR_INVALID;
+    memcpy(o->val, t->nodes[a.id].val, na * sizeof(double));
+    return out;
+}
