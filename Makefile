@@ -56,6 +56,8 @@ BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 EX_DIR    := examples/bayesian_regression
 EX_SRC    := $(wildcard $(EX_DIR)/*.c)
 EX_BIN    := $(EX_DIR)/rugged
+# The rugged model is shared with the tests and benchmarks.
+EX_MODEL  := $(EX_DIR)/rugged_model.c
 
 HEADERS   := $(wildcard include/*.h include/ember/*.h src/internal/*.h)
 
@@ -82,13 +84,13 @@ $(LIB_SO): $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) -shared $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/%: tests/%.c $(TEST_UTIL) $(LIB_A) $(wildcard tests/util/*.h)
+$(BUILD)/tests/%: tests/%.c $(TEST_UTIL) $(EX_MODEL) $(LIB_A) $(wildcard tests/util/*.h) $(EX_DIR)/rugged_model.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) $< $(TEST_UTIL) -o $@ $(LDFLAGS) $(LIB_A) -lcmocka $(LDLIBS)
+	$(CC) $(CPPFLAGS) -Itests -I$(EX_DIR) $(CFLAGS) $< $(TEST_UTIL) $(EX_MODEL) -o $@ $(LDFLAGS) $(LIB_A) -lcmocka $(LDLIBS)
 
-$(BUILD)/bench/%: bench/%.c $(LIB_A)
+$(BUILD)/bench/%: bench/%.c $(EX_MODEL) $(LIB_A) $(EX_DIR)/rugged_model.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) $< -o $@ $(LDFLAGS) $(LIB_A) $(LDLIBS)
+	$(CC) $(CPPFLAGS) -I$(EX_DIR) $(CFLAGS) $< $(EX_MODEL) -o $@ $(LDFLAGS) $(LIB_A) $(LDLIBS)
 
 $(EX_BIN): $(EX_SRC) $(wildcard $(EX_DIR)/*.h) $(LIB_A)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(EX_SRC) -o $@ $(LDFLAGS) $(LIB_A) $(LDLIBS)

@@ -112,6 +112,8 @@ void em_arena_destroy(em_arena *a) {
 }
 
 void *em_arena_alloc(em_arena *a, size_t bytes) {
+    /* a size near SIZE_MAX would wrap to a small rounded size and hand out a tiny block */
+    if (bytes > SIZE_MAX / 2) return NULL;
     size_t need = (bytes + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
     if (need == 0) need = ARENA_ALIGN;
     while (a->used + need > a->blocks[a->cur].size) {
@@ -221,7 +223,8 @@ em_status em_write_file_atomic(const char *path, const char *data, size_t len, e
     char tmp[4096];
     int n = snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
     if (n < 0 || (size_t)n >= sizeof tmp)
-        return em_error_set(err, EM_ERR_ARG, "%s: path too long", path);
+        /* the reason first: a path this long would push it past the end of the message */
+        return em_error_set(err, EM_ERR_ARG, "write_file_atomic: path too long (%zu bytes): %s", strlen(path), path);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0) return em_error_set(err, EM_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
     size_t off = 0;

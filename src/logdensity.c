@@ -12,8 +12,7 @@ struct em_logdensity {
     void *state;
     size_t dim, num_outputs;
     char **names;
-    int owns_names; /* clones share the names of the original */
-    const em_logdensity *origin;
+    int owns_names; /* clones share the names of the original: destroy them first */
 };
 
 static char **copy_names(const char *const *names, size_t n) {
@@ -49,6 +48,9 @@ em_logdensity *em_logdensity_create(const em_logdensity_impl *impl, void *state,
     }
     return ld;
 }
+
+const em_logdensity_impl *em_logdensity_impl_of(const em_logdensity *ld) { return ld->impl; }
+void *em_logdensity_state(const em_logdensity *ld) { return ld->state; }
 
 em_logdensity *em_logdensity_clone(const em_logdensity *ld) {
     em_logdensity *c = calloc(1, sizeof *c);

@@ -47,6 +47,11 @@ typedef struct em_logdensity_impl {
 em_logdensity *em_logdensity_create(const em_logdensity_impl *impl, void *state, size_t dim,
                                     size_t num_outputs, const char *const *output_names);
 
+/* The implementation and state behind ld (for the module that made it). */
+const em_logdensity_impl *em_logdensity_impl_of(const em_logdensity *ld);
+void *em_logdensity_state(const em_logdensity *ld);
+
+/* Destroy every clone before the original (clones share its names). */
 em_logdensity *em_logdensity_clone(const em_logdensity *ld);
 void em_logdensity_destroy(em_logdensity *ld);
 

@@ -1,0 +1,31 @@
+/* internal/model_impl.h — the em_model context's layout, shared by model.c, handlers.c and
+ * model_logdensity.c. */
+#ifndef EMBER_INTERNAL_MODEL_IMPL_H
+#define EMBER_INTERNAL_MODEL_IMPL_H
+
+#include "ember/model.h"
+
+#define EM_MAX_HANDLERS 32
+
+struct em_model {
+    em_tape *tape;
+    em_handler *stack[EM_MAX_HANDLERS];
+    int depth;
+    em_rng *rng;
+    em_param_store *params;
+    int no_subsample; /* plates use every index (density mode: HMC needs the full data) */
+};
+
+struct em_plate {
+    em_handler base;
+    const char *name;
+    size_t size, subsample;
+    size_t *indices;
+    double scale;
+};
+
+/* The scaled log density of a site: 0 when masked or for PARAM/DETERMINISTIC sites, the value
+ * itself for FACTOR, the distribution's log density otherwise. */
+em_var em_site_lp(em_tape *t, em_site_kind kind, int masked, const em_dist *d, em_var value, double scale);
+
+#endif

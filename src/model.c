@@ -1,0 +1,435 @@
+/* model.c — the em_model context, sites, the handler stack and plates. See model.h.
+ *
+ * A site call builds an em_msg and runs it through the stack in Pyro's four phases: process
+ * (innermost handler first, stopping early if a handler sets msg.stop), resolution of the
+ * value's length, default processing (draw, read data, or read a parameter) unless a handler
+ * already supplied the value, and postprocess (outermost visited handler first).
+ */
+#include "internal/model_impl.h"
+#include "ember/handlers.h"
+#include "internal/tape.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <gsl/gsl_randist.h>
+
+const char *em_site_kind_name(em_site_kind k) {
+    switch (k) {
+    case EM_SITE_SAMPLE: return "sample";
+    case EM_SITE_OBSERVE: return "observe";
+    case EM_SITE_PARAM: return "param";
+    case EM_SITE_DETERMINISTIC: return "deterministic";
+    case EM_SITE_FACTOR: return "factor";
+    }
+    return "unknown";
+}
+
+em_model *em_model_create(uint64_t seed, em_error *err) {
+    em_init();
+    em_model *m = calloc(1, sizeof *m);
+    if (!m) {
+        em_error_set(err, EM_ERR_NOMEM, "model: out of memory");
+        return NULL;
+    }
+    m->tape = em_tape_create();
+    m->rng = em_rng_create(seed, 0);
+    if (!m->tape || !m->rng) {
+        em_model_destroy(m);
+        em_error_set(err, EM_ERR_NOMEM, "model: out of memory");
+        return NULL;
+    }
+    return m;
+}
+
+void em_model_destroy(em_model *m) {
+    if (!m) return;
+    em_tape_destroy(m->tape);
+    em_rng_destroy(m->rng);
+    free(m);
+}
+
+em_tape *em_model_tape(em_model *m) { return m->tape; }
+em_rng *em_model_rng(em_model *m) { return m->rng; }
+void em_model_set_params(em_model *m, em_param_store *ps) { m->params = ps; }
+em_param_store *em_model_params(em_model *m) { return m->params; }
+
+em_status em_push(em_model *m, em_handler *h) {
+    if (m->depth == EM_MAX_HANDLERS) {
+        em_model_fail(m, EM_ERR_ARG, "handler stack is full (%d handlers)", EM_MAX_HANDLERS);
+        return EM_ERR_ARG;
+    }
+    for (int i = 0; i < m->depth; i++)
+        if (m->stack[i] == h) {
+            em_model_fail(m, EM_ERR_ARG, "%s handler is already on the stack", h->kind ? h->kind : "a");
+            return EM_ERR_ARG;
+        }
+    m->stack[m->depth++] = h;
+    return EM_OK;
+}
+
+em_status em_pop(em_model *m, em_handler *h) {
+    if (m->depth == 0 || m->stack[m->depth - 1] != h) {
+        em_model_fail(m, EM_ERR_ARG, "pop of %s handler that is not on top of the stack",
+                      h && h->kind ? h->kind : "a");
+        return EM_ERR_ARG;
+    }
+    m->depth--;
+    return EM_OK;
+}
+
+em_var em_model_fail(em_model *m, em_status s, const char *fmt, ...) {
+    char msg[sizeof(((em_error *)0)->msg)];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return em_tape_fail(m->tape, s, "%s", msg);
+}
+
+em_status em_model_run(em_model *m, em_model_fn fn, const void *data, em_error *err) {
+    if (!fn) return em_error_set(err, EM_ERR_ARG, "model run: no model function");
+    int depth = m->depth;
+    fn(m, data);
+    if (m->depth != depth) {
+        /* a plate left open (a `break` out of EM_PLATE) or an unbalanced push */
+        em_model_fail(m, EM_ERR_MODEL, "model left %d handler(s) or plate(s) open", m->depth - depth);
+        m->depth = depth;
+    }
+    em_status s = em_tape_status(m->tape);
+    if (s != EM_OK && err) {
+        em_error_set(err, s, "%s", em_tape_error(m->tape)->msg);
+    }
+    return s;
+}
+
+/* ---- message processing ------------------------------------------------------------------ */
+
+static void msg_init(em_msg *msg, em_model *m, em_site_kind kind, const char *name) {
+    memset(msg, 0, sizeof *msg);
+    msg->model = m;
+    msg->kind = kind;
+    msg->name = name;
+    msg->value = EM_VAR_INVALID;
+    msg->scale = 1.0;
+    msg->plate_len = 1;
+    msg->log_prob = EM_VAR_INVALID;
+}
+
+em_var em_site_lp(em_tape *t, em_site_kind kind, int masked, const em_dist *d, em_var value, double scale) {
+    em_var lp;
+    if (masked || kind == EM_SITE_PARAM || kind == EM_SITE_DETERMINISTIC)
+        return em_scalar(t, 0.0);
+    lp = kind == EM_SITE_FACTOR ? value : em_dist_log_prob(d, value);
+    if (scale != 1.0) lp = em_op_mul(t, lp, em_scalar(t, scale));
+    return lp;
+}
+
+em_var em_msg_log_prob(em_msg *msg) {
+    if (!msg->has_log_prob) {
+        msg->log_prob = em_site_lp(msg->model->tape, msg->kind, msg->masked, &msg->dist, msg->value, msg->scale);
+        msg->has_log_prob = 1;
+    }
+    return msg->log_prob;
+}
+
+/* The value's length from the distribution, the plates and the data; 0 after an error. */
+static size_t resolve_len(em_msg *msg, size_t obs_len) {
+    em_model *m = msg->model;
+    if (msg->kind != EM_SITE_SAMPLE && msg->kind != EM_SITE_OBSERVE) return msg->len;
+    size_t ev = em_dist_event_len(&msg->dist);
+    size_t bl = msg->dist.batch_len ? msg->dist.batch_len : 1;
+    if (ev == 0) ev = 1;
+    if (msg->is_observed) {
+        size_t len = obs_len;
+        if (len == 0 || len % ev != 0) {
+            em_model_fail(m, EM_ERR_SHAPE, "site '%s': %zu observed values for a %s of event length %zu",
+                          msg->name, len, msg->dist.ops->name, ev);
+            return 0;
+        }
+        if (msg->plate_len > 1 && len != msg->plate_len * ev) {
+            em_model_fail(m, EM_ERR_SHAPE, "site '%s': %zu observed values inside plate '%s' of size %zu",
+                          msg->name, len, msg->plates[msg->nplates - 1], msg->plate_len);
+            return 0;
+        }
+        if (ev == 1 && bl > 1 && len != bl) {
+            em_model_fail(m, EM_ERR_SHAPE, "site '%s': %zu observed values but the %s has batch length %zu",
+                          msg->name, len, msg->dist.ops->name, bl);
+            return 0;
+        }
+        return len;
+    }
+    if (ev > 1) return ev * msg->plate_len;
+    if (msg->plate_len > 1) {
+        if (bl != 1 && bl != msg->plate_len) {
+            em_model_fail(m, EM_ERR_SHAPE, "site '%s': the %s has batch length %zu inside plate '%s' of size %zu",
+                          msg->name, msg->dist.ops->name, bl, msg->plates[msg->nplates - 1], msg->plate_len);
+            return 0;
+        }
+        return msg->plate_len;
+    }
+    return bl;
+}
+
+static void default_process(em_msg *msg, size_t obs_len) {
+    em_model *m = msg->model;
+    em_tape *t = m->tape;
+    if (msg->done) return;
+    switch (msg->kind) {
+    case EM_SITE_SAMPLE:
+    case EM_SITE_OBSERVE:
+        if (msg->is_observed) {
+            msg->value = em_const(t, msg->obs, obs_len);
+        } else {
+            em_rng *rng = msg->rng ? msg->rng : m->rng;
+            if (msg->dist.ops->reparameterized) {
+                msg->value = em_dist_rsample(&msg->dist, rng, msg->len);
+            } else {
+                double *buf = em_arena_alloc(em_tape_arena(t), msg->len * sizeof *buf);
+                em_error e = {0};
+                if (!buf) {
+                    em_model_fail(m, EM_ERR_NOMEM, "site '%s': out of memory", msg->name);
+                    return;
+                }
+                if (em_dist_sample(&msg->dist, rng, buf, msg->len, &e) != EM_OK) {
+                    em_model_fail(m, e.status, "site '%s': %s", msg->name, e.msg);
+                    return;
+                }
+                msg->value = em_const(t, buf, msg->len);
+            }
+        }
+        break;
+    case EM_SITE_PARAM:
+        if (m->params) {
+            em_error e = {0};
+            long i = em_param_store_find(m->params, msg->name);
+            if (i < 0) {
+                if (em_param_store_add(m->params, msg->name, msg->init, msg->len, msg->constraint, &e) != EM_OK) {
+                    em_model_fail(m, e.status, "param '%s': %s", msg->name, e.msg);
+                    return;
+                }
+                i = em_param_store_find(m->params, msg->name);
+            } else if (em_param_store_len(m->params, (size_t)i) != msg->len) {
+                em_model_fail(m, EM_ERR_SHAPE, "param '%s': length %zu, but the store holds %zu values",
+                              msg->name, msg->len, em_param_store_len(m->params, (size_t)i));
+                return;
+            }
+            em_var u = em_param_store_leaf(m->params, t, (size_t)i);
+            em_constraint c = em_param_store_constraint(m->params, (size_t)i);
+            msg->value = c.kind == EM_TRANSFORM_IDENTITY ? u : em_transform_forward(t, &c, u, NULL);
+        } else {
+            msg->value = em_const(t, msg->init, msg->len);
+        }
+        break;
+    case EM_SITE_DETERMINISTIC:
+    case EM_SITE_FACTOR:
+        break;
+    }
+}
+
+/* Run msg through the stack. Returns its value (invalid after an error). */
+static em_var apply_stack(em_msg *msg, size_t obs_len) {
+    em_model *m = msg->model;
+    int lowest = m->depth;
+    for (int i = m->depth - 1; i >= 0; i--) {
+        em_handler *h = m->stack[i];
+        if (h->process) h->process(h, msg);
+        lowest = i;
+        if (msg->stop) break;
+    }
+    if (em_tape_status(m->tape) != EM_OK) return EM_VAR_INVALID;
+    if (msg->is_observed && msg->kind == EM_SITE_SAMPLE && msg->obs) {
+        /* a condition handler observed this site: its data decides the length */
+        if (!obs_len) obs_len = msg->len;
+    }
+    size_t len = resolve_len(msg, obs_len);
+    if (!len) return EM_VAR_INVALID;
+    msg->len = len;
+    if (msg->done && em_var_ok(msg->value) && em_len(m->tape, msg->value) != len &&
+        msg->kind != EM_SITE_DETERMINISTIC && msg->kind != EM_SITE_FACTOR) {
+        return em_model_fail(m, EM_ERR_SHAPE, "site '%s': the value supplied by a handler has length %zu, expected %zu",
+                             msg->name, em_len(m->tape, msg->value), len);
+    }
+    default_process(msg, len);
+    if (!em_var_ok(msg->value)) {
+        if (em_tape_status(m->tape) == EM_OK)
+            em_model_fail(m, EM_ERR_MODEL, "site '%s': no value", msg->name);
+        return EM_VAR_INVALID;
+    }
+    for (int i = lowest; i < m->depth; i++) {
+        em_handler *h = m->stack[i];
+        if (h->postprocess) h->postprocess(h, msg);
+    }
+    return msg->value;
+}
+
+static int name_ok(em_model *m, const char *what, const char *name) {
+    if (!name || !name[0]) {
+        em_model_fail(m, EM_ERR_ARG, "%s: a site needs a non-empty name", what);
+        return 0;
+    }
+    return 1;
+}
+
+em_var em_sample(em_model *m, const char *name, em_dist d) {
+    if (!name_ok(m, "sample", name)) return EM_VAR_INVALID;
+    if (!d.ops) {
+        if (em_tape_status(m->tape) == EM_OK)
+            em_model_fail(m, EM_ERR_ARG, "sample '%s': invalid distribution", name);
+        return EM_VAR_INVALID;
+    }
+    em_msg msg;
+    msg_init(&msg, m, EM_SITE_SAMPLE, name);
+    msg.dist = d;
+    return apply_stack(&msg, 0);
+}
+
+em_var em_observe(em_model *m, const char *name, em_dist d, const double *y, size_t n) {
+    if (!name_ok(m, "observe", name)) return EM_VAR_INVALID;
+    if (!d.ops) {
+        if (em_tape_status(m->tape) == EM_OK)
+            em_model_fail(m, EM_ERR_ARG, "observe '%s': invalid distribution", name);
+        return EM_VAR_INVALID;
+    }
+    if (!y || n == 0) return em_model_fail(m, EM_ERR_ARG, "observe '%s': no data", name);
+    em_msg msg;
+    msg_init(&msg, m, EM_SITE_OBSERVE, name);
+    msg.dist = d;
+    msg.obs = y;
+    msg.is_observed = 1;
+    return apply_stack(&msg, n);
+}
+
+em_var em_param(em_model *m, const char *name, const double *init, size_t n, em_constraint c) {
+    if (!name_ok(m, "param", name)) return EM_VAR_INVALID;
+    if (!init || n == 0) return em_model_fail(m, EM_ERR_ARG, "param '%s': no initial value", name);
+    em_msg msg;
+    msg_init(&msg, m, EM_SITE_PARAM, name);
+    msg.init = init;
+    msg.len = n;
+    msg.constraint = c;
+    return apply_stack(&msg, 0);
+}
+
+em_var em_deterministic(em_model *m, const char *name, em_var value) {
+    if (!name_ok(m, "deterministic", name) || !em_var_ok(value)) return EM_VAR_INVALID;
+    em_msg msg;
+    msg_init(&msg, m, EM_SITE_DETERMINISTIC, name);
+    msg.value = value;
+    msg.len = em_len(m->tape, value);
+    msg.done = 1;
+    return apply_stack(&msg, 0);
+}
+
+void em_factor(em_model *m, const char *name, em_var log_density) {
+    if (!name_ok(m, "factor", name) || !em_var_ok(log_density)) return;
+    if (em_len(m->tape, log_density) != 1) {
+        log_density = em_op_sum(m->tape, log_density);
+    }
+    em_msg msg;
+    msg_init(&msg, m, EM_SITE_FACTOR, name);
+    msg.value = log_density;
+    msg.len = 1;
+    msg.done = 1;
+    apply_stack(&msg, 0);
+}
+
+/* ---- plates -------------------------------------------------------------------------------- */
+
+static void plate_process(em_handler *h, em_msg *msg) {
+    em_plate *p = (em_plate *)h;
+    if (msg->kind != EM_SITE_SAMPLE && msg->kind != EM_SITE_OBSERVE && msg->kind != EM_SITE_FACTOR) return;
+    size_t used = p->subsample ? p->subsample : p->size;
+    msg->plate_len *= used;
+    msg->scale *= p->scale;
+    if (msg->nplates < EM_MAX_PLATES) {
+        /* outer plates are processed after inner ones: keep the list outermost first */
+        memmove(msg->plates + 1, msg->plates, (size_t)msg->nplates * sizeof msg->plates[0]);
+        msg->plates[0] = p->name;
+        msg->nplates++;
+    }
+}
+
+em_plate *em_plate_begin(em_model *m, const char *name, size_t n, size_t subsample) {
+    if (!name_ok(m, "plate", name)) return NULL;
+    if (n == 0) {
+        em_model_fail(m, EM_ERR_ARG, "plate '%s': size 0", name);
+        return NULL;
+    }
+    if (subsample > n) {
+        em_model_fail(m, EM_ERR_ARG, "plate '%s': subsample of %zu from a size of %zu", name, subsample, n);
+        return NULL;
+    }
+    if (subsample == n || m->no_subsample) subsample = 0;
+    em_arena *a = em_tape_arena(m->tape);
+    em_plate *p = em_arena_calloc(a, sizeof *p);
+    size_t used = subsample ? subsample : n;
+    size_t *idx = p ? em_arena_alloc(a, used * sizeof *idx) : NULL;
+    if (!idx) {
+        em_model_fail(m, EM_ERR_NOMEM, "plate '%s': out of memory", name);
+        return NULL;
+    }
+    p->base.process = plate_process;
+    p->base.kind = "plate";
+    p->name = name;
+    p->size = n;
+    p->subsample = subsample;
+    p->indices = idx;
+    p->scale = subsample ? (double)n / (double)subsample : 1.0;
+    if (subsample) {
+        /* Draw the subset with the innermost seed handler's RNG when there is one, so that
+         * seeded runs subsample reproducibly. */
+        em_rng *rng = m->rng;
+        for (int i = m->depth - 1; i >= 0; i--)
+            if (m->stack[i]->kind && strcmp(m->stack[i]->kind, "seed") == 0) {
+                rng = ((em_seed_handler *)m->stack[i])->rng;
+                break;
+            }
+        size_t *all = malloc(n * sizeof *all);
+        if (!all) {
+            em_model_fail(m, EM_ERR_NOMEM, "plate '%s': out of memory", name);
+            return NULL;
+        }
+        for (size_t i = 0; i < n; i++) all[i] = i;
+        gsl_ran_choose(rng, idx, subsample, all, n, sizeof *all);
+        free(all);
+    } else {
+        for (size_t i = 0; i < n; i++) idx[i] = i;
+    }
+    if (em_push(m, &p->base) != EM_OK) return NULL;
+    return p;
+}
+
+em_plate *em_plate_end(em_model *m, em_plate *p) {
+    if (p) em_pop(m, &p->base);
+    return NULL;
+}
+
+const size_t *em_plate_indices(const em_plate *p) { return p->indices; }
+size_t em_plate_size(const em_plate *p) { return p->subsample ? p->subsample : p->size; }
+
+const double *em_plate_select(em_model *m, const em_plate *p, const double *data) {
+    if (!p->subsample) return data;
+    size_t k = p->subsample;
+    double *out = em_arena_alloc(em_tape_arena(m->tape), k * sizeof *out);
+    if (!out) {
+        em_model_fail(m, EM_ERR_NOMEM, "plate '%s': out of memory", p->name);
+        return NULL;
+    }
+    for (size_t i = 0; i < k; i++) out[i] = data[p->indices[i]];
+    return out;
+}
+
+const double *em_plate_select_rows(em_model *m, const em_plate *p, const double *X, size_t cols) {
+    if (!p->subsample) return X;
+    size_t k = p->subsample;
+    double *out = em_arena_alloc(em_tape_arena(m->tape), k * cols * sizeof *out);
+    if (!out) {
+        em_model_fail(m, EM_ERR_NOMEM, "plate '%s': out of memory", p->name);
+        return NULL;
+    }
+    for (size_t i = 0; i < k; i++) memcpy(out + i * cols, X + p->indices[i] * cols, cols * sizeof *out);
+    return out;
+}

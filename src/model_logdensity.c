@@ -1,0 +1,376 @@
+/* model_logdensity.c — a model's log density on the unconstrained space (density mode).
+ *
+ * Discovery: one traced run with prior draws finds the latent sites in order, with their
+ * lengths and supports, and fixes the layout of θ. Evaluation then runs the model under one
+ * lean handler that hands out the latent values by position — no trace, no name lookup beyond
+ * a cheap check that the k-th latent site still has the k-th name, no allocation after the
+ * first evaluation (the tape's arena is rewound) — and sums the sites' log densities with the
+ * transforms' log|det J|. This is the hot path of HMC.
+ */
+#include "ember/handlers.h"
+#include "internal/model_impl.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct density_shape {
+    em_model_fn fn;
+    const void *data;
+    size_t nlat;
+    em_latent_info *lat;
+    size_t dim, nout;
+    int include_det;
+    size_t ndet;
+    char **det_names;
+    size_t *det_len;
+    em_param_store *params;
+    uint64_t seed;
+    int refs;
+} density_shape;
+
+typedef struct density_state {
+    density_shape *shape;
+    em_model *m;
+    em_var *values;
+    em_var *leaves;
+    const char **seen; /* the name pointer each latent site passed last time: the fast check */
+} density_state;
+
+typedef struct density_handler {
+    em_handler base;
+    density_state *st;
+    size_t next;
+    em_var total;
+    double *det_out; /* capture deterministic sites here when non-NULL */
+    size_t det_next, det_off;
+} density_handler;
+
+static void density_process(em_handler *h, em_msg *msg) {
+    density_handler *dh = (density_handler *)h;
+    if (msg->kind != EM_SITE_SAMPLE || msg->is_observed) return;
+    const density_shape *sh = dh->st->shape;
+    size_t k = dh->next++;
+    if (k >= sh->nlat) {
+        em_model_fail(msg->model, EM_ERR_MODEL,
+                      "model structure changed: latent site '%s' was not there when the density was built "
+                      "(%zu latent sites then)", msg->name, sh->nlat);
+        return;
+    }
+    if (msg->name != dh->st->seen[k] && strcmp(msg->name, sh->lat[k].name) != 0) {
+        em_model_fail(msg->model, EM_ERR_MODEL,
+                      "model structure changed: latent site %zu is '%s', it was '%s' when the density was built",
+                      k + 1, msg->name, sh->lat[k].name);
+        return;
+    }
+    dh->st->seen[k] = msg->name;
+    msg->value = dh->st->values[k];
+    msg->done = 1;
+}
+
+static void density_post(em_handler *h, em_msg *msg) {
+    density_handler *dh = (density_handler *)h;
+    switch (msg->kind) {
+    case EM_SITE_SAMPLE:
+    case EM_SITE_OBSERVE:
+    case EM_SITE_FACTOR:
+        dh->total = em_op_add(em_model_tape(msg->model), dh->total, em_msg_log_prob(msg));
+        break;
+    case EM_SITE_DETERMINISTIC:
+        if (dh->det_out && dh->det_next < dh->st->shape->ndet) {
+            const double *v = em_value(em_model_tape(msg->model), msg->value);
+            size_t n = dh->st->shape->det_len[dh->det_next];
+            if (v && n == msg->len) memcpy(dh->det_out + dh->det_off, v, n * sizeof *v);
+            dh->det_off += n;
+            dh->det_next++;
+        }
+        break;
+    case EM_SITE_PARAM:
+        break;
+    }
+}
+
+/* Run the model at θ; on success the handler's total holds the log density. */
+static em_status density_run(density_state *st, const double *theta, density_handler *dh, double *det_out,
+                             em_error *err) {
+    const density_shape *sh = st->shape;
+    em_tape *t = em_model_tape(st->m);
+    em_tape_reset(t);
+    em_var logjac = em_scalar(t, 0.0);
+    for (size_t k = 0; k < sh->nlat; k++) {
+        const em_latent_info *li = &sh->lat[k];
+        st->leaves[k] = em_leaf(t, theta + li->offset, li->free_len);
+        st->values[k] = li->transform.kind == EM_TRANSFORM_IDENTITY
+                            ? st->leaves[k]
+                            : em_transform_forward(t, &li->transform, st->leaves[k], &logjac);
+    }
+    memset(dh, 0, sizeof *dh);
+    dh->base.process = density_process;
+    dh->base.postprocess = density_post;
+    dh->base.kind = "density";
+    dh->st = st;
+    dh->total = logjac;
+    dh->det_out = det_out;
+    em_push(st->m, &dh->base);
+    em_status s = em_model_run(st->m, sh->fn, sh->data, err);
+    em_pop(st->m, &dh->base);
+    if (s == EM_OK && dh->next != sh->nlat)
+        s = em_error_set(err, EM_ERR_MODEL, "model structure changed: %zu latent sites in this run, %zu when the "
+                                            "density was built (next expected: '%s')",
+                         dh->next, sh->nlat, sh->lat[dh->next < sh->nlat ? dh->next : 0].name);
+    return s;
+}
+
+static em_status density_eval(void *state, const double *theta, double *lp, double *grad, em_error *err) {
+    density_state *st = state;
+    density_handler dh;
+    em_status s = density_run(st, theta, &dh, NULL, err);
+    em_tape *t = em_model_tape(st->m);
+    if (s != EM_OK) {
+        *lp = -INFINITY;
+        return s;
+    }
+    *lp = em_value_scalar(t, dh.total);
+    if (grad) {
+        s = em_backward(t, dh.total);
+        if (s != EM_OK) return em_error_set(err, s, "%s", em_tape_error(t)->msg);
+        const density_shape *sh = st->shape;
+        for (size_t k = 0; k < sh->nlat; k++) {
+            const double *g = em_adjoint(t, st->leaves[k]);
+            const em_latent_info *li = &sh->lat[k];
+            if (g)
+                memcpy(grad + li->offset, g, li->free_len * sizeof *g);
+            else
+                memset(grad + li->offset, 0, li->free_len * sizeof *grad);
+        }
+    }
+    return EM_OK;
+}
+
+static em_status density_constrain(void *state, const double *theta, double *out, em_error *err) {
+    density_state *st = state;
+    const density_shape *sh = st->shape;
+    size_t o = 0;
+    for (size_t k = 0; k < sh->nlat; k++) {
+        const em_latent_info *li = &sh->lat[k];
+        em_status s = em_transform_forward_d(&li->transform, theta + li->offset, li->free_len, out + o, NULL, err);
+        if (s != EM_OK) return s;
+        o += li->len;
+    }
+    if (sh->include_det && sh->ndet) {
+        density_handler dh;
+        return density_run(st, theta, &dh, out + o, err);
+    }
+    return EM_OK;
+}
+
+static void shape_release(density_shape *sh) {
+    if (__atomic_sub_fetch(&sh->refs, 1, __ATOMIC_ACQ_REL) != 0) return;
+    for (size_t k = 0; k < sh->nlat; k++) free((char *)sh->lat[k].name);
+    for (size_t k = 0; k < sh->ndet; k++) free(sh->det_names[k]);
+    free(sh->lat);
+    free(sh->det_names);
+    free(sh->det_len);
+    free(sh);
+}
+
+static void density_destroy(void *state) {
+    density_state *st = state;
+    if (!st) return;
+    em_model_destroy(st->m);
+    free(st->values);
+    free(st->leaves);
+    free(st->seen);
+    if (st->shape) shape_release(st->shape);
+    free(st);
+}
+
+static density_state *state_new(density_shape *sh) {
+    density_state *st = calloc(1, sizeof *st);
+    if (!st) return NULL;
+    st->m = em_model_create(sh->seed, NULL);
+    st->values = calloc(sh->nlat ? sh->nlat : 1, sizeof *st->values);
+    st->leaves = calloc(sh->nlat ? sh->nlat : 1, sizeof *st->leaves);
+    st->seen = calloc(sh->nlat ? sh->nlat : 1, sizeof *st->seen);
+    if (!st->m || !st->values || !st->leaves || !st->seen) {
+        em_model_destroy(st->m);
+        free(st->values);
+        free(st->leaves);
+        free(st->seen);
+        free(st);
+        return NULL;
+    }
+    st->m->no_subsample = 1;
+    em_model_set_params(st->m, sh->params);
+    __atomic_add_fetch(&sh->refs, 1, __ATOMIC_ACQ_REL);
+    st->shape = sh;
+    return st;
+}
+
+static void *density_clone(const void *state) { return state_new(((const density_state *)state)->shape); }
+
+static const em_logdensity_impl model_impl = {density_eval, density_constrain, density_clone, density_destroy};
+
+/* CmdStan-style names of the constrained values of one site. */
+static void append_names(em_buf *b, const char *name, size_t len, em_transform_kind kind) {
+    if (len == 1) {
+        em_buf_append(b, name, strlen(name) + 1);
+        return;
+    }
+    size_t K = (size_t)(sqrt((double)len) + 0.5);
+    for (size_t i = 0; i < len; i++) {
+        if (kind == EM_TRANSFORM_CORR_CHOLESKY && K * K == len)
+            em_buf_printf(b, "%s.%zu.%zu", name, i / K + 1, i % K + 1);
+        else
+            em_buf_printf(b, "%s.%zu", name, i + 1);
+        em_buf_append(b, "", 1); /* keep the terminating NUL inside the buffer */
+    }
+}
+
+em_logdensity *em_logdensity_from_model(em_model_fn fn, const void *data, const em_logdensity_options *opt,
+                                        em_error *err) {
+    em_init();
+    em_logdensity_options o = {0};
+    if (opt) o = *opt;
+    if (!fn) {
+        em_error_set(err, EM_ERR_ARG, "logdensity: no model function");
+        return NULL;
+    }
+    density_shape *sh = calloc(1, sizeof *sh);
+    em_model *m = em_model_create(o.seed, err);
+    em_trace *tr = em_trace_create();
+    em_rng *rng = em_rng_create(o.seed, 0x5eed);
+    em_buf names = {0};
+    em_logdensity *ld = NULL;
+    density_state *st = NULL;
+    if (!sh || !m || !tr || !rng) {
+        em_error_set(err, EM_ERR_NOMEM, "logdensity: out of memory");
+        goto done;
+    }
+    sh->fn = fn;
+    sh->data = data;
+    sh->params = o.params;
+    sh->include_det = o.include_deterministic;
+    sh->seed = o.seed;
+    m->no_subsample = 1;
+    em_model_set_params(m, o.params);
+
+    /* Discovery: one run with prior draws under trace. */
+    em_trace_handler th;
+    em_seed_handler seedh;
+    em_trace_handler_init(&th, tr);
+    em_seed_handler_init(&seedh, rng);
+    em_push(m, &th.base);
+    em_push(m, &seedh.base);
+    em_status s = em_model_run(m, fn, data, err);
+    em_pop(m, &seedh.base);
+    em_pop(m, &th.base);
+    if (s != EM_OK) goto done;
+
+    size_t n = em_trace_count(tr);
+    sh->lat = calloc(n ? n : 1, sizeof *sh->lat);
+    sh->det_names = calloc(n ? n : 1, sizeof *sh->det_names);
+    sh->det_len = calloc(n ? n : 1, sizeof *sh->det_len);
+    if (!sh->lat || !sh->det_names || !sh->det_len) {
+        em_error_set(err, EM_ERR_NOMEM, "logdensity: out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++) {
+        em_site *site = em_trace_site(tr, i);
+        if (site->kind == EM_SITE_DETERMINISTIC && sh->include_det) {
+            sh->det_names[sh->ndet] = strdup(site->name);
+            sh->det_len[sh->ndet++] = site->len;
+            continue;
+        }
+        if (site->kind != EM_SITE_SAMPLE || site->is_observed) continue;
+        em_support sup = em_dist_support(&site->dist);
+        if (em_support_is_discrete(sup)) {
+            em_error_set(err, EM_ERR_MODEL,
+                         "site '%s': a discrete latent (%s) has no gradient; observe it, or marginalise it out",
+                         site->name, site->dist.ops->name);
+            goto done;
+        }
+        em_latent_info *li = &sh->lat[sh->nlat];
+        li->name = strdup(site->name);
+        li->len = site->len;
+        li->transform = em_support_transform(sup);
+        li->free_len = em_transform_free_len(&li->transform, site->len);
+        li->offset = sh->dim;
+        if (!li->name || li->free_len == 0) {
+            em_error_set(err, li->name ? EM_ERR_SHAPE : EM_ERR_NOMEM,
+                         "site '%s': %zu values do not fit the %s transform", site->name, site->len,
+                         em_transform_name(li->transform.kind));
+            free((char *)li->name);
+            goto done;
+        }
+        sh->dim += li->free_len;
+        sh->nout += li->len;
+        sh->nlat++;
+        append_names(&names, li->name, li->len, li->transform.kind);
+    }
+    if (sh->nlat == 0) {
+        em_error_set(err, EM_ERR_MODEL, "model has no latent sites: nothing to infer");
+        goto done;
+    }
+    for (size_t k = 0; k < sh->ndet; k++) {
+        append_names(&names, sh->det_names[k], sh->det_len[k], EM_TRANSFORM_IDENTITY);
+        sh->nout += sh->det_len[k];
+    }
+    if (names.failed) {
+        em_error_set(err, EM_ERR_NOMEM, "logdensity: out of memory");
+        goto done;
+    }
+    {
+        const char **out_names = malloc(sh->nout * sizeof *out_names);
+        if (!out_names) {
+            em_error_set(err, EM_ERR_NOMEM, "logdensity: out of memory");
+            goto done;
+        }
+        const char *p = names.data;
+        for (size_t i = 0; i < sh->nout; i++) {
+            out_names[i] = p;
+            p += strlen(p) + 1;
+        }
+        st = state_new(sh);
+        if (st) ld = em_logdensity_create(&model_impl, st, sh->dim, sh->nout, out_names);
+        free(out_names);
+        if (!ld) {
+            em_error_set(err, EM_ERR_NOMEM, "logdensity: out of memory");
+            density_destroy(st);
+            st = NULL;
+            sh = NULL; /* released by density_destroy */
+            goto done;
+        }
+        sh = NULL; /* owned by the state now */
+    }
+done:
+    if (sh && sh->refs == 0) {
+        sh->refs = 1;
+        shape_release(sh);
+    }
+    em_buf_free(&names);
+    em_trace_destroy(tr);
+    em_rng_destroy(rng);
+    em_model_destroy(m);
+    return ld;
+}
+
+size_t em_logdensity_num_latents(const em_logdensity *ld) {
+    if (em_logdensity_impl_of(ld) != &model_impl) return 0;
+    return ((density_state *)em_logdensity_state(ld))->shape->nlat;
+}
+
+const em_latent_info *em_logdensity_latent(const em_logdensity *ld, size_t i) {
+    if (em_logdensity_impl_of(ld) != &model_impl) return NULL;
+    const density_shape *sh = ((density_state *)em_logdensity_state(ld))->shape;
+    return i < sh->nlat ? &sh->lat[i] : NULL;
+}
+
+int em_logdensity_memory(const em_logdensity *ld, size_t *bytes, size_t *mallocs) {
+    if (em_logdensity_impl_of(ld) != &model_impl) return 0;
+    em_arena *a = em_tape_arena(em_model_tape(((density_state *)em_logdensity_state(ld))->m));
+    *bytes = em_arena_capacity(a);
+    *mallocs = em_arena_malloc_count(a);
+    return 1;
+}

@@ -1,0 +1,530 @@
+/* test_model.c — the model language: sites, plates, handlers, the parameter store and the
+ * log-density bridge. */
+#include "util/testutil.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define SITE_BIT(k) (1u << (k))
+static const double LOG_SQRT_2PI = 0.91893853320467274178;
+
+static double normal_lpdf(double x, double mu, double s) {
+    double z = (x - mu) / s;
+    return -0.5 * z * z - log(s) - LOG_SQRT_2PI;
+}
+
+/* ---- a small regression model used throughout ------------------------------------------ */
+
+typedef struct {
+    size_t n;
+    const double *x, *y;
+} reg_data;
+
+static const double X5[5] = {-1.0, 0.5, 1.5, 2.0, 3.5};
+static const double Y5[5] = {-0.7, 1.1, 2.3, 2.9, 4.6};
+
+static void reg_model(em_model *m, const void *arg) {
+    const reg_data *d = arg;
+    em_var a = em_sample(m, "a", em_normal(m, 0.0, 10.0));
+    em_var b = em_sample(m, "b", em_normal(m, 0.0, 1.0));
+    em_var s = em_sample(m, "sigma", em_uniform(m, 0.0, 10.0));
+    em_var mu = em_add(m, a, em_mul(m, b, em_data(m, d->x, d->n)));
+    em_deterministic(m, "mu", mu);
+    EM_PLATE(m, p, "data", d->n, 0) {
+        em_observe(m, "obs", em_normal(m, mu, s), d->y, d->n);
+    }
+}
+
+/* The same log density written by hand on the unconstrained space: θ = (a, b, logit(s/10)). */
+static double reg_logdensity(const reg_data *d, const double *th, double *grad) {
+    double a = th[0], b = th[1], u = th[2];
+    double sg = 1.0 / (1.0 + exp(-u)), s = 10.0 * sg;
+    double lp = normal_lpdf(a, 0, 10) + normal_lpdf(b, 0, 1) - log(10.0);
+    lp += log(10.0) + log(sg) + log1p(-sg); /* log|ds/du| */
+    double ga = -a / 100.0, gb = -b, gs = 0.0;
+    for (size_t i = 0; i < d->n; i++) {
+        double r = d->y[i] - a - b * d->x[i];
+        lp += normal_lpdf(d->y[i], a + b * d->x[i], s);
+        ga += r / (s * s);
+        gb += r * d->x[i] / (s * s);
+        gs += r * r / (s * s * s) - 1.0 / s;
+    }
+    if (grad) {
+        grad[0] = ga;
+        grad[1] = gb;
+        grad[2] = gs * 10.0 * sg * (1.0 - sg) + (1.0 - 2.0 * sg);
+    }
+    return lp;
+}
+
+static em_status run_traced(em_model *m, em_trace *tr, em_model_fn fn, const void *data, em_error *err) {
+    em_trace_handler th;
+    em_trace_handler_init(&th, tr);
+    em_push(m, &th.base);
+    em_status s = em_model_run(m, fn, data, err);
+    em_pop(m, &th.base);
+    return s;
+}
+
+static void test_trace_records_sites(void **state) {
+    (void)state;
+    reg_data d = {5, X5, Y5};
+    em_error err = {0};
+    em_model *m = em_model_create(1, &err);
+    em_trace *tr = em_trace_create();
+    assert_int_equal(run_traced(m, tr, reg_model, &d, &err), EM_OK);
+    assert_int_equal(em_trace_count(tr), 5);
+    const char *names[] = {"a", "b", "sigma", "mu", "obs"};
+    em_site_kind kinds[] = {EM_SITE_SAMPLE, EM_SITE_SAMPLE, EM_SITE_SAMPLE, EM_SITE_DETERMINISTIC, EM_SITE_OBSERVE};
+    for (size_t i = 0; i < 5; i++) {
+        em_site *s = em_trace_site(tr, i);
+        assert_string_equal(s->name, names[i]);
+        assert_int_equal(s->kind, kinds[i]);
+    }
+    em_site *obs = em_trace_find(tr, "obs");
+    assert_int_equal(obs->len, 5);
+    assert_true(obs->is_observed);
+    assert_int_equal(obs->nplates, 1);
+    assert_string_equal(obs->plates[0], "data");
+    em_site *sg = em_trace_find(tr, "sigma");
+    double s = em_value_scalar(em_model_tape(m), sg->value);
+    assert_true(s > 0.0 && s < 10.0);
+    /* the trace's log joint equals the hand-computed one at the drawn values */
+    em_tape *t = em_model_tape(m);
+    double a = em_value_scalar(t, em_trace_find(tr, "a")->value);
+    double b = em_value_scalar(t, em_trace_find(tr, "b")->value);
+    double expect = normal_lpdf(a, 0, 10) + normal_lpdf(b, 0, 1) - log(10.0);
+    for (size_t i = 0; i < 5; i++) expect += normal_lpdf(Y5[i], a + b * X5[i], s);
+    em_var lp = em_trace_log_prob_sum(t, tr, SITE_BIT(EM_SITE_SAMPLE) | SITE_BIT(EM_SITE_OBSERVE));
+    tu_assert_close(em_value_scalar(t, lp), expect, 1e-12, 1e-12);
+    em_trace_destroy(tr);
+    em_model_destroy(m);
+}
+
+static void dup_model(em_model *m, const void *arg) {
+    (void)arg;
+    em_sample(m, "z", em_normal(m, 0.0, 1.0));
+    em_sample(m, "z", em_normal(m, 0.0, 1.0));
+}
+
+static void test_duplicate_site_is_an_error(void **state) {
+    (void)state;
+    em_error err = {0};
+    em_model *m = em_model_create(1, &err);
+    em_trace *tr = em_trace_create();
+    assert_int_equal(run_traced(m, tr, dup_model, NULL, &err), EM_ERR_MODEL);
+    assert_non_null(strstr(err.msg, "'z'"));
+    assert_non_null(strstr(err.msg, "twice"));
+    em_trace_destroy(tr);
+    em_model_destroy(m);
+}
+
+static void bad_len_model(em_model *m, const void *arg) {
+    (void)arg;
+    em_var mu = em_sample(m, "mu", em_normal(m, 0.0, 1.0));
+    EM_PLATE(m, p, "rows", 4, 0) {
+        em_observe(m, "y", em_normal(m, mu, 1.0), Y5, 5);
+    }
+}
+
+static void test_observe_wrong_length_names_site(void **state) {
+    (void)state;
+    em_error err = {0};
+    em_model *m = em_model_create(1, &err);
+    assert_int_equal(em_model_run(m, bad_len_model, NULL, &err), EM_ERR_SHAPE);
+    assert_non_null(strstr(err.msg, "'y'"));
+    assert_non_null(strstr(err.msg, "'rows'"));
+    em_model_destroy(m);
+}
+
+static void bad_param_model(em_model *m, const void *arg) {
+    (void)arg;
+    em_sample(m, "s", em_normal(m, 0.0, -2.0));
+}
+
+static void test_invalid_distribution_reports_value(void **state) {
+    (void)state;
+    em_error err = {0};
+    em_model *m = em_model_create(1, &err);
+    em_trace *tr = em_trace_create();
+    /* sampling from Normal(0, -2) must fail cleanly, naming the parameter and value */
+    em_status s = run_traced(m, tr, bad_param_model, NULL, &err);
+    assert_int_not_equal(s, EM_OK);
+    assert_non_null(strstr(err.msg, "-2"));
+    em_trace_destroy(tr);
+    em_model_destroy(m);
+}
+
+static void test_condition_substitute_block(void **state) {
+    (void)state;
+    reg_data d = {5, X5, Y5};
+    em_error err = {0};
+    em_model *m = em_model_create(7, &err);
+    em_trace *tr = em_trace_create();
+    em_trace_handler th;
+    em_trace_handler_init(&th, tr);
+
+    /* condition: b becomes observed at 0.5; a name no site uses is reported */
+    const double half = 0.5;
+    const char *cnames[] = {"b", "nosuch"};
+    const double *cvals[] = {&half, &half};
+    const size_t clens[] = {1, 1};
+    em_condition_handler ch;
+    em_condition_handler_init(&ch, cnames, cvals, clens, 2);
+    em_push(m, &th.base);
+    em_push(m, &ch.base);
+    assert_int_equal(em_model_run(m, reg_model, &d, &err), EM_OK);
+    em_pop(m, &ch.base);
+    em_pop(m, &th.base);
+    em_site *b = em_trace_find(tr, "b");
+    assert_true(b->is_observed);
+    assert_true(em_value_scalar(em_model_tape(m), b->value) == 0.5);
+    assert_string_equal(em_condition_unused(&ch), "nosuch");
+
+    /* substitute: a fixed, not observed */
+    em_trace_clear(tr);
+    em_tape_reset(em_model_tape(m));
+    const double three = 3.0;
+    const char *snames[] = {"a"};
+    const double *svals[] = {&three};
+    const size_t slens[] = {1};
+    em_substitute_handler sh;
+    em_substitute_handler_init(&sh, snames, svals, slens, 1);
+    em_push(m, &th.base);
+    em_push(m, &sh.base);
+    assert_int_equal(em_model_run(m, reg_model, &d, &err), EM_OK);
+    em_pop(m, &sh.base);
+    em_pop(m, &th.base);
+    em_site *a = em_trace_find(tr, "a");
+    assert_false(a->is_observed);
+    assert_true(em_value_scalar(em_model_tape(m), a->value) == 3.0);
+    assert_null(em_substitute_unused(&sh));
+
+    /* block: hidden sites do not reach the trace */
+    em_trace_clear(tr);
+    em_tape_reset(em_model_tape(m));
+    const char *hide[] = {"sigma", "obs"};
+    em_block_handler bh;
+    em_block_handler_init(&bh, hide, 2, 0);
+    em_push(m, &th.base);
+    em_push(m, &bh.base);
+    assert_int_equal(em_model_run(m, reg_model, &d, &err), EM_OK);
+    em_pop(m, &bh.base);
+    em_pop(m, &th.base);
+    assert_int_equal(em_trace_count(tr), 3);
+    assert_null(em_trace_find(tr, "sigma"));
+    assert_null(em_trace_find(tr, "obs"));
+    em_trace_destroy(tr);
+    em_model_destroy(m);
+}
+
+static void test_replay_scale_mask_seed(void **state) {
+    (void)state;
+    reg_data d = {5, X5, Y5};
+    em_error err = {0};
+    em_model *m = em_model_create(3, &err);
+    em_tape *t = em_model_tape(m);
+    em_trace *t1 = em_trace_create(), *t2 = em_trace_create();
+    em_rng *r = em_rng_create(42, 0);
+    em_seed_handler sd;
+    em_seed_handler_init(&sd, r);
+    em_push(m, &sd.base);
+    assert_int_equal(run_traced(m, t1, reg_model, &d, &err), EM_OK);
+    em_pop(m, &sd.base);
+
+    /* replay: a second run takes every latent value from the first trace */
+    em_replay_handler rh;
+    em_replay_handler_init(&rh, t1);
+    em_trace_handler th;
+    em_trace_handler_init(&th, t2);
+    em_push(m, &th.base);
+    em_push(m, &rh.base);
+    assert_int_equal(em_model_run(m, reg_model, &d, &err), EM_OK);
+    em_pop(m, &rh.base);
+    em_pop(m, &th.base);
+    const char *lat[] = {"a", "b", "sigma"};
+    for (int i = 0; i < 3; i++)
+        assert_true(em_value_scalar(t, em_trace_find(t1, lat[i])->value) ==
+                    em_value_scalar(t, em_trace_find(t2, lat[i])->value));
+
+    /* scale multiplies every log density; mask zeroes them */
+    em_var lp1 = em_trace_log_prob_sum(t, t1, SITE_BIT(EM_SITE_SAMPLE) | SITE_BIT(EM_SITE_OBSERVE));
+    em_trace *t3 = em_trace_create();
+    em_scale_handler sc;
+    em_scale_handler_init(&sc, 2.5);
+    em_trace_handler th3;
+    em_trace_handler_init(&th3, t3);
+    em_push(m, &th3.base);
+    em_push(m, &sc.base);
+    em_push(m, &rh.base);
+    assert_int_equal(em_model_run(m, reg_model, &d, &err), EM_OK);
+    em_pop(m, &rh.base);
+    em_pop(m, &sc.base);
+    em_pop(m, &th3.base);
+    em_var lp3 = em_trace_log_prob_sum(t, t3, SITE_BIT(EM_SITE_SAMPLE) | SITE_BIT(EM_SITE_OBSERVE));
+    tu_assert_close(em_value_scalar(t, lp3), 2.5 * em_value_scalar(t, lp1), 1e-12, 0);
+
+    em_trace_clear(t3);
+    em_mask_handler mk;
+    em_mask_handler_init(&mk, 0);
+    em_push(m, &th3.base);
+    em_push(m, &mk.base);
+    assert_int_equal(em_model_run(m, reg_model, &d, &err), EM_OK);
+    em_pop(m, &mk.base);
+    em_pop(m, &th3.base);
+    lp3 = em_trace_log_prob_sum(t, t3, SITE_BIT(EM_SITE_SAMPLE) | SITE_BIT(EM_SITE_OBSERVE));
+    assert_true(em_value_scalar(t, lp3) == 0.0);
+
+    /* seed: the same stream gives the same draws */
+    em_rng *r2 = em_rng_create(42, 0);
+    em_seed_handler sd2;
+    em_seed_handler_init(&sd2, r2);
+    em_trace *t4 = em_trace_create();
+    em_push(m, &sd2.base);
+    assert_int_equal(run_traced(m, t4, reg_model, &d, &err), EM_OK);
+    em_pop(m, &sd2.base);
+    for (int i = 0; i < 3; i++)
+        assert_true(em_value_scalar(t, em_trace_find(t1, lat[i])->value) ==
+                    em_value_scalar(t, em_trace_find(t4, lat[i])->value));
+    em_rng_destroy(r);
+    em_rng_destroy(r2);
+    em_trace_destroy(t1);
+    em_trace_destroy(t2);
+    em_trace_destroy(t3);
+    em_trace_destroy(t4);
+    em_model_destroy(m);
+}
+
+/* ---- plates with subsampling --------------------------------------------------------------- */
+
+static double Y100[100];
+
+static void sub_model(em_model *m, const void *arg) {
+    (void)arg;
+    em_var mu = em_sample(m, "mu", em_normal(m, 0.0, 1.0));
+    EM_PLATE(m, p, "rows", 100, 10) {
+        assert_int_equal(em_plate_size(p), 10);
+        em_observe(m, "y", em_normal(m, mu, 1.0), em_plate_select(m, p, Y100), em_plate_size(p));
+    }
+}
+
+static void test_plate_subsample_scales(void **state) {
+    (void)state;
+    for (int i = 0; i < 100; i++) Y100[i] = 0.01 * i;
+    em_error err = {0};
+    em_model *m = em_model_create(5, &err);
+    em_trace *tr = em_trace_create();
+    assert_int_equal(run_traced(m, tr, sub_model, NULL, &err), EM_OK);
+    em_site *y = em_trace_find(tr, "y");
+    assert_int_equal(y->len, 10);
+    tu_assert_close(y->scale, 10.0, 0, 1e-15);
+    /* log density = 10 × the subsample's, and the subsample has distinct indices */
+    em_tape *t = em_model_tape(m);
+    double mu = em_value_scalar(t, em_trace_find(tr, "mu")->value);
+    const double *yv = em_value(t, y->value);
+    double expect = 0.0;
+    for (int i = 0; i < 10; i++) {
+        expect += normal_lpdf(yv[i], mu, 1.0);
+        for (int j = 0; j < i; j++) assert_true(yv[i] != yv[j]);
+    }
+    tu_assert_close(em_value_scalar(t, em_site_log_prob(t, y)), 10.0 * expect, 1e-12, 0);
+    em_trace_destroy(tr);
+    em_model_destroy(m);
+}
+
+/* ---- params and the store ------------------------------------------------------------------- */
+
+static void param_model(em_model *m, const void *arg) {
+    (void)arg;
+    const double loc0[2] = {0.5, -1.0}, sc0 = 2.0;
+    em_var loc = em_param(m, "loc", loc0, 2, EM_CONSTRAINT_REAL);
+    em_var sc = em_param(m, "scale", &sc0, 1, EM_CONSTRAINT_POSITIVE);
+    em_factor(m, "f", em_sum(m, em_mul(m, loc, sc)));
+}
+
+static void test_param_store_grad_and_file(void **state) {
+    (void)state;
+    em_error err = {0};
+    em_model *m = em_model_create(1, &err);
+    em_param_store *ps = em_param_store_create();
+    em_model_set_params(m, ps);
+    em_trace *tr = em_trace_create();
+    assert_int_equal(run_traced(m, tr, param_model, NULL, &err), EM_OK);
+    assert_int_equal(em_param_store_count(ps), 2);
+    assert_int_equal(em_param_store_dim(ps), 3);
+    tu_assert_close(em_param_store_values(ps)[2], log(2.0), 1e-15, 0);
+    em_tape *t = em_model_tape(m);
+    em_var f = em_trace_log_prob_sum(t, tr, SITE_BIT(EM_SITE_FACTOR));
+    tu_assert_close(em_value_scalar(t, f), (0.5 - 1.0) * 2.0, 1e-15, 0);
+    assert_int_equal(em_backward(t, f), EM_OK);
+    double g[3];
+    em_param_store_collect_grad(ps, t, g);
+    tu_assert_close(g[0], 2.0, 1e-15, 0);
+    tu_assert_close(g[1], 2.0, 1e-15, 0);
+    tu_assert_close(g[2], (0.5 - 1.0) * 2.0, 1e-15, 0); /* d/du of sum(loc)·e^u */
+
+    char path[] = "/tmp/ember_ps_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    em_param_store_values(ps)[0] = 1.25;
+    assert_int_equal(em_param_store_save(ps, path, &err), EM_OK);
+    em_param_store *p2 = em_param_store_create();
+    assert_int_equal(em_param_store_load(p2, path, &err), EM_OK);
+    assert_int_equal(em_param_store_dim(p2), 3);
+    assert_true(em_param_store_values(p2)[0] == 1.25);
+    double sc;
+    assert_int_equal(em_param_store_get(p2, "scale", &sc, 1, &err), EM_OK);
+    tu_assert_close(sc, 2.0, 1e-15, 0);
+
+    /* a store with an extra name refuses the file, naming the missing parameter */
+    em_param_store *p3 = em_param_store_create();
+    const double one = 1.0;
+    assert_int_equal(em_param_store_add(p3, "loc", X5, 2, EM_CONSTRAINT_REAL, &err), EM_OK);
+    assert_int_equal(em_param_store_add(p3, "scale", &one, 1, EM_CONSTRAINT_POSITIVE, &err), EM_OK);
+    assert_int_equal(em_param_store_add(p3, "extra", &one, 1, EM_CONSTRAINT_REAL, &err), EM_OK);
+    em_error e2 = {0};
+    assert_int_equal(em_param_store_load(p3, path, &e2), EM_ERR_MODEL);
+    assert_non_null(strstr(e2.msg, "'extra'"));
+    /* a file with a name the store lacks: also refused */
+    em_param_store *p4 = em_param_store_create();
+    assert_int_equal(em_param_store_add(p4, "loc", X5, 2, EM_CONSTRAINT_REAL, &err), EM_OK);
+    em_error e3 = {0};
+    assert_int_equal(em_param_store_load(p4, path, &e3), EM_ERR_MODEL);
+    assert_non_null(strstr(e3.msg, "'scale'"));
+    /* a bad initial value for a constrained parameter is an error naming it */
+    const double neg = -1.0;
+    em_error e4 = {0};
+    assert_int_not_equal(em_param_store_add(p4, "s2", &neg, 1, EM_CONSTRAINT_POSITIVE, &e4), EM_OK);
+    assert_non_null(strstr(e4.msg, "'s2'"));
+    unlink(path);
+    em_param_store_destroy(p2);
+    em_param_store_destroy(p3);
+    em_param_store_destroy(p4);
+    em_param_store_destroy(ps);
+    em_trace_destroy(tr);
+    em_model_destroy(m);
+}
+
+/* ---- the log-density bridge ---------------------------------------------------------------- */
+
+static void test_logdensity_matches_hand_written(void **state) {
+    (void)state;
+    reg_data d = {5, X5, Y5};
+    em_error err = {0};
+    em_logdensity_options opt = {.seed = 11};
+    em_logdensity *ld = em_logdensity_from_model(reg_model, &d, &opt, &err);
+    assert_non_null(ld);
+    assert_int_equal(em_logdensity_dim(ld), 3);
+    assert_int_equal(em_logdensity_num_outputs(ld), 3);
+    assert_string_equal(em_logdensity_output_name(ld, 2), "sigma");
+    double th[3], g[3], gh[3], lp;
+    for (int rep = 0; rep < 20; rep++) {
+        tu_fill_uniform(th, 3, -2.0, 2.0, 100 + rep);
+        assert_int_equal(em_logdensity_eval(ld, th, &lp, g, &err), EM_OK);
+        double lph = reg_logdensity(&d, th, gh);
+        tu_assert_close(lp, lph, 1e-12, 1e-12);
+        for (int i = 0; i < 3; i++) tu_assert_close(g[i], gh[i], 1e-10, 1e-12);
+    }
+    double out[3];
+    assert_int_equal(em_logdensity_constrain(ld, th, out, &err), EM_OK);
+    assert_true(out[0] == th[0]);
+    tu_assert_close(out[2], 10.0 / (1.0 + exp(-th[2])), 1e-15, 0);
+
+    /* a clone gives bit-identical results */
+    em_logdensity *c = em_logdensity_clone(ld);
+    double lpc, gc[3];
+    assert_int_equal(em_logdensity_eval(c, th, &lpc, gc, &err), EM_OK);
+    assert_memory_equal(&lp, &lpc, sizeof lp);
+    assert_memory_equal(g, gc, sizeof g);
+    em_logdensity_destroy(c);
+
+    em_logdensity_destroy(ld);
+}
+
+static void test_logdensity_deterministic_outputs(void **state) {
+    (void)state;
+    reg_data d = {5, X5, Y5};
+    em_error err = {0};
+    em_logdensity_options opt = {.seed = 1, .include_deterministic = 1};
+    em_logdensity *ld = em_logdensity_from_model(reg_model, &d, &opt, &err);
+    assert_non_null(ld);
+    assert_int_equal(em_logdensity_num_outputs(ld), 3 + 5);
+    assert_string_equal(em_logdensity_output_name(ld, 3), "mu.1");
+    assert_string_equal(em_logdensity_output_name(ld, 7), "mu.5");
+    double th[3] = {0.3, 1.2, -0.4}, out[8];
+    assert_int_equal(em_logdensity_constrain(ld, th, out, &err), EM_OK);
+    for (int i = 0; i < 5; i++) tu_assert_close(out[3 + i], 0.3 + 1.2 * X5[i], 1e-15, 1e-15);
+    em_logdensity_destroy(ld);
+}
+
+static int structure_flag;
+static void changing_model(em_model *m, const void *arg) {
+    (void)arg;
+    em_sample(m, structure_flag ? "w" : "v", em_normal(m, 0.0, 1.0));
+}
+
+static void discrete_model(em_model *m, const void *arg) {
+    (void)arg;
+    em_sample(m, "k", em_poisson(m, 3.0));
+}
+
+static void test_logdensity_errors(void **state) {
+    (void)state;
+    em_error err = {0};
+    structure_flag = 0;
+    em_logdensity *ld = em_logdensity_from_model(changing_model, NULL, NULL, &err);
+    assert_non_null(ld);
+    structure_flag = 1;
+    double th = 0.1, lp, g;
+    assert_int_equal(em_logdensity_eval(ld, &th, &lp, &g, &err), EM_ERR_MODEL);
+    assert_non_null(strstr(err.msg, "'w'"));
+    assert_non_null(strstr(err.msg, "'v'"));
+    assert_true(isinf(lp) && lp < 0);
+    em_logdensity_destroy(ld);
+
+    em_error e2 = {0};
+    assert_null(em_logdensity_from_model(discrete_model, NULL, NULL, &e2));
+    assert_non_null(strstr(e2.msg, "'k'"));
+}
+
+static void test_no_allocation_after_warmup(void **state) {
+    (void)state;
+    reg_data d = {5, X5, Y5};
+    em_error err = {0};
+    em_logdensity *ld = em_logdensity_from_model(reg_model, &d, NULL, &err);
+    assert_non_null(ld);
+    double th[3] = {0.1, 0.2, 0.3}, g[3], lp;
+    size_t bytes1, mallocs1, bytes100, mallocs100;
+    assert_int_equal(em_logdensity_eval(ld, th, &lp, g, &err), EM_OK);
+    assert_true(em_logdensity_memory(ld, &bytes1, &mallocs1));
+    for (int i = 0; i < 99; i++) {
+        th[0] += 0.01;
+        assert_int_equal(em_logdensity_eval(ld, th, &lp, g, &err), EM_OK);
+    }
+    assert_true(em_logdensity_memory(ld, &bytes100, &mallocs100));
+    assert_int_equal(bytes100, bytes1);
+    assert_int_equal(mallocs100, mallocs1);
+    em_logdensity_destroy(ld);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_trace_records_sites),
+        cmocka_unit_test(test_duplicate_site_is_an_error),
+        cmocka_unit_test(test_observe_wrong_length_names_site),
+        cmocka_unit_test(test_invalid_distribution_reports_value),
+        cmocka_unit_test(test_condition_substitute_block),
+        cmocka_unit_test(test_replay_scale_mask_seed),
+        cmocka_unit_test(test_plate_subsample_scales),
+        cmocka_unit_test(test_param_store_grad_and_file),
+        cmocka_unit_test(test_logdensity_matches_hand_written),
+        cmocka_unit_test(test_logdensity_deterministic_outputs),
+        cmocka_unit_test(test_logdensity_errors),
+        cmocka_unit_test(test_no_allocation_after_warmup),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
