@@ -14,5 +14,11 @@
 #include "ember/transform.h"
 #include "ember/dist.h"
 #include "ember/logdensity.h"
+#include "ember/mcmc.h"
+#include "ember/diagnostics.h"
+#include "ember/io.h"
+#include "ember/model.h"
+#include "ember/handlers.h"
+#include "ember/optim.h"
 
 #endif
