@@ -20,5 +20,7 @@
 #include "ember/model.h"
 #include "ember/handlers.h"
 #include "ember/optim.h"
+#include "ember/svi.h"
+#include "ember/predictive.h"
 
 #endif
