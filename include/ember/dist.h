@@ -10,6 +10,19 @@
  * log density -inf and record EM_ERR_DOMAIN on the tape with a message naming the
  * distribution, the parameter, the element and the value; a value outside the support scores
  * -inf the same way. An MCMC step treats that as a rejection; a user reads why.
+ *
+ * Densities carry every normalising constant (as Stan's *_lpdf with constants, matching GSL's
+ * pdfs): Uniform(lo, hi) is -log(hi - lo) on [lo, hi]; HalfNormal and HalfCauchy are twice the
+ * full density on [0, inf). Broadcasting in log_prob: the value and each parameter have length
+ * 1 or n. In sample/rsample/mean/variance, n values are drawn and a parameter of length m
+ * (n a multiple of m) is tiled. A moment that does not exist (Cauchy's mean, StudentT's variance
+ * for df <= 2) is reported as NaN (undefined) or inf (infinite).
+ *
+ * Multivariate layouts: an MVNormal value is one or more K-vectors end to end (loc of length K,
+ * or one loc per event); an LKJCholesky value is one or more row-major K×K factors (K is kept
+ * in em_dist.data_len); a Dirichlet value is one or more K-simplexes. The gradient with respect
+ * to a constrained value is the plain partial derivative of the formula; the transform module
+ * supplies the chain rule through the constraint.
  */
 #ifndef EMBER_DIST_H
 #define EMBER_DIST_H
@@ -40,7 +53,9 @@ typedef struct em_support {
     double lo, hi;
 } em_support;
 
-/* The default bijection from the real line onto a (continuous) support. */
+/* The default bijection from the real line onto a (continuous) support: REAL -> identity,
+ * POSITIVE -> positive, INTERVAL -> interval(lo, hi), UNIT -> unit, SIMPLEX -> simplex,
+ * CORR_CHOLESKY -> corr_cholesky; discrete supports get the identity (never transformed). */
 em_transform em_support_transform(em_support s);
 int em_support_is_discrete(em_support s);
 
@@ -106,9 +121,12 @@ em_dist em_dist_half_cauchy(em_tape *t, em_var scale);
 em_dist em_dist_student_t(em_tape *t, em_var df, em_var loc, em_var scale);
 em_dist em_dist_laplace(em_tape *t, em_var loc, em_var scale);
 em_dist em_dist_logistic(em_tape *t, em_var loc, em_var scale);
-/* loc: K vector; scale_tril: K×K lower-triangular (row-major) with positive diagonal */
+/* loc: K vector (or one K vector per event); scale_tril: K×K lower-triangular (row-major) with
+ * positive diagonal; a nonzero upper entry is a domain error, not silently ignored */
 em_dist em_dist_mvnormal(em_tape *t, em_var loc, em_var scale_tril);
-/* LKJ(eta) on K×K correlation Cholesky factors */
+/* LKJ(eta) on K×K correlation Cholesky factors (K >= 2, eta a scalar): the density of the
+ * strictly-lower elements, log p(L) = Σ_{i>=2} (K - i + 2·eta - 2)·log L_ii + log c_K(eta)
+ * (Lewandowski, Kurowicka & Joe 2009; Stan's lkj_corr_cholesky). Sampled by the onion method. */
 em_dist em_dist_lkj_cholesky(em_tape *t, size_t K, em_var eta);
 em_dist em_dist_dirichlet(em_tape *t, em_var concentration);
 
@@ -121,11 +139,24 @@ em_dist em_dist_poisson(em_tape *t, em_var rate);
 em_dist em_dist_poisson_log(em_tape *t, em_var log_rate);
 /* Stan's neg_binomial_2: mean mu, dispersion phi (var = mu + mu^2/phi) */
 em_dist em_dist_neg_binomial2(em_tape *t, em_var mu, em_var phi);
-/* logits: K values (one categorical) */
+/* logits: K values (every value drawn from one categorical), or a B×K matrix (row b scores
+ * value b). A value is a category index 0..K-1 stored as a double. */
 em_dist em_dist_categorical_logit(em_tape *t, em_var logits);
 
+/* ---- improper priors ------------------------------------------------------------------------ */
+/* The improper flat density (log density 0) on a continuous support: Stan's default for a
+ * parameter with no sampling statement. It cannot be sampled; a draw (needed only to discover
+ * the model's structure and to initialise) is uniform(-2, 2) on the unconstrained scale. n is
+ * the batch length. */
+em_dist em_dist_improper_uniform(em_tape *t, em_support support, size_t n);
+#define em_flat(c, n) em_dist_improper_uniform(EM_T(c), (em_support){EM_SUPPORT_REAL, 0.0, 0.0}, (n))
+#define em_flat_positive(c, n) em_dist_improper_uniform(EM_T(c), (em_support){EM_SUPPORT_POSITIVE, 0.0, 0.0}, (n))
+
 /* ---- fused GLM likelihoods: linear predictor alpha + X·beta, log density and partials in
- *      one node, two passes over X (X is a constant rows×cols matrix var) ----------------- */
+ *      one node, two passes over X (X is a constant rows×cols matrix var) -----------------
+ * alpha: scalar or one per row; beta: cols values; sigma (normal): scalar or one per row. The
+ * value y has one element per row of X. Gradients go to alpha, beta, sigma, to y (normal,
+ * when y is a leaf) and to X if X is not constant (r·betaᵀ). */
 em_dist em_dist_normal_id_glm(em_tape *t, em_var X, em_var alpha, em_var beta, em_var sigma);
 em_dist em_dist_bernoulli_logit_glm(em_tape *t, em_var X, em_var alpha, em_var beta);
 em_dist em_dist_poisson_log_glm(em_tape *t, em_var X, em_var alpha, em_var beta);

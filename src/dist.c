@@ -1,0 +1,317 @@
+/* dist.c — the family-independent part of the dist module: dispatch, supports and their
+ * default transforms, parameter checking and messages, the backward passes shared by the
+ * elementwise families, and KL divergences. See dist.h; families live in dist_*.c. */
+#include "internal/dist_impl.h"
+
+#include <stdio.h>
+
+/* ---- supports ---------------------------------------------------------------------------- */
+
+em_transform em_support_transform(em_support s) {
+    em_transform tr = {EM_TRANSFORM_IDENTITY, 0.0, 0.0};
+    switch (s.kind) {
+    case EM_SUPPORT_POSITIVE: tr.kind = EM_TRANSFORM_POSITIVE; break;
+    case EM_SUPPORT_INTERVAL:
+        tr.kind = EM_TRANSFORM_INTERVAL;
+        tr.lo = s.lo;
+        tr.hi = s.hi;
+        break;
+    case EM_SUPPORT_UNIT: tr.kind = EM_TRANSFORM_UNIT; break;
+    case EM_SUPPORT_SIMPLEX: tr.kind = EM_TRANSFORM_SIMPLEX; break;
+    case EM_SUPPORT_CORR_CHOLESKY: tr.kind = EM_TRANSFORM_CORR_CHOLESKY; break;
+    default: break; /* real line, and discrete supports (never transformed) */
+    }
+    return tr;
+}
+
+int em_support_is_discrete(em_support s) {
+    return s.kind == EM_SUPPORT_BOOLEAN || s.kind == EM_SUPPORT_COUNT_N ||
+           s.kind == EM_SUPPORT_NONNEG_INT || s.kind == EM_SUPPORT_CATEGORY;
+}
+
+/* ---- dispatch ---------------------------------------------------------------------------- */
+
+static em_status no_ops(const em_dist *d, em_error *err, const char *what) {
+    if (!d) return em_error_set(err, EM_ERR_ARG, "%s: NULL distribution", what);
+    if (d->tape && em_tape_status(d->tape) != EM_OK)
+        return em_error_set(err, em_tape_status(d->tape), "%s: invalid distribution (%s)", what,
+                            em_tape_error(d->tape)->msg);
+    return em_error_set(err, EM_ERR_ARG, "%s: invalid distribution (its constructor failed)", what);
+}
+
+em_var em_dist_log_prob(const em_dist *d, em_var value) {
+    if (!d || !d->ops || !d->tape || !em_var_ok(value)) return EM_VAR_INVALID;
+    return d->ops->log_prob(d, value);
+}
+
+em_status em_dist_sample(const em_dist *d, em_rng *r, double *out, size_t n, em_error *err) {
+    if (!d || !d->ops) return no_ops(d, err, "sample");
+    if (!r || !out) return em_error_set(err, EM_ERR_ARG, "%s sample: NULL rng or output", d->ops->name);
+    size_t ev = em_dist_event_len(d);
+    if (n == 0 || n % ev)
+        return em_error_set(err, EM_ERR_SHAPE, "%s sample: n = %zu is not a positive multiple of the event length %zu",
+                            d->ops->name, n, ev);
+    return d->ops->sample(d, r, out, n, err);
+}
+
+em_var em_dist_rsample(const em_dist *d, em_rng *r, size_t n) {
+    if (!d || !d->ops || !d->tape) return EM_VAR_INVALID;
+    if (!d->ops->reparameterized || !d->ops->rsample)
+        return em_tape_fail(d->tape, EM_ERR_ARG, "%s: rsample is not available (not reparameterisable)",
+                            d->ops->name);
+    size_t ev = em_dist_event_len(d);
+    if (!r || n == 0 || n % ev)
+        return em_tape_fail(d->tape, EM_ERR_SHAPE, "%s rsample: n = %zu is not a positive multiple of the event length %zu",
+                            d->ops->name, n, ev);
+    return d->ops->rsample(d, r, n);
+}
+
+em_support em_dist_support(const em_dist *d) {
+    em_support s = {EM_SUPPORT_REAL, -INFINITY, INFINITY};
+    if (!d || !d->ops) return s;
+    return d->ops->support(d);
+}
+
+size_t em_dist_event_len(const em_dist *d) {
+    if (!d || !d->ops) return 0;
+    return d->ops->event_len ? d->ops->event_len(d) : 1;
+}
+
+static em_status moment(const em_dist *d, double *out, size_t n, em_error *err, int var) {
+    const char *what = var ? "variance" : "mean";
+    if (!d || !d->ops) return no_ops(d, err, what);
+    if (!out) return em_error_set(err, EM_ERR_ARG, "%s %s: NULL output", d->ops->name, what);
+    size_t ev = em_dist_event_len(d);
+    if (n == 0 || n % ev)
+        return em_error_set(err, EM_ERR_SHAPE, "%s %s: n = %zu is not a positive multiple of the event length %zu",
+                            d->ops->name, what, n, ev);
+    em_status (*f)(const em_dist *, double *, size_t, em_error *) = var ? d->ops->variance : d->ops->mean;
+    if (!f) return em_error_set(err, EM_ERR_ARG, "%s: %s is not available", d->ops->name, what);
+    return f(d, out, n, err);
+}
+
+em_status em_dist_mean(const em_dist *d, double *out, size_t n, em_error *err) { return moment(d, out, n, err, 0); }
+em_status em_dist_variance(const em_dist *d, double *out, size_t n, em_error *err) {
+    return moment(d, out, n, err, 1);
+}
+
+/* ---- construction and shapes ---------------------------------------------------------- */
+
+size_t em_dist_common_len(em_tape *t, const char *name, const em_var *v, int k) {
+    size_t n = 1;
+    for (int i = 0; i < k; i++) {
+        size_t m = em_len(t, v[i]);
+        if (m == 1 || m == n) continue;
+        if (n == 1) {
+            n = m;
+            continue;
+        }
+        em_tape_fail(t, EM_ERR_SHAPE, "%s: lengths %zu and %zu do not broadcast", name, n, m);
+        return 0;
+    }
+    return n;
+}
+
+em_dist em_dist_make(em_tape *t, const em_dist_ops *ops, const em_var *p, int np) {
+    em_dist d;
+    memset(&d, 0, sizeof d);
+    d.tape = t;
+    for (int k = 0; k < 4; k++) d.p[k] = EM_VAR_INVALID;
+    if (!t) return d;
+    if (!em_inputs_ok(p, np)) return d; /* an upstream op failed: the tape holds why */
+    for (int k = 0; k < np; k++) d.p[k] = p[k];
+    size_t n = em_dist_common_len(t, ops->name, p, np);
+    if (!n) return d;
+    d.batch_len = n;
+    d.ops = ops;
+    return d;
+}
+
+em_var em_dist_domain_fail(em_tape *t, const em_error *err) {
+    em_tape_fail(t, err->status ? err->status : EM_ERR_DOMAIN, "%s", err->msg);
+    return em_scalar(t, -INFINITY);
+}
+
+/* ---- checks and messages ------------------------------------------------------------------ */
+
+const char *em_pk_text(int k) {
+    switch (k) {
+    case EM_PK_REAL: return "must be finite";
+    case EM_PK_POS: return "must be positive";
+    case EM_PK_NONNEG: return "must be non-negative";
+    case EM_PK_PROB: return "must be in [0, 1]";
+    case EM_PK_UNIT_OPEN: return "must be in (0, 1)";
+    case EM_PK_GT_P0: return "must be greater than the lower bound";
+    default: return "is invalid";
+    }
+}
+
+em_status uv_check_params(const uv_desc *desc, const em_dist *d, em_error *err) {
+    const em_tape *t = d->tape;
+    for (int k = 0; k < desc->np; k++) {
+        const em_node *nk = em_node_get(t, d->p[k]);
+        for (size_t i = 0; i < nk->n; i++) {
+            double x = nk->val[i];
+            double p0 = em_pv(t, d->p[0], i);
+            if (!em_pk_ok(desc->pkind[k], x, p0, 0, 0)) {
+                if (desc->pkind[k] == EM_PK_GT_P0)
+                    return em_error_set(err, EM_ERR_DOMAIN, "%s: %s[%zu] = %g must be greater than %s[%zu] = %g",
+                                        desc->name, desc->pname[k], i, x, desc->pname[0],
+                                        em_node_get(t, d->p[0])->n == 1 ? (size_t)0 : i, p0);
+                return em_error_set(err, EM_ERR_DOMAIN, "%s: %s[%zu] = %g %s", desc->name, desc->pname[k], i, x,
+                                    em_pk_text(desc->pkind[k]));
+            }
+        }
+    }
+    return EM_OK;
+}
+
+em_status uv_diagnose(const uv_desc *desc, const em_dist *d, const double *x, size_t nx, em_error *err) {
+    em_status st = uv_check_params(desc, d, err);
+    if (st != EM_OK) return st;
+    const em_tape *t = d->tape;
+    size_t n = nx;
+    for (int k = 0; k < desc->np; k++) {
+        size_t m = em_len(t, d->p[k]);
+        if (m > n) n = m;
+    }
+    for (size_t i = 0; i < n; i++) {
+        double xi = x[nx == 1 ? 0 : i];
+        double p0 = desc->np > 0 ? em_pv(t, d->p[0], i) : 0.0;
+        double p1 = desc->np > 1 ? em_pv(t, d->p[1], i) : 0.0;
+        double N = d->data ? d->data[d->data_len == 1 ? 0 : i] : 0.0;
+        if (em_pk_ok(desc->vkind, xi, p0, p1, N)) continue;
+        size_t at = nx == 1 ? 0 : i;
+        if (desc->vkind == EM_PK_INTERVAL)
+            return em_error_set(err, EM_ERR_DOMAIN, "%s: value[%zu] = %g is outside the support [%g, %g]", desc->name,
+                                at, xi, p0, p1);
+        if (desc->vkind == EM_PK_COUNT_N)
+            return em_error_set(err, EM_ERR_DOMAIN, "%s: value[%zu] = %g is outside the support {0, ..., %g}",
+                                desc->name, at, xi, N);
+        return em_error_set(err, EM_ERR_DOMAIN, "%s: value[%zu] = %g is outside the support %s", desc->name, at, xi,
+                            desc->support_text);
+    }
+    return EM_OK;
+}
+
+/* ---- shared backward passes ---------------------------------------------------------------- */
+
+void uv_backward(em_tape *t, em_node *self) {
+    const uv_aux *a = self->aux;
+    double g = self->adj[0];
+    for (int k = 0; k < a->nin; k++) {
+        em_node *in = em_node_get(t, (em_var){self->in[k]});
+        if (!in->adj) continue;
+        if (a->part[k]) {
+            const double *pk = a->part[k];
+            double *ad = in->adj;
+            for (size_t i = 0; i < in->n; i++) ad[i] += g * pk[i];
+        } else if (in->n == 1) {
+            in->adj[0] += g * a->sum[k];
+        }
+    }
+}
+
+void rs_backward(em_tape *t, em_node *self) {
+    const rs_aux *a = self->aux;
+    const double *g = self->adj;
+    for (int k = 0; k < a->np; k++) {
+        if (!a->part[k]) continue;
+        em_node *in = em_node_get(t, (em_var){self->in[k]});
+        const double *pk = a->part[k];
+        if (in->n == 1) {
+            double s = 0.0;
+            for (size_t i = 0; i < self->n; i++) s += g[i] * pk[i];
+            in->adj[0] += s;
+        } else {
+            for (size_t i = 0; i < self->n; i++) in->adj[i % in->n] += g[i] * pk[i];
+        }
+    }
+}
+
+em_node *rs_node(em_tape *t, const em_dist *d, size_t n, em_var *out, rs_aux **auxp) {
+    int np = d->ops->nparams;
+    size_t b = d->batch_len ? d->batch_len : 1;
+    if (n % b)
+        return em_tape_fail(t, EM_ERR_SHAPE, "%s rsample: n = %zu is not a multiple of the batch length %zu",
+                            d->ops->name, n, b), NULL;
+    em_node *o = em_node_new(t, n, 1, d->p, np, rs_backward, out);
+    if (!o) return NULL;
+    rs_aux *a = em_arena_calloc(em_tape_arena(t), sizeof *a);
+    if (!a) return em_tape_fail(t, EM_ERR_NOMEM, "%s rsample: out of memory", d->ops->name), NULL;
+    a->np = np;
+    if (o->adj)
+        for (int k = 0; k < np; k++)
+            if (em_needs_grad(t, d->p[k])) {
+                a->part[k] = em_arena_alloc(em_tape_arena(t), n * sizeof(double));
+                if (!a->part[k]) return em_tape_fail(t, EM_ERR_NOMEM, "%s rsample: out of memory", d->ops->name), NULL;
+            }
+    o->aux = a;
+    *auxp = a;
+    return o;
+}
+
+/* ---- KL divergence ----------------------------------------------------------------------- */
+
+int em_dist_has_kl(const em_dist *p, const em_dist *q) {
+    if (!p || !q || !p->ops || !q->ops) return 0;
+    if (p->ops == &em_ops_normal && q->ops == &em_ops_normal) return 1;
+    if (p->ops == &em_ops_mvnormal && q->ops == &em_ops_mvnormal) return 1;
+    return 0;
+}
+
+/* KL(N(m1, s1) || N(m2, s2)) summed over the broadcast batch:
+ *   log(s2/s1) + (s1² + (m1-m2)²) / (2 s2²) - 1/2,
+ * one node with its partials (the parameters are usually small, so they are recomputed). */
+static void kl_normal_backward(em_tape *t, em_node *self) {
+    em_node *m1 = em_node_get(t, (em_var){self->in[0]}), *s1 = em_node_get(t, (em_var){self->in[1]});
+    em_node *m2 = em_node_get(t, (em_var){self->in[2]}), *s2 = em_node_get(t, (em_var){self->in[3]});
+    size_t n = (size_t)self->c;
+    double g = self->adj[0];
+    for (size_t i = 0; i < n; i++) {
+        double a = m1->val[m1->n == 1 ? 0 : i], sa = s1->val[s1->n == 1 ? 0 : i];
+        double b = m2->val[m2->n == 1 ? 0 : i], sb = s2->val[s2->n == 1 ? 0 : i];
+        double iv = 1.0 / (sb * sb), dm = a - b;
+        if (m1->adj) m1->adj[m1->n == 1 ? 0 : i] += g * dm * iv;
+        if (m2->adj) m2->adj[m2->n == 1 ? 0 : i] -= g * dm * iv;
+        if (s1->adj) s1->adj[s1->n == 1 ? 0 : i] += g * (-1.0 / sa + sa * iv);
+        if (s2->adj) s2->adj[s2->n == 1 ? 0 : i] += g * (1.0 / sb - (sa * sa + dm * dm) * iv / sb);
+    }
+}
+
+static em_var kl_normal(const em_dist *p, const em_dist *q) {
+    em_tape *t = p->tape;
+    em_var in[4] = {p->p[0], p->p[1], q->p[0], q->p[1]};
+    size_t n = em_dist_common_len(t, "KL(Normal || Normal)", in, 4);
+    if (!n) return EM_VAR_INVALID;
+    for (int k = 1; k < 4; k += 2) {
+        const em_node *s = em_node_get(t, in[k]);
+        for (size_t i = 0; i < s->n; i++)
+            if (!(isfinite(s->val[i]) && s->val[i] > 0))
+                return em_tape_fail(t, EM_ERR_DOMAIN, "KL(Normal || Normal): %s scale[%zu] = %g must be positive",
+                                    k == 1 ? "p" : "q", i, s->val[i]);
+    }
+    em_var out;
+    em_node *o = em_node_new(t, 1, 1, in, 4, kl_normal_backward, &out);
+    if (!o) return EM_VAR_INVALID;
+    o->c = (double)n;
+    const em_node *m1 = em_node_get(t, in[0]), *s1 = em_node_get(t, in[1]);
+    const em_node *m2 = em_node_get(t, in[2]), *s2 = em_node_get(t, in[3]);
+    double kl = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double a = m1->val[m1->n == 1 ? 0 : i], sa = s1->val[s1->n == 1 ? 0 : i];
+        double b = m2->val[m2->n == 1 ? 0 : i], sb = s2->val[s2->n == 1 ? 0 : i];
+        double r = sa / sb, dm = (a - b) / sb;
+        kl += -log(r) + 0.5 * (r * r + dm * dm) - 0.5;
+    }
+    o->val[0] = kl;
+    return out;
+}
+
+em_var em_dist_kl(const em_dist *p, const em_dist *q) {
+    if (!p || !q || !p->ops || !q->ops) return EM_VAR_INVALID;
+    if (p->tape != q->tape) return em_tape_fail(p->tape, EM_ERR_ARG, "KL: the distributions are on different tapes");
+    if (p->ops == &em_ops_normal && q->ops == &em_ops_normal) return kl_normal(p, q);
+    if (p->ops == &em_ops_mvnormal && q->ops == &em_ops_mvnormal) return em_kl_mvn(p, q);
+    return em_tape_fail(p->tape, EM_ERR_ARG, "KL(%s || %s) has no closed form in Ember", p->ops->name, q->ops->name);
+}

@@ -1,0 +1,509 @@
+/* dist_continuous.c — univariate continuous families on the shared elementwise driver
+ * (internal/dist_impl.h). Each family gives its log density split into a parameter-only
+ * normaliser and a value-dependent kernel, with analytic partials; sampling uses GSL's
+ * gsl_ran_* generators; the location–scale families also have reparameterised draws
+ * x = f(θ, ε) with ε from a fixed base distribution (Kingma & Welling 2014). */
+#include "internal/dist_impl.h"
+
+#include <gsl/gsl_randist.h>
+#include <gsl/gsl_sf_gamma.h>
+#include <gsl/gsl_sf_psi.h>
+
+#ifndef M_PI
+#define M_PI 3.14159265358979323846
+#endif
+#ifndef M_SQRT2
+#define M_SQRT2 1.41421356237309504880
+#endif
+
+#define P(d, k, i) em_pv((d)->tape, (d)->p[k], (i))
+#define NEED(k) (need & (1u << (k))) /* bit k: parameter k (the value is handled by the driver) */
+
+static size_t ev_one(const em_dist *d) { (void)d; return 1; }
+
+static em_support sup_real(const em_dist *d) { (void)d; return (em_support){EM_SUPPORT_REAL, -INFINITY, INFINITY}; }
+static em_support sup_pos(const em_dist *d) { (void)d; return (em_support){EM_SUPPORT_POSITIVE, 0.0, INFINITY}; }
+static em_support sup_unit(const em_dist *d) { (void)d; return (em_support){EM_SUPPORT_UNIT, 0.0, 1.0}; }
+
+/* Draw loop shared by sample(): checks the parameters, then fills out[i] from element i of the
+ * (tiled) parameters. */
+#define SAMPLE_FN(fname, desc, expr)                                                       \
+    static em_status fname(const em_dist *d, em_rng *r, double *out, size_t n, em_error *err) { \
+        em_status st = uv_check_params(&desc, d, err);                                     \
+        if (st != EM_OK) return st;                                                        \
+        for (size_t i = 0; i < n; i++) out[i] = (expr);                                    \
+        return EM_OK;                                                                      \
+    }
+
+#define MOMENT_FN(fname, desc, expr)                                                       \
+    static em_status fname(const em_dist *d, double *out, size_t n, em_error *err) {     \
+        em_status st = uv_check_params(&desc, d, err);                                     \
+        if (st != EM_OK) return st;                                                        \
+        for (size_t i = 0; i < n; i++) out[i] = (expr);                                    \
+        return EM_OK;                                                                      \
+    }
+
+#define LOG_PROB_FN(fname, desc, norm, kern) \
+    static em_var fname(const em_dist *d, em_var value) { return uv_log_prob(&desc, d, value, norm, kern); }
+
+/* A reparameterised draw: for element i, eps = (eps_expr), out = (val_expr), and the partials
+ * (d0_expr), (d1_expr) with respect to parameters 0 and 1 (a, b are their values). */
+#define RSAMPLE_FN(fname, desc, eps_expr, val_expr, d0_expr, d1_expr)                     \
+    static em_var fname(const em_dist *d, em_rng *r, size_t n) {                           \
+        em_tape *t = d->tape;                                                              \
+        em_error e = {0};                                                                  \
+        if (uv_check_params(&desc, d, &e) != EM_OK) return em_tape_fail(t, e.status, "%s", e.msg); \
+        em_var out;                                                                        \
+        rs_aux *ra;                                                                        \
+        em_node *o = rs_node(t, d, n, &out, &ra);                                          \
+        if (!o) return EM_VAR_INVALID;                                                     \
+        for (size_t i = 0; i < n; i++) {                                                   \
+            double a = P(d, 0, i), b = desc.np > 1 ? P(d, 1, i) : 0.0;                     \
+            (void)a; (void)b;                                                              \
+            double eps = (eps_expr);                                                       \
+            double y = (val_expr);                                                         \
+            o->val[i] = y;                                                                 \
+            if (ra->part[0]) ra->part[0][i] = (d0_expr);                                   \
+            if (desc.np > 1 && ra->part[1]) ra->part[1][i] = (d1_expr);                    \
+        }                                                                                  \
+        return out;                                                                        \
+    }
+
+#define FAMILY_OPS(ops, desc, reparam, support, lp, smp, rs, mean, var)                    \
+    const em_dist_ops ops = {desc##_INFO, 0, reparam, ev_one, support, lp, smp, rs, mean, var};
+
+/* ---- Normal(loc, scale) --------------------------------------------------------------------- */
+
+static const uv_desc normal_desc = {"Normal", 2, {"loc", "scale"}, {EM_PK_REAL, EM_PK_POS}, EM_PK_REAL,
+                                    "(-inf, inf)", 2u, 1};
+#define normal_desc_INFO "Normal", 2, {"loc", "scale"}
+static inline double normal_norm(const double *p, unsigned need, double *dp) {
+    if (NEED(1)) dp[1] = -1.0 / p[1];
+    return -log(p[1]) - EM_LOG_SQRT_2PI;
+}
+static inline double normal_kern(double x, const double *p, unsigned need, double *dx, double *dp) {
+    double is = 1.0 / p[1], z = (x - p[0]) * is, zs = z * is;
+    *dx = -zs;
+    dp[0] = zs;
+    dp[1] = z * zs;
+    return -0.5 * z * z;
+}
+/* Normal is the hot path of most regressions (a likelihood around a linear predictor, priors
+ * on coefficient vectors), so its common layout — a vector value, loc a scalar or a vector of
+ * the same length, scale a scalar — has its own loop: with z_i = (x_i - loc_i)/scale,
+ *   lp = -Σ z²/2 - n(log scale + log √2π),  ∂/∂loc_i = z_i/scale = -∂/∂x_i,
+ *   ∂/∂scale = (Σ z² - n)/scale,
+ * so one pass computes Σz², Σz and (only when a vector gradient is needed) z_i/scale, and the
+ * parameter checks reduce to the finiteness of Σz² (a non-finite x or loc makes it NaN or
+ * inf; anything else falls back to the general driver, which names the culprit). */
+typedef struct {
+    double *pz; /* z_i/scale, when a vector input needs its gradient */
+    double ss, sz, is;
+    size_t n;
+} normal_aux;
+
+static void normal_fast_backward(em_tape *t, em_node *self) {
+    const normal_aux *a = self->aux;
+    em_node *x = em_node_get(t, (em_var){self->in[0]}), *m = em_node_get(t, (em_var){self->in[1]});
+    em_node *sc = em_node_get(t, (em_var){self->in[2]});
+    double g = self->adj[0];
+    if (m->adj) {
+        if (m->n == 1) m->adj[0] += g * a->sz * a->is;
+        else
+            for (size_t i = 0; i < a->n; i++) m->adj[i] += g * a->pz[i];
+    }
+    if (x->adj)
+        for (size_t i = 0; i < a->n; i++) x->adj[i] -= g * a->pz[i];
+    if (sc->adj) sc->adj[0] += g * (a->ss - (double)a->n) * a->is;
+}
+
+#define NORMAL_LOOP(SM, STORE)                                                             \
+    for (size_t i = 0; i < n; i++) {                                                       \
+        double z = (x[i] - mu[i * (SM)]) * is;                                             \
+        ss += z * z;                                                                       \
+        sz += z;                                                                           \
+        if (STORE) pz[i] = z * is;                                                         \
+    }
+
+static em_var normal_lp(const em_dist *d, em_var value) {
+    em_tape *t = d->tape;
+    size_t n = em_len(t, value), nm = em_len(t, d->p[0]), ns = em_len(t, d->p[1]);
+    if (!em_var_ok(value) || n < 2 || ns != 1 || !(nm == 1 || nm == n))
+        return uv_log_prob(&normal_desc, d, value, normal_norm, normal_kern);
+    double sc = em_value(t, d->p[1])[0];
+    if (!(sc > 0.0 && sc < INFINITY)) return uv_log_prob(&normal_desc, d, value, normal_norm, normal_kern);
+    em_var in[3] = {value, d->p[0], d->p[1]}, out;
+    em_node *o = em_node_new(t, 1, 1, in, 3, normal_fast_backward, &out);
+    if (!o) return EM_VAR_INVALID;
+    const double *restrict x = em_value(t, value), *restrict mu = em_value(t, d->p[0]);
+    int store = o->adj && (em_needs_grad(t, value) || (nm == n && em_needs_grad(t, d->p[0])));
+    double *restrict pz = NULL;
+    normal_aux *a = NULL;
+    if (o->adj) {
+        a = em_arena_alloc(em_tape_arena(t), sizeof *a);
+        if (store) pz = em_arena_alloc(em_tape_arena(t), n * sizeof(double));
+        if (!a || (store && !pz)) return em_tape_fail(t, EM_ERR_NOMEM, "Normal: out of memory");
+    }
+    double is = 1.0 / sc, ss = 0.0, sz = 0.0;
+    if (nm == 1) {
+        if (store) NORMAL_LOOP(0, 1) else NORMAL_LOOP(0, 0)
+    } else {
+        if (store) NORMAL_LOOP(1, 1) else NORMAL_LOOP(1, 0)
+    }
+    if (!(fabs(ss) < INFINITY) || !(fabs(sz) < INFINITY)) {
+        o->backward = NULL; /* abandon this node; the general driver reports or scores it */
+        return uv_log_prob(&normal_desc, d, value, normal_norm, normal_kern);
+    }
+    o->val[0] = -0.5 * ss - (double)n * (log(sc) + EM_LOG_SQRT_2PI);
+    if (a) {
+        a->pz = pz;
+        a->ss = ss;
+        a->sz = sz;
+        a->is = is;
+        a->n = n;
+        o->aux = a;
+    }
+    return out;
+}
+#undef NORMAL_LOOP
+SAMPLE_FN(normal_sample, normal_desc, P(d, 0, i) + gsl_ran_gaussian_ziggurat(r, P(d, 1, i)))
+MOMENT_FN(normal_mean, normal_desc, P(d, 0, i))
+MOMENT_FN(normal_var, normal_desc, P(d, 1, i) * P(d, 1, i))
+RSAMPLE_FN(normal_rs, normal_desc, gsl_ran_gaussian_ziggurat(r, 1.0), a + b * eps, 1.0, eps)
+FAMILY_OPS(em_ops_normal, normal_desc, 1, sup_real, normal_lp, normal_sample, normal_rs, normal_mean, normal_var)
+em_dist em_dist_normal(em_tape *t, em_var loc, em_var scale) {
+    em_var p[2] = {loc, scale};
+    return em_dist_make(t, &em_ops_normal, p, 2);
+}
+
+/* ---- HalfNormal(scale): twice the Normal(0, scale) density on [0, inf) ------------------------ */
+
+static const uv_desc half_normal_desc = {"HalfNormal", 1, {"scale"}, {EM_PK_POS}, EM_PK_NONNEG, "[0, inf)", 1u, 1};
+#define half_normal_desc_INFO "HalfNormal", 1, {"scale"}
+static inline double half_normal_norm(const double *p, unsigned need, double *dp) {
+    if (NEED(0)) dp[0] = -1.0 / p[0];
+    return EM_LOG_2 - log(p[0]) - EM_LOG_SQRT_2PI;
+}
+static inline double half_normal_kern(double x, const double *p, unsigned need, double *dx, double *dp) {
+    double is = 1.0 / p[0], z = x * is;
+    *dx = -z * is;
+    dp[0] = z * z * is;
+    return -0.5 * z * z;
+}
+LOG_PROB_FN(half_normal_lp, half_normal_desc, half_normal_norm, half_normal_kern)
+SAMPLE_FN(half_normal_sample, half_normal_desc, fabs(gsl_ran_gaussian_ziggurat(r, P(d, 0, i))))
+MOMENT_FN(half_normal_mean, half_normal_desc, P(d, 0, i) * M_SQRT2 / sqrt(M_PI))
+MOMENT_FN(half_normal_var, half_normal_desc, P(d, 0, i) * P(d, 0, i) * (1.0 - 2.0 / M_PI))
+RSAMPLE_FN(half_normal_rs, half_normal_desc, fabs(gsl_ran_gaussian_ziggurat(r, 1.0)), a * eps, eps, 0.0)
+FAMILY_OPS(em_ops_half_normal, half_normal_desc, 1, sup_pos, half_normal_lp, half_normal_sample, half_normal_rs,
+           half_normal_mean, half_normal_var)
+em_dist em_dist_half_normal(em_tape *t, em_var scale) { return em_dist_make(t, &em_ops_half_normal, &scale, 1); }
+
+/* ---- LogNormal(loc, scale) ---------------------------------------------------------------------- */
+
+static const uv_desc lognormal_desc = {"LogNormal", 2, {"loc", "scale"}, {EM_PK_REAL, EM_PK_POS}, EM_PK_POS,
+                                       "(0, inf)", 2u, 1};
+#define lognormal_desc_INFO "LogNormal", 2, {"loc", "scale"}
+static inline double lognormal_kern(double x, const double *p, unsigned need, double *dx, double *dp) {
+    double lx = log(x), is = 1.0 / p[1], z = (lx - p[0]) * is, zs = z * is;
+    *dx = (-zs - 1.0) / x;
+    dp[0] = zs;
+    dp[1] = z * zs;
+    return -0.5 * z * z - lx;
+}
+LOG_PROB_FN(lognormal_lp, lognormal_desc, normal_norm, lognormal_kern)
+SAMPLE_FN(lognormal_sample, lognormal_desc, gsl_ran_lognormal(r, P(d, 0, i), P(d, 1, i)))
+MOMENT_FN(lognormal_mean, lognormal_desc, exp(P(d, 0, i) + 0.5 * P(d, 1, i) * P(d, 1, i)))
+MOMENT_FN(lognormal_var, lognormal_desc,
+          expm1(P(d, 1, i) * P(d, 1, i)) * exp(2.0 * P(d, 0, i) + P(d, 1, i) * P(d, 1, i)))
+RSAMPLE_FN(lognormal_rs, lognormal_desc, gsl_ran_gaussian_ziggurat(r, 1.0), exp(a + b * eps), y, y * eps)
+FAMILY_OPS(em_ops_lognormal, lognormal_desc, 1, sup_pos, lognormal_lp, lognormal_sample, lognormal_rs,
+           lognormal_mean, lognormal_var)
+em_dist em_dist_lognormal(em_tape *t, em_var loc, em_var scale) {
+    em_var p[2] = {loc, scale};
+    return em_dist_make(t, &em_ops_lognormal, p, 2);
+}
+
+/* ---- Uniform(lo, hi): -log(hi - lo) on [lo, hi] ------------------------------------------------ */
+
+static const uv_desc uniform_desc = {"Uniform", 2, {"lo", "hi"}, {EM_PK_REAL, EM_PK_GT_P0}, EM_PK_INTERVAL,
+                                     "[lo, hi]", 3u, 1};
+#define uniform_desc_INFO "Uniform", 2, {"lo", "hi"}
+static inline double uniform_norm(const double *p, unsigned need, double *dp) {
+    double w = p[1] - p[0];
+    dp[0] = 1.0 / w;
+    dp[1] = -1.0 / w;
+    return -log(w);
+}
+static inline double uniform_kern(double x, const double *p, unsigned need, double *dx, double *dp) {
+    (void)x; (void)p; (void)dp;
+    *dx = 0.0;
+    return 0.0;
+}
+LOG_PROB_FN(uniform_lp, uniform_desc, uniform_norm, uniform_kern)
+static em_support uniform_support(const em_dist *d) {
+    /* em_support holds one interval. A batch whose elements have different intervals has no
+     * single support: its bounds are NaN, so a transform built from it fails loudly instead
+     * of mapping every element into the first element's interval. */
+    double lo = P(d, 0, 0), hi = P(d, 1, 0);
+    size_t n = d->batch_len ? d->batch_len : 1;
+    for (size_t i = 1; i < n; i++)
+        if (P(d, 0, i) != lo || P(d, 1, i) != hi) return (em_support){EM_SUPPORT_INTERVAL, NAN, NAN};
+    return (em_support){EM_SUPPORT_INTERVAL, lo, hi};
+}
+SAMPLE_FN(uniform_sample, uniform_desc, gsl_ran_flat(r, P(d, 0, i), P(d, 1, i)))
+MOMENT_FN(uniform_mean, uniform_desc, 0.5 * (P(d, 0, i) + P(d, 1, i)))
+MOMENT_FN(uniform_var, uniform_desc, (P(d, 1, i) - P(d, 0, i)) * (P(d, 1, i) - P(d, 0, i)) / 12.0)
+RSAMPLE_FN(uniform_rs, uniform_desc, gsl_rng_uniform(r), a + (b - a) * eps, 1.0 - eps, eps)
+FAMILY_OPS(em_ops_uniform, uniform_desc, 1, uniform_support, uniform_lp, uniform_sample, uniform_rs, uniform_mean,
+           uniform_var)
+em_dist em_dist_uniform(em_tape *t, em_var lo, em_var hi) {
+    em_var p[2] = {lo, hi};
+    return em_dist_make(t, &em_ops_uniform, p, 2);
+}
+
+/* ---- Exponential(rate) ---------------------------------------------------------------------------- */
+
+static const uv_desc exponential_desc = {"Exponential", 1, {"rate"}, {EM_PK_POS}, EM_PK_NONNEG, "[0, inf)", 1u, 1};
+#define exponential_desc_INFO "Exponential", 1, {"rate"}
+static inline double exponential_norm(const double *p, unsigned need, double *dp) {
+    if (NEED(0)) dp[0] = 1.0 / p[0];
+    return log(p[0]);
+}
+static inline double exponential_kern(double x, const double *p, unsigned need, double *dx, double *dp) {
+    *dx = -p[0];
+    dp[0] = -x;
+    return -p[0] * x;
+}
+LOG_PROB_FN(exponential_lp, exponential_desc, exponential_norm, exponential_kern)
+SAMPLE_FN(exponential_sample, exponential_desc, gsl_ran_exponential(r, 1.0 / P(d, 0, i)))
+MOMENT_FN(exponential_mean, exponential_desc, 1.0 / P(d, 0, i))
+MOMENT_FN(exponential_var, exponential_desc, 1.0 / (P(d, 0, i) * P(d, 0, i)))
+RSAMPLE_FN(exponential_rs, exponential_desc, gsl_ran_exponential(r, 1.0), eps / a, -eps / (a * a), 0.0)
+FAMILY_OPS(em_ops_exponential, exponential_desc, 1, sup_pos, exponential_lp, exponential_sample, exponential_rs,
+           exponential_mean, exponential_var)
+em_dist em_dist_exponential(em_tape *t, em_var rate) { return em_dist_make(t, &em_ops_exponential, &rate, 1); }
+
+/* ---- Gamma(shape, rate) ------------------------------------------------------------------------------ */
+
+static const uv_desc gamma_desc = {"Gamma", 2, {"shape", "rate"}, {EM_PK_POS, EM_PK_POS}, EM_PK_POS, "(0, inf)", 3u, 1};
+#define gamma_desc_INFO "Gamma", 2, {"shape", "rate"}
+static inline double gamma_norm(const double *p, unsigned need, double *dp) {
+    double lb = log(p[1]);
+    if (NEED(0)) dp[0] = lb - gsl_sf_psi(p[0]);
+    dp[1] = p[0] / p[1];
+    return p[0] * lb - lgamma(p[0]);
+}
+static inline double gamma_kern(double x, const double *p, unsigned need, double *dx, double *dp) {
+    double lx = log(x);
+    *dx = (p[0] - 1.0) / x - p[1];
+    dp[0] = lx;
+    dp[1] = -x;
+    return (p[0] - 1.0) * lx - p[1] * x;
+}
+LOG_PROB_FN(gamma_lp, gamma_desc, gamma_norm, gamma_kern)
+SAMPLE_FN(gamma_sample, gamma_desc, gsl_ran_gamma(r, P(d, 0, i), 1.0 / P(d, 1, i)))
+MOMENT_FN(gamma_mean, gamma_desc, P(d, 0, i) / P(d, 1, i))
+MOMENT_FN(gamma_var, gamma_desc, P(d, 0, i) / (P(d, 1, i) * P(d, 1, i)))
+FAMILY_OPS(em_ops_gamma, gamma_desc, 0, sup_pos, gamma_lp, gamma_sample, NULL, gamma_mean, gamma_var)
+em_dist em_dist_gamma(em_tape *t, em_var shape, em_var rate) {
+    em_var p[2] = {shape, rate};
+    return em_dist_make(t, &em_ops_gamma, p, 2);
+}
+
+/* ---- InverseGamma(shape, scale) ------------------------------------------------------------------------ */
+
+static const uv_desc inv_gamma_desc = {"InverseGamma", 2, {"shape", "scale"}, {EM_PK_POS, EM_PK_POS}, EM_PK_POS,
+                                       "(0, inf)", 3u, 1};
+#define inv_gamma_desc_INFO "InverseGamma", 2, {"shape", "scale"}
+static inline double inv_gamma_kern(double x, const double *p, unsigned need, double *dx, double *dp) {
+    double lx = log(x), ix = 1.0 / x;
+    *dx = (-(p[0] + 1.0) + p[1] * ix) * ix;
+    dp[0] = -lx;
+    dp[1] = -ix;
+    return -(p[0] + 1.0) * lx - p[1] * ix;
+}
+LOG_PROB_FN(inv_gamma_lp, inv_gamma_desc, gamma_norm, inv_gamma_kern)
+SAMPLE_FN(inv_gamma_sample, inv_gamma_desc, 1.0 / gsl_ran_gamma(r, P(d, 0, i), 1.0 / P(d, 1, i)))
+MOMENT_FN(inv_gamma_mean, inv_gamma_desc, P(d, 0, i) > 1.0 ? P(d, 1, i) / (P(d, 0, i) - 1.0) : INFINITY)
+MOMENT_FN(inv_gamma_var, inv_gamma_desc,
+          P(d, 0, i) > 2.0 ? P(d, 1, i) * P(d, 1, i) / ((P(d, 0, i) - 1.0) * (P(d, 0, i) - 1.0) * (P(d, 0, i) - 2.0))
+                           : (P(d, 0, i) > 1.0 ? INFINITY : NAN))
+FAMILY_OPS(em_ops_inv_gamma, inv_gamma_desc, 0, sup_pos, inv_gamma_lp, inv_gamma_sample, NULL, inv_gamma_mean,
+           inv_gamma_var)
+em_dist em_dist_inv_gamma(em_tape *t, em_var shape, em_var scale) {
+    em_var p[2] = {shape, scale};
+    return em_dist_make(t, &em_ops_inv_gamma, p, 2);
+}
+
+/* ---- Beta(a, b) ------------------------------------------------------------------------------------------ */
+
+static const uv_desc beta_desc = {"Beta", 2, {"a", "b"}, {EM_PK_POS, EM_PK_POS}, EM_PK_UNIT_OPEN, "(0, 1)", 3u, 1};
+#define beta_desc_INFO "Beta", 2, {"a", "b"}
+static inline double beta_norm(const double *p, unsigned need, double *dp) {
+    if (need & 3u) {
+        double pab = gsl_sf_psi(p[0] + p[1]);
+        if (NEED(0)) dp[0] = pab - gsl_sf_psi(p[0]);
+        if (NEED(1)) dp[1] = pab - gsl_sf_psi(p[1]);
+    }
+    return lgamma(p[0] + p[1]) - lgamma(p[0]) - lgamma(p[1]);
+}
+static inline double beta_kern(double x, const double *p, unsigned need, double *dx, double *dp) {
+    double lx = log(x), l1x = log1p(-x);
+    *dx = (p[0] - 1.0) / x - (p[1] - 1.0) / (1.0 - x);
+    dp[0] = lx;
+    dp[1] = l1x;
+    return (p[0] - 1.0) * lx + (p[1] - 1.0) * l1x;
+}
+LOG_PROB_FN(beta_lp, beta_desc, beta_norm, beta_kern)
+SAMPLE_FN(beta_sample, beta_desc, gsl_ran_beta(r, P(d, 0, i), P(d, 1, i)))
+MOMENT_FN(beta_mean, beta_desc, P(d, 0, i) / (P(d, 0, i) + P(d, 1, i)))
+MOMENT_FN(beta_var, beta_desc,
+          P(d, 0, i) * P(d, 1, i) /
+              ((P(d, 0, i) + P(d, 1, i)) * (P(d, 0, i) + P(d, 1, i)) * (P(d, 0, i) + P(d, 1, i) + 1.0)))
+FAMILY_OPS(em_ops_beta, beta_desc, 0, sup_unit, beta_lp, beta_sample, NULL, beta_mean, beta_var)
+em_dist em_dist_beta(em_tape *t, em_var a, em_var b) {
+    em_var p[2] = {a, b};
+    return em_dist_make(t, &em_ops_beta, p, 2);
+}
+
+/* ---- Cauchy(loc, scale) and HalfCauchy(scale) ------------------------------------------------------------- */
+
+static const uv_desc cauchy_desc = {"Cauchy", 2, {"loc", "scale"}, {EM_PK_REAL, EM_PK_POS}, EM_PK_REAL,
+                                    "(-inf, inf)", 2u, 1};
+#define cauchy_desc_INFO "Cauchy", 2, {"loc", "scale"}
+static inline double cauchy_norm(const double *p, unsigned need, double *dp) {
+    if (NEED(1)) dp[1] = -1.0 / p[1];
+    return -log(p[1]) - EM_LOG_PI;
+}
+static inline double cauchy_kern(double x, const double *p, unsigned need, double *dx, double *dp) {
+    double is = 1.0 / p[1], z = (x - p[0]) * is, q = 1.0 + z * z, dz = -2.0 * z / q;
+    *dx = dz * is;
+    dp[0] = -dz * is;
+    dp[1] = -dz * z * is;
+    return -log1p(z * z);
+}
+LOG_PROB_FN(cauchy_lp, cauchy_desc, cauchy_norm, cauchy_kern)
+SAMPLE_FN(cauchy_sample, cauchy_desc, P(d, 0, i) + gsl_ran_cauchy(r, P(d, 1, i)))
+MOMENT_FN(cauchy_mean, cauchy_desc, NAN) /* undefined */
+MOMENT_FN(cauchy_var, cauchy_desc, NAN)
+RSAMPLE_FN(cauchy_rs, cauchy_desc, gsl_ran_cauchy(r, 1.0), a + b * eps, 1.0, eps)
+FAMILY_OPS(em_ops_cauchy, cauchy_desc, 1, sup_real, cauchy_lp, cauchy_sample, cauchy_rs, cauchy_mean, cauchy_var)
+em_dist em_dist_cauchy(em_tape *t, em_var loc, em_var scale) {
+    em_var p[2] = {loc, scale};
+    return em_dist_make(t, &em_ops_cauchy, p, 2);
+}
+
+static const uv_desc half_cauchy_desc = {"HalfCauchy", 1, {"scale"}, {EM_PK_POS}, EM_PK_NONNEG, "[0, inf)", 1u, 1};
+#define half_cauchy_desc_INFO "HalfCauchy", 1, {"scale"}
+static inline double half_cauchy_norm(const double *p, unsigned need, double *dp) {
+    if (NEED(0)) dp[0] = -1.0 / p[0];
+    return EM_LOG_2 - log(p[0]) - EM_LOG_PI;
+}
+static inline double half_cauchy_kern(double x, const double *p, unsigned need, double *dx, double *dp) {
+    double is = 1.0 / p[0], z = x * is, q = 1.0 + z * z, dz = -2.0 * z / q;
+    *dx = dz * is;
+    dp[0] = -dz * z * is;
+    return -log1p(z * z);
+}
+LOG_PROB_FN(half_cauchy_lp, half_cauchy_desc, half_cauchy_norm, half_cauchy_kern)
+SAMPLE_FN(half_cauchy_sample, half_cauchy_desc, fabs(gsl_ran_cauchy(r, P(d, 0, i))))
+MOMENT_FN(half_cauchy_mean, half_cauchy_desc, INFINITY)
+MOMENT_FN(half_cauchy_var, half_cauchy_desc, INFINITY)
+RSAMPLE_FN(half_cauchy_rs, half_cauchy_desc, fabs(gsl_ran_cauchy(r, 1.0)), a * eps, eps, 0.0)
+FAMILY_OPS(em_ops_half_cauchy, half_cauchy_desc, 1, sup_pos, half_cauchy_lp, half_cauchy_sample, half_cauchy_rs,
+           half_cauchy_mean, half_cauchy_var)
+em_dist em_dist_half_cauchy(em_tape *t, em_var scale) { return em_dist_make(t, &em_ops_half_cauchy, &scale, 1); }
+
+/* ---- StudentT(df, loc, scale) ---------------------------------------------------------------------------- */
+
+static const uv_desc student_t_desc = {"StudentT", 3, {"df", "loc", "scale"}, {EM_PK_POS, EM_PK_REAL, EM_PK_POS},
+                                       EM_PK_REAL, "(-inf, inf)", 5u, 1};
+#define student_t_desc_INFO "StudentT", 3, {"df", "loc", "scale"}
+static inline double student_t_norm(const double *p, unsigned need, double *dp) {
+    double nu = p[0];
+    if (NEED(0)) dp[0] = 0.5 * (gsl_sf_psi(0.5 * (nu + 1.0)) - gsl_sf_psi(0.5 * nu)) - 0.5 / nu;
+    if (NEED(2)) dp[2] = -1.0 / p[2];
+    return lgamma(0.5 * (nu + 1.0)) - lgamma(0.5 * nu) - 0.5 * (log(nu) + EM_LOG_PI) - log(p[2]);
+}
+static inline double student_t_kern(double x, const double *p, unsigned need, double *dx, double *dp) {
+    double nu = p[0], is = 1.0 / p[2], z = (x - p[1]) * is, z2 = z * z;
+    double l = log1p(z2 / nu), w = (nu + 1.0) / (nu + z2);
+    *dx = -w * z * is;
+    dp[0] = -0.5 * l + 0.5 * w * z2 / nu;
+    dp[1] = w * z * is;
+    dp[2] = w * z2 * is;
+    return -0.5 * (nu + 1.0) * l;
+}
+LOG_PROB_FN(student_t_lp, student_t_desc, student_t_norm, student_t_kern)
+SAMPLE_FN(student_t_sample, student_t_desc, P(d, 1, i) + P(d, 2, i) * gsl_ran_tdist(r, P(d, 0, i)))
+MOMENT_FN(student_t_mean, student_t_desc, P(d, 0, i) > 1.0 ? P(d, 1, i) : NAN)
+MOMENT_FN(student_t_var, student_t_desc,
+          P(d, 0, i) > 2.0 ? P(d, 2, i) * P(d, 2, i) * P(d, 0, i) / (P(d, 0, i) - 2.0)
+                           : (P(d, 0, i) > 1.0 ? INFINITY : NAN))
+/* Not reparameterised: a draw's dependence on df has no simple pathwise form. */
+FAMILY_OPS(em_ops_student_t, student_t_desc, 0, sup_real, student_t_lp, student_t_sample, NULL, student_t_mean,
+           student_t_var)
+em_dist em_dist_student_t(em_tape *t, em_var df, em_var loc, em_var scale) {
+    em_var p[3] = {df, loc, scale};
+    return em_dist_make(t, &em_ops_student_t, p, 3);
+}
+
+/* ---- Laplace(loc, scale) ----------------------------------------------------------------------------------- */
+
+static const uv_desc laplace_desc = {"Laplace", 2, {"loc", "scale"}, {EM_PK_REAL, EM_PK_POS}, EM_PK_REAL,
+                                     "(-inf, inf)", 2u, 1};
+#define laplace_desc_INFO "Laplace", 2, {"loc", "scale"}
+static inline double laplace_norm(const double *p, unsigned need, double *dp) {
+    if (NEED(1)) dp[1] = -1.0 / p[1];
+    return -EM_LOG_2 - log(p[1]);
+}
+static inline double laplace_kern(double x, const double *p, unsigned need, double *dx, double *dp) {
+    double is = 1.0 / p[1], r = x - p[0], a = fabs(r), sg = (r > 0) - (r < 0);
+    *dx = -sg * is;
+    dp[0] = sg * is;
+    dp[1] = a * is * is;
+    return -a * is;
+}
+LOG_PROB_FN(laplace_lp, laplace_desc, laplace_norm, laplace_kern)
+SAMPLE_FN(laplace_sample, laplace_desc, P(d, 0, i) + gsl_ran_laplace(r, P(d, 1, i)))
+MOMENT_FN(laplace_mean, laplace_desc, P(d, 0, i))
+MOMENT_FN(laplace_var, laplace_desc, 2.0 * P(d, 1, i) * P(d, 1, i))
+RSAMPLE_FN(laplace_rs, laplace_desc, gsl_ran_laplace(r, 1.0), a + b * eps, 1.0, eps)
+FAMILY_OPS(em_ops_laplace, laplace_desc, 1, sup_real, laplace_lp, laplace_sample, laplace_rs, laplace_mean,
+           laplace_var)
+em_dist em_dist_laplace(em_tape *t, em_var loc, em_var scale) {
+    em_var p[2] = {loc, scale};
+    return em_dist_make(t, &em_ops_laplace, p, 2);
+}
+
+/* ---- Logistic(loc, scale) ---------------------------------------------------------------------------------- */
+
+static const uv_desc logistic_desc = {"Logistic", 2, {"loc", "scale"}, {EM_PK_REAL, EM_PK_POS}, EM_PK_REAL,
+                                      "(-inf, inf)", 2u, 1};
+#define logistic_desc_INFO "Logistic", 2, {"loc", "scale"}
+static inline double logistic_kern(double x, const double *p, unsigned need, double *dx, double *dp) {
+    /* log density in z = (x-loc)/scale: -|z| - 2 log1p(exp(-|z|)) (symmetric, no overflow);
+     * its derivative in z is -tanh(z/2). */
+    double is = 1.0 / p[1], z = (x - p[0]) * is, az = fabs(z);
+    double dz = -tanh(0.5 * z);
+    *dx = dz * is;
+    dp[0] = -dz * is;
+    dp[1] = -dz * z * is;
+    return -az - 2.0 * log1p(exp(-az));
+}
+static inline double logistic_norm(const double *p, unsigned need, double *dp) {
+    if (NEED(1)) dp[1] = -1.0 / p[1];
+    return -log(p[1]);
+}
+LOG_PROB_FN(logistic_lp, logistic_desc, logistic_norm, logistic_kern)
+SAMPLE_FN(logistic_sample, logistic_desc, P(d, 0, i) + gsl_ran_logistic(r, P(d, 1, i)))
+MOMENT_FN(logistic_mean, logistic_desc, P(d, 0, i))
+MOMENT_FN(logistic_var, logistic_desc, P(d, 1, i) * P(d, 1, i) * M_PI * M_PI / 3.0)
+RSAMPLE_FN(logistic_rs, logistic_desc, gsl_ran_logistic(r, 1.0), a + b * eps, 1.0, eps)
+FAMILY_OPS(em_ops_logistic, logistic_desc, 1, sup_real, logistic_lp, logistic_sample, logistic_rs, logistic_mean,
+           logistic_var)
+em_dist em_dist_logistic(em_tape *t, em_var loc, em_var scale) {
+    em_var p[2] = {loc, scale};
+    return em_dist_make(t, &em_ops_logistic, p, 2);
+}

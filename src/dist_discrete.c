@@ -1,0 +1,409 @@
+/* dist_discrete.c — discrete families: Bernoulli (probability and logit), Binomial (logit),
+ * Poisson (rate and log rate), Stan's neg_binomial_2 and Categorical (logits). Values are
+ * stored as doubles holding integers; log densities have gradients with respect to the
+ * parameters only. The logit and log parameterisations are written so that large |logit|
+ * neither overflows nor loses the small probability (softplus, Stan's *_logit forms). */
+#include "internal/dist_impl.h"
+
+#include <stdlib.h>
+
+#include <gsl/gsl_randist.h>
+#include <gsl/gsl_sf_psi.h>
+
+#define P(d, k, i) em_pv((d)->tape, (d)->p[k], (i))
+#define NEED(k) (need & (1u << (k)))
+
+static size_t ev_one(const em_dist *d) { (void)d; return 1; }
+static em_support sup_bool(const em_dist *d) { (void)d; return (em_support){EM_SUPPORT_BOOLEAN, 0.0, 1.0}; }
+static em_support sup_count(const em_dist *d) { (void)d; return (em_support){EM_SUPPORT_NONNEG_INT, 0.0, INFINITY}; }
+
+static inline double sigmoid(double x) {
+    if (x >= 0) return 1.0 / (1.0 + exp(-x));
+    double e = exp(x);
+    return e / (1.0 + e);
+}
+static inline double no_norm(const double *p, unsigned need, double *dp) { (void)p; (void)need; (void)dp; return 0.0; }
+
+#define SAMPLE_FN(fname, desc, expr)                                                       \
+    static em_status fname(const em_dist *d, em_rng *r, double *out, size_t n, em_error *err) { \
+        em_status st = uv_check_params(&desc, d, err);                                     \
+        if (st != EM_OK) return st;                                                        \
+        for (size_t i = 0; i < n; i++) out[i] = (expr);                                    \
+        return EM_OK;                                                                      \
+    }
+#define MOMENT_FN(fname, desc, expr)                                                       \
+    static em_status fname(const em_dist *d, double *out, size_t n, em_error *err) {     \
+        em_status st = uv_check_params(&desc, d, err);                                     \
+        if (st != EM_OK) return st;                                                        \
+        for (size_t i = 0; i < n; i++) out[i] = (expr);                                    \
+        return EM_OK;                                                                      \
+    }
+#define LOG_PROB_FN(fname, desc, norm, kern) \
+    static em_var fname(const em_dist *d, em_var value) { return uv_log_prob(&desc, d, value, norm, kern); }
+#define FAMILY_OPS(ops, name, pname, support, lp, smp, mean, var) \
+    const em_dist_ops ops = {name, 1, {pname}, 1, 0, ev_one, support, lp, smp, NULL, mean, var};
+
+/* ---- Bernoulli(probs) ----------------------------------------------------------------------- */
+
+static const uv_desc bernoulli_desc = {"Bernoulli", 1, {"probs"}, {EM_PK_PROB}, EM_PK_BOOL, "{0, 1}", 0u, 0};
+static inline double bernoulli_kern(double y, const double *p, unsigned need, double *dx, double *dp) {
+    /* y·log p + (1-y)·log(1-p), with 0·log 0 = 0 so that p = 0 or 1 is exact */
+    double q = p[0];
+    if (y != 0.0) {
+        dp[0] = 1.0 / q;
+        return log(q);
+    }
+    dp[0] = -1.0 / (1.0 - q);
+    return log1p(-q);
+}
+LOG_PROB_FN(bernoulli_lp, bernoulli_desc, no_norm, bernoulli_kern)
+SAMPLE_FN(bernoulli_sample, bernoulli_desc, (double)gsl_ran_bernoulli(r, P(d, 0, i)))
+MOMENT_FN(bernoulli_mean, bernoulli_desc, P(d, 0, i))
+MOMENT_FN(bernoulli_var, bernoulli_desc, P(d, 0, i) * (1.0 - P(d, 0, i)))
+FAMILY_OPS(em_ops_bernoulli, "Bernoulli", "probs", sup_bool, bernoulli_lp, bernoulli_sample, bernoulli_mean,
+           bernoulli_var)
+em_dist em_dist_bernoulli(em_tape *t, em_var probs) { return em_dist_make(t, &em_ops_bernoulli, &probs, 1); }
+
+/* ---- BernoulliLogit(logits) ----------------------------------------------------------------- */
+
+static const uv_desc bernoulli_logit_desc = {"BernoulliLogit", 1, {"logits"}, {EM_PK_REAL}, EM_PK_BOOL, "{0, 1}", 0u, 0};
+static inline double bernoulli_logit_kern(double y, const double *p, unsigned need, double *dx, double *dp) {
+    /* log σ(l) = -softplus(-l) for y = 1, log σ(-l) = -softplus(l) for y = 0; the partial is
+     * y - σ(l). One exp and one log1p per element. */
+    double l = p[0], e = exp(-fabs(l)), lg = log1p(e), s = l >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
+    dp[0] = y - s;
+    /* y·l - softplus(l) with the linear part first: exact cancellation when y = 1, l large */
+    return (y * l - (l > 0 ? l : 0.0)) - lg;
+}
+LOG_PROB_FN(bernoulli_logit_lp, bernoulli_logit_desc, no_norm, bernoulli_logit_kern)
+SAMPLE_FN(bernoulli_logit_sample, bernoulli_logit_desc, (double)(gsl_rng_uniform(r) < sigmoid(P(d, 0, i))))
+MOMENT_FN(bernoulli_logit_mean, bernoulli_logit_desc, sigmoid(P(d, 0, i)))
+MOMENT_FN(bernoulli_logit_var, bernoulli_logit_desc, sigmoid(P(d, 0, i)) * sigmoid(-P(d, 0, i)))
+FAMILY_OPS(em_ops_bernoulli_logit, "BernoulliLogit", "logits", sup_bool, bernoulli_logit_lp,
+           bernoulli_logit_sample, bernoulli_logit_mean, bernoulli_logit_var)
+em_dist em_dist_bernoulli_logit(em_tape *t, em_var logits) {
+    return em_dist_make(t, &em_ops_bernoulli_logit, &logits, 1);
+}
+
+/* ---- BinomialLogit(total_count (data), logits) ---------------------------------------------- */
+
+static const uv_desc binomial_logit_desc = {"BinomialLogit", 1, {"logits"}, {EM_PK_REAL}, EM_PK_COUNT_N,
+                                            "{0, ..., total_count}", 0u, 0};
+/* BinomialLogit has its own loop: the binomial coefficient needs the total count N_i, which
+ * the shared driver does not pass to its kernels. */
+static void binomial_backward(em_tape *t, em_node *self) {
+    em_node *l = em_node_get(t, (em_var){self->in[1]});
+    if (!l->adj) return;
+    const double *part = self->aux;
+    double g = self->adj[0];
+    if (l->n == 1) l->adj[0] += g * part[0];
+    else
+        for (size_t i = 0; i < l->n; i++) l->adj[i] += g * part[i];
+}
+
+static em_var binomial_logit_lp(const em_dist *d, em_var value) {
+    em_tape *t = d->tape;
+    em_var in[2] = {value, d->p[0]};
+    if (!em_inputs_ok(in, 2)) return EM_VAR_INVALID;
+    size_t n = em_dist_common_len(t, "BinomialLogit", in, 2);
+    if (!n) return EM_VAR_INVALID;
+    if (!(d->data_len == 1 || d->data_len == n))
+        return em_tape_fail(t, EM_ERR_SHAPE, "BinomialLogit: total_count has length %zu, value has %zu", d->data_len, n);
+    em_var out;
+    em_node *o = em_node_new(t, 1, 1, in, 2, binomial_backward, &out);
+    if (!o) return EM_VAR_INVALID;
+    const em_node *yv = em_node_get(t, value), *lv = em_node_get(t, d->p[0]);
+    size_t sy = yv->n == 1 ? 0 : 1, sl = lv->n == 1 ? 0 : 1, sN = d->data_len == 1 ? 0 : 1;
+    double *part = NULL;
+    if (o->adj) {
+        part = em_arena_calloc(em_tape_arena(t), (sl ? n : 1) * sizeof(double));
+        if (!part) return em_tape_fail(t, EM_ERR_NOMEM, "BinomialLogit: out of memory");
+        o->aux = part;
+    }
+    double lp = 0.0;
+    int ok = 1;
+    for (size_t i = 0; i < n; i++) {
+        double y = yv->val[i * sy], l = lv->val[i * sl], N = d->data[i * sN];
+        ok &= em_pk_ok(EM_PK_REAL, l, 0, 0, 0) & em_pk_ok(EM_PK_COUNT_N, y, 0, 0, N);
+        /* log C(N, y) + y·l - N·softplus(l); d/dl = y - N σ(l) */
+        double e = exp(-fabs(l)), s = l >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
+        /* y·l - N·softplus(l), the linear parts combined first (exact for y = N, l large) */
+        double lin = y * l - N * (l > 0 ? l : 0.0);
+        lp += lgamma(N + 1.0) - lgamma(y + 1.0) - lgamma(N - y + 1.0) + (lin - N * log1p(e));
+        if (part) part[i * sl] += y - N * s;
+    }
+    if (!ok) {
+        o->backward = NULL;
+        em_error e = {0};
+        uv_diagnose(&binomial_logit_desc, d, yv->val, yv->n, &e);
+        return em_dist_domain_fail(t, &e);
+    }
+    o->val[0] = lp;
+    return out;
+}
+static em_support binomial_support(const em_dist *d) {
+    double mx = 0;
+    for (size_t i = 0; i < d->data_len; i++)
+        if (d->data[i] > mx) mx = d->data[i];
+    return (em_support){EM_SUPPORT_COUNT_N, 0.0, mx};
+}
+#define NTOT(d, i) ((d)->data[(d)->data_len == 1 ? 0 : (i) % (d)->data_len])
+SAMPLE_FN(binomial_logit_sample, binomial_logit_desc,
+          (double)gsl_ran_binomial(r, sigmoid(P(d, 0, i)), (unsigned)NTOT(d, i)))
+MOMENT_FN(binomial_logit_mean, binomial_logit_desc, NTOT(d, i) * sigmoid(P(d, 0, i)))
+MOMENT_FN(binomial_logit_var, binomial_logit_desc, NTOT(d, i) * sigmoid(P(d, 0, i)) * sigmoid(-P(d, 0, i)))
+FAMILY_OPS(em_ops_binomial_logit, "BinomialLogit", "logits", binomial_support, binomial_logit_lp,
+           binomial_logit_sample, binomial_logit_mean, binomial_logit_var)
+em_dist em_dist_binomial_logit(em_tape *t, const double *total_count, size_t n, em_var logits) {
+    em_dist d = em_dist_make(t, &em_ops_binomial_logit, &logits, 1);
+    if (!d.ops) return d;
+    if (!total_count || n == 0) {
+        em_tape_fail(t, EM_ERR_ARG, "BinomialLogit: total_count is NULL or empty");
+        d.ops = NULL;
+        return d;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (!em_pk_ok(EM_PK_COUNT, total_count[i], 0, 0, 0) || total_count[i] > 4294967295.0) {
+            em_tape_fail(t, EM_ERR_DOMAIN, "BinomialLogit: total_count[%zu] = %g must be a non-negative integer", i,
+                         total_count[i]);
+            d.ops = NULL;
+            return d;
+        }
+    size_t nl = em_len(t, logits);
+    if (!(n == 1 || nl == 1 || n == nl)) {
+        em_tape_fail(t, EM_ERR_SHAPE, "BinomialLogit: total_count has length %zu, logits %zu", n, nl);
+        d.ops = NULL;
+        return d;
+    }
+    d.data = total_count;
+    d.data_len = n;
+    d.batch_len = n > nl ? n : nl;
+    return d;
+}
+
+/* ---- Poisson(rate) and PoissonLog(log_rate) -------------------------------------------------- */
+
+static const uv_desc poisson_desc = {"Poisson", 1, {"rate"}, {EM_PK_POS}, EM_PK_COUNT, "{0, 1, 2, ...}", 0u, 0};
+static inline double poisson_kern(double y, const double *p, unsigned need, double *dx, double *dp) {
+    double lam = p[0];
+    dp[0] = y / lam - 1.0;
+    return y * log(lam) - lam - lgamma(y + 1.0);
+}
+LOG_PROB_FN(poisson_lp, poisson_desc, no_norm, poisson_kern)
+/* GSL's Poisson sampler keeps intermediate counts in an unsigned int: a mean beyond about
+ * 4e9 would overflow it, so such draws are refused with an error rather than garbage. */
+#define EM_MAX_POISSON_MEAN 1e9
+static em_status count_draws(const uv_desc *desc, const em_dist *d, em_rng *r, double *out, size_t n,
+                             em_error *err, int kind) {
+    em_status st = uv_check_params(desc, d, err);
+    if (st != EM_OK) return st;
+    for (size_t i = 0; i < n; i++) {
+        double m = kind == 0 ? P(d, 0, i) : kind == 1 ? exp(P(d, 0, i)) : P(d, 0, i);
+        if (!(m <= EM_MAX_POISSON_MEAN))
+            return em_error_set(err, EM_ERR_DOMAIN, "%s sample: mean %g (element %zu) is too large to sample (limit %g)",
+                                desc->name, m, i % (d->batch_len ? d->batch_len : 1), EM_MAX_POISSON_MEAN);
+        if (kind == 2) {
+            double phi = P(d, 1, i);
+            out[i] = (double)gsl_ran_negative_binomial(r, phi / (m + phi), phi);
+        } else {
+            out[i] = (double)gsl_ran_poisson(r, m);
+        }
+    }
+    return EM_OK;
+}
+static em_status poisson_sample(const em_dist *d, em_rng *r, double *out, size_t n, em_error *err) {
+    return count_draws(&poisson_desc, d, r, out, n, err, 0);
+}
+MOMENT_FN(poisson_mean, poisson_desc, P(d, 0, i))
+MOMENT_FN(poisson_var, poisson_desc, P(d, 0, i))
+FAMILY_OPS(em_ops_poisson, "Poisson", "rate", sup_count, poisson_lp, poisson_sample, poisson_mean, poisson_var)
+em_dist em_dist_poisson(em_tape *t, em_var rate) { return em_dist_make(t, &em_ops_poisson, &rate, 1); }
+
+static const uv_desc poisson_log_desc = {"PoissonLog", 1, {"log_rate"}, {EM_PK_REAL}, EM_PK_COUNT, "{0, 1, 2, ...}",
+                                         0u, 0};
+static inline double poisson_log_kern(double y, const double *p, unsigned need, double *dx, double *dp) {
+    double el = exp(p[0]);
+    dp[0] = y - el;
+    return y * p[0] - el - lgamma(y + 1.0);
+}
+LOG_PROB_FN(poisson_log_lp, poisson_log_desc, no_norm, poisson_log_kern)
+static em_status poisson_log_sample(const em_dist *d, em_rng *r, double *out, size_t n, em_error *err) {
+    return count_draws(&poisson_log_desc, d, r, out, n, err, 1);
+}
+MOMENT_FN(poisson_log_mean, poisson_log_desc, exp(P(d, 0, i)))
+MOMENT_FN(poisson_log_var, poisson_log_desc, exp(P(d, 0, i)))
+FAMILY_OPS(em_ops_poisson_log, "PoissonLog", "log_rate", sup_count, poisson_log_lp, poisson_log_sample,
+           poisson_log_mean, poisson_log_var)
+em_dist em_dist_poisson_log(em_tape *t, em_var log_rate) { return em_dist_make(t, &em_ops_poisson_log, &log_rate, 1); }
+
+/* ---- NegBinomial2(mu, phi): Stan's neg_binomial_2, mean mu, variance mu + mu²/phi ------------- */
+
+static const uv_desc nb2_desc = {"NegBinomial2", 2, {"mu", "phi"}, {EM_PK_POS, EM_PK_POS}, EM_PK_COUNT,
+                                 "{0, 1, 2, ...}", 2u, 0};
+static inline double nb2_norm(const double *p, unsigned need, double *dp) {
+    double phi = p[1];
+    if (NEED(1)) dp[1] = log(phi) + 1.0 - gsl_sf_psi(phi);
+    return phi * log(phi) - lgamma(phi);
+}
+static inline double nb2_kern(double y, const double *p, unsigned need, double *dx, double *dp) {
+    /* lgamma(y+phi) - lgamma(y+1) - lgamma(phi) + y log mu + phi log phi - (y+phi) log(mu+phi) */
+    double mu = p[0], phi = p[1], s = mu + phi, ls = log(s), r = (y + phi) / s;
+    dp[0] = y / mu - r;
+    if (NEED(1)) dp[1] = gsl_sf_psi(y + phi) - ls - r;
+    return lgamma(y + phi) - lgamma(y + 1.0) + y * log(mu) - (y + phi) * ls;
+}
+LOG_PROB_FN(nb2_lp, nb2_desc, nb2_norm, nb2_kern)
+/* GSL's negative binomial counts failures before n successes with success probability p:
+ * n = phi, p = phi/(mu+phi) gives mean mu and variance mu + mu²/phi. */
+static em_status nb2_sample(const em_dist *d, em_rng *r, double *out, size_t n, em_error *err) {
+    return count_draws(&nb2_desc, d, r, out, n, err, 2);
+}
+MOMENT_FN(nb2_mean, nb2_desc, P(d, 0, i))
+MOMENT_FN(nb2_var, nb2_desc, P(d, 0, i) + P(d, 0, i) * P(d, 0, i) / P(d, 1, i))
+const em_dist_ops em_ops_neg_binomial2 = {"NegBinomial2", 2, {"mu", "phi"}, 1, 0, ev_one, sup_count, nb2_lp,
+                                          nb2_sample, NULL, nb2_mean, nb2_var};
+em_dist em_dist_neg_binomial2(em_tape *t, em_var mu, em_var phi) {
+    em_var p[2] = {mu, phi};
+    return em_dist_make(t, &em_ops_neg_binomial2, p, 2);
+}
+
+/* ---- CategoricalLogit(logits): value = category index (0-based, as a double) ------------------ */
+
+/* logits is a K-vector (every value drawn from the same categorical) or a B×K matrix (row b
+ * for value b). The log density of y is logits[y] - logsumexp(logits); its gradient with
+ * respect to the logits is onehot(y) - softmax(logits). */
+static size_t cat_K(const em_dist *d) {
+    const em_node *l = em_node_get(d->tape, d->p[0]);
+    return l->rows > 1 && l->cols > 1 ? l->cols : l->n;
+}
+static size_t cat_B(const em_dist *d) {
+    const em_node *l = em_node_get(d->tape, d->p[0]);
+    return l->rows > 1 && l->cols > 1 ? l->rows : 1;
+}
+
+static void cat_backward(em_tape *t, em_node *self) {
+    em_node *l = em_node_get(t, (em_var){self->in[1]});
+    if (!l->adj) return;
+    const double *part = self->aux;
+    double g = self->adj[0];
+    for (size_t i = 0; i < l->n; i++) l->adj[i] += g * part[i];
+}
+
+static em_status cat_check(const em_dist *d, em_error *err) {
+    const em_node *l = em_node_get(d->tape, d->p[0]);
+    for (size_t i = 0; i < l->n; i++)
+        if (!isfinite(l->val[i]))
+            return em_error_set(err, EM_ERR_DOMAIN, "CategoricalLogit: logits[%zu] = %g must be finite", i, l->val[i]);
+    return EM_OK;
+}
+
+/* softmax of row b into p (length K); returns logsumexp */
+static double cat_softmax(const double *l, size_t K, double *p) {
+    double mx = l[0];
+    for (size_t k = 1; k < K; k++)
+        if (l[k] > mx) mx = l[k];
+    double s = 0.0;
+    for (size_t k = 0; k < K; k++) s += (p[k] = exp(l[k] - mx));
+    for (size_t k = 0; k < K; k++) p[k] /= s;
+    return mx + log(s);
+}
+
+static em_var cat_lp(const em_dist *d, em_var value) {
+    em_tape *t = d->tape;
+    em_var in[2] = {value, d->p[0]};
+    if (!em_inputs_ok(in, 2)) return EM_VAR_INVALID;
+    size_t K = cat_K(d), B = cat_B(d), n = em_len(t, value);
+    if (B > 1 && n != B)
+        return em_tape_fail(t, EM_ERR_SHAPE, "CategoricalLogit: %zu values for %zu rows of logits", n, B);
+    em_error e = {0};
+    if (cat_check(d, &e) != EM_OK) return em_dist_domain_fail(t, &e);
+    const double *y = em_value(t, value);
+    for (size_t i = 0; i < n; i++)
+        if (!(y[i] >= 0 && y[i] < (double)K && y[i] == floor(y[i]))) {
+            em_error_set(&e, EM_ERR_DOMAIN, "CategoricalLogit: value[%zu] = %g is outside the support {0, ..., %zu}",
+                         i, y[i], K - 1);
+            return em_dist_domain_fail(t, &e);
+        }
+    em_var out;
+    em_node *o = em_node_new(t, 1, 1, in, 2, cat_backward, &out);
+    if (!o) return EM_VAR_INVALID;
+    const double *l = em_value(t, d->p[0]);
+    double *sm = em_arena_alloc(em_tape_arena(t), K * sizeof(double));
+    double *part = o->adj ? em_arena_calloc(em_tape_arena(t), K * B * sizeof(double)) : NULL;
+    if (!sm || (o->adj && !part)) return em_tape_fail(t, EM_ERR_NOMEM, "CategoricalLogit: out of memory");
+    o->aux = part;
+    double lp = 0.0;
+    if (B == 1) {
+        double lse = cat_softmax(l, K, sm);
+        for (size_t i = 0; i < n; i++) {
+            size_t c = (size_t)y[i];
+            lp += l[c] - lse;
+            if (part) part[c] += 1.0;
+        }
+        if (part)
+            for (size_t k = 0; k < K; k++) part[k] -= (double)n * sm[k];
+    } else {
+        for (size_t b = 0; b < B; b++) {
+            double lse = cat_softmax(l + b * K, K, sm);
+            size_t c = (size_t)y[b];
+            lp += l[b * K + c] - lse;
+            if (part) {
+                for (size_t k = 0; k < K; k++) part[b * K + k] = -sm[k];
+                part[b * K + c] += 1.0;
+            }
+        }
+    }
+    o->val[0] = lp;
+    return out;
+}
+
+static em_status cat_sample(const em_dist *d, em_rng *r, double *out, size_t n, em_error *err) {
+    em_status st = cat_check(d, err);
+    if (st != EM_OK) return st;
+    size_t K = cat_K(d), B = cat_B(d);
+    double *sm = malloc(K * sizeof *sm);
+    if (!sm) return em_error_set(err, EM_ERR_NOMEM, "CategoricalLogit sample: out of memory");
+    const double *l = em_value(d->tape, d->p[0]);
+    if (B == 1) cat_softmax(l, K, sm);
+    for (size_t i = 0; i < n; i++) {
+        if (B > 1) cat_softmax(l + (i % B) * K, K, sm);
+        double u = gsl_rng_uniform(r), c = 0.0;
+        size_t k = 0;
+        while (k + 1 < K && (c += sm[k]) <= u) k++;
+        out[i] = (double)k;
+    }
+    free(sm);
+    return EM_OK;
+}
+
+static em_status cat_moment(const em_dist *d, double *out, size_t n, em_error *err, int var) {
+    em_status st = cat_check(d, err);
+    if (st != EM_OK) return st;
+    size_t K = cat_K(d), B = cat_B(d);
+    double *sm = malloc(K * sizeof *sm);
+    if (!sm) return em_error_set(err, EM_ERR_NOMEM, "CategoricalLogit: out of memory");
+    const double *l = em_value(d->tape, d->p[0]);
+    for (size_t i = 0; i < n; i++) {
+        cat_softmax(l + (B > 1 ? (i % B) * K : 0), K, sm);
+        double m = 0.0, m2 = 0.0;
+        for (size_t k = 0; k < K; k++) {
+            m += (double)k * sm[k];
+            m2 += (double)k * (double)k * sm[k];
+        }
+        out[i] = var ? m2 - m * m : m;
+    }
+    free(sm);
+    return EM_OK;
+}
+static em_status cat_mean(const em_dist *d, double *out, size_t n, em_error *err) { return cat_moment(d, out, n, err, 0); }
+static em_status cat_var(const em_dist *d, double *out, size_t n, em_error *err) { return cat_moment(d, out, n, err, 1); }
+static em_support cat_support(const em_dist *d) {
+    return (em_support){EM_SUPPORT_CATEGORY, 0.0, (double)cat_K(d) - 1.0};
+}
+const em_dist_ops em_ops_categorical_logit = {"CategoricalLogit", 1, {"logits"}, 1, 0, ev_one, cat_support,
+                                              cat_lp, cat_sample, NULL, cat_mean, cat_var};
+em_dist em_dist_categorical_logit(em_tape *t, em_var logits) {
+    em_dist d = em_dist_make(t, &em_ops_categorical_logit, &logits, 1);
+    if (d.ops) d.batch_len = cat_B(&d);
+    return d;
+}

@@ -1,0 +1,291 @@
+/* dist_glm.c — fused GLM likelihoods (as Stan's normal_id_glm, bernoulli_logit_glm and
+ * poisson_log_glm): the linear predictor η = α + X·β, the log density of y and the partials
+ * in one node. The forward pass is one cblas_dgemv over X plus a pass over the rows that also
+ * stores r_i = ∂lp/∂η_i; the backward pass is one more dgemv, ∂lp/∂β = Xᵀ·r. So a gradient
+ * costs two passes over X however many coefficients there are.
+ *
+ * Parameters: p[0] = X (a rows×cols matrix, usually constant data), p[1] = α (scalar or one
+ * per row), p[2] = β (cols), p[3] = σ (normal only: scalar or one per row). */
+#include "internal/dist_impl.h"
+
+#include <stdlib.h>
+
+/* gsl_randist.h pulls in GSL's copy of the CBLAS declarations, which clash with OpenBLAS's
+ * cblas.h; the prototypes are the same, and the symbols resolve to OpenBLAS at link time
+ * (-lopenblas, not -lgslcblas). */
+#include <gsl/gsl_randist.h>
+#include <gsl/gsl_cblas.h>
+
+typedef enum { GLM_NORMAL, GLM_BERNOULLI, GLM_POISSON } glm_kind;
+
+static const char *glm_name(glm_kind k) {
+    return k == GLM_NORMAL ? "NormalIdGLM" : k == GLM_BERNOULLI ? "BernoulliLogitGLM" : "PoissonLogGLM";
+}
+
+typedef struct {
+    double *r;      /* ∂lp/∂η per row (needed for β, α and X) */
+    double *dsigma; /* ∂lp/∂σ per row when σ is a vector, else NULL */
+    double dsig_sum;
+    double *dy;     /* ∂lp/∂y per row when y needs a gradient (normal only) */
+} glm_aux;
+
+static void glm_backward(em_tape *t, em_node *self) {
+    const glm_aux *a = self->aux;
+    em_node *y = em_node_get(t, (em_var){self->in[0]}), *X = em_node_get(t, (em_var){self->in[1]});
+    em_node *al = em_node_get(t, (em_var){self->in[2]}), *be = em_node_get(t, (em_var){self->in[3]});
+    size_t n = X->rows, p = X->cols;
+    double g = self->adj[0];
+    if (be->adj)
+        cblas_dgemv(CblasRowMajor, CblasTrans, (int)n, (int)p, g, X->val, (int)p, a->r, 1, 1.0, be->adj, 1);
+    if (X->adj) /* ∂lp/∂X = r·βᵀ */
+        cblas_dger(CblasRowMajor, (int)n, (int)p, g, a->r, 1, be->val, 1, X->adj, (int)p);
+    if (al->adj) {
+        if (al->n == 1) {
+            double s = 0.0;
+            for (size_t i = 0; i < n; i++) s += a->r[i];
+            al->adj[0] += g * s;
+        } else {
+            for (size_t i = 0; i < n; i++) al->adj[i] += g * a->r[i];
+        }
+    }
+    if (y->adj && a->dy) {
+        if (y->n == 1) {
+            double s = 0.0;
+            for (size_t i = 0; i < n; i++) s += a->dy[i];
+            y->adj[0] += g * s;
+        } else {
+            for (size_t i = 0; i < n; i++) y->adj[i] += g * a->dy[i];
+        }
+    }
+    if (self->nin > 4) {
+        em_node *sg = em_node_get(t, (em_var){self->in[4]});
+        if (sg->adj) {
+            if (a->dsigma)
+                for (size_t i = 0; i < n; i++) sg->adj[i] += g * a->dsigma[i];
+            else
+                sg->adj[0] += g * a->dsig_sum;
+        }
+    }
+}
+
+static em_status glm_check(const em_dist *d, glm_kind kind, em_error *err) {
+    const em_tape *t = d->tape;
+    const char *nm = glm_name(kind);
+    const em_node *al = em_node_get(t, d->p[1]), *be = em_node_get(t, d->p[2]);
+    for (size_t i = 0; i < al->n; i++)
+        if (!isfinite(al->val[i])) return em_error_set(err, EM_ERR_DOMAIN, "%s: alpha[%zu] = %g must be finite", nm, i, al->val[i]);
+    for (size_t i = 0; i < be->n; i++)
+        if (!isfinite(be->val[i])) return em_error_set(err, EM_ERR_DOMAIN, "%s: beta[%zu] = %g must be finite", nm, i, be->val[i]);
+    if (kind == GLM_NORMAL) {
+        const em_node *sg = em_node_get(t, d->p[3]);
+        for (size_t i = 0; i < sg->n; i++)
+            if (!(isfinite(sg->val[i]) && sg->val[i] > 0))
+                return em_error_set(err, EM_ERR_DOMAIN, "%s: sigma[%zu] = %g must be positive", nm, i, sg->val[i]);
+    }
+    return EM_OK;
+}
+
+/* η = α + X·β into eta (n rows) */
+static void glm_eta(const em_tape *t, const em_dist *d, double *eta) {
+    const em_node *X = em_node_get(t, d->p[0]), *al = em_node_get(t, d->p[1]), *be = em_node_get(t, d->p[2]);
+    size_t n = X->rows, p = X->cols;
+    if (al->n == 1)
+        for (size_t i = 0; i < n; i++) eta[i] = al->val[0];
+    else
+        memcpy(eta, al->val, n * sizeof(double));
+    cblas_dgemv(CblasRowMajor, CblasNoTrans, (int)n, (int)p, 1.0, X->val, (int)p, be->val, 1, 1.0, eta, 1);
+}
+
+static em_var glm_lp(const em_dist *d, em_var value, glm_kind kind) {
+    em_tape *t = d->tape;
+    const char *nm = glm_name(kind);
+    size_t n = em_rows(t, d->p[0]), ny = em_len(t, value);
+    if (!(ny == n || ny == 1))
+        return em_tape_fail(t, EM_ERR_SHAPE, "%s: value has length %zu, X has %zu rows", nm, ny, n);
+    em_error e = {0};
+    if (glm_check(d, kind, &e) != EM_OK) return em_dist_domain_fail(t, &e);
+    em_var in[5] = {value, d->p[0], d->p[1], d->p[2], d->p[3]}, out;
+    int nin = kind == GLM_NORMAL ? 5 : 4;
+    em_node *o = em_node_new(t, 1, 1, in, nin, glm_backward, &out);
+    if (!o) return EM_VAR_INVALID;
+    em_arena *ar = em_tape_arena(t);
+    /* eta doubles as r: each element is read once, then overwritten with ∂lp/∂η */
+    double *r = em_arena_alloc(ar, n * sizeof(double));
+    glm_aux *a = em_arena_calloc(ar, sizeof *a);
+    if (!r || !a) return em_tape_fail(t, EM_ERR_NOMEM, "%s: out of memory", nm);
+    a->r = r;
+    o->aux = a;
+    glm_eta(t, d, r);
+    const double *y = em_value(t, value);
+    size_t sy = ny == 1 ? 0 : 1;
+    double lp = 0.0;
+    int ok = 1;
+    if (kind == GLM_NORMAL) {
+        const em_node *sg = em_node_get(t, d->p[3]);
+        int sig_grad = o->adj && sg->adj, y_grad = o->adj && em_needs_grad(t, value);
+        if (sig_grad && sg->n > 1 && !(a->dsigma = em_arena_alloc(ar, n * sizeof(double))))
+            return em_tape_fail(t, EM_ERR_NOMEM, "%s: out of memory", nm);
+        if (y_grad && !(a->dy = em_arena_alloc(ar, n * sizeof(double))))
+            return em_tape_fail(t, EM_ERR_NOMEM, "%s: out of memory", nm);
+        if (sg->n == 1) {
+            double s = sg->val[0], is = 1.0 / s, is2 = is * is, ss = 0.0;
+            for (size_t i = 0; i < n; i++) {
+                double res = y[i * sy] - r[i];
+                ok &= isfinite(res);
+                ss += res * res;
+                r[i] = res * is2;
+            }
+            lp = -0.5 * ss * is2 - (double)n * (log(s) + EM_LOG_SQRT_2PI);
+            a->dsig_sum = ss * is2 * is - (double)n * is;
+        } else {
+            for (size_t i = 0; i < n; i++) {
+                double s = sg->val[i], is = 1.0 / s, res = y[i * sy] - r[i], z = res * is;
+                ok &= isfinite(res);
+                lp += -0.5 * z * z - log(s) - EM_LOG_SQRT_2PI;
+                r[i] = z * is;
+                if (a->dsigma) a->dsigma[i] = (z * z - 1.0) * is;
+            }
+        }
+        if (a->dy)
+            for (size_t i = 0; i < n; i++) a->dy[i] = -r[i];
+    } else if (kind == GLM_BERNOULLI) {
+        for (size_t i = 0; i < n; i++) {
+            double yi = y[i * sy], l = r[i];
+            ok &= (yi == 0.0 || yi == 1.0) & isfinite(l);
+            double ex = exp(-fabs(l)), s = l >= 0 ? 1.0 / (1.0 + ex) : ex / (1.0 + ex);
+            lp += (yi * l - (l > 0 ? l : 0.0)) - log1p(ex); /* linear parts first: exact for y = 1 */
+            r[i] = yi - s;
+        }
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            double yi = y[i * sy], l = r[i], el = exp(l);
+            ok &= em_pk_ok(EM_PK_COUNT, yi, 0, 0, 0) & isfinite(l);
+            lp += yi * l - el - lgamma(yi + 1.0);
+            r[i] = yi - el;
+        }
+    }
+    if (!ok || !isfinite(lp)) {
+        o->backward = NULL;
+        /* Say which row: a bad y, or a non-finite linear predictor (X or β overflowing). */
+        glm_eta(t, d, r);
+        for (size_t i = 0; i < n; i++) {
+            double yi = y[i * sy];
+            int yok = kind == GLM_NORMAL ? isfinite(yi)
+                      : kind == GLM_BERNOULLI ? (yi == 0.0 || yi == 1.0)
+                                              : em_pk_ok(EM_PK_COUNT, yi, 0, 0, 0);
+            if (!yok) {
+                em_error_set(&e, EM_ERR_DOMAIN, "%s: value[%zu] = %g is outside the support %s", nm, i, yi,
+                             kind == GLM_NORMAL ? "(-inf, inf)" : kind == GLM_BERNOULLI ? "{0, 1}" : "{0, 1, 2, ...}");
+                break;
+            }
+            if (!isfinite(r[i]) || (kind == GLM_POISSON && !isfinite(exp(r[i])))) {
+                em_error_set(&e, EM_ERR_DOMAIN, "%s: linear predictor[%zu] = %g is not finite (check row %zu of X and beta)",
+                             nm, i, r[i], i);
+                break;
+            }
+        }
+        if (e.status == EM_OK) em_error_set(&e, EM_ERR_DOMAIN, "%s: log density is not finite", nm);
+        return em_dist_domain_fail(t, &e);
+    }
+    o->val[0] = lp;
+    return out;
+}
+
+static em_var normal_glm_lp(const em_dist *d, em_var v) { return glm_lp(d, v, GLM_NORMAL); }
+static em_var bern_glm_lp(const em_dist *d, em_var v) { return glm_lp(d, v, GLM_BERNOULLI); }
+static em_var pois_glm_lp(const em_dist *d, em_var v) { return glm_lp(d, v, GLM_POISSON); }
+
+static glm_kind kind_of(const em_dist *d);
+
+/* sample / mean / variance: compute η on doubles, then per row */
+static em_status glm_eval(const em_dist *d, em_rng *r, double *out, size_t n, em_error *err, int what) {
+    glm_kind kind = kind_of(d);
+    em_status st = glm_check(d, kind, err);
+    if (st != EM_OK) return st;
+    size_t rows = em_rows(d->tape, d->p[0]);
+    if (n % rows) return em_error_set(err, EM_ERR_SHAPE, "%s: n = %zu is not a multiple of the %zu rows of X", glm_name(kind), n, rows);
+    double *eta = malloc(rows * sizeof *eta);
+    if (!eta) return em_error_set(err, EM_ERR_NOMEM, "%s: out of memory", glm_name(kind));
+    glm_eta(d->tape, d, eta);
+    for (size_t i = 0; i < n; i++) {
+        double l = eta[i % rows], v;
+        if (kind == GLM_NORMAL) {
+            double s = em_pv(d->tape, d->p[3], i % rows);
+            v = what == 0 ? l + gsl_ran_gaussian_ziggurat(r, s) : what == 1 ? l : s * s;
+        } else if (kind == GLM_BERNOULLI) {
+            double p = l >= 0 ? 1.0 / (1.0 + exp(-l)) : exp(l) / (1.0 + exp(l));
+            v = what == 0 ? (double)(gsl_rng_uniform(r) < p) : what == 1 ? p : p * (1.0 - p);
+        } else {
+            double m = exp(l);
+            if (what == 0 && !(m <= 1e9)) { /* GSL's sampler would overflow an unsigned int */
+                free(eta);
+                return em_error_set(err, EM_ERR_DOMAIN, "PoissonLogGLM sample: mean %g (row %zu) is too large to sample",
+                                    m, i % rows);
+            }
+            v = what == 0 ? (double)gsl_ran_poisson(r, m) : m;
+        }
+        out[i] = v;
+    }
+    free(eta);
+    return EM_OK;
+}
+static em_status glm_sample(const em_dist *d, em_rng *r, double *out, size_t n, em_error *err) { return glm_eval(d, r, out, n, err, 0); }
+static em_status glm_mean(const em_dist *d, double *out, size_t n, em_error *err) { return glm_eval(d, NULL, out, n, err, 1); }
+static em_status glm_var(const em_dist *d, double *out, size_t n, em_error *err) { return glm_eval(d, NULL, out, n, err, 2); }
+static size_t ev_one(const em_dist *d) { (void)d; return 1; }
+static em_support sup_real(const em_dist *d) { (void)d; return (em_support){EM_SUPPORT_REAL, -INFINITY, INFINITY}; }
+static em_support sup_bool(const em_dist *d) { (void)d; return (em_support){EM_SUPPORT_BOOLEAN, 0.0, 1.0}; }
+static em_support sup_count(const em_dist *d) { (void)d; return (em_support){EM_SUPPORT_NONNEG_INT, 0.0, INFINITY}; }
+
+const em_dist_ops em_ops_normal_id_glm = {"NormalIdGLM", 4, {"X", "alpha", "beta", "sigma"}, 0, 0, ev_one, sup_real,
+                                          normal_glm_lp, glm_sample, NULL, glm_mean, glm_var};
+const em_dist_ops em_ops_bernoulli_logit_glm = {"BernoulliLogitGLM", 3, {"X", "alpha", "beta"}, 1, 0, ev_one, sup_bool,
+                                                bern_glm_lp, glm_sample, NULL, glm_mean, glm_var};
+const em_dist_ops em_ops_poisson_log_glm = {"PoissonLogGLM", 3, {"X", "alpha", "beta"}, 1, 0, ev_one, sup_count,
+                                            pois_glm_lp, glm_sample, NULL, glm_mean, glm_var};
+
+static glm_kind kind_of(const em_dist *d) {
+    return d->ops == &em_ops_normal_id_glm ? GLM_NORMAL : d->ops == &em_ops_bernoulli_logit_glm ? GLM_BERNOULLI : GLM_POISSON;
+}
+
+static em_dist glm_make(em_tape *t, const em_dist_ops *ops, em_var X, em_var alpha, em_var beta, em_var sigma) {
+    em_dist d;
+    memset(&d, 0, sizeof d);
+    d.tape = t;
+    for (int k = 0; k < 4; k++) d.p[k] = EM_VAR_INVALID;
+    em_var p[4] = {X, alpha, beta, sigma};
+    int np = ops == &em_ops_normal_id_glm ? 4 : 3;
+    if (!t || !em_inputs_ok(p, np)) return d;
+    size_t n = em_rows(t, X), c = em_cols(t, X);
+    const char *nm = ops->name;
+    if (em_len(t, beta) != c) {
+        em_tape_fail(t, EM_ERR_SHAPE, "%s: beta has length %zu, X has %zu columns", nm, em_len(t, beta), c);
+        return d;
+    }
+    if (!(em_len(t, alpha) == 1 || em_len(t, alpha) == n)) {
+        em_tape_fail(t, EM_ERR_SHAPE, "%s: alpha has length %zu, need 1 or %zu (rows of X)", nm, em_len(t, alpha), n);
+        return d;
+    }
+    if (np == 4 && !(em_len(t, sigma) == 1 || em_len(t, sigma) == n)) {
+        em_tape_fail(t, EM_ERR_SHAPE, "%s: sigma has length %zu, need 1 or %zu (rows of X)", nm, em_len(t, sigma), n);
+        return d;
+    }
+    if (n > 2147483647u || c > 2147483647u) {
+        em_tape_fail(t, EM_ERR_SHAPE, "%s: X is too large for BLAS (%zux%zu)", nm, n, c);
+        return d;
+    }
+    for (int k = 0; k < np; k++) d.p[k] = p[k];
+    d.ops = ops;
+    d.batch_len = n;
+    return d;
+}
+
+em_dist em_dist_normal_id_glm(em_tape *t, em_var X, em_var alpha, em_var beta, em_var sigma) {
+    return glm_make(t, &em_ops_normal_id_glm, X, alpha, beta, sigma);
+}
+em_dist em_dist_bernoulli_logit_glm(em_tape *t, em_var X, em_var alpha, em_var beta) {
+    return glm_make(t, &em_ops_bernoulli_logit_glm, X, alpha, beta, alpha);
+}
+em_dist em_dist_poisson_log_glm(em_tape *t, em_var X, em_var alpha, em_var beta) {
+    return glm_make(t, &em_ops_poisson_log_glm, X, alpha, beta, alpha);
+}

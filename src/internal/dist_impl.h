@@ -1,0 +1,285 @@
+/* internal/dist_impl.h — helpers shared by the dist_*.c files. Not installed.
+ *
+ * Most univariate families are "elementwise": log p(x | θ) = Σ_i f(x_i, θ_i), where each
+ * parameter is a scalar or a vector of the value's length. They share one driver
+ * (uv_log_prob) that makes ONE tape node for the whole vector: a single pass computes the sum,
+ * checks the parameters and the support, and writes the partials the backward pass needs
+ * (per element for vector inputs, summed for scalar ones). Each family supplies two small
+ * inline functions: `norm`, the part of the log density that depends on the parameters only
+ * (normalising constants such as -log σ), which is computed once when the parameters it
+ * depends on are scalars, and `kern`, the part that depends on the value.
+ *
+ * The driver is always_inline and receives its kernels as constant function pointers, so the
+ * compiler produces one specialised loop per family with the kernels inlined.
+ */
+#ifndef EMBER_INTERNAL_DIST_IMPL_H
+#define EMBER_INTERNAL_DIST_IMPL_H
+
+#include "ember/dist.h"
+#include "internal/tape.h"
+
+#include <math.h>
+#include <string.h>
+
+#if defined(__GNUC__)
+#define EM_ALWAYS_INLINE static inline __attribute__((always_inline))
+#else
+#define EM_ALWAYS_INLINE static inline
+#endif
+
+#define EM_LOG_SQRT_2PI 0.91893853320467274178032973640562
+#define EM_LOG_2 0.69314718055994530941723212145818
+#define EM_LOG_PI 1.14472988584940017414342735135306
+
+/* What a parameter (or the value) must satisfy. */
+typedef enum {
+    EM_PK_REAL = 0, /* finite */
+    EM_PK_POS,      /* finite and > 0 */
+    EM_PK_NONNEG,   /* finite and >= 0 */
+    EM_PK_PROB,     /* in [0, 1] */
+    EM_PK_UNIT_OPEN,/* in (0, 1) */
+    EM_PK_GT_P0,    /* finite and > parameter 0 (Uniform's hi) */
+    EM_PK_INTERVAL, /* value only: p0 <= x <= p1 */
+    EM_PK_BOOL,     /* value only: 0 or 1 */
+    EM_PK_COUNT,    /* value only: a non-negative integer */
+    EM_PK_COUNT_N   /* value only: an integer in [0, total_count] (d->data) */
+} em_pkind;
+
+/* A family's static description for the shared validation and messages. */
+typedef struct uv_desc {
+    const char *name;
+    int np;
+    const char *pname[4];
+    unsigned char pkind[4];
+    unsigned char vkind;
+    const char *support_text; /* for messages: "(0, inf)" */
+    unsigned norm_dep;        /* bit k set: norm depends on parameter k */
+    int grad_value;           /* continuous: partial w.r.t. the value */
+} uv_desc;
+
+/* Is x acceptable for kind k (p0, p1 and N only used by the value kinds that need them)? */
+EM_ALWAYS_INLINE int em_pk_ok(int k, double x, double p0, double p1, double N) {
+    /* Branch-free (& not &&) so that the checks fuse into the density loop. fabs(x) < inf
+     * is isfinite() without a library call and false for NaN. */
+    int fin = fabs(x) < INFINITY;
+    switch (k) {
+    case EM_PK_REAL: return fin;
+    case EM_PK_POS: return fin & (x > 0.0);
+    case EM_PK_NONNEG: return fin & (x >= 0.0);
+    case EM_PK_PROB: return (x >= 0.0) & (x <= 1.0);
+    case EM_PK_UNIT_OPEN: return (x > 0.0) & (x < 1.0);
+    case EM_PK_GT_P0: return fin & (x > p0);
+    case EM_PK_INTERVAL: return (x >= p0) & (x <= p1);
+    case EM_PK_BOOL: return (x == 0.0) | (x == 1.0);
+    case EM_PK_COUNT: return (x >= 0.0) & (x < 9.007199254740992e15) && x == floor(x);
+    case EM_PK_COUNT_N: return (x >= 0.0) & (x <= N) && x == floor(x);
+    default: return 0;
+    }
+}
+
+const char *em_pk_text(int k); /* "must be positive", ... */
+
+/* Check every parameter of d (each element, by the descriptor); on failure fill err with
+ * "Normal: scale[3] = -1 must be positive" and return EM_ERR_DOMAIN. */
+em_status uv_check_params(const uv_desc *desc, const em_dist *d, em_error *err);
+/* Check params, then each value element against the support; the message names the first
+ * failure. Used after the fused loop saw a failure, and by sample/mean paths. */
+em_status uv_diagnose(const uv_desc *desc, const em_dist *d, const double *x, size_t nx, em_error *err);
+
+/* Record err on the tape and return a constant scalar node holding -inf. */
+em_var em_dist_domain_fail(em_tape *t, const em_error *err);
+
+/* Parameter/value lengths: every one 1 or n. Returns n, or 0 with EM_ERR_SHAPE on the tape. */
+size_t em_dist_common_len(em_tape *t, const char *name, const em_var *v, int k);
+
+/* Build an em_dist after checking the parameters are valid vars that broadcast. */
+em_dist em_dist_make(em_tape *t, const em_dist_ops *ops, const em_var *p, int np);
+
+/* Element i of a parameter of length len, tiled to a batch of n (sample/mean/variance). */
+static inline double em_pv(const em_tape *t, em_var v, size_t i) {
+    const em_node *nd = em_node_get(t, v);
+    return nd->val[nd->n == 1 ? 0 : i % nd->n];
+}
+
+/* ---- the elementwise log-density driver ------------------------------------------------- */
+
+typedef double (*uv_norm_fn)(const double *p, unsigned need, double *dp);
+typedef double (*uv_kern_fn)(double x, const double *p, unsigned need, double *dx, double *dp);
+
+/* Per-node data for the backward pass: inputs are the value (slot 0) and the parameters
+ * (slots 1..np). For a vector input that needs a gradient, part[k] holds dlp_i/dinput_i; for
+ * a scalar one, sum[k] holds Σ_i dlp_i/dinput. */
+typedef struct uv_aux {
+    int nin;
+    double *part[5];
+    double sum[5];
+} uv_aux;
+
+void uv_backward(em_tape *t, em_node *self);
+
+/* The need mask bit for input slot k: bit 0 value, bit k parameter k-1. */
+#define UV_NEED(k) (1u << (k))
+
+/* The hot loop, specialised by the compiler for each family (kernels inlined, parameter
+ * count and kinds constant) and for norm_once. Parameter reads are unrolled by hand so that
+ * nothing in the loop indexes the descriptor with a run-time k (a switch on the kind per
+ * element made the first version 3x slower). lay >= 0: the strides are the compile-time bits
+ * of lay (bit k: input k is a vector); lay < 0: run-time strides. */
+#define UV_ST(k) (lay < 0 ? s[k] : (size_t)((lay >> (k)) & 1))
+/* A scalar parameter is read once into a local before the loop: read through the pointer,
+ * the compiler could not hoist it (or 1/scale) past the stores to the partial arrays. */
+#define UV_LD(k) (np > (k) ? (lay >= 0 && !UV_ST((k) + 1) ? pc[k] : v[(k) + 1][i * UV_ST((k) + 1)]) : 0.0)
+#define UV_OK(k) (np > (k) ? em_pk_ok(desc->pkind[k], p[k], p[0], 0, 0) : 1)
+#define UV_PART(k)                                                                         \
+    if (np > (k) && (need & UV_NEED((k) + 1))) {                                           \
+        double gk = dk[k] + dp[k];                                                         \
+        if (part##k) part##k[i] = gk;                                                      \
+        else s##k += gk;                                                                   \
+    }
+EM_ALWAYS_INLINE double uv_loop(const uv_desc *desc, size_t n, const double *const *v, const size_t *s,
+                                const double *N, size_t nN, unsigned need, uv_aux *aux, double *sum, int *okp,
+                                uv_norm_fn norm, uv_kern_fn kern, const int norm_once, const int lay) {
+    const int np = desc->np;
+    double *partx = aux ? aux->part[0] : NULL, *part0 = aux ? aux->part[1] : NULL;
+    double *part1 = aux ? aux->part[2] : NULL, *part2 = aux ? aux->part[3] : NULL;
+    double *part3 = aux ? aux->part[4] : NULL;
+    double sx = 0.0, s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0, lp = 0.0;
+    const double *x0 = v[0];
+    size_t sv = UV_ST(0), sN = nN == 1 ? 0 : 1;
+    int ok = 1;
+    double pc[4] = {0, 0, 0, 0};
+    for (int k = 0; k < np; k++) pc[k] = v[k + 1][0];
+    for (size_t i = 0; i < n; i++) {
+        double p[4] = {UV_LD(0), UV_LD(1), UV_LD(2), UV_LD(3)};
+        double x = x0[i * sv];
+        double dp[4] = {0, 0, 0, 0}, dk[4] = {0, 0, 0, 0}, dx = 0.0, li = 0.0;
+        ok &= UV_OK(0) & UV_OK(1) & UV_OK(2) & UV_OK(3);
+        ok &= em_pk_ok(desc->vkind, x, p[0], p[1], N ? N[i * sN] : 0.0);
+        if (!norm_once) li = norm(p, need >> 1, dp);
+        li += kern(x, p, need >> 1, &dx, dk);
+        lp += li;
+        if (need & 1) {
+            if (partx) partx[i] = dx;
+            else sx += dx;
+        }
+        UV_PART(0)
+        UV_PART(1)
+        UV_PART(2)
+        UV_PART(3)
+    }
+    sum[0] += sx;
+    sum[1] += s0;
+    sum[2] += s1;
+    sum[3] += s2;
+    sum[4] += s3;
+    *okp &= ok;
+    return lp;
+}
+#undef UV_LD
+#undef UV_ST
+#undef UV_OK
+#undef UV_PART
+
+EM_ALWAYS_INLINE em_var uv_log_prob(const uv_desc *desc, const em_dist *d, em_var value,
+                                    uv_norm_fn norm, uv_kern_fn kern) {
+    em_tape *t = d->tape;
+    const int np = desc->np;
+    em_var in[5];
+    in[0] = value;
+    for (int k = 0; k < np; k++) in[k + 1] = d->p[k];
+    if (!em_inputs_ok(in, np + 1)) return EM_VAR_INVALID;
+    size_t n = em_dist_common_len(t, desc->name, in, np + 1);
+    if (!n) return EM_VAR_INVALID;
+    if (desc->vkind == EM_PK_COUNT_N && !(d->data_len == 1 || d->data_len == n))
+        return em_tape_fail(t, EM_ERR_SHAPE, "%s: total_count has length %zu, value has %zu",
+                            desc->name, d->data_len, n);
+
+    em_var out;
+    em_node *o = em_node_new(t, 1, 1, in, np + 1, uv_backward, &out);
+    if (!o) return EM_VAR_INVALID;
+    const double *v[5];
+    size_t s[5];
+    unsigned need = 0, vec_need = 0;
+    int has_grad = o->adj != NULL;
+    for (int k = 0; k <= np; k++) {
+        const em_node *nk = em_node_get(t, in[k]);
+        v[k] = nk->val;
+        s[k] = nk->n == 1 ? 0 : 1;
+        if (has_grad && nk->adj && (k > 0 || desc->grad_value)) {
+            need |= UV_NEED(k);
+            if (s[k]) vec_need |= UV_NEED(k);
+        }
+    }
+    uv_aux *aux = NULL;
+    if (has_grad) {
+        aux = em_arena_calloc(em_tape_arena(t), sizeof *aux);
+        if (!aux) return em_tape_fail(t, EM_ERR_NOMEM, "%s: out of memory", desc->name);
+        aux->nin = np + 1;
+        for (int k = 0; k <= np; k++)
+            if (vec_need & UV_NEED(k)) {
+                aux->part[k] = em_arena_alloc(em_tape_arena(t), n * sizeof(double));
+                if (!aux->part[k]) return em_tape_fail(t, EM_ERR_NOMEM, "%s: out of memory", desc->name);
+            }
+        o->aux = aux;
+    }
+    /* The norm term is computed once when every parameter it depends on is a scalar. */
+    int norm_once = 1;
+    for (int k = 0; k < np; k++)
+        if ((desc->norm_dep & (1u << k)) && s[k + 1]) norm_once = 0;
+
+    double p[4] = {0, 0, 0, 0}, dn[4] = {0, 0, 0, 0};
+    double lp = 0.0, sum[5] = {0, 0, 0, 0, 0};
+    int ok = 1;
+    int lay = 0;
+    for (int k = 0; k <= np; k++) lay |= (int)s[k] << k;
+    if (norm_once) {
+        for (int k = 0; k < np; k++) p[k] = v[k + 1][0];
+        double c = norm(p, need >> 1, dn);
+        lp += (double)n * c;
+        for (int k = 0; k < np; k++)
+            if (need & UV_NEED(k + 1)) sum[k + 1] += (double)n * dn[k];
+        /* Every parameter in norm_dep is a scalar here, so its norm partial is summed above;
+         * a vector parameter outside norm_dep gets its partial from kern only. The two
+         * layouts of a regression get loops with constant strides: a vector value with
+         * scalar parameters (a prior on coefficients) and a vector value with a vector first
+         * parameter (a likelihood around a linear predictor). */
+        if (lay == 1)
+            lp += uv_loop(desc, n, v, s, d->data, d->data_len, need, aux, sum, &ok, norm, kern, 1, 1);
+        else if (lay == 3)
+            lp += uv_loop(desc, n, v, s, d->data, d->data_len, need, aux, sum, &ok, norm, kern, 1, 3);
+        else
+            lp += uv_loop(desc, n, v, s, d->data, d->data_len, need, aux, sum, &ok, norm, kern, 1, -1);
+    } else {
+        lp += uv_loop(desc, n, v, s, d->data, d->data_len, need, aux, sum, &ok, norm, kern, 0, -1);
+    }
+    if (!ok) {
+        o->backward = NULL;
+        em_error e = {0};
+        if (uv_diagnose(desc, d, v[0], em_len(t, value), &e) == EM_OK)
+            em_error_set(&e, EM_ERR_DOMAIN, "%s: parameters or value outside the domain", desc->name);
+        return em_dist_domain_fail(t, &e);
+    }
+    o->val[0] = lp;
+    if (aux)
+        for (int k = 0; k <= np; k++) aux->sum[k] = sum[k];
+    return out;
+}
+
+/* ---- reparameterised draws of univariate families ------------------------------------- */
+
+/* A draw node: out_i = f(θ_i, ε_i) with per-element partials dout_i/dθ_k stored for the
+ * backward pass (θ_k tiled to n). */
+typedef struct rs_aux {
+    int np;
+    double *part[4];
+} rs_aux;
+void rs_backward(em_tape *t, em_node *self);
+/* Create the node and its partial arrays (only for parameters that need a gradient);
+ * returns NULL on failure. part[k] == NULL means "not needed". */
+em_node *rs_node(em_tape *t, const em_dist *d, size_t n, em_var *out, rs_aux **aux);
+
+/* ---- KL and shared tables ------------------------------------------------------------------ */
+extern const em_dist_ops em_ops_normal, em_ops_mvnormal;
+em_var em_kl_mvn(const em_dist *p, const em_dist *q);
+
+#endif

@@ -1,0 +1,217 @@
+/* test_dist_glm.c — the fused GLM likelihoods (normal_id_glm, bernoulli_logit_glm,
+ * poisson_log_glm): log density and gradient equal the unfused composition
+ * (matvec, add, family log_prob) on the same inputs; gradients against finite differences;
+ * sampling moments; bad inputs. */
+#include "util/testutil.h"
+#include "ember/linalg.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { NR = 40, NC = 5 };
+static double X[NR * NC], y_norm[NR], y_bern[NR], y_pois[NR];
+
+static void setup_data(void) {
+    tu_fill_uniform(X, NR * NC, -1, 1, 81);
+    em_rng *r = em_rng_create(82, 0);
+    for (int i = 0; i < NR; i++) {
+        y_norm[i] = 2 * em_rng_normal(r);
+        y_bern[i] = em_rng_uniform(r) < 0.4;
+        y_pois[i] = floor(6 * em_rng_uniform(r));
+    }
+    em_rng_destroy(r);
+}
+
+typedef struct {
+    int kind;      /* 0 normal, 1 bernoulli, 2 poisson */
+    int fused;
+    int vec_alpha; /* alpha per row */
+    int vec_sigma; /* sigma per row */
+    int y_leaf;    /* y needs a gradient (normal) */
+} glm_ctx;
+
+static size_t glm_nx(const glm_ctx *c) {
+    return (c->y_leaf ? NR : 0) + (c->vec_alpha ? NR : 1) + NC + (c->kind == 0 ? (c->vec_sigma ? NR : 1) : 0);
+}
+
+/* x = [y? | alpha | beta | sigma?] */
+static em_var glm_fn(em_tape *t, const double *x, size_t n, em_var *leaves, size_t *nl, void *vctx) {
+    glm_ctx *c = vctx;
+    (void)n;
+    size_t off = 0, k = 0;
+    const double *ydata = c->kind == 0 ? y_norm : c->kind == 1 ? y_bern : y_pois;
+    em_var y;
+    if (c->y_leaf) {
+        y = leaves[k++] = em_leaf(t, x, NR);
+        off += NR;
+    } else {
+        y = em_const(t, ydata, NR);
+    }
+    size_t na = c->vec_alpha ? NR : 1;
+    em_var alpha = leaves[k++] = em_leaf(t, x + off, na);
+    off += na;
+    em_var beta = leaves[k++] = em_leaf(t, x + off, NC);
+    off += NC;
+    em_var sigma = EM_VAR_INVALID;
+    if (c->kind == 0) {
+        size_t ns = c->vec_sigma ? NR : 1;
+        sigma = leaves[k++] = em_leaf(t, x + off, ns);
+    }
+    *nl = k;
+    em_var Xv = em_const_matrix(t, X, NR, NC);
+    em_dist d;
+    if (c->fused) {
+        d = c->kind == 0   ? em_dist_normal_id_glm(t, Xv, alpha, beta, sigma)
+            : c->kind == 1 ? em_dist_bernoulli_logit_glm(t, Xv, alpha, beta)
+                           : em_dist_poisson_log_glm(t, Xv, alpha, beta);
+    } else {
+        em_var eta = em_op_add(t, em_op_matvec(t, Xv, beta), alpha);
+        d = c->kind == 0   ? em_dist_normal(t, eta, sigma)
+            : c->kind == 1 ? em_dist_bernoulli_logit(t, eta)
+                           : em_dist_poisson_log(t, eta);
+    }
+    return em_op_mul(t, em_dist_log_prob(&d, y), em_scalar(t, 0.9));
+}
+
+static void fill_x(const glm_ctx *c, double *x) {
+    size_t off = 0;
+    if (c->y_leaf) {
+        memcpy(x, y_norm, sizeof y_norm);
+        off += NR;
+    }
+    size_t na = c->vec_alpha ? NR : 1;
+    tu_fill_uniform(x + off, na, -0.5, 0.5, 83);
+    off += na;
+    tu_fill_uniform(x + off, NC, -0.8, 0.8, 84);
+    off += NC;
+    if (c->kind == 0) tu_fill_uniform(x + off, c->vec_sigma ? NR : 1, 0.7, 2.0, 85);
+}
+
+static void test_glm_matches_unfused(void **state) {
+    (void)state;
+    setup_data();
+    for (int kind = 0; kind < 3; kind++)
+        for (int va = 0; va < 2; va++)
+            for (int vs = 0; vs < (kind == 0 ? 2 : 1); vs++)
+                for (int yl = 0; yl < (kind == 0 ? 2 : 1); yl++) {
+                    glm_ctx c = {kind, 1, va, vs, yl};
+                    glm_ctx u = c;
+                    u.fused = 0;
+                    double x[3 * NR + NC];
+                    size_t nx = glm_nx(&c);
+                    fill_x(&c, x);
+                    em_tape *t1 = em_tape_create(), *t2 = em_tape_create();
+                    em_var l1[4], l2[4];
+                    size_t n1, n2;
+                    em_var o1 = glm_fn(t1, x, nx, l1, &n1, &c), o2 = glm_fn(t2, x, nx, l2, &n2, &u);
+                    if (em_tape_status(t1) || em_tape_status(t2))
+                        fail_msg("kind %d: %s / %s", kind, em_tape_error(t1)->msg, em_tape_error(t2)->msg);
+                    tu_assert_close(em_value_scalar(t1, o1), em_value_scalar(t2, o2), 1e-12, 0);
+                    assert_int_equal(em_backward(t1, o1), EM_OK);
+                    assert_int_equal(em_backward(t2, o2), EM_OK);
+                    for (size_t k = 0; k < n1; k++) {
+                        const double *g1 = em_adjoint(t1, l1[k]), *g2 = em_adjoint(t2, l2[k]);
+                        for (size_t i = 0; i < em_len(t1, l1[k]); i++) tu_assert_close(g1[i], g2[i], 1e-11, 1e-12);
+                    }
+                    em_tape_destroy(t1);
+                    em_tape_destroy(t2);
+                    char label[64];
+                    snprintf(label, sizeof label, "GLM kind %d alpha %d sigma %d y %d", kind, va, vs, yl);
+                    tu_check_gradient(glm_fn, x, nx, &c, 1e-6, 1e-6, 1e-7, label);
+                }
+}
+
+/* ∂/∂X is available too when X carries a gradient (rare; a learned design) */
+static em_var glm_x_fn(em_tape *t, const double *x, size_t n, em_var *leaves, size_t *nl, void *vctx) {
+    (void)vctx; (void)n;
+    leaves[0] = em_leaf(t, x, 6);
+    leaves[1] = em_leaf(t, x + 6, 2);
+    *nl = 2;
+    em_dist d = em_dist_poisson_log_glm(t, em_op_reshape(t, leaves[0], 3, 2), em_scalar(t, 0.1), leaves[1]);
+    static const double y[3] = {0, 3, 1};
+    return em_dist_log_prob(&d, em_const(t, y, 3));
+}
+static void test_glm_x_gradient(void **state) {
+    (void)state;
+    double x[8] = {0.1, -0.4, 0.7, 0.2, -0.3, 0.5, 0.8, -0.6};
+    tu_check_gradient(glm_x_fn, x, 8, NULL, 1e-6, 1e-6, 1e-8, "PoissonLogGLM dX");
+}
+
+static void test_glm_bad(void **state) {
+    (void)state;
+    setup_data();
+    em_tape *t = em_tape_create();
+    em_var Xv = em_const_matrix(t, X, NR, NC);
+    double b[NC] = {0};
+    em_dist d = em_dist_normal_id_glm(t, Xv, em_scalar(t, 0.0), em_const(t, b, NC), em_scalar(t, -2.0));
+    em_var lp = em_dist_log_prob(&d, em_const(t, y_norm, NR));
+    assert_true(isinf(em_value_scalar(t, lp)));
+    assert_int_equal(em_tape_status(t), EM_ERR_DOMAIN);
+    assert_non_null(strstr(em_tape_error(t)->msg, "NormalIdGLM: sigma[0] = -2 must be positive"));
+    em_tape_reset(t);
+    Xv = em_const_matrix(t, X, NR, NC);
+    double yb[NR];
+    memcpy(yb, y_bern, sizeof yb);
+    yb[7] = 2;
+    d = em_dist_bernoulli_logit_glm(t, Xv, em_scalar(t, 0.0), em_const(t, b, NC));
+    lp = em_dist_log_prob(&d, em_const(t, yb, NR));
+    assert_true(isinf(em_value_scalar(t, lp)));
+    assert_non_null(strstr(em_tape_error(t)->msg, "BernoulliLogitGLM: value[7] = 2 is outside the support {0, 1}"));
+    em_tape_reset(t);
+    Xv = em_const_matrix(t, X, NR, NC);
+    double big[NC] = {1e300, 1e300, 1e300, 1e300, 1e300};
+    d = em_dist_poisson_log_glm(t, Xv, em_scalar(t, 0.0), em_const(t, big, NC));
+    lp = em_dist_log_prob(&d, em_const(t, y_pois, NR));
+    assert_true(isinf(em_value_scalar(t, lp)));
+    assert_non_null(strstr(em_tape_error(t)->msg, "PoissonLogGLM: linear predictor"));
+    em_tape_reset(t);
+    Xv = em_const_matrix(t, X, NR, NC);
+    d = em_dist_poisson_log_glm(t, Xv, em_scalar(t, 0.0), em_const(t, b, NC - 1));
+    assert_null(d.ops);
+    assert_int_equal(em_tape_status(t), EM_ERR_SHAPE);
+    assert_non_null(strstr(em_tape_error(t)->msg, "beta has length 4, X has 5 columns"));
+    em_tape_destroy(t);
+}
+
+static void test_glm_moments_and_sampling(void **state) {
+    (void)state;
+    setup_data();
+    em_tape *t = em_tape_create();
+    double b[NC] = {0.3, -0.2, 0.5, 0.1, -0.4};
+    em_var Xv = em_const_matrix(t, X, NR, NC);
+    em_dist d = em_dist_poisson_log_glm(t, Xv, em_scalar(t, 0.7), em_const(t, b, NC));
+    double mean[NR];
+    em_error e = {0};
+    assert_int_equal(em_dist_mean(&d, mean, NR, &e), EM_OK);
+    for (int i = 0; i < NR; i++) {
+        double eta = 0.7;
+        for (int j = 0; j < NC; j++) eta += X[i * NC + j] * b[j];
+        tu_assert_close(mean[i], exp(eta), 1e-13, 0);
+    }
+    /* 2000 replicates of the whole batch: each row's sample mean within 5 standard errors */
+    size_t reps = 2000;
+    double *s = malloc(reps * NR * sizeof *s);
+    em_rng *r = em_rng_create(86, 0);
+    assert_int_equal(em_dist_sample(&d, r, s, reps * NR, &e), EM_OK);
+    for (int i = 0; i < NR; i++) {
+        double m = 0;
+        for (size_t k = 0; k < reps; k++) m += s[k * NR + i];
+        m /= (double)reps;
+        if (!(fabs(m - mean[i]) < 5 * sqrt(mean[i] / (double)reps))) fail_msg("row %d: mean %g vs %g", i, m, mean[i]);
+    }
+    free(s);
+    em_rng_destroy(r);
+    em_tape_destroy(t);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_glm_matches_unfused),
+        cmocka_unit_test(test_glm_x_gradient),
+        cmocka_unit_test(test_glm_bad),
+        cmocka_unit_test(test_glm_moments_and_sampling),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
