@@ -187,11 +187,20 @@ static double interval_value(double lo, double hi, double x, double *dydx) {
 /* y = f(x) for a transform already validated, with x of free length m and y of constrained
  * length n. Writes log|det J| to *ld, and, when non-NULL, aux (aux_len values) and dld (m
  * values, d log|det J| / dx). */
-static em_status forward_core(const em_transform *tr, const char *what, const double *x, size_t m, size_t n,
+/* Re-issue an error from forward_core with the transform described in front ("interval(0, 10):
+ * x[0] = nan is not finite"); the description is only formatted when something went wrong,
+ * which keeps snprintf off the log-density hot path. */
+static em_status described_error(const em_transform *tr, size_t n, const em_error *inner, em_error *err) {
+    char what[96];
+    describe(tr, n, what, sizeof what);
+    return em_error_set(err, inner->status, "%s: %s", what, inner->msg);
+}
+
+static em_status forward_core(const em_transform *tr, const double *x, size_t m, size_t n,
                               double *y, double *ld_out, double *aux, double *dld, em_error *err) {
     for (size_t i = 0; i < m; i++)
         if (!isfinite(x[i]))
-            return em_error_set(err, EM_ERR_NONFINITE, "%s: x[%zu] = %g is not finite", what, i, x[i]);
+            return em_error_set(err, EM_ERR_NONFINITE, "x[%zu] = %g is not finite", i, x[i]);
     double ld = 0.0;
     switch (tr->kind) {
     case EM_TRANSFORM_IDENTITY:
@@ -204,10 +213,10 @@ static em_status forward_core(const em_transform *tr, const char *what, const do
         for (size_t i = 0; i < m; i++) {
             double e = exp(x[i]);
             if (!isfinite(e))
-                return em_error_set(err, EM_ERR_NONFINITE, "%s: exp(x[%zu] = %g) overflows", what, i, x[i]);
+                return em_error_set(err, EM_ERR_NONFINITE, "exp(x[%zu] = %g) overflows", i, x[i]);
             double v = tr->kind == EM_TRANSFORM_POSITIVE ? e : tr->kind == EM_TRANSFORM_LOWER ? tr->lo + e : tr->hi - e;
             if (!isfinite(v))
-                return em_error_set(err, EM_ERR_NONFINITE, "%s: x[%zu] = %g gives a non-finite value", what, i, x[i]);
+                return em_error_set(err, EM_ERR_NONFINITE, "x[%zu] = %g gives a non-finite value", i, x[i]);
             ld += x[i];
             if (aux) aux[i] = tr->kind == EM_TRANSFORM_UPPER ? -e : e;
             if (dld) dld[i] = 1.0;
@@ -288,13 +297,13 @@ static em_status forward_core(const em_transform *tr, const char *what, const do
             double e = exp(x[i]);
             y[i] = y[i - 1] + e;
             if (!isfinite(y[i]))
-                return em_error_set(err, EM_ERR_NONFINITE, "%s: x[%zu] = %g gives a non-finite value", what, i, x[i]);
+                return em_error_set(err, EM_ERR_NONFINITE, "x[%zu] = %g gives a non-finite value", i, x[i]);
             ld += x[i];
             if (aux) aux[i] = e;
             if (dld) dld[i] = 1.0;
         }
         break;
-    default: return em_error_set(err, EM_ERR_ARG, "%s: unknown transform kind", what);
+    default: return em_error_set(err, EM_ERR_ARG, "unknown transform kind");
     }
     if (ld_out) *ld_out = ld;
     return EM_OK;
@@ -311,9 +320,9 @@ em_status em_transform_forward_d(const em_transform *tr, const double *x, size_t
         return em_error_set(err, EM_ERR_SHAPE, "%s transform: no constrained value has %zu free values",
                             em_transform_name(tr->kind), m);
     if (!x || !y) return em_error_set(err, EM_ERR_ARG, "%s transform: NULL array", em_transform_name(tr->kind));
-    char what[96];
-    describe(tr, n, what, sizeof what);
-    return forward_core(tr, what, x, m, n, y, logdet, NULL, NULL, err);
+    em_error e = {0};
+    if (forward_core(tr, x, m, n, y, logdet, NULL, NULL, &e) != EM_OK) return described_error(tr, n, &e, err);
+    return EM_OK;
 }
 
 em_status em_transform_inverse_d(const em_transform *tr, const double *y, size_t n, double *x, em_error *err) {
@@ -500,13 +509,12 @@ em_var em_transform_forward(em_tape *t, const em_transform *tr, em_var x, em_var
     if (n == 0)
         return em_tape_fail(t, EM_ERR_SHAPE, "%s transform: no constrained value has %zu free values",
                             em_transform_name(tr->kind), m);
-    char what[96];
-    describe(tr, n, what, sizeof what);
     /* the identity needs no node and adds 0 to the log-det */
     if (tr->kind == EM_TRANSFORM_IDENTITY) {
         const double *xv = em_value(t, x);
         for (size_t i = 0; i < m; i++)
-            if (!isfinite(xv[i])) return em_tape_fail(t, EM_ERR_NONFINITE, "%s: x[%zu] = %g is not finite", what, i, xv[i]);
+            if (!isfinite(xv[i]))
+                return em_tape_fail(t, EM_ERR_NONFINITE, "identity: x[%zu] = %g is not finite", i, xv[i]);
         return x;
     }
 
@@ -527,15 +535,18 @@ em_var em_transform_forward(em_tape *t, const em_transform *tr, em_var x, em_var
     double *aux = grad ? em_arena_alloc(a, aux_len(tr->kind, m) * sizeof *aux) : NULL;
     double *dld = grad && want_ld ? em_arena_alloc(a, m * sizeof *dld) : NULL;
     if (grad && (!aux || (want_ld && !dld)))
-        return em_tape_fail(t, EM_ERR_NOMEM, "%s: out of memory for the transform's partials", what);
+        return em_tape_fail(t, EM_ERR_NOMEM, "%s transform: out of memory for its partials", em_transform_name(tr->kind));
 
     em_var y;
     em_node *ny = em_node_new(t, rows, cols, &x, 1, bw, &y);
     if (!ny) return EM_VAR_INVALID;
     ny->aux = aux;
     double ld = 0.0;
-    if (forward_core(tr, what, em_value(t, x), m, n, ny->val, &ld, aux, dld, &e) != EM_OK)
-        return em_tape_fail(t, e.status, "%s", e.msg);
+    if (forward_core(tr, em_value(t, x), m, n, ny->val, &ld, aux, dld, &e) != EM_OK) {
+        em_error full = {0};
+        described_error(tr, n, &e, &full);
+        return em_tape_fail(t, full.status, "%s", full.msg);
+    }
     if (!want_ld) return y;
 
     em_var in[2] = {*logdet, x}, out;
