@@ -161,6 +161,16 @@ static size_t resolve_len(em_msg *msg, size_t obs_len) {
         }
         return len;
     }
+    /* An observe site that a handler turned into a draw (predictive checks) keeps the length
+     * of its data, so a draw replaces the observations one for one. */
+    if (msg->kind == EM_SITE_OBSERVE && obs_len) {
+        if (obs_len % ev != 0) {
+            em_model_fail(m, EM_ERR_SHAPE, "site '%s': %zu values for a %s of event length %zu", msg->name, obs_len,
+                          msg->dist.ops->name, ev);
+            return 0;
+        }
+        return obs_len;
+    }
     if (ev > 1) return ev * msg->plate_len;
     if (msg->plate_len > 1) {
         if (bl != 1 && bl != msg->plate_len) {
@@ -352,6 +362,33 @@ static void plate_process(em_handler *h, em_msg *msg) {
     }
 }
 
+/* k distinct indices drawn uniformly from 0..n-1 in O(k) time whatever n is: Floyd's algorithm
+ * (Bentley & Floyd 1987, "A sample of brilliance", CACM 30(9)), with an open-addressing hash set
+ * for membership. The indices come in no particular order (like Pyro's randperm(n)[:k]).
+ * Selection sampling (gsl_ran_choose) costs one RNG draw per element of n, and sorting the k
+ * indices cost more than the rest of an SVI step; both dominated steps on large data sets. */
+static em_status subsample_indices(em_arena *a, em_rng *rng, size_t n, size_t k, size_t *out) {
+    size_t cap = 16;
+    while (cap < 2 * k) cap *= 2;
+    size_t *set = em_arena_calloc(a, cap * sizeof *set); /* holds index + 1; 0 is empty */
+    if (!set) return EM_ERR_NOMEM;
+    size_t c = 0;
+    for (size_t j = n - k; j < n; j++) {
+        size_t t = (size_t)gsl_rng_uniform_int(rng, (unsigned long)j + 1);
+        for (int pass = 0; pass < 2; pass++) {
+            size_t h = (t * 0x9E3779B97F4A7C15ull) & (cap - 1);
+            while (set[h] && set[h] != t + 1) h = (h + 1) & (cap - 1);
+            if (!set[h]) {
+                set[h] = t + 1;
+                out[c++] = t;
+                break;
+            }
+            t = j; /* t already chosen: take j, which cannot be (Floyd) */
+        }
+    }
+    return EM_OK;
+}
+
 em_plate *em_plate_begin(em_model *m, const char *name, size_t n, size_t subsample) {
     if (!name_ok(m, "plate", name)) return NULL;
     if (n == 0) {
@@ -387,14 +424,10 @@ em_plate *em_plate_begin(em_model *m, const char *name, size_t n, size_t subsamp
                 rng = ((em_seed_handler *)m->stack[i])->rng;
                 break;
             }
-        size_t *all = malloc(n * sizeof *all);
-        if (!all) {
+        if (subsample_indices(a, rng, n, subsample, idx) != EM_OK) {
             em_model_fail(m, EM_ERR_NOMEM, "plate '%s': out of memory", name);
             return NULL;
         }
-        for (size_t i = 0; i < n; i++) all[i] = i;
-        gsl_ran_choose(rng, idx, subsample, all, n, sizeof *all);
-        free(all);
     } else {
         for (size_t i = 0; i < n; i++) idx[i] = i;
     }

@@ -1,0 +1,364 @@
+/* svi.c — ELBO estimators and the SVI loop. See svi.h.
+ *
+ * One particle (Pyro's Trace_ELBO, Ranganath et al. 2014; reparameterised as in Kingma &
+ * Welling 2014): trace the guide under a seed handler, trace the model under replay of the
+ * guide's trace, and form Σ log p − Σ log q on the shared tape. The particles of a step are all
+ * on one tape, so a single backward pass of −mean(ELBO) gives the gradient of every parameter
+ * the runs read from the store.
+ */
+#include "ember/svi.h"
+#include "ember/handlers.h"
+#include "internal/model_impl.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define KIND_BIT(k) (1u << (k))
+
+/* ---- one particle ----------------------------------------------------------------------------- */
+
+typedef struct elbo_ctx {
+    em_model *m;
+    em_elbo_kind kind;
+    em_model_fn model, guide;
+    const void *mdata, *gdata;
+    em_rng *rng;
+    em_trace *gtr, *mtr;
+} elbo_ctx;
+
+/* Multiply a closed-form KL, computed over the distributions' own batch, up to the site's
+ * length when the batch was broadcast (scalar parameters over a plate). */
+static size_t kl_batch_len(em_tape *t, const em_dist *q, const em_dist *p) {
+    size_t n = 1;
+    for (int k = 0; k < 2; k++) {
+        const em_dist *d = k ? p : q;
+        if (d->ops->event_len && d->ops->event_len(d) > 1) return d->ops->event_len(d);
+        for (int j = 0; j < d->ops->nparams; j++)
+            if (em_var_ok(d->p[j]) && em_len(t, d->p[j]) > n) n = em_len(t, d->p[j]);
+    }
+    return n;
+}
+
+static em_status elbo_particle(elbo_ctx *c, em_var *out, em_error *err) {
+    em_model *m = c->m;
+    em_tape *t = em_model_tape(m);
+    em_trace_clear(c->gtr);
+    em_trace_clear(c->mtr);
+
+    em_trace_handler th;
+    em_seed_handler sh;
+    em_trace_handler_init(&th, c->gtr);
+    em_seed_handler_init(&sh, c->rng);
+    em_push(m, &th.base);
+    em_push(m, &sh.base);
+    em_status s = em_model_run(m, c->guide, c->gdata, err);
+    em_pop(m, &sh.base);
+    em_pop(m, &th.base);
+    if (s != EM_OK) return s;
+
+    size_t ng = em_trace_count(c->gtr);
+    for (size_t i = 0; i < ng; i++) {
+        em_site *g = em_trace_site(c->gtr, i);
+        if (g->kind != EM_SITE_SAMPLE || g->is_observed) continue;
+        if (!g->dist.ops->reparameterized)
+            return em_error_set(err, EM_ERR_MODEL,
+                                "guide site '%s': the %s distribution is not reparameterised, so the ELBO's pathwise "
+                                "gradient would be biased; use a reparameterisable family (Normal, LogNormal, MVNormal, "
+                                "...) or an autoguide",
+                                g->name, g->dist.ops->name);
+    }
+
+    em_trace_handler mth;
+    em_replay_handler rh;
+    em_trace_handler_init(&mth, c->mtr);
+    em_replay_handler_init(&rh, c->gtr);
+    em_push(m, &mth.base);
+    em_push(m, &rh.base);
+    em_push(m, &sh.base);
+    s = em_model_run(m, c->model, c->mdata, err);
+    em_pop(m, &sh.base);
+    em_pop(m, &rh.base);
+    em_pop(m, &mth.base);
+    if (s != EM_OK) return s;
+
+    em_var elbo = em_scalar(t, 0.0);
+    size_t nm = em_trace_count(c->mtr);
+    for (size_t i = 0; i < nm; i++) {
+        em_site *ms = em_trace_site(c->mtr, i);
+        if (ms->kind != EM_SITE_SAMPLE && ms->kind != EM_SITE_OBSERVE && ms->kind != EM_SITE_FACTOR) continue;
+        if (ms->kind == EM_SITE_SAMPLE && !ms->is_observed) {
+            em_site *gs = em_trace_find(c->gtr, ms->name);
+            if (!gs || gs->kind != EM_SITE_SAMPLE || gs->is_observed)
+                return em_error_set(err, EM_ERR_MODEL,
+                                    "model latent site '%s' is not sampled by the guide (every latent site of the model "
+                                    "needs a sample site of the same name in the guide)",
+                                    ms->name);
+            if (c->kind == EM_ELBO_TRACE_MEANFIELD && em_dist_has_kl(&gs->dist, &ms->dist)) {
+                /* −KL(q ‖ p) in place of log p(z) − log q(z) (Pyro's TraceMeanField_ELBO), with the
+                 * guide site's scale and the model site's mask. */
+                em_var kl = em_dist_kl(&gs->dist, &ms->dist);
+                size_t nb = kl_batch_len(t, &gs->dist, &ms->dist);
+                double mult = gs->scale;
+                if (nb && ms->len > nb && ms->len % nb == 0) mult *= (double)(ms->len / nb);
+                if (ms->masked) mult = 0.0;
+                if (mult != 1.0) kl = em_op_mul(t, kl, em_scalar(t, mult));
+                elbo = em_op_sub(t, elbo, kl);
+                gs->has_log_prob = 1; /* consumed: not in the sampled guide term below */
+                gs->log_prob = em_scalar(t, 0.0);
+                continue;
+            }
+        }
+        elbo = em_op_add(t, elbo, em_site_log_prob(t, ms));
+    }
+    for (size_t i = 0; i < ng; i++) {
+        em_site *gs = em_trace_site(c->gtr, i);
+        if (gs->kind != EM_SITE_SAMPLE || gs->is_observed) continue;
+        elbo = em_op_sub(t, elbo, em_site_log_prob(t, gs));
+    }
+    s = em_tape_status(t);
+    if (s != EM_OK) return em_error_set(err, s, "%s", em_tape_error(t)->msg);
+    *out = elbo;
+    return EM_OK;
+}
+
+/* Σ over particles of the ELBO, on the model's tape. */
+static em_status elbo_sum(elbo_ctx *c, int np, em_var *total, em_error *err) {
+    em_tape *t = em_model_tape(c->m);
+    em_var sum = em_scalar(t, 0.0);
+    for (int k = 0; k < np; k++) {
+        em_var e;
+        em_status s = elbo_particle(c, &e, err);
+        if (s != EM_OK) return s;
+        sum = em_op_add(t, sum, e);
+    }
+    *total = sum;
+    return EM_OK;
+}
+
+em_status em_elbo_estimate(em_elbo_kind kind, em_model_fn model, const void *model_data, em_model_fn guide,
+                           const void *guide_data, em_param_store *params, int num_particles, em_rng *rng,
+                           double *elbo, em_error *err) {
+    if (!model || !guide || !rng || !elbo) return em_error_set(err, EM_ERR_ARG, "elbo: model, guide, rng and elbo are required");
+    if (num_particles < 1) num_particles = 1;
+    em_model *m = em_model_create(0, err);
+    elbo_ctx c = {m, kind, model, guide, model_data, guide_data, rng, em_trace_create(), em_trace_create()};
+    em_status s = (m && c.gtr && c.mtr) ? EM_OK : em_error_set(err, EM_ERR_NOMEM, "elbo: out of memory");
+    if (s == EM_OK) {
+        em_model_set_params(m, params);
+        em_var tot;
+        s = elbo_sum(&c, num_particles, &tot, err);
+        if (s == EM_OK) *elbo = em_value_scalar(em_model_tape(m), tot) / num_particles;
+    }
+    em_trace_destroy(c.gtr);
+    em_trace_destroy(c.mtr);
+    em_model_destroy(m);
+    return s;
+}
+
+/* ---- the SVI object ----------------------------------------------------------------------------- */
+
+struct em_svi {
+    elbo_ctx c;
+    em_svi_options o;
+    em_optim_config ocfg;
+    em_optim *opt;
+    em_param_store *ps;
+    double *grad;
+    size_t dim;
+    double *hist;
+    size_t nhist, caphist;
+    size_t skipped, consecutive;
+    int converged;
+};
+
+em_svi *em_svi_create(em_model_fn model, const void *model_data, em_model_fn guide, const void *guide_data,
+                      const em_optim_config *optim, const em_svi_options *opt, em_error *err) {
+    if (!model || !guide) {
+        em_error_set(err, EM_ERR_ARG, "svi: a model and a guide function are required");
+        return NULL;
+    }
+    if (!optim) {
+        em_error_set(err, EM_ERR_ARG, "svi: an optimiser configuration is required (em_optim_defaults)");
+        return NULL;
+    }
+    if (em_optim_config_check(optim, err) != EM_OK) return NULL;
+    em_svi *s = calloc(1, sizeof *s);
+    if (!s) {
+        em_error_set(err, EM_ERR_NOMEM, "svi: out of memory");
+        return NULL;
+    }
+    if (opt) s->o = *opt;
+    if (s->o.num_particles < 1) s->o.num_particles = 1;
+    if (s->o.window == 0) s->o.window = 100;
+    if (s->o.max_consecutive_skips == 0) s->o.max_consecutive_skips = 100;
+    if ((unsigned)s->o.elbo > EM_ELBO_TRACE_MEANFIELD || !(s->o.rel_tol >= 0.0)) {
+        em_error_set(err, EM_ERR_ARG, "svi: elbo kind %d or rel_tol %g is invalid", (int)s->o.elbo, s->o.rel_tol);
+        free(s);
+        return NULL;
+    }
+    s->ocfg = *optim;
+    s->c.m = em_model_create(s->o.seed, err);
+    s->c.kind = s->o.elbo;
+    s->c.model = model;
+    s->c.guide = guide;
+    s->c.mdata = model_data;
+    s->c.gdata = guide_data;
+    s->c.rng = em_rng_create(s->o.seed, 0x5f1);
+    s->c.gtr = em_trace_create();
+    s->c.mtr = em_trace_create();
+    s->ps = em_param_store_create();
+    if (!s->c.m || !s->c.rng || !s->c.gtr || !s->c.mtr || !s->ps) {
+        em_error_set(err, EM_ERR_NOMEM, "svi: out of memory");
+        em_svi_destroy(s);
+        return NULL;
+    }
+    em_model_set_params(s->c.m, s->ps);
+    return s;
+}
+
+void em_svi_destroy(em_svi *s) {
+    if (!s) return;
+    em_model_destroy(s->c.m);
+    em_rng_destroy(s->c.rng);
+    em_trace_destroy(s->c.gtr);
+    em_trace_destroy(s->c.mtr);
+    em_param_store_destroy(s->ps);
+    em_optim_destroy(s->opt);
+    free(s->grad);
+    free(s->hist);
+    free(s);
+}
+
+static em_status push_loss(em_svi *s, double loss, em_error *err) {
+    if (s->nhist == s->caphist) {
+        size_t nc = s->caphist ? 2 * s->caphist : 1024;
+        double *nh = realloc(s->hist, nc * sizeof *nh);
+        if (!nh) return em_error_set(err, EM_ERR_NOMEM, "svi: out of memory");
+        s->hist = nh;
+        s->caphist = nc;
+    }
+    s->hist[s->nhist++] = loss;
+    return EM_OK;
+}
+
+/* A step that produced no usable gradient: keep the parameters, count it. */
+static em_status skip_step(em_svi *s, double loss, double *loss_out, em_error *err) {
+    s->skipped++;
+    s->consecutive++;
+    if (loss_out) *loss_out = loss;
+    return push_loss(s, loss, err);
+}
+
+em_status em_svi_step(em_svi *s, double *loss_out, em_error *err) {
+    em_tape *t = em_model_tape(s->c.m);
+    em_tape_reset(t);
+    em_error e = {0};
+    em_var tot;
+    em_status st = elbo_sum(&s->c, s->o.num_particles, &tot, &e);
+    if (st == EM_ERR_DOMAIN || st == EM_ERR_NONFINITE) return skip_step(s, NAN, loss_out, err);
+    if (st != EM_OK) return em_error_set(err, st, "svi step %zu: %s", s->nhist + 1, e.msg);
+    em_var loss = em_op_mul(t, tot, em_scalar(t, -1.0 / s->o.num_particles));
+    double lv = em_value_scalar(t, loss);
+    if (!isfinite(lv)) return skip_step(s, lv, loss_out, err);
+
+    size_t dim = em_param_store_dim(s->ps);
+    if (!s->grad && dim > 0) {
+        s->grad = malloc(dim * sizeof *s->grad);
+        s->opt = em_optim_create(&s->ocfg, dim, err);
+        if (!s->grad || !s->opt) {
+            free(s->grad);
+            s->grad = NULL;
+            em_optim_destroy(s->opt);
+            s->opt = NULL;
+            return em_error_set(err, EM_ERR_NOMEM, "svi: out of memory");
+        }
+        s->dim = dim;
+    } else if (dim != s->dim) {
+        return em_error_set(err, EM_ERR_MODEL,
+                            "svi step %zu: the parameter store has %zu values, %zu at the first step (a guide must "
+                            "declare the same parameters at every step)",
+                            s->nhist + 1, dim, s->dim);
+    }
+    if (dim > 0) {
+        st = em_backward(t, loss);
+        if (st != EM_OK) return em_error_set(err, st, "svi step %zu: %s", s->nhist + 1, em_tape_error(t)->msg);
+        em_param_store_collect_grad(s->ps, t, s->grad);
+        for (size_t i = 0; i < dim; i++)
+            if (!isfinite(s->grad[i])) return skip_step(s, NAN, loss_out, err);
+        st = em_optim_step(s->opt, em_param_store_values(s->ps), s->grad, &e);
+        if (st == EM_ERR_NONFINITE) return skip_step(s, NAN, loss_out, err);
+        if (st != EM_OK) return em_error_set(err, st, "svi step %zu: %s", s->nhist + 1, e.msg);
+    }
+    s->consecutive = 0;
+    if (loss_out) *loss_out = lv;
+    return push_loss(s, lv, err);
+}
+
+static double window_mean(const double *x, size_t n) {
+    double sum = 0.0;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (isfinite(x[i])) {
+            sum += x[i];
+            k++;
+        }
+    return k ? sum / (double)k : NAN;
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+em_status em_svi_run(em_svi *s, size_t max_steps, size_t *steps_done, em_error *err) {
+    size_t done = 0;
+    em_status st = EM_OK;
+    double tlast = now_s();
+    size_t last = 0;
+    s->converged = 0;
+    while (done < max_steps) {
+        double loss;
+        st = em_svi_step(s, &loss, err);
+        if (st != EM_OK) break;
+        done++;
+        if (s->consecutive >= s->o.max_consecutive_skips) {
+            st = em_error_set(err, EM_ERR_NONFINITE,
+                              "svi: %zu consecutive steps had a non-finite loss or gradient (last at step %zu); "
+                              "lower the learning rate or check the model",
+                              s->consecutive, s->nhist);
+            break;
+        }
+        if (s->o.progress_every && (s->nhist % s->o.progress_every == 0 || done == max_steps)) {
+            double tn = now_s();
+            double rate = tn > tlast ? (double)(done - last) / (tn - tlast) : 0.0;
+            fprintf(stderr, "svi step %zu  loss %.6g  %.0f steps/s\n", s->nhist, loss, rate);
+            tlast = tn;
+            last = done;
+        }
+        size_t w = s->o.window;
+        if (s->o.rel_tol > 0 && s->nhist >= 2 * w) {
+            double m1 = window_mean(s->hist + s->nhist - 2 * w, w), m2 = window_mean(s->hist + s->nhist - w, w);
+            if (isfinite(m1) && isfinite(m2) && fabs(m2 - m1) / fmax(fabs(m1), 1.0) < s->o.rel_tol) {
+                s->converged = 1;
+                break;
+            }
+        }
+    }
+    if (steps_done) *steps_done = done;
+    return st;
+}
+
+const double *em_svi_loss_history(const em_svi *s, size_t *n) {
+    if (n) *n = s->nhist;
+    return s->hist;
+}
+size_t em_svi_num_steps(const em_svi *s) { return s->nhist; }
+size_t em_svi_num_skipped(const em_svi *s) { return s->skipped; }
+int em_svi_converged(const em_svi *s) { return s->converged; }
+em_param_store *em_svi_params(em_svi *s) { return s->ps; }
+em_model *em_svi_model(em_svi *s) { return s->c.m; }
+em_rng *em_svi_rng(em_svi *s) { return s->c.rng; }
