@@ -43,7 +43,8 @@ void em_tape_destroy(em_tape *t);
 /* Forget every node, rewind the arena, clear the error. Memory is kept for the next use. */
 void em_tape_reset(em_tape *t);
 size_t em_tape_size(const em_tape *t); /* number of nodes */
-/* Incremented by every em_tape_reset: a var is only meaningful in the generation that made it. */
+/* Changed by every em_tape_reset (to a value unique in the process, so no two tapes ever share
+ * one): a var is only meaningful in the generation that made it. */
 uint64_t em_tape_generation(const em_tape *t);
 em_arena *em_tape_arena(em_tape *t);
 

@@ -1,0 +1,669 @@
+/* test_ad.c — the reverse-mode tape: every op's gradient against central finite differences at
+ * sizes 1, 7 and 1000 and in every broadcast form, numerically hard inputs, invalid inputs and
+ * sticky errors, the _Generic front end, and the no-allocation-after-warm-up promise. */
+#include "util/testutil.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const size_t SIZES[] = {1, 7, 1000};
+#define NSIZES (sizeof SIZES / sizeof SIZES[0])
+
+/* FD settings for every smooth op: with h = 1e-5 the central difference's truncation error
+ * (h²/6·f''') and rounding error (ε|f|/h) both stay well under 1e-8 on the domains below. */
+#define FD_H 1e-5
+#define FD_RTOL 1e-6
+#define FD_ATOL 1e-8
+
+static double *rnd(size_t n, double lo, double hi, uint64_t seed) {
+    double *x = malloc(n * sizeof *x);
+    assert_non_null(x);
+    tu_fill_uniform(x, n, lo, hi, seed);
+    return x;
+}
+
+static void assert_msg_has(const em_tape *t, const char *needle) {
+    const char *msg = em_tape_error(t)->msg;
+    if (!strstr(msg, needle)) fail_msg("error message \"%s\" does not contain \"%s\"", msg, needle);
+}
+
+/* ---- unary ops ------------------------------------------------------------------------------ */
+
+typedef em_var (*unop)(em_tape *, em_var);
+typedef em_var (*binop)(em_tape *, em_var, em_var);
+
+static em_var pow_2_5(em_tape *t, em_var a) { return em_op_pow(t, a, 2.5); }
+static em_var pow_m1_5(em_tape *t, em_var a) { return em_op_pow(t, a, -1.5); }
+static em_var pow_3(em_tape *t, em_var a) { return em_op_pow(t, a, 3.0); }
+static em_var pow_0(em_tape *t, em_var a) { return em_op_pow(t, a, 0.0); }
+
+typedef struct {
+    const char *name;
+    unop f;
+    double lo, hi; /* a domain where the op is smooth */
+} unary_case;
+
+static const unary_case UNARY[] = {
+    {"neg", em_op_neg, -3, 3},
+    {"exp", em_op_exp, -3, 3},
+    {"log", em_op_log, 0.2, 4},
+    {"log1p", em_op_log1p, -0.7, 4},
+    {"expm1", em_op_expm1, -3, 3},
+    {"sqrt", em_op_sqrt, 0.2, 4},
+    {"square", em_op_square, -3, 3},
+    {"pow 2.5", pow_2_5, 0.2, 3},
+    {"pow -1.5", pow_m1_5, 0.3, 3},
+    {"pow 3 (negative base)", pow_3, -2, 2},
+    {"pow 0", pow_0, -2, 2},
+    {"tanh", em_op_tanh, -3, 3},
+    {"sigmoid", em_op_sigmoid, -6, 6},
+    {"softplus", em_op_softplus, -6, 6},
+    {"log_sigmoid", em_op_log_sigmoid, -6, 6},
+    {"lgamma", em_op_lgamma, 0.5, 6},
+    {"digamma", em_op_digamma, 0.5, 6},
+};
+
+typedef struct {
+    unop f;
+    binop g;
+    int form; /* binary: 0 vector∘vector, 1 vector∘scalar, 2 scalar∘vector */
+    size_t n; /* output length */
+    const double *w;
+} op_ctx;
+
+static em_var weigh(em_tape *t, em_var y, const op_ctx *c) {
+    return em_op_dot(t, em_const(t, c->w, c->n), y);
+}
+
+static em_var f_unary(em_tape *t, const double *x, size_t n, em_var *lv, size_t *nl, void *ctx) {
+    const op_ctx *c = ctx;
+    lv[0] = em_leaf(t, x, n);
+    *nl = 1;
+    return weigh(t, c->f(t, lv[0]), c);
+}
+
+static void test_unary_gradients(void **state) {
+    (void)state;
+    char label[128];
+    for (size_t k = 0; k < sizeof UNARY / sizeof UNARY[0]; k++)
+        for (size_t s = 0; s < NSIZES; s++) {
+            size_t n = SIZES[s];
+            double *x = rnd(n, UNARY[k].lo, UNARY[k].hi, 100 + k * 10 + s);
+            double *w = rnd(n, -1, 1, 500 + k * 10 + s);
+            op_ctx c = {UNARY[k].f, NULL, 0, n, w};
+            snprintf(label, sizeof label, "%s n=%zu", UNARY[k].name, n);
+            tu_check_gradient(f_unary, x, n, &c, FD_H, FD_RTOL, FD_ATOL, label);
+            free(x);
+            free(w);
+        }
+}
+
+/* Values against libm / closed forms at a few points, so a wrong forward pass with a matching
+ * wrong derivative cannot pass. */
+static void test_unary_values(void **state) {
+    (void)state;
+    double x[5] = {0.3, 1.0, 2.5, 4.0, 0.7};
+    em_tape *t = em_tape_create();
+    em_var v = em_const(t, x, 5);
+    const double *sp = em_value(t, em_op_softplus(t, v)), *ls = em_value(t, em_op_log_sigmoid(t, v));
+    const double *sg = em_value(t, em_op_sigmoid(t, v)), *lg = em_value(t, em_op_lgamma(t, v));
+    const double *dg = em_value(t, em_op_digamma(t, v)), *pw = em_value(t, em_op_pow(t, v, 2.5));
+    for (int i = 0; i < 5; i++) {
+        tu_assert_close(sp[i], log(1 + exp(x[i])), 1e-14, 0);
+        tu_assert_close(ls[i], -log(1 + exp(-x[i])), 1e-14, 0);
+        tu_assert_close(sg[i], 1 / (1 + exp(-x[i])), 1e-15, 0);
+        tu_assert_close(lg[i], lgamma(x[i]), 1e-15, 0);
+        tu_assert_close(pw[i], pow(x[i], 2.5), 1e-15, 0);
+    }
+    /* ψ(1) = -γ, ψ(4) = 1 + 1/2 + 1/3 - γ */
+    const double gamma_e = 0.57721566490153286061;
+    tu_assert_close(dg[1], -gamma_e, 1e-14, 0);
+    tu_assert_close(dg[3], 1.0 + 0.5 + 1.0 / 3.0 - gamma_e, 1e-14, 0);
+    assert_false(em_needs_grad(t, v));
+    em_tape_destroy(t);
+}
+
+/* ---- binary ops, in the three broadcast forms ---------------------------------------------- */
+
+static em_var f_binary(em_tape *t, const double *x, size_t n, em_var *lv, size_t *nl, void *ctx) {
+    const op_ctx *c = ctx;
+    size_t na = c->form == 2 ? 1 : c->n, nb = c->form == 1 ? 1 : c->n;
+    lv[0] = em_leaf(t, x, na);
+    lv[1] = em_leaf(t, x + na, nb);
+    *nl = 2;
+    em_var y = c->g(t, lv[0], lv[1]);
+    assert_int_equal(em_len(t, y), c->n);
+    return weigh(t, y, c);
+}
+
+/* The same op with the other operand a constant: each input's adjoint branch alone. */
+static em_var f_binary_const_b(em_tape *t, const double *x, size_t n, em_var *lv, size_t *nl, void *ctx) {
+    const op_ctx *c = ctx;
+    size_t nb = c->form == 1 ? 1 : c->n;
+    lv[0] = em_leaf(t, x, n);
+    *nl = 1;
+    return weigh(t, c->g(t, lv[0], em_const_copy(t, c->w, nb)), c); /* w doubles as data */
+}
+
+static em_var f_binary_const_a(em_tape *t, const double *x, size_t n, em_var *lv, size_t *nl, void *ctx) {
+    const op_ctx *c = ctx;
+    size_t na = c->form == 2 ? 1 : c->n;
+    lv[0] = em_leaf(t, x, n);
+    *nl = 1;
+    return weigh(t, c->g(t, em_const_copy(t, c->w, na), lv[0]), c);
+}
+
+static void test_binary_gradients(void **state) {
+    (void)state;
+    struct {
+        const char *name;
+        binop g;
+    } ops[] = {{"add", em_op_add}, {"sub", em_op_sub}, {"mul", em_op_mul}, {"div", em_op_div}};
+    const char *forms[] = {"vector-vector", "vector-scalar", "scalar-vector"};
+    char label[128];
+    for (size_t k = 0; k < 4; k++)
+        for (int form = 0; form < 3; form++)
+            for (size_t s = 0; s < NSIZES; s++) {
+                size_t n = SIZES[s];
+                size_t na = form == 2 ? 1 : n, nb = form == 1 ? 1 : n;
+                /* operands in [0.5, 2] keep div's denominator away from 0 */
+                double *x = rnd(na + nb, 0.5, 2, 1000 + k * 100 + form * 10 + s);
+                for (size_t i = 0; i < na; i += 2) x[i] = -x[i]; /* and mixed signs in a */
+                double *w = rnd(n, 0.5, 2, 2000 + k * 100 + form * 10 + s);
+                op_ctx c = {NULL, ops[k].g, form, n, w};
+                snprintf(label, sizeof label, "%s %s n=%zu", ops[k].name, forms[form], n);
+                tu_check_gradient(f_binary, x, na + nb, &c, FD_H, FD_RTOL, FD_ATOL, label);
+                snprintf(label, sizeof label, "%s %s n=%zu, b constant", ops[k].name, forms[form], n);
+                tu_check_gradient(f_binary_const_b, x, na, &c, FD_H, FD_RTOL, FD_ATOL, label);
+                snprintf(label, sizeof label, "%s %s n=%zu, a constant", ops[k].name, forms[form], n);
+                tu_check_gradient(f_binary_const_a, x + na, nb, &c, FD_H, FD_RTOL, FD_ATOL, label);
+                free(x);
+                free(w);
+            }
+}
+
+/* x∘x with the same node on both sides: both adjoint contributions land in one array. */
+static em_var f_self_ops(em_tape *t, const double *x, size_t n, em_var *lv, size_t *nl, void *ctx) {
+    const op_ctx *c = ctx;
+    lv[0] = em_leaf(t, x, n);
+    *nl = 1;
+    em_var a = lv[0];
+    em_var y = em_op_add(t, em_op_mul(t, a, a), em_op_div(t, a, em_op_add(t, a, a)));
+    y = em_op_sub(t, y, em_op_sub(t, a, a));
+    return em_op_add(t, weigh(t, y, c), em_op_dot(t, a, a));
+}
+
+static void test_same_node_operands(void **state) {
+    (void)state;
+    for (size_t s = 0; s < NSIZES; s++) {
+        size_t n = SIZES[s];
+        double *x = rnd(n, 0.5, 2, 3000 + s), *w = rnd(n, -1, 1, 3100 + s);
+        op_ctx c = {NULL, NULL, 0, n, w};
+        tu_check_gradient(f_self_ops, x, n, &c, FD_H, FD_RTOL, FD_ATOL, "same node on both sides");
+        free(x);
+        free(w);
+    }
+}
+
+/* ---- reductions and indexing --------------------------------------------------------------- */
+
+static em_var f_sum(em_tape *t, const double *x, size_t n, em_var *lv, size_t *nl, void *ctx) {
+    lv[0] = em_leaf(t, x, n);
+    *nl = 1;
+    return em_op_sum(t, em_op_mul(t, lv[0], lv[0]));
+}
+
+static em_var f_dot(em_tape *t, const double *x, size_t n, em_var *lv, size_t *nl, void *ctx) {
+    lv[0] = em_leaf(t, x, n / 2);
+    lv[1] = em_leaf(t, x + n / 2, n / 2);
+    *nl = 2;
+    return em_op_dot(t, lv[0], lv[1]);
+}
+
+typedef struct {
+    size_t n;
+    const double *w;
+    const size_t *idx;
+    size_t m;
+} idx_ctx;
+
+static em_var f_gather(em_tape *t, const double *x, size_t n, em_var *lv, size_t *nl, void *ctx) {
+    const idx_ctx *c = ctx;
+    lv[0] = em_leaf(t, x, n);
+    *nl = 1;
+    em_var g = em_op_gather(t, em_op_exp(t, lv[0]), c->idx, c->m);
+    return em_op_dot(t, em_const(t, c->w, c->m), g);
+}
+
+static em_var f_slice(em_tape *t, const double *x, size_t n, em_var *lv, size_t *nl, void *ctx) {
+    const idx_ctx *c = ctx;
+    lv[0] = em_leaf(t, x, n);
+    *nl = 1;
+    em_var s = em_op_slice(t, em_op_square(t, lv[0]), 1, c->m); /* first and last are dropped */
+    return em_op_dot(t, em_const(t, c->w, c->m), s);
+}
+
+static em_var f_concat(em_tape *t, const double *x, size_t n, em_var *lv, size_t *nl, void *ctx) {
+    const idx_ctx *c = ctx;
+    static const double data[2] = {0.25, -4.0};
+    /* leaves split as [n1, n - n1]; a constant part in the middle */
+    size_t n1 = n == 1 ? 1 : n / 3;
+    lv[0] = em_leaf(t, x, n1);
+    *nl = 1;
+    em_var parts[3];
+    size_t k = 0;
+    parts[k++] = em_op_exp(t, lv[0]);
+    parts[k++] = em_const(t, data, 2);
+    if (n > n1) {
+        lv[1] = em_leaf(t, x + n1, n - n1);
+        *nl = 2;
+        parts[k++] = lv[1];
+    }
+    em_var y = em_op_concat(t, parts, k);
+    assert_int_equal(em_len(t, y), n + 2);
+    return em_op_dot(t, em_const(t, c->w, n + 2), y);
+}
+
+static em_var f_reshape(em_tape *t, const double *x, size_t n, em_var *lv, size_t *nl, void *ctx) {
+    const idx_ctx *c = ctx;
+    lv[0] = em_leaf(t, x, n);
+    *nl = 1;
+    size_t rows = n == 1000 ? 40 : 1, cols = n / rows;
+    em_var r = em_op_reshape(t, em_op_tanh(t, lv[0]), rows, cols);
+    assert_int_equal(em_rows(t, r), rows);
+    assert_int_equal(em_cols(t, r), cols);
+    /* elementwise ops keep the matrix shape */
+    em_var r2 = em_op_mul(t, r, em_scalar(t, 3.0));
+    assert_int_equal(em_rows(t, r2), rows);
+    assert_int_equal(em_cols(t, r2), cols);
+    return em_op_dot(t, em_const(t, c->w, n), r2);
+}
+
+static void test_reduction_and_index_gradients(void **state) {
+    (void)state;
+    char label[128];
+    for (size_t s = 0; s < NSIZES; s++) {
+        size_t n = SIZES[s];
+        double *x = rnd(2 * n + 2, -2, 2, 4000 + s), *w = rnd(2 * n + 2, -1, 1, 4100 + s);
+        snprintf(label, sizeof label, "sum n=%zu", n);
+        tu_check_gradient(f_sum, x, n, NULL, FD_H, FD_RTOL, FD_ATOL, label);
+        snprintf(label, sizeof label, "dot n=%zu", n);
+        tu_check_gradient(f_dot, x, 2 * n, NULL, FD_H, FD_RTOL, FD_ATOL, label);
+
+        /* gather with repeated indices: adjoints must add up */
+        size_t m = 2 * n + 1;
+        size_t *idx = malloc(m * sizeof *idx);
+        em_rng *r = em_rng_create(4200 + s, 0);
+        for (size_t i = 0; i < m; i++) idx[i] = (size_t)gsl_rng_uniform_int(r, n);
+        em_rng_destroy(r);
+        idx_ctx c = {n, w, idx, m};
+        snprintf(label, sizeof label, "gather n=%zu", n);
+        tu_check_gradient(f_gather, x, n, &c, FD_H, FD_RTOL, FD_ATOL, label);
+        free(idx);
+
+        idx_ctx cs = {n + 2, w, NULL, n};
+        snprintf(label, sizeof label, "slice n=%zu", n);
+        tu_check_gradient(f_slice, x, n + 2, &cs, FD_H, FD_RTOL, FD_ATOL, label);
+        snprintf(label, sizeof label, "concat n=%zu", n);
+        tu_check_gradient(f_concat, x, n, &cs, FD_H, FD_RTOL, FD_ATOL, label);
+        snprintf(label, sizeof label, "reshape n=%zu", n);
+        tu_check_gradient(f_reshape, x, n, &cs, FD_H, FD_RTOL, FD_ATOL, label);
+        free(x);
+        free(w);
+    }
+}
+
+static void test_reduction_values(void **state) {
+    (void)state;
+    double a[5] = {1, 2, 3, 4, 5}, b[5] = {-1, 0.5, 2, 0, 1};
+    size_t idx[4] = {4, 0, 0, 2};
+    em_tape *t = em_tape_create();
+    em_var va = em_const(t, a, 5), vb = em_const(t, b, 5);
+    tu_assert_close(em_value_scalar(t, em_op_sum(t, va)), 15.0, 0, 0);
+    tu_assert_close(em_value_scalar(t, em_op_dot(t, va, vb)), -1 + 1 + 6 + 0 + 5, 0, 0);
+    const double *g = em_value(t, em_op_gather(t, va, idx, 4));
+    assert_true(g[0] == 5 && g[1] == 1 && g[2] == 1 && g[3] == 3);
+    const double *sl = em_value(t, em_op_slice(t, va, 3, 2));
+    assert_true(sl[0] == 4 && sl[1] == 5);
+    em_var parts[2] = {vb, va};
+    const double *cc = em_value(t, em_op_concat(t, parts, 2));
+    for (int i = 0; i < 5; i++) assert_true(cc[i] == b[i] && cc[5 + i] == a[i]);
+    /* a long sum stays accurate: 1e6 copies of 0.1 */
+    double *big = malloc(1000000 * sizeof *big);
+    for (int i = 0; i < 1000000; i++) big[i] = 0.1;
+    tu_assert_close(em_value_scalar(t, em_op_sum(t, em_const(t, big, 1000000))), 1e5, 1e-11, 0);
+    free(big);
+    assert_int_equal(em_tape_status(t), EM_OK);
+    em_tape_destroy(t);
+}
+
+/* ---- numerically hard inputs --------------------------------------------------------------- */
+
+/* value and derivative of op at a single point x */
+static void value_grad(unop f, double x, double *val, double *grad) {
+    em_tape *t = em_tape_create();
+    em_var a = em_leaf_scalar(t, x);
+    em_var y = f(t, a);
+    assert_int_equal(em_backward(t, y), EM_OK);
+    *val = em_value_scalar(t, y);
+    *grad = em_adjoint(t, a)[0];
+    em_tape_destroy(t);
+}
+
+static void test_hard_inputs(void **state) {
+    (void)state;
+    double v, g;
+    value_grad(em_op_log1p, 1e-12, &v, &g);
+    tu_assert_close(v, 1e-12 - 0.5e-24, 1e-15, 0);
+    tu_assert_close(g, 1.0 / (1.0 + 1e-12), 1e-15, 0);
+    value_grad(em_op_log1p, -1e-12, &v, &g);
+    tu_assert_close(v, -1e-12 - 0.5e-24, 1e-15, 0);
+    value_grad(em_op_expm1, 1e-12, &v, &g);
+    tu_assert_close(v, 1e-12 + 0.5e-24, 1e-15, 0);
+    /* expm1 far left: the derivative e^x is tiny but must not round to 0 */
+    value_grad(em_op_expm1, -40, &v, &g);
+    tu_assert_close(v, -1.0, 1e-15, 0);
+    tu_assert_close(g, exp(-40.0), 1e-14, 0);
+
+    /* softplus(±700): e^700 overflows nothing, softplus(-700) = e^-700 in full precision */
+    value_grad(em_op_softplus, 700, &v, &g);
+    tu_assert_close(v, 700.0, 1e-15, 0);
+    tu_assert_close(g, 1.0, 1e-15, 0);
+    value_grad(em_op_softplus, -700, &v, &g);
+    assert_true(v > 0);
+    tu_assert_close(v, exp(-700.0), 1e-13, 0);
+    tu_assert_close(g, exp(-700.0), 1e-13, 0);
+
+    /* sigmoid and log_sigmoid saturating at ±800: finite, correctly rounded values, and
+     * gradients equal to e^-800 rounded (0) or 1 */
+    value_grad(em_op_sigmoid, 800, &v, &g);
+    assert_true(v == 1.0 && g == 0.0);
+    value_grad(em_op_sigmoid, -800, &v, &g);
+    assert_true(v == 0.0 && g == 0.0);
+    value_grad(em_op_log_sigmoid, 800, &v, &g);
+    assert_true(v == 0.0 && g == 0.0);
+    value_grad(em_op_log_sigmoid, -800, &v, &g);
+    assert_true(v == -800.0 && g == 1.0);
+    value_grad(em_op_softplus, 800, &v, &g);
+    assert_true(v == 800.0 && g == 1.0);
+    value_grad(em_op_softplus, -800, &v, &g);
+    assert_true(v == 0.0 && g == 0.0);
+
+    /* part-way into saturation the gradient keeps its relative accuracy: σ'(30) = e^-30/(1+e^-30)² */
+    double e30 = exp(-30.0);
+    value_grad(em_op_sigmoid, 30, &v, &g);
+    tu_assert_close(g, e30 / ((1 + e30) * (1 + e30)), 1e-13, 0);
+    value_grad(em_op_sigmoid, -30, &v, &g);
+    tu_assert_close(v, e30 / (1 + e30), 1e-14, 0);
+    tu_assert_close(g, e30 / ((1 + e30) * (1 + e30)), 1e-13, 0);
+    value_grad(em_op_log_sigmoid, 30, &v, &g);
+    tu_assert_close(v, -log1p(e30), 1e-14, 0);
+    tu_assert_close(g, e30 / (1 + e30), 1e-14, 0);
+    value_grad(em_op_softplus, -30, &v, &g);
+    tu_assert_close(v, log1p(e30), 1e-14, 0);
+    tu_assert_close(g, e30 / (1 + e30), 1e-14, 0);
+
+    /* pow at 0 with p > 1: derivative exactly 0, no NaN from 0·inf */
+    em_var (*p2)(em_tape *, em_var) = pow_2_5;
+    value_grad(p2, 0.0, &v, &g);
+    assert_true(v == 0.0 && g == 0.0);
+}
+
+/* ---- invalid inputs and sticky errors -------------------------------------------------------- */
+
+static void test_nan_leaf(void **state) {
+    (void)state;
+    double x[4] = {1, 2, NAN, 4};
+    em_tape *t = em_tape_create();
+    em_var a = em_leaf(t, x, 4);
+    assert_false(em_var_ok(a));
+    assert_int_equal(em_tape_status(t), EM_ERR_NONFINITE);
+    assert_msg_has(t, "leaf");
+    assert_msg_has(t, "element 2");
+    assert_null(em_value(t, a));
+    assert_int_equal(em_len(t, a), 0);
+    assert_true(isnan(em_value_scalar(t, a)));
+    assert_null(em_adjoint(t, a));
+    assert_false(em_needs_grad(t, a));
+    /* every later op returns an invalid var and the first error stays */
+    em_var y = em_op_exp(t, a);
+    assert_false(em_var_ok(y));
+    y = em_op_add(t, y, em_scalar(t, 1.0));
+    assert_false(em_var_ok(y));
+    assert_int_equal(em_backward(t, y), EM_ERR_NONFINITE);
+    assert_msg_has(t, "leaf: element 2 is NaN");
+    em_tape_reset(t);
+    assert_int_equal(em_tape_status(t), EM_OK);
+    assert_int_equal(em_tape_size(t), 0);
+    em_tape_destroy(t);
+}
+
+static void test_length_mismatch(void **state) {
+    (void)state;
+    double x[7] = {1, 2, 3, 4, 5, 6, 7};
+    struct {
+        const char *name;
+        binop g;
+    } ops[] = {{"add", em_op_add}, {"sub", em_op_sub}, {"mul", em_op_mul}, {"div", em_op_div}, {"dot", em_op_dot}};
+    char want[64];
+    em_tape *t = em_tape_create();
+    for (int k = 0; k < 5; k++) {
+        em_tape_reset(t);
+        em_var y = ops[k].g(t, em_leaf(t, x, 3), em_leaf(t, x, 4));
+        assert_false(em_var_ok(y));
+        assert_int_equal(em_tape_status(t), EM_ERR_SHAPE);
+        snprintf(want, sizeof want, "%s: lengths 3 and 4", ops[k].name);
+        assert_msg_has(t, want);
+    }
+    em_tape_destroy(t);
+}
+
+static void test_index_errors(void **state) {
+    (void)state;
+    double x[3] = {1, 2, 3};
+    size_t idx[3] = {0, 5, 1};
+    em_tape *t = em_tape_create();
+    em_var a = em_leaf(t, x, 3);
+    assert_false(em_var_ok(em_op_gather(t, a, idx, 3)));
+    assert_int_equal(em_tape_status(t), EM_ERR_INDEX);
+    assert_msg_has(t, "gather: index[1] = 5 is out of range for length 3");
+    /* the first error wins: a slice error afterwards does not replace it */
+    assert_false(em_var_ok(em_op_slice(t, a, 2, 2)));
+    assert_msg_has(t, "gather");
+
+    em_tape_reset(t);
+    a = em_leaf(t, x, 3);
+    assert_false(em_var_ok(em_op_slice(t, a, 2, 2)));
+    assert_int_equal(em_tape_status(t), EM_ERR_INDEX);
+    assert_msg_has(t, "slice: [2, 4) is out of range for length 3");
+    size_t cases[][2] = {{3, 1}, {0, 4}, {0, 0}, {1, SIZE_MAX}, {SIZE_MAX, 2}};
+    for (int k = 0; k < 5; k++) {
+        em_tape_reset(t);
+        a = em_leaf(t, x, 3);
+        assert_false(em_var_ok(em_op_slice(t, a, cases[k][0], cases[k][1])));
+        assert_int_equal(em_tape_status(t), EM_ERR_INDEX);
+        assert_msg_has(t, "slice");
+    }
+    em_tape_reset(t);
+    a = em_leaf(t, x, 3);
+    assert_false(em_var_ok(em_op_gather(t, a, idx, 0)));
+    assert_msg_has(t, "gather");
+
+    /* reshape to a shape of another size, including one whose rows*cols wraps around to 3 */
+    em_tape_reset(t);
+    a = em_leaf(t, x, 3);
+    assert_false(em_var_ok(em_op_reshape(t, a, 2, 2)));
+    assert_int_equal(em_tape_status(t), EM_ERR_SHAPE);
+    assert_msg_has(t, "reshape: 3 values cannot be viewed as 2x2");
+    em_tape_reset(t);
+    size_t inv3 = (size_t)0xAAAAAAAAAAAAAAABULL; /* 3 * inv3 == 1 (mod 2^64) */
+    assert_true(3 * inv3 == 1);
+    assert_false(em_var_ok(em_op_reshape(t, em_leaf(t, x, 1), 3, inv3)));
+    assert_int_equal(em_tape_status(t), EM_ERR_SHAPE);
+    em_tape_reset(t);
+    assert_false(em_var_ok(em_const_matrix(t, x, 3, inv3)));
+    assert_int_equal(em_tape_status(t), EM_ERR_SHAPE);
+    em_tape_destroy(t);
+}
+
+static void test_invalid_inputs_everywhere(void **state) {
+    (void)state;
+    double x[3] = {1, 2, 3};
+    size_t idx[1] = {0};
+    em_tape *t = em_tape_create();
+    em_var good = em_leaf(t, x, 3);
+    assert_false(em_var_ok(em_op_add(t, good, em_leaf(t, x, 2)))); /* root cause */
+    em_var bad = EM_VAR_INVALID;
+    for (size_t k = 0; k < sizeof UNARY / sizeof UNARY[0]; k++) assert_false(em_var_ok(UNARY[k].f(t, bad)));
+    assert_false(em_var_ok(em_op_add(t, bad, good)));
+    assert_false(em_var_ok(em_op_mul(t, good, bad)));
+    assert_false(em_var_ok(em_op_sum(t, bad)));
+    assert_false(em_var_ok(em_op_dot(t, good, bad)));
+    assert_false(em_var_ok(em_op_gather(t, bad, idx, 1)));
+    assert_false(em_var_ok(em_op_slice(t, bad, 0, 1)));
+    assert_false(em_var_ok(em_op_reshape(t, bad, 1, 1)));
+    em_var parts[2] = {good, bad};
+    assert_false(em_var_ok(em_op_concat(t, parts, 2)));
+    assert_false(em_var_ok(em_op_concat(t, parts, 0)));
+    assert_int_equal(em_tape_status(t), EM_ERR_SHAPE);
+    assert_msg_has(t, "add: lengths 3 and 2");
+    /* backward: invalid or non-scalar outputs */
+    assert_int_equal(em_backward(t, bad), EM_ERR_SHAPE);
+    em_tape_reset(t);
+    good = em_leaf(t, x, 3);
+    assert_int_equal(em_backward(t, bad), EM_ERR_ARG);
+    assert_msg_has(t, "backward");
+    em_tape_reset(t);
+    good = em_leaf(t, x, 3);
+    assert_int_equal(em_backward(t, good), EM_ERR_SHAPE);
+    assert_msg_has(t, "backward: output has length 3");
+    em_tape_destroy(t);
+}
+
+/* ---- backward semantics -------------------------------------------------------------------- */
+
+static void test_backward_accumulates(void **state) {
+    (void)state;
+    double x[2] = {1.5, -2.0};
+    em_tape *t = em_tape_create();
+    em_var a = em_leaf(t, x, 2);
+    em_var y = em_op_sum(t, em_op_square(t, a));
+    assert_int_equal(em_backward(t, y), EM_OK);
+    assert_true(em_adjoint(t, a)[0] == 3.0 && em_adjoint(t, a)[1] == -4.0);
+    /* a second gradient of the same tape, after zeroing every adjoint, is the same */
+    em_zero_adjoints(t);
+    assert_true(em_adjoint(t, a)[0] == 0.0 && em_adjoint(t, a)[1] == 0.0);
+    assert_int_equal(em_backward(t, y), EM_OK);
+    assert_true(em_adjoint(t, a)[0] == 3.0 && em_adjoint(t, a)[1] == -4.0);
+    /* a constant output: nothing to propagate, no error */
+    em_var c = em_op_sum(t, em_const(t, x, 2));
+    assert_false(em_needs_grad(t, c));
+    assert_int_equal(em_backward(t, c), EM_OK);
+    assert_null(em_adjoint(t, c));
+    em_tape_destroy(t);
+}
+
+/* ---- the _Generic front end ------------------------------------------------------------------ */
+
+static void test_generic_front_end(void **state) {
+    (void)state;
+    double xv[3] = {1.0, 2.0, 4.0};
+    em_tape *t = em_tape_create();
+    em_var x = em_leaf(t, xv, 3);
+    em_var a = em_add(t, x, 1.0);  /* var + double */
+    em_var b = em_mul(t, 2, x);    /* int * var */
+    em_var c = em_sub(t, 1.5f, x); /* float - var */
+    em_var d = em_div(t, x, 4L);   /* var / long */
+    em_var e = em_mul(t, a, b);    /* var * var */
+    em_var f = em_div(t, 3u, x);   /* unsigned / var */
+    assert_int_equal(em_tape_status(t), EM_OK);
+    for (int i = 0; i < 3; i++) {
+        tu_assert_close(em_value(t, a)[i], xv[i] + 1.0, 0, 0);
+        tu_assert_close(em_value(t, b)[i], 2.0 * xv[i], 0, 0);
+        tu_assert_close(em_value(t, c)[i], 1.5 - xv[i], 0, 0);
+        tu_assert_close(em_value(t, d)[i], xv[i] / 4.0, 0, 0);
+        tu_assert_close(em_value(t, e)[i], (xv[i] + 1.0) * 2.0 * xv[i], 0, 0);
+        tu_assert_close(em_value(t, f)[i], 3.0 / xv[i], 1e-16, 0);
+    }
+    /* d/dx Σ (b + c + d + e + f) = 2 - 1 + 1/4 + (4x + 2) - 3/x² */
+    em_var s = em_sum(t, em_add(t, em_add(t, em_add(t, b, c), em_add(t, d, e)), f));
+    assert_int_equal(em_backward(t, s), EM_OK);
+    for (int i = 0; i < 3; i++)
+        tu_assert_close(em_adjoint(t, x)[i], 2.0 - 1.0 + 0.25 + 4.0 * xv[i] + 2.0 - 3.0 / (xv[i] * xv[i]), 1e-15, 1e-15);
+    /* the unary macros and em_data */
+    em_var g = em_exp(t, em_neg(t, em_log(t, em_data(t, xv, 3))));
+    for (int i = 0; i < 3; i++) tu_assert_close(em_value(t, g)[i], 1.0 / xv[i], 1e-15, 0);
+    em_tape_destroy(t);
+}
+
+/* ---- arena: no allocation after warm-up ------------------------------------------------------ */
+
+typedef struct {
+    size_t n, d;
+    double *X, *y;
+} linreg;
+
+/* Gaussian linear regression: -n log σ - ½ Σ ((y - α - Xβ)/σ)², through the ordinary ops. */
+static double linreg_eval(em_tape *t, const linreg *L, const double *theta, double *grad) {
+    em_tape_reset(t);
+    em_var alpha = em_leaf(t, theta, 1), beta = em_leaf(t, theta + 1, L->d), ls = em_leaf(t, theta + 1 + L->d, 1);
+    em_var mu = em_add(t, em_op_matvec(t, em_const_matrix(t, L->X, L->n, L->d), beta), alpha);
+    em_var z = em_div(t, em_sub(t, em_data(t, L->y, L->n), mu), em_exp(t, ls));
+    em_var lp = em_sub(t, em_mul(t, -0.5, em_sum(t, em_square(t, z))), em_mul(t, (double)L->n, ls));
+    assert_int_equal(em_backward(t, lp), EM_OK);
+    grad[0] = em_adjoint(t, alpha)[0];
+    memcpy(grad + 1, em_adjoint(t, beta), L->d * sizeof(double));
+    grad[1 + L->d] = em_adjoint(t, ls)[0];
+    return em_value_scalar(t, lp);
+}
+
+static void arena_steady(size_t n, int evals_before_steady) {
+    linreg L = {n, 4, rnd(n * 4, -1, 1, 7000 + n), rnd(n, -2, 2, 7100 + n)};
+    double theta[6] = {0.3, -0.2, 0.5, 1.0, -1.5, 0.1}, g0[6], g[6];
+    em_tape *t = em_tape_create();
+    double lp0 = linreg_eval(t, &L, theta, g0);
+    for (int k = 1; k < evals_before_steady; k++) linreg_eval(t, &L, theta, g);
+    em_tape_reset(t);
+    size_t cap = em_arena_capacity(em_tape_arena(t)), mallocs = em_arena_malloc_count(em_tape_arena(t));
+    for (int k = 0; k < 100; k++) {
+        double lp = linreg_eval(t, &L, theta, g);
+        assert_true(lp == lp0);
+        assert_memory_equal(g, g0, sizeof g);
+    }
+    em_tape_reset(t);
+    assert_int_equal(em_arena_capacity(em_tape_arena(t)), cap);
+    assert_int_equal(em_arena_malloc_count(em_tape_arena(t)), mallocs);
+    em_tape_destroy(t);
+    free(L.X);
+    free(L.y);
+}
+
+static void test_arena_no_growth(void **state) {
+    (void)state;
+    /* 170 rows fit in the first block: nothing is allocated after the first evaluation */
+    arena_steady(170, 1);
+    /* 20000 rows spill over several blocks on the first evaluation; the reset after it merges
+     * them into one, and from the second evaluation on nothing more is allocated */
+    arena_steady(20000, 2);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_unary_gradients),
+        cmocka_unit_test(test_unary_values),
+        cmocka_unit_test(test_binary_gradients),
+        cmocka_unit_test(test_same_node_operands),
+        cmocka_unit_test(test_reduction_and_index_gradients),
+        cmocka_unit_test(test_reduction_values),
+        cmocka_unit_test(test_hard_inputs),
+        cmocka_unit_test(test_nan_leaf),
+        cmocka_unit_test(test_length_mismatch),
+        cmocka_unit_test(test_index_errors),
+        cmocka_unit_test(test_invalid_inputs_everywhere),
+        cmocka_unit_test(test_backward_accumulates),
+        cmocka_unit_test(test_generic_front_end),
+        cmocka_unit_test(test_arena_no_growth),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
