@@ -5,6 +5,7 @@
  * Broadcasting is done with a stride of 0 for a scalar operand, so one loop serves
  * vector∘vector, vector∘scalar and scalar∘vector.
  */
+#include "internal/mathx.h"
 #include "internal/tape.h"
 
 #include <math.h>
@@ -468,7 +469,7 @@ UNARY_OP(em_op_tanh, tanh_backward, tanh(x), 1.0 - y * y)
 UNARY_OP(em_op_sigmoid, sigmoid_backward, sigmoid1(x), y * sigmoid1(-x))
 UNARY_OP(em_op_softplus, softplus_backward, softplus1(x), sigmoid1(x))
 UNARY_OP(em_op_log_sigmoid, log_sigmoid_backward, -softplus1(-x), sigmoid1(-x))
-UNARY_OP(em_op_lgamma, lgamma_backward, lgamma(x), gsl_sf_psi(x))
+UNARY_OP(em_op_lgamma, lgamma_backward, em_math_lgamma(x), gsl_sf_psi(x))
 UNARY_OP(em_op_digamma, digamma_backward, gsl_sf_psi(x), gsl_sf_psi_1(x))
 
 /* pow with a constant exponent: the exponent lives in node->c, so it is set after creation. */

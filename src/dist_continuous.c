@@ -3,6 +3,7 @@
  * normaliser and a value-dependent kernel, with analytic partials; sampling uses GSL's
  * gsl_ran_* generators; the location–scale families also have reparameterised draws
  * x = f(θ, ε) with ε from a fixed base distribution (Kingma & Welling 2014). */
+#include "internal/mathx.h"
 #include "internal/dist_impl.h"
 
 #include <gsl/gsl_randist.h>
@@ -292,7 +293,7 @@ static inline double gamma_norm(const double *p, unsigned need, double *dp) {
     double lb = log(p[1]);
     if (NEED(0)) dp[0] = lb - gsl_sf_psi(p[0]);
     dp[1] = p[0] / p[1];
-    return p[0] * lb - lgamma(p[0]);
+    return p[0] * lb - em_math_lgamma(p[0]);
 }
 static inline double gamma_kern(double x, const double *p, unsigned need, double *dx, double *dp) {
     double lx = log(x);
@@ -346,7 +347,7 @@ static inline double beta_norm(const double *p, unsigned need, double *dp) {
         if (NEED(0)) dp[0] = pab - gsl_sf_psi(p[0]);
         if (NEED(1)) dp[1] = pab - gsl_sf_psi(p[1]);
     }
-    return lgamma(p[0] + p[1]) - lgamma(p[0]) - lgamma(p[1]);
+    return em_math_lgamma(p[0] + p[1]) - em_math_lgamma(p[0]) - em_math_lgamma(p[1]);
 }
 static inline double beta_kern(double x, const double *p, unsigned need, double *dx, double *dp) {
     double lx = log(x), l1x = log1p(-x);
@@ -424,7 +425,7 @@ static inline double student_t_norm(const double *p, unsigned need, double *dp) 
     double nu = p[0];
     if (NEED(0)) dp[0] = 0.5 * (gsl_sf_psi(0.5 * (nu + 1.0)) - gsl_sf_psi(0.5 * nu)) - 0.5 / nu;
     if (NEED(2)) dp[2] = -1.0 / p[2];
-    return lgamma(0.5 * (nu + 1.0)) - lgamma(0.5 * nu) - 0.5 * (log(nu) + EM_LOG_PI) - log(p[2]);
+    return em_math_lgamma(0.5 * (nu + 1.0)) - em_math_lgamma(0.5 * nu) - 0.5 * (log(nu) + EM_LOG_PI) - log(p[2]);
 }
 static inline double student_t_kern(double x, const double *p, unsigned need, double *dx, double *dp) {
     double nu = p[0], is = 1.0 / p[2], z = (x - p[1]) * is, z2 = z * z;

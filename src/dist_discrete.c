@@ -3,6 +3,7 @@
  * stored as doubles holding integers; log densities have gradients with respect to the
  * parameters only. The logit and log parameterisations are written so that large |logit|
  * neither overflows nor loses the small probability (softplus, Stan's *_logit forms). */
+#include "internal/mathx.h"
 #include "internal/dist_impl.h"
 
 #include <stdlib.h>
@@ -129,7 +130,7 @@ static em_var binomial_logit_lp(const em_dist *d, em_var value) {
         double e = exp(-fabs(l)), s = l >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
         /* y·l - N·softplus(l), the linear parts combined first (exact for y = N, l large) */
         double lin = y * l - N * (l > 0 ? l : 0.0);
-        lp += lgamma(N + 1.0) - lgamma(y + 1.0) - lgamma(N - y + 1.0) + (lin - N * log1p(e));
+        lp += em_math_lgamma(N + 1.0) - em_math_lgamma(y + 1.0) - em_math_lgamma(N - y + 1.0) + (lin - N * log1p(e));
         if (part) part[i * sl] += y - N * s;
     }
     if (!ok) {
@@ -187,7 +188,7 @@ static const uv_desc poisson_desc = {"Poisson", 1, {"rate"}, {EM_PK_POS}, EM_PK_
 static inline double poisson_kern(double y, const double *p, unsigned need, double *dx, double *dp) {
     double lam = p[0];
     dp[0] = y / lam - 1.0;
-    return y * log(lam) - lam - lgamma(y + 1.0);
+    return y * log(lam) - lam - em_math_lgamma(y + 1.0);
 }
 LOG_PROB_FN(poisson_lp, poisson_desc, no_norm, poisson_kern)
 /* GSL's Poisson sampler keeps intermediate counts in an unsigned int: a mean beyond about
@@ -224,7 +225,7 @@ static const uv_desc poisson_log_desc = {"PoissonLog", 1, {"log_rate"}, {EM_PK_R
 static inline double poisson_log_kern(double y, const double *p, unsigned need, double *dx, double *dp) {
     double el = exp(p[0]);
     dp[0] = y - el;
-    return y * p[0] - el - lgamma(y + 1.0);
+    return y * p[0] - el - em_math_lgamma(y + 1.0);
 }
 LOG_PROB_FN(poisson_log_lp, poisson_log_desc, no_norm, poisson_log_kern)
 static em_status poisson_log_sample(const em_dist *d, em_rng *r, double *out, size_t n, em_error *err) {
@@ -243,14 +244,14 @@ static const uv_desc nb2_desc = {"NegBinomial2", 2, {"mu", "phi"}, {EM_PK_POS, E
 static inline double nb2_norm(const double *p, unsigned need, double *dp) {
     double phi = p[1];
     if (NEED(1)) dp[1] = log(phi) + 1.0 - gsl_sf_psi(phi);
-    return phi * log(phi) - lgamma(phi);
+    return phi * log(phi) - em_math_lgamma(phi);
 }
 static inline double nb2_kern(double y, const double *p, unsigned need, double *dx, double *dp) {
-    /* lgamma(y+phi) - lgamma(y+1) - lgamma(phi) + y log mu + phi log phi - (y+phi) log(mu+phi) */
+    /* em_math_lgamma(y+phi) - em_math_lgamma(y+1) - em_math_lgamma(phi) + y log mu + phi log phi - (y+phi) log(mu+phi) */
     double mu = p[0], phi = p[1], s = mu + phi, ls = log(s), r = (y + phi) / s;
     dp[0] = y / mu - r;
     if (NEED(1)) dp[1] = gsl_sf_psi(y + phi) - ls - r;
-    return lgamma(y + phi) - lgamma(y + 1.0) + y * log(mu) - (y + phi) * ls;
+    return em_math_lgamma(y + phi) - em_math_lgamma(y + 1.0) + y * log(mu) - (y + phi) * ls;
 }
 LOG_PROB_FN(nb2_lp, nb2_desc, nb2_norm, nb2_kern)
 /* GSL's negative binomial counts failures before n successes with success probability p:

@@ -6,6 +6,7 @@
  *
  * Parameters: p[0] = X (a rows×cols matrix, usually constant data), p[1] = α (scalar or one
  * per row), p[2] = β (cols), p[3] = σ (normal only: scalar or one per row). */
+#include "internal/mathx.h"
 #include "internal/dist_impl.h"
 
 #include <stdlib.h>
@@ -160,7 +161,7 @@ static em_var glm_lp(const em_dist *d, em_var value, glm_kind kind) {
         for (size_t i = 0; i < n; i++) {
             double yi = y[i * sy], l = r[i], el = exp(l);
             ok &= em_pk_ok(EM_PK_COUNT, yi, 0, 0, 0) & isfinite(l);
-            lp += yi * l - el - lgamma(yi + 1.0);
+            lp += yi * l - el - em_math_lgamma(yi + 1.0);
             r[i] = yi - el;
         }
     }

@@ -2,6 +2,7 @@
  * and Dirichlet(concentration), plus the closed-form KL between two MVNormals. Values are
  * whole events (K values, or K×K row-major for LKJ) laid end to end; the log density sums over
  * the events. K is small in practice (a few dozen), so triangular solves are plain loops. */
+#include "internal/mathx.h"
 #include "internal/dist_impl.h"
 
 #include <stdlib.h>
@@ -326,7 +327,7 @@ em_var em_kl_mvn(const em_dist *p, const em_dist *q) {
  * (Lewandowski, Kurowicka & Joe 2009, the onion method): row i (0-based, i >= 1) holds
  * w = L[i, :i] in the unit ball of R^i with |w|² ~ Beta(i/2, β_i), β_i = η + (K-1-i)/2, and a
  * uniform direction. Changing variables from (|w|², direction) to w gives
- *   log p(row i) = 2(β_i - 1)·log L_ii + lgamma(i/2) - (i/2)·log π - lbeta(i/2, β_i),
+ *   log p(row i) = 2(β_i - 1)·log L_ii + em_math_lgamma(i/2) - (i/2)·log π - lbeta(i/2, β_i),
  * i.e. Σ_i (K - i' + 2η - 2)·log L_i'i' (1-based i') plus the normaliser, as in Stan's
  * lkj_corr_cholesky. */
 static size_t lkj_K(const em_dist *d) { return d->data_len; }
@@ -337,7 +338,7 @@ static double lkj_norm(size_t K, double eta, double *deta) {
     double c = 0.0, dc = 0.0;
     for (size_t i = 1; i < K; i++) {
         double a = 0.5 * (double)i, b = eta + 0.5 * (double)(K - 1 - i);
-        c += lgamma(a) - a * EM_LOG_PI - (lgamma(a) + lgamma(b) - lgamma(a + b));
+        c += em_math_lgamma(a) - a * EM_LOG_PI - (em_math_lgamma(a) + em_math_lgamma(b) - em_math_lgamma(a + b));
         if (deta) dc -= gsl_sf_psi(b) - gsl_sf_psi(a + b);
     }
     if (deta) *deta = dc;
@@ -527,9 +528,9 @@ static em_var dir_lp(const em_dist *d, em_var value) {
     double A = 0.0, c = 0.0;
     for (size_t k = 0; k < K; k++) {
         A += a[k];
-        c -= lgamma(a[k]);
+        c -= em_math_lgamma(a[k]);
     }
-    c += lgamma(A);
+    c += em_math_lgamma(A);
     double lp = (double)m * c;
     int grad = em_needs_grad(t, d->p[0]);
     double psiA = grad ? gsl_sf_psi(A) : 0.0;
