@@ -402,12 +402,14 @@ em_plate *em_plate_begin(em_model *m, const char *name, size_t n, size_t subsamp
     if (subsample == n || m->no_subsample) subsample = 0;
     em_arena *a = em_tape_arena(m->tape);
     em_plate *p = em_arena_calloc(a, sizeof *p);
-    size_t used = subsample ? subsample : n;
-    size_t *idx = p ? em_arena_alloc(a, used * sizeof *idx) : NULL;
-    if (!idx) {
+    /* The identity index list 0..n-1 is only built if asked for (em_plate_indices): most
+     * models never ask, and building it on every evaluation was a visible cost in HMC. */
+    size_t *idx = p && subsample ? em_arena_alloc(a, subsample * sizeof *idx) : NULL;
+    if (!p || (subsample && !idx)) {
         em_model_fail(m, EM_ERR_NOMEM, "plate '%s': out of memory", name);
         return NULL;
     }
+    p->arena = a;
     p->base.process = plate_process;
     p->base.kind = "plate";
     p->name = name;
@@ -428,8 +430,6 @@ em_plate *em_plate_begin(em_model *m, const char *name, size_t n, size_t subsamp
             em_model_fail(m, EM_ERR_NOMEM, "plate '%s': out of memory", name);
             return NULL;
         }
-    } else {
-        for (size_t i = 0; i < n; i++) idx[i] = i;
     }
     if (em_push(m, &p->base) != EM_OK) return NULL;
     return p;
@@ -440,7 +440,15 @@ em_plate *em_plate_end(em_model *m, em_plate *p) {
     return NULL;
 }
 
-const size_t *em_plate_indices(const em_plate *p) { return p->indices; }
+const size_t *em_plate_indices(const em_plate *p) {
+    if (!p->indices) {
+        em_plate *mp = (em_plate *)p; /* the lazily built list is a cache, not a change */
+        mp->indices = em_arena_alloc(p->arena, p->size * sizeof *mp->indices);
+        if (mp->indices)
+            for (size_t i = 0; i < p->size; i++) mp->indices[i] = i;
+    }
+    return p->indices;
+}
 size_t em_plate_size(const em_plate *p) { return p->subsample ? p->subsample : p->size; }
 
 const double *em_plate_select(em_model *m, const em_plate *p, const double *data) {

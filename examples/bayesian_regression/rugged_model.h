@@ -17,6 +17,7 @@ typedef struct rugged_data {
     const double *africa;    /* cont_africa (0/1) */
     const double *rugged;    /* terrain ruggedness index */
     double *africa_x_rugged; /* the interaction, computed on load */
+    double *X;               /* n×3 row-major design matrix [A, R, A·R], computed on load */
     double *log_gdp;         /* NULL when the data are only predictors (a grid for predictions) */
     em_csv_table *table;     /* owns africa and rugged when loaded from a file */
 } rugged_data;

@@ -145,7 +145,8 @@ typedef struct em_plate em_plate;
 em_plate *em_plate_begin(em_model *m, const char *name, size_t n, size_t subsample);
 /* Leave it (always returns NULL, for the loop form below). */
 em_plate *em_plate_end(em_model *m, em_plate *p);
-/* The indices inside the plate (0..n-1, or the subsample), and how many. */
+/* The indices inside the plate (0..n-1, or the subsample), and how many. NULL only when out
+ * of memory. */
 const size_t *em_plate_indices(const em_plate *p);
 size_t em_plate_size(const em_plate *p);
 /* data[indices[i]] for each index, in tape memory (for observations under subsampling). */

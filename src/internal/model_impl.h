@@ -20,7 +20,8 @@ struct em_plate {
     em_handler base;
     const char *name;
     size_t size, subsample;
-    size_t *indices;
+    size_t *indices; /* the subsample, or 0..size-1 built on first request */
+    em_arena *arena;
     double scale;
 };
 
