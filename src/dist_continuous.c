@@ -26,26 +26,6 @@ static em_support sup_real(const em_dist *d) { (void)d; return (em_support){EM_S
 static em_support sup_pos(const em_dist *d) { (void)d; return (em_support){EM_SUPPORT_POSITIVE, 0.0, INFINITY}; }
 static em_support sup_unit(const em_dist *d) { (void)d; return (em_support){EM_SUPPORT_UNIT, 0.0, 1.0}; }
 
-/* Draw loop shared by sample(): checks the parameters, then fills out[i] from element i of the
- * (tiled) parameters. */
-#define SAMPLE_FN(fname, desc, expr)                                                       \
-    static em_status fname(const em_dist *d, em_rng *r, double *out, size_t n, em_error *err) { \
-        em_status st = uv_check_params(&desc, d, err);                                     \
-        if (st != EM_OK) return st;                                                        \
-        for (size_t i = 0; i < n; i++) out[i] = (expr);                                    \
-        return EM_OK;                                                                      \
-    }
-
-#define MOMENT_FN(fname, desc, expr)                                                       \
-    static em_status fname(const em_dist *d, double *out, size_t n, em_error *err) {     \
-        em_status st = uv_check_params(&desc, d, err);                                     \
-        if (st != EM_OK) return st;                                                        \
-        for (size_t i = 0; i < n; i++) out[i] = (expr);                                    \
-        return EM_OK;                                                                      \
-    }
-
-#define LOG_PROB_FN(fname, desc, norm, kern) \
-    static em_var fname(const em_dist *d, em_var value) { return uv_log_prob(&desc, d, value, norm, kern); }
 
 /* A reparameterised draw: for element i, eps = (eps_expr), out = (val_expr), and the partials
  * (d0_expr), (d1_expr) with respect to parameters 0 and 1 (a, b are their values). */

@@ -25,22 +25,6 @@ static inline double sigmoid(double x) {
 }
 static inline double no_norm(const double *p, unsigned need, double *dp) { (void)p; (void)need; (void)dp; return 0.0; }
 
-#define SAMPLE_FN(fname, desc, expr)                                                       \
-    static em_status fname(const em_dist *d, em_rng *r, double *out, size_t n, em_error *err) { \
-        em_status st = uv_check_params(&desc, d, err);                                     \
-        if (st != EM_OK) return st;                                                        \
-        for (size_t i = 0; i < n; i++) out[i] = (expr);                                    \
-        return EM_OK;                                                                      \
-    }
-#define MOMENT_FN(fname, desc, expr)                                                       \
-    static em_status fname(const em_dist *d, double *out, size_t n, em_error *err) {     \
-        em_status st = uv_check_params(&desc, d, err);                                     \
-        if (st != EM_OK) return st;                                                        \
-        for (size_t i = 0; i < n; i++) out[i] = (expr);                                    \
-        return EM_OK;                                                                      \
-    }
-#define LOG_PROB_FN(fname, desc, norm, kern) \
-    static em_var fname(const em_dist *d, em_var value) { return uv_log_prob(&desc, d, value, norm, kern); }
 #define FAMILY_OPS(ops, name, pname, support, lp, smp, mean, var) \
     const em_dist_ops ops = {name, 1, {pname}, 1, 0, ev_one, support, lp, smp, NULL, mean, var};
 

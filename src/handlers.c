@@ -134,14 +134,35 @@ static long lookup(const char *const *names, size_t n, const char *name) {
     return -1;
 }
 
+/* The index of msg's name in the list (marking it used), or -1. */
+static long named_lookup(em_named_values *l, const char *name) {
+    long i = lookup(l->names, l->n, name);
+    if (i >= 0 && i < 64) l->used[i] = 1;
+    return i;
+}
+
+static void named_init(em_named_values *l, const char *const *names, const double *const *values,
+                       const size_t *lens, size_t n) {
+    memset(l, 0, sizeof *l);
+    l->names = names;
+    l->values = values;
+    l->lens = lens;
+    l->n = n;
+}
+
+static const char *named_unused(const em_named_values *l) {
+    for (size_t i = 0; i < l->n && i < 64; i++)
+        if (!l->used[i]) return l->names[i];
+    return NULL;
+}
+
 static void condition_process(em_handler *h, em_msg *msg) {
-    em_condition_handler *c = (em_condition_handler *)h;
+    em_named_values *l = &((em_condition_handler *)h)->list;
     if (msg->kind != EM_SITE_SAMPLE) return;
-    long i = lookup(c->names, c->n, msg->name);
+    long i = named_lookup(l, msg->name);
     if (i < 0) return;
-    if (i < 64) c->used[i] = 1;
-    msg->obs = c->values[i];
-    msg->len = c->lens[i];
+    msg->obs = l->values[i];
+    msg->len = l->lens[i];
     msg->is_observed = 1;
 }
 
@@ -150,26 +171,17 @@ void em_condition_handler_init(em_condition_handler *h, const char *const *names
     memset(h, 0, sizeof *h);
     h->base.process = condition_process;
     h->base.kind = "condition";
-    h->names = names;
-    h->values = values;
-    h->lens = lens;
-    h->n = n;
+    named_init(&h->list, names, values, lens, n);
 }
 
-const char *em_condition_unused(const em_condition_handler *h) {
-    for (size_t i = 0; i < h->n && i < 64; i++)
-        if (!h->used[i]) return h->names[i];
-    return NULL;
-}
+const char *em_condition_unused(const em_condition_handler *h) { return named_unused(&h->list); }
 
 static void substitute_process(em_handler *h, em_msg *msg) {
-    em_substitute_handler *s = (em_substitute_handler *)h;
-    if (msg->kind != EM_SITE_SAMPLE && msg->kind != EM_SITE_PARAM) return;
-    if (msg->is_observed) return;
-    long i = lookup(s->names, s->n, msg->name);
+    em_named_values *l = &((em_substitute_handler *)h)->list;
+    if ((msg->kind != EM_SITE_SAMPLE && msg->kind != EM_SITE_PARAM) || msg->is_observed) return;
+    long i = named_lookup(l, msg->name);
     if (i < 0) return;
-    if (i < 64) s->used[i] = 1;
-    msg->value = em_const(em_model_tape(msg->model), s->values[i], s->lens[i]);
+    msg->value = em_const(em_model_tape(msg->model), l->values[i], l->lens[i]);
     msg->done = 1;
 }
 
@@ -178,17 +190,10 @@ void em_substitute_handler_init(em_substitute_handler *h, const char *const *nam
     memset(h, 0, sizeof *h);
     h->base.process = substitute_process;
     h->base.kind = "substitute";
-    h->names = names;
-    h->values = values;
-    h->lens = lens;
-    h->n = n;
+    named_init(&h->list, names, values, lens, n);
 }
 
-const char *em_substitute_unused(const em_substitute_handler *h) {
-    for (size_t i = 0; i < h->n && i < 64; i++)
-        if (!h->used[i]) return h->names[i];
-    return NULL;
-}
+const char *em_substitute_unused(const em_substitute_handler *h) { return named_unused(&h->list); }
 
 /* ---- block ------------------------------------------------------------------------------- */
 

@@ -69,28 +69,31 @@ typedef struct em_replay_handler {
 } em_replay_handler;
 void em_replay_handler_init(em_replay_handler *h, em_trace *tr);
 
-/* ---- condition: named SAMPLE sites become observed at the given values ------------------------ */
-typedef struct em_condition_handler {
-    em_handler base;
+/* ---- condition and substitute: named sites take given values -------------------------------- */
+
+/* A list of (name, values, length) triples, and which names a run has used. */
+typedef struct em_named_values {
     const char *const *names;
     const double *const *values;
     const size_t *lens;
     size_t n;
-    unsigned char used[64];
+    unsigned char used[64]; /* tracked for the first 64 names */
+} em_named_values;
+
+/* condition: named SAMPLE sites become observed at the given values. */
+typedef struct em_condition_handler {
+    em_handler base;
+    em_named_values list;
 } em_condition_handler;
 void em_condition_handler_init(em_condition_handler *h, const char *const *names,
                                const double *const *values, const size_t *lens, size_t n);
 /* The first name that matched no site, or NULL. */
 const char *em_condition_unused(const em_condition_handler *h);
 
-/* ---- substitute: named SAMPLE or PARAM sites take fixed values (not observed) ----------------- */
+/* substitute: named SAMPLE or PARAM sites take fixed values (not observed). */
 typedef struct em_substitute_handler {
     em_handler base;
-    const char *const *names;
-    const double *const *values;
-    const size_t *lens;
-    size_t n;
-    unsigned char used[64];
+    em_named_values list;
 } em_substitute_handler;
 void em_substitute_handler_init(em_substitute_handler *h, const char *const *names,
                                 const double *const *values, const size_t *lens, size_t n);

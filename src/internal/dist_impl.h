@@ -282,4 +282,27 @@ em_node *rs_node(em_tape *t, const em_dist *d, size_t n, em_var *out, rs_aux **a
 extern const em_dist_ops em_ops_normal, em_ops_mvnormal;
 em_var em_kl_mvn(const em_dist *p, const em_dist *q);
 
+/* ---- family boilerplate shared by dist_continuous.c and dist_discrete.c ---------------- */
+
+/* Draw loop shared by sample(): checks the parameters, then fills out[i] from element i of the
+ * (tiled) parameters. */
+#define SAMPLE_FN(fname, desc, expr)                                                       \
+    static em_status fname(const em_dist *d, em_rng *r, double *out, size_t n, em_error *err) { \
+        em_status st = uv_check_params(&desc, d, err);                                     \
+        if (st != EM_OK) return st;                                                        \
+        for (size_t i = 0; i < n; i++) out[i] = (expr);                                    \
+        return EM_OK;                                                                      \
+    }
+
+#define MOMENT_FN(fname, desc, expr)                                                       \
+    static em_status fname(const em_dist *d, double *out, size_t n, em_error *err) {     \
+        em_status st = uv_check_params(&desc, d, err);                                     \
+        if (st != EM_OK) return st;                                                        \
+        for (size_t i = 0; i < n; i++) out[i] = (expr);                                    \
+        return EM_OK;                                                                      \
+    }
+
+#define LOG_PROB_FN(fname, desc, norm, kern) \
+    static em_var fname(const em_dist *d, em_var value) { return uv_log_prob(&desc, d, value, norm, kern); }
+
 #endif
