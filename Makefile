@@ -4,6 +4,7 @@
 #   make run        build everything and run the Bayesian-regression example (ARGS='...' passes options)
 #   make check      build everything and run the whole test suite (SANITIZE=1: ASan + UBSan build)
 #   make bench      run every benchmark (JSON lines on stdout)
+#   make sbc        simulation-based calibration of NUTS on the rugged model (R = 500)
 #   make install    PREFIX=/usr/local: headers, both libraries, pkg-config file ember.pc
 #   make notebooks  regenerate notebooks-export/ from a real run
 #   make clean
@@ -61,7 +62,7 @@ EX_MODEL  := $(EX_DIR)/rugged_model.c
 
 HEADERS   := $(wildcard include/*.h include/ember/*.h src/internal/*.h)
 
-.PHONY: all lib deps run check bench install clean notebooks tests examples
+.PHONY: all lib deps run check bench install clean notebooks tests examples sbc
 .DEFAULT_GOAL := all
 
 all: deps lib
@@ -112,6 +113,10 @@ check: deps all $(TEST_BIN) $(EX_BIN)
 
 bench: deps all $(BENCH_BIN)
 	@for b in $(BENCH_BIN); do ./$$b || exit 1; done
+
+# Simulation-based calibration of NUTS on the rugged model, R = 500 (CSV files and figures in $(BUILD)/sbc/nuts)
+sbc: deps all $(BUILD)/bench/sbc_rugged
+	./$(BUILD)/bench/sbc_rugged --sbc 500 --method nuts --out $(BUILD)/sbc/nuts
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/include/ember $(DESTDIR)$(PREFIX)/lib/pkgconfig

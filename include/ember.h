@@ -22,5 +22,6 @@
 #include "ember/optim.h"
 #include "ember/svi.h"
 #include "ember/predictive.h"
+#include "ember/calibration.h"
 
 #endif
