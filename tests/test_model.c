@@ -335,6 +335,47 @@ static void test_plate_subsample_scales(void **state) {
     em_model_destroy(m);
 }
 
+static double Y12[12];
+
+static void nested_model(em_model *m, const void *arg) {
+    (void)arg;
+    em_var mu = em_sample(m, "mu", em_normal(m, 0.0, 1.0));
+    EM_PLATE(m, outer, "groups", 6, 3) {
+        EM_PLATE(m, inner, "members", 4, 0) {
+            em_observe(m, "y", em_normal(m, mu, 1.0), Y12, 12);
+        }
+    }
+}
+
+static void leaky_model(em_model *m, const void *arg) {
+    (void)arg;
+    em_plate_begin(m, "rows", 3, 0);
+    em_sample(m, "z", em_normal(m, 0.0, 1.0));
+}
+
+static void test_nested_plates(void **state) {
+    (void)state;
+    for (int i = 0; i < 12; i++) Y12[i] = 0.1 * i;
+    em_error err = {0};
+    em_model *m = em_model_create(2, &err);
+    em_trace *tr = em_trace_create();
+    assert_int_equal(run_traced(m, tr, nested_model, NULL, &err), EM_OK);
+    em_site *y = em_trace_find(tr, "y");
+    assert_int_equal(y->nplates, 2);
+    assert_string_equal(y->plates[0], "groups");
+    assert_string_equal(y->plates[1], "members");
+    tu_assert_close(y->scale, 2.0, 0, 1e-15); /* 6 groups subsampled to 3 */
+    em_trace_destroy(tr);
+    em_model_destroy(m);
+
+    /* a plate left open (a jump out of its block) is reported, and the stack is restored */
+    em_model *m2 = em_model_create(2, &err);
+    em_error e2 = {0};
+    assert_int_equal(em_model_run(m2, leaky_model, NULL, &e2), EM_ERR_MODEL);
+    assert_non_null(strstr(e2.msg, "open"));
+    em_model_destroy(m2);
+}
+
 /* ---- params and the store ------------------------------------------------------------------- */
 
 static void param_model(em_model *m, const void *arg) {
@@ -520,6 +561,7 @@ int main(void) {
         cmocka_unit_test(test_condition_substitute_block),
         cmocka_unit_test(test_replay_scale_mask_seed),
         cmocka_unit_test(test_plate_subsample_scales),
+        cmocka_unit_test(test_nested_plates),
         cmocka_unit_test(test_param_store_grad_and_file),
         cmocka_unit_test(test_logdensity_matches_hand_written),
         cmocka_unit_test(test_logdensity_deterministic_outputs),
