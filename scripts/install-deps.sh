@@ -4,7 +4,8 @@
 # Checks each package with dpkg and installs only what is missing. As root it runs apt-get;
 # otherwise it prints the exact command to run and exits non-zero. Optional groups:
 #   --with-r      R and r-cran-posterior (cross-checks of R-hat/ESS and of our CSV files)
-#   --with-stan   r-cran-rstan (the NUTS benchmark's Stan baseline)
+#   --with-stan   r-cran-rstan and r-cran-posterior (the NUTS benchmark's Stan baseline: rstan
+#                 compiles the models against libboost-dev, which r-cran-bh pulls in)
 #   --with-fuzz   clang and its sanitizer runtime (the CSV reader's libFuzzer target)
 #   --with-python python3-nbformat (validates the exported notebooks)
 set -eu
@@ -14,7 +15,7 @@ optional=""
 for arg in "$@"; do
   case "$arg" in
     --with-r) optional="$optional r-base-core r-cran-posterior" ;;
-    --with-stan) optional="$optional r-base-core r-cran-rstan" ;;
+    --with-stan) optional="$optional r-base-core r-cran-rstan r-cran-posterior" ;;
     --with-fuzz) optional="$optional clang libclang-rt-dev" ;;
     --with-python) optional="$optional python3 python3-nbformat" ;;
     *) echo "install-deps.sh: unknown option '$arg'" >&2; exit 2 ;;
