@@ -24,7 +24,10 @@ static const char *glm_name(glm_kind k) {
 }
 
 typedef struct {
-    double *r;      /* ∂lp/∂η per row (needed for β, α and X) */
+    double *r;      /* ∂lp/∂η per row (needed for β, α and X); NULL after a one-pass forward */
+    double *gbeta;  /* one-pass forward: Σ_i res_i·x_i, to be scaled by 1/σ² */
+    double sum_res; /* one-pass forward: Σ_i res_i */
+    double inv_s2;  /* one-pass forward: 1/σ² */
     double *dsigma; /* ∂lp/∂σ per row when σ is a vector, else NULL */
     double dsig_sum;
     double *dy;     /* ∂lp/∂y per row when y needs a gradient (normal only) */
@@ -36,6 +39,16 @@ static void glm_backward(em_tape *t, em_node *self) {
     em_node *al = em_node_get(t, (em_var){self->in[2]}), *be = em_node_get(t, (em_var){self->in[3]});
     size_t n = X->rows, p = X->cols;
     double g = self->adj[0];
+    if (a->gbeta) { /* the forward pass already accumulated Xᵀ·res */
+        double c = g * a->inv_s2;
+        for (size_t j = 0; j < p; j++) be->adj[j] += c * a->gbeta[j];
+        if (al->adj) al->adj[0] += c * a->sum_res;
+        if (self->nin > 4) {
+            em_node *sg = em_node_get(t, (em_var){self->in[4]});
+            if (sg->adj) sg->adj[0] += g * a->dsig_sum;
+        }
+        return;
+    }
     if (be->adj)
         cblas_dgemv(CblasRowMajor, CblasTrans, (int)n, (int)p, g, X->val, (int)p, a->r, 1, 1.0, be->adj, 1);
     if (X->adj) /* ∂lp/∂X = r·βᵀ */
@@ -97,6 +110,47 @@ static void glm_eta(const em_tape *t, const em_dist *d, double *eta) {
     cblas_dgemv(CblasRowMajor, CblasNoTrans, (int)n, (int)p, 1.0, X->val, (int)p, be->val, 1, 1.0, eta, 1);
 }
 
+/* The normal GLM's common case in ONE pass over X: for each row, η_i = α + x_i·β, the residual
+ * res_i = y_i − η_i, and the β-gradient Σ res_i·x_i accumulated while the row is still in L1.
+ * A dgemv forward and a transposed dgemv backward read X twice; for a large design matrix the
+ * gradient is bound by that memory traffic, so one pass is nearly twice as fast. Four partial
+ * sums keep the dot product from waiting on one add chain. Returns Σ res², and Σ res in *sum_res;
+ * *ok is cleared if a residual is not finite. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+/* The build is portable (-O2, no -march); this kernel alone is vectorised and cloned for AVX2 +
+ * FMA, chosen at load time by the CPU it runs on. */
+#define GLM_KERNEL __attribute__((optimize("O3"), target_clones("avx2,fma", "default")))
+#else
+#define GLM_KERNEL
+#endif
+GLM_KERNEL
+static double normal_glm_one_pass(const double *restrict X, size_t n, size_t p, const double *restrict y,
+                                  size_t sy, double alpha, const double *restrict beta, double *restrict gb,
+                                  double *sum_res, int *ok) {
+    double ss = 0.0, sr = 0.0;
+    int good = 1;
+    for (size_t i = 0; i < n; i++) {
+        const double *restrict x = X + i * p;
+        double e0 = alpha, e1 = 0.0, e2 = 0.0, e3 = 0.0;
+        size_t j = 0;
+        for (; j + 4 <= p; j += 4) {
+            e0 += x[j] * beta[j];
+            e1 += x[j + 1] * beta[j + 1];
+            e2 += x[j + 2] * beta[j + 2];
+            e3 += x[j + 3] * beta[j + 3];
+        }
+        for (; j < p; j++) e0 += x[j] * beta[j];
+        double res = y[i * sy] - ((e0 + e1) + (e2 + e3));
+        good &= isfinite(res);
+        ss += res * res;
+        sr += res;
+        for (j = 0; j < p; j++) gb[j] += res * x[j];
+    }
+    *sum_res = sr;
+    *ok &= good;
+    return ss;
+}
+
 static em_var glm_lp(const em_dist *d, em_var value, glm_kind kind) {
     em_tape *t = d->tape;
     const char *nm = glm_name(kind);
@@ -116,12 +170,29 @@ static em_var glm_lp(const em_dist *d, em_var value, glm_kind kind) {
     if (!r || !a) return em_tape_fail(t, EM_ERR_NOMEM, "%s: out of memory", nm);
     a->r = r;
     o->aux = a;
-    glm_eta(t, d, r);
     const double *y = em_value(t, value);
     size_t sy = ny == 1 ? 0 : 1;
     double lp = 0.0;
     int ok = 1;
-    if (kind == GLM_NORMAL) {
+    const em_node *Xn = em_node_get(t, d->p[0]), *aln = em_node_get(t, d->p[1]), *ben = em_node_get(t, d->p[2]);
+    if (kind == GLM_NORMAL && o->adj && ben->adj && !Xn->adj && aln->n == 1 && em_node_get(t, d->p[3])->n == 1 &&
+        !em_needs_grad(t, value)) {
+        size_t p = Xn->cols;
+        double s = em_node_get(t, d->p[3])->val[0], is = 1.0 / s;
+        if (!(a->gbeta = em_arena_calloc(ar, p * sizeof(double))))
+            return em_tape_fail(t, EM_ERR_NOMEM, "%s: out of memory", nm);
+        double ss = normal_glm_one_pass(Xn->val, n, p, y, sy, aln->val[0], ben->val, a->gbeta, &a->sum_res, &ok);
+        a->inv_s2 = is * is;
+        a->dsig_sum = ss * a->inv_s2 * is - (double)n * is;
+        a->r = NULL;
+        lp = -0.5 * ss * a->inv_s2 - (double)n * (log(s) + EM_LOG_SQRT_2PI);
+        kind = GLM_NORMAL;
+    } else {
+        glm_eta(t, d, r);
+    }
+    if (a->gbeta) {
+        /* done above */
+    } else if (kind == GLM_NORMAL) {
         const em_node *sg = em_node_get(t, d->p[3]);
         int sig_grad = o->adj && sg->adj, y_grad = o->adj && em_needs_grad(t, value);
         if (sig_grad && sg->n > 1 && !(a->dsigma = em_arena_alloc(ar, n * sizeof(double))))
