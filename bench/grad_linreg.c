@@ -10,12 +10,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define LOG_2PI 1.8378770664093454836
 
 #include <cblas.h>
 
+#include "bench.h"
 #include "ember.h"
 
 typedef struct {
@@ -27,12 +27,6 @@ typedef struct {
 /* CPU time of the process, not wall-clock time: on a shared machine the time the process spends
  * descheduled is not its cost and would land on whichever side happened to be running. (With
  * several BLAS threads this is the total work of all threads.) */
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* theta = (alpha, beta[0..d), log_sigma) */
 static double baseline(const data *D, const double *theta, double *grad) {
     size_t n = D->n, d = D->d;
@@ -90,50 +84,9 @@ typedef struct {
 
 static volatile double sink;
 
-static void run_once(const job *j) {
+static void run_once(void *ctx) {
+    const job *j = ctx;
     sink = j->use_tape ? ember(j->t, j->D, j->theta, j->grad) : baseline(j->D, j->theta, j->grad);
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* Iterations for one timed repeat to last at least 0.3 s. */
-static size_t calibrate(const job *j) {
-    size_t iters = 1;
-    for (;;) {
-        double t0 = now_s();
-        for (size_t i = 0; i < iters; i++) run_once(j);
-        if (now_s() - t0 >= 0.3) return iters;
-        iters *= 2;
-    }
-}
-
-static double repeat_us(const job *j, size_t iters) {
-    double t0 = now_s();
-    for (size_t i = 0; i < iters; i++) run_once(j);
-    return (now_s() - t0) / (double)iters * 1e6;
-}
-
-/* Each repeat lasts ≥ 0.3 s; the baseline and the tape take turns, so a change in machine load
- * during the run hits both alike. Reported: the median time of each and the median of the
- * per-round ratios, so one disturbed repeat does not move the figures. */
-enum { REPEATS = 7 };
-static void time_pair(const job *jb, const job *je, double *tb, double *te, double *ratio) {
-    size_t nb = calibrate(jb), ne = calibrate(je);
-    double b[REPEATS], e[REPEATS], r[REPEATS];
-    for (int k = 0; k < REPEATS; k++) {
-        b[k] = repeat_us(jb, nb);
-        e[k] = repeat_us(je, ne);
-        r[k] = e[k] / b[k];
-    }
-    qsort(b, REPEATS, sizeof b[0], cmp_double);
-    qsort(e, REPEATS, sizeof e[0], cmp_double);
-    qsort(r, REPEATS, sizeof r[0], cmp_double);
-    *tb = b[REPEATS / 2];
-    *te = e[REPEATS / 2];
-    *ratio = r[REPEATS / 2];
 }
 
 static void bench_case(size_t n, size_t d, uint64_t seed) {
@@ -171,7 +124,7 @@ static void bench_case(size_t n, size_t d, uint64_t seed) {
     job jb = {&D, t, theta, g1, 0}, je = {&D, t, theta, g2, 1};
     run_once(&je); /* warm the arena up */
     double tb, te, ratio;
-    time_pair(&jb, &je, &tb, &te, &ratio);
+    bench_pair(run_once, &jb, run_once, &je, &tb, &te, &ratio);
     printf("{\"bench\":\"grad_linreg\",\"n\":%zu,\"d\":%zu,\"ember_us\":%.3f,\"baseline_us\":%.3f,\"ratio\":%.3f,"
            "\"blas_threads\":%d}\n",
            n, d, te, tb, ratio, openblas_get_num_threads());

@@ -14,6 +14,7 @@
 
 #include "bench.h"
 #include "ember.h"
+#include "linreg_model.h"
 #include "rugged_model.h"
 
 static volatile double sink;
@@ -85,29 +86,13 @@ static void bench_rugged(const char *csv) {
     rugged_data_free(&d);
 }
 
-/* ---- large linear regression ------------------------------------------------------------- */
-
-typedef struct {
-    size_t n, d;
-    double *X, *y, *resid;
-} linreg_data;
-
-/* alpha ~ N(0, 10), beta ~ N(0, 1), sigma ~ HalfNormal(1), y ~ Normal(alpha + X beta, sigma) */
-static void linreg_model(em_model *m, const void *arg) {
-    const linreg_data *D = arg;
-    em_var alpha = em_sample(m, "alpha", em_normal(m, 0.0, 10.0));
-    em_var beta = em_sample(m, "beta", em_expand(em_normal(m, 0.0, 1.0), D->d));
-    em_var sigma = em_sample(m, "sigma", em_half_normal(m, 1.0));
-    em_var X = em_const_matrix(em_model_tape(m), D->X, D->n, D->d);
-    EM_PLATE(m, p, "data", D->n, 0) {
-        em_observe(m, "y", em_normal_id_glm(m, X, alpha, beta, sigma), D->y, D->n);
-    }
-}
+/* ---- large linear regression (model and data: linreg_model.h) ------------------------------ */
 
 typedef struct {
     const linreg_data *D;
     const double *theta;
     double *grad;
+    double *resid; /* scratch for the baseline, allocated once like a user would */
 } linreg_job;
 
 /* θ = (alpha, beta[d], log sigma): the same density by hand, with two dgemv calls. */
@@ -119,7 +104,7 @@ static void run_linreg_hand(void *ctx) {
     double *g = j->grad;
     const double l2pi = 0.91893853320467274178;
     double alpha = th[0], ls = th[d + 1], sigma = exp(ls), inv_s2 = 1.0 / (sigma * sigma);
-    double *r = D->resid;
+    double *r = j->resid;
     for (size_t i = 0; i < n; i++) r[i] = D->y[i] - alpha;
     cblas_dgemv(CblasRowMajor, CblasNoTrans, (int)n, (int)d, -1.0, D->X, (int)d, th + 1, 1, 1.0, r, 1);
     double ss = 0.0, sr = 0.0;
@@ -143,21 +128,11 @@ static void run_linreg_hand(void *ctx) {
 }
 
 static void bench_linreg(size_t n, size_t d) {
-    linreg_data D = {n, d, malloc(n * d * sizeof(double)), malloc(n * sizeof(double)), malloc(n * sizeof(double))};
+    linreg_data D;
     double *theta = malloc((d + 2) * sizeof(double)), *g1 = malloc((d + 2) * sizeof(double)),
-           *g2 = malloc((d + 2) * sizeof(double));
-    if (!D.X || !D.y || !D.resid || !theta || !g1 || !g2) exit(1);
-    em_rng *rng = em_rng_create(3, 0);
-    for (size_t k = 0; k < d + 2; k++) theta[k] = 0.5 * em_rng_normal(rng);
-    for (size_t i = 0; i < n; i++) {
-        double mu = theta[0];
-        for (size_t k = 0; k < d; k++) {
-            D.X[i * d + k] = em_rng_normal(rng);
-            mu += D.X[i * d + k] * theta[1 + k];
-        }
-        D.y[i] = mu + exp(theta[d + 1]) * em_rng_normal(rng);
-    }
-    em_rng_destroy(rng);
+           *g2 = malloc((d + 2) * sizeof(double)), *resid = malloc(n * sizeof(double));
+    if (linreg_data_make(&D, n, d, 3) != 0 || !theta || !g1 || !g2 || !resid) exit(1);
+    for (size_t k = 0; k < d + 2; k++) theta[k] = 0.1 * (double)k - 0.5; /* away from the truth */
     em_error err = {0};
     em_logdensity *ld = em_logdensity_from_model(linreg_model, &D, NULL, &err);
     if (!ld) {
@@ -165,7 +140,7 @@ static void bench_linreg(size_t n, size_t d) {
         exit(1);
     }
     ld_job je = {ld, theta, g1};
-    linreg_job jb = {&D, theta, g2};
+    linreg_job jb = {&D, theta, g2, resid};
     run_ld(&je);
     double lp_model = sink;
     run_linreg_hand(&jb);
@@ -177,9 +152,8 @@ static void bench_linreg(size_t n, size_t d) {
            n, d, te, tb, ratio);
     fflush(stdout);
     em_logdensity_destroy(ld);
-    free(D.X);
-    free(D.y);
-    free(D.resid);
+    linreg_data_free(&D);
+    free(resid);
     free(theta);
     free(g1);
     free(g2);
