@@ -57,6 +57,7 @@ BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 EX_DIR    := examples/bayesian_regression
 EX_SRC    := $(wildcard $(EX_DIR)/*.c)
 EX_BIN    := $(EX_DIR)/rugged
+EX_BUILD  := $(BUILD)/examples/rugged
 # The rugged model is shared with the tests and benchmarks.
 EX_MODEL  := $(EX_DIR)/rugged_model.c
 
@@ -93,8 +94,15 @@ $(BUILD)/bench/%: bench/%.c $(EX_MODEL) $(LIB_A) $(EX_DIR)/rugged_model.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -I$(EX_DIR) $(CFLAGS) $< $(EX_MODEL) -o $@ $(LDFLAGS) $(LIB_A) $(LDLIBS)
 
-$(EX_BIN): $(EX_SRC) $(wildcard $(EX_DIR)/*.h) $(LIB_A)
+$(EX_BUILD): $(EX_SRC) $(wildcard $(EX_DIR)/*.h) $(LIB_A)
+	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(EX_SRC) -o $@ $(LDFLAGS) $(LIB_A) $(LDLIBS)
+
+# The example is built per mode (release or sanitizers) and copied to its documented place on
+# every request, so `make run` after `make check SANITIZE=1` runs the release build again.
+.PHONY: $(EX_BIN)
+$(EX_BIN): $(EX_BUILD)
+	@cp $(EX_BUILD) $(EX_BIN)
 
 tests: deps $(TEST_BIN)
 examples: deps $(EX_BIN)

@@ -216,7 +216,20 @@ expect_usage "--seed" --seed -3
 expect_usage "--folds" --folds 1
 expect_usage "stray" stray
 expect_usage "--quiet" --quiet=1
+expect_usage "--sbc" --sbc 0
 ok "bad options exit 2 with a message"
+
+# ---- --sbc: simulation-based calibration through the library, a few replications ---------------
+rc=0
+(cd "$ex" && "$bin" --sbc 12 --seed 3 --no-figures --quiet --out "$tmp/sbc" >"$tmp/sbc.out" 2>"$tmp/sbc.err") || rc=$?
+if [ "$rc" != 0 ]; then fail "rugged --sbc 12 exited $rc: $(cat "$tmp/sbc.err")"
+elif [ "$(head -n 1 "$tmp/sbc/sbc_summary.csv")" != "param,chi2_p,cov50,cov80,cov90,cov95" ]; then
+  fail "sbc_summary.csv header: $(head -n 1 "$tmp/sbc/sbc_summary.csv")"
+elif [ "$(wc -l < "$tmp/sbc/sbc_summary.csv")" != 6 ]; then fail "sbc_summary.csv should have 5 parameters"
+elif [ "$(head -n 1 "$tmp/sbc/sbc_ranks.csv")" != "replication,param,rank,L" ] ||
+     [ "$(wc -l < "$tmp/sbc/sbc_ranks.csv")" != 61 ]; then fail "sbc_ranks.csv: 12 replications x 5 parameters"
+else ok "--sbc writes sbc_summary.csv and sbc_ranks.csv"
+fi
 rc=0
 "$bin" --help >"$tmp/help" || rc=$?
 [ "$rc" = 0 ] && grep -q "^usage: rugged" "$tmp/help" || fail "--help"

@@ -24,6 +24,9 @@ void cli_usage(FILE *f) {
           "  --svi-steps N     optimisation steps of every SVI fit (default: as the tutorials,\n"
           "                    1500 for AutoDiagonalNormal, 5000 for Part 2's guides)\n"
           "  --folds K         folds of the calibration check (default 10; 0 skips it)\n"
+          "  --sbc R           instead of the tutorials: simulation-based calibration with R\n"
+          "                    replications of --method nuts (default) or svi (the mean-field\n"
+          "                    guide); writes sbc_summary.csv and sbc_ranks.csv into --out\n"
           "  --no-figures      do not write or draw the figures\n"
           "  --no-timing       leave wall-clock times out of the printed report, so that it\n"
           "                    depends only on the options (used by make notebooks)\n"
@@ -68,6 +71,7 @@ int cli_parse(int argc, char **argv, rugged_options *o, FILE *err) {
         {"chains", 1, 64, &o->chains},         {"samples", 10, 10000000, &o->samples},
         {"warmup", 0, 10000000, &o->warmup},   {"svi-steps", 1, 100000000, &o->svi_steps},
         {"folds", 0, 0, &o->folds}, /* upper bound: the rows, checked in main */
+        {"sbc", 1, 100000, &o->sbc},
     };
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
@@ -101,7 +105,7 @@ int cli_parse(int argc, char **argv, rugged_options *o, FILE *err) {
 
         /* options with a value */
         static const char *const known[] = {"data", "out", "seed", "method", "chains", "samples",
-                                            "warmup", "svi-steps", "folds"};
+                                            "warmup", "svi-steps", "folds", "sbc"};
         int ok = 0;
         for (size_t k = 0; k < sizeof known / sizeof *known; k++) ok |= !strcmp(name, known[k]);
         if (!ok) {

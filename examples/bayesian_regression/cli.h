@@ -17,6 +17,7 @@ typedef struct rugged_options {
     fit_method method;     /* --method svi|nuts|both */
     int svi_steps;         /* --svi-steps: 0 = the tutorials' (1500 Part 1, 5000 Part 2) */
     int folds;             /* --folds for the calibration (10; 0 skips it) */
+    int sbc;               /* --sbc R: only simulation-based calibration with R replications (0: off) */
     int figures;           /* 0 with --no-figures */
     int timing;            /* 0 with --no-timing (stdout then depends only on the options) */
     int quiet;             /* --quiet: no progress lines on stderr */

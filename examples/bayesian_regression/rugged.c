@@ -21,6 +21,7 @@
 #include "predict.h"
 #include "report.h"
 #include "rugged_model.h"
+#include "sbc.h"
 #include "util.h"
 
 /* Everything one run holds, filled phase by phase. */
@@ -292,6 +293,12 @@ int main(int argc, char **argv) {
                         "(got %d)\n", r.d.n, o->folds);
         run_free(&r);
         return 2;
+    }
+    if (o->sbc) {
+        em_status ss = run_sbc(o, &r.d, &r.err);
+        if (ss != EM_OK) fprintf(stderr, "rugged: %s\n", r.err.msg[0] ? r.err.msg : em_status_str(ss));
+        run_free(&r);
+        return ss == EM_OK ? 0 : 1;
     }
     r.figdir = path_join(o->out, "figures");
     if (!r.figdir || make_dirs(o->out, &r.err) != EM_OK || (o->figures && make_dirs(r.figdir, &r.err) != EM_OK)) {
