@@ -306,8 +306,11 @@ static int check_draws(const double *d, size_t nchains, size_t ndraws, const cha
 
 /* ---- public: one parameter ------------------------------------------------------------- */
 
-static double ess_of_split(const double *d, size_t nchains, size_t ndraws, int rank_normalise,
-                           em_error *err, const char *fn) {
+/* A statistic of split chains (ess_chains or rhat_chains), optionally after rank normalisation. */
+typedef double (*chains_stat)(const double *s, size_t nchains, size_t n, em_error *err, const char *fn);
+
+static double stat_of_split(const double *d, size_t nchains, size_t ndraws, int rank_normalise,
+                            chains_stat stat, em_error *err, const char *fn) {
     size_t h;
     double *s = split_chains(d, nchains, ndraws, &h);
     if (!s) {
@@ -318,26 +321,19 @@ static double ess_of_split(const double *d, size_t nchains, size_t ndraws, int r
     if (rank_normalise && z_scale(s, 2 * nchains * h) != 0)
         em_error_set(err, EM_ERR_NOMEM, "%s: out of memory", fn);
     else
-        r = ess_chains(s, 2 * nchains, h, err, fn);
+        r = stat(s, 2 * nchains, h, err, fn);
     free(s);
     return r;
 }
 
+static double ess_of_split(const double *d, size_t nchains, size_t ndraws, int rank_normalise,
+                           em_error *err, const char *fn) {
+    return stat_of_split(d, nchains, ndraws, rank_normalise, ess_chains, err, fn);
+}
+
 static double rhat_of_split(const double *d, size_t nchains, size_t ndraws, int rank_normalise,
                             em_error *err, const char *fn) {
-    size_t h;
-    double *s = split_chains(d, nchains, ndraws, &h);
-    if (!s) {
-        em_error_set(err, EM_ERR_NOMEM, "%s: out of memory", fn);
-        return NAN;
-    }
-    double r = NAN;
-    if (rank_normalise && z_scale(s, 2 * nchains * h) != 0)
-        em_error_set(err, EM_ERR_NOMEM, "%s: out of memory", fn);
-    else
-        r = rhat_chains(s, 2 * nchains, h, err, fn);
-    free(s);
-    return r;
+    return stat_of_split(d, nchains, ndraws, rank_normalise, rhat_chains, err, fn);
 }
 
 double em_rhat_basic(const double *draws, size_t nchains, size_t ndraws, em_error *err) {
