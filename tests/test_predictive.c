@@ -46,21 +46,7 @@ static void make_data(void) {
     }
 }
 
-static void exact_posterior(double mean[2], double cov[4]) {
-    double sx = 0, sxx = 0, sy = 0, sxy = 0;
-    for (int i = 0; i < NT; i++) {
-        sx += XT[i];
-        sxx += XT[i] * XT[i];
-        sy += YT[i];
-        sxy += XT[i] * YT[i];
-    }
-    double l00 = NT + 0.01, l01 = sx, l11 = sxx + 0.01, det = l00 * l11 - l01 * l01;
-    cov[0] = l11 / det;
-    cov[1] = cov[2] = -l01 / det;
-    cov[3] = l00 / det;
-    mean[0] = cov[0] * sy + cov[1] * sxy;
-    mean[1] = cov[2] * sy + cov[3] * sxy;
-}
+static void exact_posterior(double mean[2], double cov[4]) { tu_linreg2_posterior(XT, YT, NT, 0.01, mean, cov); }
 
 /* mu and y at the grid against the closed form, within Monte-Carlo tolerance for nd draws
  * (neff: their effective number, for the tolerances). */

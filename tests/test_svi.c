@@ -65,21 +65,7 @@ static void reg2_model(em_model *m, const void *arg) {
 }
 
 /* Posterior of (a, b): precision Λ = XᵀX + I/100, mean Λ⁻¹Xᵀy. */
-static void reg2_exact(double mean[2], double cov[4]) {
-    double s1 = N2, sx = 0, sxx = 0, sy = 0, sxy = 0;
-    for (int i = 0; i < N2; i++) {
-        sx += X2[i];
-        sxx += X2[i] * X2[i];
-        sy += Y2[i];
-        sxy += X2[i] * Y2[i];
-    }
-    double l00 = s1 + 0.01, l01 = sx, l11 = sxx + 0.01, det = l00 * l11 - l01 * l01;
-    cov[0] = l11 / det;
-    cov[1] = cov[2] = -l01 / det;
-    cov[3] = l00 / det;
-    mean[0] = cov[0] * sy + cov[1] * sxy;
-    mean[1] = cov[2] * sy + cov[3] * sxy;
-}
+static void reg2_exact(double mean[2], double cov[4]) { tu_linreg2_posterior(X2, Y2, N2, 0.01, mean, cov); }
 
 static em_optim_config adam_decay(double lr, double lr_end, size_t steps) {
     em_optim_config c = em_optim_defaults(EM_OPTIM_ADAM, lr);

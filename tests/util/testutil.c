@@ -58,3 +58,20 @@ void tu_assert_close_(double a, double b, double rtol, double atol, const char *
     if (!(fabs(a - b) <= atol + rtol * fabs(b)))
         fail_msg("%s:%d: %s = %.12g, expected %.12g (rtol %g, atol %g)", file, line, what, a, b, rtol, atol);
 }
+
+void tu_linreg2_posterior(const double *x, const double *y, size_t n, double prior_prec, double mean[2],
+                          double cov[4]) {
+    double sx = 0, sxx = 0, sy = 0, sxy = 0;
+    for (size_t i = 0; i < n; i++) {
+        sx += x[i];
+        sxx += x[i] * x[i];
+        sy += y[i];
+        sxy += x[i] * y[i];
+    }
+    double l00 = (double)n + prior_prec, l01 = sx, l11 = sxx + prior_prec, det = l00 * l11 - l01 * l01;
+    cov[0] = l11 / det;
+    cov[1] = cov[2] = -l01 / det;
+    cov[3] = l00 / det;
+    mean[0] = cov[0] * sy + cov[1] * sxy;
+    mean[1] = cov[2] * sy + cov[3] * sxy;
+}

@@ -26,6 +26,11 @@ double tu_check_gradient(tu_tape_fn f, const double *x, size_t n, void *ctx, dou
 /* Fill x with uniform values in [lo, hi) from a fixed-seed generator. */
 void tu_fill_uniform(double *x, size_t n, double lo, double hi, uint64_t seed);
 
+/* Exact posterior of (a, b) for y_i ~ Normal(a + b x_i, 1) with a, b ~ Normal(0, 1/sqrt(prior_prec)):
+ * precision Λ = [n, Σx; Σx, Σx²] + prior_prec·I, mean Λ⁻¹ [Σy, Σxy]; cov row-major 2×2. */
+void tu_linreg2_posterior(const double *x, const double *y, size_t n, double prior_prec, double mean[2],
+                          double cov[4]);
+
 /* assert |a-b| <= atol + rtol*|b|, with a readable failure message */
 #define tu_assert_close(a, b, rtol, atol) tu_assert_close_((a), (b), (rtol), (atol), #a, __FILE__, __LINE__)
 void tu_assert_close_(double a, double b, double rtol, double atol, const char *what, const char *file, int line);
