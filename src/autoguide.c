@@ -362,7 +362,7 @@ static em_status init_loc(em_autoguide *g, em_model_fn model, const void *data, 
     if (!m || !rng || !buf || !draws) {
         s = em_error_set(err, EM_ERR_NOMEM, "autoguide: out of memory");
     } else {
-        m->no_subsample = 1;
+        m->evaluate_only = 1;
         em_model_set_params(m, o->model_params);
         init_handler ih;
         memset(&ih, 0, sizeof ih);

@@ -226,7 +226,10 @@ static void default_process(em_msg *msg, size_t obs_len) {
                               msg->name, msg->len, em_param_store_len(m->params, (size_t)i));
                 return;
             }
-            em_var u = em_param_store_leaf(m->params, t, (size_t)i);
+            em_var u = m->evaluate_only
+                           ? em_const(t, em_param_store_values(m->params) + em_param_store_offset(m->params, (size_t)i),
+                                      msg->len)
+                           : em_param_store_leaf(m->params, t, (size_t)i);
             em_constraint c = em_param_store_constraint(m->params, (size_t)i);
             msg->value = c.kind == EM_TRANSFORM_IDENTITY ? u : em_transform_forward(t, &c, u, NULL);
         } else {
@@ -399,7 +402,7 @@ em_plate *em_plate_begin(em_model *m, const char *name, size_t n, size_t subsamp
         em_model_fail(m, EM_ERR_ARG, "plate '%s': subsample of %zu from a size of %zu", name, subsample, n);
         return NULL;
     }
-    if (subsample == n || m->no_subsample) subsample = 0;
+    if (subsample == n || m->evaluate_only) subsample = 0;
     em_arena *a = em_tape_arena(m->tape);
     em_plate *p = em_arena_calloc(a, sizeof *p);
     /* The identity index list 0..n-1 is only built if asked for (em_plate_indices): most

@@ -201,7 +201,7 @@ static density_state *state_new(density_shape *sh) {
         free(st);
         return NULL;
     }
-    st->m->no_subsample = 1;
+    st->m->evaluate_only = 1;
     em_model_set_params(st->m, sh->params);
     __atomic_add_fetch(&sh->refs, 1, __ATOMIC_ACQ_REL);
     st->shape = sh;
@@ -253,7 +253,7 @@ em_logdensity *em_logdensity_from_model(em_model_fn fn, const void *data, const 
     sh->params = o.params;
     sh->include_det = o.include_deterministic;
     sh->seed = o.seed;
-    m->no_subsample = 1;
+    m->evaluate_only = 1;
     em_model_set_params(m, o.params);
 
     /* Discovery: one run with prior draws under trace. */

@@ -75,7 +75,7 @@ static em_status run_draws(em_model_fn model, const void *data, const pred_src *
     em_status s = (m && rng && gtr && mtr && p && vals && offs) ? EM_OK
                                                                : em_error_set(err, EM_ERR_NOMEM, "predictive: out of memory");
     if (s != EM_OK) goto done;
-    m->no_subsample = 1;
+    m->evaluate_only = 1;
     em_model_set_params(m, o.params);
     p->ndraws = ndraws;
     for (size_t k = 1; k < src->nsites; k++) offs[k] = offs[k - 1] + src->lens[k - 1];

@@ -532,6 +532,36 @@ static void test_logdensity_errors(void **state) {
     assert_non_null(strstr(e2.msg, "'k'"));
 }
 
+static void param_latent_model(em_model *m, const void *arg) {
+    (void)arg;
+    const double s0 = 2.0;
+    em_var s = em_param(m, "s", &s0, 1, EM_CONSTRAINT_POSITIVE);
+    em_sample(m, "z", em_normal(m, 0.0, s));
+}
+
+/* A density reads param sites as constants from the store (shared read-only by clones on
+ * threads): no gradient flows to them and the store is not written. */
+static void test_logdensity_reads_params_as_constants(void **state) {
+    (void)state;
+    em_error err = {0};
+    em_param_store *ps = em_param_store_create();
+    const double s3 = 3.0;
+    assert_int_equal(em_param_store_add(ps, "s", &s3, 1, EM_CONSTRAINT_POSITIVE, &err), EM_OK);
+    em_logdensity_options opt = {.seed = 1, .params = ps};
+    em_logdensity *ld = em_logdensity_from_model(param_latent_model, NULL, &opt, &err);
+    assert_non_null(ld);
+    assert_int_equal(em_logdensity_dim(ld), 1);
+    em_logdensity *c = em_logdensity_clone(ld);
+    double z = 0.7, lp, g;
+    assert_int_equal(em_logdensity_eval(c, &z, &lp, &g, &err), EM_OK);
+    tu_assert_close(lp, normal_lpdf(0.7, 0.0, 3.0), 1e-14, 0);
+    tu_assert_close(g, -0.7 / 9.0, 1e-14, 0);
+    tu_assert_close(em_param_store_values(ps)[0], log(3.0), 1e-15, 0);
+    em_logdensity_destroy(c);
+    em_logdensity_destroy(ld);
+    em_param_store_destroy(ps);
+}
+
 static void test_no_allocation_after_warmup(void **state) {
     (void)state;
     reg_data d = {5, X5, Y5};
@@ -566,6 +596,7 @@ int main(void) {
         cmocka_unit_test(test_logdensity_matches_hand_written),
         cmocka_unit_test(test_logdensity_deterministic_outputs),
         cmocka_unit_test(test_logdensity_errors),
+        cmocka_unit_test(test_logdensity_reads_params_as_constants),
         cmocka_unit_test(test_no_allocation_after_warmup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -13,7 +13,10 @@ struct em_model {
     int depth;
     em_rng *rng;
     em_param_store *params;
-    int no_subsample; /* plates use every index (density mode: HMC needs the full data) */
+    /* Evaluation only (density mode, predictive draws, initialisation): plates use every index
+     * (HMC needs the full data) and param sites read the store as constants — no gradient to
+     * the parameters and no write to a store that clones on other threads share. */
+    int evaluate_only;
 };
 
 struct em_plate {
