@@ -15,14 +15,6 @@
 
 #include <gsl/gsl_sf_psi.h>
 
-struct em_tape {
-    em_node *nodes;
-    size_t count, cap;
-    em_arena *arena;
-    em_error err;
-    uint64_t generation;
-};
-
 /* Generations are unique across all tapes of the process, not just per tape: a cache keyed on
  * (tape pointer, generation), like the parameter store's leaves, must not mistake a new tape
  * that malloc placed at a freed tape's address for the old one. */
@@ -56,6 +48,10 @@ void em_tape_reset(em_tape *t) {
     t->generation = new_generation();
     em_arena_reset(t->arena);
     em_error_clear(&t->err);
+    t->value_read = 0;
+    t->hidden_inputs = 0;
+    t->active = NULL;
+    t->nactive = 0;
 }
 
 size_t em_tape_size(const em_tape *t) { return t->count; }
@@ -71,8 +67,6 @@ em_var em_tape_fail(em_tape *t, em_status s, const char *fmt, ...) {
     va_end(ap);
     return EM_VAR_INVALID;
 }
-
-em_node *em_node_get(const em_tape *t, em_var v) { return &t->nodes[v.id]; }
 
 int em_inputs_ok(const em_var *in, int nin) {
     for (int i = 0; i < nin; i++)
@@ -98,10 +92,12 @@ static em_node *push_node(em_tape *t, em_var *out) {
     n->val = n->adj = NULL;
     n->n = n->rows = n->cols = 0;
     n->backward = NULL;
+    n->forward = NULL;
     n->aux = NULL;
     n->c = 0.0;
     for (int i = 0; i < EM_NODE_MAX_INPUTS; i++) n->in[i] = -1;
     n->nin = 0;
+    n->live = 1;
     return n;
 }
 
@@ -237,8 +233,23 @@ em_var em_scalar(em_tape *t, double x) { return em_const_copy(t, &x, 1); }
 size_t em_len(const em_tape *t, em_var v) { return v.id < 0 ? 0 : t->nodes[v.id].n; }
 size_t em_rows(const em_tape *t, em_var v) { return v.id < 0 ? 0 : t->nodes[v.id].rows; }
 size_t em_cols(const em_tape *t, em_var v) { return v.id < 0 ? 0 : t->nodes[v.id].cols; }
-const double *em_value(const em_tape *t, em_var v) { return v.id < 0 ? NULL : t->nodes[v.id].val; }
-double em_value_scalar(const em_tape *t, em_var v) { return v.id < 0 ? NAN : t->nodes[v.id].val[0]; }
+
+/* A value that depends on a leaf, read by code that may branch on it: the tape can no longer
+ * stand in for that code (em_tape_replayable). The tape is the caller's, so the flag is the
+ * only thing written through the const pointer. */
+static void note_read(const em_tape *t, em_var v) {
+    if (t->nodes[v.id].adj) ((em_tape *)t)->value_read = 1;
+}
+const double *em_value(const em_tape *t, em_var v) {
+    if (v.id < 0) return NULL;
+    note_read(t, v);
+    return t->nodes[v.id].val;
+}
+double em_value_scalar(const em_tape *t, em_var v) {
+    if (v.id < 0) return NAN;
+    note_read(t, v);
+    return t->nodes[v.id].val[0];
+}
 const double *em_adjoint(const em_tape *t, em_var v) { return v.id < 0 ? NULL : t->nodes[v.id].adj; }
 int em_needs_grad(const em_tape *t, em_var v) { return v.id >= 0 && t->nodes[v.id].adj != NULL; }
 
@@ -251,16 +262,100 @@ em_status em_backward(em_tape *t, em_var out) {
         return em_error_set(&t->err, EM_ERR_SHAPE, "backward: output has length %zu, need a scalar", o->n);
     if (!o->adj) return EM_OK; /* constant output: every gradient is zero */
     o->adj[0] += 1.0;
+    if (t->active && o->live) { /* pruned: visit only the live nodes with adjoints */
+        for (size_t k = t->nactive; k-- > 0;) {
+            em_node *n = &t->nodes[t->active[k]];
+            if (t->active[k] <= out.id && n->backward) n->backward(t, n);
+        }
+        return EM_OK;
+    }
     for (int32_t i = out.id; i >= 0; i--) {
         em_node *n = &t->nodes[i];
-        if (n->backward) n->backward(t, n);
+        if (n->backward && n->live) n->backward(t, n);
+    }
+    return EM_OK;
+}
+
+/* ---- replay ------------------------------------------------------------------------------ */
+
+/* Small adjoints (most of a small model's) are cleared inline: a memset call costs more. */
+static void zero_adj(em_node *n) {
+    if (n->n <= 4)
+        for (size_t i = 0; i < n->n; i++) n->adj[i] = 0.0;
+    else
+        memset(n->adj, 0, n->n * sizeof(double));
+}
+
+
+int em_tape_replayable(const em_tape *t) {
+    if (t->value_read || t->err.status != EM_OK) return 0;
+    for (size_t i = 0; i < t->count; i++) {
+        const em_node *n = &t->nodes[i];
+        if (n->adj && n->nin > 0 && !n->forward) return 0;
+    }
+    return 1;
+}
+
+em_status em_tape_forward(em_tape *t, int all) {
+    em_error_clear(&t->err);
+    if (t->active && !all) {
+        /* the adjoints are cleared on the way, while each node is in cache */
+        for (size_t k = 0; k < t->nactive; k++) {
+            em_node *n = &t->nodes[t->active[k]];
+            if (n->forward) n->forward(t, n);
+            zero_adj(n);
+        }
+        return t->err.status;
+    }
+    /* a node without an adjoint depends on constants only: its value cannot have changed */
+    for (size_t i = 0; i < t->count; i++) {
+        em_node *n = &t->nodes[i];
+        if (n->adj && n->forward && (n->live || all)) n->forward(t, n);
+    }
+    return t->err.status;
+}
+
+void em_tape_prune(em_tape *t, const em_var *roots, size_t k) {
+    if (t->hidden_inputs) return;
+    for (size_t i = 0; i < t->count; i++) t->nodes[i].live = 0;
+    for (size_t j = 0; j < k; j++)
+        if (roots[j].id >= 0 && (size_t)roots[j].id < t->count) t->nodes[roots[j].id].live = 1;
+    size_t nactive = 0;
+    for (size_t i = t->count; i-- > 0;) {
+        const em_node *n = &t->nodes[i];
+        if (!n->live) continue;
+        for (int j = 0; j < n->nin; j++) t->nodes[n->in[j]].live = 1;
+        nactive += n->adj != NULL;
+    }
+    /* without memory for the list, everything still works by scanning every node */
+    int32_t *active = em_arena_alloc(t->arena, (nactive ? nactive : 1) * sizeof *active);
+    if (!active) return;
+    size_t m = 0;
+    for (size_t i = 0; i < t->count; i++)
+        if (t->nodes[i].live && t->nodes[i].adj) active[m++] = (int32_t)i;
+    t->active = active;
+    t->nactive = m;
+}
+
+em_status em_leaf_assign(em_tape *t, em_var v, const double *x, size_t n) {
+    if (v.id < 0 || (size_t)v.id >= t->count || t->nodes[v.id].nin != 0 || !t->nodes[v.id].adj ||
+        t->nodes[v.id].n != n)
+        return em_error_set(&t->err, EM_ERR_ARG, "leaf assign: variable %d is not a leaf of length %zu", (int)v.id, n);
+    double *restrict val = t->nodes[v.id].val;
+    for (size_t i = 0; i < n; i++) {
+        if (isnan(x[i])) return em_error_set(&t->err, EM_ERR_NONFINITE, "leaf: element %zu is NaN", i);
+        val[i] = x[i];
     }
     return EM_OK;
 }
 
 void em_zero_adjoints(em_tape *t) {
+    if (t->active) {
+        for (size_t k = 0; k < t->nactive; k++) zero_adj(&t->nodes[t->active[k]]);
+        return;
+    }
     for (size_t i = 0; i < t->count; i++)
-        if (t->nodes[i].adj) memset(t->nodes[i].adj, 0, t->nodes[i].n * sizeof(double));
+        if (t->nodes[i].adj && t->nodes[i].live) zero_adj(&t->nodes[i]);
 }
 
 /* ---- elementwise binary ops ------------------------------------------------------------ */
@@ -380,6 +475,7 @@ BINARY_BACKWARD(mul_backward, b, a)
 BINARY_BACKWARD(div_backward, 1.0 / b, -y[i] / b)
 
 #define BINARY_OP(fname, opname, backward, expr)                                          \
+    static void fname##_forward(em_tape *t, em_node *o);                                   \
     em_var fname(em_tape *t, em_var a, em_var b) {                                         \
         em_var in[2] = {a, b}, out;                                                        \
         if (!em_inputs_ok(in, 2)) return EM_VAR_INVALID;                                   \
@@ -389,8 +485,13 @@ BINARY_BACKWARD(div_backward, 1.0 / b, -y[i] / b)
         size_t rows = na->n == n ? na->rows : nb->rows, cols = n / rows;                   \
         em_node *o = em_node_new(t, rows, cols, in, 2, backward, &out);                    \
         if (!o) return EM_VAR_INVALID;                                                     \
-        na = &t->nodes[a.id];                                                              \
-        nb = &t->nodes[b.id];                                                              \
+        o->forward = fname##_forward;                                                      \
+        fname##_forward(t, o);                                                             \
+        return out;                                                                        \
+    }                                                                                      \
+    static void fname##_forward(em_tape *t, em_node *o) {                                  \
+        const em_node *na = &t->nodes[o->in[0]], *nb = &t->nodes[o->in[1]];                \
+        size_t n = o->n;                                                                   \
         const double *x = na->val, *z = nb->val;                                           \
         size_t sa = na->n == 1 ? 0 : 1, sb = nb->n == 1 ? 0 : 1;                           \
         double *restrict y = o->val; /* fresh memory: overlaps no input */                 \
@@ -407,13 +508,77 @@ BINARY_BACKWARD(div_backward, 1.0 / b, -y[i] / b)
             double u = x[0], w = z[0];                                                     \
             y[0] = (expr);                                                                 \
         }                                                                                  \
-        return out;                                                                        \
     }
 
 BINARY_OP(em_op_add, "add", add_backward, u + w)
 BINARY_OP(em_op_sub, "sub", sub_backward, u - w)
 BINARY_OP(em_op_mul, "mul", mul_backward, u * w)
 BINARY_OP(em_op_div, "div", div_backward, u / w)
+
+/* ---- sum of many ------------------------------------------------------------------------ */
+
+static void add_many_forward(em_tape *t, em_node *o) {
+    double *restrict y = o->val;
+    size_t n = o->n;
+    if (n == 1) { /* the common case: a sum of log-density terms */
+        double acc = 0.0;
+        for (int j = 0; j < o->nin; j++) acc += t->nodes[o->in[j]].val[0];
+        y[0] = acc;
+        return;
+    }
+    for (size_t i = 0; i < n; i++) y[i] = 0.0;
+    for (int j = 0; j < o->nin; j++) {
+        const em_node *in = &t->nodes[o->in[j]];
+        if (in->n == 1)
+            for (size_t i = 0; i < n; i++) y[i] += in->val[0];
+        else
+            for (size_t i = 0; i < n; i++) y[i] += in->val[i];
+    }
+}
+
+static void add_many_backward(em_tape *t, em_node *self) {
+    if (self->n == 1) {
+        double g = self->adj[0];
+        for (int j = 0; j < self->nin; j++) {
+            em_node *in = &t->nodes[self->in[j]];
+            if (in->adj) in->adj[0] += g;
+        }
+        return;
+    }
+    for (int j = 0; j < self->nin; j++) {
+        em_node *in = &t->nodes[self->in[j]];
+        em_adj_accumulate(in->adj, in->n, self->adj, self->n);
+    }
+}
+
+em_var em_op_add_many(em_tape *t, const em_var *parts, size_t k) {
+    if (k == 0) return em_tape_fail(t, EM_ERR_SHAPE, "add_many: no terms");
+    size_t n = 1, rows = 1;
+    for (size_t j = 0; j < k; j++) {
+        if (parts[j].id < 0) return EM_VAR_INVALID;
+        const em_node *p = &t->nodes[parts[j].id];
+        if (p->n == 1) continue;
+        if (n != 1 && p->n != n)
+            return em_tape_fail(t, EM_ERR_SHAPE, "add_many: term %zu has length %zu, an earlier one %zu", j, p->n, n);
+        n = p->n;
+        rows = p->rows;
+    }
+    /* one node per EM_NODE_MAX_INPUTS terms, each after the first taking the previous sum as
+     * its first input, so that every input stays visible in in[] */
+    em_var acc = EM_VAR_INVALID;
+    size_t j = 0;
+    while (j < k) {
+        em_var in[EM_NODE_MAX_INPUTS];
+        int m = 0;
+        if (em_var_ok(acc)) in[m++] = acc;
+        while (m < EM_NODE_MAX_INPUTS && j < k) in[m++] = parts[j++];
+        em_node *o = em_node_new(t, rows, n / rows, in, m, add_many_backward, &acc);
+        if (!o) return EM_VAR_INVALID;
+        o->forward = add_many_forward;
+        add_many_forward(t, o);
+    }
+    return acc;
+}
 
 /* ---- elementwise unary ops -------------------------------------------------------------- */
 
@@ -424,6 +589,19 @@ static double sigmoid1(double x) {
     if (x >= 0) return 1.0 / (1.0 + exp(-x));
     double e = exp(x);
     return e / (1.0 + e);
+}
+
+/* A node of a's shape computed by forward (which reads the constant c from the node). */
+static em_var unary_node(em_tape *t, em_var a, em_backward_fn backward, em_forward_fn forward, double c) {
+    em_var out;
+    if (a.id < 0) return EM_VAR_INVALID;
+    em_node *na = &t->nodes[a.id];
+    em_node *o = em_node_new(t, na->rows, na->cols, &a, 1, backward, &out);
+    if (!o) return EM_VAR_INVALID;
+    o->c = c;
+    o->forward = forward;
+    forward(t, o);
+    return out;
 }
 
 /* dy/dx written in terms of x (the input) and y (the output) */
@@ -441,19 +619,16 @@ static double sigmoid1(double x) {
             ga[i] += g[i] * (deriv_expr);                                                  \
         }                                                                                  \
     }                                                                                      \
-    em_var fname(em_tape *t, em_var a) {                                                   \
-        em_var out;                                                                        \
-        if (a.id < 0) return EM_VAR_INVALID;                                               \
-        em_node *na = &t->nodes[a.id];                                                     \
-        em_node *o = em_node_new(t, na->rows, na->cols, &a, 1, backward, &out);            \
-        if (!o) return EM_VAR_INVALID;                                                     \
-        const double *xs = t->nodes[a.id].val;                                             \
+    static void fname##_forward(em_tape *t, em_node *o) {                                  \
+        const double *xs = t->nodes[o->in[0]].val;                                         \
         double *restrict ys = o->val;                                                      \
         for (size_t i = 0; i < o->n; i++) {                                                \
             double x = xs[i];                                                              \
             ys[i] = (val_expr);                                                            \
         }                                                                                  \
-        return out;                                                                        \
+    }                                                                                      \
+    em_var fname(em_tape *t, em_var a) {                                                   \
+        return unary_node(t, a, backward, fname##_forward, 0.0);                           \
     }
 
 UNARY_OP(em_op_neg, neg_backward, -x, -1.0)
@@ -484,17 +659,12 @@ static void pow_backward(em_tape *t, em_node *self) {
     }
 }
 
-em_var em_op_pow(em_tape *t, em_var a, double p) {
-    em_var out;
-    if (a.id < 0) return EM_VAR_INVALID;
-    em_node *na = &t->nodes[a.id];
-    em_node *o = em_node_new(t, na->rows, na->cols, &a, 1, pow_backward, &out);
-    if (!o) return EM_VAR_INVALID;
-    o->c = p;
-    const double *x = t->nodes[a.id].val;
-    for (size_t i = 0; i < o->n; i++) o->val[i] = pow(x[i], p);
-    return out;
+static void pow_forward(em_tape *t, em_node *o) {
+    const double *x = t->nodes[o->in[0]].val;
+    for (size_t i = 0; i < o->n; i++) o->val[i] = pow(x[i], o->c);
 }
+
+em_var em_op_pow(em_tape *t, em_var a, double p) { return unary_node(t, a, pow_backward, pow_forward, p); }
 
 /* ---- reductions ------------------------------------------------------------------------ */
 
@@ -506,12 +676,17 @@ static void sum_backward(em_tape *t, em_node *self) {
     for (size_t i = 0; i < in->n; i++) ga[i] += g;
 }
 
+static void sum_forward(em_tape *t, em_node *o) {
+    const em_node *na = &t->nodes[o->in[0]];
+    o->val[0] = sum_vec(na->val, na->n);
+}
+
 em_var em_op_sum(em_tape *t, em_var a) {
     em_var out;
     em_node *o = em_node_new(t, 1, 1, &a, 1, sum_backward, &out);
     if (!o) return EM_VAR_INVALID;
-    em_node *na = &t->nodes[a.id];
-    o->val[0] = sum_vec(na->val, na->n);
+    o->forward = sum_forward;
+    sum_forward(t, o);
     return out;
 }
 
@@ -535,6 +710,11 @@ static void dot_backward(em_tape *t, em_node *self) {
     }
 }
 
+static void dot_forward(em_tape *t, em_node *o) {
+    const em_node *a = &t->nodes[o->in[0]], *b = &t->nodes[o->in[1]];
+    o->val[0] = dot_vec(a->val, b->val, a->n);
+}
+
 em_var em_op_dot(em_tape *t, em_var a, em_var b) {
     em_var in[2] = {a, b}, out;
     if (!em_inputs_ok(in, 2)) return EM_VAR_INVALID;
@@ -542,8 +722,8 @@ em_var em_op_dot(em_tape *t, em_var a, em_var b) {
     if (na != nb) return em_tape_fail(t, EM_ERR_SHAPE, "dot: lengths %zu and %zu differ", na, nb);
     em_node *o = em_node_new(t, 1, 1, in, 2, dot_backward, &out);
     if (!o) return EM_VAR_INVALID;
-    const double *x = t->nodes[a.id].val, *y = t->nodes[b.id].val;
-    o->val[0] = dot_vec(x, y, na);
+    o->forward = dot_forward;
+    dot_forward(t, o);
     return out;
 }
 
@@ -554,6 +734,12 @@ static void gather_backward(em_tape *t, em_node *self) {
     if (!in->adj) return;
     const size_t *idx = self->aux;
     for (size_t i = 0; i < self->n; i++) in->adj[idx[i]] += self->adj[i];
+}
+
+static void gather_forward(em_tape *t, em_node *o) {
+    const double *x = t->nodes[o->in[0]].val;
+    const size_t *idx = o->aux;
+    for (size_t i = 0; i < o->n; i++) o->val[i] = x[idx[i]];
 }
 
 em_var em_op_gather(em_tape *t, em_var a, const size_t *idx, size_t n) {
@@ -568,8 +754,8 @@ em_var em_op_gather(em_tape *t, em_var a, const size_t *idx, size_t n) {
     em_node *o = em_node_new(t, n, 1, &a, 1, gather_backward, &out);
     if (!o) return EM_VAR_INVALID;
     o->aux = (void *)idx;
-    const double *x = t->nodes[a.id].val;
-    for (size_t i = 0; i < n; i++) o->val[i] = x[idx[i]];
+    o->forward = gather_forward;
+    gather_forward(t, o);
     return out;
 }
 
@@ -578,6 +764,10 @@ static void slice_backward(em_tape *t, em_node *self) {
     if (!in->adj) return;
     size_t start = (size_t)self->c;
     for (size_t i = 0; i < self->n; i++) in->adj[start + i] += self->adj[i];
+}
+
+static void slice_forward(em_tape *t, em_node *o) {
+    memcpy(o->val, t->nodes[o->in[0]].val + (size_t)o->c, o->n * sizeof(double));
 }
 
 em_var em_op_slice(em_tape *t, em_var a, size_t start, size_t len) {
@@ -590,7 +780,8 @@ em_var em_op_slice(em_tape *t, em_var a, size_t start, size_t len) {
     em_node *o = em_node_new(t, len, 1, &a, 1, slice_backward, &out);
     if (!o) return EM_VAR_INVALID;
     o->c = (double)start;
-    memcpy(o->val, t->nodes[a.id].val + start, len * sizeof(double));
+    o->forward = slice_forward;
+    slice_forward(t, o);
     return out;
 }
 
@@ -610,6 +801,16 @@ static void concat_backward(em_tape *t, em_node *self) {
     }
 }
 
+static void concat_forward(em_tape *t, em_node *o) {
+    const concat_aux *ca = o->aux;
+    size_t off = 0;
+    for (size_t j = 0; j < ca->k; j++) {
+        const em_node *in = &t->nodes[ca->ids[j]];
+        memcpy(o->val + off, in->val, in->n * sizeof(double));
+        off += in->n;
+    }
+}
+
 em_var em_op_concat(em_tape *t, const em_var *parts, size_t k) {
     if (k == 0) return em_tape_fail(t, EM_ERR_SHAPE, "concat: no parts");
     if (!em_inputs_ok(parts, (int)k)) return EM_VAR_INVALID;
@@ -625,24 +826,23 @@ em_var em_op_concat(em_tape *t, const em_var *parts, size_t k) {
     }
     ca->k = k;
     ca->ids = ids;
-    /* The node records at most EM_NODE_MAX_INPUTS inputs; the full list lives in aux. The
-     * first input decides nothing about gradients here, so pass one that needs a gradient. */
+    /* The node records at most EM_NODE_MAX_INPUTS inputs and the full list lives in aux. With
+     * more parts, in[] holds one that needs a gradient (em_node_new decides by in[]) and the
+     * tape is told its graph is incomplete. */
     em_var marker = parts[0];
     for (size_t j = 0; j < k && grad; j++)
         if (t->nodes[parts[j].id].adj) {
             marker = parts[j];
             break;
         }
+    int all_in = k <= EM_NODE_MAX_INPUTS;
+    if (!all_in) t->hidden_inputs = 1;
     em_var out;
-    em_node *o = em_node_new(t, n, 1, &marker, 1, concat_backward, &out);
+    em_node *o = em_node_new(t, n, 1, all_in ? parts : &marker, all_in ? (int)k : 1, concat_backward, &out);
     if (!o) return EM_VAR_INVALID;
     o->aux = ca;
-    size_t off = 0;
-    for (size_t j = 0; j < k; j++) {
-        em_node *in = &t->nodes[ids[j]];
-        memcpy(o->val + off, in->val, in->n * sizeof(double));
-        off += in->n;
-    }
+    o->forward = concat_forward;
+    concat_forward(t, o);
     return out;
 }
 
@@ -650,6 +850,10 @@ static void reshape_backward(em_tape *t, em_node *self) {
     em_node *in = &t->nodes[self->in[0]];
     if (!in->adj) return;
     for (size_t i = 0; i < self->n; i++) in->adj[i] += self->adj[i];
+}
+
+static void reshape_forward(em_tape *t, em_node *o) {
+    memcpy(o->val, t->nodes[o->in[0]].val, o->n * sizeof(double));
 }
 
 em_var em_op_reshape(em_tape *t, em_var a, size_t rows, size_t cols) {
@@ -661,6 +865,7 @@ em_var em_op_reshape(em_tape *t, em_var a, size_t rows, size_t cols) {
         return em_tape_fail(t, EM_ERR_SHAPE, "reshape: %zu values cannot be viewed as %zux%zu", na, rows, cols);
     em_node *o = em_node_new(t, rows, cols, &a, 1, reshape_backward, &out);
     if (!o) return EM_VAR_INVALID;
-    memcpy(o->val, t->nodes[a.id].val, na * sizeof(double));
+    o->forward = reshape_forward;
+    reshape_forward(t, o);
     return out;
 }

@@ -75,7 +75,7 @@ static em_status delta_sample(const em_dist *d, em_rng *r, double *out, size_t n
     (void)r;
     size_t len = em_len(d->tape, d->p[0]);
     if (n % len) return em_error_set(err, EM_ERR_SHAPE, "AutoGuide point mass: %zu values from a mass of %zu", n, len);
-    const double *v = em_value(d->tape, d->p[0]);
+    const double *v = em_val_(d->tape, d->p[0]);
     for (size_t i = 0; i < n; i++) out[i] = v[i % len];
     return EM_OK;
 }
@@ -138,7 +138,7 @@ static em_var tril_factor(em_tape *t, em_var s, em_var l, size_t K) {
     if (!em_inputs_ok(in, nin)) return EM_VAR_INVALID;
     em_node *o = em_node_new(t, K, K, in, nin, tril_backward, &out);
     if (!o) return EM_VAR_INVALID;
-    const double *sv = em_value(t, s), *lv = K > 1 ? em_value(t, l) : NULL;
+    const double *sv = em_val_(t, s), *lv = K > 1 ? em_val_(t, l) : NULL;
     for (size_t i = 0; i < K; i++)
         for (size_t j = 0; j < K; j++)
             o->val[i * K + j] = j == i ? sv[i] : j < i ? sv[i] * lv[tri_idx(i, j)] : 0.0;
@@ -171,7 +171,7 @@ static em_var lowrank_cov(em_tape *t, em_var s, em_var W, size_t K) {
     if (!em_inputs_ok(in, 2)) return EM_VAR_INVALID;
     em_node *o = em_node_new(t, K, K, in, 2, lowrank_backward, &out);
     if (!o) return EM_VAR_INVALID;
-    const double *sv = em_value(t, s), *Wv = em_value(t, W);
+    const double *sv = em_val_(t, s), *Wv = em_val_(t, W);
     size_t r = em_len(t, W) / K;
     for (size_t i = 0; i < K; i++)
         for (size_t j = 0; j < K; j++) {
@@ -562,7 +562,7 @@ em_autoguide *em_autoguide_create(em_autoguide_kind kind, em_model_fn model, con
         return NULL;
     }
     g->kind = kind;
-    em_logdensity_options lo = {o.seed, 0, o.model_params};
+    em_logdensity_options lo = {.seed = o.seed, .params = o.model_params};
     g->ld = em_logdensity_from_model(model, model_data, &lo, err);
     if (!g->ld) goto fail;
     g->dim = em_logdensity_dim(g->ld);

@@ -196,6 +196,48 @@ em_status uv_diagnose(const uv_desc *desc, const em_dist *d, const double *x, si
 
 /* ---- shared backward passes ---------------------------------------------------------------- */
 
+void uv_explain(const uv_desc *desc, em_tape *t, const em_node *o, em_error *e) {
+    const uv_aux *aux = o->aux;
+    const em_node *x = em_node_get(t, (em_var){o->in[0]});
+    if (uv_diagnose(desc, &aux->dist, x->val, x->n, e) == EM_OK)
+        em_error_set(e, EM_ERR_DOMAIN, "%s: parameters or value outside the domain", desc->name);
+}
+
+em_var uv_node(const uv_desc *desc, const em_dist *d, em_var value, em_forward_fn forward) {
+    em_tape *t = d->tape;
+    const int np = desc->np;
+    em_var in[5];
+    in[0] = value;
+    for (int k = 0; k < np; k++) in[k + 1] = d->p[k];
+    if (!em_inputs_ok(in, np + 1)) return EM_VAR_INVALID;
+    size_t n = em_dist_common_len(t, desc->name, in, np + 1);
+    if (!n) return EM_VAR_INVALID;
+    if (desc->vkind == EM_PK_COUNT_N && !(d->data_len == 1 || d->data_len == n))
+        return em_tape_fail(t, EM_ERR_SHAPE, "%s: total_count has length %zu, value has %zu", desc->name,
+                            d->data_len, n);
+    em_var out;
+    em_node *o = em_node_new(t, 1, 1, in, np + 1, uv_backward, &out);
+    if (!o) return EM_VAR_INVALID;
+    uv_aux *aux = em_arena_calloc(em_tape_arena(t), sizeof *aux);
+    if (!aux) return em_tape_fail(t, EM_ERR_NOMEM, "%s: out of memory", desc->name);
+    aux->nin = np + 1;
+    aux->dist = *d;
+    /* per-element partials for the vector inputs that need a gradient; scalar ones are summed */
+    for (int k = 0; k <= np && o->adj; k++) {
+        const em_node *nk = em_node_get(t, in[k]);
+        if (!nk->adj || nk->n == 1 || (k == 0 && !desc->grad_value)) continue;
+        aux->part[k] = em_arena_alloc(em_tape_arena(t), n * sizeof(double));
+        if (!aux->part[k]) return em_tape_fail(t, EM_ERR_NOMEM, "%s: out of memory", desc->name);
+    }
+    o->aux = aux;
+    o->forward = forward;
+    forward(t, o);
+    if (!aux->failed) return out;
+    /* the error is on the tape; the result is a constant -inf, with nothing to differentiate */
+    o->backward = NULL;
+    return em_scalar(t, -INFINITY);
+}
+
 void uv_backward(em_tape *t, em_node *self) {
     const uv_aux *a = self->aux;
     double g = self->adj[0];

@@ -81,6 +81,9 @@ typedef struct {
     double *pz; /* z_i/scale, when a vector input needs its gradient */
     double ss, sz, is;
     size_t n;
+    em_dist dist;   /* for a replay's error message */
+    double log_sc;  /* log(scale) when the scale is a constant (priors): computed once */
+    int sc_const;
 } normal_aux;
 
 static void normal_fast_backward(em_tape *t, em_node *self) {
@@ -106,45 +109,65 @@ static void normal_fast_backward(em_tape *t, em_node *self) {
         if (STORE) pz[i] = z * is;                                                         \
     }
 
+/* The fast node's value and partials; 0 when the scale or a sum is not finite (the node is
+ * then left unset). */
+static int normal_fast_compute(em_tape *t, em_node *o) {
+    normal_aux *a = o->aux;
+    const em_node *nx = em_node_get(t, (em_var){o->in[0]}), *nm = em_node_get(t, (em_var){o->in[1]});
+    double sc = em_node_get(t, (em_var){o->in[2]})->val[0];
+    if (!(sc > 0.0 && sc < INFINITY)) return 0;
+    const double *restrict x = nx->val, *restrict mu = nm->val;
+    double *restrict pz = a->pz;
+    size_t n = a->n;
+    double is = 1.0 / sc, ss = 0.0, sz = 0.0;
+    if (nm->n == 1) {
+        if (pz) NORMAL_LOOP(0, 1) else NORMAL_LOOP(0, 0)
+    } else {
+        if (pz) NORMAL_LOOP(1, 1) else NORMAL_LOOP(1, 0)
+    }
+    if (!(fabs(ss) < INFINITY) || !(fabs(sz) < INFINITY)) return 0;
+    if (!a->sc_const) a->log_sc = log(sc);
+    o->val[0] = -0.5 * ss - (double)n * (a->log_sc + EM_LOG_SQRT_2PI);
+    a->ss = ss;
+    a->sz = sz;
+    a->is = is;
+    return 1;
+}
+
+static void normal_fast_forward(em_tape *t, em_node *o) {
+    if (normal_fast_compute(t, o)) return;
+    normal_aux *a = o->aux;
+    em_error e = {0};
+    if (uv_diagnose(&normal_desc, &a->dist, em_node_get(t, (em_var){o->in[0]})->val, a->n, &e) == EM_OK)
+        em_error_set(&e, EM_ERR_DOMAIN, "Normal: parameters or value outside the domain");
+    o->val[0] = -INFINITY;
+    em_tape_fail(t, e.status, "%s", e.msg);
+}
+
+LOG_PROB_FN(normal_general_lp, normal_desc, normal_norm, normal_kern)
+
 static em_var normal_lp(const em_dist *d, em_var value) {
     em_tape *t = d->tape;
-    size_t n = em_len(t, value), nm = em_len(t, d->p[0]), ns = em_len(t, d->p[1]);
-    if (!em_var_ok(value) || n < 2 || ns != 1 || !(nm == 1 || nm == n))
-        return uv_log_prob(&normal_desc, d, value, normal_norm, normal_kern);
-    double sc = em_value(t, d->p[1])[0];
-    if (!(sc > 0.0 && sc < INFINITY)) return uv_log_prob(&normal_desc, d, value, normal_norm, normal_kern);
+    size_t n = em_len_(t, value), nm = em_len_(t, d->p[0]), ns = em_len_(t, d->p[1]);
+    if (!em_var_ok(value) || ns != 1 || !(nm == 1 || nm == n)) return normal_general_lp(d, value);
     em_var in[3] = {value, d->p[0], d->p[1]}, out;
     em_node *o = em_node_new(t, 1, 1, in, 3, normal_fast_backward, &out);
     if (!o) return EM_VAR_INVALID;
-    const double *restrict x = em_value(t, value), *restrict mu = em_value(t, d->p[0]);
-    int store = o->adj && (em_needs_grad(t, value) || (nm == n && em_needs_grad(t, d->p[0])));
-    double *restrict pz = NULL;
-    normal_aux *a = NULL;
-    if (o->adj) {
-        a = em_arena_alloc(em_tape_arena(t), sizeof *a);
-        if (store) pz = em_arena_alloc(em_tape_arena(t), n * sizeof(double));
-        if (!a || (store && !pz)) return em_tape_fail(t, EM_ERR_NOMEM, "Normal: out of memory");
+    int store = o->adj && (em_node_get(t, value)->adj || (nm == n && em_node_get(t, d->p[0])->adj));
+    normal_aux *a = em_arena_calloc(em_tape_arena(t), sizeof *a);
+    if (a && store) a->pz = em_arena_alloc(em_tape_arena(t), n * sizeof(double));
+    if (!a || (store && !a->pz)) return em_tape_fail(t, EM_ERR_NOMEM, "Normal: out of memory");
+    a->n = n;
+    a->dist = *d;
+    o->aux = a;
+    o->forward = normal_fast_forward;
+    if (normal_fast_compute(t, o)) {
+        a->sc_const = !em_node_get(t, d->p[1])->adj; /* from now on log_sc is reused */
+        return out;
     }
-    double is = 1.0 / sc, ss = 0.0, sz = 0.0;
-    if (nm == 1) {
-        if (store) NORMAL_LOOP(0, 1) else NORMAL_LOOP(0, 0)
-    } else {
-        if (store) NORMAL_LOOP(1, 1) else NORMAL_LOOP(1, 0)
-    }
-    if (!(fabs(ss) < INFINITY) || !(fabs(sz) < INFINITY)) {
-        o->backward = NULL; /* abandon this node; the general driver reports or scores it */
-        return uv_log_prob(&normal_desc, d, value, normal_norm, normal_kern);
-    }
-    o->val[0] = -0.5 * ss - (double)n * (log(sc) + EM_LOG_SQRT_2PI);
-    if (a) {
-        a->pz = pz;
-        a->ss = ss;
-        a->sz = sz;
-        a->is = is;
-        a->n = n;
-        o->aux = a;
-    }
-    return out;
+    o->backward = NULL; /* abandon this node; the general driver reports or scores it */
+    o->forward = NULL;
+    return normal_general_lp(d, value);
 }
 #undef NORMAL_LOOP
 SAMPLE_FN(normal_sample, normal_desc, P(d, 0, i) + gsl_ran_gaussian_ziggurat(r, P(d, 1, i)))

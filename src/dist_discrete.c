@@ -302,7 +302,7 @@ static em_var cat_lp(const em_dist *d, em_var value) {
         return em_tape_fail(t, EM_ERR_SHAPE, "CategoricalLogit: %zu values for %zu rows of logits", n, B);
     em_error e = {0};
     if (cat_check(d, &e) != EM_OK) return em_dist_domain_fail(t, &e);
-    const double *y = em_value(t, value);
+    const double *y = em_val_(t, value);
     for (size_t i = 0; i < n; i++)
         if (!(y[i] >= 0 && y[i] < (double)K && y[i] == floor(y[i]))) {
             em_error_set(&e, EM_ERR_DOMAIN, "CategoricalLogit: value[%zu] = %g is outside the support {0, ..., %zu}",
@@ -312,7 +312,7 @@ static em_var cat_lp(const em_dist *d, em_var value) {
     em_var out;
     em_node *o = em_node_new(t, 1, 1, in, 2, cat_backward, &out);
     if (!o) return EM_VAR_INVALID;
-    const double *l = em_value(t, d->p[0]);
+    const double *l = em_val_(t, d->p[0]);
     double *sm = em_arena_alloc(em_tape_arena(t), K * sizeof(double));
     double *part = o->adj ? em_arena_calloc(em_tape_arena(t), K * B * sizeof(double)) : NULL;
     if (!sm || (o->adj && !part)) return em_tape_fail(t, EM_ERR_NOMEM, "CategoricalLogit: out of memory");
@@ -348,7 +348,7 @@ static em_status cat_sample(const em_dist *d, em_rng *r, double *out, size_t n, 
     size_t K = cat_K(d), B = cat_B(d);
     double *sm = malloc(K * sizeof *sm);
     if (!sm) return em_error_set(err, EM_ERR_NOMEM, "CategoricalLogit sample: out of memory");
-    const double *l = em_value(d->tape, d->p[0]);
+    const double *l = em_val_(d->tape, d->p[0]);
     if (B == 1) cat_softmax(l, K, sm);
     for (size_t i = 0; i < n; i++) {
         if (B > 1) cat_softmax(l + (i % B) * K, K, sm);
@@ -367,7 +367,7 @@ static em_status cat_moment(const em_dist *d, double *out, size_t n, em_error *e
     size_t K = cat_K(d), B = cat_B(d);
     double *sm = malloc(K * sizeof *sm);
     if (!sm) return em_error_set(err, EM_ERR_NOMEM, "CategoricalLogit: out of memory");
-    const double *l = em_value(d->tape, d->p[0]);
+    const double *l = em_val_(d->tape, d->p[0]);
     for (size_t i = 0; i < n; i++) {
         cat_softmax(l + (B > 1 ? (i % B) * K : 0), K, sm);
         double m = 0.0, m2 = 0.0;

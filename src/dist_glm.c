@@ -31,6 +31,9 @@ typedef struct {
     double *dsigma; /* ∂lp/∂σ per row when σ is a vector, else NULL */
     double dsig_sum;
     double *dy;     /* ∂lp/∂y per row when y needs a gradient (normal only) */
+    double *eta;    /* scratch of n rows for the general forward (r when not one-pass) */
+    em_dist dist;   /* what a replay needs (internal/tape.h) */
+    glm_kind kind;
 } glm_aux;
 
 static void glm_backward(em_tape *t, em_node *self) {
@@ -123,144 +126,230 @@ static void glm_eta(const em_tape *t, const em_dist *d, double *eta) {
 #else
 #define GLM_KERNEL
 #endif
-GLM_KERNEL
-static double normal_glm_one_pass(const double *restrict X, size_t n, size_t p, const double *restrict y,
-                                  size_t sy, double alpha, const double *restrict beta, double *restrict gb,
-                                  double *sum_res, int *ok) {
+/* The row loop for P coefficients: with P a compile-time constant (a few coefficients, the
+ * common small regression) both inner loops unroll into straight-line code and the
+ * coefficients and gradient live in registers; without it (P = 0: p is read at run time) the
+ * dot product runs on four partial sums. */
+static inline __attribute__((always_inline)) double glm_rows(const double *restrict X, size_t n, size_t p,
+                                                             const size_t P, const double *restrict y, size_t sy,
+                                                             double alpha, const double *restrict beta,
+                                                             double *restrict gb, double *sum_res, int *ok) {
     double ss = 0.0, sr = 0.0;
     int good = 1;
-    for (size_t i = 0; i < n; i++) {
-        const double *restrict x = X + i * p;
-        double e0 = alpha, e1 = 0.0, e2 = 0.0, e3 = 0.0;
-        size_t j = 0;
-        for (; j + 4 <= p; j += 4) {
-            e0 += x[j] * beta[j];
-            e1 += x[j + 1] * beta[j + 1];
-            e2 += x[j + 2] * beta[j + 2];
-            e3 += x[j + 3] * beta[j + 3];
+    if (P) {
+        /* no per-row finiteness test: a residual that is not finite makes Σ res² not finite */
+        double b[8], g[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        for (size_t j = 0; j < P; j++) b[j] = beta[j];
+        for (size_t i = 0; i < n; i++) {
+            const double *restrict x = X + i * P;
+            double eta = alpha;
+            for (size_t j = 0; j < P; j++) eta += x[j] * b[j];
+            double res = (sy ? y[i] : y[0]) - eta;
+            ss += res * res;
+            sr += res;
+            for (size_t j = 0; j < P; j++) g[j] += res * x[j];
         }
-        for (; j < p; j++) e0 += x[j] * beta[j];
-        double res = y[i * sy] - ((e0 + e1) + (e2 + e3));
-        good &= isfinite(res);
-        ss += res * res;
-        sr += res;
-        for (j = 0; j < p; j++) gb[j] += res * x[j];
+        for (size_t j = 0; j < P; j++) gb[j] += g[j];
+        good = isfinite(ss) && isfinite(sr);
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            const double *restrict x = X + i * p;
+            double e0 = alpha, e1 = 0.0, e2 = 0.0, e3 = 0.0;
+            size_t j = 0;
+            for (; j + 4 <= p; j += 4) {
+                e0 += x[j] * beta[j];
+                e1 += x[j + 1] * beta[j + 1];
+                e2 += x[j + 2] * beta[j + 2];
+                e3 += x[j + 3] * beta[j + 3];
+            }
+            for (; j < p; j++) e0 += x[j] * beta[j];
+            double res = y[i * sy] - ((e0 + e1) + (e2 + e3));
+            good &= isfinite(res);
+            ss += res * res;
+            sr += res;
+            for (j = 0; j < p; j++) gb[j] += res * x[j];
+        }
     }
     *sum_res = sr;
     *ok &= good;
     return ss;
 }
 
+GLM_KERNEL
+static double normal_glm_one_pass(const double *restrict X, size_t n, size_t p, const double *restrict y,
+                                  size_t sy, double alpha, const double *restrict beta, double *restrict gb,
+                                  double *sum_res, int *ok) {
+    switch (p) {
+    case 1: return glm_rows(X, n, p, 1, y, sy, alpha, beta, gb, sum_res, ok);
+    case 2: return glm_rows(X, n, p, 2, y, sy, alpha, beta, gb, sum_res, ok);
+    case 3: return glm_rows(X, n, p, 3, y, sy, alpha, beta, gb, sum_res, ok);
+    case 4: return glm_rows(X, n, p, 4, y, sy, alpha, beta, gb, sum_res, ok);
+    case 5: return glm_rows(X, n, p, 5, y, sy, alpha, beta, gb, sum_res, ok);
+    case 6: return glm_rows(X, n, p, 6, y, sy, alpha, beta, gb, sum_res, ok);
+    case 7: return glm_rows(X, n, p, 7, y, sy, alpha, beta, gb, sum_res, ok);
+    case 8: return glm_rows(X, n, p, 8, y, sy, alpha, beta, gb, sum_res, ok);
+    default: return glm_rows(X, n, p, 0, y, sy, alpha, beta, gb, sum_res, ok);
+    }
+}
+
+/* Is the one-pass kernel usable? The common regression: normal, constant X, a gradient wanted
+ * for β, scalar α and σ, and a constant y. */
+static int glm_one_pass_layout(const em_tape *t, const em_node *o, glm_kind kind) {
+    if (kind != GLM_NORMAL || !o->adj) return 0;
+    const em_node *y = em_node_get(t, (em_var){o->in[0]}), *X = em_node_get(t, (em_var){o->in[1]});
+    const em_node *al = em_node_get(t, (em_var){o->in[2]}), *be = em_node_get(t, (em_var){o->in[3]});
+    const em_node *sg = em_node_get(t, (em_var){o->in[4]});
+    return be->adj && !X->adj && al->n == 1 && sg->n == 1 && !y->adj;
+}
+
+/* The log density and partials from the inputs' current values; 0 when a parameter, the value
+ * or the log density is out of its domain (the node is then left unset). */
+static int glm_compute(em_tape *t, em_node *o) {
+    glm_aux *a = o->aux;
+    const em_dist *d = &a->dist;
+    glm_kind kind = a->kind;
+    em_error e = {0};
+    if (glm_check(d, kind, &e) != EM_OK) return 0;
+    const em_node *yn = em_node_get(t, (em_var){o->in[0]}), *Xn = em_node_get(t, d->p[0]);
+    const double *y = yn->val;
+    size_t n = Xn->rows, sy = yn->n == 1 ? 0 : 1;
+    double lp = 0.0;
+    int ok = 1;
+    if (a->gbeta) {
+        size_t p = Xn->cols;
+        double s = em_node_get(t, d->p[3])->val[0], is = 1.0 / s;
+        memset(a->gbeta, 0, p * sizeof(double));
+        double ss = normal_glm_one_pass(Xn->val, n, p, y, sy, em_node_get(t, d->p[1])->val[0],
+                                        em_node_get(t, d->p[2])->val, a->gbeta, &a->sum_res, &ok);
+        a->inv_s2 = is * is;
+        a->dsig_sum = ss * a->inv_s2 * is - (double)n * is;
+        lp = -0.5 * ss * a->inv_s2 - (double)n * (log(s) + EM_LOG_SQRT_2PI);
+    } else {
+        /* eta doubles as r: each element is read once, then overwritten with ∂lp/∂η */
+        double *r = a->r;
+        glm_eta(t, d, r);
+        if (kind == GLM_NORMAL) {
+            const em_node *sg = em_node_get(t, d->p[3]);
+            if (sg->n == 1) {
+                double s = sg->val[0], is = 1.0 / s, is2 = is * is, ss = 0.0;
+                for (size_t i = 0; i < n; i++) {
+                    double res = y[i * sy] - r[i];
+                    ok &= isfinite(res);
+                    ss += res * res;
+                    r[i] = res * is2;
+                }
+                lp = -0.5 * ss * is2 - (double)n * (log(s) + EM_LOG_SQRT_2PI);
+                a->dsig_sum = ss * is2 * is - (double)n * is;
+            } else {
+                for (size_t i = 0; i < n; i++) {
+                    double s = sg->val[i], is = 1.0 / s, res = y[i * sy] - r[i], z = res * is;
+                    ok &= isfinite(res);
+                    lp += -0.5 * z * z - log(s) - EM_LOG_SQRT_2PI;
+                    r[i] = z * is;
+                    if (a->dsigma) a->dsigma[i] = (z * z - 1.0) * is;
+                }
+            }
+            if (a->dy)
+                for (size_t i = 0; i < n; i++) a->dy[i] = -r[i];
+        } else if (kind == GLM_BERNOULLI) {
+            for (size_t i = 0; i < n; i++) {
+                double yi = y[i * sy], l = r[i];
+                ok &= (yi == 0.0 || yi == 1.0) & isfinite(l);
+                double ex = exp(-fabs(l)), s = l >= 0 ? 1.0 / (1.0 + ex) : ex / (1.0 + ex);
+                lp += (yi * l - (l > 0 ? l : 0.0)) - log1p(ex); /* linear parts first: exact for y = 1 */
+                r[i] = yi - s;
+            }
+        } else {
+            for (size_t i = 0; i < n; i++) {
+                double yi = y[i * sy], l = r[i], el = exp(l);
+                ok &= em_pk_ok(EM_PK_COUNT, yi, 0, 0, 0) & isfinite(l);
+                lp += yi * l - el - em_math_lgamma(yi + 1.0);
+                r[i] = yi - el;
+            }
+        }
+    }
+    if (!ok || !isfinite(lp)) return 0;
+    o->val[0] = lp;
+    return 1;
+}
+
+/* Why glm_compute failed: a bad parameter, a bad y, or a non-finite linear predictor (X or β
+ * overflowing), naming the row. */
+static void glm_explain(em_tape *t, const em_node *o, em_error *e) {
+    const glm_aux *a = o->aux;
+    const em_dist *d = &a->dist;
+    glm_kind kind = a->kind;
+    const char *nm = glm_name(kind);
+    if (glm_check(d, kind, e) != EM_OK) return;
+    const em_node *yn = em_node_get(t, (em_var){o->in[0]});
+    size_t n = em_node_get(t, d->p[0])->rows, sy = yn->n == 1 ? 0 : 1;
+    double *r = a->eta;
+    glm_eta(t, d, r);
+    for (size_t i = 0; i < n; i++) {
+        double yi = yn->val[i * sy];
+        int yok = kind == GLM_NORMAL ? isfinite(yi)
+                  : kind == GLM_BERNOULLI ? (yi == 0.0 || yi == 1.0)
+                                          : em_pk_ok(EM_PK_COUNT, yi, 0, 0, 0);
+        if (!yok) {
+            em_error_set(e, EM_ERR_DOMAIN, "%s: value[%zu] = %g is outside the support %s", nm, i, yi,
+                         kind == GLM_NORMAL ? "(-inf, inf)" : kind == GLM_BERNOULLI ? "{0, 1}" : "{0, 1, 2, ...}");
+            return;
+        }
+        if (!isfinite(r[i]) || (kind == GLM_POISSON && !isfinite(exp(r[i])))) {
+            em_error_set(e, EM_ERR_DOMAIN, "%s: linear predictor[%zu] = %g is not finite (check row %zu of X and beta)",
+                         nm, i, r[i], i);
+            return;
+        }
+    }
+    em_error_set(e, EM_ERR_DOMAIN, "%s: log density is not finite", nm);
+}
+
+static void glm_forward(em_tape *t, em_node *o) {
+    if (glm_compute(t, o)) return;
+    em_error e = {0};
+    glm_explain(t, o, &e);
+    o->val[0] = -INFINITY;
+    em_tape_fail(t, e.status, "%s", e.msg);
+}
+
 static em_var glm_lp(const em_dist *d, em_var value, glm_kind kind) {
     em_tape *t = d->tape;
     const char *nm = glm_name(kind);
-    size_t n = em_rows(t, d->p[0]), ny = em_len(t, value);
+    size_t n = em_rows(t, d->p[0]), ny = em_len_(t, value);
     if (!(ny == n || ny == 1))
         return em_tape_fail(t, EM_ERR_SHAPE, "%s: value has length %zu, X has %zu rows", nm, ny, n);
-    em_error e = {0};
-    if (glm_check(d, kind, &e) != EM_OK) return em_dist_domain_fail(t, &e);
     em_var in[5] = {value, d->p[0], d->p[1], d->p[2], d->p[3]}, out;
     int nin = kind == GLM_NORMAL ? 5 : 4;
     em_node *o = em_node_new(t, 1, 1, in, nin, glm_backward, &out);
     if (!o) return EM_VAR_INVALID;
     em_arena *ar = em_tape_arena(t);
-    /* eta doubles as r: each element is read once, then overwritten with ∂lp/∂η */
-    double *r = em_arena_alloc(ar, n * sizeof(double));
     glm_aux *a = em_arena_calloc(ar, sizeof *a);
-    if (!r || !a) return em_tape_fail(t, EM_ERR_NOMEM, "%s: out of memory", nm);
-    a->r = r;
+    double *eta = em_arena_alloc(ar, n * sizeof(double));
+    if (!a || !eta) return em_tape_fail(t, EM_ERR_NOMEM, "%s: out of memory", nm);
+    a->dist = *d;
+    a->kind = kind;
+    a->eta = eta;
+    if (glm_one_pass_layout(t, o, kind)) {
+        a->gbeta = em_arena_alloc(ar, em_node_get(t, d->p[0])->cols * sizeof(double));
+        if (!a->gbeta) return em_tape_fail(t, EM_ERR_NOMEM, "%s: out of memory", nm);
+    } else {
+        a->r = eta;
+        if (kind == GLM_NORMAL && o->adj) {
+            const em_node *sg = em_node_get(t, d->p[3]);
+            if (sg->adj && sg->n > 1 && !(a->dsigma = em_arena_alloc(ar, n * sizeof(double))))
+                return em_tape_fail(t, EM_ERR_NOMEM, "%s: out of memory", nm);
+            if (em_node_get(t, value)->adj && !(a->dy = em_arena_alloc(ar, n * sizeof(double))))
+                return em_tape_fail(t, EM_ERR_NOMEM, "%s: out of memory", nm);
+        }
+    }
     o->aux = a;
-    const double *y = em_value(t, value);
-    size_t sy = ny == 1 ? 0 : 1;
-    double lp = 0.0;
-    int ok = 1;
-    const em_node *Xn = em_node_get(t, d->p[0]), *aln = em_node_get(t, d->p[1]), *ben = em_node_get(t, d->p[2]);
-    if (kind == GLM_NORMAL && o->adj && ben->adj && !Xn->adj && aln->n == 1 && em_node_get(t, d->p[3])->n == 1 &&
-        !em_needs_grad(t, value)) {
-        size_t p = Xn->cols;
-        double s = em_node_get(t, d->p[3])->val[0], is = 1.0 / s;
-        if (!(a->gbeta = em_arena_calloc(ar, p * sizeof(double))))
-            return em_tape_fail(t, EM_ERR_NOMEM, "%s: out of memory", nm);
-        double ss = normal_glm_one_pass(Xn->val, n, p, y, sy, aln->val[0], ben->val, a->gbeta, &a->sum_res, &ok);
-        a->inv_s2 = is * is;
-        a->dsig_sum = ss * a->inv_s2 * is - (double)n * is;
-        a->r = NULL;
-        lp = -0.5 * ss * a->inv_s2 - (double)n * (log(s) + EM_LOG_SQRT_2PI);
-        kind = GLM_NORMAL;
-    } else {
-        glm_eta(t, d, r);
-    }
-    if (a->gbeta) {
-        /* done above */
-    } else if (kind == GLM_NORMAL) {
-        const em_node *sg = em_node_get(t, d->p[3]);
-        int sig_grad = o->adj && sg->adj, y_grad = o->adj && em_needs_grad(t, value);
-        if (sig_grad && sg->n > 1 && !(a->dsigma = em_arena_alloc(ar, n * sizeof(double))))
-            return em_tape_fail(t, EM_ERR_NOMEM, "%s: out of memory", nm);
-        if (y_grad && !(a->dy = em_arena_alloc(ar, n * sizeof(double))))
-            return em_tape_fail(t, EM_ERR_NOMEM, "%s: out of memory", nm);
-        if (sg->n == 1) {
-            double s = sg->val[0], is = 1.0 / s, is2 = is * is, ss = 0.0;
-            for (size_t i = 0; i < n; i++) {
-                double res = y[i * sy] - r[i];
-                ok &= isfinite(res);
-                ss += res * res;
-                r[i] = res * is2;
-            }
-            lp = -0.5 * ss * is2 - (double)n * (log(s) + EM_LOG_SQRT_2PI);
-            a->dsig_sum = ss * is2 * is - (double)n * is;
-        } else {
-            for (size_t i = 0; i < n; i++) {
-                double s = sg->val[i], is = 1.0 / s, res = y[i * sy] - r[i], z = res * is;
-                ok &= isfinite(res);
-                lp += -0.5 * z * z - log(s) - EM_LOG_SQRT_2PI;
-                r[i] = z * is;
-                if (a->dsigma) a->dsigma[i] = (z * z - 1.0) * is;
-            }
-        }
-        if (a->dy)
-            for (size_t i = 0; i < n; i++) a->dy[i] = -r[i];
-    } else if (kind == GLM_BERNOULLI) {
-        for (size_t i = 0; i < n; i++) {
-            double yi = y[i * sy], l = r[i];
-            ok &= (yi == 0.0 || yi == 1.0) & isfinite(l);
-            double ex = exp(-fabs(l)), s = l >= 0 ? 1.0 / (1.0 + ex) : ex / (1.0 + ex);
-            lp += (yi * l - (l > 0 ? l : 0.0)) - log1p(ex); /* linear parts first: exact for y = 1 */
-            r[i] = yi - s;
-        }
-    } else {
-        for (size_t i = 0; i < n; i++) {
-            double yi = y[i * sy], l = r[i], el = exp(l);
-            ok &= em_pk_ok(EM_PK_COUNT, yi, 0, 0, 0) & isfinite(l);
-            lp += yi * l - el - em_math_lgamma(yi + 1.0);
-            r[i] = yi - el;
-        }
-    }
-    if (!ok || !isfinite(lp)) {
-        o->backward = NULL;
-        /* Say which row: a bad y, or a non-finite linear predictor (X or β overflowing). */
-        glm_eta(t, d, r);
-        for (size_t i = 0; i < n; i++) {
-            double yi = y[i * sy];
-            int yok = kind == GLM_NORMAL ? isfinite(yi)
-                      : kind == GLM_BERNOULLI ? (yi == 0.0 || yi == 1.0)
-                                              : em_pk_ok(EM_PK_COUNT, yi, 0, 0, 0);
-            if (!yok) {
-                em_error_set(&e, EM_ERR_DOMAIN, "%s: value[%zu] = %g is outside the support %s", nm, i, yi,
-                             kind == GLM_NORMAL ? "(-inf, inf)" : kind == GLM_BERNOULLI ? "{0, 1}" : "{0, 1, 2, ...}");
-                break;
-            }
-            if (!isfinite(r[i]) || (kind == GLM_POISSON && !isfinite(exp(r[i])))) {
-                em_error_set(&e, EM_ERR_DOMAIN, "%s: linear predictor[%zu] = %g is not finite (check row %zu of X and beta)",
-                             nm, i, r[i], i);
-                break;
-            }
-        }
-        if (e.status == EM_OK) em_error_set(&e, EM_ERR_DOMAIN, "%s: log density is not finite", nm);
-        return em_dist_domain_fail(t, &e);
-    }
-    o->val[0] = lp;
-    return out;
+    o->forward = glm_forward;
+    if (glm_compute(t, o)) return out;
+    /* the error on the tape and a constant -inf: nothing to differentiate */
+    o->backward = NULL;
+    em_error e = {0};
+    glm_explain(t, o, &e);
+    return em_dist_domain_fail(t, &e);
 }
 
 static em_var normal_glm_lp(const em_dist *d, em_var v) { return glm_lp(d, v, GLM_NORMAL); }

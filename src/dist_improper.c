@@ -33,7 +33,7 @@ static em_var flat_log_prob(const em_dist *d, em_var value) {
     em_support s = flat_support(d);
     em_transform tr = em_support_transform(s);
     size_t n = em_len(t, value);
-    const double *v = em_value(t, value);
+    const double *v = em_val_(t, value);
     for (size_t i = 0; i < n; i++) {
         double x = v[i];
         int inside = isfinite(x) && (tr.kind == EM_TRANSFORM_IDENTITY || (tr.kind == EM_TRANSFORM_POSITIVE && x > 0) ||

@@ -34,7 +34,7 @@ static em_support sup_real(const em_dist *d) { (void)d; return (em_support){EM_S
 static em_status mvn_check(const em_dist *d, em_error *err) {
     const em_tape *t = d->tape;
     size_t K = em_rows(t, d->p[1]);
-    const double *L = em_value(t, d->p[1]), *mu = em_value(t, d->p[0]);
+    const double *L = em_val_(t, d->p[1]), *mu = em_val_(t, d->p[0]);
     size_t nm = em_len(t, d->p[0]);
     for (size_t i = 0; i < nm; i++)
         if (!isfinite(mu[i])) return em_error_set(err, EM_ERR_DOMAIN, "MVNormal: loc[%zu] = %g must be finite", i, mu[i]);
@@ -92,7 +92,7 @@ static em_var mvn_lp(const em_dist *d, em_var value) {
         return em_tape_fail(t, EM_ERR_SHAPE, "MVNormal: loc has length %zu, need %zu or %zu", nm, K, nx);
     em_error e = {0};
     if (mvn_check(d, &e) != EM_OK) return em_dist_domain_fail(t, &e);
-    const double *x = em_value(t, value);
+    const double *x = em_val_(t, value);
     for (size_t i = 0; i < nx; i++)
         if (!isfinite(x[i])) {
             em_error_set(&e, EM_ERR_DOMAIN, "MVNormal: value[%zu] = %g is outside the support (-inf, inf)", i, x[i]);
@@ -109,7 +109,7 @@ static em_var mvn_lp(const em_dist *d, em_var value) {
     a->m = m;
     a->z = z;
     o->aux = a;
-    const double *L = em_value(t, d->p[1]), *mu = em_value(t, d->p[0]);
+    const double *L = em_val_(t, d->p[1]), *mu = em_val_(t, d->p[0]);
     double logdiag = 0.0;
     for (size_t i = 0; i < K; i++) logdiag += log(L[i * K + i]);
     double lp = -(double)m * ((double)K * EM_LOG_SQRT_2PI + logdiag);
@@ -127,7 +127,7 @@ static em_status mvn_sample(const em_dist *d, em_rng *r, double *out, size_t n, 
     em_status st = mvn_check(d, err);
     if (st != EM_OK) return st;
     size_t K = mvn_event_len(d), nm = em_len(d->tape, d->p[0]);
-    const double *L = em_value(d->tape, d->p[1]), *mu = em_value(d->tape, d->p[0]);
+    const double *L = em_val_(d->tape, d->p[1]), *mu = em_val_(d->tape, d->p[0]);
     double ebuf[64], *eps = K <= 64 ? ebuf : malloc(K * sizeof *eps);
     if (!eps) return em_error_set(err, EM_ERR_NOMEM, "MVNormal sample: out of memory");
     for (size_t ev = 0; ev < n / K; ev++) {
@@ -179,7 +179,7 @@ static em_var mvn_rsample(const em_dist *d, em_rng *r, size_t n) {
     a->K = K;
     a->eps = eps;
     o->aux = a;
-    const double *L = em_value(t, d->p[1]), *mu = em_value(t, d->p[0]);
+    const double *L = em_val_(t, d->p[1]), *mu = em_val_(t, d->p[0]);
     for (size_t i = 0; i < n; i++) eps[i] = gsl_ran_gaussian_ziggurat(r, 1.0);
     for (size_t ev = 0; ev < n / K; ev++)
         for (size_t i = 0; i < K; i++) {
@@ -194,7 +194,7 @@ static em_status mvn_moment(const em_dist *d, double *out, size_t n, em_error *e
     em_status st = mvn_check(d, err);
     if (st != EM_OK) return st;
     size_t K = mvn_event_len(d), nm = em_len(d->tape, d->p[0]);
-    const double *L = em_value(d->tape, d->p[1]), *mu = em_value(d->tape, d->p[0]);
+    const double *L = em_val_(d->tape, d->p[1]), *mu = em_val_(d->tape, d->p[0]);
     for (size_t i = 0; i < n; i++) {
         if (!var) {
             out[i] = mu[i % nm];
@@ -304,7 +304,7 @@ em_var em_kl_mvn(const em_dist *p, const em_dist *q) {
     a->A = A;
     a->b = b;
     o->aux = a;
-    const double *m1 = em_value(t, in[0]), *L1 = em_value(t, in[1]), *m2 = em_value(t, in[2]), *L2 = em_value(t, in[3]);
+    const double *m1 = em_val_(t, in[0]), *L1 = em_val_(t, in[1]), *m2 = em_val_(t, in[2]), *L2 = em_val_(t, in[3]);
     double kl = -0.5 * (double)K;
     for (size_t j = 0; j < K; j++) {
         for (size_t i = 0; i < K; i++) col[i] = L1[i * K + j];
@@ -346,7 +346,7 @@ static double lkj_norm(size_t K, double eta, double *deta) {
 }
 
 static em_status lkj_check_eta(const em_dist *d, em_error *err) {
-    double eta = em_value_scalar(d->tape, d->p[0]);
+    double eta = em_val_scalar_(d->tape, d->p[0]);
     if (!(isfinite(eta) && eta > 0))
         return em_error_set(err, EM_ERR_DOMAIN, "LKJCholesky: eta[0] = %g must be positive", eta);
     return EM_OK;
@@ -372,7 +372,7 @@ static em_var lkj_lp(const em_dist *d, em_var value) {
     if (nx % KK) return em_tape_fail(t, EM_ERR_SHAPE, "LKJCholesky: value length %zu is not a multiple of K*K = %zu", nx, KK);
     em_error e = {0};
     if (lkj_check_eta(d, &e) != EM_OK) return em_dist_domain_fail(t, &e);
-    const double *x = em_value(t, value);
+    const double *x = em_val_(t, value);
     size_t m = nx / KK;
     for (size_t ev = 0; ev < m; ev++)
         for (size_t i = 0; i < K; i++) {
@@ -401,7 +401,7 @@ static em_var lkj_lp(const em_dist *d, em_var value) {
     if (!deta) return em_tape_fail(t, EM_ERR_NOMEM, "LKJCholesky: out of memory");
     o->aux = deta;
     o->c = (double)K;
-    double eta = em_value_scalar(t, d->p[0]), dn;
+    double eta = em_val_scalar_(t, d->p[0]), dn;
     double lp = (double)m * lkj_norm(K, eta, &dn), dsum = (double)m * dn;
     for (size_t ev = 0; ev < m; ev++)
         for (size_t i = 1; i < K; i++) {
@@ -418,7 +418,7 @@ static em_status lkj_sample(const em_dist *d, em_rng *r, double *out, size_t n, 
     em_status st = lkj_check_eta(d, err);
     if (st != EM_OK) return st;
     size_t K = lkj_K(d), KK = K * K;
-    double eta = em_value_scalar(d->tape, d->p[0]);
+    double eta = em_val_scalar_(d->tape, d->p[0]);
     for (size_t ev = 0; ev < n / KK; ev++) {
         double *L = out + ev * KK;
         memset(L, 0, KK * sizeof *L);
@@ -476,7 +476,7 @@ static size_t dir_K(const em_dist *d) { return em_len(d->tape, d->p[0]); }
 static em_support dir_support(const em_dist *d) { (void)d; return (em_support){EM_SUPPORT_SIMPLEX, 0.0, 1.0}; }
 
 static em_status dir_check(const em_dist *d, em_error *err) {
-    const double *a = em_value(d->tape, d->p[0]);
+    const double *a = em_val_(d->tape, d->p[0]);
     for (size_t k = 0; k < dir_K(d); k++)
         if (!(isfinite(a[k]) && a[k] > 0))
             return em_error_set(err, EM_ERR_DOMAIN, "Dirichlet: concentration[%zu] = %g must be positive", k, a[k]);
@@ -501,7 +501,7 @@ static em_var dir_lp(const em_dist *d, em_var value) {
     if (nx % K) return em_tape_fail(t, EM_ERR_SHAPE, "Dirichlet: value length %zu is not a multiple of K = %zu", nx, K);
     em_error e = {0};
     if (dir_check(d, &e) != EM_OK) return em_dist_domain_fail(t, &e);
-    const double *x = em_value(t, value), *a = em_value(t, d->p[0]);
+    const double *x = em_val_(t, value), *a = em_val_(t, d->p[0]);
     size_t m = nx / K;
     for (size_t ev = 0; ev < m; ev++) {
         double s = 0.0;
@@ -548,7 +548,7 @@ static em_status dir_sample(const em_dist *d, em_rng *r, double *out, size_t n, 
     em_status st = dir_check(d, err);
     if (st != EM_OK) return st;
     size_t K = dir_K(d);
-    const double *a = em_value(d->tape, d->p[0]);
+    const double *a = em_val_(d->tape, d->p[0]);
     for (size_t ev = 0; ev < n / K; ev++) gsl_ran_dirichlet(r, K, a, out + ev * K);
     return EM_OK;
 }
@@ -557,7 +557,7 @@ static em_status dir_moment(const em_dist *d, double *out, size_t n, em_error *e
     em_status st = dir_check(d, err);
     if (st != EM_OK) return st;
     size_t K = dir_K(d);
-    const double *a = em_value(d->tape, d->p[0]);
+    const double *a = em_val_(d->tape, d->p[0]);
     double A = 0.0;
     for (size_t k = 0; k < K; k++) A += a[k];
     for (size_t i = 0; i < n; i++) {

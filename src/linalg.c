@@ -36,6 +36,12 @@ static void matvec_backward(em_tape *t, em_node *self) {
     if (A->adj) cblas_dger(CblasRowMajor, r, c, 1.0, self->adj, 1, x->val, 1, A->adj, c);
 }
 
+static void matvec_forward(em_tape *t, em_node *o) {
+    const em_node *na = node_of(t, o->in[0]), *nx = node_of(t, o->in[1]);
+    cblas_dgemv(CblasRowMajor, CblasNoTrans, (int)na->rows, (int)na->cols, 1.0, na->val, (int)na->cols, nx->val, 1,
+                0.0, o->val, 1);
+}
+
 em_var em_op_matvec(em_tape *t, em_var A, em_var x) {
     em_var in[2] = {A, x}, out;
     if (!em_inputs_ok(in, 2)) return EM_VAR_INVALID;
@@ -47,9 +53,8 @@ em_var em_op_matvec(em_tape *t, em_var A, em_var x) {
     if (!dims_fit_blas(t, "matvec", r, c)) return EM_VAR_INVALID;
     em_node *o = em_node_new(t, r, 1, in, 2, matvec_backward, &out);
     if (!o) return EM_VAR_INVALID;
-    na = em_node_get(t, A); /* the node array may have moved */
-    nx = em_node_get(t, x);
-    cblas_dgemv(CblasRowMajor, CblasNoTrans, (int)r, (int)c, 1.0, na->val, (int)c, nx->val, 1, 0.0, o->val, 1);
+    o->forward = matvec_forward;
+    matvec_forward(t, o);
     return out;
 }
 
@@ -58,6 +63,19 @@ static void matvec_add_backward(em_tape *t, em_node *self) {
     matvec_backward(t, self);
     em_node *b = node_of(t, self->in[2]);
     em_adj_accumulate(b->adj, b->n, self->adj, self->n);
+}
+
+static void matvec_add_forward(em_tape *t, em_node *o) {
+    const em_node *na = node_of(t, o->in[0]), *nx = node_of(t, o->in[1]), *nb = node_of(t, o->in[2]);
+    size_t r = na->rows, c = na->cols;
+    /* start from b and let dgemv add A x onto it (beta = 1): no pass of its own for the sum */
+    if (nb->n == r) {
+        memcpy(o->val, nb->val, r * sizeof(double));
+    } else {
+        double b0 = nb->val[0];
+        for (size_t i = 0; i < r; i++) o->val[i] = b0;
+    }
+    cblas_dgemv(CblasRowMajor, CblasNoTrans, (int)r, (int)c, 1.0, na->val, (int)c, nx->val, 1, 1.0, o->val, 1);
 }
 
 em_var em_op_matvec_add(em_tape *t, em_var A, em_var x, em_var b) {
@@ -74,17 +92,8 @@ em_var em_op_matvec_add(em_tape *t, em_var A, em_var x, em_var b) {
     if (!dims_fit_blas(t, "matvec_add", r, c)) return EM_VAR_INVALID;
     em_node *o = em_node_new(t, r, 1, in, 3, matvec_add_backward, &out);
     if (!o) return EM_VAR_INVALID;
-    na = em_node_get(t, A);
-    nx = em_node_get(t, x);
-    nb = em_node_get(t, b);
-    /* start from b and let dgemv add A x onto it (beta = 1): no pass of its own for the sum */
-    if (nb->n == r) {
-        memcpy(o->val, nb->val, r * sizeof(double));
-    } else {
-        double b0 = nb->val[0];
-        for (size_t i = 0; i < r; i++) o->val[i] = b0;
-    }
-    cblas_dgemv(CblasRowMajor, CblasNoTrans, (int)r, (int)c, 1.0, na->val, (int)c, nx->val, 1, 1.0, o->val, 1);
+    o->forward = matvec_add_forward;
+    matvec_add_forward(t, o);
     return out;
 }
 
@@ -102,6 +111,12 @@ static void matmul_backward(em_tape *t, em_node *self) {
                     B->adj, n);
 }
 
+static void matmul_forward(em_tape *t, em_node *o) {
+    const em_node *na = node_of(t, o->in[0]), *nb = node_of(t, o->in[1]);
+    int m = (int)na->rows, k = (int)na->cols, n = (int)nb->cols;
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0, na->val, k, nb->val, n, 0.0, o->val, n);
+}
+
 em_var em_op_matmul(em_tape *t, em_var A, em_var B) {
     em_var in[2] = {A, B}, out;
     if (!em_inputs_ok(in, 2)) return EM_VAR_INVALID;
@@ -113,10 +128,8 @@ em_var em_op_matmul(em_tape *t, em_var A, em_var B) {
     if (!dims_fit_blas(t, "matmul", m, k) || !dims_fit_blas(t, "matmul", k, n)) return EM_VAR_INVALID;
     em_node *o = em_node_new(t, m, n, in, 2, matmul_backward, &out);
     if (!o) return EM_VAR_INVALID;
-    na = em_node_get(t, A);
-    nb = em_node_get(t, B);
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)n, (int)k, 1.0, na->val, (int)k,
-                nb->val, (int)n, 0.0, o->val, (int)n);
+    o->forward = matmul_forward;
+    matmul_forward(t, o);
     return out;
 }
 

@@ -52,7 +52,10 @@ void em_model_destroy(em_model *m) {
 }
 
 em_tape *em_model_tape(em_model *m) { return m->tape; }
-em_rng *em_model_rng(em_model *m) { return m->rng; }
+em_rng *em_model_rng(em_model *m) {
+    m->replay_blocked = 1; /* the caller may draw: a replayed tape would repeat one draw */
+    return m->rng;
+}
 void em_model_set_params(em_model *m, em_param_store *ps) { m->params = ps; }
 em_param_store *em_model_params(em_model *m) { return m->params; }
 
@@ -226,6 +229,7 @@ static void default_process(em_msg *msg, size_t obs_len) {
                               msg->name, msg->len, em_param_store_len(m->params, (size_t)i));
                 return;
             }
+            m->replay_blocked = 1;
             em_var u = m->evaluate_only
                            ? em_const(t, em_param_store_values(m->params) + em_param_store_offset(m->params, (size_t)i),
                                       msg->len)

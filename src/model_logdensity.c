@@ -6,6 +6,15 @@
  * a cheap check that the k-th latent site still has the k-th name, no allocation after the
  * first evaluation (the tape's arena is rewound) — and sums the sites' log densities with the
  * transforms' log|det J|. This is the hot path of HMC.
+ *
+ * Replay: when a run succeeds and its tape can be replayed (every op on it can recompute its
+ * value, the model read no value that depends on θ — so it cannot have branched on one —,
+ * drew nothing from its RNG and read no param site), later evaluations write θ into the
+ * leaves and recompute the recorded tape instead of running the model: no handlers, no site
+ * messages, no node creation, only the arithmetic. This is how a small model's gradient gets
+ * close to hand-written C (the idea of tracing a fixed-structure program once, as JAX's jit
+ * does for NumPyro; Ember checks the conditions above instead of assuming them). A model that
+ * branches on data only, or on nothing, replays; any θ-dependent value read disables it.
  */
 #include "ember/handlers.h"
 #include "internal/model_impl.h"
@@ -27,6 +36,7 @@ typedef struct density_shape {
     size_t *det_len;
     em_param_store *params;
     uint64_t seed;
+    int no_replay;
     int refs;
 } density_shape;
 
@@ -36,6 +46,11 @@ typedef struct density_state {
     em_var *values;
     em_var *leaves;
     const char **seen; /* the name pointer each latent site passed last time: the fast check */
+    em_var *terms;     /* the log-density terms of a run (logjac, then one per site) */
+    size_t nterms, cap_terms;
+    int replay;        /* the tape holds a replayable recording of the model */
+    em_var total;      /* its log density */
+    em_var *det_vars;  /* its deterministic sites (shape->ndet of them) */
 } density_state;
 
 typedef struct density_handler {
@@ -75,13 +90,29 @@ static void density_post(em_handler *h, em_msg *msg) {
     case EM_SITE_SAMPLE:
     case EM_SITE_OBSERVE:
     case EM_SITE_FACTOR:
-        dh->total = em_op_add(em_model_tape(msg->model), dh->total, em_msg_log_prob(msg));
+    {
+        /* summed at the end in one node per six terms, not one add node per site */
+        density_state *st = dh->st;
+        if (st->nterms == st->cap_terms) {
+            size_t cap = st->cap_terms ? 2 * st->cap_terms : 16;
+            em_var *nt = realloc(st->terms, cap * sizeof *nt);
+            if (!nt) {
+                em_model_fail(msg->model, EM_ERR_NOMEM, "log density: out of memory at site '%s'", msg->name);
+                return;
+            }
+            st->terms = nt;
+            st->cap_terms = cap;
+        }
+        st->terms[st->nterms++] = em_msg_log_prob(msg);
         break;
+    }
     case EM_SITE_DETERMINISTIC:
-        if (dh->det_out && dh->det_next < dh->st->shape->ndet) {
-            const double *v = em_value(em_model_tape(msg->model), msg->value);
+        if (dh->det_next < dh->st->shape->ndet) {
             size_t n = dh->st->shape->det_len[dh->det_next];
-            if (v && n == msg->len) memcpy(dh->det_out + dh->det_off, v, n * sizeof *v);
+            int fits = n == msg->len;
+            const double *v = em_val_(em_model_tape(msg->model), msg->value);
+            if (dh->det_out && v && fits) memcpy(dh->det_out + dh->det_off, v, n * sizeof *v);
+            dh->st->det_vars[dh->det_next] = fits ? msg->value : EM_VAR_INVALID;
             dh->det_off += n;
             dh->det_next++;
         }
@@ -97,6 +128,8 @@ static em_status density_run(density_state *st, const double *theta, density_han
     const density_shape *sh = st->shape;
     em_tape *t = em_model_tape(st->m);
     em_tape_reset(t);
+    st->replay = 0;
+    st->m->replay_blocked = 0;
     em_var logjac = em_scalar(t, 0.0);
     for (size_t k = 0; k < sh->nlat; k++) {
         const em_latent_info *li = &sh->lat[k];
@@ -110,30 +143,65 @@ static em_status density_run(density_state *st, const double *theta, density_han
     dh->base.postprocess = density_post;
     dh->base.kind = "density";
     dh->st = st;
-    dh->total = logjac;
+    st->nterms = 0;
+    st->terms[st->nterms++] = logjac;
     dh->det_out = det_out;
     em_push(st->m, &dh->base);
     em_status s = em_model_run(st->m, sh->fn, sh->data, err);
     em_pop(st->m, &dh->base);
+    if (s == EM_OK) {
+        dh->total = em_op_add_many(t, st->terms, st->nterms);
+        if (em_tape_status(t) != EM_OK) s = em_error_set(err, em_tape_status(t), "%s", em_tape_error(t)->msg);
+    }
     if (s == EM_OK && dh->next != sh->nlat)
         s = em_error_set(err, EM_ERR_MODEL, "model structure changed: %zu latent sites in this run, %zu when the "
                                             "density was built (next expected: '%s')",
                          dh->next, sh->nlat, sh->lat[dh->next < sh->nlat ? dh->next : 0].name);
+    int dets_ok = dh->det_next == sh->ndet;
+    for (size_t k = 0; k < sh->ndet && dets_ok; k++) dets_ok = em_var_ok(st->det_vars[k]);
+    if (s == EM_OK && !sh->no_replay && !st->m->replay_blocked && dets_ok && em_tape_replayable(t) &&
+        isfinite(em_val_scalar_(t, dh->total))) {
+        st->replay = 1;
+        st->total = dh->total;
+        em_tape_prune(t, &st->total, 1);
+    }
     return s;
+}
+
+/* Evaluate the recorded tape at θ: what the log density needs, or every node (all). */
+static em_status density_replay(density_state *st, const double *theta, int all, em_error *err) {
+    const density_shape *sh = st->shape;
+    em_tape *t = em_model_tape(st->m);
+    em_status s = EM_OK;
+    em_error_clear(&t->err); /* the last replay's error, if any, is not this one's */
+    for (size_t k = 0; k < sh->nlat && s == EM_OK; k++)
+        s = em_leaf_assign(t, st->leaves[k], theta + sh->lat[k].offset, sh->lat[k].free_len);
+    if (s == EM_OK) s = em_tape_forward(t, all);
+    if (s != EM_OK) return em_error_set(err, s, "%s", em_tape_error(t)->msg);
+    return EM_OK;
 }
 
 static em_status density_eval(void *state, const double *theta, double *lp, double *grad, em_error *err) {
     density_state *st = state;
-    density_handler dh;
-    em_status s = density_run(st, theta, &dh, NULL, err);
     em_tape *t = em_model_tape(st->m);
+    em_var total;
+    em_status s;
+    if (st->replay) {
+        s = density_replay(st, theta, 0, err);
+        total = st->total;
+        if (s == EM_OK && grad && !t->active) em_zero_adjoints(t);
+    } else {
+        density_handler dh;
+        s = density_run(st, theta, &dh, NULL, err);
+        total = dh.total;
+    }
     if (s != EM_OK) {
         *lp = -INFINITY;
         return s;
     }
-    *lp = em_value_scalar(t, dh.total);
+    *lp = em_val_scalar_(t, total);
     if (grad) {
-        s = em_backward(t, dh.total);
+        s = em_backward(t, total);
         if (s != EM_OK) return em_error_set(err, s, "%s", em_tape_error(t)->msg);
         const density_shape *sh = st->shape;
         for (size_t k = 0; k < sh->nlat; k++) {
@@ -159,8 +227,17 @@ static em_status density_constrain(void *state, const double *theta, double *out
         o += li->len;
     }
     if (sh->include_det && sh->ndet) {
-        density_handler dh;
-        return density_run(st, theta, &dh, out + o, err);
+        if (!st->replay) {
+            density_handler dh;
+            return density_run(st, theta, &dh, out + o, err);
+        }
+        em_status s = density_replay(st, theta, 1, err);
+        if (s != EM_OK) return s;
+        const em_tape *t = em_model_tape(st->m);
+        for (size_t k = 0; k < sh->ndet; k++) {
+            memcpy(out + o, em_val_(t, st->det_vars[k]), sh->det_len[k] * sizeof *out);
+            o += sh->det_len[k];
+        }
     }
     return EM_OK;
 }
@@ -182,6 +259,8 @@ static void density_destroy(void *state) {
     free(st->values);
     free(st->leaves);
     free(st->seen);
+    free(st->det_vars);
+    free(st->terms);
     if (st->shape) shape_release(st->shape);
     free(st);
 }
@@ -193,11 +272,16 @@ static density_state *state_new(density_shape *sh) {
     st->values = calloc(sh->nlat ? sh->nlat : 1, sizeof *st->values);
     st->leaves = calloc(sh->nlat ? sh->nlat : 1, sizeof *st->leaves);
     st->seen = calloc(sh->nlat ? sh->nlat : 1, sizeof *st->seen);
-    if (!st->m || !st->values || !st->leaves || !st->seen) {
+    st->det_vars = calloc(sh->ndet ? sh->ndet : 1, sizeof *st->det_vars);
+    st->cap_terms = sh->nlat + 16;
+    st->terms = malloc(st->cap_terms * sizeof *st->terms);
+    if (!st->m || !st->values || !st->leaves || !st->seen || !st->det_vars || !st->terms) {
         em_model_destroy(st->m);
         free(st->values);
         free(st->leaves);
         free(st->seen);
+        free(st->det_vars);
+        free(st->terms);
         free(st);
         return NULL;
     }
@@ -253,6 +337,7 @@ em_logdensity *em_logdensity_from_model(em_model_fn fn, const void *data, const 
     sh->params = o.params;
     sh->include_det = o.include_deterministic;
     sh->seed = o.seed;
+    sh->no_replay = o.no_replay;
     m->evaluate_only = 1;
     em_model_set_params(m, o.params);
 
@@ -365,6 +450,11 @@ const em_latent_info *em_logdensity_latent(const em_logdensity *ld, size_t i) {
     if (em_logdensity_impl_of(ld) != &model_impl) return NULL;
     const density_shape *sh = ((density_state *)em_logdensity_state(ld))->shape;
     return i < sh->nlat ? &sh->lat[i] : NULL;
+}
+
+int em_logdensity_replays(const em_logdensity *ld) {
+    if (em_logdensity_impl_of(ld) != &model_impl) return 0;
+    return ((density_state *)em_logdensity_state(ld))->replay;
 }
 
 int em_logdensity_memory(const em_logdensity *ld, size_t *bytes, size_t *mallocs) {

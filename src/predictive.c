@@ -160,7 +160,7 @@ static em_status run_draws(em_model_fn model, const void *data, const pred_src *
                                  site ? "changed length between draws" : "is missing");
                 break;
             }
-            memcpy(ps->draws + d * ps->len, em_value(t, site->value), ps->len * sizeof(double));
+            memcpy(ps->draws + d * ps->len, em_val_(t, site->value), ps->len * sizeof(double));
         }
     }
 done:

@@ -150,7 +150,7 @@ em_status em_elbo_estimate(em_elbo_kind kind, em_model_fn model, const void *mod
         em_model_set_params(m, params);
         em_var tot;
         s = elbo_sum(&c, num_particles, &tot, err);
-        if (s == EM_OK) *elbo = em_value_scalar(em_model_tape(m), tot) / num_particles;
+        if (s == EM_OK) *elbo = em_val_scalar_(em_model_tape(m), tot) / num_particles;
     }
     em_trace_destroy(c.gtr);
     em_trace_destroy(c.mtr);
@@ -261,7 +261,7 @@ em_status em_svi_step(em_svi *s, double *loss_out, em_error *err) {
     if (st == EM_ERR_DOMAIN || st == EM_ERR_NONFINITE) return skip_step(s, NAN, loss_out, err);
     if (st != EM_OK) return em_error_set(err, st, "svi step %zu: %s", s->nhist + 1, e.msg);
     em_var loss = em_op_mul(t, tot, em_scalar(t, -1.0 / s->o.num_particles));
-    double lv = em_value_scalar(t, loss);
+    double lv = em_val_scalar_(t, loss);
     if (!isfinite(lv)) return skip_step(s, lv, loss_out, err);
 
     size_t dim = em_param_store_dim(s->ps);

@@ -433,11 +433,21 @@ em_status em_transform_inverse_d(const em_transform *tr, const double *y, size_t
 
 /* ---- tape ------------------------------------------------------------------------------------------------ */
 
-/* The node for y: in[0] = x, aux = the core's per-element data. Each backward adds ȳ·∂y/∂x. */
+/* What the two nodes of a transform share (their aux): the transform and sizes, for a replay;
+ * the core's per-element data (part: read by y's backward) and d ld/dx (dld: read by the
+ * log-det node's backward); ld, which y's forward leaves for the log-det node's forward. */
+typedef struct {
+    em_transform tr;
+    size_t m, n;
+    double *part, *dld;
+    double ld;
+} tr_aux;
+
+/* The node for y: in[0] = x. Each backward adds ȳ·∂y/∂x. */
 static void elementwise_backward(em_tape *t, em_node *self) {
     em_node *x = em_node_get(t, (em_var){self->in[0]});
     if (!x->adj) return;
-    const double *d = self->aux;
+    const double *d = ((const tr_aux *)self->aux)->part;
     for (size_t i = 0; i < self->n; i++) x->adj[i] += self->adj[i] * d[i];
 }
 
@@ -445,7 +455,7 @@ static void simplex_backward(em_tape *t, em_node *self) {
     em_node *x = em_node_get(t, (em_var){self->in[0]});
     if (!x->adj) return;
     size_t m = x->n;
-    const double *z = self->aux, *omz = z + m, *r = z + 2 * m, *g = self->adj;
+    const double *z = ((const tr_aux *)self->aux)->part, *omz = z + m, *r = z + 2 * m, *g = self->adj;
     /* reverse of y_k = r_k z_k, r_{k+1} = r_k (1 - z_k), y_{K-1} = r_{K-1} */
     double rbar = g[m];
     for (size_t k = m; k-- > 0;) {
@@ -459,7 +469,7 @@ static void corr_backward(em_tape *t, em_node *self) {
     em_node *x = em_node_get(t, (em_var){self->in[0]});
     if (!x->adj) return;
     size_t m = x->n, K = self->rows;
-    const double *z = self->aux, *c = z + m, *q = z + 2 * m, *g = self->adj;
+    const double *z = ((const tr_aux *)self->aux)->part, *c = z + m, *q = z + 2 * m, *g = self->adj;
     /* reverse of L_ij = z_j q_j, q_{j+1} = q_j c_j, L_ii = q_i, with dz/dx = c^2 and
      * dc/dx = -c z: no division, so it stays finite when c underflows */
     for (size_t i = 1; i < K; i++) {
@@ -477,7 +487,7 @@ static void corr_backward(em_tape *t, em_node *self) {
 static void ordered_backward(em_tape *t, em_node *self) {
     em_node *x = em_node_get(t, (em_var){self->in[0]});
     if (!x->adj) return;
-    const double *e = self->aux;
+    const double *e = ((const tr_aux *)self->aux)->part;
     double acc = 0.0;
     for (size_t i = self->n; i-- > 0;) {
         acc += self->adj[i];
@@ -485,15 +495,38 @@ static void ordered_backward(em_tape *t, em_node *self) {
     }
 }
 
-/* The node for old + log|det J(x)|: in[0] = old accumulator, in[1] = x, aux = d ld / dx. */
+/* The node for old + log|det J(x)|: in[0] = old accumulator, in[1] = x, in[2] = y (only so
+ * that a replay recomputes y, and with it ld, first). */
 static void logdet_backward(em_tape *t, em_node *self) {
     em_node *old = em_node_get(t, (em_var){self->in[0]}), *x = em_node_get(t, (em_var){self->in[1]});
     double g = self->adj[0];
     if (old->adj) old->adj[0] += g;
     if (x->adj) {
-        const double *d = self->aux;
+        const double *d = ((const tr_aux *)self->aux)->dld;
         for (size_t i = 0; i < x->n; i++) x->adj[i] += g * d[i];
     }
+}
+
+/* y and ld from x; on failure (a non-finite x, ...) the values are NaN, the error is on the
+ * tape and the result is 0. */
+static int transform_compute(em_tape *t, em_node *o) {
+    tr_aux *a = o->aux;
+    em_error e = {0};
+    if (forward_core(&a->tr, em_node_get(t, (em_var){o->in[0]})->val, a->m, a->n, o->val, &a->ld, a->part, a->dld,
+                     &e) == EM_OK)
+        return 1;
+    em_error full = {0};
+    described_error(&a->tr, a->n, &e, &full);
+    for (size_t i = 0; i < o->n; i++) o->val[i] = NAN;
+    a->ld = NAN;
+    em_tape_fail(t, full.status, "%s", full.msg);
+    return 0;
+}
+
+static void transform_node_forward(em_tape *t, em_node *o) { transform_compute(t, o); }
+
+static void logdet_forward(em_tape *t, em_node *o) {
+    o->val[0] = em_node_get(t, (em_var){o->in[0]})->val[0] + ((const tr_aux *)o->aux)->ld;
 }
 
 em_var em_transform_forward(em_tape *t, const em_transform *tr, em_var x, em_var *logdet) {
@@ -511,7 +544,7 @@ em_var em_transform_forward(em_tape *t, const em_transform *tr, em_var x, em_var
                             em_transform_name(tr->kind), m);
     /* the identity needs no node and adds 0 to the log-det */
     if (tr->kind == EM_TRANSFORM_IDENTITY) {
-        const double *xv = em_value(t, x);
+        const double *xv = em_val_(t, x);
         for (size_t i = 0; i < m; i++)
             if (!isfinite(xv[i]))
                 return em_tape_fail(t, EM_ERR_NONFINITE, "identity: x[%zu] = %g is not finite", i, xv[i]);
@@ -532,28 +565,30 @@ em_var em_transform_forward(em_tape *t, const em_transform *tr, em_var x, em_var
         break;
     }
     em_arena *a = em_tape_arena(t);
-    double *aux = grad ? em_arena_alloc(a, aux_len(tr->kind, m) * sizeof *aux) : NULL;
-    double *dld = grad && want_ld ? em_arena_alloc(a, m * sizeof *dld) : NULL;
-    if (grad && (!aux || (want_ld && !dld)))
+    tr_aux *ta = em_arena_calloc(a, sizeof *ta);
+    if (!ta) return em_tape_fail(t, EM_ERR_NOMEM, "%s transform: out of memory", em_transform_name(tr->kind));
+    ta->tr = *tr;
+    ta->m = m;
+    ta->n = n;
+    ta->part = grad ? em_arena_alloc(a, aux_len(tr->kind, m) * sizeof(double)) : NULL;
+    ta->dld = grad && want_ld ? em_arena_alloc(a, m * sizeof(double)) : NULL;
+    if (grad && (!ta->part || (want_ld && !ta->dld)))
         return em_tape_fail(t, EM_ERR_NOMEM, "%s transform: out of memory for its partials", em_transform_name(tr->kind));
 
     em_var y;
     em_node *ny = em_node_new(t, rows, cols, &x, 1, bw, &y);
     if (!ny) return EM_VAR_INVALID;
-    ny->aux = aux;
-    double ld = 0.0;
-    if (forward_core(tr, em_value(t, x), m, n, ny->val, &ld, aux, dld, &e) != EM_OK) {
-        em_error full = {0};
-        described_error(tr, n, &e, &full);
-        return em_tape_fail(t, full.status, "%s", full.msg);
-    }
+    ny->aux = ta;
+    ny->forward = transform_node_forward;
+    if (!transform_compute(t, ny)) return EM_VAR_INVALID;
     if (!want_ld) return y;
 
-    em_var in[2] = {*logdet, x}, out;
-    em_node *nl = em_node_new(t, 1, 1, in, 2, logdet_backward, &out);
+    em_var in[3] = {*logdet, x, y}, out;
+    em_node *nl = em_node_new(t, 1, 1, in, 3, logdet_backward, &out);
     if (!nl) return EM_VAR_INVALID;
-    nl->aux = dld;
-    nl->val[0] = em_value_scalar(t, *logdet) + ld;
+    nl->aux = ta;
+    nl->forward = logdet_forward;
+    logdet_forward(t, nl);
     *logdet = out;
     return y;
 }

@@ -95,6 +95,9 @@ em_var em_op_add(em_tape *t, em_var a, em_var b);
 em_var em_op_sub(em_tape *t, em_var a, em_var b);
 em_var em_op_mul(em_tape *t, em_var a, em_var b);
 em_var em_op_div(em_tape *t, em_var a, em_var b);
+/* parts[0] + ... + parts[k-1] in one node per six terms (a density's sum of site terms):
+ * each a scalar or a vector of one common length. */
+em_var em_op_add_many(em_tape *t, const em_var *parts, size_t k);
 em_var em_op_neg(em_tape *t, em_var a);
 em_var em_op_exp(em_tape *t, em_var a);
 em_var em_op_log(em_tape *t, em_var a);

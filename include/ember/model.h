@@ -202,12 +202,23 @@ typedef struct em_logdensity_options {
     uint64_t seed;               /* for the discovery run (prior draws of the latents) */
     int include_deterministic;   /* add deterministic sites to the constrained outputs */
     em_param_store *params;      /* values of param sites (NULL: their initial values) */
+    int no_replay;               /* 1: run the model at every evaluation (see below) */
 } em_logdensity_options;
 
 /* One traced run of the model discovers its latent sites (names, lengths, supports, in order);
  * the result maps θ (the concatenated unconstrained latents) to log p(θ, data) + log|det J|.
- * data must outlive the density. Outputs are the constrained latents named CmdStan-style
- * ("a", "beta.1", "beta.2", ...). */
+ * data must outlive the density, and must not change while it is used (make a new density
+ * for new data). Outputs are the constrained latents named CmdStan-style ("a", "beta.1",
+ * "beta.2", ...).
+ *
+ * Replay: after an evaluation that ran the model, later evaluations recompute the tape that
+ * run recorded, at the new θ, without running the model function again — the same numbers,
+ * bit for bit, at a fraction of the cost for a small model. Ember replays only when it can
+ * tell the run did not depend on θ except through the tape: the model read no value that
+ * depends on θ (em_value and friends mark the tape), drew nothing from em_model_rng, read no
+ * param site, and used only ops that can recompute themselves. What Ember cannot see is the
+ * model reading state outside its data and θ (a global variable, a clock): set no_replay
+ * for such a model. */
 em_logdensity *em_logdensity_from_model(em_model_fn fn, const void *data,
                                         const em_logdensity_options *opt, em_error *err);
 
@@ -227,6 +238,10 @@ const em_latent_info *em_logdensity_latent(const em_logdensity *ld, size_t i);
 /* Working memory of a model density: bytes held by its tape's arena and how many times that
  * arena has called malloc (steady after the first evaluation). Returns 0 for other densities. */
 int em_logdensity_memory(const em_logdensity *ld, size_t *bytes, size_t *mallocs);
+/* 1 when the next evaluation of this density (a model density made by
+ * em_logdensity_from_model) will replay a recorded tape rather than run the model; 0 before
+ * the first evaluation, for a model that cannot be replayed, and for other densities. */
+int em_logdensity_replays(const em_logdensity *ld);
 
 #ifdef __cplusplus
 }

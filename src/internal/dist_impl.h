@@ -113,6 +113,8 @@ typedef struct uv_aux {
     int nin;
     double *part[5];
     double sum[5];
+    em_dist dist; /* what a replay needs to recompute and explain the node */
+    int failed;   /* the last compute found a parameter or the value outside its domain */
 } uv_aux;
 
 void uv_backward(em_tape *t, em_node *self);
@@ -180,47 +182,24 @@ EM_ALWAYS_INLINE double uv_loop(const uv_desc *desc, size_t n, const double *con
 #undef UV_OK
 #undef UV_PART
 
-EM_ALWAYS_INLINE em_var uv_log_prob(const uv_desc *desc, const em_dist *d, em_var value,
-                                    uv_norm_fn norm, uv_kern_fn kern) {
-    em_tape *t = d->tape;
+/* Compute the node's log density (and, when it has an adjoint, the partials) from its inputs'
+ * current values: the work of creation and of a replay (internal/tape.h). Returns 0 when a
+ * parameter or the value is outside its domain; the value is then not set. */
+EM_ALWAYS_INLINE int uv_compute(const uv_desc *desc, em_tape *t, em_node *o, uv_norm_fn norm, uv_kern_fn kern) {
+    uv_aux *aux = o->aux;
+    const em_dist *d = &aux->dist;
     const int np = desc->np;
-    em_var in[5];
-    in[0] = value;
-    for (int k = 0; k < np; k++) in[k + 1] = d->p[k];
-    if (!em_inputs_ok(in, np + 1)) return EM_VAR_INVALID;
-    size_t n = em_dist_common_len(t, desc->name, in, np + 1);
-    if (!n) return EM_VAR_INVALID;
-    if (desc->vkind == EM_PK_COUNT_N && !(d->data_len == 1 || d->data_len == n))
-        return em_tape_fail(t, EM_ERR_SHAPE, "%s: total_count has length %zu, value has %zu",
-                            desc->name, d->data_len, n);
-
-    em_var out;
-    em_node *o = em_node_new(t, 1, 1, in, np + 1, uv_backward, &out);
-    if (!o) return EM_VAR_INVALID;
+    size_t n = 0;
     const double *v[5];
     size_t s[5];
-    unsigned need = 0, vec_need = 0;
+    unsigned need = 0;
     int has_grad = o->adj != NULL;
     for (int k = 0; k <= np; k++) {
-        const em_node *nk = em_node_get(t, in[k]);
+        const em_node *nk = em_node_get(t, (em_var){o->in[k]});
         v[k] = nk->val;
         s[k] = nk->n == 1 ? 0 : 1;
-        if (has_grad && nk->adj && (k > 0 || desc->grad_value)) {
-            need |= UV_NEED(k);
-            if (s[k]) vec_need |= UV_NEED(k);
-        }
-    }
-    uv_aux *aux = NULL;
-    if (has_grad) {
-        aux = em_arena_calloc(em_tape_arena(t), sizeof *aux);
-        if (!aux) return em_tape_fail(t, EM_ERR_NOMEM, "%s: out of memory", desc->name);
-        aux->nin = np + 1;
-        for (int k = 0; k <= np; k++)
-            if (vec_need & UV_NEED(k)) {
-                aux->part[k] = em_arena_alloc(em_tape_arena(t), n * sizeof(double));
-                if (!aux->part[k]) return em_tape_fail(t, EM_ERR_NOMEM, "%s: out of memory", desc->name);
-            }
-        o->aux = aux;
+        if (nk->n > n) n = nk->n;
+        if (has_grad && nk->adj && (k > 0 || desc->grad_value)) need |= UV_NEED(k);
     }
     /* The norm term is computed once when every parameter it depends on is a scalar. */
     int norm_once = 1;
@@ -252,18 +231,29 @@ EM_ALWAYS_INLINE em_var uv_log_prob(const uv_desc *desc, const em_dist *d, em_va
     } else {
         lp += uv_loop(desc, n, v, s, d->data, d->data_len, need, aux, sum, &ok, norm, kern, 0, -1);
     }
-    if (!ok) {
-        o->backward = NULL;
-        em_error e = {0};
-        if (uv_diagnose(desc, d, v[0], em_len(t, value), &e) == EM_OK)
-            em_error_set(&e, EM_ERR_DOMAIN, "%s: parameters or value outside the domain", desc->name);
-        return em_dist_domain_fail(t, &e);
-    }
+    if (!ok) return 0;
     o->val[0] = lp;
-    if (aux)
-        for (int k = 0; k <= np; k++) aux->sum[k] = sum[k];
-    return out;
+    for (int k = 0; k <= np; k++) aux->sum[k] = sum[k];
+    return 1;
 }
+
+/* The message for a node whose uv_compute failed. */
+void uv_explain(const uv_desc *desc, em_tape *t, const em_node *o, em_error *e);
+
+/* Replay of a node made by uv_log_prob (internal/tape.h): -inf and the reason when out of the
+ * domain. */
+EM_ALWAYS_INLINE void uv_forward(const uv_desc *desc, em_tape *t, em_node *o, uv_norm_fn norm, uv_kern_fn kern) {
+    uv_aux *aux = o->aux;
+    aux->failed = !uv_compute(desc, t, o, norm, kern);
+    if (!aux->failed) return;
+    em_error e = {0};
+    uv_explain(desc, t, o, &e);
+    o->val[0] = -INFINITY;
+    em_tape_fail(t, e.status, "%s", e.msg);
+}
+
+/* Make the node (forward: the family's uv_forward wrapper, see LOG_PROB_FN) and compute it. */
+em_var uv_node(const uv_desc *desc, const em_dist *d, em_var value, em_forward_fn forward);
 
 /* ---- reparameterised draws of univariate families ------------------------------------- */
 
@@ -302,7 +292,8 @@ em_var em_kl_mvn(const em_dist *p, const em_dist *q);
         return EM_OK;                                                                      \
     }
 
-#define LOG_PROB_FN(fname, desc, norm, kern) \
-    static em_var fname(const em_dist *d, em_var value) { return uv_log_prob(&desc, d, value, norm, kern); }
+#define LOG_PROB_FN(fname, desc, norm, kern)                                                  \
+    static void fname##_forward(em_tape *t, em_node *o) { uv_forward(&desc, t, o, norm, kern); } \
+    static em_var fname(const em_dist *d, em_var value) { return uv_node(&desc, d, value, fname##_forward); }
 
 #endif

@@ -4,6 +4,7 @@
 #define EMBER_INTERNAL_MODEL_IMPL_H
 
 #include "ember/model.h"
+#include "internal/tape.h"
 
 #define EM_MAX_HANDLERS 32
 
@@ -17,6 +18,10 @@ struct em_model {
      * (HMC needs the full data) and param sites read the store as constants — no gradient to
      * the parameters and no write to a store that clones on other threads share. */
     int evaluate_only;
+    /* Set by a run that did something a recorded tape cannot repeat: the model drew from its
+     * RNG, or read a param site (the store may change or move between evaluations). The
+     * density then runs the model every time instead of replaying its tape. */
+    int replay_blocked;
 };
 
 struct em_plate {

@@ -6,6 +6,15 @@
  * during em_backward() and must add node->adj's contribution into each input's adj (inputs
  * whose adj is NULL are constants: skip them). Per-op scratch (cached partials, index arrays)
  * goes in node->aux, allocated from the tape's arena.
+ *
+ * Replay: an op that can recompute its value from its inputs' current values sets
+ * node->forward and computes the value by calling it, so creation and replay share one code
+ * path. A tape whose every variable node has a forward function can be re-evaluated at new
+ * leaf values by em_tape_forward() without running the code that built it (the log density
+ * of a model with a fixed structure: see model_logdensity.c). The forward function must
+ * recompute everything the backward reads (val and the partials in aux), must not allocate,
+ * and on bad input must set the value to what creation would have given (-inf for a log
+ * density) and record the error with em_tape_fail.
  */
 #ifndef EMBER_INTERNAL_TAPE_H
 #define EMBER_INTERNAL_TAPE_H
@@ -16,20 +25,46 @@
 
 typedef struct em_node em_node;
 typedef void (*em_backward_fn)(em_tape *t, em_node *self);
+typedef void (*em_forward_fn)(em_tape *t, em_node *self);
 
 struct em_node {
     double *val;          /* n values (row-major when a matrix) */
     double *adj;          /* n adjoints, or NULL when nothing upstream needs a gradient */
     size_t n, rows, cols;
     em_backward_fn backward;
+    em_forward_fn forward; /* NULL: the op cannot be replayed (leaves and constants need not) */
     void *aux;            /* op-specific data in the arena */
     double c;             /* op-specific constant (pow's exponent, ...) */
     int32_t in[EM_NODE_MAX_INPUTS];
     int nin;
+    int live; /* 0: em_tape_prune found it does not feed the outputs (replay and backward skip it) */
+};
+
+struct em_tape {
+    em_node *nodes;
+    size_t count, cap;
+    em_arena *arena;
+    em_error err;
+    uint64_t generation;
+    /* Set when code outside the library read the value or adjoint of a node that depends on
+     * a leaf (em_value and friends): that code may branch on it, so a replay of the tape
+     * could silently differ from running that code again. */
+    int value_read;
+    /* An op kept inputs beyond in[] (a concat of many parts): the graph in in[] is incomplete,
+     * so em_tape_prune keeps every node. */
+    int hidden_inputs;
+    /* After em_tape_prune: the ids of the live nodes that have an adjoint, in creation order
+     * (the only ones a replay, a backward pass or a zeroing of adjoints has to visit). */
+    int32_t *active;
+    size_t nactive;
 };
 
 /* The node behind a valid var (no check). */
-em_node *em_node_get(const em_tape *t, em_var v);
+static inline em_node *em_node_get(const em_tape *t, em_var v) { return &t->nodes[v.id]; }
+/* Its values and length, without marking the tape as read (for library code). */
+static inline const double *em_val_(const em_tape *t, em_var v) { return v.id < 0 ? NULL : t->nodes[v.id].val; }
+static inline double em_val_scalar_(const em_tape *t, em_var v) { return v.id < 0 ? 0.0 / 0.0 : t->nodes[v.id].val[0]; }
+static inline size_t em_len_(const em_tape *t, em_var v) { return v.id < 0 ? 0 : t->nodes[v.id].n; }
 
 /* Check that every input var is valid; if one is not, the tape already holds an error.
  * Returns 1 when all are valid. */
@@ -41,6 +76,22 @@ int em_inputs_ok(const em_var *in, int nin);
  * receives the new var. */
 em_node *em_node_new(em_tape *t, size_t rows, size_t cols, const em_var *in, int nin,
                      em_backward_fn backward, em_var *out);
+
+/* Can em_tape_forward() replay this tape? Every node that depends on a leaf has a forward
+ * function, and no caller read such a node's value while the tape was built. */
+int em_tape_replayable(const em_tape *t);
+/* Recompute every node that depends on a leaf, in creation order, after new values were
+ * written into the leaves (em_leaf_assign). Clears the tape's error first; returns the status
+ * the replay ends with (a distribution's domain error, ...). After em_tape_prune, only the
+ * live nodes are recomputed (all: every node) and, unless all, their adjoints are cleared for
+ * the next em_backward(); otherwise call em_zero_adjoints() first. */
+em_status em_tape_forward(em_tape *t, int all);
+/* Mark the nodes that the roots depend on; the others are skipped by em_tape_forward (unless
+ * all is set), em_backward and em_zero_adjoints until the tape is reset. For a replayed
+ * density: a deterministic site nobody else reads costs nothing per gradient. */
+void em_tape_prune(em_tape *t, const em_var *roots, size_t k);
+/* Write n values into leaf v (a NaN is an error, as for em_leaf). */
+em_status em_leaf_assign(em_tape *t, em_var v, const double *x, size_t n);
 
 /* The common length of two broadcastable operands (equal, or one of them 1), or 0 with an
  * EM_ERR_SHAPE recorded on the tape naming op. */
