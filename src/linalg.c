@@ -181,38 +181,57 @@ static void cholesky_backward(em_tape *t, em_node *self) {
     }
 }
 
+/* L = chol(A) from A's current values; 0 (L NaN, the error on the tape) when A has a
+ * non-finite element or is not positive definite. */
+static int cholesky_compute(em_tape *t, em_node *o) {
+    const em_node *na = node_of(t, o->in[0]);
+    size_t n = na->rows;
+    int ok = 1;
+    for (size_t i = 0; i < n && ok; i++)
+        for (size_t j = 0; j <= i; j++)
+            if (!isfinite(na->val[i * n + j])) {
+                em_tape_fail(t, EM_ERR_NONFINITE, "cholesky: A[%zu,%zu] = %g is not finite", i, j, na->val[i * n + j]);
+                ok = 0;
+                break;
+            }
+    if (ok) {
+        /* dpotrf works in place: factor a copy of the lower triangle, the upper one cleared.
+         * The row-major lower triangle is, in the same memory, the column-major upper one, so
+         * the call is made column-major with 'U' (UᵀU = A, and L = Uᵀ read row-major):
+         * LAPACKE's row-major path would malloc a transposed copy on every evaluation. */
+        for (size_t i = 0; i < n; i++)
+            for (size_t j = 0; j < n; j++) o->val[i * n + j] = j <= i ? na->val[i * n + j] : 0.0;
+        lapack_int info = LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'U', (lapack_int)n, o->val, (lapack_int)n);
+        if (info > 0)
+            em_tape_fail(t, EM_ERR_NUMERIC,
+                         "cholesky: %zux%zu matrix is not positive definite: pivot %d (A[%d,%d], 0-based) is "
+                         "not positive",
+                         n, n, (int)info - 1, (int)info - 1, (int)info - 1);
+        else if (info < 0)
+            em_tape_fail(t, EM_ERR_ARG, "cholesky: LAPACKE_dpotrf argument %d invalid", (int)-info);
+        ok = info == 0;
+    }
+    if (!ok)
+        for (size_t i = 0; i < o->n; i++) o->val[i] = NAN;
+    return ok;
+}
+
+static void cholesky_forward(em_tape *t, em_node *o) { cholesky_compute(t, o); }
+
 em_var em_op_cholesky(em_tape *t, em_var A) {
     em_var out;
     if (!em_inputs_ok(&A, 1)) return EM_VAR_INVALID;
     em_node *na = em_node_get(t, A);
     if (!check_square(t, "cholesky", "A", na)) return EM_VAR_INVALID;
     size_t n = na->rows;
-    for (size_t i = 0; i < n; i++)
-        for (size_t j = 0; j <= i; j++)
-            if (!isfinite(na->val[i * n + j]))
-                return em_tape_fail(t, EM_ERR_NONFINITE, "cholesky: A[%zu,%zu] = %g is not finite", i, j,
-                                    na->val[i * n + j]);
     em_node *o = em_node_new(t, n, n, &A, 1, cholesky_backward, &out);
     if (!o) return EM_VAR_INVALID;
-    na = em_node_get(t, A);
     if (o->adj) {
         o->aux = em_arena_alloc(em_tape_arena(t), n * n * sizeof(double));
         if (!o->aux) return em_tape_fail(t, EM_ERR_NOMEM, "cholesky: out of memory for %zux%zu scratch", n, n);
     }
-    /* dpotrf works in place: factor a copy of the lower triangle, the upper one cleared. The
-     * row-major lower triangle is, in the same memory, the column-major upper one, so the call
-     * is made column-major with 'U' (UᵀU = A, and L = Uᵀ read row-major): LAPACKE's row-major
-     * path would malloc a transposed copy on every evaluation. */
-    for (size_t i = 0; i < n; i++)
-        for (size_t j = 0; j < n; j++) o->val[i * n + j] = j <= i ? na->val[i * n + j] : 0.0;
-    lapack_int info = LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'U', (lapack_int)n, o->val, (lapack_int)n);
-    if (info > 0)
-        return em_tape_fail(t, EM_ERR_NUMERIC,
-                            "cholesky: %zux%zu matrix is not positive definite: pivot %d (A[%d,%d], 0-based) is "
-                            "not positive",
-                            n, n, (int)info - 1, (int)info - 1, (int)info - 1);
-    if (info < 0) return em_tape_fail(t, EM_ERR_ARG, "cholesky: LAPACKE_dpotrf argument %d invalid", (int)-info);
-    return out;
+    o->forward = cholesky_forward;
+    return cholesky_compute(t, o) ? out : EM_VAR_INVALID;
 }
 
 /* ---- triangular solve ---------------------------------------------------------------------- */
@@ -238,6 +257,30 @@ static void trisolve_backward(em_tape *t, em_node *self) {
     }
 }
 
+/* X = L⁻¹ B from the current values; 0 (X NaN, the error on the tape) for a singular L. */
+static int trisolve_compute(em_tape *t, em_node *o) {
+    const em_node *nl = node_of(t, o->in[0]), *nb = node_of(t, o->in[1]);
+    size_t n = nl->rows, k = nb->cols;
+    /* A zero or non-finite pivot would make the solve divide by zero: a singular system. */
+    for (size_t i = 0; i < n; i++) {
+        double d = nl->val[i * n + i];
+        if (d == 0.0 || !isfinite(d)) {
+            em_tape_fail(t, EM_ERR_NUMERIC, "trisolve_lower: L[%zu,%zu] = %g, L is singular", i, i, d);
+            for (size_t j = 0; j < o->n; j++) o->val[j] = NAN;
+            return 0;
+        }
+    }
+    memcpy(o->val, nb->val, n * k * sizeof(double));
+    if (k == 1)
+        cblas_dtrsv(CblasRowMajor, CblasLower, CblasNoTrans, CblasNonUnit, (int)n, nl->val, (int)n, o->val, 1);
+    else
+        cblas_dtrsm(CblasRowMajor, CblasLeft, CblasLower, CblasNoTrans, CblasNonUnit, (int)n, (int)k, 1.0, nl->val,
+                    (int)n, o->val, (int)k);
+    return 1;
+}
+
+static void trisolve_forward(em_tape *t, em_node *o) { trisolve_compute(t, o); }
+
 em_var em_op_trisolve_lower(em_tape *t, em_var L, em_var b) {
     em_var in[2] = {L, b}, out;
     if (!em_inputs_ok(in, 2)) return EM_VAR_INVALID;
@@ -249,27 +292,14 @@ em_var em_op_trisolve_lower(em_tape *t, em_var L, em_var b) {
                             "trisolve_lower: L is %zux%zu but b is %zux%zu (need %zu rows)", n, n, nb->rows,
                             nb->cols, n);
     if (!dims_fit_blas(t, "trisolve_lower", n, k)) return EM_VAR_INVALID;
-    /* A zero or non-finite pivot would make the solve divide by zero: a singular system. */
-    for (size_t i = 0; i < n; i++) {
-        double d = nl->val[i * n + i];
-        if (d == 0.0 || !isfinite(d))
-            return em_tape_fail(t, EM_ERR_NUMERIC, "trisolve_lower: L[%zu,%zu] = %g, L is singular", i, i, d);
-    }
     em_node *o = em_node_new(t, n, k, in, 2, trisolve_backward, &out);
     if (!o) return EM_VAR_INVALID;
-    nl = em_node_get(t, L);
-    nb = em_node_get(t, b);
     if (o->adj) {
         o->aux = em_arena_alloc(em_tape_arena(t), n * k * sizeof(double));
         if (!o->aux) return em_tape_fail(t, EM_ERR_NOMEM, "trisolve_lower: out of memory for scratch");
     }
-    memcpy(o->val, nb->val, n * k * sizeof(double));
-    if (k == 1)
-        cblas_dtrsv(CblasRowMajor, CblasLower, CblasNoTrans, CblasNonUnit, (int)n, nl->val, (int)n, o->val, 1);
-    else
-        cblas_dtrsm(CblasRowMajor, CblasLeft, CblasLower, CblasNoTrans, CblasNonUnit, (int)n, (int)k, 1.0, nl->val,
-                    (int)n, o->val, (int)k);
-    return out;
+    o->forward = trisolve_forward;
+    return trisolve_compute(t, o) ? out : EM_VAR_INVALID;
 }
 
 /* ---- log-determinant from a Cholesky factor ------------------------------------------------ */
@@ -282,23 +312,34 @@ static void logdet_backward(em_tape *t, em_node *self) {
     for (size_t i = 0; i < n; i++) L->adj[i * n + i] += 2.0 * g / L->val[i * n + i];
 }
 
-em_var em_op_logdet_cholesky(em_tape *t, em_var L) {
-    em_var out;
-    if (!em_inputs_ok(&L, 1)) return EM_VAR_INVALID;
-    em_node *nl = em_node_get(t, L);
-    if (!check_square(t, "logdet_cholesky", "L", nl)) return EM_VAR_INVALID;
+/* 2 Σ log L_ii from the current values; 0 (NaN, the error on the tape) when a pivot is not
+ * positive and finite. */
+static int logdet_compute(em_tape *t, em_node *o) {
+    const em_node *nl = node_of(t, o->in[0]);
     size_t n = nl->rows;
     double s = 0.0;
     for (size_t i = 0; i < n; i++) {
         double d = nl->val[i * n + i];
         /* a Cholesky factor has a positive diagonal; anything else is not one */
-        if (!(d > 0.0) || !isfinite(d))
-            return em_tape_fail(t, EM_ERR_DOMAIN, "logdet_cholesky: L[%zu,%zu] = %g is not a positive finite pivot",
-                                i, i, d);
+        if (!(d > 0.0) || !isfinite(d)) {
+            em_tape_fail(t, EM_ERR_DOMAIN, "logdet_cholesky: L[%zu,%zu] = %g is not a positive finite pivot", i, i, d);
+            o->val[0] = NAN;
+            return 0;
+        }
         s += log(d);
     }
+    o->val[0] = 2.0 * s;
+    return 1;
+}
+
+static void logdet_forward(em_tape *t, em_node *o) { logdet_compute(t, o); }
+
+em_var em_op_logdet_cholesky(em_tape *t, em_var L) {
+    em_var out;
+    if (!em_inputs_ok(&L, 1)) return EM_VAR_INVALID;
+    if (!check_square(t, "logdet_cholesky", "L", em_node_get(t, L))) return EM_VAR_INVALID;
     em_node *o = em_node_new(t, 1, 1, &L, 1, logdet_backward, &out);
     if (!o) return EM_VAR_INVALID;
-    o->val[0] = 2.0 * s;
-    return out;
+    o->forward = logdet_forward;
+    return logdet_compute(t, o) ? out : EM_VAR_INVALID;
 }
