@@ -76,14 +76,62 @@ static const uv_desc binomial_logit_desc = {"BinomialLogit", 1, {"logits"}, {EM_
                                             "{0, ..., total_count}", 0u, 0};
 /* BinomialLogit has its own loop: the binomial coefficient needs the total count N_i, which
  * the shared driver does not pass to its kernels. */
+typedef struct {
+    double *part; /* dlp/dlogits: per element for vector logits, summed for scalar ones; NULL when not needed */
+    size_t n;     /* broadcast length */
+    em_dist dist; /* what a replay needs (total_count, the message) */
+} binomial_aux;
+
 static void binomial_backward(em_tape *t, em_node *self) {
     em_node *l = em_node_get(t, (em_var){self->in[1]});
-    if (!l->adj) return;
-    const double *part = self->aux;
+    const binomial_aux *a = self->aux;
+    if (!l->adj || !a->part) return;
+    const double *part = a->part;
     double g = self->adj[0];
     if (l->n == 1) l->adj[0] += g * part[0];
     else
         for (size_t i = 0; i < l->n; i++) l->adj[i] += g * part[i];
+}
+
+/* The log density and its partials from the inputs' current values (creation and replay);
+ * 0 when a logit or a count is out of its domain (the node is then left unset). */
+static int binomial_compute(em_tape *t, em_node *o) {
+    binomial_aux *a = o->aux;
+    const em_dist *d = &a->dist;
+    const em_node *yv = em_node_get(t, (em_var){o->in[0]}), *lv = em_node_get(t, (em_var){o->in[1]});
+    size_t n = a->n, sy = yv->n == 1 ? 0 : 1, sl = lv->n == 1 ? 0 : 1, sN = d->data_len == 1 ? 0 : 1;
+    double *part = a->part;
+    if (part) memset(part, 0, (sl ? n : 1) * sizeof(double)); /* accumulated below */
+    double lp = 0.0;
+    int ok = 1;
+    for (size_t i = 0; i < n; i++) {
+        double y = yv->val[i * sy], l = lv->val[i * sl], N = d->data[i * sN];
+        ok &= em_pk_ok(EM_PK_REAL, l, 0, 0, 0) & em_pk_ok(EM_PK_COUNT_N, y, 0, 0, N);
+        /* log C(N, y) + y·l - N·softplus(l); d/dl = y - N σ(l) */
+        double e = exp(-fabs(l)), s = l >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
+        /* y·l - N·softplus(l), the linear parts combined first (exact for y = N, l large) */
+        double lin = y * l - N * (l > 0 ? l : 0.0);
+        lp += em_math_lgamma(N + 1.0) - em_math_lgamma(y + 1.0) - em_math_lgamma(N - y + 1.0) + (lin - N * log1p(e));
+        if (part) part[i * sl] += y - N * s;
+    }
+    if (!ok) return 0;
+    o->val[0] = lp;
+    return 1;
+}
+
+static void binomial_explain(em_tape *t, const em_node *o, em_error *e) {
+    const binomial_aux *a = o->aux;
+    const em_node *yv = em_node_get(t, (em_var){o->in[0]});
+    if (uv_diagnose(&binomial_logit_desc, &a->dist, yv->val, yv->n, e) == EM_OK)
+        em_error_set(e, EM_ERR_DOMAIN, "BinomialLogit: parameters or value outside the domain");
+}
+
+static void binomial_forward(em_tape *t, em_node *o) {
+    if (binomial_compute(t, o)) return;
+    em_error e = {0};
+    binomial_explain(t, o, &e);
+    o->val[0] = -INFINITY;
+    em_tape_fail(t, e.status, "%s", e.msg);
 }
 
 static em_var binomial_logit_lp(const em_dist *d, em_var value) {
@@ -97,34 +145,23 @@ static em_var binomial_logit_lp(const em_dist *d, em_var value) {
     em_var out;
     em_node *o = em_node_new(t, 1, 1, in, 2, binomial_backward, &out);
     if (!o) return EM_VAR_INVALID;
-    const em_node *yv = em_node_get(t, value), *lv = em_node_get(t, d->p[0]);
-    size_t sy = yv->n == 1 ? 0 : 1, sl = lv->n == 1 ? 0 : 1, sN = d->data_len == 1 ? 0 : 1;
-    double *part = NULL;
-    if (o->adj) {
-        part = em_arena_calloc(em_tape_arena(t), (sl ? n : 1) * sizeof(double));
-        if (!part) return em_tape_fail(t, EM_ERR_NOMEM, "BinomialLogit: out of memory");
-        o->aux = part;
+    em_arena *ar = em_tape_arena(t);
+    binomial_aux *a = em_arena_calloc(ar, sizeof *a);
+    if (!a) return em_tape_fail(t, EM_ERR_NOMEM, "BinomialLogit: out of memory");
+    a->n = n;
+    a->dist = *d;
+    if (o->adj && em_node_get(t, d->p[0])->adj) {
+        a->part = em_arena_alloc(ar, (em_len_(t, d->p[0]) == 1 ? 1 : n) * sizeof(double));
+        if (!a->part) return em_tape_fail(t, EM_ERR_NOMEM, "BinomialLogit: out of memory");
     }
-    double lp = 0.0;
-    int ok = 1;
-    for (size_t i = 0; i < n; i++) {
-        double y = yv->val[i * sy], l = lv->val[i * sl], N = d->data[i * sN];
-        ok &= em_pk_ok(EM_PK_REAL, l, 0, 0, 0) & em_pk_ok(EM_PK_COUNT_N, y, 0, 0, N);
-        /* log C(N, y) + y·l - N·softplus(l); d/dl = y - N σ(l) */
-        double e = exp(-fabs(l)), s = l >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
-        /* y·l - N·softplus(l), the linear parts combined first (exact for y = N, l large) */
-        double lin = y * l - N * (l > 0 ? l : 0.0);
-        lp += em_math_lgamma(N + 1.0) - em_math_lgamma(y + 1.0) - em_math_lgamma(N - y + 1.0) + (lin - N * log1p(e));
-        if (part) part[i * sl] += y - N * s;
-    }
-    if (!ok) {
-        o->backward = NULL;
-        em_error e = {0};
-        uv_diagnose(&binomial_logit_desc, d, yv->val, yv->n, &e);
-        return em_dist_domain_fail(t, &e);
-    }
-    o->val[0] = lp;
-    return out;
+    o->aux = a;
+    o->forward = binomial_forward;
+    if (binomial_compute(t, o)) return out;
+    /* the error on the tape and a constant -inf: nothing to differentiate */
+    o->backward = NULL;
+    em_error e = {0};
+    binomial_explain(t, o, &e);
+    return em_dist_domain_fail(t, &e);
 }
 static em_support binomial_support(const em_dist *d) {
     double mx = 0;
@@ -266,10 +303,17 @@ static size_t cat_B(const em_dist *d) {
     return l->rows > 1 && l->cols > 1 ? l->rows : 1;
 }
 
+typedef struct {
+    double *part; /* B×K partials dlp/dlogits, or NULL when the logits need no gradient */
+    double *sm;   /* scratch: one row's softmax */
+    em_dist dist; /* what a replay needs (the logits' shape, the message) */
+} cat_aux;
+
 static void cat_backward(em_tape *t, em_node *self) {
     em_node *l = em_node_get(t, (em_var){self->in[1]});
-    if (!l->adj) return;
-    const double *part = self->aux;
+    const cat_aux *a = self->aux;
+    if (!l->adj || !a->part) return;
+    const double *part = a->part;
     double g = self->adj[0];
     for (size_t i = 0; i < l->n; i++) l->adj[i] += g * part[i];
 }
@@ -293,33 +337,40 @@ static double cat_softmax(const double *l, size_t K, double *p) {
     return mx + log(s);
 }
 
-static em_var cat_lp(const em_dist *d, em_var value) {
-    em_tape *t = d->tape;
-    em_var in[2] = {value, d->p[0]};
-    if (!em_inputs_ok(in, 2)) return EM_VAR_INVALID;
-    size_t K = cat_K(d), B = cat_B(d), n = em_len(t, value);
-    if (B > 1 && n != B)
-        return em_tape_fail(t, EM_ERR_SHAPE, "CategoricalLogit: %zu values for %zu rows of logits", n, B);
-    em_error e = {0};
-    if (cat_check(d, &e) != EM_OK) return em_dist_domain_fail(t, &e);
-    const double *y = em_val_(t, value);
+/* Is the value (n categories) outside {0, ..., K-1}? Fills e naming the first bad element. */
+static int cat_value_bad(const double *y, size_t n, size_t K, em_error *e) {
     for (size_t i = 0; i < n; i++)
         if (!(y[i] >= 0 && y[i] < (double)K && y[i] == floor(y[i]))) {
-            em_error_set(&e, EM_ERR_DOMAIN, "CategoricalLogit: value[%zu] = %g is outside the support {0, ..., %zu}",
+            em_error_set(e, EM_ERR_DOMAIN, "CategoricalLogit: value[%zu] = %g is outside the support {0, ..., %zu}",
                          i, y[i], K - 1);
-            return em_dist_domain_fail(t, &e);
+            return 1;
         }
-    em_var out;
-    em_node *o = em_node_new(t, 1, 1, in, 2, cat_backward, &out);
-    if (!o) return EM_VAR_INVALID;
-    const double *l = em_val_(t, d->p[0]);
-    double *sm = em_arena_alloc(em_tape_arena(t), K * sizeof(double));
-    double *part = o->adj ? em_arena_calloc(em_tape_arena(t), K * B * sizeof(double)) : NULL;
-    if (!sm || (o->adj && !part)) return em_tape_fail(t, EM_ERR_NOMEM, "CategoricalLogit: out of memory");
-    o->aux = part;
-    double lp = 0.0;
+    return 0;
+}
+
+/* Check the logits, then the value (the order of the messages at creation); 0 when both are
+ * fine. */
+static int cat_validate(em_tape *t, const em_node *o, em_error *e) {
+    const cat_aux *a = o->aux;
+    const em_node *yv = em_node_get(t, (em_var){o->in[0]});
+    if (cat_check(&a->dist, e) != EM_OK) return 1;
+    return cat_value_bad(yv->val, yv->n, cat_K(&a->dist), e);
+}
+
+/* The log density and partials from the inputs' current values (creation and replay); 0 when
+ * a logit or a value is out of its domain, with the reason in *e (the node is then left unset). */
+static int cat_compute(em_tape *t, em_node *o, em_error *e) {
+    cat_aux *a = o->aux;
+    const em_dist *d = &a->dist;
+    if (cat_validate(t, o, e)) return 0;
+    size_t K = cat_K(d), B = cat_B(d);
+    const em_node *yv = em_node_get(t, (em_var){o->in[0]});
+    const double *y = yv->val, *l = em_node_get(t, (em_var){o->in[1]})->val;
+    size_t n = yv->n;
+    double *sm = a->sm, *part = a->part, lp = 0.0;
     if (B == 1) {
         double lse = cat_softmax(l, K, sm);
+        if (part) memset(part, 0, K * sizeof(double)); /* counts accumulate below */
         for (size_t i = 0; i < n; i++) {
             size_t c = (size_t)y[i];
             lp += l[c] - lse;
@@ -339,7 +390,41 @@ static em_var cat_lp(const em_dist *d, em_var value) {
         }
     }
     o->val[0] = lp;
-    return out;
+    return 1;
+}
+
+static void cat_forward(em_tape *t, em_node *o) {
+    em_error e = {0};
+    if (cat_compute(t, o, &e)) return;
+    o->val[0] = -INFINITY;
+    em_tape_fail(t, e.status, "%s", e.msg);
+}
+
+static em_var cat_lp(const em_dist *d, em_var value) {
+    em_tape *t = d->tape;
+    em_var in[2] = {value, d->p[0]};
+    if (!em_inputs_ok(in, 2)) return EM_VAR_INVALID;
+    size_t K = cat_K(d), B = cat_B(d), n = em_len(t, value);
+    if (B > 1 && n != B)
+        return em_tape_fail(t, EM_ERR_SHAPE, "CategoricalLogit: %zu values for %zu rows of logits", n, B);
+    em_var out;
+    em_node *o = em_node_new(t, 1, 1, in, 2, cat_backward, &out);
+    if (!o) return EM_VAR_INVALID;
+    em_arena *ar = em_tape_arena(t);
+    cat_aux *a = em_arena_calloc(ar, sizeof *a);
+    if (!a) return em_tape_fail(t, EM_ERR_NOMEM, "CategoricalLogit: out of memory");
+    a->dist = *d;
+    a->sm = em_arena_alloc(ar, K * sizeof(double));
+    if (o->adj && em_node_get(t, d->p[0])->adj) a->part = em_arena_alloc(ar, K * B * sizeof(double));
+    if (!a->sm || (o->adj && em_node_get(t, d->p[0])->adj && !a->part))
+        return em_tape_fail(t, EM_ERR_NOMEM, "CategoricalLogit: out of memory");
+    o->aux = a;
+    o->forward = cat_forward;
+    em_error e = {0};
+    if (cat_compute(t, o, &e)) return out;
+    /* the error on the tape and a constant -inf: nothing to differentiate */
+    o->backward = NULL;
+    return em_dist_domain_fail(t, &e);
 }
 
 static em_status cat_sample(const em_dist *d, em_rng *r, double *out, size_t n, em_error *err) {

@@ -53,8 +53,10 @@ static em_status mvn_check(const em_dist *d, em_error *err) {
 }
 
 typedef struct {
-    size_t K, m; /* event length, number of events */
-    double *z;   /* m×K whitened residuals L⁻¹(x - loc) */
+    size_t K, m;  /* event length, number of events */
+    double *z;    /* m×K whitened residuals L⁻¹(x - loc) */
+    double *r;    /* scratch: one event's residual */
+    em_dist dist; /* what a replay needs (internal/tape.h) */
 } mvn_aux;
 
 static void mvn_backward(em_tape *t, em_node *self) {
@@ -83,33 +85,29 @@ static void mvn_backward(em_tape *t, em_node *self) {
     if (w != wbuf) free(w);
 }
 
-static em_var mvn_lp(const em_dist *d, em_var value) {
-    em_tape *t = d->tape;
-    size_t K = mvn_event_len(d), nx = em_len(t, value), nm = em_len(t, d->p[0]);
-    if (nx % K) return em_tape_fail(t, EM_ERR_SHAPE, "MVNormal: value length %zu is not a multiple of K = %zu", nx, K);
-    size_t m = nx / K;
-    if (!(nm == K || nm == nx))
-        return em_tape_fail(t, EM_ERR_SHAPE, "MVNormal: loc has length %zu, need %zu or %zu", nm, K, nx);
-    em_error e = {0};
-    if (mvn_check(d, &e) != EM_OK) return em_dist_domain_fail(t, &e);
-    const double *x = em_val_(t, value);
-    for (size_t i = 0; i < nx; i++)
-        if (!isfinite(x[i])) {
-            em_error_set(&e, EM_ERR_DOMAIN, "MVNormal: value[%zu] = %g is outside the support (-inf, inf)", i, x[i]);
-            return em_dist_domain_fail(t, &e);
+/* The parameters, then the value (the order of the messages at creation); 0 when all are
+ * fine, else 1 with the reason in *e. */
+static int mvn_invalid(const em_dist *d, const em_node *xv, em_error *e) {
+    if (mvn_check(d, e) != EM_OK) return 1;
+    for (size_t i = 0; i < xv->n; i++)
+        if (!isfinite(xv->val[i])) {
+            em_error_set(e, EM_ERR_DOMAIN, "MVNormal: value[%zu] = %g is outside the support (-inf, inf)", i, xv->val[i]);
+            return 1;
         }
-    em_var in[3] = {value, d->p[0], d->p[1]}, out;
-    em_node *o = em_node_new(t, 1, 1, in, 3, mvn_backward, &out);
-    if (!o) return EM_VAR_INVALID;
-    mvn_aux *a = em_arena_alloc(em_tape_arena(t), sizeof *a);
-    double *z = em_arena_alloc(em_tape_arena(t), nx * sizeof(double));
-    double *r = em_arena_alloc(em_tape_arena(t), K * sizeof(double));
-    if (!a || !z || !r) return em_tape_fail(t, EM_ERR_NOMEM, "MVNormal: out of memory");
-    a->K = K;
-    a->m = m;
-    a->z = z;
-    o->aux = a;
-    const double *L = em_val_(t, d->p[1]), *mu = em_val_(t, d->p[0]);
+    return 0;
+}
+
+/* The log density and the whitened residuals from the inputs' current values (creation and
+ * replay); 0 when a parameter or the value is out of its domain, with the reason in *e (the
+ * node is then left unset). */
+static int mvn_compute(em_tape *t, em_node *o, em_error *e) {
+    mvn_aux *a = o->aux;
+    const em_node *xv = em_node_get(t, (em_var){o->in[0]});
+    if (mvn_invalid(&a->dist, xv, e)) return 0;
+    const em_node *mn = em_node_get(t, (em_var){o->in[1]});
+    const double *x = xv->val, *mu = mn->val, *L = em_node_get(t, (em_var){o->in[2]})->val;
+    size_t K = a->K, m = a->m, nm = mn->n;
+    double *z = a->z, *r = a->r;
     double logdiag = 0.0;
     for (size_t i = 0; i < K; i++) logdiag += log(L[i * K + i]);
     double lp = -(double)m * ((double)K * EM_LOG_SQRT_2PI + logdiag);
@@ -120,7 +118,42 @@ static em_var mvn_lp(const em_dist *d, em_var value) {
         for (size_t i = 0; i < K; i++) lp -= 0.5 * z[ev * K + i] * z[ev * K + i];
     }
     o->val[0] = lp;
-    return out;
+    return 1;
+}
+
+static void mvn_forward(em_tape *t, em_node *o) {
+    em_error e = {0};
+    if (mvn_compute(t, o, &e)) return;
+    o->val[0] = -INFINITY;
+    em_tape_fail(t, e.status, "%s", e.msg);
+}
+
+static em_var mvn_lp(const em_dist *d, em_var value) {
+    em_tape *t = d->tape;
+    size_t K = mvn_event_len(d), nx = em_len(t, value), nm = em_len(t, d->p[0]);
+    if (nx % K) return em_tape_fail(t, EM_ERR_SHAPE, "MVNormal: value length %zu is not a multiple of K = %zu", nx, K);
+    size_t m = nx / K;
+    if (!(nm == K || nm == nx))
+        return em_tape_fail(t, EM_ERR_SHAPE, "MVNormal: loc has length %zu, need %zu or %zu", nm, K, nx);
+    em_var in[3] = {value, d->p[0], d->p[1]}, out;
+    em_node *o = em_node_new(t, 1, 1, in, 3, mvn_backward, &out);
+    if (!o) return EM_VAR_INVALID;
+    mvn_aux *a = em_arena_calloc(em_tape_arena(t), sizeof *a);
+    double *z = em_arena_alloc(em_tape_arena(t), nx * sizeof(double));
+    double *r = em_arena_alloc(em_tape_arena(t), K * sizeof(double));
+    if (!a || !z || !r) return em_tape_fail(t, EM_ERR_NOMEM, "MVNormal: out of memory");
+    a->K = K;
+    a->m = m;
+    a->z = z;
+    a->r = r;
+    a->dist = *d;
+    o->aux = a;
+    o->forward = mvn_forward;
+    em_error e = {0};
+    if (mvn_compute(t, o, &e)) return out;
+    /* the error on the tape and a constant -inf: nothing to differentiate */
+    o->backward = NULL;
+    return em_dist_domain_fail(t, &e);
 }
 
 static em_status mvn_sample(const em_dist *d, em_rng *r, double *out, size_t n, em_error *err) {
@@ -242,6 +275,8 @@ em_dist em_dist_mvnormal(em_tape *t, em_var loc, em_var scale_tril) {
 typedef struct {
     size_t K;
     double *A, *b; /* A column-by-column: A[:, j] = L2⁻¹ L1[:, j], stored row-major K×K */
+    double *col;   /* scratch: 2K */
+    em_dist p, q;  /* what a replay needs (the messages) */
 } klmvn_aux;
 
 static void kl_mvn_backward(em_tape *t, em_node *self) {
@@ -285,26 +320,16 @@ done:
     free(M);
 }
 
-em_var em_kl_mvn(const em_dist *p, const em_dist *q) {
-    em_tape *t = p->tape;
-    size_t K = mvn_event_len(p);
-    if (mvn_event_len(q) != K || em_len(t, p->p[0]) != K || em_len(t, q->p[0]) != K)
-        return em_tape_fail(t, EM_ERR_SHAPE, "KL(MVNormal || MVNormal): need one K-vector loc each and equal K");
-    em_error e = {0};
-    if (mvn_check(p, &e) != EM_OK || mvn_check(q, &e) != EM_OK) return em_tape_fail(t, e.status, "KL: %s", e.msg);
-    em_var in[4] = {p->p[0], p->p[1], q->p[0], q->p[1]}, out;
-    em_node *o = em_node_new(t, 1, 1, in, 4, kl_mvn_backward, &out);
-    if (!o) return EM_VAR_INVALID;
-    klmvn_aux *a = em_arena_alloc(em_tape_arena(t), sizeof *a);
-    double *A = em_arena_alloc(em_tape_arena(t), K * K * sizeof(double));
-    double *b = em_arena_alloc(em_tape_arena(t), K * sizeof(double));
-    double *col = em_arena_alloc(em_tape_arena(t), 2 * K * sizeof(double));
-    if (!a || !A || !b || !col) return em_tape_fail(t, EM_ERR_NOMEM, "KL(MVNormal || MVNormal): out of memory");
-    a->K = K;
-    a->A = A;
-    a->b = b;
-    o->aux = a;
-    const double *m1 = em_val_(t, in[0]), *L1 = em_val_(t, in[1]), *m2 = em_val_(t, in[2]), *L2 = em_val_(t, in[3]);
+/* The KL and A, b from the inputs' current values (creation and replay); 0 when a parameter
+ * of either distribution is out of its domain, with the reason in *e (the node is then left
+ * unset). */
+static int kl_mvn_compute(em_tape *t, em_node *o, em_error *e) {
+    klmvn_aux *a = o->aux;
+    if (mvn_check(&a->p, e) != EM_OK || mvn_check(&a->q, e) != EM_OK) return 0;
+    size_t K = a->K;
+    double *A = a->A, *b = a->b, *col = a->col;
+    const double *m1 = em_node_get(t, (em_var){o->in[0]})->val, *L1 = em_node_get(t, (em_var){o->in[1]})->val;
+    const double *m2 = em_node_get(t, (em_var){o->in[2]})->val, *L2 = em_node_get(t, (em_var){o->in[3]})->val;
     double kl = -0.5 * (double)K;
     for (size_t j = 0; j < K; j++) {
         for (size_t i = 0; i < K; i++) col[i] = L1[i * K + j];
@@ -318,7 +343,42 @@ em_var em_kl_mvn(const em_dist *p, const em_dist *q) {
     tri_solve(L2, K, col, b);
     for (size_t i = 0; i < K; i++) kl += 0.5 * b[i] * b[i] + log(L2[i * K + i]) - log(L1[i * K + i]);
     o->val[0] = kl;
-    return out;
+    return 1;
+}
+
+/* Not a log density: a bad parameter during a replay gives NaN (creation gives no node). */
+static void kl_mvn_forward(em_tape *t, em_node *o) {
+    em_error e = {0};
+    if (kl_mvn_compute(t, o, &e)) return;
+    o->val[0] = NAN;
+    em_tape_fail(t, e.status, "KL: %s", e.msg);
+}
+
+em_var em_kl_mvn(const em_dist *p, const em_dist *q) {
+    em_tape *t = p->tape;
+    size_t K = mvn_event_len(p);
+    if (mvn_event_len(q) != K || em_len(t, p->p[0]) != K || em_len(t, q->p[0]) != K)
+        return em_tape_fail(t, EM_ERR_SHAPE, "KL(MVNormal || MVNormal): need one K-vector loc each and equal K");
+    em_var in[4] = {p->p[0], p->p[1], q->p[0], q->p[1]}, out;
+    em_node *o = em_node_new(t, 1, 1, in, 4, kl_mvn_backward, &out);
+    if (!o) return EM_VAR_INVALID;
+    klmvn_aux *a = em_arena_alloc(em_tape_arena(t), sizeof *a);
+    double *A = em_arena_alloc(em_tape_arena(t), K * K * sizeof(double));
+    double *b = em_arena_alloc(em_tape_arena(t), K * sizeof(double));
+    double *col = em_arena_alloc(em_tape_arena(t), 2 * K * sizeof(double));
+    if (!a || !A || !b || !col) return em_tape_fail(t, EM_ERR_NOMEM, "KL(MVNormal || MVNormal): out of memory");
+    a->K = K;
+    a->A = A;
+    a->b = b;
+    a->col = col;
+    a->p = *p;
+    a->q = *q;
+    o->aux = a;
+    o->forward = kl_mvn_forward;
+    em_error e = {0};
+    if (kl_mvn_compute(t, o, &e)) return out;
+    o->backward = NULL; /* abandoned: the error is on the tape and the result is invalid, as before */
+    return em_tape_fail(t, e.status, "KL: %s", e.msg);
 }
 
 /* ---- LKJCholesky(K, eta) -------------------------------------------------------------------- */
@@ -352,9 +412,14 @@ static em_status lkj_check_eta(const em_dist *d, em_error *err) {
     return EM_OK;
 }
 
+typedef struct {
+    double deta;  /* dlp/deta */
+    em_dist dist; /* what a replay needs (K, the message) */
+} lkj_aux;
+
 static void lkj_backward(em_tape *t, em_node *self) {
     em_node *x = em_node_get(t, (em_var){self->in[0]}), *eta = em_node_get(t, (em_var){self->in[1]});
-    const double *deta = self->aux;
+    const double *deta = &((const lkj_aux *)self->aux)->deta;
     size_t K = (size_t)self->c, m = x->n / (K * K);
     double g = self->adj[0], e = eta->val[0];
     if (eta->adj) eta->adj[0] += g * deta[0];
@@ -366,42 +431,44 @@ static void lkj_backward(em_tape *t, em_node *self) {
             }
 }
 
-static em_var lkj_lp(const em_dist *d, em_var value) {
-    em_tape *t = d->tape;
-    size_t K = lkj_K(d), KK = K * K, nx = em_len(t, value);
-    if (nx % KK) return em_tape_fail(t, EM_ERR_SHAPE, "LKJCholesky: value length %zu is not a multiple of K*K = %zu", nx, KK);
-    em_error e = {0};
-    if (lkj_check_eta(d, &e) != EM_OK) return em_dist_domain_fail(t, &e);
-    const double *x = em_val_(t, value);
-    size_t m = nx / KK;
+/* eta, then the value row by row (the order of the messages at creation); 0 when all are fine,
+ * else 1 with the reason in *e. */
+static int lkj_invalid(const em_dist *d, const em_node *xv, em_error *e) {
+    if (lkj_check_eta(d, e) != EM_OK) return 1;
+    size_t K = lkj_K(d), KK = K * K, m = xv->n / KK;
+    const double *x = xv->val;
     for (size_t ev = 0; ev < m; ev++)
         for (size_t i = 0; i < K; i++) {
             double ss = 0.0;
             for (size_t j = 0; j < K; j++) {
                 double v = x[ev * KK + i * K + j];
                 if ((j > i && v != 0.0) || (j == i && !(v > 0.0)) || !isfinite(v)) {
-                    em_error_set(&e, EM_ERR_DOMAIN,
+                    em_error_set(e, EM_ERR_DOMAIN,
                                  "LKJCholesky: value[%zu] (row %zu, column %zu) = %g is outside the support "
                                  "(lower triangular, positive diagonal)", ev * KK + i * K + j, i, j, v);
-                    return em_dist_domain_fail(t, &e);
+                    return 1;
                 }
                 ss += v * v;
             }
             if (fabs(ss - 1.0) > 1e-8) {
-                em_error_set(&e, EM_ERR_DOMAIN,
+                em_error_set(e, EM_ERR_DOMAIN,
                              "LKJCholesky: value row %zu of event %zu has squared norm %.12g, not 1 (not a correlation "
                              "Cholesky factor)", i, ev, ss);
-                return em_dist_domain_fail(t, &e);
+                return 1;
             }
         }
-    em_var in[2] = {value, d->p[0]}, out;
-    em_node *o = em_node_new(t, 1, 1, in, 2, lkj_backward, &out);
-    if (!o) return EM_VAR_INVALID;
-    double *deta = em_arena_alloc(em_tape_arena(t), sizeof(double));
-    if (!deta) return em_tape_fail(t, EM_ERR_NOMEM, "LKJCholesky: out of memory");
-    o->aux = deta;
-    o->c = (double)K;
-    double eta = em_val_scalar_(t, d->p[0]), dn;
+    return 0;
+}
+
+/* The log density and dlp/deta from the inputs' current values (creation and replay); 0 when
+ * eta or the value is out of its domain, with the reason in *e (the node is then left unset). */
+static int lkj_compute(em_tape *t, em_node *o, em_error *e) {
+    lkj_aux *a = o->aux;
+    const em_node *xv = em_node_get(t, (em_var){o->in[0]});
+    if (lkj_invalid(&a->dist, xv, e)) return 0;
+    size_t K = lkj_K(&a->dist), KK = K * K, m = xv->n / KK;
+    const double *x = xv->val;
+    double eta = em_node_get(t, (em_var){o->in[1]})->val[0], dn;
     double lp = (double)m * lkj_norm(K, eta, &dn), dsum = (double)m * dn;
     for (size_t ev = 0; ev < m; ev++)
         for (size_t i = 1; i < K; i++) {
@@ -409,9 +476,36 @@ static em_var lkj_lp(const em_dist *d, em_var value) {
             lp += ((double)(K - i - 1) + 2.0 * eta - 2.0) * ld;
             dsum += 2.0 * ld;
         }
-    deta[0] = dsum;
+    a->deta = dsum;
     o->val[0] = lp;
-    return out;
+    return 1;
+}
+
+static void lkj_forward(em_tape *t, em_node *o) {
+    em_error e = {0};
+    if (lkj_compute(t, o, &e)) return;
+    o->val[0] = -INFINITY;
+    em_tape_fail(t, e.status, "%s", e.msg);
+}
+
+static em_var lkj_lp(const em_dist *d, em_var value) {
+    em_tape *t = d->tape;
+    size_t K = lkj_K(d), KK = K * K, nx = em_len(t, value);
+    if (nx % KK) return em_tape_fail(t, EM_ERR_SHAPE, "LKJCholesky: value length %zu is not a multiple of K*K = %zu", nx, KK);
+    em_var in[2] = {value, d->p[0]}, out;
+    em_node *o = em_node_new(t, 1, 1, in, 2, lkj_backward, &out);
+    if (!o) return EM_VAR_INVALID;
+    lkj_aux *a = em_arena_calloc(em_tape_arena(t), sizeof *a);
+    if (!a) return em_tape_fail(t, EM_ERR_NOMEM, "LKJCholesky: out of memory");
+    a->dist = *d;
+    o->aux = a;
+    o->c = (double)K;
+    o->forward = lkj_forward;
+    em_error e = {0};
+    if (lkj_compute(t, o, &e)) return out;
+    /* the error on the tape and a constant -inf: nothing to differentiate */
+    o->backward = NULL;
+    return em_dist_domain_fail(t, &e);
 }
 
 static em_status lkj_sample(const em_dist *d, em_rng *r, double *out, size_t n, em_error *err) {
@@ -483,48 +577,58 @@ static em_status dir_check(const em_dist *d, em_error *err) {
     return EM_OK;
 }
 
+typedef struct {
+    double *dA;   /* dlp/dconcentration (K), or NULL when the concentration needs no gradient */
+    em_dist dist; /* what a replay needs (the message) */
+} dir_aux;
+
 static void dir_backward(em_tape *t, em_node *self) {
     em_node *x = em_node_get(t, (em_var){self->in[0]}), *a = em_node_get(t, (em_var){self->in[1]});
-    const double *dA = self->aux; /* Σ over events of log x_k, then ψ terms added in forward */
+    const double *dA = ((const dir_aux *)self->aux)->dA; /* Σ over events of log x_k plus the ψ terms */
     size_t K = a->n, m = x->n / K;
     double g = self->adj[0];
-    if (a->adj)
+    if (a->adj && dA)
         for (size_t k = 0; k < K; k++) a->adj[k] += g * dA[k];
     if (x->adj)
         for (size_t ev = 0; ev < m; ev++)
             for (size_t k = 0; k < K; k++) x->adj[ev * K + k] += g * (a->val[k] - 1.0) / x->val[ev * K + k];
 }
 
-static em_var dir_lp(const em_dist *d, em_var value) {
-    em_tape *t = d->tape;
-    size_t K = dir_K(d), nx = em_len(t, value);
-    if (nx % K) return em_tape_fail(t, EM_ERR_SHAPE, "Dirichlet: value length %zu is not a multiple of K = %zu", nx, K);
-    em_error e = {0};
-    if (dir_check(d, &e) != EM_OK) return em_dist_domain_fail(t, &e);
-    const double *x = em_val_(t, value), *a = em_val_(t, d->p[0]);
-    size_t m = nx / K;
+/* The concentration, then the value event by event (the order of the messages at creation);
+ * 0 when all are fine, else 1 with the reason in *e. */
+static int dir_invalid(const em_dist *d, const em_node *xv, em_error *e) {
+    if (dir_check(d, e) != EM_OK) return 1;
+    size_t K = dir_K(d), m = xv->n / K;
+    const double *x = xv->val;
     for (size_t ev = 0; ev < m; ev++) {
         double s = 0.0;
         for (size_t k = 0; k < K; k++) {
             double v = x[ev * K + k];
             if (!(v > 0.0 && v <= 1.0)) {
-                em_error_set(&e, EM_ERR_DOMAIN, "Dirichlet: value[%zu] = %g is outside the support (the simplex)",
+                em_error_set(e, EM_ERR_DOMAIN, "Dirichlet: value[%zu] = %g is outside the support (the simplex)",
                              ev * K + k, v);
-                return em_dist_domain_fail(t, &e);
+                return 1;
             }
             s += v;
         }
         if (fabs(s - 1.0) > 1e-8 * (double)K) {
-            em_error_set(&e, EM_ERR_DOMAIN, "Dirichlet: event %zu sums to %.12g, not 1 (outside the simplex)", ev, s);
-            return em_dist_domain_fail(t, &e);
+            em_error_set(e, EM_ERR_DOMAIN, "Dirichlet: event %zu sums to %.12g, not 1 (outside the simplex)", ev, s);
+            return 1;
         }
     }
-    em_var in[2] = {value, d->p[0]}, out;
-    em_node *o = em_node_new(t, 1, 1, in, 2, dir_backward, &out);
-    if (!o) return EM_VAR_INVALID;
-    double *dA = em_arena_calloc(em_tape_arena(t), K * sizeof(double));
-    if (!dA) return em_tape_fail(t, EM_ERR_NOMEM, "Dirichlet: out of memory");
-    o->aux = dA;
+    return 0;
+}
+
+/* The log density and dlp/dconcentration from the inputs' current values (creation and
+ * replay); 0 when the concentration or the value is out of its domain, with the reason in *e
+ * (the node is then left unset). */
+static int dir_compute(em_tape *t, em_node *o, em_error *e) {
+    dir_aux *da = o->aux;
+    const em_node *xv = em_node_get(t, (em_var){o->in[0]});
+    if (dir_invalid(&da->dist, xv, e)) return 0;
+    const double *x = xv->val, *a = em_node_get(t, (em_var){o->in[1]})->val;
+    size_t K = dir_K(&da->dist), m = xv->n / K;
+    double *dA = da->dA;
     double A = 0.0, c = 0.0;
     for (size_t k = 0; k < K; k++) {
         A += a[k];
@@ -532,16 +636,45 @@ static em_var dir_lp(const em_dist *d, em_var value) {
     }
     c += em_math_lgamma(A);
     double lp = (double)m * c;
-    int grad = em_needs_grad(t, d->p[0]);
-    double psiA = grad ? gsl_sf_psi(A) : 0.0;
+    double psiA = dA ? gsl_sf_psi(A) : 0.0;
     for (size_t k = 0; k < K; k++) {
         double sl = 0.0;
         for (size_t ev = 0; ev < m; ev++) sl += log(x[ev * K + k]);
         lp += (a[k] - 1.0) * sl;
-        if (grad) dA[k] = sl + (double)m * (psiA - gsl_sf_psi(a[k]));
+        if (dA) dA[k] = sl + (double)m * (psiA - gsl_sf_psi(a[k]));
     }
     o->val[0] = lp;
-    return out;
+    return 1;
+}
+
+static void dir_forward(em_tape *t, em_node *o) {
+    em_error e = {0};
+    if (dir_compute(t, o, &e)) return;
+    o->val[0] = -INFINITY;
+    em_tape_fail(t, e.status, "%s", e.msg);
+}
+
+static em_var dir_lp(const em_dist *d, em_var value) {
+    em_tape *t = d->tape;
+    size_t K = dir_K(d), nx = em_len(t, value);
+    if (nx % K) return em_tape_fail(t, EM_ERR_SHAPE, "Dirichlet: value length %zu is not a multiple of K = %zu", nx, K);
+    em_var in[2] = {value, d->p[0]}, out;
+    em_node *o = em_node_new(t, 1, 1, in, 2, dir_backward, &out);
+    if (!o) return EM_VAR_INVALID;
+    dir_aux *a = em_arena_calloc(em_tape_arena(t), sizeof *a);
+    if (!a) return em_tape_fail(t, EM_ERR_NOMEM, "Dirichlet: out of memory");
+    a->dist = *d;
+    /* the ψ terms only when the concentration needs a gradient (which inputs do is fixed for
+     * the tape's life, so a replay makes the same choice) */
+    if (o->adj && em_node_get(t, d->p[0])->adj && !(a->dA = em_arena_alloc(em_tape_arena(t), K * sizeof(double))))
+        return em_tape_fail(t, EM_ERR_NOMEM, "Dirichlet: out of memory");
+    o->aux = a;
+    o->forward = dir_forward;
+    em_error e = {0};
+    if (dir_compute(t, o, &e)) return out;
+    /* the error on the tape and a constant -inf: nothing to differentiate */
+    o->backward = NULL;
+    return em_dist_domain_fail(t, &e);
 }
 
 static em_status dir_sample(const em_dist *d, em_rng *r, double *out, size_t n, em_error *err) {

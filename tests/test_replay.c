@@ -25,7 +25,7 @@ enum {
     OP_TR_FIRST,
     OP_TR_LAST = OP_TR_FIRST + 7, /* positive .. ordered */
     OP_DIST_FIRST,
-    OP_DIST_LAST = OP_DIST_FIRST + 13,
+    OP_DIST_LAST = OP_DIST_FIRST + 23,
     OP_COUNT
 };
 
@@ -35,6 +35,9 @@ static const double DATA[N] = {0.3, -1.2, 2.5, 0.0, 1.1, -0.4, 0.8};
 static const double BOOLS[N] = {1, 0, 1, 1, 0, 0, 1};
 static const double COUNTS[N] = {0, 3, 1, 7, 2, 0, 4};
 static const size_t IDX[5] = {6, 0, 3, 3, 1};
+static const double TOTALS[N] = {3, 5, 1, 9, 4, 2, 6}; /* >= COUNTS */
+static const double CATS[N] = {0, 3, 6, 2, 2, 1, 5};
+static const double CATS_B[2] = {2, 0};
 static const double XMAT[N * 3] = {1, 0.5, -1, 0, 1.5, 2, -0.3, 0.2, 1, 2, -1, 0.5, 0.1, 0.1, 0.1, -2, 1, 0, 0.7, -0.7, 0.3};
 
 static em_var unary(em_tape *t, int k, em_var a) {
@@ -65,6 +68,29 @@ static em_var binary(em_tape *t, int k, em_var a, em_var b) {
     }
 }
 
+/* A 3×3 lower-triangular matrix with a positive diagonal, built by ops: from_v = 1: diagonal
+ * exp(v[0..2]), below it v[3..5]; from_v = 0: diagonal 0.5 + exp(v[4]), 1, exp(v[6]), below it
+ * v[1], v[2], v[3]. */
+static em_var tril3(em_tape *t, em_var v, int from_v) {
+    em_var z = em_scalar(t, 0.0), e[9];
+    if (from_v) {
+        em_var dg = em_op_exp(t, em_op_slice(t, v, 0, 3));
+        for (size_t i = 0; i < 3; i++) e[4 * i] = em_op_slice(t, dg, i, 1);
+        e[3] = em_op_slice(t, v, 3, 1);
+        e[6] = em_op_slice(t, v, 4, 1);
+        e[7] = em_op_slice(t, v, 5, 1);
+    } else {
+        e[0] = em_op_add(t, em_scalar(t, 0.5), em_op_exp(t, em_op_slice(t, v, 4, 1)));
+        e[4] = em_scalar(t, 1.0);
+        e[8] = em_op_exp(t, em_op_slice(t, v, 6, 1));
+        e[3] = em_op_slice(t, v, 1, 1);
+        e[6] = em_op_slice(t, v, 2, 1);
+        e[7] = em_op_slice(t, v, 3, 1);
+    }
+    e[1] = e[2] = e[5] = z;
+    return em_op_reshape(t, em_op_concat(t, e, 9), 3, 3);
+}
+
 static em_var dist_lp(em_tape *t, int k, em_var v, em_var s, em_var p) {
     em_var c = em_const(t, DATA, N);
     em_dist d;
@@ -80,13 +106,56 @@ static em_var dist_lp(em_tape *t, int k, em_var v, em_var s, em_var p) {
     case 8: d = em_dist_bernoulli_logit(t, v); return em_dist_log_prob(&d, em_const(t, BOOLS, N));
     case 9: d = em_dist_poisson_log(t, v); return em_dist_log_prob(&d, em_const(t, COUNTS, N));
     case 10: d = em_dist_neg_binomial2(t, em_op_exp(t, v), p); return em_dist_log_prob(&d, em_const(t, COUNTS, N));
-    default: {
+    case 11:
+    case 12:
+    case 13: {
         /* the GLMs: beta = the first three of v, alpha = s, sigma = p */
         em_var X = em_const_matrix(t, XMAT, N, 3), beta = em_op_slice(t, v, 0, 3);
         if (k == 11) d = em_dist_normal_id_glm(t, X, s, beta, p);                       /* one pass */
         else if (k == 12) d = em_dist_normal_id_glm(t, X, em_op_add(t, v, s), beta, p); /* vector alpha */
         else d = em_dist_bernoulli_logit_glm(t, X, s, beta);
         return em_dist_log_prob(&d, em_const(t, k == 13 ? BOOLS : DATA, N));
+    }
+    case 14: /* MVNormal: loc and L from v, two constant events */
+        d = em_dist_mvnormal(t, em_op_slice(t, v, 0, 3), tril3(t, v, 1));
+        return em_dist_log_prob(&d, em_const(t, DATA, 6));
+    case 15: /* MVNormal: the value from v, one loc per event, L from s and p */
+        d = em_dist_mvnormal(t, em_const(t, DATA + 1, 6), tril3(t, v, 0));
+        return em_dist_log_prob(&d, em_op_slice(t, v, 1, 6));
+    case 16: { /* LKJCholesky on a correlation Cholesky factor made from v, eta = p */
+        static const em_transform cc = {EM_TRANSFORM_CORR_CHOLESKY, 0, 0};
+        d = em_dist_lkj_cholesky(t, 4, p);
+        return em_dist_log_prob(&d, em_transform_forward(t, &cc, em_op_slice(t, v, 0, 6), NULL));
+    }
+    case 17: { /* Dirichlet on a simplex made from v (K = 8), concentration from v and s */
+        static const em_transform sx = {EM_TRANSFORM_SIMPLEX, 0, 0};
+        em_var parts[2] = {s, v};
+        d = em_dist_dirichlet(t, em_op_exp(t, em_op_concat(t, parts, 2)));
+        return em_dist_log_prob(&d, em_transform_forward(t, &sx, v, NULL));
+    }
+    case 18: /* BinomialLogit: vector logits, one count per element */
+        d = em_dist_binomial_logit(t, TOTALS, N, v);
+        return em_dist_log_prob(&d, em_const(t, COUNTS, N));
+    case 19: { /* BinomialLogit: a scalar logit (its partial summed), one total count */
+        static const double ten = 10.0;
+        d = em_dist_binomial_logit(t, &ten, 1, s);
+        return em_dist_log_prob(&d, em_const(t, COUNTS, N));
+    }
+    case 20: /* CategoricalLogit: one K = 7 vector of logits for every value */
+        d = em_dist_categorical_logit(t, v);
+        return em_dist_log_prob(&d, em_const(t, CATS, N));
+    case 21: /* CategoricalLogit: a 2×3 matrix of logits, one row per value */
+        d = em_dist_categorical_logit(t, em_op_reshape(t, em_op_slice(t, v, 0, 6), 2, 3));
+        return em_dist_log_prob(&d, em_const(t, CATS_B, 2));
+    case 22: { /* MVNormal with its value and its parameters all from the leaves */
+        em_var parts[2] = {s, em_op_slice(t, v, 4, 2)};
+        d = em_dist_mvnormal(t, em_op_concat(t, parts, 2), tril3(t, v, 1));
+        return em_dist_log_prob(&d, em_op_slice(t, v, 0, 3));
+    }
+    default: { /* KL(MVNormal || MVNormal), both sides from the leaves */
+        em_dist q = em_dist_mvnormal(t, em_const(t, DATA, 3), tril3(t, v, 0));
+        d = em_dist_mvnormal(t, em_op_slice(t, v, 2, 3), tril3(t, v, 1));
+        return em_dist_kl(&d, &q);
     }
     }
 }
@@ -278,6 +347,132 @@ static void test_replay_domain_error_mid_tape(void **state) {
     em_tape_destroy(t);
 }
 
+/* Replays of the multivariate and discrete families at a point outside their domain: the
+ * status and message a tape built there gives, -inf (NaN for a KL, which is not a log
+ * density), and then a replay at the first point gives its value and gradient bit for bit. */
+typedef em_var (*err_case_fn)(em_tape *t, em_var v);
+
+static em_var mvn_case(em_tape *t, em_var v) {
+    /* L = [[v0, 0], [v1, v2]]: v0 <= 0 is outside the domain */
+    em_var z = em_scalar(t, 0.0);
+    em_var e[4] = {em_op_slice(t, v, 0, 1), z, em_op_slice(t, v, 1, 1), em_op_slice(t, v, 2, 1)};
+    em_dist d = em_dist_mvnormal(t, em_const(t, DATA, 2), em_op_reshape(t, em_op_concat(t, e, 4), 2, 2));
+    return em_dist_log_prob(&d, em_const(t, DATA + 2, 4));
+}
+static em_var mvn_value_case(em_tape *t, em_var v) {
+    /* the value is v itself; an infinite element is outside the support */
+    static const double L[4] = {1.0, 0.0, 0.5, 2.0};
+    em_dist d = em_dist_mvnormal(t, em_const(t, DATA, 2), em_const_matrix(t, L, 2, 2));
+    return em_dist_log_prob(&d, v);
+}
+static em_var lkj_case(em_tape *t, em_var v) {
+    static const double I3[9] = {1, 0, 0, 0, 1, 0, 0, 0, 1};
+    em_dist d = em_dist_lkj_cholesky(t, 3, v);
+    return em_dist_log_prob(&d, em_const(t, I3, 9));
+}
+static em_var lkj_value_case(em_tape *t, em_var v) {
+    /* L = [[1, 0], [v0, v1]]: a row of norm != 1 is outside the support */
+    em_var e[4] = {em_scalar(t, 1.0), em_scalar(t, 0.0), em_op_slice(t, v, 0, 1), em_op_slice(t, v, 1, 1)};
+    em_dist d = em_dist_lkj_cholesky(t, 2, em_scalar(t, 1.5));
+    return em_dist_log_prob(&d, em_op_concat(t, e, 4));
+}
+static em_var dir_case(em_tape *t, em_var v) {
+    static const double x[3] = {0.2, 0.3, 0.5};
+    em_dist d = em_dist_dirichlet(t, v);
+    return em_dist_log_prob(&d, em_const(t, x, 3));
+}
+static em_var dir_value_case(em_tape *t, em_var v) {
+    static const double a[3] = {1.5, 2.0, 0.7};
+    em_dist d = em_dist_dirichlet(t, em_const(t, a, 3));
+    return em_dist_log_prob(&d, v);
+}
+static em_var binomial_case(em_tape *t, em_var v) {
+    /* the counts are v (a value may depend on the leaves): above total_count is outside */
+    em_dist d = em_dist_binomial_logit(t, TOTALS, 3, em_const(t, DATA, 3));
+    return em_dist_log_prob(&d, v);
+}
+static em_var binomial_logit_case(em_tape *t, em_var v) {
+    em_dist d = em_dist_binomial_logit(t, TOTALS, 3, v);
+    return em_dist_log_prob(&d, em_const(t, COUNTS, 3));
+}
+static em_var cat_case(em_tape *t, em_var v) {
+    em_dist d = em_dist_categorical_logit(t, v);
+    return em_dist_log_prob(&d, em_const(t, CATS_B, 2));
+}
+static em_var cat_value_case(em_tape *t, em_var v) {
+    em_dist d = em_dist_categorical_logit(t, em_const(t, DATA, 4));
+    return em_dist_log_prob(&d, v);
+}
+static em_var kl_case(em_tape *t, em_var v) {
+    static const double L[4] = {1.0, 0.0, 0.5, 2.0};
+    em_var z = em_scalar(t, 0.0);
+    em_var e[4] = {em_op_slice(t, v, 0, 1), z, em_op_slice(t, v, 1, 1), em_op_slice(t, v, 2, 1)};
+    em_dist p = em_dist_mvnormal(t, em_const(t, DATA, 2), em_op_reshape(t, em_op_concat(t, e, 4), 2, 2));
+    em_dist q = em_dist_mvnormal(t, em_const(t, DATA + 2, 2), em_const_matrix(t, L, 2, 2));
+    return em_dist_kl(&p, &q);
+}
+
+static void check_replay_error(const char *name, err_case_fn mk, const double *good, const double *bad, size_t n,
+                               const char *want, int is_lp) {
+    em_tape *t = em_tape_create(), *t2 = em_tape_create();
+    em_var v = em_leaf(t, good, n), out = mk(t, v);
+    if (em_tape_status(t) != EM_OK) fail_msg("%s: %s", name, em_tape_error(t)->msg);
+    if (!em_tape_replayable(t)) fail_msg("%s: the tape cannot be replayed", name);
+    assert_int_equal(em_backward(t, out), EM_OK);
+    double lp0 = em_value_scalar(t, out), g0[8];
+    memcpy(g0, em_adjoint(t, v), n * sizeof *g0);
+
+    /* building at the bad point: the reference status and message */
+    (void)mk(t2, em_leaf(t2, bad, n));
+    em_status want_st = em_tape_status(t2);
+    if (want_st == EM_OK) fail_msg("%s: building at the bad point did not fail", name);
+    if (!strstr(em_tape_error(t2)->msg, want)) fail_msg("%s: built: %s (want %s)", name, em_tape_error(t2)->msg, want);
+
+    assert_int_equal(em_leaf_assign(t, v, bad, n), EM_OK);
+    assert_int_equal(em_tape_forward(t, 1), want_st);
+    if (strcmp(em_tape_error(t)->msg, em_tape_error(t2)->msg) != 0)
+        fail_msg("%s: replay says \"%s\", building says \"%s\"", name, em_tape_error(t)->msg, em_tape_error(t2)->msg);
+    double lp = em_value_scalar(t, out);
+    if (is_lp ? !(isinf(lp) && lp < 0) : !isnan(lp)) fail_msg("%s: value %g at the bad point", name, lp);
+
+    assert_int_equal(em_leaf_assign(t, v, good, n), EM_OK);
+    assert_int_equal(em_tape_forward(t, 1), EM_OK);
+    em_zero_adjoints(t);
+    assert_int_equal(em_backward(t, out), EM_OK);
+    lp = em_value_scalar(t, out);
+    if (memcmp(&lp, &lp0, sizeof lp) != 0) fail_msg("%s: recovered %.17g, first %.17g", name, lp, lp0);
+    if (memcmp(em_adjoint(t, v), g0, n * sizeof *g0) != 0) fail_msg("%s: recovered gradient differs", name);
+    em_tape_destroy(t);
+    em_tape_destroy(t2);
+}
+
+static void test_replay_multivariate_and_discrete_errors(void **state) {
+    (void)state;
+    const double inf = INFINITY;
+    check_replay_error("MVNormal scale", mvn_case, (double[]){1.5, 0.3, 0.8}, (double[]){-2.0, 0.3, 0.8}, 3,
+                       "MVNormal: scale_tril[0,0] = -2 must be positive", 1);
+    check_replay_error("MVNormal value", mvn_value_case, (double[]){0.1, 0.2, -0.3, 0.4},
+                       (double[]){0.1, 0.2, inf, 0.4}, 4, "MVNormal: value[2] = inf is outside the support", 1);
+    check_replay_error("LKJ eta", lkj_case, (double[]){2.0}, (double[]){-1.0}, 1,
+                       "LKJCholesky: eta[0] = -1 must be positive", 1);
+    check_replay_error("LKJ value", lkj_value_case, (double[]){0.6, 0.8}, (double[]){0.6, 0.7}, 2,
+                       "LKJCholesky: value row 1 of event 0 has squared norm 0.85", 1);
+    check_replay_error("Dirichlet concentration", dir_case, (double[]){1.5, 2.0, 0.7}, (double[]){1.5, -0.5, 0.7}, 3,
+                       "Dirichlet: concentration[1] = -0.5 must be positive", 1);
+    check_replay_error("Dirichlet value", dir_value_case, (double[]){0.2, 0.3, 0.5}, (double[]){0.2, 0.3, 0.4}, 3,
+                       "Dirichlet: event 0 sums to 0.9", 1);
+    check_replay_error("BinomialLogit value", binomial_case, (double[]){0, 3, 1}, (double[]){0, 3, 2}, 3,
+                       "BinomialLogit: value[2] = 2 is outside the support {0, ..., 1}", 1);
+    check_replay_error("BinomialLogit logits", binomial_logit_case, (double[]){0.5, -1, 2}, (double[]){0.5, -inf, 2},
+                       3, "BinomialLogit: logits[1] = -inf must be finite", 1);
+    check_replay_error("CategoricalLogit logits", cat_case, (double[]){0.5, -1, 2}, (double[]){0.5, inf, 2}, 3,
+                       "CategoricalLogit: logits[1] = inf must be finite", 1);
+    check_replay_error("CategoricalLogit value", cat_value_case, (double[]){3, 0}, (double[]){3, 1.5}, 2,
+                       "CategoricalLogit: value[1] = 1.5 is outside the support {0, ..., 3}", 1);
+    check_replay_error("KL", kl_case, (double[]){1.5, 0.3, 0.8}, (double[]){1.5, 0.3, 0.0}, 3,
+                       "KL: MVNormal: scale_tril[1,1] = 0 must be positive", 0);
+}
+
 /* ---- model densities ---------------------------------------------------------------------- */
 
 /* ld replays; fresh runs the model each time; both agree bit for bit at many points. */
@@ -447,6 +642,7 @@ int main(void) {
         cmocka_unit_test(test_every_op_replays_exactly),
         cmocka_unit_test(test_tape_replay_rules),
         cmocka_unit_test(test_replay_domain_error_mid_tape),
+        cmocka_unit_test(test_replay_multivariate_and_discrete_errors),
         cmocka_unit_test(test_models_replay_exactly),
         cmocka_unit_test(test_model_replay_errors),
         cmocka_unit_test(test_no_replay_when_the_run_depends_on_theta),
