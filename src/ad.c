@@ -102,7 +102,27 @@ static em_node *push_node(em_tape *t, em_var *out) {
     n->c = 0.0;
     for (int i = 0; i < EM_NODE_MAX_INPUTS; i++) n->in[i] = -1;
     n->nin = 0;
+    n->adj_set = 0;
     return n;
+}
+
+/* A fresh adjoint, uninitialised (see the adjoint contract in internal/tape.h). Sanitizer
+ * builds fill it with NaN: a backward function that adds into an adjoint it has not claimed
+ * then yields NaN gradients, which the tests catch, instead of passing by luck on zeroed pages. */
+#if defined(__SANITIZE_ADDRESS__)
+#define EM_POISON_ADJOINTS 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define EM_POISON_ADJOINTS 1
+#endif
+#endif
+static double *new_adjoint(em_tape *t, size_t n) {
+    double *adj = em_arena_alloc(t->arena, n * sizeof(double));
+#ifdef EM_POISON_ADJOINTS
+    if (adj)
+        for (size_t i = 0; i < n; i++) adj[i] = NAN;
+#endif
+    return adj;
 }
 
 em_node *em_node_new(em_tape *t, size_t rows, size_t cols, const em_var *in, int nin,
@@ -114,7 +134,7 @@ em_node *em_node_new(em_tape *t, size_t rows, size_t cols, const em_var *in, int
         if (t->nodes[in[i].id].adj) grad = 1;
     size_t n = rows * cols;
     double *val = em_arena_alloc(t->arena, n * sizeof(double));
-    double *adj = grad ? em_arena_calloc(t->arena, n * sizeof(double)) : NULL;
+    double *adj = grad ? new_adjoint(t, n) : NULL;
     if (!val || (grad && !adj)) {
         em_tape_fail(t, EM_ERR_NOMEM, "tape: out of memory for a node of %zu values", n);
         return NULL;
@@ -171,15 +191,33 @@ static double dot_vec(const double *x, const double *y, size_t n) {
 /* The adjoint loops below name their arrays through restrict-qualified locals: an input's
  * adjoint never overlaps the values or the output adjoint it is computed from, and saying so
  * spares the compiler a run-time overlap check when it vectorises (clang at -O2, GCC at -O3). */
-void em_adj_accumulate(double *a, size_t na, const double *g, size_t n) {
-    if (!a) return;
-    if (na == n) {
-        double *restrict out = a;
+void em_adj_accumulate(em_node *a, const double *g, size_t n) {
+    if (!a->adj) return;
+    int first = em_adj_first(a);
+    if (a->n == n) {
+        double *restrict out = a->adj;
         const double *restrict in = g;
-        for (size_t i = 0; i < n; i++) out[i] += in[i];
+        if (first)
+            memcpy(out, in, n * sizeof(double));
+        else
+            for (size_t i = 0; i < n; i++) out[i] += in[i];
     } else {
-        a[0] += sum_vec(g, n);
+        double s = sum_vec(g, n);
+        a->adj[0] = first ? s : a->adj[0] + s;
     }
+}
+
+double *em_adj_target(em_node *in) {
+    if (!in->adj) return NULL;
+    if (!in->adj_set) {
+        memset(in->adj, 0, in->n * sizeof(double));
+        in->adj_set = 1;
+    }
+    return in->adj;
+}
+
+void em_adj_prepare_inputs(em_tape *t, em_node *self) {
+    for (int k = 0; k < self->nin; k++) em_adj_target(&t->nodes[self->in[k]]);
 }
 
 /* ---- leaves --------------------------------------------------------------------------- */
@@ -192,7 +230,7 @@ em_var em_leaf(em_tape *t, const double *x, size_t n) {
     em_node *node = push_node(t, &v);
     if (!node) return v;
     node->val = em_arena_alloc(t->arena, n * sizeof(double));
-    node->adj = em_arena_calloc(t->arena, n * sizeof(double));
+    node->adj = new_adjoint(t, n);
     if (!node->val || !node->adj) {
         t->count--;
         return em_tape_fail(t, EM_ERR_NOMEM, "leaf: out of memory for %zu values", n);
@@ -204,6 +242,24 @@ em_var em_leaf(em_tape *t, const double *x, size_t n) {
 }
 
 em_var em_leaf_scalar(em_tape *t, double x) { return em_leaf(t, &x, 1); }
+
+/* No copy and no scan: on a large vector those two passes cost as much as the density that
+ * uses it. See ad.h for why skipping the NaN check cannot give a silent wrong answer. */
+em_var em_leaf_ref(em_tape *t, const double *x, size_t n) {
+    if (n == 0) return em_tape_fail(t, EM_ERR_SHAPE, "leaf_ref: empty vector");
+    if (!x) return em_tape_fail(t, EM_ERR_ARG, "leaf_ref: NULL data pointer");
+    if (n > SIZE_MAX / sizeof(double)) return em_tape_fail(t, EM_ERR_SHAPE, "leaf_ref: %zu values is too large", n);
+    double *adj = new_adjoint(t, n);
+    if (!adj) return em_tape_fail(t, EM_ERR_NOMEM, "leaf_ref: out of memory for %zu adjoints", n);
+    em_var v;
+    em_node *node = push_node(t, &v);
+    if (!node) return v;
+    node->val = (double *)x; /* referenced, never written: leaves have no backward */
+    node->adj = adj;
+    node->n = node->rows = n;
+    node->cols = 1;
+    return v;
+}
 
 em_var em_const_matrix(em_tape *t, const double *x, size_t rows, size_t cols) {
     if (rows * cols == 0) return em_tape_fail(t, EM_ERR_SHAPE, "const: empty %zux%zu data", rows, cols);
@@ -242,25 +298,44 @@ double em_value_scalar(const em_tape *t, em_var v) { return v.id < 0 ? NAN : t->
 const double *em_adjoint(const em_tape *t, em_var v) { return v.id < 0 ? NULL : t->nodes[v.id].adj; }
 int em_needs_grad(const em_tape *t, em_var v) { return v.id >= 0 && t->nodes[v.id].adj != NULL; }
 
+/* Zero every adjoint that holds no value, so that em_adjoint() reads zeros for whatever the
+ * output does not depend on (and on every return path of em_backward, failed ones included). */
+static void zero_unset_adjoints(em_tape *t) {
+    for (size_t i = 0; i < t->count; i++) em_adj_target(&t->nodes[i]);
+}
+
 em_status em_backward(em_tape *t, em_var out) {
-    if (t->err.status != EM_OK) return t->err.status;
-    if (out.id < 0 || (size_t)out.id >= t->count)
-        return em_error_set(&t->err, EM_ERR_ARG, "backward: invalid output variable");
-    em_node *o = &t->nodes[out.id];
-    if (o->n != 1)
-        return em_error_set(&t->err, EM_ERR_SHAPE, "backward: output has length %zu, need a scalar", o->n);
-    if (!o->adj) return EM_OK; /* constant output: every gradient is zero */
-    o->adj[0] += 1.0;
-    for (int32_t i = out.id; i >= 0; i--) {
-        em_node *n = &t->nodes[i];
-        if (n->backward) n->backward(t, n);
+    if (t->err.status != EM_OK) {
+        zero_unset_adjoints(t);
+        return t->err.status;
     }
+    if (out.id < 0 || (size_t)out.id >= t->count) {
+        zero_unset_adjoints(t);
+        return em_error_set(&t->err, EM_ERR_ARG, "backward: invalid output variable");
+    }
+    em_node *o = &t->nodes[out.id];
+    if (o->n != 1) {
+        zero_unset_adjoints(t);
+        return em_error_set(&t->err, EM_ERR_SHAPE, "backward: output has length %zu, need a scalar", o->n);
+    }
+    if (o->adj) { /* a constant output has no adjoint: every gradient is zero */
+        o->adj[0] = em_adj_first(o) ? 1.0 : o->adj[0] + 1.0;
+        for (int32_t i = out.id; i >= 0; i--) {
+            em_node *n = &t->nodes[i];
+            /* a node nothing reached has a zero adjoint and nothing to pass on */
+            if (n->backward && n->adj_set) n->backward(t, n);
+        }
+    }
+    zero_unset_adjoints(t);
     return EM_OK;
 }
 
 void em_zero_adjoints(em_tape *t) {
     for (size_t i = 0; i < t->count; i++)
-        if (t->nodes[i].adj) memset(t->nodes[i].adj, 0, t->nodes[i].n * sizeof(double));
+        if (t->nodes[i].adj) {
+            memset(t->nodes[i].adj, 0, t->nodes[i].n * sizeof(double));
+            t->nodes[i].adj_set = 0;
+        }
 }
 
 /* ---- elementwise binary ops ------------------------------------------------------------ */
@@ -269,11 +344,12 @@ typedef struct {
     const double *a, *b;
     double *ga, *gb; /* input adjoints (may be NULL) */
     size_t sa, sb;   /* strides: 1 for a vector, 0 for a broadcast scalar */
+    em_node *na, *nb;
 } binary_view;
 
 static binary_view binary_inputs(em_tape *t, em_node *self) {
     em_node *na = &t->nodes[self->in[0]], *nb = &t->nodes[self->in[1]];
-    binary_view v = {na->val, nb->val, na->adj, nb->adj, na->n == 1 ? 0 : 1, nb->n == 1 ? 0 : 1};
+    binary_view v = {na->val, nb->val, na->adj, nb->adj, na->n == 1 ? 0 : 1, nb->n == 1 ? 0 : 1, na, nb};
     if (self->n == 1) v.sa = v.sb = 0;
     return v;
 }
@@ -281,17 +357,24 @@ static binary_view binary_inputs(em_tape *t, em_node *self) {
 /* Adjoint of a broadcast scalar input: sum over the output; of a vector: elementwise. The
  * other operand is read at stride 1 or 0 through separate loops (not i*stride), which leaves
  * each loop a plain unit-stride loop the compiler can vectorise, and the scalar sums run on four
- * accumulators (see sum_vec). A_AT(i) and B_AT(i) are the operands at element i. */
-#define BINARY_ADJ_VECTOR(ga, A_AT, B_AT, d_expr)                                         \
+ * accumulators (see sum_vec). A_AT(i) and B_AT(i) are the operands at element i. `first` says
+ * whether the input's adjoint holds no value yet (the adjoint contract, internal/tape.h): the
+ * loop then writes instead of adding. */
+#define BINARY_VEC_LOOP(ASSIGN, A_AT, B_AT, d_expr)                                       \
+    for (size_t i = 0; i < n; i++) {                                                       \
+        double a = A_AT(i), b = B_AT(i);                                                   \
+        (void)a; (void)b;                                                                  \
+        out_[i] ASSIGN g[i] * (d_expr);                                                    \
+    }
+#define BINARY_ADJ_VECTOR(ga, first, A_AT, B_AT, d_expr)                                  \
     {                                                                                      \
         double *restrict out_ = (ga);                                                      \
-        for (size_t i = 0; i < n; i++) {                                                   \
-            double a = A_AT(i), b = B_AT(i);                                               \
-            (void)a; (void)b;                                                              \
-            out_[i] += g[i] * (d_expr);                                                    \
-        }                                                                                  \
+        if (first)                                                                         \
+            BINARY_VEC_LOOP(=, A_AT, B_AT, d_expr)                                         \
+        else                                                                               \
+            BINARY_VEC_LOOP(+=, A_AT, B_AT, d_expr)                                        \
     }
-#define BINARY_ADJ_SCALAR(ga, A_AT, B_AT, d_expr)                                         \
+#define BINARY_ADJ_SCALAR(ga, first, A_AT, B_AT, d_expr)                                  \
     do {                                                                                   \
         /* four named accumulators, unrolled by hand: an array indexed in an inner loop    \
          * stays in memory at -O2 and chains every add through a store */                  \
@@ -304,7 +387,8 @@ static binary_view binary_inputs(em_tape *t, em_node *self) {
             BINARY_TERM(s3, i0 + 3, A_AT, B_AT, d_expr);                                   \
         }                                                                                  \
         for (; i0 < n; i0++) BINARY_TERM(s0, i0, A_AT, B_AT, d_expr);                      \
-        ga[0] += (s0 + s1) + (s2 + s3);                                                    \
+        double s_ = (s0 + s1) + (s2 + s3);                                                 \
+        ga[0] = (first) ? s_ : ga[0] + s_;                                                 \
     } while (0)
 /* acc += g[i]·d_expr at element i */
 #define BINARY_TERM(acc, idx, A_AT, B_AT, d_expr)                                         \
@@ -325,23 +409,31 @@ static binary_view binary_inputs(em_tape *t, em_node *self) {
     {                                                                                      \
         double *restrict out_ = v.ga;                                                      \
         double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;                                     \
-        size_t i0 = 0;                                                                     \
-        for (; i0 + 4 <= n; i0 += 4) {                                                     \
-            FUSED_TERM(s0, i0, da_expr, db_expr);                                          \
-            FUSED_TERM(s1, i0 + 1, da_expr, db_expr);                                      \
-            FUSED_TERM(s2, i0 + 2, da_expr, db_expr);                                      \
-            FUSED_TERM(s3, i0 + 3, da_expr, db_expr);                                      \
-        }                                                                                  \
-        for (; i0 < n; i0++) FUSED_TERM(s0, i0, da_expr, db_expr);                         \
-        v.gb[0] += (s0 + s1) + (s2 + s3);                                                  \
+        if (em_adj_first(v.na))                                                            \
+            BINARY_FUSED_LOOP(=, da_expr, db_expr)                                         \
+        else                                                                               \
+            BINARY_FUSED_LOOP(+=, da_expr, db_expr)                                        \
+        double s_ = (s0 + s1) + (s2 + s3);                                                 \
+        v.gb[0] = em_adj_first(v.nb) ? s_ : v.gb[0] + s_;                                  \
         return;                                                                            \
     }
-#define FUSED_TERM(acc, idx, da_expr, db_expr)                                            \
+#define BINARY_FUSED_LOOP(ASSIGN, da_expr, db_expr)                                       \
+    {                                                                                      \
+        size_t i0 = 0;                                                                     \
+        for (; i0 + 4 <= n; i0 += 4) {                                                     \
+            FUSED_TERM(ASSIGN, s0, i0, da_expr, db_expr);                                  \
+            FUSED_TERM(ASSIGN, s1, i0 + 1, da_expr, db_expr);                              \
+            FUSED_TERM(ASSIGN, s2, i0 + 2, da_expr, db_expr);                              \
+            FUSED_TERM(ASSIGN, s3, i0 + 3, da_expr, db_expr);                              \
+        }                                                                                  \
+        for (; i0 < n; i0++) FUSED_TERM(ASSIGN, s0, i0, da_expr, db_expr);                 \
+    }
+#define FUSED_TERM(ASSIGN, acc, idx, da_expr, db_expr)                                    \
     do {                                                                                   \
         size_t i = (idx);                                                                  \
         double a = v.a[i], b = v.b[0];                                                     \
         (void)a; (void)b;                                                                  \
-        out_[i] += g[i] * (da_expr);                                                       \
+        out_[i] ASSIGN g[i] * (da_expr);                                                   \
         acc += g[i] * (db_expr);                                                           \
     } while (0)
 
@@ -352,25 +444,28 @@ static binary_view binary_inputs(em_tape *t, em_node *self) {
         (void)y;                                                                           \
         size_t n = self->n;                                                                \
         if (v.ga && v.gb && v.ga != v.gb && v.sa && !v.sb) BINARY_ADJ_FUSED(da_expr, db_expr) \
+        /* a is claimed before b is: for x∘x the second contribution adds to the first */   \
         if (v.ga) {                                                                        \
+            int first = em_adj_first(v.na);                                                \
             if (v.sa && v.sb)                                                              \
-                BINARY_ADJ_VECTOR(v.ga, AT_VEC_A, AT_VEC_B, da_expr)                       \
+                BINARY_ADJ_VECTOR(v.ga, first, AT_VEC_A, AT_VEC_B, da_expr)                \
             else if (v.sa)                                                                 \
-                BINARY_ADJ_VECTOR(v.ga, AT_VEC_A, AT_ONE_B, da_expr)                       \
+                BINARY_ADJ_VECTOR(v.ga, first, AT_VEC_A, AT_ONE_B, da_expr)                \
             else if (v.sb)                                                                 \
-                BINARY_ADJ_SCALAR(v.ga, AT_ONE_A, AT_VEC_B, da_expr);                      \
+                BINARY_ADJ_SCALAR(v.ga, first, AT_ONE_A, AT_VEC_B, da_expr);               \
             else                                                                           \
-                BINARY_ADJ_SCALAR(v.ga, AT_ONE_A, AT_ONE_B, da_expr);                      \
+                BINARY_ADJ_SCALAR(v.ga, first, AT_ONE_A, AT_ONE_B, da_expr);               \
         }                                                                                  \
         if (v.gb) {                                                                        \
+            int first = em_adj_first(v.nb);                                                \
             if (v.sa && v.sb)                                                              \
-                BINARY_ADJ_VECTOR(v.gb, AT_VEC_A, AT_VEC_B, db_expr)                       \
+                BINARY_ADJ_VECTOR(v.gb, first, AT_VEC_A, AT_VEC_B, db_expr)                \
             else if (v.sb)                                                                 \
-                BINARY_ADJ_VECTOR(v.gb, AT_ONE_A, AT_VEC_B, db_expr)                       \
+                BINARY_ADJ_VECTOR(v.gb, first, AT_ONE_A, AT_VEC_B, db_expr)                \
             else if (v.sa)                                                                 \
-                BINARY_ADJ_SCALAR(v.gb, AT_VEC_A, AT_ONE_B, db_expr);                      \
+                BINARY_ADJ_SCALAR(v.gb, first, AT_VEC_A, AT_ONE_B, db_expr);               \
             else                                                                           \
-                BINARY_ADJ_SCALAR(v.gb, AT_ONE_A, AT_ONE_B, db_expr);                      \
+                BINARY_ADJ_SCALAR(v.gb, first, AT_ONE_A, AT_ONE_B, db_expr);               \
         }                                                                                  \
     }
 
@@ -426,7 +521,14 @@ static double sigmoid1(double x) {
     return e / (1.0 + e);
 }
 
-/* dy/dx written in terms of x (the input) and y (the output) */
+/* dy/dx written in terms of x (the input) and y (the output); the input's adjoint is written
+ * or added to as the adjoint contract says (internal/tape.h) */
+#define UNARY_ADJ_LOOP(ASSIGN, deriv_expr)                                                \
+    for (size_t i = 0; i < self->n; i++) {                                                 \
+        double x = xs[i], y = ys[i];                                                       \
+        (void)x; (void)y;                                                                  \
+        ga[i] ASSIGN g[i] * (deriv_expr);                                                  \
+    }
 #define UNARY_OP(fname, backward, val_expr, deriv_expr)                                   \
     static void backward(em_tape *t, em_node *self) {                                      \
         em_node *in = &t->nodes[self->in[0]];                                              \
@@ -435,11 +537,10 @@ static double sigmoid1(double x) {
         double *restrict ga = in->adj;                                                     \
         double p = self->c;                                                                \
         (void)p;                                                                           \
-        for (size_t i = 0; i < self->n; i++) {                                             \
-            double x = xs[i], y = ys[i];                                                   \
-            (void)x; (void)y;                                                              \
-            ga[i] += g[i] * (deriv_expr);                                                  \
-        }                                                                                  \
+        if (em_adj_first(in))                                                              \
+            UNARY_ADJ_LOOP(=, deriv_expr)                                                  \
+        else                                                                               \
+            UNARY_ADJ_LOOP(+=, deriv_expr)                                                 \
     }                                                                                      \
     em_var fname(em_tape *t, em_var a) {                                                   \
         em_var out;                                                                        \
@@ -475,7 +576,7 @@ UNARY_OP(em_op_digamma, digamma_backward, gsl_sf_psi(x), gsl_sf_psi_1(x))
 /* pow with a constant exponent: the exponent lives in node->c, so it is set after creation. */
 static void pow_backward(em_tape *t, em_node *self) {
     em_node *in = &t->nodes[self->in[0]];
-    if (!in->adj) return;
+    if (!em_adj_target(in)) return;
     double p = self->c;
     for (size_t i = 0; i < self->n; i++) {
         double x = in->val[i];
@@ -503,7 +604,10 @@ static void sum_backward(em_tape *t, em_node *self) {
     if (!in->adj) return;
     double g = self->adj[0];
     double *restrict ga = in->adj;
-    for (size_t i = 0; i < in->n; i++) ga[i] += g;
+    if (em_adj_first(in))
+        for (size_t i = 0; i < in->n; i++) ga[i] = g;
+    else
+        for (size_t i = 0; i < in->n; i++) ga[i] += g;
 }
 
 em_var em_op_sum(em_tape *t, em_var a) {
@@ -520,18 +624,27 @@ static void dot_backward(em_tape *t, em_node *self) {
     double g = self->adj[0];
     if (a == b) { /* dot(r, r): one pass, d/dr = 2 r */
         if (a->adj) {
-            double *restrict ga = a->adj;
-            for (size_t i = 0; i < a->n; i++) ga[i] += 2.0 * g * a->val[i];
+            double *restrict ga = a->adj, g2 = 2.0 * g;
+            if (em_adj_first(a))
+                for (size_t i = 0; i < a->n; i++) ga[i] = g2 * a->val[i];
+            else
+                for (size_t i = 0; i < a->n; i++) ga[i] += g2 * a->val[i];
         }
         return;
     }
     if (a->adj) {
         double *restrict ga = a->adj;
-        for (size_t i = 0; i < a->n; i++) ga[i] += g * b->val[i];
+        if (em_adj_first(a))
+            for (size_t i = 0; i < a->n; i++) ga[i] = g * b->val[i];
+        else
+            for (size_t i = 0; i < a->n; i++) ga[i] += g * b->val[i];
     }
     if (b->adj) {
         double *restrict gb = b->adj;
-        for (size_t i = 0; i < b->n; i++) gb[i] += g * a->val[i];
+        if (em_adj_first(b))
+            for (size_t i = 0; i < b->n; i++) gb[i] = g * a->val[i];
+        else
+            for (size_t i = 0; i < b->n; i++) gb[i] += g * a->val[i];
     }
 }
 
@@ -551,7 +664,7 @@ em_var em_op_dot(em_tape *t, em_var a, em_var b) {
 
 static void gather_backward(em_tape *t, em_node *self) {
     em_node *in = &t->nodes[self->in[0]];
-    if (!in->adj) return;
+    if (!em_adj_target(in)) return; /* a scatter: adds, so zero a fresh adjoint first */
     const size_t *idx = self->aux;
     for (size_t i = 0; i < self->n; i++) in->adj[idx[i]] += self->adj[i];
 }
@@ -575,7 +688,7 @@ em_var em_op_gather(em_tape *t, em_var a, const size_t *idx, size_t n) {
 
 static void slice_backward(em_tape *t, em_node *self) {
     em_node *in = &t->nodes[self->in[0]];
-    if (!in->adj) return;
+    if (!em_adj_target(in)) return; /* writes part of the input's adjoint */
     size_t start = (size_t)self->c;
     for (size_t i = 0; i < self->n; i++) in->adj[start + i] += self->adj[i];
 }
@@ -604,8 +717,12 @@ static void concat_backward(em_tape *t, em_node *self) {
     size_t off = 0;
     for (size_t j = 0; j < ca->k; j++) {
         em_node *in = &t->nodes[ca->ids[j]];
-        if (in->adj)
-            for (size_t i = 0; i < in->n; i++) in->adj[i] += self->adj[off + i];
+        if (in->adj) { /* a part may appear twice: claim it at each write */
+            if (em_adj_first(in))
+                memcpy(in->adj, self->adj + off, in->n * sizeof(double));
+            else
+                for (size_t i = 0; i < in->n; i++) in->adj[i] += self->adj[off + i];
+        }
         off += in->n;
     }
 }
@@ -647,9 +764,7 @@ em_var em_op_concat(em_tape *t, const em_var *parts, size_t k) {
 }
 
 static void reshape_backward(em_tape *t, em_node *self) {
-    em_node *in = &t->nodes[self->in[0]];
-    if (!in->adj) return;
-    for (size_t i = 0; i < self->n; i++) in->adj[i] += self->adj[i];
+    em_adj_accumulate(&t->nodes[self->in[0]], self->adj, self->n);
 }
 
 em_var em_op_reshape(em_tape *t, em_var a, size_t rows, size_t cols) {

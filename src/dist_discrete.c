@@ -81,7 +81,10 @@ static void binomial_backward(em_tape *t, em_node *self) {
     if (!l->adj) return;
     const double *part = self->aux;
     double g = self->adj[0];
-    if (l->n == 1) l->adj[0] += g * part[0];
+    int first = em_adj_first(l); /* the adjoint contract, internal/tape.h */
+    if (l->n == 1) l->adj[0] = first ? g * part[0] : l->adj[0] + g * part[0];
+    else if (first)
+        for (size_t i = 0; i < l->n; i++) l->adj[i] = g * part[i];
     else
         for (size_t i = 0; i < l->n; i++) l->adj[i] += g * part[i];
 }
@@ -267,6 +270,7 @@ static size_t cat_B(const em_dist *d) {
 }
 
 static void cat_backward(em_tape *t, em_node *self) {
+    em_adj_prepare_inputs(t, self); /* adds: zero fresh adjoints (internal/tape.h) */
     em_node *l = em_node_get(t, (em_var){self->in[1]});
     if (!l->adj) return;
     const double *part = self->aux;

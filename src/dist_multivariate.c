@@ -58,6 +58,7 @@ typedef struct {
 } mvn_aux;
 
 static void mvn_backward(em_tape *t, em_node *self) {
+    em_adj_prepare_inputs(t, self); /* adds: zero fresh adjoints (internal/tape.h) */
     const mvn_aux *a = self->aux;
     em_node *x = em_node_get(t, (em_var){self->in[0]}), *mu = em_node_get(t, (em_var){self->in[1]});
     em_node *Ln = em_node_get(t, (em_var){self->in[2]});
@@ -149,6 +150,7 @@ typedef struct {
 } mvn_rs_aux;
 
 static void mvn_rs_backward(em_tape *t, em_node *self) {
+    em_adj_prepare_inputs(t, self); /* adds: zero fresh adjoints (internal/tape.h) */
     const mvn_rs_aux *a = self->aux;
     em_node *mu = em_node_get(t, (em_var){self->in[0]}), *Ln = em_node_get(t, (em_var){self->in[1]});
     size_t K = a->K, m = self->n / K;
@@ -245,6 +247,7 @@ typedef struct {
 } klmvn_aux;
 
 static void kl_mvn_backward(em_tape *t, em_node *self) {
+    em_adj_prepare_inputs(t, self); /* adds: zero fresh adjoints (internal/tape.h) */
     const klmvn_aux *a = self->aux;
     size_t K = a->K;
     em_node *m1 = em_node_get(t, (em_var){self->in[0]}), *L1 = em_node_get(t, (em_var){self->in[1]});
@@ -353,6 +356,7 @@ static em_status lkj_check_eta(const em_dist *d, em_error *err) {
 }
 
 static void lkj_backward(em_tape *t, em_node *self) {
+    em_adj_prepare_inputs(t, self); /* adds: zero fresh adjoints (internal/tape.h) */
     em_node *x = em_node_get(t, (em_var){self->in[0]}), *eta = em_node_get(t, (em_var){self->in[1]});
     const double *deta = self->aux;
     size_t K = (size_t)self->c, m = x->n / (K * K);
@@ -484,6 +488,7 @@ static em_status dir_check(const em_dist *d, em_error *err) {
 }
 
 static void dir_backward(em_tape *t, em_node *self) {
+    em_adj_prepare_inputs(t, self); /* adds: zero fresh adjoints (internal/tape.h) */
     em_node *x = em_node_get(t, (em_var){self->in[0]}), *a = em_node_get(t, (em_var){self->in[1]});
     const double *dA = self->aux; /* Σ over events of log x_k, then ψ terms added in forward */
     size_t K = a->n, m = x->n / K;
