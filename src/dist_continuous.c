@@ -87,8 +87,9 @@ typedef struct {
  * adjoint holds no value yet, z/scale is already its adjoint up to the factor g (1 whenever lp
  * enters the target through sums): the node hands its pz array over as loc's adjoint instead of
  * copying it, so the gradient costs no pass of its own, as in a hand-written loop. The array is
- * then loc's; should the tape be swept again (em_zero_adjoints), pz is recomputed from x and loc. */
-#define NORMAL_PZ(i) (pz ? pz[i] : (xv[i] - mv[(i) * sm]) * is2)
+ * then loc's; should the tape be swept again (em_zero_adjoints), pz is recomputed from x and loc
+ * with the forward pass's operations in the same order, so the second gradient equals the first. */
+#define NORMAL_PZ(i) (pz ? pz[i] : (xv[i] - mv[(i) * sm]) * a->is * a->is)
 static void normal_fast_backward(em_tape *t, em_node *self) {
     normal_aux *a = self->aux;
     em_node *x = em_node_get(t, (em_var){self->in[0]}), *m = em_node_get(t, (em_var){self->in[1]});
@@ -96,7 +97,6 @@ static void normal_fast_backward(em_tape *t, em_node *self) {
     double g = self->adj[0];
     const double *pz = a->pz, *xv = x->val, *mv = m->val;
     size_t sm = m->n == 1 ? 0 : 1;
-    double is2 = a->is * a->is;
     if (x->adj) { /* before loc: if x is loc, pz must still be here */
         double *restrict gx = x->adj;
         if (em_adj_first(x))
@@ -117,7 +117,7 @@ static void normal_fast_backward(em_tape *t, em_node *self) {
                 a->pz = NULL;
             } else {
                 double *restrict gm = m->adj;
-                for (size_t i = 0; i < a->n; i++) gm[i] = g * (xv[i] - mv[i]) * is2;
+                for (size_t i = 0; i < a->n; i++) gm[i] = (xv[i] - mv[i]) * a->is * a->is * g; /* as in the first sweep, bit for bit */
             }
         } else {
             double *restrict gm = m->adj;
