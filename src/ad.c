@@ -191,16 +191,25 @@ static double dot_vec(const double *x, const double *y, size_t n) {
 /* The adjoint loops below name their arrays through restrict-qualified locals: an input's
  * adjoint never overlaps the values or the output adjoint it is computed from, and saying so
  * spares the compiler a run-time overlap check when it vectorises (clang at -O2, GCC at -O3). */
+static void axpy_kernel(double *restrict out, double c, const double *restrict x, size_t n, int first) {
+    if (first)
+        EM_VEC_FOR(i, n, out[i] = c * x[i];);
+    else
+        EM_VEC_FOR(i, n, out[i] += c * x[i];);
+}
+
+void em_adj_axpy(em_node *in, double c, const double *x) {
+    if (in->adj) axpy_kernel(in->adj, c, x, in->n, em_adj_first(in));
+}
+
 void em_adj_accumulate(em_node *a, const double *g, size_t n) {
     if (!a->adj) return;
     int first = em_adj_first(a);
     if (a->n == n) {
-        double *restrict out = a->adj;
-        const double *restrict in = g;
         if (first)
-            memcpy(out, in, n * sizeof(double));
+            memcpy(a->adj, g, n * sizeof(double));
         else
-            for (size_t i = 0; i < n; i++) out[i] += in[i];
+            axpy_kernel(a->adj, 1.0, g, n, 0);
     } else {
         double s = sum_vec(g, n);
         a->adj[0] = first ? s : a->adj[0] + s;
@@ -360,19 +369,36 @@ static binary_view binary_inputs(em_tape *t, em_node *self) {
  * accumulators (see sum_vec). A_AT(i) and B_AT(i) are the operands at element i. `first` says
  * whether the input's adjoint holds no value yet (the adjoint contract, internal/tape.h): the
  * loop then writes instead of adding. */
+/* The elementwise case is a function of its own, its arrays restrict-qualified parameters,
+ * so that GCC at -O2 vectorises its loops (see EM_VEC_FOR in internal/tape.h). An input's
+ * adjoint never overlaps the values or the output adjoint it is computed from; the two operand
+ * arrays may be one (x∘x), which restrict allows since neither is written. */
 #define BINARY_VEC_LOOP(ASSIGN, A_AT, B_AT, d_expr)                                       \
-    for (size_t i = 0; i < n; i++) {                                                       \
+    EM_VEC_FOR(i, n, {                                                                     \
         double a = A_AT(i), b = B_AT(i);                                                   \
         (void)a; (void)b;                                                                  \
         out_[i] ASSIGN g[i] * (d_expr);                                                    \
-    }
-#define BINARY_ADJ_VECTOR(ga, first, A_AT, B_AT, d_expr)                                  \
-    {                                                                                      \
-        double *restrict out_ = (ga);                                                      \
-        if (first)                                                                         \
-            BINARY_VEC_LOOP(=, A_AT, B_AT, d_expr)                                         \
-        else                                                                               \
-            BINARY_VEC_LOOP(+=, A_AT, B_AT, d_expr)                                        \
+    })
+#define KAT_VEC_A(i) av[i]
+#define KAT_VEC_B(i) bv[i]
+#define KAT_ONE_A(i) a0
+#define KAT_ONE_B(i) b0
+#define BINARY_KERNEL(kname, d_expr)                                                      \
+    static void kname(double *restrict out_, const double *restrict g, const double *restrict av, \
+                      const double *restrict bv, const double *restrict y, size_t sa, size_t sb, \
+                      size_t n, int first) {                                               \
+        double a0 = av[0], b0 = bv[0];                                                     \
+        (void)y; (void)a0; (void)b0;                                                       \
+        if (sa && sb) {                                                                    \
+            if (first) BINARY_VEC_LOOP(=, KAT_VEC_A, KAT_VEC_B, d_expr);                    \
+            else BINARY_VEC_LOOP(+=, KAT_VEC_A, KAT_VEC_B, d_expr);                         \
+        } else if (sa) {                                                                   \
+            if (first) BINARY_VEC_LOOP(=, KAT_VEC_A, KAT_ONE_B, d_expr);                    \
+            else BINARY_VEC_LOOP(+=, KAT_VEC_A, KAT_ONE_B, d_expr);                         \
+        } else {                                                                           \
+            if (first) BINARY_VEC_LOOP(=, KAT_ONE_A, KAT_VEC_B, d_expr);                    \
+            else BINARY_VEC_LOOP(+=, KAT_ONE_A, KAT_VEC_B, d_expr);                         \
+        }                                                                                  \
     }
 #define BINARY_ADJ_SCALAR(ga, first, A_AT, B_AT, d_expr)                                  \
     do {                                                                                   \
@@ -438,6 +464,8 @@ static binary_view binary_inputs(em_tape *t, em_node *self) {
     } while (0)
 
 #define BINARY_BACKWARD(name, da_expr, db_expr)                                           \
+    BINARY_KERNEL(name##_ka, da_expr)                                                      \
+    BINARY_KERNEL(name##_kb, db_expr)                                                      \
     static void name(em_tape *t, em_node *self) {                                          \
         binary_view v = binary_inputs(t, self);                                            \
         const double *g = self->adj, *y = self->val;                                       \
@@ -447,10 +475,8 @@ static binary_view binary_inputs(em_tape *t, em_node *self) {
         /* a is claimed before b is: for x∘x the second contribution adds to the first */   \
         if (v.ga) {                                                                        \
             int first = em_adj_first(v.na);                                                \
-            if (v.sa && v.sb)                                                              \
-                BINARY_ADJ_VECTOR(v.ga, first, AT_VEC_A, AT_VEC_B, da_expr)                \
-            else if (v.sa)                                                                 \
-                BINARY_ADJ_VECTOR(v.ga, first, AT_VEC_A, AT_ONE_B, da_expr)                \
+            if (v.sa)                                                                      \
+                name##_ka(v.ga, g, v.a, v.b, y, v.sa, v.sb, n, first);                     \
             else if (v.sb)                                                                 \
                 BINARY_ADJ_SCALAR(v.ga, first, AT_ONE_A, AT_VEC_B, da_expr);               \
             else                                                                           \
@@ -458,10 +484,8 @@ static binary_view binary_inputs(em_tape *t, em_node *self) {
         }                                                                                  \
         if (v.gb) {                                                                        \
             int first = em_adj_first(v.nb);                                                \
-            if (v.sa && v.sb)                                                              \
-                BINARY_ADJ_VECTOR(v.gb, first, AT_VEC_A, AT_VEC_B, db_expr)                \
-            else if (v.sb)                                                                 \
-                BINARY_ADJ_VECTOR(v.gb, first, AT_ONE_A, AT_VEC_B, db_expr)                \
+            if (v.sb)                                                                      \
+                name##_kb(v.gb, g, v.a, v.b, y, v.sa, v.sb, n, first);                     \
             else if (v.sa)                                                                 \
                 BINARY_ADJ_SCALAR(v.gb, first, AT_VEC_A, AT_ONE_B, db_expr);               \
             else                                                                           \
@@ -524,23 +548,24 @@ static double sigmoid1(double x) {
 /* dy/dx written in terms of x (the input) and y (the output); the input's adjoint is written
  * or added to as the adjoint contract says (internal/tape.h) */
 #define UNARY_ADJ_LOOP(ASSIGN, deriv_expr)                                                \
-    for (size_t i = 0; i < self->n; i++) {                                                 \
+    EM_VEC_FOR(i, n, {                                                                     \
         double x = xs[i], y = ys[i];                                                       \
         (void)x; (void)y;                                                                  \
         ga[i] ASSIGN g[i] * (deriv_expr);                                                  \
-    }
+    })
+/* the loop in a function of its own with restrict parameters, as for the binary ops */
 #define UNARY_OP(fname, backward, val_expr, deriv_expr)                                   \
+    static void backward##_k(double *restrict ga, const double *restrict xs, const double *restrict ys, \
+                             const double *restrict g, size_t n, int first) {              \
+        if (first)                                                                         \
+            UNARY_ADJ_LOOP(=, deriv_expr);                                                 \
+        else                                                                               \
+            UNARY_ADJ_LOOP(+=, deriv_expr);                                                \
+    }                                                                                      \
     static void backward(em_tape *t, em_node *self) {                                      \
         em_node *in = &t->nodes[self->in[0]];                                              \
         if (!in->adj) return;                                                              \
-        const double *xs = in->val, *ys = self->val, *g = self->adj;                       \
-        double *restrict ga = in->adj;                                                     \
-        double p = self->c;                                                                \
-        (void)p;                                                                           \
-        if (em_adj_first(in))                                                              \
-            UNARY_ADJ_LOOP(=, deriv_expr)                                                  \
-        else                                                                               \
-            UNARY_ADJ_LOOP(+=, deriv_expr)                                                 \
+        backward##_k(in->adj, in->val, self->val, self->adj, self->n, em_adj_first(in));   \
     }                                                                                      \
     em_var fname(em_tape *t, em_var a) {                                                   \
         em_var out;                                                                        \
@@ -623,29 +648,11 @@ static void dot_backward(em_tape *t, em_node *self) {
     em_node *a = &t->nodes[self->in[0]], *b = &t->nodes[self->in[1]];
     double g = self->adj[0];
     if (a == b) { /* dot(r, r): one pass, d/dr = 2 r */
-        if (a->adj) {
-            double *restrict ga = a->adj, g2 = 2.0 * g;
-            if (em_adj_first(a))
-                for (size_t i = 0; i < a->n; i++) ga[i] = g2 * a->val[i];
-            else
-                for (size_t i = 0; i < a->n; i++) ga[i] += g2 * a->val[i];
-        }
+        em_adj_axpy(a, 2.0 * g, a->val);
         return;
     }
-    if (a->adj) {
-        double *restrict ga = a->adj;
-        if (em_adj_first(a))
-            for (size_t i = 0; i < a->n; i++) ga[i] = g * b->val[i];
-        else
-            for (size_t i = 0; i < a->n; i++) ga[i] += g * b->val[i];
-    }
-    if (b->adj) {
-        double *restrict gb = b->adj;
-        if (em_adj_first(b))
-            for (size_t i = 0; i < b->n; i++) gb[i] = g * a->val[i];
-        else
-            for (size_t i = 0; i < b->n; i++) gb[i] += g * a->val[i];
-    }
+    em_adj_axpy(a, g, b->val);
+    em_adj_axpy(b, g, a->val);
 }
 
 em_var em_op_dot(em_tape *t, em_var a, em_var b) {

@@ -204,12 +204,7 @@ void uv_backward(em_tape *t, em_node *self) {
         if (!in->adj) continue;
         /* the adjoint contract (internal/tape.h): an input met for the first time is written */
         if (a->part[k]) {
-            const double *pk = a->part[k];
-            double *ad = in->adj;
-            if (em_adj_first(in))
-                for (size_t i = 0; i < in->n; i++) ad[i] = g * pk[i];
-            else
-                for (size_t i = 0; i < in->n; i++) ad[i] += g * pk[i];
+            em_adj_axpy(in, g, a->part[k]);
         } else if (in->n == 1) {
             in->adj[0] = em_adj_first(in) ? g * a->sum[k] : in->adj[0] + g * a->sum[k];
         }

@@ -81,12 +81,7 @@ static void binomial_backward(em_tape *t, em_node *self) {
     if (!l->adj) return;
     const double *part = self->aux;
     double g = self->adj[0];
-    int first = em_adj_first(l); /* the adjoint contract, internal/tape.h */
-    if (l->n == 1) l->adj[0] = first ? g * part[0] : l->adj[0] + g * part[0];
-    else if (first)
-        for (size_t i = 0; i < l->n; i++) l->adj[i] = g * part[i];
-    else
-        for (size_t i = 0; i < l->n; i++) l->adj[i] += g * part[i];
+    em_adj_axpy(l, g, part); /* part has l->n elements, 1 for a scalar logit */
 }
 
 static em_var binomial_logit_lp(const em_dist *d, em_var value) {

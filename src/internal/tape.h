@@ -81,4 +81,28 @@ double *em_adj_target(em_node *in);
 /* em_adj_target for every recorded input of self: for backward functions that only add. */
 void em_adj_prepare_inputs(em_tape *t, em_node *self);
 
+/* Pass c·x (x of length in->n) on to input in's adjoint, following the contract; nothing for a
+ * constant. The common form of a backward loop (dot, the densities' cached partials), in a
+ * loop the compiler vectorises. */
+void em_adj_axpy(em_node *in, double c, const double *x);
+
+/* for (size_t I = 0; I < N; I++) BODY (the macro's last argument, commas allowed), run in
+ * blocks of four with a scalar tail. GCC's -O2 vectoriser (cost model "very-cheap") takes no
+ * loop that needs a scalar epilogue or a run-time overlap check, so a plain elementwise loop
+ * over n values stays scalar; the inner loop of known length 4 is vectorised when every array
+ * is a restrict-qualified function parameter (restrict locals are not enough for GCC 12). */
+#define EM_VEC_FOR(I, N, ...)                                                               \
+    do {                                                                                    \
+        size_t em_n_ = (N), em_b_ = 0;                                                      \
+        for (; em_b_ + 4 <= em_n_; em_b_ += 4)                                              \
+            for (size_t em_k_ = 0; em_k_ < 4; em_k_++) {                                    \
+                size_t I = em_b_ + em_k_;                                                   \
+                __VA_ARGS__                                                                 \
+            }                                                                               \
+        for (; em_b_ < em_n_; em_b_++) {                                                    \
+            size_t I = em_b_;                                                               \
+            __VA_ARGS__                                                                     \
+        }                                                                                   \
+    } while (0)
+
 #endif
