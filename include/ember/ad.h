@@ -4,7 +4,10 @@
  * 1 is a scalar; a scalar broadcasts against a vector of any length), its adjoint when it needs
  * one, and the ids of its inputs. Constants and user data are referenced, not copied, and have
  * no adjoint. em_backward() seeds the adjoint of a scalar output with 1 and sweeps the tape once
- * in reverse, each node adding its contribution to its inputs' adjoints.
+ * in reverse, each node passing its contribution on to its inputs' adjoints. Adjoints are not
+ * zeroed when nodes are made (on large vectors that would cost as much as the ops): the first
+ * contribution to an adjoint writes it, later ones add, and em_backward() zeroes at the end
+ * whatever it did not reach. Large parameter vectors can be referenced in place (em_leaf_ref).
  *
  * All memory comes from an arena that em_tape_reset() rewinds, so a model evaluated again and
  * again settles into a fixed footprint and stops allocating (Stan Math's arena design).
