@@ -310,7 +310,10 @@ int em_needs_grad(const em_tape *t, em_var v) { return v.id >= 0 && t->nodes[v.i
 /* Zero every adjoint that holds no value, so that em_adjoint() reads zeros for whatever the
  * output does not depend on (and on every return path of em_backward, failed ones included). */
 static void zero_unset_adjoints(em_tape *t) {
-    for (size_t i = 0; i < t->count; i++) em_adj_target(&t->nodes[i]);
+    for (size_t i = 0; i < t->count; i++) {
+        em_node *n = &t->nodes[i];
+        if (n->adj && !n->adj_set) em_adj_target(n);
+    }
 }
 
 em_status em_backward(em_tape *t, em_var out) {
