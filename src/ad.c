@@ -188,9 +188,10 @@ static double dot_vec(const double *x, const double *y, size_t n) {
     return (s0 + s1) + (s2 + s3);
 }
 
-/* The adjoint loops below name their arrays through restrict-qualified locals: an input's
- * adjoint never overlaps the values or the output adjoint it is computed from, and saying so
- * spares the compiler a run-time overlap check when it vectorises (clang at -O2, GCC at -O3). */
+/* The adjoint loops below name their arrays through restrict-qualified parameters or locals:
+ * an input's adjoint never overlaps the values or the output adjoint it is computed from, and
+ * saying so spares the compiler a run-time overlap check when it vectorises (clang at -O2; GCC
+ * at -O2 only for restrict parameters and loops blocked by EM_VEC_FOR, see internal/tape.h). */
 static void axpy_kernel(double *restrict out, double c, const double *restrict x, size_t n, int first) {
     if (first)
         EM_VEC_FOR(i, n, out[i] = c * x[i];);
@@ -371,11 +372,12 @@ static binary_view binary_inputs(em_tape *t, em_node *self) {
  * each loop a plain unit-stride loop the compiler can vectorise, and the scalar sums run on four
  * accumulators (see sum_vec). A_AT(i) and B_AT(i) are the operands at element i. `first` says
  * whether the input's adjoint holds no value yet (the adjoint contract, internal/tape.h): the
- * loop then writes instead of adding. */
-/* The elementwise case is a function of its own, its arrays restrict-qualified parameters,
- * so that GCC at -O2 vectorises its loops (see EM_VEC_FOR in internal/tape.h). An input's
- * adjoint never overlaps the values or the output adjoint it is computed from; the two operand
- * arrays may be one (x∘x), which restrict allows since neither is written. */
+ * loop then writes instead of adding.
+ *
+ * The elementwise case is a function of its own (BINARY_KERNEL), its arrays restrict-qualified
+ * parameters, so that GCC at -O2 vectorises its loops (see EM_VEC_FOR in internal/tape.h). An
+ * input's adjoint never overlaps the values or the output adjoint it is computed from; the two
+ * operand arrays may be one (x∘x), which restrict allows since neither is written. */
 #define BINARY_VEC_LOOP(ASSIGN, A_AT, B_AT, d_expr)                                       \
     EM_VEC_FOR(i, n, {                                                                     \
         double a = A_AT(i), b = B_AT(i);                                                   \
