@@ -629,15 +629,17 @@ em_var em_op_pow(em_tape *t, em_var a, double p) {
 
 /* ---- reductions ------------------------------------------------------------------------ */
 
+static void fill_kernel(double *restrict out, double g, size_t n, int first) {
+    if (first)
+        EM_VEC_FOR(i, n, out[i] = g;);
+    else
+        EM_VEC_FOR(i, n, out[i] += g;);
+}
+
 static void sum_backward(em_tape *t, em_node *self) {
     em_node *in = &t->nodes[self->in[0]];
     if (!in->adj) return;
-    double g = self->adj[0];
-    double *restrict ga = in->adj;
-    if (em_adj_first(in))
-        for (size_t i = 0; i < in->n; i++) ga[i] = g;
-    else
-        for (size_t i = 0; i < in->n; i++) ga[i] += g;
+    fill_kernel(in->adj, self->adj[0], in->n, em_adj_first(in));
 }
 
 em_var em_op_sum(em_tape *t, em_var a) {
