@@ -5,6 +5,13 @@
  *
  * with the gradient taken w.r.t. (α, β, log σ). Both sides use the same data in the same run;
  * the ratio ember/baseline is the autodiff overhead. One JSON object per case on stdout.
+ *
+ * Cases: "grad_linreg" builds the likelihood from elementwise ops (residual, sum of squares);
+ * "grad_linreg_normal" (the large size only) writes it as a Normal log density around the
+ * linear predictor, as a model would (em_dist_normal), whose fused node computes value and
+ * partials in one pass and hands the partials over as the predictor's adjoint. Both rewind the
+ * tape and build every node on every call; both copy the 22 parameters into leaves (em_leaf: on
+ * so few values a by-reference leaf would change nothing).
  */
 #include <math.h>
 #include <stdio.h>
@@ -74,19 +81,41 @@ static double ember(em_tape *t, const data *D, const double *theta, double *grad
     return em_value_scalar(t, lp) - 0.5 * (double)n * LOG_2PI;
 }
 
+/* The same likelihood as one Normal log density around the linear predictor. */
+static double ember_normal(em_tape *t, const data *D, const double *theta, double *grad) {
+    size_t n = D->n, d = D->d;
+    em_tape_reset(t);
+    em_var alpha = em_leaf(t, theta, 1);
+    em_var beta = em_leaf(t, theta + 1, d);
+    em_var ls = em_leaf(t, theta + d + 1, 1);
+    em_var eta = em_matvec_add(t, em_const_matrix(t, D->X, n, d), beta, alpha);
+    em_dist lik = em_dist_normal(t, eta, em_exp(t, ls));
+    em_var lp = em_dist_log_prob(&lik, em_const(t, D->y, n));
+    if (em_backward(t, lp) != EM_OK) {
+        fprintf(stderr, "grad_linreg: %s\n", em_tape_error(t)->msg);
+        exit(1);
+    }
+    grad[0] = em_adjoint(t, alpha)[0];
+    memcpy(grad + 1, em_adjoint(t, beta), d * sizeof(double));
+    grad[d + 1] = em_adjoint(t, ls)[0];
+    return em_value_scalar(t, lp);
+}
+
 typedef struct {
     const data *D;
     em_tape *t;
     const double *theta;
     double *grad;
-    int use_tape;
+    int use_tape; /* 0 baseline, 1 elementwise ops, 2 Normal density */
 } job;
 
 static volatile double sink;
 
 static void run_once(void *ctx) {
     const job *j = ctx;
-    sink = j->use_tape ? ember(j->t, j->D, j->theta, j->grad) : baseline(j->D, j->theta, j->grad);
+    sink = j->use_tape == 2   ? ember_normal(j->t, j->D, j->theta, j->grad)
+           : j->use_tape == 1 ? ember(j->t, j->D, j->theta, j->grad)
+                              : baseline(j->D, j->theta, j->grad);
 }
 
 static void bench_case(size_t n, size_t d, uint64_t seed) {
@@ -129,6 +158,22 @@ static void bench_case(size_t n, size_t d, uint64_t seed) {
            "\"blas_threads\":%d}\n",
            n, d, te, tb, ratio, openblas_get_num_threads());
     fflush(stdout);
+    if (n >= 10000) {
+        double lp3 = ember_normal(t, &D, theta, g2);
+        worst = fabs(lp1 - lp3) / fmax(1.0, fabs(lp1));
+        for (size_t j = 0; j < d + 2; j++) worst = fmax(worst, fabs(g1[j] - g2[j]) / fmax(1.0, fabs(g1[j])));
+        if (!(worst < 1e-9)) {
+            fprintf(stderr, "grad_linreg_normal: tape and baseline disagree (relative %g)\n", worst);
+            exit(1);
+        }
+        job jn = {&D, t, theta, g2, 2};
+        run_once(&jn);
+        bench_pair(run_once, &jb, run_once, &jn, &tb, &te, &ratio);
+        printf("{\"bench\":\"grad_linreg_normal\",\"n\":%zu,\"d\":%zu,\"ember_us\":%.3f,\"baseline_us\":%.3f,"
+               "\"ratio\":%.3f,\"blas_threads\":%d}\n",
+               n, d, te, tb, ratio, openblas_get_num_threads());
+        fflush(stdout);
+    }
     em_tape_destroy(t);
     free(D.X);
     free(D.y);

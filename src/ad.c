@@ -97,8 +97,28 @@ static em_node *push_node(em_tape *t, em_var *out) {
     n->c = 0.0;
     for (int i = 0; i < EM_NODE_MAX_INPUTS; i++) n->in[i] = -1;
     n->nin = 0;
+    n->adj_set = 0;
     n->live = 1;
     return n;
+}
+
+/* A fresh adjoint, uninitialised (see the adjoint contract in internal/tape.h). Sanitizer
+ * builds fill it with NaN: a backward function that adds into an adjoint it has not claimed
+ * then yields NaN gradients, which the tests catch, instead of passing by luck on zeroed pages. */
+#if defined(__SANITIZE_ADDRESS__)
+#define EM_POISON_ADJOINTS 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define EM_POISON_ADJOINTS 1
+#endif
+#endif
+static double *new_adjoint(em_tape *t, size_t n) {
+    double *adj = em_arena_alloc(t->arena, n * sizeof(double));
+#ifdef EM_POISON_ADJOINTS
+    if (adj)
+        for (size_t i = 0; i < n; i++) adj[i] = NAN;
+#endif
+    return adj;
 }
 
 em_node *em_node_new(em_tape *t, size_t rows, size_t cols, const em_var *in, int nin,
@@ -110,7 +130,7 @@ em_node *em_node_new(em_tape *t, size_t rows, size_t cols, const em_var *in, int
         if (t->nodes[in[i].id].adj) grad = 1;
     size_t n = rows * cols;
     double *val = em_arena_alloc(t->arena, n * sizeof(double));
-    double *adj = grad ? em_arena_calloc(t->arena, n * sizeof(double)) : NULL;
+    double *adj = grad ? new_adjoint(t, n) : NULL;
     if (!val || (grad && !adj)) {
         em_tape_fail(t, EM_ERR_NOMEM, "tape: out of memory for a node of %zu values", n);
         return NULL;
@@ -164,18 +184,46 @@ static double dot_vec(const double *x, const double *y, size_t n) {
     return (s0 + s1) + (s2 + s3);
 }
 
-/* The adjoint loops below name their arrays through restrict-qualified locals: an input's
- * adjoint never overlaps the values or the output adjoint it is computed from, and saying so
- * spares the compiler a run-time overlap check when it vectorises (clang at -O2, GCC at -O3). */
-void em_adj_accumulate(double *a, size_t na, const double *g, size_t n) {
-    if (!a) return;
-    if (na == n) {
-        double *restrict out = a;
-        const double *restrict in = g;
-        for (size_t i = 0; i < n; i++) out[i] += in[i];
+/* The adjoint loops below name their arrays through restrict-qualified parameters or locals:
+ * an input's adjoint never overlaps the values or the output adjoint it is computed from, and
+ * saying so spares the compiler a run-time overlap check when it vectorises (clang at -O2; GCC
+ * at -O2 only for restrict parameters and loops blocked by EM_VEC_FOR, see internal/tape.h). */
+static void axpy_kernel(double *restrict out, double c, const double *restrict x, size_t n, int first) {
+    if (first)
+        EM_VEC_FOR(i, n, out[i] = c * x[i];);
+    else
+        EM_VEC_FOR(i, n, out[i] += c * x[i];);
+}
+
+void em_adj_axpy(em_node *in, double c, const double *x) {
+    if (in->adj) axpy_kernel(in->adj, c, x, in->n, em_adj_first(in));
+}
+
+void em_adj_accumulate(em_node *a, const double *g, size_t n) {
+    if (!a->adj) return;
+    int first = em_adj_first(a);
+    if (a->n == n) {
+        if (first)
+            memcpy(a->adj, g, n * sizeof(double));
+        else
+            axpy_kernel(a->adj, 1.0, g, n, 0);
     } else {
-        a[0] += sum_vec(g, n);
+        double s = sum_vec(g, n);
+        a->adj[0] = first ? s : a->adj[0] + s;
     }
+}
+
+double *em_adj_target(em_node *in) {
+    if (!in->adj) return NULL;
+    if (!in->adj_set) {
+        memset(in->adj, 0, in->n * sizeof(double));
+        in->adj_set = 1;
+    }
+    return in->adj;
+}
+
+void em_adj_prepare_inputs(em_tape *t, em_node *self) {
+    for (int k = 0; k < self->nin; k++) em_adj_target(&t->nodes[self->in[k]]);
 }
 
 /* ---- leaves --------------------------------------------------------------------------- */
@@ -188,7 +236,7 @@ em_var em_leaf(em_tape *t, const double *x, size_t n) {
     em_node *node = push_node(t, &v);
     if (!node) return v;
     node->val = em_arena_alloc(t->arena, n * sizeof(double));
-    node->adj = em_arena_calloc(t->arena, n * sizeof(double));
+    node->adj = new_adjoint(t, n);
     if (!node->val || !node->adj) {
         t->count--;
         return em_tape_fail(t, EM_ERR_NOMEM, "leaf: out of memory for %zu values", n);
@@ -200,6 +248,25 @@ em_var em_leaf(em_tape *t, const double *x, size_t n) {
 }
 
 em_var em_leaf_scalar(em_tape *t, double x) { return em_leaf(t, &x, 1); }
+
+/* No copy and no scan: on a large vector those two passes cost as much as the density that
+ * uses it. See ad.h for why skipping the NaN check cannot give a silent wrong answer. */
+em_var em_leaf_ref(em_tape *t, const double *x, size_t n) {
+    if (n == 0) return em_tape_fail(t, EM_ERR_SHAPE, "leaf_ref: empty vector");
+    if (!x) return em_tape_fail(t, EM_ERR_ARG, "leaf_ref: NULL data pointer");
+    if (n > SIZE_MAX / sizeof(double)) return em_tape_fail(t, EM_ERR_SHAPE, "leaf_ref: %zu values is too large", n);
+    double *adj = new_adjoint(t, n);
+    if (!adj) return em_tape_fail(t, EM_ERR_NOMEM, "leaf_ref: out of memory for %zu adjoints", n);
+    em_var v;
+    em_node *node = push_node(t, &v);
+    if (!node) return v;
+    node->val = (double *)x; /* referenced, never written: leaves have no backward */
+    node->adj = adj;
+    node->c = 1.0; /* marks a referenced leaf: em_leaf_assign must not write the caller's array */
+    node->n = node->rows = n;
+    node->cols = 1;
+    return v;
+}
 
 em_var em_const_matrix(em_tape *t, const double *x, size_t rows, size_t cols) {
     if (rows * cols == 0) return em_tape_fail(t, EM_ERR_SHAPE, "const: empty %zux%zu data", rows, cols);
@@ -253,37 +320,16 @@ double em_value_scalar(const em_tape *t, em_var v) {
 const double *em_adjoint(const em_tape *t, em_var v) { return v.id < 0 ? NULL : t->nodes[v.id].adj; }
 int em_needs_grad(const em_tape *t, em_var v) { return v.id >= 0 && t->nodes[v.id].adj != NULL; }
 
-em_status em_backward(em_tape *t, em_var out) {
-    if (t->err.status != EM_OK) return t->err.status;
-    if (out.id < 0 || (size_t)out.id >= t->count)
-        return em_error_set(&t->err, EM_ERR_ARG, "backward: invalid output variable");
-    em_node *o = &t->nodes[out.id];
-    if (o->n != 1)
-        return em_error_set(&t->err, EM_ERR_SHAPE, "backward: output has length %zu, need a scalar", o->n);
-    if (!o->adj) return EM_OK; /* constant output: every gradient is zero */
-    o->adj[0] += 1.0;
-    if (t->active && o->live) { /* pruned: visit only the live nodes with adjoints */
-        for (size_t k = t->nactive; k-- > 0;) {
-            em_node *n = &t->nodes[t->active[k]];
-            if (t->active[k] <= out.id && n->backward) n->backward(t, n);
-        }
-        return EM_OK;
-    }
-    for (int32_t i = out.id; i >= 0; i--) {
-        em_node *n = &t->nodes[i];
-        if (n->backward && n->live) n->backward(t, n);
-    }
-    return EM_OK;
-}
-
 /* ---- replay ------------------------------------------------------------------------------ */
 
-/* Small adjoints (most of a small model's) are cleared inline: a memset call costs more. */
+/* Zero an adjoint and mark it as holding that value. Small adjoints (most of a small model's)
+ * are cleared inline: a memset call costs more. */
 static void zero_adj(em_node *n) {
     if (n->n <= 4)
         for (size_t i = 0; i < n->n; i++) n->adj[i] = 0.0;
     else
         memset(n->adj, 0, n->n * sizeof(double));
+    n->adj_set = 1;
 }
 
 
@@ -299,18 +345,21 @@ int em_tape_replayable(const em_tape *t) {
 em_status em_tape_forward(em_tape *t, int all) {
     em_error_clear(&t->err);
     if (t->active && !all) {
-        /* the adjoints are cleared on the way, while each node is in cache */
+        /* the adjoints are marked empty on the way (the adjoint contract: the first
+         * contribution writes), so the next backward needs no zeroing pass */
         for (size_t k = 0; k < t->nactive; k++) {
             em_node *n = &t->nodes[t->active[k]];
             if (n->forward) n->forward(t, n);
-            zero_adj(n);
+            n->adj_set = 0;
         }
         return t->err.status;
     }
     /* a node without an adjoint depends on constants only: its value cannot have changed */
     for (size_t i = 0; i < t->count; i++) {
         em_node *n = &t->nodes[i];
-        if (n->adj && n->forward && (n->live || all)) n->forward(t, n);
+        if (!n->adj || !(n->live || all)) continue;
+        if (n->forward) n->forward(t, n);
+        if (!all) n->adj_set = 0;
     }
     return t->err.status;
 }
@@ -339,13 +388,64 @@ void em_tape_prune(em_tape *t, const em_var *roots, size_t k) {
 
 em_status em_leaf_assign(em_tape *t, em_var v, const double *x, size_t n) {
     if (v.id < 0 || (size_t)v.id >= t->count || t->nodes[v.id].nin != 0 || !t->nodes[v.id].adj ||
-        t->nodes[v.id].n != n)
-        return em_error_set(&t->err, EM_ERR_ARG, "leaf assign: variable %d is not a leaf of length %zu", (int)v.id, n);
+        t->nodes[v.id].n != n || t->nodes[v.id].c != 0.0)
+        return em_error_set(&t->err, EM_ERR_ARG,
+                            "leaf assign: variable %d is not a leaf of length %zu with values of its own (em_leaf)",
+                            (int)v.id, n);
     double *restrict val = t->nodes[v.id].val;
     for (size_t i = 0; i < n; i++) {
         if (isnan(x[i])) return em_error_set(&t->err, EM_ERR_NONFINITE, "leaf: element %zu is NaN", i);
         val[i] = x[i];
     }
+    return EM_OK;
+}
+
+/* Zero every adjoint that holds no value, so that em_adjoint() reads zeros for whatever the
+ * output does not depend on (and on every return path of em_backward, failed ones included). */
+static void zero_unset_adjoints(em_tape *t) {
+    if (t->active) { /* pruned: only the live nodes' adjoints are ever read */
+        for (size_t k = 0; k < t->nactive; k++) {
+            em_node *n = &t->nodes[t->active[k]];
+            if (!n->adj_set) em_adj_target(n);
+        }
+        return;
+    }
+    for (size_t i = 0; i < t->count; i++) {
+        em_node *n = &t->nodes[i];
+        if (n->adj && !n->adj_set) em_adj_target(n);
+    }
+}
+
+em_status em_backward(em_tape *t, em_var out) {
+    if (t->err.status != EM_OK) {
+        zero_unset_adjoints(t);
+        return t->err.status;
+    }
+    if (out.id < 0 || (size_t)out.id >= t->count) {
+        zero_unset_adjoints(t);
+        return em_error_set(&t->err, EM_ERR_ARG, "backward: invalid output variable");
+    }
+    em_node *o = &t->nodes[out.id];
+    if (o->n != 1) {
+        zero_unset_adjoints(t);
+        return em_error_set(&t->err, EM_ERR_SHAPE, "backward: output has length %zu, need a scalar", o->n);
+    }
+    if (o->adj) { /* a constant output has no adjoint: every gradient is zero */
+        o->adj[0] = em_adj_first(o) ? 1.0 : o->adj[0] + 1.0;
+        if (t->active && o->live) { /* pruned: visit only the live nodes with adjoints */
+            for (size_t k = t->nactive; k-- > 0;) {
+                em_node *n = &t->nodes[t->active[k]];
+                if (t->active[k] <= out.id && n->backward && n->adj_set) n->backward(t, n);
+            }
+        } else {
+            for (int32_t i = out.id; i >= 0; i--) {
+                em_node *n = &t->nodes[i];
+                /* a node nothing reached has a zero adjoint and nothing to pass on */
+                if (n->backward && n->adj_set && n->live) n->backward(t, n);
+            }
+        }
+    }
+    zero_unset_adjoints(t);
     return EM_OK;
 }
 
@@ -355,7 +455,7 @@ void em_zero_adjoints(em_tape *t) {
         return;
     }
     for (size_t i = 0; i < t->count; i++)
-        if (t->nodes[i].adj && t->nodes[i].live) zero_adj(&t->nodes[i]);
+        if (t->nodes[i].adj) zero_adj(&t->nodes[i]);
 }
 
 /* ---- elementwise binary ops ------------------------------------------------------------ */
@@ -364,11 +464,12 @@ typedef struct {
     const double *a, *b;
     double *ga, *gb; /* input adjoints (may be NULL) */
     size_t sa, sb;   /* strides: 1 for a vector, 0 for a broadcast scalar */
+    em_node *na, *nb;
 } binary_view;
 
 static binary_view binary_inputs(em_tape *t, em_node *self) {
     em_node *na = &t->nodes[self->in[0]], *nb = &t->nodes[self->in[1]];
-    binary_view v = {na->val, nb->val, na->adj, nb->adj, na->n == 1 ? 0 : 1, nb->n == 1 ? 0 : 1};
+    binary_view v = {na->val, nb->val, na->adj, nb->adj, na->n == 1 ? 0 : 1, nb->n == 1 ? 0 : 1, na, nb};
     if (self->n == 1) v.sa = v.sb = 0;
     return v;
 }
@@ -376,17 +477,42 @@ static binary_view binary_inputs(em_tape *t, em_node *self) {
 /* Adjoint of a broadcast scalar input: sum over the output; of a vector: elementwise. The
  * other operand is read at stride 1 or 0 through separate loops (not i*stride), which leaves
  * each loop a plain unit-stride loop the compiler can vectorise, and the scalar sums run on four
- * accumulators (see sum_vec). A_AT(i) and B_AT(i) are the operands at element i. */
-#define BINARY_ADJ_VECTOR(ga, A_AT, B_AT, d_expr)                                         \
-    {                                                                                      \
-        double *restrict out_ = (ga);                                                      \
-        for (size_t i = 0; i < n; i++) {                                                   \
-            double a = A_AT(i), b = B_AT(i);                                               \
-            (void)a; (void)b;                                                              \
-            out_[i] += g[i] * (d_expr);                                                    \
+ * accumulators (see sum_vec). A_AT(i) and B_AT(i) are the operands at element i. `first` says
+ * whether the input's adjoint holds no value yet (the adjoint contract, internal/tape.h): the
+ * loop then writes instead of adding.
+ *
+ * The elementwise case is a function of its own (BINARY_KERNEL), its arrays restrict-qualified
+ * parameters, so that GCC at -O2 vectorises its loops (see EM_VEC_FOR in internal/tape.h). An
+ * input's adjoint never overlaps the values or the output adjoint it is computed from; the two
+ * operand arrays may be one (x∘x), which restrict allows since neither is written. */
+#define BINARY_VEC_LOOP(ASSIGN, A_AT, B_AT, d_expr)                                       \
+    EM_VEC_FOR(i, n, {                                                                     \
+        double a = A_AT(i), b = B_AT(i);                                                   \
+        (void)a; (void)b;                                                                  \
+        out_[i] ASSIGN g[i] * (d_expr);                                                    \
+    })
+#define KAT_VEC_A(i) av[i]
+#define KAT_VEC_B(i) bv[i]
+#define KAT_ONE_A(i) a0
+#define KAT_ONE_B(i) b0
+#define BINARY_KERNEL(kname, d_expr)                                                      \
+    static void kname(double *restrict out_, const double *restrict g, const double *restrict av, \
+                      const double *restrict bv, const double *restrict y, size_t sa, size_t sb, \
+                      size_t n, int first) {                                               \
+        double a0 = av[0], b0 = bv[0];                                                     \
+        (void)y; (void)a0; (void)b0;                                                       \
+        if (sa && sb) {                                                                    \
+            if (first) BINARY_VEC_LOOP(=, KAT_VEC_A, KAT_VEC_B, d_expr);                    \
+            else BINARY_VEC_LOOP(+=, KAT_VEC_A, KAT_VEC_B, d_expr);                         \
+        } else if (sa) {                                                                   \
+            if (first) BINARY_VEC_LOOP(=, KAT_VEC_A, KAT_ONE_B, d_expr);                    \
+            else BINARY_VEC_LOOP(+=, KAT_VEC_A, KAT_ONE_B, d_expr);                         \
+        } else {                                                                           \
+            if (first) BINARY_VEC_LOOP(=, KAT_ONE_A, KAT_VEC_B, d_expr);                    \
+            else BINARY_VEC_LOOP(+=, KAT_ONE_A, KAT_VEC_B, d_expr);                         \
         }                                                                                  \
     }
-#define BINARY_ADJ_SCALAR(ga, A_AT, B_AT, d_expr)                                         \
+#define BINARY_ADJ_SCALAR(ga, first, A_AT, B_AT, d_expr)                                  \
     do {                                                                                   \
         /* four named accumulators, unrolled by hand: an array indexed in an inner loop    \
          * stays in memory at -O2 and chains every add through a store */                  \
@@ -399,7 +525,8 @@ static binary_view binary_inputs(em_tape *t, em_node *self) {
             BINARY_TERM(s3, i0 + 3, A_AT, B_AT, d_expr);                                   \
         }                                                                                  \
         for (; i0 < n; i0++) BINARY_TERM(s0, i0, A_AT, B_AT, d_expr);                      \
-        ga[0] += (s0 + s1) + (s2 + s3);                                                    \
+        double s_ = (s0 + s1) + (s2 + s3);                                                 \
+        ga[0] = (first) ? s_ : ga[0] + s_;                                                 \
     } while (0)
 /* acc += g[i]·d_expr at element i */
 #define BINARY_TERM(acc, idx, A_AT, B_AT, d_expr)                                         \
@@ -420,52 +547,61 @@ static binary_view binary_inputs(em_tape *t, em_node *self) {
     {                                                                                      \
         double *restrict out_ = v.ga;                                                      \
         double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;                                     \
-        size_t i0 = 0;                                                                     \
-        for (; i0 + 4 <= n; i0 += 4) {                                                     \
-            FUSED_TERM(s0, i0, da_expr, db_expr);                                          \
-            FUSED_TERM(s1, i0 + 1, da_expr, db_expr);                                      \
-            FUSED_TERM(s2, i0 + 2, da_expr, db_expr);                                      \
-            FUSED_TERM(s3, i0 + 3, da_expr, db_expr);                                      \
-        }                                                                                  \
-        for (; i0 < n; i0++) FUSED_TERM(s0, i0, da_expr, db_expr);                         \
-        v.gb[0] += (s0 + s1) + (s2 + s3);                                                  \
+        if (em_adj_first(v.na))                                                            \
+            BINARY_FUSED_LOOP(=, da_expr, db_expr)                                         \
+        else                                                                               \
+            BINARY_FUSED_LOOP(+=, da_expr, db_expr)                                        \
+        double s_ = (s0 + s1) + (s2 + s3);                                                 \
+        v.gb[0] = em_adj_first(v.nb) ? s_ : v.gb[0] + s_;                                  \
         return;                                                                            \
     }
-#define FUSED_TERM(acc, idx, da_expr, db_expr)                                            \
+#define BINARY_FUSED_LOOP(ASSIGN, da_expr, db_expr)                                       \
+    {                                                                                      \
+        size_t i0 = 0;                                                                     \
+        for (; i0 + 4 <= n; i0 += 4) {                                                     \
+            FUSED_TERM(ASSIGN, s0, i0, da_expr, db_expr);                                  \
+            FUSED_TERM(ASSIGN, s1, i0 + 1, da_expr, db_expr);                              \
+            FUSED_TERM(ASSIGN, s2, i0 + 2, da_expr, db_expr);                              \
+            FUSED_TERM(ASSIGN, s3, i0 + 3, da_expr, db_expr);                              \
+        }                                                                                  \
+        for (; i0 < n; i0++) FUSED_TERM(ASSIGN, s0, i0, da_expr, db_expr);                 \
+    }
+#define FUSED_TERM(ASSIGN, acc, idx, da_expr, db_expr)                                    \
     do {                                                                                   \
         size_t i = (idx);                                                                  \
         double a = v.a[i], b = v.b[0];                                                     \
         (void)a; (void)b;                                                                  \
-        out_[i] += g[i] * (da_expr);                                                       \
+        out_[i] ASSIGN g[i] * (da_expr);                                                   \
         acc += g[i] * (db_expr);                                                           \
     } while (0)
 
 #define BINARY_BACKWARD(name, da_expr, db_expr)                                           \
+    BINARY_KERNEL(name##_ka, da_expr)                                                      \
+    BINARY_KERNEL(name##_kb, db_expr)                                                      \
     static void name(em_tape *t, em_node *self) {                                          \
         binary_view v = binary_inputs(t, self);                                            \
         const double *g = self->adj, *y = self->val;                                       \
         (void)y;                                                                           \
         size_t n = self->n;                                                                \
         if (v.ga && v.gb && v.ga != v.gb && v.sa && !v.sb) BINARY_ADJ_FUSED(da_expr, db_expr) \
+        /* a is claimed before b is: for x∘x the second contribution adds to the first */   \
         if (v.ga) {                                                                        \
-            if (v.sa && v.sb)                                                              \
-                BINARY_ADJ_VECTOR(v.ga, AT_VEC_A, AT_VEC_B, da_expr)                       \
-            else if (v.sa)                                                                 \
-                BINARY_ADJ_VECTOR(v.ga, AT_VEC_A, AT_ONE_B, da_expr)                       \
+            int first = em_adj_first(v.na);                                                \
+            if (v.sa)                                                                      \
+                name##_ka(v.ga, g, v.a, v.b, y, v.sa, v.sb, n, first);                     \
             else if (v.sb)                                                                 \
-                BINARY_ADJ_SCALAR(v.ga, AT_ONE_A, AT_VEC_B, da_expr);                      \
+                BINARY_ADJ_SCALAR(v.ga, first, AT_ONE_A, AT_VEC_B, da_expr);               \
             else                                                                           \
-                BINARY_ADJ_SCALAR(v.ga, AT_ONE_A, AT_ONE_B, da_expr);                      \
+                BINARY_ADJ_SCALAR(v.ga, first, AT_ONE_A, AT_ONE_B, da_expr);               \
         }                                                                                  \
         if (v.gb) {                                                                        \
-            if (v.sa && v.sb)                                                              \
-                BINARY_ADJ_VECTOR(v.gb, AT_VEC_A, AT_VEC_B, db_expr)                       \
-            else if (v.sb)                                                                 \
-                BINARY_ADJ_VECTOR(v.gb, AT_ONE_A, AT_VEC_B, db_expr)                       \
+            int first = em_adj_first(v.nb);                                                \
+            if (v.sb)                                                                      \
+                name##_kb(v.gb, g, v.a, v.b, y, v.sa, v.sb, n, first);                     \
             else if (v.sa)                                                                 \
-                BINARY_ADJ_SCALAR(v.gb, AT_VEC_A, AT_ONE_B, db_expr);                      \
+                BINARY_ADJ_SCALAR(v.gb, first, AT_VEC_A, AT_ONE_B, db_expr);               \
             else                                                                           \
-                BINARY_ADJ_SCALAR(v.gb, AT_ONE_A, AT_ONE_B, db_expr);                      \
+                BINARY_ADJ_SCALAR(v.gb, first, AT_ONE_A, AT_ONE_B, db_expr);               \
         }                                                                                  \
     }
 
@@ -541,14 +677,11 @@ static void add_many_backward(em_tape *t, em_node *self) {
         double g = self->adj[0];
         for (int j = 0; j < self->nin; j++) {
             em_node *in = &t->nodes[self->in[j]];
-            if (in->adj) in->adj[0] += g;
+            if (in->adj) in->adj[0] = em_adj_first(in) ? g : in->adj[0] + g;
         }
         return;
     }
-    for (int j = 0; j < self->nin; j++) {
-        em_node *in = &t->nodes[self->in[j]];
-        em_adj_accumulate(in->adj, in->n, self->adj, self->n);
-    }
+    for (int j = 0; j < self->nin; j++) em_adj_accumulate(&t->nodes[self->in[j]], self->adj, self->n);
 }
 
 em_var em_op_add_many(em_tape *t, const em_var *parts, size_t k) {
@@ -604,20 +737,27 @@ static em_var unary_node(em_tape *t, em_var a, em_backward_fn backward, em_forwa
     return out;
 }
 
-/* dy/dx written in terms of x (the input) and y (the output) */
+/* dy/dx written in terms of x (the input) and y (the output); the input's adjoint is written
+ * or added to as the adjoint contract says (internal/tape.h) */
+#define UNARY_ADJ_LOOP(ASSIGN, deriv_expr)                                                \
+    EM_VEC_FOR(i, n, {                                                                     \
+        double x = xs[i], y = ys[i];                                                       \
+        (void)x; (void)y;                                                                  \
+        ga[i] ASSIGN g[i] * (deriv_expr);                                                  \
+    })
+/* the loop in a function of its own with restrict parameters, as for the binary ops */
 #define UNARY_OP(fname, backward, val_expr, deriv_expr)                                   \
+    static void backward##_k(double *restrict ga, const double *restrict xs, const double *restrict ys, \
+                             const double *restrict g, size_t n, int first) {              \
+        if (first)                                                                         \
+            UNARY_ADJ_LOOP(=, deriv_expr);                                                 \
+        else                                                                               \
+            UNARY_ADJ_LOOP(+=, deriv_expr);                                                \
+    }                                                                                      \
     static void backward(em_tape *t, em_node *self) {                                      \
         em_node *in = &t->nodes[self->in[0]];                                              \
         if (!in->adj) return;                                                              \
-        const double *xs = in->val, *ys = self->val, *g = self->adj;                       \
-        double *restrict ga = in->adj;                                                     \
-        double p = self->c;                                                                \
-        (void)p;                                                                           \
-        for (size_t i = 0; i < self->n; i++) {                                             \
-            double x = xs[i], y = ys[i];                                                   \
-            (void)x; (void)y;                                                              \
-            ga[i] += g[i] * (deriv_expr);                                                  \
-        }                                                                                  \
+        backward##_k(in->adj, in->val, self->val, self->adj, self->n, em_adj_first(in));   \
     }                                                                                      \
     static void fname##_forward(em_tape *t, em_node *o) {                                  \
         const double *xs = t->nodes[o->in[0]].val;                                         \
@@ -650,7 +790,7 @@ UNARY_OP(em_op_digamma, digamma_backward, gsl_sf_psi(x), gsl_sf_psi_1(x))
 /* pow with a constant exponent: the exponent lives in node->c, so it is set after creation. */
 static void pow_backward(em_tape *t, em_node *self) {
     em_node *in = &t->nodes[self->in[0]];
-    if (!in->adj) return;
+    if (!em_adj_target(in)) return;
     double p = self->c;
     for (size_t i = 0; i < self->n; i++) {
         double x = in->val[i];
@@ -668,12 +808,17 @@ em_var em_op_pow(em_tape *t, em_var a, double p) { return unary_node(t, a, pow_b
 
 /* ---- reductions ------------------------------------------------------------------------ */
 
+static void fill_kernel(double *restrict out, double g, size_t n, int first) {
+    if (first)
+        EM_VEC_FOR(i, n, out[i] = g;);
+    else
+        EM_VEC_FOR(i, n, out[i] += g;);
+}
+
 static void sum_backward(em_tape *t, em_node *self) {
     em_node *in = &t->nodes[self->in[0]];
     if (!in->adj) return;
-    double g = self->adj[0];
-    double *restrict ga = in->adj;
-    for (size_t i = 0; i < in->n; i++) ga[i] += g;
+    fill_kernel(in->adj, self->adj[0], in->n, em_adj_first(in));
 }
 
 static void sum_forward(em_tape *t, em_node *o) {
@@ -694,20 +839,11 @@ static void dot_backward(em_tape *t, em_node *self) {
     em_node *a = &t->nodes[self->in[0]], *b = &t->nodes[self->in[1]];
     double g = self->adj[0];
     if (a == b) { /* dot(r, r): one pass, d/dr = 2 r */
-        if (a->adj) {
-            double *restrict ga = a->adj;
-            for (size_t i = 0; i < a->n; i++) ga[i] += 2.0 * g * a->val[i];
-        }
+        em_adj_axpy(a, 2.0 * g, a->val);
         return;
     }
-    if (a->adj) {
-        double *restrict ga = a->adj;
-        for (size_t i = 0; i < a->n; i++) ga[i] += g * b->val[i];
-    }
-    if (b->adj) {
-        double *restrict gb = b->adj;
-        for (size_t i = 0; i < b->n; i++) gb[i] += g * a->val[i];
-    }
+    em_adj_axpy(a, g, b->val);
+    em_adj_axpy(b, g, a->val);
 }
 
 static void dot_forward(em_tape *t, em_node *o) {
@@ -731,7 +867,7 @@ em_var em_op_dot(em_tape *t, em_var a, em_var b) {
 
 static void gather_backward(em_tape *t, em_node *self) {
     em_node *in = &t->nodes[self->in[0]];
-    if (!in->adj) return;
+    if (!em_adj_target(in)) return; /* a scatter: adds, so zero a fresh adjoint first */
     const size_t *idx = self->aux;
     for (size_t i = 0; i < self->n; i++) in->adj[idx[i]] += self->adj[i];
 }
@@ -761,7 +897,7 @@ em_var em_op_gather(em_tape *t, em_var a, const size_t *idx, size_t n) {
 
 static void slice_backward(em_tape *t, em_node *self) {
     em_node *in = &t->nodes[self->in[0]];
-    if (!in->adj) return;
+    if (!em_adj_target(in)) return; /* writes part of the input's adjoint */
     size_t start = (size_t)self->c;
     for (size_t i = 0; i < self->n; i++) in->adj[start + i] += self->adj[i];
 }
@@ -795,8 +931,12 @@ static void concat_backward(em_tape *t, em_node *self) {
     size_t off = 0;
     for (size_t j = 0; j < ca->k; j++) {
         em_node *in = &t->nodes[ca->ids[j]];
-        if (in->adj)
-            for (size_t i = 0; i < in->n; i++) in->adj[i] += self->adj[off + i];
+        if (in->adj) { /* a part may appear twice: claim it at each write */
+            if (em_adj_first(in))
+                memcpy(in->adj, self->adj + off, in->n * sizeof(double));
+            else
+                for (size_t i = 0; i < in->n; i++) in->adj[i] += self->adj[off + i];
+        }
         off += in->n;
     }
 }
@@ -847,9 +987,7 @@ em_var em_op_concat(em_tape *t, const em_var *parts, size_t k) {
 }
 
 static void reshape_backward(em_tape *t, em_node *self) {
-    em_node *in = &t->nodes[self->in[0]];
-    if (!in->adj) return;
-    for (size_t i = 0; i < self->n; i++) in->adj[i] += self->adj[i];
+    em_adj_accumulate(&t->nodes[self->in[0]], self->adj, self->n);
 }
 
 static void reshape_forward(em_tape *t, em_node *o) {

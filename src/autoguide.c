@@ -117,6 +117,7 @@ static size_t tri_idx(size_t i, size_t j) { return i * (i - 1) / 2 + j; } /* str
 
 /* M = diag(s)·(I + strict_lower(l)): the factor of Pyro's AutoMultivariateNormal. */
 static void tril_backward(em_tape *t, em_node *self) {
+    em_adj_prepare_inputs(t, self); /* adds: zero fresh adjoints (internal/tape.h) */
     em_node *s = em_node_get(t, (em_var){self->in[0]});
     em_node *l = self->nin > 1 ? em_node_get(t, (em_var){self->in[1]}) : NULL;
     size_t K = self->rows;
@@ -149,6 +150,7 @@ static em_var tril_factor(em_tape *t, em_var s, em_var l, size_t K) {
  * scale, cov_diag = scale²). Backward: dΣ = G gives ds_i = Σ_j (G_ij + G_ji) s_j M_ij and
  * dW_ik = s_i Σ_b (G_ib + G_bi) s_b W_bk. */
 static void lowrank_backward(em_tape *t, em_node *self) {
+    em_adj_prepare_inputs(t, self); /* adds: zero fresh adjoints (internal/tape.h) */
     em_node *s = em_node_get(t, (em_var){self->in[0]}), *W = em_node_get(t, (em_var){self->in[1]});
     size_t K = self->rows, r = W->n / K;
     const double *G = self->adj;

@@ -244,12 +244,11 @@ void uv_backward(em_tape *t, em_node *self) {
     for (int k = 0; k < a->nin; k++) {
         em_node *in = em_node_get(t, (em_var){self->in[k]});
         if (!in->adj) continue;
+        /* the adjoint contract (internal/tape.h): an input met for the first time is written */
         if (a->part[k]) {
-            const double *pk = a->part[k];
-            double *ad = in->adj;
-            for (size_t i = 0; i < in->n; i++) ad[i] += g * pk[i];
+            em_adj_axpy(in, g, a->part[k]);
         } else if (in->n == 1) {
-            in->adj[0] += g * a->sum[k];
+            in->adj[0] = em_adj_first(in) ? g * a->sum[k] : in->adj[0] + g * a->sum[k];
         }
     }
 }
@@ -264,8 +263,9 @@ void rs_backward(em_tape *t, em_node *self) {
         if (in->n == 1) {
             double s = 0.0;
             for (size_t i = 0; i < self->n; i++) s += g[i] * pk[i];
-            in->adj[0] += s;
+            in->adj[0] = em_adj_first(in) ? s : in->adj[0] + s;
         } else {
+            em_adj_target(in); /* a batched parameter adds over the batch (i % n) */
             for (size_t i = 0; i < self->n; i++) in->adj[i % in->n] += g[i] * pk[i];
         }
     }
@@ -306,6 +306,7 @@ int em_dist_has_kl(const em_dist *p, const em_dist *q) {
  *   log(s2/s1) + (s1² + (m1-m2)²) / (2 s2²) - 1/2,
  * one node with its partials (the parameters are usually small, so they are recomputed). */
 static void kl_normal_backward(em_tape *t, em_node *self) {
+    em_adj_prepare_inputs(t, self); /* adds: zero fresh adjoints (internal/tape.h) */
     em_node *m1 = em_node_get(t, (em_var){self->in[0]}), *s1 = em_node_get(t, (em_var){self->in[1]});
     em_node *m2 = em_node_get(t, (em_var){self->in[2]}), *s2 = em_node_get(t, (em_var){self->in[3]});
     size_t n = (size_t)self->c;

@@ -78,7 +78,7 @@ static inline double normal_kern(double x, const double *p, unsigned need, doubl
  * parameter checks reduce to the finiteness of Σz² (a non-finite x or loc makes it NaN or
  * inf; anything else falls back to the general driver, which names the culprit). */
 typedef struct {
-    double *pz; /* z_i/scale, when a vector input needs its gradient */
+    double *pz; /* z_i/scale, when a vector input needs its gradient; NULL once handed over */
     double ss, sz, is;
     size_t n;
     em_dist dist;   /* for a replay's error message */
@@ -86,20 +86,53 @@ typedef struct {
     int sc_const;
 } normal_aux;
 
+/* The vector adjoints follow the adjoint contract (internal/tape.h). When a vector loc's
+ * adjoint holds no value yet, z/scale is already its adjoint up to the factor g (1 whenever lp
+ * enters the target through sums): the node hands its pz array over as loc's adjoint instead of
+ * copying it, so the gradient costs no pass of its own, as in a hand-written loop. The array is
+ * then loc's; should the tape be swept again (em_zero_adjoints), pz is recomputed from x and loc
+ * with the forward pass's operations in the same order, so the second gradient equals the first. */
+#define NORMAL_PZ(i) (pz ? pz[i] : (xv[i] - mv[(i) * sm]) * a->is * a->is)
 static void normal_fast_backward(em_tape *t, em_node *self) {
-    const normal_aux *a = self->aux;
+    normal_aux *a = self->aux;
     em_node *x = em_node_get(t, (em_var){self->in[0]}), *m = em_node_get(t, (em_var){self->in[1]});
     em_node *sc = em_node_get(t, (em_var){self->in[2]});
     double g = self->adj[0];
-    if (m->adj) {
-        if (m->n == 1) m->adj[0] += g * a->sz * a->is;
+    const double *pz = a->pz, *xv = x->val, *mv = m->val;
+    size_t sm = m->n == 1 ? 0 : 1;
+    if (x->adj) { /* before loc: if x is loc, pz must still be here */
+        double *restrict gx = x->adj;
+        if (em_adj_first(x))
+            for (size_t i = 0; i < a->n; i++) gx[i] = -g * NORMAL_PZ(i);
         else
-            for (size_t i = 0; i < a->n; i++) m->adj[i] += g * a->pz[i];
+            for (size_t i = 0; i < a->n; i++) gx[i] -= g * NORMAL_PZ(i);
     }
-    if (x->adj)
-        for (size_t i = 0; i < a->n; i++) x->adj[i] -= g * a->pz[i];
-    if (sc->adj) sc->adj[0] += g * (a->ss - (double)a->n) * a->is;
+    if (m->adj) {
+        if (m->n == 1) {
+            double d = g * a->sz * a->is;
+            m->adj[0] = em_adj_first(m) ? d : m->adj[0] + d;
+        } else if (em_adj_first(m)) {
+            if (a->pz) {
+                double *restrict p = a->pz;
+                if (g != 1.0)
+                    for (size_t i = 0; i < a->n; i++) p[i] *= g;
+                m->adj = p;
+                a->pz = NULL;
+            } else {
+                double *restrict gm = m->adj;
+                for (size_t i = 0; i < a->n; i++) gm[i] = (xv[i] - mv[i]) * a->is * a->is * g; /* as in the first sweep, bit for bit */
+            }
+        } else {
+            double *restrict gm = m->adj;
+            for (size_t i = 0; i < a->n; i++) gm[i] += g * NORMAL_PZ(i);
+        }
+    }
+    if (sc->adj) {
+        double d = g * (a->ss - (double)a->n) * a->is;
+        sc->adj[0] = em_adj_first(sc) ? d : sc->adj[0] + d;
+    }
 }
+#undef NORMAL_PZ
 
 #define NORMAL_LOOP(SM, STORE)                                                             \
     for (size_t i = 0; i < n; i++) {                                                       \

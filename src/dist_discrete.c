@@ -88,9 +88,7 @@ static void binomial_backward(em_tape *t, em_node *self) {
     if (!l->adj || !a->part) return;
     const double *part = a->part;
     double g = self->adj[0];
-    if (l->n == 1) l->adj[0] += g * part[0];
-    else
-        for (size_t i = 0; i < l->n; i++) l->adj[i] += g * part[i];
+    em_adj_axpy(l, g, part); /* part has l->n elements, 1 for a scalar logit */
 }
 
 /* The log density and its partials from the inputs' current values (creation and replay);
@@ -310,6 +308,7 @@ typedef struct {
 } cat_aux;
 
 static void cat_backward(em_tape *t, em_node *self) {
+    em_adj_prepare_inputs(t, self); /* adds: zero fresh adjoints (internal/tape.h) */
     em_node *l = em_node_get(t, (em_var){self->in[1]});
     const cat_aux *a = self->aux;
     if (!l->adj || !a->part) return;

@@ -37,6 +37,7 @@ typedef struct {
 } glm_aux;
 
 static void glm_backward(em_tape *t, em_node *self) {
+    em_adj_prepare_inputs(t, self); /* adds: zero fresh adjoints (internal/tape.h) */
     const glm_aux *a = self->aux;
     em_node *y = em_node_get(t, (em_var){self->in[0]}), *X = em_node_get(t, (em_var){self->in[1]});
     em_node *al = em_node_get(t, (em_var){self->in[2]}), *be = em_node_get(t, (em_var){self->in[3]});

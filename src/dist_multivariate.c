@@ -60,6 +60,7 @@ typedef struct {
 } mvn_aux;
 
 static void mvn_backward(em_tape *t, em_node *self) {
+    em_adj_prepare_inputs(t, self); /* adds: zero fresh adjoints (internal/tape.h) */
     const mvn_aux *a = self->aux;
     em_node *x = em_node_get(t, (em_var){self->in[0]}), *mu = em_node_get(t, (em_var){self->in[1]});
     em_node *Ln = em_node_get(t, (em_var){self->in[2]});
@@ -182,6 +183,7 @@ typedef struct {
 } mvn_rs_aux;
 
 static void mvn_rs_backward(em_tape *t, em_node *self) {
+    em_adj_prepare_inputs(t, self); /* adds: zero fresh adjoints (internal/tape.h) */
     const mvn_rs_aux *a = self->aux;
     em_node *mu = em_node_get(t, (em_var){self->in[0]}), *Ln = em_node_get(t, (em_var){self->in[1]});
     size_t K = a->K, m = self->n / K;
@@ -280,6 +282,7 @@ typedef struct {
 } klmvn_aux;
 
 static void kl_mvn_backward(em_tape *t, em_node *self) {
+    em_adj_prepare_inputs(t, self); /* adds: zero fresh adjoints (internal/tape.h) */
     const klmvn_aux *a = self->aux;
     size_t K = a->K;
     em_node *m1 = em_node_get(t, (em_var){self->in[0]}), *L1 = em_node_get(t, (em_var){self->in[1]});
@@ -418,6 +421,7 @@ typedef struct {
 } lkj_aux;
 
 static void lkj_backward(em_tape *t, em_node *self) {
+    em_adj_prepare_inputs(t, self); /* adds: zero fresh adjoints (internal/tape.h) */
     em_node *x = em_node_get(t, (em_var){self->in[0]}), *eta = em_node_get(t, (em_var){self->in[1]});
     const double *deta = &((const lkj_aux *)self->aux)->deta;
     size_t K = (size_t)self->c, m = x->n / (K * K);
@@ -583,6 +587,7 @@ typedef struct {
 } dir_aux;
 
 static void dir_backward(em_tape *t, em_node *self) {
+    em_adj_prepare_inputs(t, self); /* adds: zero fresh adjoints (internal/tape.h) */
     em_node *x = em_node_get(t, (em_var){self->in[0]}), *a = em_node_get(t, (em_var){self->in[1]});
     const double *dA = ((const dir_aux *)self->aux)->dA; /* Σ over events of log x_k plus the ψ terms */
     size_t K = a->n, m = x->n / K;

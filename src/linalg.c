@@ -31,9 +31,12 @@ static int dims_fit_blas(em_tape *t, const char *op, size_t a, size_t b) {
 static void matvec_backward(em_tape *t, em_node *self) {
     em_node *A = node_of(t, self->in[0]), *x = node_of(t, self->in[1]);
     int r = (int)A->rows, c = (int)A->cols;
-    if (x->adj)
+    /* BLAS adds here (beta = 1), so a fresh adjoint is zeroed first (the adjoint contract in
+     * internal/tape.h): beta = 0 would also do for x̄, but whether BLAS then ignores a NaN left
+     * in y has changed between OpenBLAS versions, and x is the short side */
+    if (em_adj_target(x))
         cblas_dgemv(CblasRowMajor, CblasTrans, r, c, 1.0, A->val, c, self->adj, 1, 1.0, x->adj, 1);
-    if (A->adj) cblas_dger(CblasRowMajor, r, c, 1.0, self->adj, 1, x->val, 1, A->adj, c);
+    if (em_adj_target(A)) cblas_dger(CblasRowMajor, r, c, 1.0, self->adj, 1, x->val, 1, A->adj, c);
 }
 
 static void matvec_forward(em_tape *t, em_node *o) {
@@ -62,7 +65,7 @@ em_var em_op_matvec(em_tape *t, em_var A, em_var x) {
 static void matvec_add_backward(em_tape *t, em_node *self) {
     matvec_backward(t, self);
     em_node *b = node_of(t, self->in[2]);
-    em_adj_accumulate(b->adj, b->n, self->adj, self->n);
+    em_adj_accumulate(b, self->adj, self->n);
 }
 
 static void matvec_add_forward(em_tape *t, em_node *o) {
@@ -103,6 +106,7 @@ em_var em_op_matvec_add(em_tape *t, em_var A, em_var x, em_var b) {
 static void matmul_backward(em_tape *t, em_node *self) {
     em_node *A = node_of(t, self->in[0]), *B = node_of(t, self->in[1]);
     int m = (int)A->rows, k = (int)A->cols, n = (int)B->cols;
+    em_adj_prepare_inputs(t, self); /* BLAS adds (beta = 1) */
     if (A->adj)
         cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, k, n, 1.0, self->adj, n, B->val, n, 1.0,
                     A->adj, k);
@@ -158,7 +162,7 @@ static int check_square(em_tape *t, const char *op, const char *name, const em_n
  * adjoint that later ops put there is dropped. */
 static void cholesky_backward(em_tape *t, em_node *self) {
     em_node *A = node_of(t, self->in[0]);
-    if (!A->adj) return;
+    if (!em_adj_target(A)) return; /* adds into the lower triangle only */
     int n = (int)self->rows;
     const double *L = self->val;
     double *W = self->aux;
@@ -241,6 +245,7 @@ static void trisolve_backward(em_tape *t, em_node *self) {
     em_node *L = node_of(t, self->in[0]), *B = node_of(t, self->in[1]);
     int n = (int)L->rows, k = (int)self->cols;
     double *C = self->aux;
+    em_adj_prepare_inputs(t, self); /* L̄ gets its lower triangle only; the op is small */
     memcpy(C, self->adj, self->n * sizeof(double));
     if (k == 1)
         cblas_dtrsv(CblasRowMajor, CblasLower, CblasTrans, CblasNonUnit, n, L->val, n, C, 1);
@@ -306,7 +311,7 @@ em_var em_op_trisolve_lower(em_tape *t, em_var L, em_var b) {
 
 static void logdet_backward(em_tape *t, em_node *self) {
     em_node *L = node_of(t, self->in[0]);
-    if (!L->adj) return;
+    if (!em_adj_target(L)) return; /* the diagonal only */
     size_t n = L->rows;
     double g = self->adj[0];
     for (size_t i = 0; i < n; i++) L->adj[i * n + i] += 2.0 * g / L->val[i * n + i];

@@ -187,9 +187,8 @@ static em_status density_eval(void *state, const double *theta, double *lp, doub
     em_var total;
     em_status s;
     if (st->replay) {
-        s = density_replay(st, theta, 0, err);
+        s = density_replay(st, theta, 0, err); /* also readies the adjoints */
         total = st->total;
-        if (s == EM_OK && grad && !t->active) em_zero_adjoints(t);
     } else {
         density_handler dh;
         s = density_run(st, theta, &dh, NULL, err);

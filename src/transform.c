@@ -448,10 +448,14 @@ static void elementwise_backward(em_tape *t, em_node *self) {
     em_node *x = em_node_get(t, (em_var){self->in[0]});
     if (!x->adj) return;
     const double *d = ((const tr_aux *)self->aux)->part;
-    for (size_t i = 0; i < self->n; i++) x->adj[i] += self->adj[i] * d[i];
+    if (em_adj_first(x)) /* the adjoint contract, internal/tape.h */
+        for (size_t i = 0; i < self->n; i++) x->adj[i] = self->adj[i] * d[i];
+    else
+        for (size_t i = 0; i < self->n; i++) x->adj[i] += self->adj[i] * d[i];
 }
 
 static void simplex_backward(em_tape *t, em_node *self) {
+    em_adj_prepare_inputs(t, self); /* adds: zero fresh adjoints (internal/tape.h) */
     em_node *x = em_node_get(t, (em_var){self->in[0]});
     if (!x->adj) return;
     size_t m = x->n;
@@ -466,6 +470,7 @@ static void simplex_backward(em_tape *t, em_node *self) {
 }
 
 static void corr_backward(em_tape *t, em_node *self) {
+    em_adj_prepare_inputs(t, self); /* adds: zero fresh adjoints (internal/tape.h) */
     em_node *x = em_node_get(t, (em_var){self->in[0]});
     if (!x->adj) return;
     size_t m = x->n, K = self->rows;
@@ -485,6 +490,7 @@ static void corr_backward(em_tape *t, em_node *self) {
 }
 
 static void ordered_backward(em_tape *t, em_node *self) {
+    em_adj_prepare_inputs(t, self); /* adds: zero fresh adjoints (internal/tape.h) */
     em_node *x = em_node_get(t, (em_var){self->in[0]});
     if (!x->adj) return;
     const double *e = ((const tr_aux *)self->aux)->part;
@@ -498,6 +504,7 @@ static void ordered_backward(em_tape *t, em_node *self) {
 /* The node for old + log|det J(x)|: in[0] = old accumulator, in[1] = x, in[2] = y (only so
  * that a replay recomputes y, and with it ld, first). */
 static void logdet_backward(em_tape *t, em_node *self) {
+    em_adj_prepare_inputs(t, self); /* adds: zero fresh adjoints (internal/tape.h) */
     em_node *old = em_node_get(t, (em_var){self->in[0]}), *x = em_node_get(t, (em_var){self->in[1]});
     double g = self->adj[0];
     if (old->adj) old->adj[0] += g;

@@ -564,6 +564,242 @@ static void test_backward_accumulates(void **state) {
     em_tape_destroy(t);
 }
 
+/* ---- leaves referenced in place (em_leaf_ref) ------------------------------------------------ */
+
+/* x = [loc (n), value (n), log scale (1)], loc and value by reference. The cases put the
+ * Normal node's contribution to loc first, after another op's, scaled (g != 1), loc and value
+ * one node, and a scalar loc: every branch of the Normal fast path's backward. */
+typedef struct {
+    int variant;
+    const double *w;
+} ref_ctx;
+
+static em_var f_ref_normal(em_tape *t, const double *x, size_t n, em_var *lv, size_t *nl, void *ctx) {
+    const ref_ctx *c = ctx;
+    size_t m = (n - 1) / 2;
+    lv[0] = em_leaf_ref(t, x, m);
+    lv[1] = em_leaf_ref(t, x + m, m);
+    lv[2] = em_leaf(t, x + 2 * m, 1);
+    *nl = 3;
+    em_var w = em_const(t, c->w, m), scale = em_op_exp(t, lv[2]);
+    em_var loc = lv[0], value = lv[1], other = EM_VAR_INVALID;
+    if (c->variant == 2) other = em_op_dot(t, lv[0], w); /* made before: reached after */
+    if (c->variant == 3) value = lv[0];
+    if (c->variant == 4) loc = em_op_sum(t, em_op_mul(t, lv[0], w));
+    em_dist d = em_dist_normal(t, loc, scale);
+    em_var lp = em_dist_log_prob(&d, value);
+    switch (c->variant) {
+    /* g = 3/m, not 3: the finite differences' rounding error grows with |lp| ~ m */
+    case 1: return em_op_add(t, em_op_mul(t, lp, em_scalar(t, 3.0 / (double)m)), em_op_dot(t, lv[0], w));
+    case 2: return em_op_add(t, em_op_mul(t, lp, em_scalar(t, 0.5)), other);
+    case 3: return em_op_add(t, lp, em_op_dot(t, lv[1], w));
+    default: return lp;
+    }
+}
+
+static void test_leaf_ref_gradients(void **state) {
+    (void)state;
+    char label[128];
+    size_t sizes[] = {7, 1000};
+    for (size_t s = 0; s < 2; s++) {
+        size_t m = sizes[s], n = 2 * m + 1;
+        double *x = rnd(n, -2, 2, 7000 + s), *w = rnd(m, -1, 1, 7100 + s);
+        x[n - 1] = 0.3;
+        for (int v = 0; v < 5; v++) {
+            ref_ctx c = {v, w};
+            snprintf(label, sizeof label, "leaf_ref Normal variant %d n=%zu", v, m);
+            tu_check_gradient(f_ref_normal, x, n, &c, FD_H, FD_RTOL, FD_ATOL, label);
+        }
+        free(x);
+        free(w);
+    }
+}
+
+static void test_leaf_ref_basics(void **state) {
+    (void)state;
+    double x[3] = {1.0, -2.0, 0.5};
+    em_tape *t = em_tape_create();
+    em_var a = em_leaf_ref(t, x, 3);
+    assert_true(em_var_ok(a));
+    assert_ptr_equal(em_value(t, a), x); /* referenced, not copied */
+    assert_int_equal(em_len(t, a), 3);
+    assert_true(em_needs_grad(t, a));
+    em_var y = em_op_sum(t, em_op_mul(t, a, a));
+    assert_int_equal(em_backward(t, y), EM_OK);
+    for (int i = 0; i < 3; i++) assert_true(em_adjoint(t, a)[i] == 2.0 * x[i]);
+    assert_true(x[0] == 1.0 && x[1] == -2.0 && x[2] == 0.5); /* never written */
+
+    em_tape_reset(t);
+    a = em_leaf_ref(t, x, 0);
+    assert_false(em_var_ok(a));
+    assert_int_equal(em_tape_status(t), EM_ERR_SHAPE);
+    assert_msg_has(t, "leaf_ref: empty vector");
+    assert_false(em_var_ok(em_op_exp(t, a))); /* sticky */
+    em_tape_reset(t);
+    a = em_leaf_ref(t, NULL, 3);
+    assert_false(em_var_ok(a));
+    assert_int_equal(em_tape_status(t), EM_ERR_ARG);
+    assert_msg_has(t, "leaf_ref: NULL data pointer");
+    em_tape_destroy(t);
+}
+
+/* A NaN in a referenced leaf is not rejected up front (see ad.h) but never gives a silent wrong
+ * answer: it reaches the output as NaN, or a density rejects it naming the element. */
+static void test_leaf_ref_nan(void **state) {
+    (void)state;
+    double x[5] = {0.1, 0.2, NAN, 0.4, 0.5}, y[5] = {1, 2, 3, 4, 5};
+    em_tape *t = em_tape_create();
+    em_var a = em_leaf_ref(t, x, 5);
+    assert_true(em_var_ok(a));
+    em_var s = em_op_sum(t, em_op_exp(t, a));
+    assert_true(isnan(em_value_scalar(t, s)));
+    assert_int_equal(em_backward(t, s), EM_OK);
+    assert_true(isnan(em_adjoint(t, a)[2]));
+    tu_assert_close(em_adjoint(t, a)[0], exp(0.1), 1e-15, 0);
+
+    /* as a Normal loc: -inf and a domain error naming loc[2] */
+    em_tape_reset(t);
+    a = em_leaf_ref(t, x, 5);
+    em_dist d = em_dist_normal(t, a, em_leaf_scalar(t, 1.3));
+    em_var lp = em_dist_log_prob(&d, em_const(t, y, 5));
+    assert_true(em_value_scalar(t, lp) == -INFINITY);
+    assert_int_equal(em_tape_status(t), EM_ERR_DOMAIN);
+    assert_msg_has(t, "loc[2]");
+    /* the backward of a failed tape reports the error and leaves zero adjoints, not garbage */
+    assert_int_equal(em_backward(t, lp), EM_ERR_DOMAIN);
+    for (int i = 0; i < 5; i++) assert_true(em_adjoint(t, a)[i] == 0.0);
+
+    /* as the value */
+    em_tape_reset(t);
+    a = em_leaf_ref(t, x, 5);
+    d = em_dist_normal(t, em_leaf_ref(t, y, 5), em_leaf_scalar(t, 1.3));
+    lp = em_dist_log_prob(&d, a);
+    assert_true(em_value_scalar(t, lp) == -INFINITY);
+    assert_int_equal(em_tape_status(t), EM_ERR_DOMAIN);
+    assert_msg_has(t, "value[2]");
+    em_tape_destroy(t);
+}
+
+/* ---- the adjoint contract (internal/tape.h) -------------------------------------------------- */
+
+/* One input feeding ops that write its adjoint (exp, dot, sum, reshape, Normal) and ops that add
+ * into it (gather, slice, pow, matvec), in both orders, and one intermediate used twice. */
+typedef struct {
+    const double *w;
+    const size_t *idx;
+    size_t m;
+} multi_ctx;
+
+static em_var f_multi_use(em_tape *t, const double *x, size_t n, em_var *lv, size_t *nl, void *ctx) {
+    const multi_ctx *c = ctx;
+    lv[0] = em_leaf(t, x, n);
+    *nl = 1;
+    em_var a = lv[0], w = em_const(t, c->w, n);
+    em_var e = em_op_exp(t, em_op_mul(t, a, em_scalar(t, 0.3)));
+    em_var parts[8];
+    parts[0] = em_op_sum(t, em_op_gather(t, a, c->idx, c->m));
+    parts[1] = em_op_sum(t, e);
+    parts[2] = em_op_dot(t, e, w); /* e used twice */
+    parts[3] = em_op_sum(t, em_op_pow(t, em_op_add(t, a, em_scalar(t, 3.0)), 1.5));
+    parts[4] = em_op_dot(t, a, a);
+    parts[5] = n > 2 ? em_op_sum(t, em_op_slice(t, a, 1, n - 2)) : em_op_sum(t, a);
+    parts[6] = em_op_sum(t, em_op_matvec(t, em_const_matrix(t, c->w, 1, n), em_op_reshape(t, a, n, 1)));
+    em_var out = em_op_concat(t, parts, 7);
+    if (n >= 2) {
+        em_dist d = em_dist_normal(t, a, em_scalar(t, 1.7));
+        out = em_op_add(t, em_op_sum(t, out), em_dist_log_prob(&d, w));
+    } else {
+        out = em_op_sum(t, out);
+    }
+    return out;
+}
+
+static void test_adjoint_contract_multi_use(void **state) {
+    (void)state;
+    char label[128];
+    for (size_t s = 0; s < NSIZES; s++) {
+        size_t n = SIZES[s], m = 2 * n + 1;
+        double *x = rnd(n, -2, 2, 7200 + s), *w = rnd(n, -1, 1, 7300 + s);
+        size_t *idx = malloc(m * sizeof *idx);
+        for (size_t i = 0; i < m; i++) idx[i] = (i * 7) % n;
+        multi_ctx c = {w, idx, m};
+        snprintf(label, sizeof label, "one input, many ops n=%zu", n);
+        tu_check_gradient(f_multi_use, x, n, &c, FD_H, FD_RTOL, FD_ATOL, label);
+        free(x);
+        free(w);
+        free(idx);
+    }
+}
+
+static void test_adjoint_contract_unreached(void **state) {
+    (void)state;
+    double x[4] = {0.5, -1.0, 2.0, 0.25}, c[4] = {1.0, 2.0, 3.0, 4.0};
+    em_tape *t = em_tape_create();
+    em_var a = em_leaf(t, x, 4);
+    em_var unused = em_leaf(t, x, 4);       /* no op uses it */
+    em_var b = em_leaf_ref(t, x, 4);        /* used, but not by the output */
+    em_var side = em_op_exp(t, b);          /* an intermediate the output does not reach */
+    em_var k = em_op_exp(t, em_const(t, c, 4)); /* constant-only inputs: no adjoint, no backward */
+    assert_false(em_needs_grad(t, k));
+    em_var y = em_op_sum(t, em_op_mul(t, a, k));
+    em_var after = em_op_square(t, a); /* made after the output */
+    assert_int_equal(em_backward(t, y), EM_OK);
+    for (int i = 0; i < 4; i++) {
+        tu_assert_close(em_adjoint(t, a)[i], exp(c[i]), 1e-15, 0);
+        assert_true(em_adjoint(t, unused)[i] == 0.0);
+        assert_true(em_adjoint(t, b)[i] == 0.0);
+        assert_true(em_adjoint(t, side)[i] == 0.0);
+        assert_true(em_adjoint(t, after)[i] == 0.0);
+    }
+    assert_null(em_adjoint(t, k));
+
+    /* a constant output: every leaf's adjoint reads zero */
+    em_tape_reset(t);
+    a = em_leaf(t, x, 4);
+    em_var cs = em_op_sum(t, em_const(t, c, 4));
+    assert_int_equal(em_backward(t, cs), EM_OK);
+    for (int i = 0; i < 4; i++) assert_true(em_adjoint(t, a)[i] == 0.0);
+
+    /* an invalid output: an error, and zero adjoints */
+    em_tape_reset(t);
+    a = em_leaf(t, x, 4);
+    assert_int_equal(em_backward(t, a), EM_ERR_SHAPE);
+    for (int i = 0; i < 4; i++) assert_true(em_adjoint(t, a)[i] == 0.0);
+    em_tape_destroy(t);
+}
+
+/* A second sweep after em_zero_adjoints gives the same gradient bit for bit, including through
+ * the Normal fast path, whose first sweep hands its partials over as loc's adjoint. */
+static void test_adjoint_contract_second_backward(void **state) {
+    (void)state;
+    size_t n = 1000, d = 3;
+    double *mu = rnd(n, -1, 1, 7400), *y = rnd(n, -2, 2, 7401), *X = rnd(n * d, -1, 1, 7402);
+    double beta[3] = {0.5, -0.25, 1.0}, ls = 0.2;
+    em_tape *t = em_tape_create();
+    em_var m = em_leaf_ref(t, mu, n), b = em_leaf(t, beta, d), l = em_leaf_scalar(t, ls);
+    em_var eta = em_op_matvec_add(t, em_const_matrix(t, X, n, d), b, m);
+    em_dist nd = em_dist_normal(t, m, em_op_exp(t, l));
+    em_dist yd = em_dist_normal(t, eta, em_op_exp(t, l));
+    em_var lp = em_op_add(t, em_dist_log_prob(&nd, em_const(t, y, n)), em_dist_log_prob(&yd, em_const(t, y, n)));
+    lp = em_op_mul(t, lp, em_scalar(t, 0.75));
+    assert_int_equal(em_backward(t, lp), EM_OK);
+    double *g1 = malloc((n + d + 1) * sizeof *g1);
+    memcpy(g1, em_adjoint(t, m), n * sizeof(double));
+    memcpy(g1 + n, em_adjoint(t, b), d * sizeof(double));
+    g1[n + d] = em_adjoint(t, l)[0];
+    em_zero_adjoints(t);
+    for (size_t i = 0; i < n; i++) assert_true(em_adjoint(t, m)[i] == 0.0);
+    assert_int_equal(em_backward(t, lp), EM_OK);
+    for (size_t i = 0; i < n; i++) assert_true(em_adjoint(t, m)[i] == g1[i]);
+    for (size_t j = 0; j < d; j++) assert_true(em_adjoint(t, b)[j] == g1[n + j]);
+    assert_true(em_adjoint(t, l)[0] == g1[n + d]);
+    free(g1);
+    free(mu);
+    free(y);
+    free(X);
+    em_tape_destroy(t);
+}
+
 /* ---- the _Generic front end ------------------------------------------------------------------ */
 
 static void test_generic_front_end(void **state) {
@@ -662,6 +898,12 @@ int main(void) {
         cmocka_unit_test(test_index_errors),
         cmocka_unit_test(test_invalid_inputs_everywhere),
         cmocka_unit_test(test_backward_accumulates),
+        cmocka_unit_test(test_leaf_ref_gradients),
+        cmocka_unit_test(test_leaf_ref_basics),
+        cmocka_unit_test(test_leaf_ref_nan),
+        cmocka_unit_test(test_adjoint_contract_multi_use),
+        cmocka_unit_test(test_adjoint_contract_unreached),
+        cmocka_unit_test(test_adjoint_contract_second_backward),
         cmocka_unit_test(test_generic_front_end),
         cmocka_unit_test(test_arena_no_growth),
     };

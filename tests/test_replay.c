@@ -245,36 +245,46 @@ static em_var build(em_tape *t, const double *x, size_t n, em_var *lv, size_t *n
     return em_op_dot(t, y, em_op_tanh(t, y));
 }
 
+/* The tape built at x1 (and differentiated there), then replayed at x2, x1, x2 — the last two
+ * the way a model density replays (pruned to the output, adjoints marked empty by the replay,
+ * not zeroed) — must give at each point the value and gradient of a tape built there. */
 static void check_replay_op(int op) {
-    double x1[N + 2], x2[N + 2];
-    tu_fill_uniform(x1, N + 2, -1.0, 1.0, 100 + (uint64_t)op);
-    tu_fill_uniform(x2, N + 2, -1.0, 1.0, 200 + (uint64_t)op);
-    x1[N + 1] = 0.5 + fabs(x1[N + 1]);
-    x2[N + 1] = 0.5 + fabs(x2[N + 1]);
+    double xs[2][N + 2];
+    tu_fill_uniform(xs[0], N + 2, -1.0, 1.0, 100 + (uint64_t)op);
+    tu_fill_uniform(xs[1], N + 2, -1.0, 1.0, 200 + (uint64_t)op);
+    xs[0][N + 1] = 0.5 + fabs(xs[0][N + 1]);
+    xs[1][N + 1] = 0.5 + fabs(xs[1][N + 1]);
     em_var lv[3], lv2[3];
     size_t nl;
     em_tape *t = em_tape_create(), *t2 = em_tape_create();
-    em_var out = build(t, x1, N + 2, lv, &nl, &op);
+    em_var out = build(t, xs[0], N + 2, lv, &nl, &op);
     if (em_tape_status(t) != EM_OK) fail_msg("op %d: %s", op, em_tape_error(t)->msg);
     if (!em_tape_replayable(t)) fail_msg("op %d: the tape cannot be replayed", op);
-    assert_int_equal(em_leaf_assign(t, lv[0], x2, N), EM_OK);
-    assert_int_equal(em_leaf_assign(t, lv[1], x2 + N, 1), EM_OK);
-    assert_int_equal(em_leaf_assign(t, lv[2], x2 + N + 1, 1), EM_OK);
-    if (em_tape_forward(t, 1) != EM_OK) fail_msg("op %d: replay failed: %s", op, em_tape_error(t)->msg);
-    em_zero_adjoints(t);
     assert_int_equal(em_backward(t, out), EM_OK);
+    static const int order[3] = {1, 0, 1};
+    for (int r = 0; r < 3; r++) {
+        const double *x = xs[order[r]];
+        assert_int_equal(em_leaf_assign(t, lv[0], x, N), EM_OK);
+        assert_int_equal(em_leaf_assign(t, lv[1], x + N, 1), EM_OK);
+        assert_int_equal(em_leaf_assign(t, lv[2], x + N + 1, 1), EM_OK);
+        if (r == 1) em_tape_prune(t, &out, 1);
+        if (em_tape_forward(t, r == 0) != EM_OK) fail_msg("op %d: replay failed: %s", op, em_tape_error(t)->msg);
+        if (r == 0) em_zero_adjoints(t);
+        assert_int_equal(em_backward(t, out), EM_OK);
 
-    em_var out2 = build(t2, x2, N + 2, lv2, &nl, &op);
-    assert_int_equal(em_backward(t2, out2), EM_OK);
-    double a = em_value_scalar(t, out), b = em_value_scalar(t2, out2);
-    if (memcmp(&a, &b, sizeof a) != 0) fail_msg("op %d: replayed value %.17g, built %.17g", op, a, b);
-    size_t len[3] = {N, 1, 1};
-    for (int k = 0; k < 3; k++)
-        for (size_t i = 0; i < len[k]; i++) {
-            double ga = em_adjoint(t, lv[k])[i], gb = em_adjoint(t2, lv2[k])[i];
-            if (memcmp(&ga, &gb, sizeof ga) != 0)
-                fail_msg("op %d: leaf %d[%zu]: replayed gradient %.17g, built %.17g", op, k, i, ga, gb);
-        }
+        em_tape_reset(t2);
+        em_var out2 = build(t2, x, N + 2, lv2, &nl, &op);
+        assert_int_equal(em_backward(t2, out2), EM_OK);
+        double a = em_value_scalar(t, out), b = em_value_scalar(t2, out2);
+        if (memcmp(&a, &b, sizeof a) != 0) fail_msg("op %d, replay %d: value %.17g, built %.17g", op, r, a, b);
+        size_t len[3] = {N, 1, 1};
+        for (int k = 0; k < 3; k++)
+            for (size_t i = 0; i < len[k]; i++) {
+                double ga = em_adjoint(t, lv[k])[i], gb = em_adjoint(t2, lv2[k])[i];
+                if (memcmp(&ga, &gb, sizeof ga) != 0)
+                    fail_msg("op %d, replay %d: leaf %d[%zu]: gradient %.17g, built %.17g", op, r, k, i, ga, gb);
+            }
+    }
     em_tape_destroy(t);
     em_tape_destroy(t2);
 }
@@ -300,10 +310,13 @@ static void test_tape_replay_rules(void **state) {
     y = em_op_sum(t, em_op_square(t, v));
     assert_true(em_tape_replayable(t));
     /* a NaN leaf and a non-leaf are refused */
-    double bad[3] = {1.0, NAN, 0.0};
+    double bad[3] = {1.0, NAN, 0.0}, x2_for_ref[3] = {9.0, 9.0, 9.0};
     assert_int_equal(em_leaf_assign(t, v, bad, 3), EM_ERR_NONFINITE);
     assert_non_null(strstr(em_tape_error(t)->msg, "element 1 is NaN"));
     assert_int_equal(em_leaf_assign(t, y, x, 1), EM_ERR_ARG);
+    em_var ref = em_leaf_ref(t, x, 3); /* the caller's array: never written */
+    assert_int_equal(em_leaf_assign(t, ref, x2_for_ref, 3), EM_ERR_ARG);
+    assert_true(x[0] == 0.5);
     assert_int_equal(em_leaf_assign(t, v, x, 2), EM_ERR_ARG);
     /* a replay clears the error and recomputes */
     double x2[3] = {1.0, 2.0, 3.0};

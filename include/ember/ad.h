@@ -4,7 +4,10 @@
  * 1 is a scalar; a scalar broadcasts against a vector of any length), its adjoint when it needs
  * one, and the ids of its inputs. Constants and user data are referenced, not copied, and have
  * no adjoint. em_backward() seeds the adjoint of a scalar output with 1 and sweeps the tape once
- * in reverse, each node adding its contribution to its inputs' adjoints.
+ * in reverse, each node passing its contribution on to its inputs' adjoints. Adjoints are not
+ * zeroed when nodes are made (on large vectors that would cost as much as the ops): the first
+ * contribution to an adjoint writes it, later ones add, and em_backward() zeroes at the end
+ * whatever it did not reach. Large parameter vectors can be referenced in place (em_leaf_ref).
  *
  * All memory comes from an arena that em_tape_reset() rewinds, so a model evaluated again and
  * again settles into a fixed footprint and stops allocating (Stan Math's arena design).
@@ -64,6 +67,18 @@ em_var em_tape_fail(em_tape *t, em_status s, const char *fmt, ...)
  * error (EM_ERR_NONFINITE). */
 em_var em_leaf(em_tape *t, const double *x, size_t n);
 em_var em_leaf_scalar(em_tape *t, double x);
+/* An independent variable referenced in place, for large vectors (a parameter of 10^6 values
+ * fed to a density): the tape neither copies x nor scans it, it only allocates the adjoint.
+ * x must stay allocated and unchanged for as long as the tape's values or adjoints are used
+ * (until em_tape_reset or em_tape_destroy). Errors: n == 0 (EM_ERR_SHAPE), x NULL (EM_ERR_ARG).
+ *
+ * Unlike em_leaf, a NaN in x is not an error here: finding it would take the very pass over
+ * x that this leaf exists to avoid. It cannot give a silent wrong answer: IEEE arithmetic
+ * carries a NaN into every value computed from it, so the output that depends on it is NaN
+ * (and its gradient too), and the distributions reject a NaN parameter or value with an error
+ * naming the element (for a log density, -inf and an EM_ERR_DOMAIN message). Elements the output
+ * does not depend on (not gathered, not sliced) do not matter, as for any input. */
+em_var em_leaf_ref(em_tape *t, const double *x, size_t n);
 /* A constant vector referenced in place (user data): x must outlive the tape's use. */
 em_var em_const(em_tape *t, const double *x, size_t n);
 /* A constant row-major rows×cols matrix referenced in place. */
@@ -80,7 +95,9 @@ size_t em_rows(const em_tape *t, em_var v);  /* a vector of length n is n×1 */
 size_t em_cols(const em_tape *t, em_var v);
 const double *em_value(const em_tape *t, em_var v);
 double em_value_scalar(const em_tape *t, em_var v); /* element 0; NaN for an invalid var */
-/* The adjoint after em_backward; NULL for a constant or a node that needs none. */
+/* The adjoint after em_backward (zeros for what the output does not depend on); NULL for a
+ * constant or a node that needs none. Before the first em_backward its contents are
+ * unspecified, and em_backward may replace the array (read it through this call each time). */
 const double *em_adjoint(const em_tape *t, em_var v);
 int em_needs_grad(const em_tape *t, em_var v);
 
