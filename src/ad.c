@@ -625,25 +625,27 @@ BINARY_BACKWARD(div_backward, 1.0 / b, -y[i] / b)
         fname##_forward(t, o);                                                             \
         return out;                                                                        \
     }                                                                                      \
-    static void fname##_forward(em_tape *t, em_node *o) {                                  \
-        const em_node *na = &t->nodes[o->in[0]], *nb = &t->nodes[o->in[1]];                \
-        size_t n = o->n;                                                                   \
-        const double *x = na->val, *z = nb->val;                                           \
-        size_t sa = na->n == 1 ? 0 : 1, sb = nb->n == 1 ? 0 : 1;                           \
-        double *restrict y = o->val; /* fresh memory: overlaps no input */                 \
-        /* one unit-stride loop per broadcast pattern, not x[i*sa]: simpler code to optimise */ \
+    /* the loops in a function of their own with restrict parameters: GCC vectorises them at \
+     * -O2 only so (see EM_VEC_FOR); one unit-stride loop per broadcast pattern */          \
+    static void fname##_kernel(double *restrict y, const double *restrict x,                \
+                               const double *restrict z, size_t n, int sa, int sb) {       \
         if (sa && sb) {                                                                    \
-            for (size_t i = 0; i < n; i++) { double u = x[i], w = z[i]; y[i] = (expr); }   \
+            EM_VEC_FOR(i, n, { double u = x[i], w = z[i]; y[i] = (expr); });               \
         } else if (sa) {                                                                   \
             double w = z[0];                                                               \
-            for (size_t i = 0; i < n; i++) { double u = x[i]; y[i] = (expr); }             \
+            EM_VEC_FOR(i, n, { double u = x[i]; y[i] = (expr); });                         \
         } else if (sb) {                                                                   \
             double u = x[0];                                                               \
-            for (size_t i = 0; i < n; i++) { double w = z[i]; y[i] = (expr); }             \
+            EM_VEC_FOR(i, n, { double w = z[i]; y[i] = (expr); });                         \
         } else {                                                                           \
             double u = x[0], w = z[0];                                                     \
             y[0] = (expr);                                                                 \
         }                                                                                  \
+    }                                                                                      \
+    static void fname##_forward(em_tape *t, em_node *o) {                                  \
+        const em_node *na = &t->nodes[o->in[0]], *nb = &t->nodes[o->in[1]];                \
+        /* o->val is the node's own memory: it overlaps no input */                        \
+        fname##_kernel(o->val, na->val, nb->val, o->n, na->n != 1, nb->n != 1);            \
     }
 
 BINARY_OP(em_op_add, "add", add_backward, u + w)
@@ -759,13 +761,11 @@ static em_var unary_node(em_tape *t, em_var a, em_backward_fn backward, em_forwa
         if (!in->adj) return;                                                              \
         backward##_k(in->adj, in->val, self->val, self->adj, self->n, em_adj_first(in));   \
     }                                                                                      \
+    static void fname##_fkernel(double *restrict ys, const double *restrict xs, size_t n) { \
+        EM_VEC_FOR(i, n, { double x = xs[i]; ys[i] = (val_expr); });                       \
+    }                                                                                      \
     static void fname##_forward(em_tape *t, em_node *o) {                                  \
-        const double *xs = t->nodes[o->in[0]].val;                                         \
-        double *restrict ys = o->val;                                                      \
-        for (size_t i = 0; i < o->n; i++) {                                                \
-            double x = xs[i];                                                              \
-            ys[i] = (val_expr);                                                            \
-        }                                                                                  \
+        fname##_fkernel(o->val, t->nodes[o->in[0]].val, o->n);                             \
     }                                                                                      \
     em_var fname(em_tape *t, em_var a) {                                                   \
         return unary_node(t, a, backward, fname##_forward, 0.0);                           \
