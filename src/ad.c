@@ -213,17 +213,10 @@ void em_adj_accumulate(em_node *a, const double *g, size_t n) {
     }
 }
 
-double *em_adj_target(em_node *in) {
-    if (!in->adj) return NULL;
-    if (!in->adj_set) {
-        memset(in->adj, 0, in->n * sizeof(double));
-        in->adj_set = 1;
-    }
-    return in->adj;
-}
-
-void em_adj_prepare_inputs(em_tape *t, em_node *self) {
-    for (int k = 0; k < self->nin; k++) em_adj_target(&t->nodes[self->in[k]]);
+/* Zero an adjoint and mark it as holding that value. */
+static void zero_adj(em_node *n) {
+    n->adj_set = 0;
+    em_adj_target(n);
 }
 
 /* ---- leaves --------------------------------------------------------------------------- */
@@ -321,16 +314,6 @@ const double *em_adjoint(const em_tape *t, em_var v) { return v.id < 0 ? NULL : 
 int em_needs_grad(const em_tape *t, em_var v) { return v.id >= 0 && t->nodes[v.id].adj != NULL; }
 
 /* ---- replay ------------------------------------------------------------------------------ */
-
-/* Zero an adjoint and mark it as holding that value. Small adjoints (most of a small model's)
- * are cleared inline: a memset call costs more. */
-static void zero_adj(em_node *n) {
-    if (n->n <= 4)
-        for (size_t i = 0; i < n->n; i++) n->adj[i] = 0.0;
-    else
-        memset(n->adj, 0, n->n * sizeof(double));
-    n->adj_set = 1;
-}
 
 
 int em_tape_replayable(const em_tape *t) {
@@ -432,11 +415,16 @@ em_status em_backward(em_tape *t, em_var out) {
     }
     if (o->adj) { /* a constant output has no adjoint: every gradient is zero */
         o->adj[0] = em_adj_first(o) ? 1.0 : o->adj[0] + 1.0;
-        if (t->active && o->live) { /* pruned: visit only the live nodes with adjoints */
+        if (t->active && o->live) {
+            /* pruned: visit only the live nodes with adjoints. When the sweep reaches a node,
+             * every node after it has passed on its contribution, so one that received none
+             * can be zeroed right there instead of in a pass of its own. */
             for (size_t k = t->nactive; k-- > 0;) {
                 em_node *n = &t->nodes[t->active[k]];
-                if (t->active[k] <= out.id && n->backward && n->adj_set) n->backward(t, n);
+                if (!n->adj_set) em_adj_target(n);
+                else if (t->active[k] <= out.id && n->backward) n->backward(t, n);
             }
+            return EM_OK;
         } else {
             for (int32_t i = out.id; i >= 0; i--) {
                 em_node *n = &t->nodes[i];

@@ -37,6 +37,8 @@
 
 #include "ember/ad.h"
 
+#include <string.h>
+
 #define EM_NODE_MAX_INPUTS 6
 
 typedef struct em_node em_node;
@@ -128,10 +130,23 @@ static inline int em_adj_first(em_node *in) {
 }
 
 /* in's adjoint ready to be added into (zeroed if it held no value), or NULL for a constant. */
-double *em_adj_target(em_node *in);
+static inline double *em_adj_target(em_node *in) {
+    if (!in->adj) return NULL;
+    if (!in->adj_set) {
+        /* small adjoints (most of a small model's) inline: a memset call costs more */
+        if (in->n <= 4)
+            for (size_t i = 0; i < in->n; i++) in->adj[i] = 0.0;
+        else
+            memset(in->adj, 0, in->n * sizeof(double));
+        in->adj_set = 1;
+    }
+    return in->adj;
+}
 
 /* em_adj_target for every recorded input of self: for backward functions that only add. */
-void em_adj_prepare_inputs(em_tape *t, em_node *self);
+static inline void em_adj_prepare_inputs(em_tape *t, em_node *self) {
+    for (int k = 0; k < self->nin; k++) em_adj_target(&t->nodes[self->in[k]]);
+}
 
 /* Pass c·x (x of length in->n) on to input in's adjoint, following the contract; nothing for a
  * constant. The common form of a backward loop (dot, the densities' cached partials), in a
