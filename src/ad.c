@@ -157,7 +157,40 @@ size_t em_broadcast_len(em_tape *t, const char *op, size_t na, size_t nb) {
 
 /* Sums over a vector with four independent accumulators: a single running sum is bound by the
  * latency of one floating-point add per element (about 4 cycles); four chains let the adds
- * overlap. The result is as accurate as the plain loop, or slightly more. */
+ * overlap. The result is as accurate as the plain loop, or slightly more. The four chains are
+ * two pairs of lanes (GCC/clang vector types, SSE2 on any x86-64): the same additions in the
+ * same order as four scalars, so the same result, in half the instructions. */
+#if defined(__GNUC__)
+typedef double em_v2d __attribute__((vector_size(16)));
+static inline em_v2d load2(const double *p) {
+    em_v2d v;
+    memcpy(&v, p, sizeof v); /* an unaligned load */
+    return v;
+}
+static double sum_vec(const double *x, size_t n) {
+    em_v2d a = {0.0, 0.0}, b = {0.0, 0.0};
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        a += load2(x + i);
+        b += load2(x + i + 2);
+    }
+    double s0 = a[0];
+    for (; i < n; i++) s0 += x[i];
+    return (s0 + a[1]) + (b[0] + b[1]);
+}
+
+static double dot_vec(const double *x, const double *y, size_t n) {
+    em_v2d a = {0.0, 0.0}, b = {0.0, 0.0};
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        a += load2(x + i) * load2(y + i);
+        b += load2(x + i + 2) * load2(y + i + 2);
+    }
+    double s0 = a[0];
+    for (; i < n; i++) s0 += x[i] * y[i];
+    return (s0 + a[1]) + (b[0] + b[1]);
+}
+#else
 static double sum_vec(const double *x, size_t n) {
     double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
     size_t i = 0;
@@ -183,6 +216,7 @@ static double dot_vec(const double *x, const double *y, size_t n) {
     for (; i < n; i++) s0 += x[i] * y[i];
     return (s0 + s1) + (s2 + s3);
 }
+#endif
 
 /* The adjoint loops below name their arrays through restrict-qualified parameters or locals:
  * an input's adjoint never overlaps the values or the output adjoint it is computed from, and

@@ -68,6 +68,11 @@ static void matvec_add_backward(em_tape *t, em_node *self) {
     em_adj_accumulate(b, self->adj, self->n);
 }
 
+/* y[0..n) = v, in blocks of four so that GCC vectorises it at -O2 (see EM_VEC_FOR) */
+static void fill(double *restrict y, double v, size_t n) {
+    EM_VEC_FOR(i, n, { y[i] = v; });
+}
+
 static void matvec_add_forward(em_tape *t, em_node *o) {
     const em_node *na = node_of(t, o->in[0]), *nx = node_of(t, o->in[1]), *nb = node_of(t, o->in[2]);
     size_t r = na->rows, c = na->cols;
@@ -75,8 +80,7 @@ static void matvec_add_forward(em_tape *t, em_node *o) {
     if (nb->n == r) {
         memcpy(o->val, nb->val, r * sizeof(double));
     } else {
-        double b0 = nb->val[0];
-        for (size_t i = 0; i < r; i++) o->val[i] = b0;
+        fill(o->val, nb->val[0], r);
     }
     cblas_dgemv(CblasRowMajor, CblasNoTrans, (int)r, (int)c, 1.0, na->val, (int)c, nx->val, 1, 1.0, o->val, 1);
 }
