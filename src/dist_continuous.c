@@ -98,6 +98,19 @@ static void normal_fast_backward(em_tape *t, em_node *self) {
     em_node *x = em_node_get(t, (em_var){self->in[0]}), *m = em_node_get(t, (em_var){self->in[1]});
     em_node *sc = em_node_get(t, (em_var){self->in[2]});
     double g = self->adj[0];
+    if (a->n == 1) { /* a prior on a scalar: the general code below, without its loops */
+        double pz = a->sz * a->is; /* z/scale, computed as the forward pass stores it */
+        if (x->adj) x->adj[0] = em_adj_first(x) ? -g * pz : x->adj[0] - g * pz;
+        if (m->adj) {
+            double d = g * a->sz * a->is;
+            m->adj[0] = em_adj_first(m) ? d : m->adj[0] + d;
+        }
+        if (sc->adj) {
+            double d = g * (a->ss - 1.0) * a->is;
+            sc->adj[0] = em_adj_first(sc) ? d : sc->adj[0] + d;
+        }
+        return;
+    }
     const double *pz = a->pz, *xv = x->val, *mv = m->val;
     size_t sm = m->n == 1 ? 0 : 1;
     if (x->adj) { /* before loc: if x is loc, pz must still be here */
@@ -153,7 +166,12 @@ static int normal_fast_compute(em_tape *t, em_node *o) {
     double *restrict pz = a->pz;
     size_t n = a->n;
     double is = 1.0 / sc, ss = 0.0, sz = 0.0;
-    if (nm->n == 1) {
+    if (n == 1) { /* a prior on a scalar: the loop below, unrolled (the same operations) */
+        double z = (x[0] - mu[0]) * is;
+        ss = z * z;
+        sz = z;
+        if (pz) pz[0] = z * is;
+    } else if (nm->n == 1) {
         if (pz) NORMAL_LOOP(0, 1) else NORMAL_LOOP(0, 0)
     } else {
         if (pz) NORMAL_LOOP(1, 1) else NORMAL_LOOP(1, 0)
