@@ -93,6 +93,9 @@ em_var em_const_copy(em_tape *t, const double *x, size_t n);
 size_t em_len(const em_tape *t, em_var v);   /* 0 for an invalid var */
 size_t em_rows(const em_tape *t, em_var v);  /* a vector of length n is n×1 */
 size_t em_cols(const em_tape *t, em_var v);
+/* Reading a value that depends on a leaf marks the tape: the caller may branch on it, so a
+ * model density built on this tape runs the model again at every evaluation instead of
+ * replaying the tape (see em_logdensity_from_model in model.h). */
 const double *em_value(const em_tape *t, em_var v);
 double em_value_scalar(const em_tape *t, em_var v); /* element 0; NaN for an invalid var */
 /* The adjoint after em_backward (zeros for what the output does not depend on); NULL for a
