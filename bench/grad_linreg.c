@@ -54,6 +54,17 @@ static double baseline(const data *D, const double *theta, double *grad) {
     return -(double)n * ls - 0.5 * ss * inv_s2 - 0.5 * (double)n * LOG_2PI;
 }
 
+/* Differentiate lp and read the gradient w.r.t. (alpha, beta, log sigma) into grad. */
+static void backward_into(em_tape *t, em_var lp, em_var alpha, em_var beta, em_var ls, size_t d, double *grad) {
+    if (em_backward(t, lp) != EM_OK) {
+        fprintf(stderr, "grad_linreg: %s\n", em_tape_error(t)->msg);
+        exit(1);
+    }
+    grad[0] = em_adjoint(t, alpha)[0];
+    memcpy(grad + 1, em_adjoint(t, beta), d * sizeof(double));
+    grad[d + 1] = em_adjoint(t, ls)[0];
+}
+
 /* The same through the tape, written the fast way: X referenced in place, the linear predictor
  * with its intercept in one matvec_add node, the residual in one vector node, the sum of squares
  * as one dot node (not square + sum); σ enters only through scalar nodes. 2 of the 15 nodes are
@@ -70,13 +81,7 @@ static double ember(em_tape *t, const data *D, const double *theta, double *grad
     em_var ss = em_dot(t, r, r);
     em_var inv_s2 = em_exp(t, em_mul(t, -2.0, ls));
     em_var lp = em_sub(t, em_mul(t, -(double)n, ls), em_mul(t, 0.5, em_mul(t, ss, inv_s2)));
-    if (em_backward(t, lp) != EM_OK) {
-        fprintf(stderr, "grad_linreg: %s\n", em_tape_error(t)->msg);
-        exit(1);
-    }
-    grad[0] = em_adjoint(t, alpha)[0];
-    memcpy(grad + 1, em_adjoint(t, beta), d * sizeof(double));
-    grad[d + 1] = em_adjoint(t, ls)[0];
+    backward_into(t, lp, alpha, beta, ls, d, grad);
     /* the normalising constant has no gradient: added as a number, not a node */
     return em_value_scalar(t, lp) - 0.5 * (double)n * LOG_2PI;
 }
@@ -91,13 +96,7 @@ static double ember_normal(em_tape *t, const data *D, const double *theta, doubl
     em_var eta = em_matvec_add(t, em_const_matrix(t, D->X, n, d), beta, alpha);
     em_dist lik = em_dist_normal(t, eta, em_exp(t, ls));
     em_var lp = em_dist_log_prob(&lik, em_const(t, D->y, n));
-    if (em_backward(t, lp) != EM_OK) {
-        fprintf(stderr, "grad_linreg: %s\n", em_tape_error(t)->msg);
-        exit(1);
-    }
-    grad[0] = em_adjoint(t, alpha)[0];
-    memcpy(grad + 1, em_adjoint(t, beta), d * sizeof(double));
-    grad[d + 1] = em_adjoint(t, ls)[0];
+    backward_into(t, lp, alpha, beta, ls, d, grad);
     return em_value_scalar(t, lp);
 }
 

@@ -191,8 +191,7 @@ static void normal_fast_forward(em_tape *t, em_node *o) {
     em_error e = {0};
     if (uv_diagnose(&normal_desc, &a->dist, em_node_get(t, (em_var){o->in[0]})->val, a->n, &e) == EM_OK)
         em_error_set(&e, EM_ERR_DOMAIN, "Normal: parameters or value outside the domain");
-    o->val[0] = -INFINITY;
-    em_tape_fail(t, e.status, "%s", e.msg);
+    em_dist_replay_fail(t, o, &e);
 }
 
 LOG_PROB_FN(normal_general_lp, normal_desc, normal_norm, normal_kern)

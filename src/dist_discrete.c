@@ -128,8 +128,7 @@ static void binomial_forward(em_tape *t, em_node *o) {
     if (binomial_compute(t, o)) return;
     em_error e = {0};
     binomial_explain(t, o, &e);
-    o->val[0] = -INFINITY;
-    em_tape_fail(t, e.status, "%s", e.msg);
+    em_dist_replay_fail(t, o, &e);
 }
 
 static em_var binomial_logit_lp(const em_dist *d, em_var value) {
@@ -395,8 +394,7 @@ static int cat_compute(em_tape *t, em_node *o, em_error *e) {
 static void cat_forward(em_tape *t, em_node *o) {
     em_error e = {0};
     if (cat_compute(t, o, &e)) return;
-    o->val[0] = -INFINITY;
-    em_tape_fail(t, e.status, "%s", e.msg);
+    em_dist_replay_fail(t, o, &e);
 }
 
 static em_var cat_lp(const em_dist *d, em_var value) {

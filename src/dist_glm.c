@@ -311,8 +311,7 @@ static void glm_forward(em_tape *t, em_node *o) {
     if (glm_compute(t, o)) return;
     em_error e = {0};
     glm_explain(t, o, &e);
-    o->val[0] = -INFINITY;
-    em_tape_fail(t, e.status, "%s", e.msg);
+    em_dist_replay_fail(t, o, &e);
 }
 
 static em_var glm_lp(const em_dist *d, em_var value, glm_kind kind) {

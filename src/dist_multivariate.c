@@ -125,8 +125,7 @@ static int mvn_compute(em_tape *t, em_node *o, em_error *e) {
 static void mvn_forward(em_tape *t, em_node *o) {
     em_error e = {0};
     if (mvn_compute(t, o, &e)) return;
-    o->val[0] = -INFINITY;
-    em_tape_fail(t, e.status, "%s", e.msg);
+    em_dist_replay_fail(t, o, &e);
 }
 
 static em_var mvn_lp(const em_dist *d, em_var value) {
@@ -488,8 +487,7 @@ static int lkj_compute(em_tape *t, em_node *o, em_error *e) {
 static void lkj_forward(em_tape *t, em_node *o) {
     em_error e = {0};
     if (lkj_compute(t, o, &e)) return;
-    o->val[0] = -INFINITY;
-    em_tape_fail(t, e.status, "%s", e.msg);
+    em_dist_replay_fail(t, o, &e);
 }
 
 static em_var lkj_lp(const em_dist *d, em_var value) {
@@ -655,8 +653,7 @@ static int dir_compute(em_tape *t, em_node *o, em_error *e) {
 static void dir_forward(em_tape *t, em_node *o) {
     em_error e = {0};
     if (dir_compute(t, o, &e)) return;
-    o->val[0] = -INFINITY;
-    em_tape_fail(t, e.status, "%s", e.msg);
+    em_dist_replay_fail(t, o, &e);
 }
 
 static em_var dir_lp(const em_dist *d, em_var value) {

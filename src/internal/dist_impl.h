@@ -86,6 +86,13 @@ em_status uv_check_params(const uv_desc *desc, const em_dist *d, em_error *err);
  * failure. Used after the fused loop saw a failure, and by sample/mean paths. */
 em_status uv_diagnose(const uv_desc *desc, const em_dist *d, const double *x, size_t nx, em_error *err);
 
+/* A log-density node whose replay (internal/tape.h) found its input out of the domain: the
+ * value -inf, as creation gives, and the reason on the tape. */
+static inline void em_dist_replay_fail(em_tape *t, em_node *o, const em_error *e) {
+    o->val[0] = -INFINITY;
+    em_tape_fail(t, e->status, "%s", e->msg);
+}
+
 /* Record err on the tape and return a constant scalar node holding -inf. */
 em_var em_dist_domain_fail(em_tape *t, const em_error *err);
 
@@ -248,8 +255,7 @@ EM_ALWAYS_INLINE void uv_forward(const uv_desc *desc, em_tape *t, em_node *o, uv
     if (!aux->failed) return;
     em_error e = {0};
     uv_explain(desc, t, o, &e);
-    o->val[0] = -INFINITY;
-    em_tape_fail(t, e.status, "%s", e.msg);
+    em_dist_replay_fail(t, o, &e);
 }
 
 /* Make the node (forward: the family's uv_forward wrapper, see LOG_PROB_FN) and compute it. */
