@@ -26,6 +26,7 @@ static const char *glm_name(glm_kind k) {
 typedef struct {
     double *r;      /* ∂lp/∂η per row (needed for β, α and X); NULL after a one-pass forward */
     double *gbeta;  /* one-pass forward: Σ_i res_i·x_i, to be scaled by 1/σ² */
+    double *Xt;     /* one-pass forward with few coefficients: X transposed (X is constant) */
     double sum_res; /* one-pass forward: Σ_i res_i */
     double inv_s2;  /* one-pass forward: 1/σ² */
     double *dsigma; /* ∂lp/∂σ per row when σ is a vector, else NULL */
@@ -117,82 +118,131 @@ static void glm_eta(const em_tape *t, const em_dist *d, double *eta) {
 /* The normal GLM's common case in ONE pass over X: for each row, η_i = α + x_i·β, the residual
  * res_i = y_i − η_i, and the β-gradient Σ res_i·x_i accumulated while the row is still in L1.
  * A dgemv forward and a transposed dgemv backward read X twice; for a large design matrix the
- * gradient is bound by that memory traffic, so one pass is nearly twice as fast. Four partial
- * sums keep the dot product from waiting on one add chain. Returns Σ res², and Σ res in *sum_res;
- * *ok is cleared if a residual is not finite. */
+ * gradient is bound by that memory traffic, so one pass is nearly twice as fast. Returns Σ res²,
+ * and Σ res in *sum_res; a residual that is not finite makes either sum not finite, which the
+ * caller tests once (no per-row test).
+ *
+ * Two kernels, both on GCC/clang vector types (the same additions in the same order whatever
+ * instructions the CPU offers, so every machine computes the same bits):
+ *   - few coefficients (p ≤ GLM_COLS_MAX, the common small regression): X is kept transposed
+ *     (one column after another) and four rows go through each vector operation, with β and the
+ *     gradient in registers. Row by row, a small regression spends its time on the loop's
+ *     instruction count and on the latency of the running sums; four lanes cut both fourfold.
+ *   - many coefficients: rows in blocks of four; each row's x_i·β on vectors along the row,
+ *     and the gradient updated once per block, Σ_j over four rows at a time. */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-/* The build is portable (-O2, no -march); this kernel alone is vectorised and cloned for AVX2 +
- * FMA, chosen at load time by the CPU it runs on. */
-#define GLM_KERNEL __attribute__((optimize("O3"), target_clones("avx2,fma", "default")))
+/* The build is portable (-O2, no -march); these kernels alone are cloned for AVX2, chosen at
+ * load time by the CPU it runs on (no FMA: contracting would change the bits). */
+#define GLM_KERNEL __attribute__((optimize("O3"), target_clones("avx2", "default")))
 #else
 #define GLM_KERNEL
 #endif
-/* The row loop for P coefficients: with P a compile-time constant (a few coefficients, the
- * common small regression) both inner loops unroll into straight-line code and the
- * coefficients and gradient live in registers; without it (P = 0: p is read at run time) the
- * dot product runs on four partial sums. */
+
+enum { GLM_COLS_MAX = 8 };
+
+typedef double glm_v4 __attribute__((vector_size(32)));
+#if defined(__GNUC__) && !defined(__clang__)
+/* these helpers are always inlined: no call passes a vector, whatever GCC says of the ABI */
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+static inline __attribute__((always_inline)) glm_v4 glm_load4(const double *p) {
+    glm_v4 v;
+    memcpy(&v, p, sizeof v); /* an unaligned load */
+    return v;
+}
+static inline __attribute__((always_inline)) double glm_hsum4(glm_v4 v) { return (v[0] + v[1]) + (v[2] + v[3]); }
+
+/* Few coefficients: Xt is X transposed (P columns of n). P is a compile-time constant, so the
+ * loops over coefficients unroll into straight-line code. */
+static inline __attribute__((always_inline)) double glm_cols(const double *restrict Xt, size_t n, const size_t P,
+                                                             const double *restrict y, size_t sy, double alpha,
+                                                             const double *restrict beta, double *restrict gb,
+                                                             double *sum_res) {
+    glm_v4 ss = {0, 0, 0, 0}, sr = {0, 0, 0, 0}, g[GLM_COLS_MAX], b[GLM_COLS_MAX];
+    glm_v4 av = {alpha, alpha, alpha, alpha}, yv = {y[0], y[0], y[0], y[0]};
+    for (size_t j = 0; j < P; j++) {
+        b[j] = (glm_v4){beta[j], beta[j], beta[j], beta[j]};
+        g[j] = (glm_v4){0, 0, 0, 0};
+    }
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        glm_v4 eta = av;
+        for (size_t j = 0; j < P; j++) eta += glm_load4(Xt + j * n + i) * b[j];
+        glm_v4 res = (sy ? glm_load4(y + i) : yv) - eta;
+        ss += res * res;
+        sr += res;
+        for (size_t j = 0; j < P; j++) g[j] += res * glm_load4(Xt + j * n + i);
+    }
+    double ss1 = glm_hsum4(ss), sr1 = glm_hsum4(sr);
+    for (size_t j = 0; j < P; j++) gb[j] += glm_hsum4(g[j]);
+    for (; i < n; i++) { /* the last n mod 4 rows */
+        double eta = alpha;
+        for (size_t j = 0; j < P; j++) eta += Xt[j * n + i] * beta[j];
+        double res = y[i * sy] - eta;
+        ss1 += res * res;
+        sr1 += res;
+        for (size_t j = 0; j < P; j++) gb[j] += res * Xt[j * n + i];
+    }
+    *sum_res = sr1;
+    return ss1;
+}
+
+/* x·β along a row of p: four lanes, then the last p mod 4 */
+static inline __attribute__((always_inline)) double glm_row_dot(const double *restrict x, const double *restrict beta,
+                                                                size_t p) {
+    glm_v4 acc = {0, 0, 0, 0};
+    size_t j = 0;
+    for (; j + 4 <= p; j += 4) acc += glm_load4(x + j) * glm_load4(beta + j);
+    double s = glm_hsum4(acc);
+    for (; j < p; j++) s += x[j] * beta[j];
+    return s;
+}
+
+/* Many coefficients: X row-major, rows in blocks of four. */
 static inline __attribute__((always_inline)) double glm_rows(const double *restrict X, size_t n, size_t p,
-                                                             const size_t P, const double *restrict y, size_t sy,
-                                                             double alpha, const double *restrict beta,
-                                                             double *restrict gb, double *sum_res, int *ok) {
+                                                             const double *restrict y, size_t sy, double alpha,
+                                                             const double *restrict beta, double *restrict gb,
+                                                             double *sum_res) {
     double ss = 0.0, sr = 0.0;
-    int good = 1;
-    if (P) {
-        /* no per-row finiteness test: a residual that is not finite makes Σ res² not finite
-         * (two rows per step with separate sums measured slower here: the loop is bound by
-         * its instruction count, not by the add chains) */
-        double b[8], g[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-        for (size_t j = 0; j < P; j++) b[j] = beta[j];
-        for (size_t i = 0; i < n; i++) {
-            const double *restrict x = X + i * P;
-            double eta = alpha;
-            for (size_t j = 0; j < P; j++) eta += x[j] * b[j];
-            double res = (sy ? y[i] : y[0]) - eta;
-            ss += res * res;
-            sr += res;
-            for (size_t j = 0; j < P; j++) g[j] += res * x[j];
-        }
-        for (size_t j = 0; j < P; j++) gb[j] += g[j];
-        good = isfinite(ss) && isfinite(sr);
-    } else {
-        for (size_t i = 0; i < n; i++) {
-            const double *restrict x = X + i * p;
-            double e0 = alpha, e1 = 0.0, e2 = 0.0, e3 = 0.0;
-            size_t j = 0;
-            for (; j + 4 <= p; j += 4) {
-                e0 += x[j] * beta[j];
-                e1 += x[j + 1] * beta[j + 1];
-                e2 += x[j + 2] * beta[j + 2];
-                e3 += x[j + 3] * beta[j + 3];
-            }
-            for (; j < p; j++) e0 += x[j] * beta[j];
-            double res = y[i * sy] - ((e0 + e1) + (e2 + e3));
-            good &= isfinite(res);
-            ss += res * res;
-            sr += res;
-            for (j = 0; j < p; j++) gb[j] += res * x[j];
-        }
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const double *restrict x0 = X + i * p, *restrict x1 = x0 + p, *restrict x2 = x1 + p, *restrict x3 = x2 + p;
+        double r0 = y[i * sy] - (alpha + glm_row_dot(x0, beta, p));
+        double r1 = y[(i + 1) * sy] - (alpha + glm_row_dot(x1, beta, p));
+        double r2 = y[(i + 2) * sy] - (alpha + glm_row_dot(x2, beta, p));
+        double r3 = y[(i + 3) * sy] - (alpha + glm_row_dot(x3, beta, p));
+        ss += (r0 * r0 + r1 * r1) + (r2 * r2 + r3 * r3);
+        sr += (r0 + r1) + (r2 + r3);
+        for (size_t j = 0; j < p; j++) gb[j] += (r0 * x0[j] + r1 * x1[j]) + (r2 * x2[j] + r3 * x3[j]);
+    }
+    for (; i < n; i++) {
+        const double *restrict x = X + i * p;
+        double res = y[i * sy] - (alpha + glm_row_dot(x, beta, p));
+        ss += res * res;
+        sr += res;
+        for (size_t j = 0; j < p; j++) gb[j] += res * x[j];
     }
     *sum_res = sr;
-    *ok &= good;
     return ss;
 }
 
+/* Xt: X transposed when p ≤ GLM_COLS_MAX (glm_lp made it), else NULL and X is read by rows */
 GLM_KERNEL
-static double normal_glm_one_pass(const double *restrict X, size_t n, size_t p, const double *restrict y,
-                                  size_t sy, double alpha, const double *restrict beta, double *restrict gb,
-                                  double *sum_res, int *ok) {
-    switch (p) {
-    case 1: return glm_rows(X, n, p, 1, y, sy, alpha, beta, gb, sum_res, ok);
-    case 2: return glm_rows(X, n, p, 2, y, sy, alpha, beta, gb, sum_res, ok);
-    case 3: return glm_rows(X, n, p, 3, y, sy, alpha, beta, gb, sum_res, ok);
-    case 4: return glm_rows(X, n, p, 4, y, sy, alpha, beta, gb, sum_res, ok);
-    case 5: return glm_rows(X, n, p, 5, y, sy, alpha, beta, gb, sum_res, ok);
-    case 6: return glm_rows(X, n, p, 6, y, sy, alpha, beta, gb, sum_res, ok);
-    case 7: return glm_rows(X, n, p, 7, y, sy, alpha, beta, gb, sum_res, ok);
-    case 8: return glm_rows(X, n, p, 8, y, sy, alpha, beta, gb, sum_res, ok);
-    default: return glm_rows(X, n, p, 0, y, sy, alpha, beta, gb, sum_res, ok);
-    }
+static double normal_glm_one_pass(const double *restrict X, const double *restrict Xt, size_t n, size_t p,
+                                  const double *restrict y, size_t sy, double alpha, const double *restrict beta,
+                                  double *restrict gb, double *sum_res) {
+    if (Xt) switch (p) {
+        case 1: return glm_cols(Xt, n, 1, y, sy, alpha, beta, gb, sum_res);
+        case 2: return glm_cols(Xt, n, 2, y, sy, alpha, beta, gb, sum_res);
+        case 3: return glm_cols(Xt, n, 3, y, sy, alpha, beta, gb, sum_res);
+        case 4: return glm_cols(Xt, n, 4, y, sy, alpha, beta, gb, sum_res);
+        case 5: return glm_cols(Xt, n, 5, y, sy, alpha, beta, gb, sum_res);
+        case 6: return glm_cols(Xt, n, 6, y, sy, alpha, beta, gb, sum_res);
+        case 7: return glm_cols(Xt, n, 7, y, sy, alpha, beta, gb, sum_res);
+        case 8: return glm_cols(Xt, n, 8, y, sy, alpha, beta, gb, sum_res);
+        default: break;
+        }
+    return glm_rows(X, n, p, y, sy, alpha, beta, gb, sum_res);
 }
 
 /* Is the one-pass kernel usable? The common regression: normal, constant X, a gradient wanted
@@ -222,8 +272,9 @@ static int glm_compute(em_tape *t, em_node *o) {
         size_t p = Xn->cols;
         double s = em_node_get(t, d->p[3])->val[0], is = 1.0 / s;
         memset(a->gbeta, 0, p * sizeof(double));
-        double ss = normal_glm_one_pass(Xn->val, n, p, y, sy, em_node_get(t, d->p[1])->val[0],
-                                        em_node_get(t, d->p[2])->val, a->gbeta, &a->sum_res, &ok);
+        double ss = normal_glm_one_pass(Xn->val, a->Xt, n, p, y, sy, em_node_get(t, d->p[1])->val[0],
+                                        em_node_get(t, d->p[2])->val, a->gbeta, &a->sum_res);
+        ok = isfinite(ss) && isfinite(a->sum_res);
         a->inv_s2 = is * is;
         a->dsig_sum = ss * a->inv_s2 * is - (double)n * is;
         lp = -0.5 * ss * a->inv_s2 - (double)n * (log(s) + EM_LOG_SQRT_2PI);
@@ -332,8 +383,16 @@ static em_var glm_lp(const em_dist *d, em_var value, glm_kind kind) {
     a->kind = kind;
     a->eta = eta;
     if (glm_one_pass_layout(t, o, kind)) {
-        a->gbeta = em_arena_alloc(ar, em_node_get(t, d->p[0])->cols * sizeof(double));
+        const em_node *X = em_node_get(t, d->p[0]);
+        size_t p = X->cols;
+        a->gbeta = em_arena_alloc(ar, p * sizeof(double));
         if (!a->gbeta) return em_tape_fail(t, EM_ERR_NOMEM, "%s: out of memory", nm);
+        if (p <= GLM_COLS_MAX) { /* X has no adjoint: it is data, fixed for the tape's life */
+            if (!(a->Xt = em_arena_alloc(ar, n * p * sizeof(double))))
+                return em_tape_fail(t, EM_ERR_NOMEM, "%s: out of memory", nm);
+            for (size_t i = 0; i < n; i++)
+                for (size_t j = 0; j < p; j++) a->Xt[j * n + i] = X->val[i * p + j];
+        }
     } else {
         a->r = eta;
         if (kind == GLM_NORMAL && o->adj) {

@@ -123,6 +123,52 @@ static void test_glm_matches_unfused(void **state) {
                 }
 }
 
+/* The normal GLM's one-pass kernels (four rows per vector with X transposed for up to eight
+ * coefficients; row blocks of four beyond), on every coefficient count they specialise, on row
+ * counts that leave 0-3 rows over, and with y a vector or one value: the same density and
+ * gradient as matvec + add + Normal. */
+static void test_normal_glm_kernel_shapes(void **state) {
+    (void)state;
+    static const size_t ps[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 13, 20};
+    static const size_t ns[] = {1, 2, 3, 4, 5, 7, 8, 39, 170};
+    double Xs[170 * 20], ys[170], th[22];
+    tu_fill_uniform(Xs, 170 * 20, -2, 2, 91);
+    tu_fill_uniform(ys, 170, -3, 3, 92);
+    for (size_t a = 0; a < sizeof ps / sizeof ps[0]; a++)
+        for (size_t b = 0; b < sizeof ns / sizeof ns[0]; b++)
+            for (int scalar_y = 0; scalar_y < 2; scalar_y++) {
+                size_t p = ps[a], n = ns[b];
+                tu_fill_uniform(th, p + 2, -1, 1, 93 + (unsigned)(a * 16 + b));
+                th[p + 1] = 1.3; /* sigma */
+                double lp[2], g[2][22];
+                for (int fused = 0; fused < 2; fused++) {
+                    em_tape *t = em_tape_create();
+                    em_var alpha = em_leaf(t, th, 1), beta = em_leaf(t, th + 1, p), sigma = em_leaf(t, th + p + 1, 1);
+                    em_var Xv = em_const_matrix(t, Xs, n, p), y = em_const(t, ys, scalar_y ? 1 : n);
+                    em_var l;
+                    if (fused) {
+                        em_dist d = em_dist_normal_id_glm(t, Xv, alpha, beta, sigma);
+                        l = em_dist_log_prob(&d, y);
+                    } else {
+                        em_dist d = em_dist_normal(t, em_op_add(t, em_op_matvec(t, Xv, beta), alpha), sigma);
+                        em_var yy = scalar_y ? em_op_add(t, em_op_mul(t, em_op_matvec(t, Xv, beta), em_scalar(t, 0.0)),
+                                                         y)
+                                             : y;
+                        l = em_op_sum(t, em_dist_log_prob(&d, yy));
+                    }
+                    if (em_tape_status(t)) fail_msg("p %zu n %zu: %s", p, n, em_tape_error(t)->msg);
+                    assert_int_equal(em_backward(t, l), EM_OK);
+                    lp[fused] = em_value_scalar(t, l);
+                    g[fused][0] = em_adjoint(t, alpha)[0];
+                    memcpy(g[fused] + 1, em_adjoint(t, beta), p * sizeof(double));
+                    g[fused][p + 1] = em_adjoint(t, sigma)[0];
+                    em_tape_destroy(t);
+                }
+                tu_assert_close(lp[1], lp[0], 1e-12, 0);
+                for (size_t k = 0; k < p + 2; k++) tu_assert_close(g[1][k], g[0][k], 1e-11, 1e-12);
+            }
+}
+
 /* ∂/∂X is available too when X carries a gradient (rare; a learned design) */
 static em_var glm_x_fn(em_tape *t, const double *x, size_t n, em_var *leaves, size_t *nl, void *vctx) {
     (void)vctx; (void)n;
@@ -209,6 +255,7 @@ static void test_glm_moments_and_sampling(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_glm_matches_unfused),
+        cmocka_unit_test(test_normal_glm_kernel_shapes),
         cmocka_unit_test(test_glm_x_gradient),
         cmocka_unit_test(test_glm_bad),
         cmocka_unit_test(test_glm_moments_and_sampling),
