@@ -68,7 +68,9 @@ static void backward_into(em_tape *t, em_var lp, em_var alpha, em_var beta, em_v
 /* The same through the tape, written the fast way: X referenced in place, the linear predictor
  * with its intercept in one matvec_add node, the residual in one vector node, the sum of squares
  * as one dot node (not square + sum); σ enters only through scalar nodes. 2 of the 15 nodes are
- * vectors of length n. */
+ * vectors of length n. Backward, dot(r, r) gives r the adjoint 2g·r as a scaled view of r's
+ * value (internal/tape.h), sub passes it on to the predictor, and matvec_add's transposed dgemv
+ * reads it in place: no pass over n values of the backward's own. */
 static double ember(em_tape *t, const data *D, const double *theta, double *grad) {
     size_t n = D->n, d = D->d;
     em_tape_reset(t);

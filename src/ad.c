@@ -97,8 +97,11 @@ static em_node *push_node(em_tape *t, em_var *out) {
     n->c = 0.0;
     for (int i = 0; i < EM_NODE_MAX_INPUTS; i++) n->in[i] = -1;
     n->nin = 0;
-    n->adj_set = 0;
+    n->adj_set = EM_ADJ_EMPTY;
     n->live = 1;
+    n->takes_view = 0;
+    n->adj_view = NULL;
+    n->adj_scale = 0.0;
     return n;
 }
 
@@ -233,25 +236,42 @@ void em_adj_axpy(em_node *in, double c, const double *x) {
     if (in->adj) axpy_kernel(in->adj, c, x, in->n, em_adj_first(in));
 }
 
-void em_adj_accumulate(em_node *a, const double *g, size_t n) {
+void em_adj_materialize(em_node *n) {
+    if (n->adj_set != EM_ADJ_VIEW) return;
+    axpy_kernel(n->adj, n->adj_scale, n->adj_view, n->n, 1);
+    n->adj_set = EM_ADJ_HELD;
+}
+
+/* Below this length a view saves too little to be worth the extra state. */
+enum { ADJ_VIEW_MIN = 16 };
+
+void em_adj_pass_view(em_node *in, double c, const double *x) {
+    if (!in->adj) return;
+    if (in->adj_set == EM_ADJ_EMPTY && in->n >= ADJ_VIEW_MIN) {
+        in->adj_set = EM_ADJ_VIEW;
+        in->adj_scale = c;
+        in->adj_view = x;
+        return;
+    }
+    axpy_kernel(in->adj, c, x, in->n, em_adj_first(in));
+}
+
+void em_adj_accumulate_scaled(em_node *a, double c, const double *g, size_t n) {
     if (!a->adj) return;
     int first = em_adj_first(a);
     if (a->n == n) {
-        if (first)
+        if (first && c == 1.0)
             memcpy(a->adj, g, n * sizeof(double));
         else
-            axpy_kernel(a->adj, 1.0, g, n, 0);
+            axpy_kernel(a->adj, c, g, n, first);
     } else {
-        double s = sum_vec(g, n);
+        double s = c * sum_vec(g, n);
         a->adj[0] = first ? s : a->adj[0] + s;
     }
 }
 
-/* Zero an adjoint and mark it as holding that value. */
-static void zero_adj(em_node *n) {
-    n->adj_set = 0;
-    em_adj_target(n);
-}
+void em_adj_accumulate(em_node *a, const double *g, size_t n) { em_adj_accumulate_scaled(a, 1.0, g, n); }
+
 
 /* ---- leaves --------------------------------------------------------------------------- */
 
@@ -344,7 +364,14 @@ double em_value_scalar(const em_tape *t, em_var v) {
     note_read(t, v);
     return t->nodes[v.id].val[0];
 }
-const double *em_adjoint(const em_tape *t, em_var v) { return v.id < 0 ? NULL : t->nodes[v.id].adj; }
+const double *em_adjoint(const em_tape *t, em_var v) {
+    if (v.id < 0) return NULL;
+    /* a view is written out on first reading, an empty adjoint (em_zero_adjoints) as zeros:
+     * the same adjoint, as an array (the tape is const to the caller, but what the node
+     * holds does not change) */
+    em_node *n = &t->nodes[v.id];
+    return em_adj_target(n);
+}
 int em_needs_grad(const em_tape *t, em_var v) { return v.id >= 0 && t->nodes[v.id].adj != NULL; }
 
 /* ---- replay ------------------------------------------------------------------------------ */
@@ -455,15 +482,22 @@ em_status em_backward(em_tape *t, em_var out) {
              * can be zeroed right there instead of in a pass of its own. */
             for (size_t k = t->nactive; k-- > 0;) {
                 em_node *n = &t->nodes[t->active[k]];
-                if (!n->adj_set) em_adj_target(n);
-                else if (t->active[k] <= out.id && n->backward) n->backward(t, n);
+                if (!n->adj_set) {
+                    em_adj_target(n);
+                } else if (t->active[k] <= out.id && n->backward) {
+                    if (!n->takes_view) em_adj_materialize(n);
+                    n->backward(t, n);
+                }
             }
             return EM_OK;
         } else {
             for (int32_t i = out.id; i >= 0; i--) {
                 em_node *n = &t->nodes[i];
                 /* a node nothing reached has a zero adjoint and nothing to pass on */
-                if (n->backward && n->adj_set && n->live) n->backward(t, n);
+                if (n->backward && n->adj_set && n->live) {
+                    if (!n->takes_view) em_adj_materialize(n);
+                    n->backward(t, n);
+                }
             }
         }
     }
@@ -471,13 +505,15 @@ em_status em_backward(em_tape *t, em_var out) {
     return EM_OK;
 }
 
+/* Marks every adjoint empty (the adjoint contract): the next sweep writes each one it reaches,
+ * zeroes the others, and so takes exactly the steps of the first sweep; em_adjoint() reads an
+ * empty adjoint as zeros. */
 void em_zero_adjoints(em_tape *t) {
     if (t->active) {
-        for (size_t k = 0; k < t->nactive; k++) zero_adj(&t->nodes[t->active[k]]);
+        for (size_t k = 0; k < t->nactive; k++) t->nodes[t->active[k]].adj_set = EM_ADJ_EMPTY;
         return;
     }
-    for (size_t i = 0; i < t->count; i++)
-        if (t->nodes[i].adj) zero_adj(&t->nodes[i]);
+    for (size_t i = 0; i < t->count; i++) t->nodes[i].adj_set = EM_ADJ_EMPTY;
 }
 
 /* ---- elementwise binary ops ------------------------------------------------------------ */
@@ -627,8 +663,28 @@ static binary_view binary_inputs(em_tape *t, em_node *self) {
         }                                                                                  \
     }
 
-BINARY_BACKWARD(add_backward, 1.0, 1.0)
-BINARY_BACKWARD(sub_backward, 1.0, -1.0)
+BINARY_BACKWARD(add_backward_held, 1.0, 1.0)
+BINARY_BACKWARD(sub_backward_held, 1.0, -1.0)
+
+/* add and sub are linear: when their own adjoint is a view c·x and both operands are vectors
+ * of its length, each operand's contribution is ±c·x, passed on as a view (no pass). */
+static int pass_linear_view(em_tape *t, em_node *self, double sign_b) {
+    em_node *na = &t->nodes[self->in[0]], *nb = &t->nodes[self->in[1]];
+    if (self->adj_set != EM_ADJ_VIEW || na->n != self->n || nb->n != self->n || na == nb) return 0;
+    em_adj_pass_view(na, self->adj_scale, self->adj_view);
+    em_adj_pass_view(nb, sign_b * self->adj_scale, self->adj_view);
+    return 1;
+}
+static void add_backward(em_tape *t, em_node *self) {
+    if (pass_linear_view(t, self, 1.0)) return;
+    em_adj_materialize(self);
+    add_backward_held(t, self);
+}
+static void sub_backward(em_tape *t, em_node *self) {
+    if (pass_linear_view(t, self, -1.0)) return;
+    em_adj_materialize(self);
+    sub_backward_held(t, self);
+}
 BINARY_BACKWARD(mul_backward, b, a)
 BINARY_BACKWARD(div_backward, 1.0 / b, -y[i] / b)
 
@@ -644,6 +700,7 @@ BINARY_BACKWARD(div_backward, 1.0 / b, -y[i] / b)
         em_node *o = em_node_new(t, rows, cols, in, 2, backward, &out);                    \
         if (!o) return EM_VAR_INVALID;                                                     \
         o->forward = fname##_forward;                                                      \
+        o->takes_view = (backward == add_backward || backward == sub_backward);            \
         fname##_forward(t, o);                                                             \
         return out;                                                                        \
     }                                                                                      \
@@ -857,15 +914,24 @@ em_var em_op_sum(em_tape *t, em_var a) {
     return out;
 }
 
+/* c·src's value on to in's adjoint: as a view when src is an op (its value is tape memory; a
+ * leaf's or a constant's may be the caller's) */
+static void pass_scaled_value(em_node *in, double c, const em_node *src) {
+    if (src->nin > 0)
+        em_adj_pass_view(in, c, src->val);
+    else
+        em_adj_axpy(in, c, src->val);
+}
+
 static void dot_backward(em_tape *t, em_node *self) {
     em_node *a = &t->nodes[self->in[0]], *b = &t->nodes[self->in[1]];
     double g = self->adj[0];
-    if (a == b) { /* dot(r, r): one pass, d/dr = 2 r */
-        em_adj_axpy(a, 2.0 * g, a->val);
+    if (a == b) { /* dot(r, r): d/dr = 2g·r, a view of r when r is an op's value */
+        pass_scaled_value(a, 2.0 * g, a);
         return;
     }
-    em_adj_axpy(a, g, b->val);
-    em_adj_axpy(b, g, a->val);
+    pass_scaled_value(a, g, b);
+    pass_scaled_value(b, g, a);
 }
 
 static void dot_forward(em_tape *t, em_node *o) {

@@ -31,12 +31,14 @@ static int dims_fit_blas(em_tape *t, const char *op, size_t a, size_t b) {
 static void matvec_backward(em_tape *t, em_node *self) {
     em_node *A = node_of(t, self->in[0]), *x = node_of(t, self->in[1]);
     int r = (int)A->rows, c = (int)A->cols;
+    double s; /* the adjoint is s·g: a view is read in place, s becomes BLAS's alpha */
+    const double *g = em_adj_own(self, &s);
     /* BLAS adds here (beta = 1), so a fresh adjoint is zeroed first (the adjoint contract in
      * internal/tape.h): beta = 0 would also do for x̄, but whether BLAS then ignores a NaN left
      * in y has changed between OpenBLAS versions, and x is the short side */
     if (em_adj_target(x))
-        cblas_dgemv(CblasRowMajor, CblasTrans, r, c, 1.0, A->val, c, self->adj, 1, 1.0, x->adj, 1);
-    if (em_adj_target(A)) cblas_dger(CblasRowMajor, r, c, 1.0, self->adj, 1, x->val, 1, A->adj, c);
+        cblas_dgemv(CblasRowMajor, CblasTrans, r, c, s, A->val, c, g, 1, 1.0, x->adj, 1);
+    if (em_adj_target(A)) cblas_dger(CblasRowMajor, r, c, s, g, 1, x->val, 1, A->adj, c);
 }
 
 static void matvec_forward(em_tape *t, em_node *o) {
@@ -56,6 +58,7 @@ em_var em_op_matvec(em_tape *t, em_var A, em_var x) {
     if (!dims_fit_blas(t, "matvec", r, c)) return EM_VAR_INVALID;
     em_node *o = em_node_new(t, r, 1, in, 2, matvec_backward, &out);
     if (!o) return EM_VAR_INVALID;
+    o->takes_view = 1;
     o->forward = matvec_forward;
     matvec_forward(t, o);
     return out;
@@ -65,7 +68,12 @@ em_var em_op_matvec(em_tape *t, em_var A, em_var x) {
 static void matvec_add_backward(em_tape *t, em_node *self) {
     matvec_backward(t, self);
     em_node *b = node_of(t, self->in[2]);
-    em_adj_accumulate(b, self->adj, self->n);
+    double s;
+    const double *g = em_adj_own(self, &s);
+    if (self->adj_set == EM_ADJ_VIEW && b->n == self->n)
+        em_adj_pass_view(b, s, g);
+    else
+        em_adj_accumulate_scaled(b, s, g, self->n);
 }
 
 /* y[0..n) = v, in blocks of four so that GCC vectorises it at -O2 (see EM_VEC_FOR) */
@@ -99,6 +107,7 @@ em_var em_op_matvec_add(em_tape *t, em_var A, em_var x, em_var b) {
     if (!dims_fit_blas(t, "matvec_add", r, c)) return EM_VAR_INVALID;
     em_node *o = em_node_new(t, r, 1, in, 3, matvec_add_backward, &out);
     if (!o) return EM_VAR_INVALID;
+    o->takes_view = 1;
     o->forward = matvec_add_forward;
     matvec_add_forward(t, o);
     return out;

@@ -800,6 +800,91 @@ static void test_adjoint_contract_second_backward(void **state) {
     em_tape_destroy(t);
 }
 
+/* ---- scaled adjoint views (internal/tape.h) -------------------------------------------------- */
+
+/* x = [v (n), beta (3), alpha (1)]. Every way a view is made, passed on, read and written out:
+ * dot(r, r) and dot(a, b) make views; add and sub pass them on (and fall back when an operand is
+ * broadcast or both are one node); matvec_add reads one as BLAS's alpha and sums it for a
+ * scalar intercept or passes it on to a vector one; exp gets one written out before its backward;
+ * a node holding a view gets a second contribution (written out, then added), before and after;
+ * a leaf receives a view. */
+typedef struct {
+    const double *X, *y;
+} view_ctx;
+
+static em_var f_views(em_tape *t, const double *x, size_t n, em_var *lv, size_t *nl, void *ctx) {
+    const view_ctx *c = ctx;
+    size_t m = n - 4;
+    em_var v = lv[0] = em_leaf(t, x, m), beta = lv[1] = em_leaf(t, x + m, 3), alpha = lv[2] = em_leaf(t, x + m + 3, 1);
+    *nl = 3;
+    em_var X = em_const_matrix(t, c->X, m, 3), y = em_const(t, c->y, m);
+    em_var parts[8];
+    /* the regression's sum of squares: a view of r, through sub, into matvec_add (scalar α) */
+    em_var r = em_op_sub(t, y, em_op_matvec_add(t, X, beta, alpha));
+    parts[0] = em_op_dot(t, r, r);
+    /* u gets an ordinary contribution (sum, made first, reached last) and views */
+    em_var u = em_op_exp(t, em_op_mul(t, v, em_scalar(t, 0.3)));
+    parts[1] = em_op_sum(t, u);
+    em_var w = em_op_add(t, u, em_op_sub(t, v, y)); /* add and sub pass views on to u and v */
+    parts[2] = em_op_dot(t, w, w);
+    parts[3] = em_op_dot(t, v, u); /* a leaf's view of u; u's view of the leaf v is not taken */
+    em_var e = em_op_exp(t, em_op_mul(t, v, em_scalar(t, -0.2)));
+    parts[4] = em_op_dot(t, e, e); /* exp's own adjoint is a view: written out for its backward */
+    em_var b = em_op_add(t, e, em_scalar(t, 0.5)); /* broadcast: no view passed on */
+    em_var z = em_op_sub(t, b, b);                  /* one node twice: no view passed on */
+    parts[5] = em_op_dot(t, em_op_add(t, b, z), b);
+    /* matvec_add with a vector intercept: the view goes on to it */
+    em_var q = em_op_matvec_add(t, X, beta, u);
+    parts[6] = em_op_dot(t, q, q);
+    parts[7] = em_op_sum(t, u); /* made last, reached first: u holds a view when dot adds to it */
+    return em_op_mul(t, em_op_sum(t, em_op_concat(t, parts, 8)), em_scalar(t, 0.01));
+}
+
+static void test_adjoint_views(void **state) {
+    (void)state;
+    static const size_t ms[] = {1, 15, 16, 17, 300};
+    char label[64];
+    for (size_t k = 0; k < sizeof ms / sizeof ms[0]; k++) {
+        size_t m = ms[k];
+        double *X = rnd(3 * m, -1, 1, 7500 + k), *y = rnd(m, -1, 1, 7600 + k), *x = rnd(m + 4, -1, 1, 7700 + k);
+        view_ctx c = {X, y};
+        snprintf(label, sizeof label, "adjoint views m=%zu", m);
+        tu_check_gradient(f_views, x, m + 4, &c, FD_H, FD_RTOL, FD_ATOL, label);
+
+        /* the views read back through em_adjoint, and a second sweep after zeroing gives the
+         * same bits */
+        em_tape *t = em_tape_create();
+        em_var lv[3];
+        size_t nl;
+        em_var out = f_views(t, x, m + 4, lv, &nl, &c);
+        assert_int_equal(em_backward(t, out), EM_OK);
+        double *g1 = malloc((m + 4) * sizeof *g1);
+        memcpy(g1, em_adjoint(t, lv[0]), m * sizeof(double));
+        memcpy(g1 + m, em_adjoint(t, lv[1]), 3 * sizeof(double));
+        g1[m + 3] = em_adjoint(t, lv[2])[0];
+        em_zero_adjoints(t);
+        assert_int_equal(em_backward(t, out), EM_OK);
+        for (size_t i = 0; i < m; i++) assert_true(em_adjoint(t, lv[0])[i] == g1[i]);
+        for (size_t j = 0; j < 3; j++) assert_true(em_adjoint(t, lv[1])[j] == g1[m + j]);
+        assert_true(em_adjoint(t, lv[2])[0] == g1[m + 3]);
+        em_tape_destroy(t);
+
+        /* an intermediate holding a view reads as its adjoint: d(0.5·r·r)/dr = r */
+        t = em_tape_create();
+        em_var a = em_leaf(t, x, m);
+        em_var r = em_op_sub(t, em_op_exp(t, a), em_const(t, y, m));
+        em_var half = em_op_mul(t, em_op_dot(t, r, r), em_scalar(t, 0.5));
+        assert_int_equal(em_backward(t, half), EM_OK);
+        for (size_t i = 0; i < m; i++) assert_true(em_adjoint(t, r)[i] == em_value(t, r)[i]);
+        for (size_t i = 0; i < m; i++) tu_assert_close(em_adjoint(t, a)[i], em_value(t, r)[i] * exp(x[i]), 1e-15, 0);
+        em_tape_destroy(t);
+        free(g1);
+        free(X);
+        free(y);
+        free(x);
+    }
+}
+
 /* ---- the _Generic front end ------------------------------------------------------------------ */
 
 static void test_generic_front_end(void **state) {
@@ -904,6 +989,7 @@ int main(void) {
         cmocka_unit_test(test_adjoint_contract_multi_use),
         cmocka_unit_test(test_adjoint_contract_unreached),
         cmocka_unit_test(test_adjoint_contract_second_backward),
+        cmocka_unit_test(test_adjoint_views),
         cmocka_unit_test(test_generic_front_end),
         cmocka_unit_test(test_arena_no_growth),
     };

@@ -98,9 +98,9 @@ size_t em_cols(const em_tape *t, em_var v);
  * replaying the tape (see em_logdensity_from_model in model.h). */
 const double *em_value(const em_tape *t, em_var v);
 double em_value_scalar(const em_tape *t, em_var v); /* element 0; NaN for an invalid var */
-/* The adjoint after em_backward (zeros for what the output does not depend on); NULL for a
- * constant or a node that needs none. Before the first em_backward its contents are
- * unspecified, and em_backward may replace the array (read it through this call each time). */
+/* The adjoint after em_backward (zeros for what the output does not depend on, and before a
+ * first em_backward or after em_zero_adjoints); NULL for a constant or a node that needs none.
+ * em_backward may replace the array: read it through this call each time. */
 const double *em_adjoint(const em_tape *t, em_var v);
 int em_needs_grad(const em_tape *t, em_var v);
 

@@ -23,6 +23,18 @@
  * builds fresh adjoints are filled with NaN, so a backward function that adds into an adjoint
  * it did not claim shows up as NaN gradients in the tests.
  *
+ * Scaled views. A vector adjoint that is a multiple of some op's value (dot(r, r) gives r the
+ * adjoint 2g·r) need not be written out: em_adj_pass_view records it as "c times that array"
+ * (adj_set == EM_ADJ_VIEW), which costs nothing when the adjoint was empty. Ops that are linear
+ * in an input (add, sub, matvec_add) set takes_view and pass such a view on unchanged in scale,
+ * or read it directly (a BLAS call takes the scale as its alpha), so `sum((y - Xβ - α)²)`
+ * differentiates with no pass over the residual at all. Every other reader gets a written-out
+ * adjoint: em_adj_first and em_adj_target write a view out before adding to it, em_backward
+ * writes it out before calling a backward function without takes_view, and em_adjoint() before
+ * returning it. A view only ever refers to the value of an op node (tape memory that stays as
+ * it is until a replay recomputes it, which marks the adjoints empty), never to a leaf's or a
+ * constant's (memory the caller may change).
+ *
  * Replay: an op that can recompute its value from its inputs' current values sets
  * node->forward and computes the value by calling it, so creation and replay share one code
  * path. A tape whose every variable node has a forward function can be re-evaluated at new
@@ -55,9 +67,15 @@ struct em_node {
     double c;             /* op-specific constant (pow's exponent, ...) */
     int32_t in[EM_NODE_MAX_INPUTS];
     int nin;
-    int adj_set;          /* adj holds a value (see the adjoint contract above) */
+    int adj_set;          /* EM_ADJ_*: adj holds a value, or is a view (the adjoint contract above) */
     int live; /* 0: em_tape_prune found it does not feed the outputs (replay and backward skip it) */
+    int takes_view;       /* backward reads its own adjoint through em_adj_own (a view is welcome) */
+    const double *adj_view; /* adj_set == EM_ADJ_VIEW: the adjoint is adj_scale·adj_view[0..n) */
+    double adj_scale;
 };
+
+/* adj_set: the adjoint holds no value yet, holds one in adj, or is adj_scale·adj_view */
+enum { EM_ADJ_EMPTY = 0, EM_ADJ_HELD = 1, EM_ADJ_VIEW = 2 };
 
 struct em_tape {
     em_node *nodes;
@@ -120,18 +138,30 @@ size_t em_broadcast_len(em_tape *t, const char *op, size_t na, size_t nb);
 /* Pass the adjoint g (length n) on to input in, of length in->n == n or 1 (then summed),
  * following the adjoint contract. Does nothing for a constant (in->adj NULL). */
 void em_adj_accumulate(em_node *in, const double *g, size_t n);
+/* The same for c·g. */
+void em_adj_accumulate_scaled(em_node *in, double c, const double *g, size_t n);
+
+/* Write a view out into the node's own adjoint array (adj_set becomes EM_ADJ_HELD). */
+void em_adj_materialize(em_node *n);
 
 /* The adjoint contract (see the top of this file). 1 when in's adjoint holds no value yet, so
- * the caller must write (=) all of it; marks it as holding one. */
+ * the caller must write (=) all of it; marks it as holding one (a view is written out first:
+ * then 0, add to it). */
 static inline int em_adj_first(em_node *in) {
+    if (in->adj_set == EM_ADJ_VIEW) {
+        em_adj_materialize(in);
+        return 0;
+    }
     int first = !in->adj_set;
-    in->adj_set = 1;
+    in->adj_set = EM_ADJ_HELD;
     return first;
 }
 
-/* in's adjoint ready to be added into (zeroed if it held no value), or NULL for a constant. */
+/* in's adjoint ready to be added into (zeroed if it held no value, written out if a view), or
+ * NULL for a constant. */
 static inline double *em_adj_target(em_node *in) {
     if (!in->adj) return NULL;
+    if (in->adj_set == EM_ADJ_VIEW) em_adj_materialize(in);
     if (!in->adj_set) {
         /* small adjoints (most of a small model's) inline: a memset call costs more */
         if (in->n <= 4)
@@ -141,6 +171,22 @@ static inline double *em_adj_target(em_node *in) {
         in->adj_set = 1;
     }
     return in->adj;
+}
+
+/* Pass c·x on to in's adjoint, where x (length in->n) is an op node's value or the array of
+ * a view the caller received (see "Scaled views" above): an empty adjoint becomes a view of x,
+ * with no pass; otherwise as em_adj_axpy. */
+void em_adj_pass_view(em_node *in, double c, const double *x);
+
+/* The adjoint self passes on, as *scale times the returned array: for a backward function
+ * with takes_view set. */
+static inline const double *em_adj_own(const em_node *self, double *scale) {
+    if (self->adj_set == EM_ADJ_VIEW) {
+        *scale = self->adj_scale;
+        return self->adj_view;
+    }
+    *scale = 1.0;
+    return self->adj;
 }
 
 /* em_adj_target for every recorded input of self: for backward functions that only add. */
