@@ -272,7 +272,6 @@ void em_adj_accumulate_scaled(em_node *a, double c, const double *g, size_t n) {
 
 void em_adj_accumulate(em_node *a, const double *g, size_t n) { em_adj_accumulate_scaled(a, 1.0, g, n); }
 
-
 /* ---- leaves --------------------------------------------------------------------------- */
 
 em_var em_leaf(em_tape *t, const double *x, size_t n) {
