@@ -142,7 +142,7 @@ enum { GLM_COLS_MAX = 8 };
 
 typedef double glm_v4 __attribute__((vector_size(32)));
 #if defined(__GNUC__) && !defined(__clang__)
-/* these helpers are always inlined: no call passes a vector, whatever GCC says of the ABI */
+/* glm_load4 is always inlined: no call returns a vector, whatever GCC warns of the ABI */
 #pragma GCC diagnostic ignored "-Wpsabi"
 #endif
 static inline __attribute__((always_inline)) glm_v4 glm_load4(const double *p) {
@@ -150,7 +150,8 @@ static inline __attribute__((always_inline)) glm_v4 glm_load4(const double *p) {
     memcpy(&v, p, sizeof v); /* an unaligned load */
     return v;
 }
-static inline __attribute__((always_inline)) double glm_hsum4(glm_v4 v) { return (v[0] + v[1]) + (v[2] + v[3]); }
+/* the four lanes' sum, in a fixed order (a macro: a function taking a vector draws GCC's ABI note) */
+#define GLM_HSUM4(v) (((v)[0] + (v)[1]) + ((v)[2] + (v)[3]))
 
 /* Few coefficients: Xt is X transposed (P columns of n). P is a compile-time constant, so the
  * loops over coefficients unroll into straight-line code. */
@@ -173,8 +174,8 @@ static inline __attribute__((always_inline)) double glm_cols(const double *restr
         sr += res;
         for (size_t j = 0; j < P; j++) g[j] += res * glm_load4(Xt + j * n + i);
     }
-    double ss1 = glm_hsum4(ss), sr1 = glm_hsum4(sr);
-    for (size_t j = 0; j < P; j++) gb[j] += glm_hsum4(g[j]);
+    double ss1 = GLM_HSUM4(ss), sr1 = GLM_HSUM4(sr);
+    for (size_t j = 0; j < P; j++) gb[j] += GLM_HSUM4(g[j]);
     for (; i < n; i++) { /* the last n mod 4 rows */
         double eta = alpha;
         for (size_t j = 0; j < P; j++) eta += Xt[j * n + i] * beta[j];
@@ -193,7 +194,7 @@ static inline __attribute__((always_inline)) double glm_row_dot(const double *re
     glm_v4 acc = {0, 0, 0, 0};
     size_t j = 0;
     for (; j + 4 <= p; j += 4) acc += glm_load4(x + j) * glm_load4(beta + j);
-    double s = glm_hsum4(acc);
+    double s = GLM_HSUM4(acc);
     for (; j < p; j++) s += x[j] * beta[j];
     return s;
 }
