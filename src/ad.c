@@ -484,7 +484,7 @@ em_status em_backward(em_tape *t, em_var out) {
                 if (!n->adj_set) {
                     em_adj_target(n);
                 } else if (t->active[k] <= out.id && n->backward) {
-                    if (!n->takes_view) em_adj_materialize(n);
+                    if (n->adj_set == EM_ADJ_VIEW && !n->takes_view) em_adj_materialize(n);
                     n->backward(t, n);
                 }
             }
@@ -494,7 +494,7 @@ em_status em_backward(em_tape *t, em_var out) {
                 em_node *n = &t->nodes[i];
                 /* a node nothing reached has a zero adjoint and nothing to pass on */
                 if (n->backward && n->adj_set && n->live) {
-                    if (!n->takes_view) em_adj_materialize(n);
+                    if (n->adj_set == EM_ADJ_VIEW && !n->takes_view) em_adj_materialize(n);
                     n->backward(t, n);
                 }
             }
