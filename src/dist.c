@@ -132,6 +132,15 @@ em_var em_dist_domain_fail(em_tape *t, const em_error *err) {
     return em_scalar(t, -INFINITY);
 }
 
+em_var em_dist_node_finish(em_tape *t, em_node *o, em_var out, em_forward_fn forward, em_lp_compute_fn compute) {
+    o->forward = forward;
+    em_error e;
+    em_error_clear(&e);
+    if (compute(t, o, &e)) return out;
+    o->backward = NULL;
+    return em_dist_domain_fail(t, &e);
+}
+
 /* ---- checks and messages ------------------------------------------------------------------ */
 
 const char *em_pk_text(int k) {

@@ -32,7 +32,8 @@ static em_support sup_unit(const em_dist *d) { (void)d; return (em_support){EM_S
 #define RSAMPLE_FN(fname, desc, eps_expr, val_expr, d0_expr, d1_expr)                     \
     static em_var fname(const em_dist *d, em_rng *r, size_t n) {                           \
         em_tape *t = d->tape;                                                              \
-        em_error e = {0};                                                                  \
+        em_error e; /* cleared, not zeroed: this runs once per draw of every SVI step */    \
+        em_error_clear(&e);                                                                \
         if (uv_check_params(&desc, d, &e) != EM_OK) return em_tape_fail(t, e.status, "%s", e.msg); \
         em_var out;                                                                        \
         rs_aux *ra;                                                                        \

@@ -91,9 +91,16 @@ static void binomial_backward(em_tape *t, em_node *self) {
     em_adj_axpy(l, g, part); /* part has l->n elements, 1 for a scalar logit */
 }
 
-/* The log density and its partials from the inputs' current values (creation and replay);
- * 0 when a logit or a count is out of its domain (the node is then left unset). */
-static int binomial_compute(em_tape *t, em_node *o) {
+/* Why a logit or a count is out of its domain: the first bad element, named. */
+static void binomial_explain(em_tape *t, const em_node *o, em_error *e) {
+    const binomial_aux *a = o->aux;
+    const em_node *yv = em_node_get(t, (em_var){o->in[0]});
+    if (uv_diagnose(&binomial_logit_desc, &a->dist, yv->val, yv->n, e) == EM_OK)
+        em_error_set(e, EM_ERR_DOMAIN, "BinomialLogit: parameters or value outside the domain");
+}
+
+/* The log density and its partials from the inputs' current values (em_lp_compute_fn). */
+static int binomial_compute(em_tape *t, em_node *o, em_error *e) {
     binomial_aux *a = o->aux;
     const em_dist *d = &a->dist;
     const em_node *yv = em_node_get(t, (em_var){o->in[0]}), *lv = em_node_get(t, (em_var){o->in[1]});
@@ -106,30 +113,21 @@ static int binomial_compute(em_tape *t, em_node *o) {
         double y = yv->val[i * sy], l = lv->val[i * sl], N = d->data[i * sN];
         ok &= em_pk_ok(EM_PK_REAL, l, 0, 0, 0) & em_pk_ok(EM_PK_COUNT_N, y, 0, 0, N);
         /* log C(N, y) + y·l - N·softplus(l); d/dl = y - N σ(l) */
-        double e = exp(-fabs(l)), s = l >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
+        double ex = exp(-fabs(l)), s = l >= 0 ? 1.0 / (1.0 + ex) : ex / (1.0 + ex);
         /* y·l - N·softplus(l), the linear parts combined first (exact for y = N, l large) */
         double lin = y * l - N * (l > 0 ? l : 0.0);
-        lp += em_math_lgamma(N + 1.0) - em_math_lgamma(y + 1.0) - em_math_lgamma(N - y + 1.0) + (lin - N * log1p(e));
+        lp += em_math_lgamma(N + 1.0) - em_math_lgamma(y + 1.0) - em_math_lgamma(N - y + 1.0) + (lin - N * log1p(ex));
         if (part) part[i * sl] += y - N * s;
     }
-    if (!ok) return 0;
+    if (!ok) {
+        binomial_explain(t, o, e);
+        return 0;
+    }
     o->val[0] = lp;
     return 1;
 }
 
-static void binomial_explain(em_tape *t, const em_node *o, em_error *e) {
-    const binomial_aux *a = o->aux;
-    const em_node *yv = em_node_get(t, (em_var){o->in[0]});
-    if (uv_diagnose(&binomial_logit_desc, &a->dist, yv->val, yv->n, e) == EM_OK)
-        em_error_set(e, EM_ERR_DOMAIN, "BinomialLogit: parameters or value outside the domain");
-}
-
-static void binomial_forward(em_tape *t, em_node *o) {
-    if (binomial_compute(t, o)) return;
-    em_error e = {0};
-    binomial_explain(t, o, &e);
-    em_dist_replay_fail(t, o, &e);
-}
+static void binomial_forward(em_tape *t, em_node *o) { em_dist_node_replay(t, o, binomial_compute); }
 
 static em_var binomial_logit_lp(const em_dist *d, em_var value) {
     em_tape *t = d->tape;
@@ -152,13 +150,7 @@ static em_var binomial_logit_lp(const em_dist *d, em_var value) {
         if (!a->part) return em_tape_fail(t, EM_ERR_NOMEM, "BinomialLogit: out of memory");
     }
     o->aux = a;
-    o->forward = binomial_forward;
-    if (binomial_compute(t, o)) return out;
-    /* the error on the tape and a constant -inf: nothing to differentiate */
-    o->backward = NULL;
-    em_error e = {0};
-    binomial_explain(t, o, &e);
-    return em_dist_domain_fail(t, &e);
+    return em_dist_node_finish(t, o, out, binomial_forward, binomial_compute);
 }
 static em_support binomial_support(const em_dist *d) {
     double mx = 0;
@@ -391,11 +383,7 @@ static int cat_compute(em_tape *t, em_node *o, em_error *e) {
     return 1;
 }
 
-static void cat_forward(em_tape *t, em_node *o) {
-    em_error e = {0};
-    if (cat_compute(t, o, &e)) return;
-    em_dist_replay_fail(t, o, &e);
-}
+static void cat_forward(em_tape *t, em_node *o) { em_dist_node_replay(t, o, cat_compute); }
 
 static em_var cat_lp(const em_dist *d, em_var value) {
     em_tape *t = d->tape;
@@ -416,12 +404,7 @@ static em_var cat_lp(const em_dist *d, em_var value) {
     if (!a->sm || (o->adj && em_node_get(t, d->p[0])->adj && !a->part))
         return em_tape_fail(t, EM_ERR_NOMEM, "CategoricalLogit: out of memory");
     o->aux = a;
-    o->forward = cat_forward;
-    em_error e = {0};
-    if (cat_compute(t, o, &e)) return out;
-    /* the error on the tape and a constant -inf: nothing to differentiate */
-    o->backward = NULL;
-    return em_dist_domain_fail(t, &e);
+    return em_dist_node_finish(t, o, out, cat_forward, cat_compute);
 }
 
 static em_status cat_sample(const em_dist *d, em_rng *r, double *out, size_t n, em_error *err) {

@@ -256,14 +256,15 @@ static int glm_one_pass_layout(const em_tape *t, const em_node *o, glm_kind kind
     return be->adj && !X->adj && al->n == 1 && sg->n == 1 && !y->adj;
 }
 
-/* The log density and partials from the inputs' current values; 0 when a parameter, the value
- * or the log density is out of its domain (the node is then left unset). */
-static int glm_compute(em_tape *t, em_node *o) {
+static void glm_explain(em_tape *t, const em_node *o, em_error *e);
+
+/* The log density and partials from the inputs' current values (em_lp_compute_fn): a
+ * parameter, the value or the log density out of its domain is explained by glm_explain. */
+static int glm_compute(em_tape *t, em_node *o, em_error *e) {
     glm_aux *a = o->aux;
     const em_dist *d = &a->dist;
     glm_kind kind = a->kind;
-    em_error e = {0};
-    if (glm_check(d, kind, &e) != EM_OK) return 0;
+    if (glm_check(d, kind, e) != EM_OK) return 0;
     const em_node *yn = em_node_get(t, (em_var){o->in[0]}), *Xn = em_node_get(t, d->p[0]);
     const double *y = yn->val;
     size_t n = Xn->rows, sy = yn->n == 1 ? 0 : 1;
@@ -323,7 +324,10 @@ static int glm_compute(em_tape *t, em_node *o) {
             }
         }
     }
-    if (!ok || !isfinite(lp)) return 0;
+    if (!ok || !isfinite(lp)) {
+        glm_explain(t, o, e);
+        return 0;
+    }
     o->val[0] = lp;
     return 1;
 }
@@ -359,12 +363,7 @@ static void glm_explain(em_tape *t, const em_node *o, em_error *e) {
     em_error_set(e, EM_ERR_DOMAIN, "%s: log density is not finite", nm);
 }
 
-static void glm_forward(em_tape *t, em_node *o) {
-    if (glm_compute(t, o)) return;
-    em_error e = {0};
-    glm_explain(t, o, &e);
-    em_dist_replay_fail(t, o, &e);
-}
+static void glm_forward(em_tape *t, em_node *o) { em_dist_node_replay(t, o, glm_compute); }
 
 static em_var glm_lp(const em_dist *d, em_var value, glm_kind kind) {
     em_tape *t = d->tape;
@@ -405,13 +404,7 @@ static em_var glm_lp(const em_dist *d, em_var value, glm_kind kind) {
         }
     }
     o->aux = a;
-    o->forward = glm_forward;
-    if (glm_compute(t, o)) return out;
-    /* the error on the tape and a constant -inf: nothing to differentiate */
-    o->backward = NULL;
-    em_error e = {0};
-    glm_explain(t, o, &e);
-    return em_dist_domain_fail(t, &e);
+    return em_dist_node_finish(t, o, out, glm_forward, glm_compute);
 }
 
 static em_var normal_glm_lp(const em_dist *d, em_var v) { return glm_lp(d, v, GLM_NORMAL); }

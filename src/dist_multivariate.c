@@ -122,11 +122,7 @@ static int mvn_compute(em_tape *t, em_node *o, em_error *e) {
     return 1;
 }
 
-static void mvn_forward(em_tape *t, em_node *o) {
-    em_error e = {0};
-    if (mvn_compute(t, o, &e)) return;
-    em_dist_replay_fail(t, o, &e);
-}
+static void mvn_forward(em_tape *t, em_node *o) { em_dist_node_replay(t, o, mvn_compute); }
 
 static em_var mvn_lp(const em_dist *d, em_var value) {
     em_tape *t = d->tape;
@@ -148,12 +144,7 @@ static em_var mvn_lp(const em_dist *d, em_var value) {
     a->r = r;
     a->dist = *d;
     o->aux = a;
-    o->forward = mvn_forward;
-    em_error e = {0};
-    if (mvn_compute(t, o, &e)) return out;
-    /* the error on the tape and a constant -inf: nothing to differentiate */
-    o->backward = NULL;
-    return em_dist_domain_fail(t, &e);
+    return em_dist_node_finish(t, o, out, mvn_forward, mvn_compute);
 }
 
 static em_status mvn_sample(const em_dist *d, em_rng *r, double *out, size_t n, em_error *err) {
@@ -484,11 +475,7 @@ static int lkj_compute(em_tape *t, em_node *o, em_error *e) {
     return 1;
 }
 
-static void lkj_forward(em_tape *t, em_node *o) {
-    em_error e = {0};
-    if (lkj_compute(t, o, &e)) return;
-    em_dist_replay_fail(t, o, &e);
-}
+static void lkj_forward(em_tape *t, em_node *o) { em_dist_node_replay(t, o, lkj_compute); }
 
 static em_var lkj_lp(const em_dist *d, em_var value) {
     em_tape *t = d->tape;
@@ -502,12 +489,7 @@ static em_var lkj_lp(const em_dist *d, em_var value) {
     a->dist = *d;
     o->aux = a;
     o->c = (double)K;
-    o->forward = lkj_forward;
-    em_error e = {0};
-    if (lkj_compute(t, o, &e)) return out;
-    /* the error on the tape and a constant -inf: nothing to differentiate */
-    o->backward = NULL;
-    return em_dist_domain_fail(t, &e);
+    return em_dist_node_finish(t, o, out, lkj_forward, lkj_compute);
 }
 
 static em_status lkj_sample(const em_dist *d, em_rng *r, double *out, size_t n, em_error *err) {
@@ -650,11 +632,7 @@ static int dir_compute(em_tape *t, em_node *o, em_error *e) {
     return 1;
 }
 
-static void dir_forward(em_tape *t, em_node *o) {
-    em_error e = {0};
-    if (dir_compute(t, o, &e)) return;
-    em_dist_replay_fail(t, o, &e);
-}
+static void dir_forward(em_tape *t, em_node *o) { em_dist_node_replay(t, o, dir_compute); }
 
 static em_var dir_lp(const em_dist *d, em_var value) {
     em_tape *t = d->tape;
@@ -671,12 +649,7 @@ static em_var dir_lp(const em_dist *d, em_var value) {
     if (o->adj && em_node_get(t, d->p[0])->adj && !(a->dA = em_arena_alloc(em_tape_arena(t), K * sizeof(double))))
         return em_tape_fail(t, EM_ERR_NOMEM, "Dirichlet: out of memory");
     o->aux = a;
-    o->forward = dir_forward;
-    em_error e = {0};
-    if (dir_compute(t, o, &e)) return out;
-    /* the error on the tape and a constant -inf: nothing to differentiate */
-    o->backward = NULL;
-    return em_dist_domain_fail(t, &e);
+    return em_dist_node_finish(t, o, out, dir_forward, dir_compute);
 }
 
 static em_status dir_sample(const em_dist *d, em_rng *r, double *out, size_t n, em_error *err) {

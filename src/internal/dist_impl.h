@@ -96,6 +96,25 @@ static inline void em_dist_replay_fail(em_tape *t, em_node *o, const em_error *e
 /* Record err on the tape and return a constant scalar node holding -inf. */
 em_var em_dist_domain_fail(em_tape *t, const em_error *err);
 
+/* A fused log-density node (one node for the whole density, its partials in aux) computes its
+ * value and partials from its inputs' current values with one function, at creation and at
+ * every replay: 1 on success, else 0 with the reason in *e (the node is then left unset). */
+typedef int (*em_lp_compute_fn)(em_tape *t, em_node *o, em_error *e);
+
+/* The body of such a node's forward function (internal/tape.h): compute, or the value -inf
+ * and the reason on the tape. */
+static inline void em_dist_node_replay(em_tape *t, em_node *o, em_lp_compute_fn compute) {
+    em_error e; /* cleared, not zeroed: 512 bytes of message per replay would be most of a
+                 * small node's cost */
+    em_error_clear(&e);
+    if (!compute(t, o, &e)) em_dist_replay_fail(t, o, &e);
+}
+
+/* Finish making such a node (its aux already set): record forward, compute the value now, and
+ * return out. Out of the domain, the node is abandoned (nothing to differentiate): the error
+ * goes on the tape and the result is a constant -inf. */
+em_var em_dist_node_finish(em_tape *t, em_node *o, em_var out, em_forward_fn forward, em_lp_compute_fn compute);
+
 /* Parameter/value lengths: every one 1 or n. Returns n, or 0 with EM_ERR_SHAPE on the tape. */
 size_t em_dist_common_len(em_tape *t, const char *name, const em_var *v, int k);
 
