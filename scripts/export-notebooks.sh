@@ -6,12 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian's python3 with python3-nbformat; a python3 earlier on PATH (pyenv, venv) may lack it.
-py=""
-for cand in "${PYTHON:-}" /usr/bin/python3 python3; do
-  [ -n "$cand" ] || continue
-  if "$cand" -c 'import nbformat' 2>/dev/null; then py=$cand; break; fi
-done
+. scripts/nbformat-python.sh
 if [ -z "$py" ]; then
   echo "export-notebooks.sh: no python3 with nbformat found; install python3-nbformat" >&2
   echo "  (scripts/install-deps.sh --with-python)" >&2

@@ -5,11 +5,7 @@
 # check). Skips, loudly, without python3-nbformat.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-py=""
-for cand in "${PYTHON:-}" /usr/bin/python3 python3; do
-  [ -n "$cand" ] || continue
-  if "$cand" -c 'import nbformat' 2>/dev/null; then py=$cand; break; fi
-done
+. scripts/nbformat-python.sh
 if [ -z "$py" ]; then
   echo "SKIPPED: notebook checks (no python3 with nbformat; install python3-nbformat:"
   echo "SKIPPED: scripts/install-deps.sh --with-python)"

@@ -35,6 +35,16 @@ static em_status put(const char *dir, const char *name, em_buf *b, em_error *err
     return s;
 }
 
+/* Write the gnuplot script b as dir/<name>.gp and list the figure it draws. */
+static em_status put_figure(const char *dir, figure_list *list, const char *name, const char *title, em_buf *b,
+                            em_error *err) {
+    char script[80];
+    snprintf(script, sizeof script, "%s.gp", name);
+    em_status s = put(dir, script, b, err);
+    if (s == EM_OK) add_figure(list, name, title);
+    return s;
+}
+
 /* ---- data files ---------------------------------------------------------------------------- */
 
 static em_status write_points(const char *dir, const rugged_data *d, em_error *err) {
@@ -371,26 +381,20 @@ em_status figures_make(const char *dir, const figure_inputs *in, figure_list *li
         em_buf b = {0};
         snprintf(name, sizeof name, "regression_line_%s", meth);
         script_bands(&b, name, meth, labels[m], 0, ylo, yhi);
-        snprintf(dat, sizeof dat, "%s.gp", name);
-        if ((s = put(dir, dat, &b, err)) != EM_OK) break;
         snprintf(title, sizeof title, "Part 1: regression line with its 90%% band (%s)", labels[m]);
-        add_figure(list, name, title);
+        if ((s = put_figure(dir, list, name, title, &b, err)) != EM_OK) break;
 
         snprintf(name, sizeof name, "predictive_%s", meth);
         script_bands(&b, name, meth, labels[m], 1, ylo, yhi);
-        snprintf(dat, sizeof dat, "%s.gp", name);
-        if ((s = put(dir, dat, &b, err)) != EM_OK) break;
         snprintf(title, sizeof title, "Part 1: posterior predictive 90%% interval (%s)", labels[m]);
-        add_figure(list, name, title);
+        if ((s = put_figure(dir, list, name, title, &b, err)) != EM_OK) break;
 
         snprintf(dat, sizeof dat, "slopes_%s.dat", meth);
         if ((s = write_slopes(dir, dat, posts[m], err)) != EM_OK) break;
         snprintf(name, sizeof name, "slope_density_%s", meth);
         script_slopes(&b, name, dat, posts[m]);
-        snprintf(dat, sizeof dat, "%s.gp", name);
-        if ((s = put(dir, dat, &b, err)) != EM_OK) break;
         snprintf(title, sizeof title, "Part 1: slope inside vs outside Africa (%s)", labels[m]);
-        add_figure(list, name, title);
+        if ((s = put_figure(dir, list, name, title, &b, err)) != EM_OK) break;
     }
 
     if (s == EM_OK && in->nuts) {
@@ -400,15 +404,15 @@ em_status figures_make(const char *dir, const figure_inputs *in, figure_list *li
             script_marginals(&b, "marginals_diag_vs_nuts",
                              "Marginal posterior densities: SVI (AutoDiagonalNormal) vs NUTS", in->svi,
                              "draws_svi_diag.dat", "SVI (DiagNormal)", in->nuts);
-            if ((s = put(dir, "marginals_diag_vs_nuts.gp", &b, err)) == EM_OK)
-                add_figure(list, "marginals_diag_vs_nuts", "Part 2: marginals, SVI (AutoDiagonalNormal) vs NUTS");
+            s = put_figure(dir, list, "marginals_diag_vs_nuts",
+                           "Part 2: marginals, SVI (AutoDiagonalNormal) vs NUTS", &b, err);
         }
         if (s == EM_OK && in->svi_mvn && (s = write_draws(dir, "draws_svi_mvn.dat", in->svi_mvn, err)) == EM_OK) {
             script_marginals(&b, "marginals_mvn_vs_nuts",
                              "Marginal posterior densities: SVI (AutoMultivariateNormal) vs NUTS", in->svi_mvn,
                              "draws_svi_mvn.dat", "SVI (Multivariate Normal)", in->nuts);
-            if ((s = put(dir, "marginals_mvn_vs_nuts.gp", &b, err)) == EM_OK)
-                add_figure(list, "marginals_mvn_vs_nuts", "Part 2: marginals, SVI (AutoMultivariateNormal) vs NUTS");
+            s = put_figure(dir, list, "marginals_mvn_vs_nuts",
+                           "Part 2: marginals, SVI (AutoMultivariateNormal) vs NUTS", &b, err);
         }
         /* cross-sections: densities on grids, then three figures */
         const post *kp[3] = {in->nuts, in->svi, in->svi_mvn};
@@ -433,27 +437,27 @@ em_status figures_make(const char *dir, const figure_inputs *in, figure_list *li
         if (s == EM_OK && kde_ok && in->svi) {
             script_cross(&b, "cross_sections_diag_vs_nuts", "Cross-sections of the posterior: NUTS vs SVI (DiagNormal)",
                          "nuts", "NUTS", "diag", "SVI (DiagNormal)");
-            if ((s = put(dir, "cross_sections_diag_vs_nuts.gp", &b, err)) == EM_OK)
-                add_figure(list, "cross_sections_diag_vs_nuts", "Part 2: joint densities, NUTS vs SVI (AutoDiagonalNormal)");
+            s = put_figure(dir, list, "cross_sections_diag_vs_nuts",
+                           "Part 2: joint densities, NUTS vs SVI (AutoDiagonalNormal)", &b, err);
         }
         if (s == EM_OK && kde_ok && in->svi && in->svi_mvn) {
             script_cross(&b, "cross_sections_diag_vs_mvn",
                          "Cross-sections of the posterior: SVI (Multivariate Normal) vs SVI (DiagNormal)", "mvn",
                          "SVI (Multivariate Normal)", "diag", "SVI (DiagNormal)");
-            if ((s = put(dir, "cross_sections_diag_vs_mvn.gp", &b, err)) == EM_OK)
-                add_figure(list, "cross_sections_diag_vs_mvn", "Part 2: joint densities, full-rank vs diagonal guide");
+            s = put_figure(dir, list, "cross_sections_diag_vs_mvn",
+                           "Part 2: joint densities, full-rank vs diagonal guide", &b, err);
         }
         if (s == EM_OK && kde_ok && in->svi_mvn) {
             script_cross(&b, "cross_sections_mvn_vs_nuts",
                          "Cross-sections of the posterior: NUTS vs SVI (Multivariate Normal)", "nuts", "NUTS", "mvn",
                          "SVI (Multivariate Normal)");
-            if ((s = put(dir, "cross_sections_mvn_vs_nuts.gp", &b, err)) == EM_OK)
-                add_figure(list, "cross_sections_mvn_vs_nuts", "Part 2: joint densities, NUTS vs SVI (AutoMultivariateNormal)");
+            s = put_figure(dir, list, "cross_sections_mvn_vs_nuts",
+                           "Part 2: joint densities, NUTS vs SVI (AutoMultivariateNormal)", &b, err);
         }
         if (s == EM_OK && (s = write_traces(dir, in->nuts, err)) == EM_OK) {
             script_traces(&b, in->nuts);
-            if ((s = put(dir, "trace_nuts.gp", &b, err)) == EM_OK)
-                add_figure(list, "trace_nuts", "trace plots of the NUTS chains (not in the tutorials)");
+            s = put_figure(dir, list, "trace_nuts",
+                           "trace plots of the NUTS chains (not in the tutorials)", &b, err);
         }
     }
     if (s != EM_OK) return s;
