@@ -41,7 +41,8 @@ CFLAGS    := -std=c11 -fPIC $(OPT) $(WARN)
 LDLIBS    := -lgsl -lopenblas -llapacke -lm -lpthread
 LDFLAGS   := $(LDSAN)
 
-LIB_SRC   := $(wildcard src/*.c)
+# One folder of src/ per layer (../DESIGN.md); src/internal holds private headers only.
+LIB_SRC   := $(wildcard src/*/*.c)
 LIB_OBJ   := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(LIB_SRC))
 LIB_A     := $(BUILD)/lib/libember.a
 LIB_SO    := $(BUILD)/lib/libember.so
