@@ -3,7 +3,8 @@
 #
 # Checks each package with dpkg and installs only what is missing. As root it runs apt-get;
 # otherwise it prints the exact command to run and exits non-zero. Optional groups:
-#   --with-r      R and r-cran-posterior (cross-checks of R-hat/ESS and of our CSV files)
+#   --with-r      R with r-cran-posterior, r-cran-rstan and r-cran-loo: the oracles of the tests
+#                 (R-hat/ESS, reading our CmdStan files with rstan::read_stan_csv, PSIS-LOO)
 #   --with-stan   r-cran-rstan and r-cran-posterior (the NUTS benchmark's Stan baseline: rstan
 #                 compiles the models against libboost-dev, which r-cran-bh pulls in)
 #   --with-fuzz   clang and its sanitizer runtime (the CSV reader's libFuzzer target)
@@ -14,7 +15,7 @@ required="build-essential pkg-config libgsl-dev libopenblas-dev liblapacke-dev l
 optional=""
 for arg in "$@"; do
   case "$arg" in
-    --with-r) optional="$optional r-base-core r-cran-posterior" ;;
+    --with-r) optional="$optional r-base-core r-cran-posterior r-cran-rstan r-cran-loo" ;;
     --with-stan) optional="$optional r-base-core r-cran-rstan r-cran-posterior" ;;
     --with-fuzz) optional="$optional clang libclang-rt-dev" ;;
     --with-python) optional="$optional python3 python3-nbformat" ;;
