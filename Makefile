@@ -13,6 +13,7 @@
 # what is missing, or prints the command to run when not root).
 
 PREFIX    ?= /usr/local
+VERSION   := $(shell sed -n 's/^\#define EMBER_VERSION "\(.*\)"/\1/p' include/ember/core.h)
 SANITIZE  ?= 0
 WERROR    ?= 0
 ARGS      ?=
@@ -133,7 +134,7 @@ install: all
 	install -m 644 include/ember/*.h $(DESTDIR)$(PREFIX)/include/ember/
 	install -m 644 $(LIB_A) $(DESTDIR)$(PREFIX)/lib/
 	install -m 755 $(LIB_SO) $(DESTDIR)$(PREFIX)/lib/
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@BLAS_INC@|$(BLAS_INC)|g' scripts/ember.pc.in \
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@BLAS_INC@|$(BLAS_INC)|g' -e 's|@VERSION@|$(VERSION)|g' scripts/ember.pc.in \
 	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/ember.pc
 
 notebooks: all $(EX_BIN)

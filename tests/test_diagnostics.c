@@ -282,8 +282,8 @@ static void test_summary(void **state) {
     em_buf csv = {0};
     assert_int_equal(em_summary_to_csv(s1, &csv, 0, &err), EM_OK);
     assert_non_null(csv.data);
-    assert_true(strncmp(csv.data, "param,mean,sd,q5,q50,q95,ess_bulk,ess_tail,r_hat\n", 49) == 0);
-    assert_non_null(strstr(csv.data, "\n\"sigma,const\",-2,0,-2,-2,-2,NaN,NaN,NaN\n"));
+    assert_true(strncmp(csv.data, "param,mean,sd,q5,q50,q95,ess_bulk,ess_tail,r_hat,mcse_mean\n", 59) == 0);
+    assert_non_null(strstr(csv.data, "\n\"sigma,const\",-2,0,-2,-2,-2,NaN,NaN,NaN,NaN\n"));
     /* numbers round-trip */
     char *line = strstr(csv.data, "\nalpha,");
     assert_non_null(line);

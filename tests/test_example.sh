@@ -111,7 +111,7 @@ check_summary() {
       END { if (!found) print "no row for " p }' "$summary"
   done
 }
-[ "$(head -1 "$out/summary_nuts.csv")" = "param,mean,sd,q5,q50,q95,ess_bulk,ess_tail,r_hat" ] || fail "summary_nuts.csv header"
+[ "$(head -1 "$out/summary_nuts.csv")" = "param,mean,sd,q5,q50,q95,ess_bulk,ess_tail,r_hat,mcse_mean" ] || fail "summary_nuts.csv header"
 [ "$(head -1 "$out/summary_svi.csv")" = "param,mean,sd,q5,q50,q95" ] || fail "summary_svi.csv header"
 msg=$(check_summary "$out/summary_nuts.csv" "$out/nuts_chain_1.csv" "$out/nuts_chain_2.csv")
 [ -z "$msg" ] && ok "summary_nuts.csv agrees with the chains" || fail "summary_nuts.csv: $msg"

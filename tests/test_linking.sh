@@ -24,12 +24,12 @@ awk '$1 == "beta" { found = 1; if ($2 < 1.9 || $2 > 2.1) exit 1 } END { exit !fo
 grep -q "^divergent transitions: " "$tmp/stdout" || fail "no divergence count"
 header='lp__,accept_stat__,stepsize__,treedepth__,n_leapfrog__,divergent__,energy__,alpha,beta,sigma'
 for k in 1 2 3 4; do
-  f=$tmp/out/line_chain_$k.csv
-  [ -s "$f" ] || fail "line_chain_$k.csv not written"
-  [ "$(grep -v '^#' "$f" | head -1)" = "$header" ] || fail "line_chain_$k.csv: wrong column header"
-  grep -q "^# Step size = " "$f" || fail "line_chain_$k.csv: no adaptation block"
-  grep -q "Elapsed Time" "$f" || fail "line_chain_$k.csv: no timing footer"
+  f=$tmp/out/line_$k.csv
+  [ -s "$f" ] || fail "line_$k.csv not written"
+  [ "$(grep -v '^#' "$f" | head -1)" = "$header" ] || fail "line_$k.csv: wrong column header"
+  grep -q "^# Step size = " "$f" || fail "line_$k.csv: no adaptation block"
+  grep -q "Elapsed Time" "$f" || fail "line_$k.csv: no timing footer"
   rows=$(grep -v '^#' "$f" | tail -n +2 | awk -F, 'NF == 10' | wc -l)
-  [ "$rows" = 1000 ] || fail "line_chain_$k.csv: $rows draws of 10 columns, expected 1000"
+  [ "$rows" = 1000 ] || fail "line_$k.csv: $rows draws of 10 columns, expected 1000"
 done
 echo "linking example OK: built with pkg-config, $(awk '$1 == "beta" { print "beta mean " $2 }' "$tmp/stdout"), 4 chain files"

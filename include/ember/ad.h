@@ -181,6 +181,8 @@ static inline em_var em_scalar_i_(em_tape *t, long x) { return em_scalar(t, (dou
 #define em_gather(c, a, idx, n) em_op_gather(EM_T(c), (a), (idx), (n))
 #define em_slice(c, a, s, n) em_op_slice(EM_T(c), (a), (s), (n))
 #define em_data(c, x, n) em_const(EM_T(c), (x), (n))
+/* A row-major rows×cols data matrix (a design matrix for the GLMs), referenced, not copied. */
+#define em_data_matrix(c, X, rows, cols) em_const_matrix(EM_T(c), (X), (rows), (cols))
 
 #ifdef __cplusplus
 }

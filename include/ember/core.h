@@ -21,6 +21,9 @@
 extern "C" {
 #endif
 
+/* The library's version (also in the pkg-config file and every CmdStan file Ember writes). */
+#define EMBER_VERSION "0.2.0"
+
 typedef enum em_status {
     EM_OK = 0,
     EM_ERR_NOMEM,        /* an allocation failed */

@@ -98,6 +98,7 @@ typedef struct em_param_summary {
 typedef struct em_summary {
     size_t nparams, nchains, ndraws;
     em_param_summary *params;
+    int independent; /* independent draws (em_summarize_independent): no R-hat or ESS */
 } em_summary;
 
 /* Summarise nparams parameters. names may be NULL (then "p[1]", "p[2]", ...). *out is set
@@ -109,13 +110,21 @@ typedef struct em_summary {
 em_status em_summarize(const double *draws, size_t nchains, size_t ndraws, size_t nparams,
                        const char *const *names, em_draws_layout layout, em_summary **out,
                        em_error *err);
+/* The same for ndraws independent draws (a guide's, a Laplace approximation's): mean, sd,
+ * quantiles and MCSE = sd / sqrt(ndraws); R-hat and ESS are NaN and the table omits them.
+ * layout EM_LAYOUT_CHAIN_DRAW_PARAM: a row per draw; EM_LAYOUT_PARAM_CHAIN_DRAW: a block per
+ * parameter. */
+em_status em_summarize_independent(const double *draws, size_t ndraws, size_t nparams, const char *const *names,
+                                   em_draws_layout layout, em_summary **out, em_error *err);
 void em_summary_free(em_summary *s);
 
-/* An aligned table: name, mean, sd, 5%, 50%, 95%, ess_bulk, ess_tail, r_hat. Location and
+/* An aligned table: name, mean, mcse, sd, 5%, 50%, 95%, ess_bulk, ess_tail, r_hat (the last
+ * three only for chains: not for a summary of independent draws). Location and
  * scale columns get `digits` significant digits (0 means 3), ESS is rounded to an integer,
  * R-hat has 3 decimals (so 1.004 and 1.012 stay distinguishable); undefined values print NA. */
 em_status em_summary_print(FILE *f, const em_summary *s, int digits, em_error *err);
-/* CSV with header `param,mean,sd,q5,q50,q95,ess_bulk,ess_tail,r_hat`, numbers with `digits`
+/* CSV with header `param,mean,sd,q5,q50,q95,ess_bulk,ess_tail,r_hat,mcse_mean` (without
+ * ess_bulk, ess_tail and r_hat for independent draws), numbers with `digits`
  * significant digits (0 means 17, which round-trips), NaN written as NaN, names quoted when
  * they hold a comma, quote or newline. Appends to out. */
 em_status em_summary_to_csv(const em_summary *s, em_buf *out, int digits, em_error *err);

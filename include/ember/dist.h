@@ -95,6 +95,15 @@ struct em_dist {
 
 /* Dispatch helpers: NULL ops (a failed constructor) give an invalid var / an error status. */
 em_var em_dist_log_prob(const em_dist *d, em_var value);
+/* The terms of that sum: out[j] = log p of event j of value (n values, n / event length
+ * terms) — Stan's log_lik. Computed on the values alone (no gradient, no node left behind).
+ * A family that cannot split its density is EM_ERR_ARG naming it, unless value is one event. */
+em_status em_dist_log_prob_pointwise(const em_dist *d, const double *value, size_t n, double *out, em_error *err);
+/* Is every value inside the family's support? Checks what does not depend on the parameters'
+ * current values — finite, positive, in (0, 1), 0/1, a non-negative integer, at most the
+ * binomial total — and names the first bad value: "value[3] = -1 is not a non-negative
+ * integer (Poisson)". Data are checked with it once, when a model is bound to them. */
+em_status em_dist_check_data(const em_dist *d, const double *value, size_t n, em_error *err);
 em_status em_dist_sample(const em_dist *d, em_rng *r, double *out, size_t n, em_error *err);
 em_var em_dist_rsample(const em_dist *d, em_rng *r, size_t n);
 em_support em_dist_support(const em_dist *d);

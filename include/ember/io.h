@@ -95,6 +95,11 @@ const double *em_csv_column(const em_csv_table *t, const char *name);
 /* The text column called name, or NULL. */
 char *const *em_csv_text_column(const em_csv_table *t, const char *name);
 void em_csv_table_free(em_csv_table *t);
+/* The numeric columns named in columns[0..ncols) as one row-major nrows×ncols design matrix
+ * (what the GLMs and em_data_matrix take), in *X (free it with free). An unknown name is
+ * EM_ERR_ARG naming it and the nearest columns the table has. */
+em_status em_csv_design_matrix(const em_csv_table *t, const char *const *columns, size_t ncols, double **X,
+                               em_error *err);
 
 /* ---- CmdStan-layout posterior CSV ---------------------------------------------------------- */
 
@@ -111,6 +116,10 @@ typedef struct em_cmdstan_file {
     /* ndraws x ncols, row-major: draws[i*ncols + j] is column j of draw i. */
     const double *draws;
     size_t ndraws;
+    /* Saved warmup draws (nwarmup rows of ncols), written before the adaptation block as
+     * CmdStan does with save_warmup = 1; NULL with nwarmup 0 for none. */
+    const double *warmup_draws;
+    size_t nwarmup;
     /* Adaptation block, written between the header row and the draws when has_adaptation. */
     int has_adaptation;
     double step_size;
@@ -133,6 +142,35 @@ em_status em_cmdstan_write(const char *path, const em_cmdstan_file *f, int sig_d
 /* Write "base.i" (i is 1-based, as CmdStan names vector elements) into out[0..cap).
  * Returns EM_ERR_ARG if it does not fit. */
 em_status em_cmdstan_name(char *out, size_t cap, const char *base, size_t i, em_error *err);
+
+/* ---- a posterior's files ---------------------------------------------------------------------- */
+
+typedef struct em_posterior em_posterior; /* posterior.h */
+
+typedef struct em_cmdstan_write_options {
+    int sig_digits; /* as em_cmdstan_format: 0 round-trips */
+    int log_lik;    /* 1: append log_lik.1 ... log_lik.N, the pointwise log-likelihood of each draw
+                     * (needs the model; every chain is then cut to the posterior's common draw
+                     * count) */
+} em_cmdstan_write_options;
+
+/* Write every chain of p as dir/<prefix>_<k>.csv (k = 1, 2, ..., as CmdStan names its outputs),
+ * each atomically, with the configuration lines CmdStan writes and its readers rely on
+ * (method, num_samples, num_warmup, save_warmup, thin, adapt, algorithm and engine, max_depth,
+ * metric, stepsize, id, data file, seed, model, Ember's version), the adaptation block and the
+ * timing footer. Guide and Laplace draws are written as CmdStan writes `method = variational`
+ * output (lp__, log_p__, log_g__ columns, the approximation's mean as the first row), which
+ * rstan::read_stan_csv, posterior and ArviZ accept. A chain interrupted before its first
+ * sampling draw gets no file; *nwritten (may be NULL) counts the files written. opt may be
+ * NULL. */
+em_status em_posterior_write_cmdstan(const em_posterior *p, const char *dir, const char *prefix,
+                                     const em_cmdstan_write_options *opt, size_t *nwritten, em_error *err);
+
+/* Read the posterior in CmdStan CSV files, one chain per file (Stan's own or Ember's): the
+ * configuration lines give the method, warmup rows (save_warmup) are kept apart, a
+ * variational file's mean row is set aside, and the adaptation block and timings are read. The
+ * files must have the same columns. Attach the model (em_posterior_attach_model) to predict. */
+em_status em_posterior_read_cmdstan(const char *const *paths, size_t npaths, em_posterior **out, em_error *err);
 
 /* Draws read back from a CmdStan-layout file (any Stan CSV: comment lines are skipped). */
 typedef struct em_cmdstan_draws {

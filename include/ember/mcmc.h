@@ -143,6 +143,7 @@ typedef struct em_mcmc_result {
     size_t metric_dim;  /* dim; the inverse metric has dim*dim values when dense_metric */
     int dense_metric;
     em_mcmc_chain *chains;
+    double wall_seconds; /* the whole run, from the call to its return (chains in parallel) */
 } em_mcmc_result;
 
 /* Stan's defaults (see the field comments); seed 20260101. */

@@ -127,6 +127,11 @@ em_var em_param(em_model *m, const char *name, const double *init, size_t n, em_
 em_var em_deterministic(em_model *m, const char *name, em_var value);
 void em_factor(em_model *m, const char *name, em_var log_density);
 
+/* Run fn once with prior draws and check every observed value against its distribution's
+ * support (em_dist_check_data): a bad one is EM_ERR_DOMAIN naming the site, the index and the
+ * value. Making a log density or an SVI does this already; call it to check data early. */
+em_status em_model_check_data(em_model_fn fn, const void *data, em_param_store *params, em_error *err);
+
 /* A distribution with its batch expanded to n iid copies (parameters must broadcast to n). */
 static inline em_dist em_expand(em_dist d, size_t n) {
     d.batch_len = n;

@@ -9,7 +9,9 @@
  * latent sites keep their names and lengths while observations take the new shape.
  *
  * Observe sites are drawn by a small handler that clears is_observed; their data only fix the
- * length (and are never read or modified). Plates do not subsample in predictive runs.
+ * length (and are never read or modified), so a model may pass y == NULL to em_observe for the
+ * sites it only predicts (new data need no dummy response). Plates do not subsample in
+ * predictive runs.
  */
 #ifndef EMBER_PREDICTIVE_H
 #define EMBER_PREDICTIVE_H
@@ -68,6 +70,18 @@ em_status em_predictive_posterior(em_model_fn model, const void *data, const cha
 em_status em_predictive_theta(em_model_fn model, const void *data, const em_logdensity *layout,
                               const double *theta, size_t ndraws, const em_predictive_options *opt,
                               em_predictive **out, em_error *err);
+
+/* Pointwise log-likelihood (Stan's log_lik): the same runs with every observe site kept at its
+ * data, returning for each observed site (return_sites selects some) the terms
+ * log p(y_i | draw d) of its density in draws[d * len + i] — one per observation (per event
+ * of a multivariate site), unscaled and unmasked. The data are checked against their
+ * distributions' supports first. */
+em_status em_predictive_log_lik(em_model_fn model, const void *data, const char *const *names, const size_t *lens,
+                                size_t nsites, const double *draws, size_t ndraws, const em_predictive_options *opt,
+                                em_predictive **out, em_error *err);
+em_status em_predictive_log_lik_theta(em_model_fn model, const void *data, const em_logdensity *layout,
+                                      const double *theta, size_t ndraws, const em_predictive_options *opt,
+                                      em_predictive **out, em_error *err);
 
 /* Per-element summary over the draws: mean, sd (n−1), the 5/50/95% quantiles (type 7) and the
  * 90% highest posterior density interval. */

@@ -549,7 +549,7 @@ static void summary_nan(em_param_summary *ps) {
 }
 
 /* One parameter's columns from its chain-major draws (finite, checked by the caller). */
-static void summarize_one(const double *x, size_t nchains, size_t ndraws, em_param_summary *ps,
+static void summarize_one(const double *x, size_t nchains, size_t ndraws, int independent, em_param_summary *ps,
                           em_error *err) {
     size_t S = nchains * ndraws;
     double *s = sorted_copy(x, S);
@@ -562,7 +562,9 @@ static void summarize_one(const double *x, size_t nchains, size_t ndraws, em_par
     ps->median = quantile_sorted(s, S, 0.5);
     ps->q5 = quantile_sorted(s, S, 0.05);
     ps->q95 = quantile_sorted(s, S, 0.95);
-    if (ndraws >= 4) {
+    if (independent) {
+        ps->mcse_mean = ps->sd / sqrt((double)S); /* independent draws: ESS is S */
+    } else if (ndraws >= 4) {
         ps->rhat = em_rhat(x, nchains, ndraws, err);
         ps->ess_bulk = ess_of_split(x, nchains, ndraws, 1, err, "em_summarize");
         ps->ess_tail = ess_tail_sorted(x, s, nchains, ndraws, err, "em_summarize");
@@ -572,9 +574,9 @@ static void summarize_one(const double *x, size_t nchains, size_t ndraws, em_par
     free(s);
 }
 
-em_status em_summarize(const double *draws, size_t nchains, size_t ndraws, size_t nparams,
-                       const char *const *names, em_draws_layout layout, em_summary **out,
-                       em_error *err) {
+static em_status summarize_all(const double *draws, size_t nchains, size_t ndraws, size_t nparams,
+                               const char *const *names, em_draws_layout layout, int independent, em_summary **out,
+                               em_error *err) {
     if (!out) return em_error_set(err, EM_ERR_ARG, "em_summarize: out is NULL");
     *out = NULL;
     if (!draws && nparams > 0) return em_error_set(err, EM_ERR_ARG, "em_summarize: draws is NULL");
@@ -600,6 +602,7 @@ em_status em_summarize(const double *draws, size_t nchains, size_t ndraws, size_
     sum->nparams = nparams;
     sum->nchains = nchains;
     sum->ndraws = ndraws;
+    sum->independent = independent;
     /* Errors local to one parameter go to perr; the first one is copied to err, and the other
      * parameters are still summarised. */
     em_status status = EM_OK;
@@ -625,12 +628,12 @@ em_status em_summarize(const double *draws, size_t nchains, size_t ndraws, size_
             continue;
         }
         em_error perr = {0};
-        summarize_one(buf, nchains, ndraws, ps, &perr);
+        summarize_one(buf, nchains, ndraws, independent, ps, &perr);
         if (perr.status != EM_OK) {
             em_error_set(err, perr.status, "em_summarize: parameter '%s': %s", ps->name, perr.msg);
             if (status == EM_OK) status = perr.status;
         }
-        if (ndraws < 4 && status == EM_OK)
+        if (!independent && ndraws < 4 && status == EM_OK)
             status = em_error_set(err, EM_ERR_ARG,
                                   "em_summarize: parameter '%s': %zu draws per chain; R-hat and ESS need at least 4",
                                   ps->name, ndraws);
@@ -638,6 +641,17 @@ em_status em_summarize(const double *draws, size_t nchains, size_t ndraws, size_
     free(buf);
     *out = sum;
     return status;
+}
+
+em_status em_summarize(const double *draws, size_t nchains, size_t ndraws, size_t nparams,
+                       const char *const *names, em_draws_layout layout, em_summary **out,
+                       em_error *err) {
+    return summarize_all(draws, nchains, ndraws, nparams, names, layout, 0, out, err);
+}
+
+em_status em_summarize_independent(const double *draws, size_t ndraws, size_t nparams, const char *const *names,
+                                   em_draws_layout layout, em_summary **out, em_error *err) {
+    return summarize_all(draws, 1, ndraws, nparams, names, layout, 1, out, err);
 }
 
 /* A number in `digits` significant digits without switching to exponent notation for the
@@ -666,15 +680,17 @@ static void fmt_sig(char *dst, size_t cap, double v, int digits) {
     snprintf(dst, cap, "%.*e", digits - 1, v);
 }
 
-#define NCOLS 9
+#define NCOLS 10
 #define CELL 48
 
 em_status em_summary_print(FILE *f, const em_summary *s, int digits, em_error *err) {
     if (!f || !s) return em_error_set(err, EM_ERR_ARG, "em_summary_print: f and s must not be NULL");
     if (digits <= 0) digits = 3;
     if (digits > 17) digits = 17;
-    static const char *const head[NCOLS] = {"name", "mean", "sd", "5%", "50%", "95%",
+    static const char *const head[NCOLS] = {"name", "mean", "mcse", "sd", "5%", "50%", "95%",
                                             "ess_bulk", "ess_tail", "r_hat"};
+    /* independent draws (a guide's) have no chains: R-hat and ESS would be noise */
+    const int ncols = s->independent ? NCOLS - 3 : NCOLS;
     size_t w[NCOLS];
     for (int c = 0; c < NCOLS; c++) w[c] = strlen(head[c]);
     char(*cells)[NCOLS][CELL] = NULL;
@@ -684,27 +700,27 @@ em_status em_summary_print(FILE *f, const em_summary *s, int digits, em_error *e
     }
     for (size_t p = 0; p < s->nparams; p++) {
         const em_param_summary *ps = &s->params[p];
-        double loc[5] = {ps->mean, ps->sd, ps->q5, ps->median, ps->q95};
-        for (int c = 0; c < 5; c++) fmt_sig(cells[p][c + 1], CELL, loc[c], digits);
+        double loc[6] = {ps->mean, ps->mcse_mean, ps->sd, ps->q5, ps->median, ps->q95};
+        for (int c = 0; c < 6; c++) fmt_sig(cells[p][c + 1], CELL, loc[c], digits);
         double ess[2] = {ps->ess_bulk, ps->ess_tail};
         for (int c = 0; c < 2; c++) {
-            if (isfinite(ess[c])) snprintf(cells[p][c + 6], CELL, "%.0f", ess[c]);
-            else fmt_sig(cells[p][c + 6], CELL, ess[c], digits);
+            if (isfinite(ess[c])) snprintf(cells[p][c + 7], CELL, "%.0f", ess[c]);
+            else fmt_sig(cells[p][c + 7], CELL, ess[c], digits);
         }
-        if (isfinite(ps->rhat)) snprintf(cells[p][8], CELL, "%.3f", ps->rhat);
-        else fmt_sig(cells[p][8], CELL, ps->rhat, digits);
+        if (isfinite(ps->rhat)) snprintf(cells[p][9], CELL, "%.3f", ps->rhat);
+        else fmt_sig(cells[p][9], CELL, ps->rhat, digits);
         size_t nl = ps->name ? strlen(ps->name) : 2;
         if (nl > w[0]) w[0] = nl;
-        for (int c = 1; c < NCOLS; c++)
+        for (int c = 1; c < ncols; c++)
             if (strlen(cells[p][c]) > w[c]) w[c] = strlen(cells[p][c]);
     }
     int ok = fprintf(f, "%-*s", (int)w[0], head[0]) >= 0;
-    for (int c = 1; c < NCOLS; c++) ok = ok && fprintf(f, "  %*s", (int)w[c], head[c]) >= 0;
+    for (int c = 1; c < ncols; c++) ok = ok && fprintf(f, "  %*s", (int)w[c], head[c]) >= 0;
     ok = ok && fputc('\n', f) != EOF;
     for (size_t p = 0; p < s->nparams && ok; p++) {
         const char *nm = s->params[p].name ? s->params[p].name : "NA";
         ok = fprintf(f, "%-*s", (int)w[0], nm) >= 0;
-        for (int c = 1; c < NCOLS; c++) ok = ok && fprintf(f, "  %*s", (int)w[c], cells[p][c]) >= 0;
+        for (int c = 1; c < ncols; c++) ok = ok && fprintf(f, "  %*s", (int)w[c], cells[p][c]) >= 0;
         ok = ok && fputc('\n', f) != EOF;
     }
     free(cells);
@@ -721,7 +737,9 @@ static void csv_num(em_buf *b, double v, int digits) {
 em_status em_summary_to_csv(const em_summary *s, em_buf *out, int digits, em_error *err) {
     if (!s || !out) return em_error_set(err, EM_ERR_ARG, "em_summary_to_csv: s and out must not be NULL");
     if (digits <= 0 || digits > 17) digits = 17;
-    em_buf_printf(out, "param,mean,sd,q5,q50,q95,ess_bulk,ess_tail,r_hat\n");
+    /* mcse_mean last, so that readers of the older columns by position keep working */
+    em_buf_printf(out, s->independent ? "param,mean,sd,q5,q50,q95,mcse_mean\n"
+                                      : "param,mean,sd,q5,q50,q95,ess_bulk,ess_tail,r_hat,mcse_mean\n");
     for (size_t p = 0; p < s->nparams; p++) {
         const em_param_summary *ps = &s->params[p];
         const char *nm = ps->name ? ps->name : "";
@@ -741,9 +759,12 @@ em_status em_summary_to_csv(const em_summary *s, em_buf *out, int digits, em_err
         csv_num(out, ps->q5, digits);
         csv_num(out, ps->median, digits);
         csv_num(out, ps->q95, digits);
-        csv_num(out, ps->ess_bulk, digits);
-        csv_num(out, ps->ess_tail, digits);
-        csv_num(out, ps->rhat, digits);
+        if (!s->independent) {
+            csv_num(out, ps->ess_bulk, digits);
+            csv_num(out, ps->ess_tail, digits);
+            csv_num(out, ps->rhat, digits);
+        }
+        csv_num(out, ps->mcse_mean, digits);
         em_buf_printf(out, "\n");
     }
     if (out->failed) return em_error_set(err, EM_ERR_NOMEM, "em_summary_to_csv: out of memory");

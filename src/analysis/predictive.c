@@ -47,10 +47,12 @@ typedef struct pred_src {
     const size_t *lens;
     size_t nsites, row_len;
     const double *draws;
+    int log_lik; /* return log p(y_i | draw) of the observed sites instead of values */
 } pred_src;
 
-static int wanted(const em_predictive_options *o, const em_site *s) {
+static int wanted(const em_predictive_options *o, const pred_src *src, const em_site *s) {
     if (s->kind != EM_SITE_SAMPLE && s->kind != EM_SITE_OBSERVE && s->kind != EM_SITE_DETERMINISTIC) return 0;
+    if (src->log_lik && (s->kind == EM_SITE_DETERMINISTIC || !s->is_observed)) return 0;
     if (!o->return_sites || o->nreturn == 0) return 1;
     for (size_t i = 0; i < o->nreturn; i++)
         if (strcmp(o->return_sites[i], s->name) == 0) return 1;
@@ -76,6 +78,7 @@ static em_status run_draws(em_model_fn model, const void *data, const pred_src *
                                                                : em_error_set(err, EM_ERR_NOMEM, "predictive: out of memory");
     if (s != EM_OK) goto done;
     m->evaluate_only = 1;
+    m->predicting = !o.keep_observed && !src->log_lik;
     em_model_set_params(m, o.params);
     p->ndraws = ndraws;
     for (size_t k = 1; k < src->nsites; k++) offs[k] = offs[k - 1] + src->lens[k - 1];
@@ -111,9 +114,10 @@ static em_status run_draws(em_model_fn model, const void *data, const pred_src *
             em_push(m, &subh.base);
         }
         em_push(m, &sh.base);
-        if (!o.keep_observed) em_push(m, &unobs);
+        int draw_obs = !o.keep_observed && !src->log_lik;
+        if (draw_obs) em_push(m, &unobs);
         s = em_model_run(m, model, data, err);
-        if (!o.keep_observed) em_pop(m, &unobs);
+        if (draw_obs) em_pop(m, &unobs);
         em_pop(m, &sh.base);
         if (src->kind == SRC_GUIDE) em_pop(m, &rh.base);
         if (src->kind == SRC_SUBST) em_pop(m, &subh.base);
@@ -141,12 +145,13 @@ static em_status run_draws(em_model_fn model, const void *data, const pred_src *
                 }
             for (size_t i = 0; i < n && s == EM_OK; i++) {
                 em_site *site = em_trace_site(mtr, i);
-                if (!wanted(&o, site)) continue;
+                if (!wanted(&o, src, site)) continue;
                 em_pred_site *ps = &p->sites[k++];
                 p->nsites = k;
                 ps->name = strdup(site->name);
                 ps->kind = site->kind;
-                ps->len = site->len;
+                /* log-likelihood: one term per event (per observation of a univariate site) */
+                ps->len = src->log_lik ? site->len / em_dist_event_len(&site->dist) : site->len;
                 ps->draws = malloc(ndraws * site->len * sizeof(double));
                 if (!ps->name || !ps->draws) s = em_error_set(err, EM_ERR_NOMEM, "predictive: out of memory");
             }
@@ -155,12 +160,22 @@ static em_status run_draws(em_model_fn model, const void *data, const pred_src *
         for (size_t i = 0; i < p->nsites; i++) {
             em_pred_site *ps = &p->sites[i];
             em_site *site = em_trace_find(mtr, ps->name);
-            if (!site || site->len != ps->len || em_len(t, site->value) != ps->len) {
+            size_t vlen = ps->len * (src->log_lik && site ? em_dist_event_len(&site->dist) : 1);
+            if (!site || site->len != vlen || em_len(t, site->value) != vlen) {
                 s = em_error_set(err, EM_ERR_MODEL, "predictive draw %zu: site '%s' %s", d + 1, ps->name,
                                  site ? "changed length between draws" : "is missing");
                 break;
             }
-            memcpy(ps->draws + d * ps->len, em_val_(t, site->value), ps->len * sizeof(double));
+            if (!src->log_lik) {
+                memcpy(ps->draws + d * ps->len, em_val_(t, site->value), ps->len * sizeof(double));
+                continue;
+            }
+            em_error e = {0};
+            if (em_dist_log_prob_pointwise(&site->dist, em_val_(t, site->value), vlen, ps->draws + d * ps->len,
+                                           &e) != EM_OK) {
+                s = em_error_set(err, e.status, "log-likelihood, draw %zu, site '%s': %s", d + 1, ps->name, e.msg);
+                break;
+            }
         }
     }
 done:
@@ -181,7 +196,7 @@ done:
 em_status em_predictive_prior(em_model_fn model, const void *data, size_t ndraws, const em_predictive_options *opt,
                               em_predictive **out, em_error *err) {
     if (!out) return em_error_set(err, EM_ERR_ARG, "predictive: out is NULL");
-    pred_src src = {SRC_PRIOR, NULL, NULL, NULL, NULL, 0, 0, NULL};
+    pred_src src = {SRC_PRIOR, NULL, NULL, NULL, NULL, 0, 0, NULL, 0};
     return run_draws(model, data, &src, ndraws, opt, out, err);
 }
 
@@ -189,14 +204,15 @@ em_status em_predictive_guide(em_model_fn model, const void *data, em_model_fn g
                               size_t ndraws, const em_predictive_options *opt, em_predictive **out, em_error *err) {
     if (!out) return em_error_set(err, EM_ERR_ARG, "predictive: out is NULL");
     if (!guide) return em_error_set(err, EM_ERR_ARG, "predictive: no guide function");
-    pred_src src = {SRC_GUIDE, guide, guide_data, NULL, NULL, 0, 0, NULL};
+    pred_src src = {SRC_GUIDE, guide, guide_data, NULL, NULL, 0, 0, NULL, 0};
     return run_draws(model, data, &src, ndraws, opt, out, err);
 }
 
-em_status em_predictive_posterior(em_model_fn model, const void *data, const char *const *names, const size_t *lens,
-                                  size_t nsites, const double *draws, size_t ndraws,
-                                  const em_predictive_options *opt, em_predictive **out, em_error *err) {
+static em_status subst_draws(em_model_fn model, const void *data, const char *const *names, const size_t *lens,
+                             size_t nsites, const double *draws, size_t ndraws, const em_predictive_options *opt,
+                             int log_lik, em_predictive **out, em_error *err) {
     if (!out) return em_error_set(err, EM_ERR_ARG, "predictive: out is NULL");
+    *out = NULL;
     if (nsites && (!names || !lens || !draws))
         return em_error_set(err, EM_ERR_ARG, "predictive: names, lens and draws are required");
     if (nsites > 64) return em_error_set(err, EM_ERR_ARG, "predictive: at most 64 substituted sites (got %zu)", nsites);
@@ -210,17 +226,31 @@ em_status em_predictive_posterior(em_model_fn model, const void *data, const cha
         if (!isfinite(draws[i]))
             return em_error_set(err, EM_ERR_NONFINITE, "predictive: draw %zu, value %zu is %g", i / row + 1, i % row,
                                 draws[i]);
-    pred_src src = {SRC_SUBST, NULL, NULL, names, lens, nsites, row, draws};
+    pred_src src = {SRC_SUBST, NULL, NULL, names, lens, nsites, row, draws, log_lik};
     return run_draws(model, data, &src, ndraws, opt, out, err);
 }
 
-em_status em_predictive_theta(em_model_fn model, const void *data, const em_logdensity *layout,
-                              const double *theta, size_t ndraws, const em_predictive_options *opt,
-                              em_predictive **out, em_error *err) {
+em_status em_predictive_posterior(em_model_fn model, const void *data, const char *const *names, const size_t *lens,
+                                  size_t nsites, const double *draws, size_t ndraws,
+                                  const em_predictive_options *opt, em_predictive **out, em_error *err) {
+    return subst_draws(model, data, names, lens, nsites, draws, ndraws, opt, 0, out, err);
+}
+
+em_status em_predictive_log_lik(em_model_fn model, const void *data, const char *const *names, const size_t *lens,
+                                size_t nsites, const double *draws, size_t ndraws, const em_predictive_options *opt,
+                                em_predictive **out, em_error *err) {
+    return subst_draws(model, data, names, lens, nsites, draws, ndraws, opt, 1, out, err);
+}
+
+static em_status theta_draws(em_model_fn model, const void *data, const em_logdensity *layout, const double *theta,
+                             size_t ndraws, const em_predictive_options *opt, int log_lik, em_predictive **out,
+                             em_error *err) {
     if (!out) return em_error_set(err, EM_ERR_ARG, "predictive: out is NULL");
+    *out = NULL;
     size_t nl = layout ? em_logdensity_num_latents(layout) : 0;
     if (nl == 0)
         return em_error_set(err, EM_ERR_ARG, "predictive: the layout must be a density made by em_logdensity_from_model");
+    if (ndraws && !theta) return em_error_set(err, EM_ERR_ARG, "predictive: theta is NULL");
     size_t dim = em_logdensity_dim(layout), row = 0;
     const char **names = malloc(nl * sizeof *names);
     size_t *lens = malloc(nl * sizeof *lens);
@@ -243,11 +273,23 @@ em_status em_predictive_theta(em_model_fn model, const void *data, const em_logd
             o += li->len;
         }
     }
-    if (s == EM_OK) s = em_predictive_posterior(model, data, names, lens, nl, draws, ndraws, opt, out, err);
+    if (s == EM_OK) s = subst_draws(model, data, names, lens, nl, draws, ndraws, opt, log_lik, out, err);
     free(names);
     free(lens);
     free(draws);
     return s;
+}
+
+em_status em_predictive_theta(em_model_fn model, const void *data, const em_logdensity *layout,
+                              const double *theta, size_t ndraws, const em_predictive_options *opt,
+                              em_predictive **out, em_error *err) {
+    return theta_draws(model, data, layout, theta, ndraws, opt, 0, out, err);
+}
+
+em_status em_predictive_log_lik_theta(em_model_fn model, const void *data, const em_logdensity *layout,
+                                      const double *theta, size_t ndraws, const em_predictive_options *opt,
+                                      em_predictive **out, em_error *err) {
+    return theta_draws(model, data, layout, theta, ndraws, opt, 1, out, err);
 }
 
 em_status em_pred_site_summary(const em_pred_site *site, size_t ndraws, em_pred_summary *out, em_error *err) {

@@ -4,6 +4,7 @@
 #include "internal/dist_impl.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 
 /* ---- supports ---------------------------------------------------------------------------- */
 
@@ -42,6 +43,88 @@ static em_status no_ops(const em_dist *d, em_error *err, const char *what) {
 em_var em_dist_log_prob(const em_dist *d, em_var value) {
     if (!d || !d->ops || !d->tape || !em_var_ok(value)) return EM_VAR_INVALID;
     return d->ops->log_prob(d, value);
+}
+
+em_status em_dist_log_prob_pointwise(const em_dist *d, const double *value, size_t n, double *out, em_error *err) {
+    if (!d || !d->ops || !d->tape) return no_ops(d, err, "log_prob_pointwise");
+    if (!value || !out) return em_error_set(err, EM_ERR_ARG, "%s log_prob_pointwise: NULL value or output", d->ops->name);
+    size_t ev = em_dist_event_len(d);
+    if (n == 0 || n % ev)
+        return em_error_set(err, EM_ERR_SHAPE,
+                            "%s log_prob_pointwise: n = %zu is not a positive multiple of the event length %zu",
+                            d->ops->name, n, ev);
+    if (d->ops == &em_ops_normal_id_glm || d->ops == &em_ops_bernoulli_logit_glm || d->ops == &em_ops_poisson_log_glm)
+        return em_glm_log_prob_pointwise(d, value, n, out, err);
+    /* The elementwise driver writes each term into the tape's pointwise sink as it sums them.
+     * The nodes made here are dropped again by rewinding the tape to where it was. */
+    em_tape *t = d->tape;
+    if (em_tape_status(t) != EM_OK)
+        return em_error_set(err, em_tape_status(t), "%s log_prob_pointwise: %s", d->ops->name, em_tape_error(t)->msg);
+    size_t mark = em_tape_size(t);
+    em_arena_mark am = em_arena_mark_get(em_tape_arena(t));
+    t->pointwise = ev == 1 ? out : NULL;
+    t->pointwise_written = 0;
+    em_var lp = d->ops->log_prob(d, em_const(t, value, n));
+    t->pointwise = NULL;
+    size_t written = t->pointwise_written;
+    em_status st = EM_OK;
+    if (em_tape_status(t) != EM_OK || !em_var_ok(lp)) {
+        st = em_error_set(err, em_tape_status(t) ? em_tape_status(t) : EM_ERR_DOMAIN, "%s", em_tape_error(t)->msg);
+    } else if (written != n) {
+        if (n == ev) out[0] = em_val_scalar_(t, lp); /* one event: its term is the sum */
+        else
+            st = em_error_set(err, EM_ERR_ARG, "%s: the log density cannot be split into pointwise terms",
+                              d->ops->name);
+    }
+    t->count = mark;
+    em_arena_rewind(em_tape_arena(t), am);
+    return st;
+}
+
+/* What a value must be for a support, as far as it does not depend on parameter values: 0
+ * when fine, else the text of the failure. */
+static const char *support_violation(em_support s, double x, double total) {
+    if (!(fabs(x) < INFINITY)) return "is not a finite number";
+    switch (s.kind) {
+    case EM_SUPPORT_POSITIVE: return x > 0 ? NULL : "is not positive";
+    case EM_SUPPORT_UNIT: return x > 0 && x < 1 ? NULL : "is not in (0, 1)";
+    case EM_SUPPORT_BOOLEAN: return x == 0 || x == 1 ? NULL : "is not 0 or 1";
+    case EM_SUPPORT_NONNEG_INT: return x >= 0 && x == floor(x) ? NULL : "is not a non-negative integer";
+    case EM_SUPPORT_CATEGORY:
+        if (!(x >= 0 && x == floor(x))) return "is not a category index (0, 1, ...)";
+        return isfinite(s.hi) && x > s.hi ? "is above the last category" : NULL;
+    case EM_SUPPORT_COUNT_N:
+        if (!(x >= 0 && x == floor(x))) return "is not a non-negative integer";
+        return x <= total ? NULL : "is more than the number of trials";
+    default: return NULL; /* real line; intervals, simplexes and factors depend on parameters */
+    }
+}
+
+/* The shortest decimal that reads back as x (1.000000001, not 1.0000000010000001). */
+static void shortest(char *buf, size_t cap, double x) {
+    for (int digits = 6; digits <= 17; digits++) {
+        snprintf(buf, cap, "%.*g", digits, x);
+        if (strtod(buf, NULL) == x) return;
+    }
+}
+
+em_status em_dist_check_data(const em_dist *d, const double *value, size_t n, em_error *err) {
+    if (!d || !d->ops) return no_ops(d, err, "check_data");
+    if (!value && n) return em_error_set(err, EM_ERR_ARG, "%s check_data: NULL value", d->ops->name);
+    em_support sup = em_dist_support(d);
+    int per_total = sup.kind == EM_SUPPORT_COUNT_N && d->data && d->data_len > 1;
+    for (size_t i = 0; i < n; i++) {
+        double total = sup.kind != EM_SUPPORT_COUNT_N ? 0.0 : per_total ? d->data[i % d->data_len] : sup.hi;
+        const char *why = support_violation(sup, value[i], total);
+        if (!why) continue;
+        char num[32];
+        shortest(num, sizeof num, value[i]);
+        if (sup.kind == EM_SUPPORT_COUNT_N && value[i] > total && value[i] == floor(value[i]))
+            return em_error_set(err, EM_ERR_DOMAIN, "value[%zu] = %s %s (%g) of the %s", i, num, why, total,
+                                d->ops->name);
+        return em_error_set(err, EM_ERR_DOMAIN, "value[%zu] = %s %s (%s)", i, num, why, d->ops->name);
+    }
+    return EM_OK;
 }
 
 em_status em_dist_sample(const em_dist *d, em_rng *r, double *out, size_t n, em_error *err) {

@@ -200,7 +200,8 @@ LOG_PROB_FN(normal_general_lp, normal_desc, normal_norm, normal_kern)
 static em_var normal_lp(const em_dist *d, em_var value) {
     em_tape *t = d->tape;
     size_t n = em_len_(t, value), nm = em_len_(t, d->p[0]), ns = em_len_(t, d->p[1]);
-    if (!em_var_ok(value) || ns != 1 || !(nm == 1 || nm == n)) return normal_general_lp(d, value);
+    /* pointwise terms (em_dist_log_prob_pointwise) come from the general driver */
+    if (!em_var_ok(value) || ns != 1 || !(nm == 1 || nm == n) || t->pointwise) return normal_general_lp(d, value);
     em_var in[3] = {value, d->p[0], d->p[1]}, out;
     em_node *o = em_node_new(t, 1, 1, in, 3, normal_fast_backward, &out);
     if (!o) return EM_VAR_INVALID;

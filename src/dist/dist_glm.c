@@ -448,6 +448,34 @@ static em_status glm_eval(const em_dist *d, em_rng *r, double *out, size_t n, em
 static em_status glm_sample(const em_dist *d, em_rng *r, double *out, size_t n, em_error *err) { return glm_eval(d, r, out, n, err, 0); }
 static em_status glm_mean(const em_dist *d, double *out, size_t n, em_error *err) { return glm_eval(d, NULL, out, n, err, 1); }
 static em_status glm_var(const em_dist *d, double *out, size_t n, em_error *err) { return glm_eval(d, NULL, out, n, err, 2); }
+/* log p(y_i | η_i) of each row: Stan's log_lik of a GLM, with the constants the fused node
+ * carries (-log σ - log √(2π) for the normal, -log y! for the Poisson). */
+em_status em_glm_log_prob_pointwise(const em_dist *d, const double *y, size_t n, double *out, em_error *err) {
+    glm_kind kind = kind_of(d);
+    em_status st = glm_check(d, kind, err);
+    if (st != EM_OK) return st;
+    size_t rows = em_rows(d->tape, d->p[0]);
+    if (n != rows)
+        return em_error_set(err, EM_ERR_SHAPE, "%s: %zu values for the %zu rows of X", glm_name(kind), n, rows);
+    glm_eta(d->tape, d, out);
+    for (size_t i = 0; i < n; i++) {
+        double l = out[i], v;
+        if (kind == GLM_NORMAL) {
+            double s = em_pv(d->tape, d->p[3], i), z = (y[i] - l) / s;
+            v = -0.5 * z * z - log(s) - 0.91893853320467274178;
+        } else if (kind == GLM_BERNOULLI) {
+            /* log σ(η) or log(1 - σ(η)) without overflow: -log1p(exp(-|η|)) - max(∓η, 0) */
+            double a = y[i] != 0.0 ? l : -l;
+            v = -log1p(exp(-fabs(a))) - (a < 0 ? -a : 0.0);
+        } else {
+            v = y[i] * l - exp(l) - lgamma(y[i] + 1.0);
+        }
+        if (!(fabs(v) < INFINITY) && !(v == -INFINITY))
+            return em_error_set(err, EM_ERR_NONFINITE, "%s: log density of row %zu is %g", glm_name(kind), i, v);
+        out[i] = v;
+    }
+    return EM_OK;
+}
 static size_t ev_one(const em_dist *d) { (void)d; return 1; }
 static em_support sup_real(const em_dist *d) { (void)d; return (em_support){EM_SUPPORT_REAL, -INFINITY, INFINITY}; }
 static em_support sup_bool(const em_dist *d) { (void)d; return (em_support){EM_SUPPORT_BOOLEAN, 0.0, 1.0}; }

@@ -662,6 +662,7 @@ em_status em_mcmc_run(const em_logdensity *ld, const em_mcmc_config *cfg, em_mcm
                 return em_error_set(err, EM_ERR_ARG, "em_mcmc_run: init[%zu] = %g is not finite",
                                     i, cfg->init[i]);
     em_init();
+    double t_wall = now_seconds();
 
     em_mcmc_result *res = result_new(ld, cfg);
     chain_job *jobs = calloc(nch, sizeof *jobs);
@@ -745,6 +746,7 @@ em_status em_mcmc_run(const em_logdensity *ld, const em_mcmc_config *cfg, em_mcm
     int interrupted = 0;
     for (size_t k = 0; k < nch; k++) interrupted |= jobs[k].status == EM_ERR_INTERRUPTED;
     free(jobs);
+    res->wall_seconds = now_seconds() - t_wall;
     *out = res;
     if (interrupted) {
         res->status = EM_ERR_INTERRUPTED;

@@ -185,6 +185,8 @@ em_svi *em_svi_create(em_model_fn model, const void *model_data, em_model_fn gui
         return NULL;
     }
     if (em_optim_config_check(optim, err) != EM_OK) return NULL;
+    /* a bad observation caught here, named, rather than as a run of non-finite losses */
+    if (em_model_check_data(model, model_data, NULL, err) != EM_OK) return NULL;
     em_svi *s = calloc(1, sizeof *s);
     if (!s) {
         em_error_set(err, EM_ERR_NOMEM, "svi: out of memory");

@@ -166,7 +166,8 @@ void uv_backward(em_tape *t, em_node *self);
     }
 EM_ALWAYS_INLINE double uv_loop(const uv_desc *desc, size_t n, const double *const *v, const size_t *s,
                                 const double *N, size_t nN, unsigned need, uv_aux *aux, double *sum, int *okp,
-                                uv_norm_fn norm, uv_kern_fn kern, const int norm_once, const int lay) {
+                                uv_norm_fn norm, uv_kern_fn kern, const int norm_once, const int lay,
+                                double *pointwise) {
     const int np = desc->np;
     double *partx = aux ? aux->part[0] : NULL, *part0 = aux ? aux->part[1] : NULL;
     double *part1 = aux ? aux->part[2] : NULL, *part2 = aux ? aux->part[3] : NULL;
@@ -186,6 +187,7 @@ EM_ALWAYS_INLINE double uv_loop(const uv_desc *desc, size_t n, const double *con
         if (!norm_once) li = norm(p, need >> 1, dp);
         li += kern(x, p, need >> 1, &dx, dk);
         lp += li;
+        if (pointwise) pointwise[i] = li; /* a constant NULL in the hot instantiations */
         if (need & 1) {
             if (partx) partx[i] = dx;
             else sx += dx;
@@ -237,7 +239,12 @@ EM_ALWAYS_INLINE int uv_compute(const uv_desc *desc, em_tape *t, em_node *o, uv_
     int ok = 1;
     int lay = 0;
     for (int k = 0; k <= np; k++) lay |= (int)s[k] << k;
-    if (norm_once) {
+    if (t->pointwise) {
+        /* em_dist_log_prob_pointwise: every element's own term, norm included (no gradient is
+         * wanted, so the plain loop is enough) */
+        lp = uv_loop(desc, n, v, s, d->data, d->data_len, 0, aux, sum, &ok, norm, kern, 0, -1, t->pointwise);
+        if (ok) t->pointwise_written = n;
+    } else if (norm_once) {
         for (int k = 0; k < np; k++) p[k] = v[k + 1][0];
         double c = norm(p, need >> 1, dn);
         lp += (double)n * c;
@@ -249,13 +256,13 @@ EM_ALWAYS_INLINE int uv_compute(const uv_desc *desc, em_tape *t, em_node *o, uv_
          * scalar parameters (a prior on coefficients) and a vector value with a vector first
          * parameter (a likelihood around a linear predictor). */
         if (lay == 1)
-            lp += uv_loop(desc, n, v, s, d->data, d->data_len, need, aux, sum, &ok, norm, kern, 1, 1);
+            lp += uv_loop(desc, n, v, s, d->data, d->data_len, need, aux, sum, &ok, norm, kern, 1, 1, NULL);
         else if (lay == 3)
-            lp += uv_loop(desc, n, v, s, d->data, d->data_len, need, aux, sum, &ok, norm, kern, 1, 3);
+            lp += uv_loop(desc, n, v, s, d->data, d->data_len, need, aux, sum, &ok, norm, kern, 1, 3, NULL);
         else
-            lp += uv_loop(desc, n, v, s, d->data, d->data_len, need, aux, sum, &ok, norm, kern, 1, -1);
+            lp += uv_loop(desc, n, v, s, d->data, d->data_len, need, aux, sum, &ok, norm, kern, 1, -1, NULL);
     } else {
-        lp += uv_loop(desc, n, v, s, d->data, d->data_len, need, aux, sum, &ok, norm, kern, 0, -1);
+        lp += uv_loop(desc, n, v, s, d->data, d->data_len, need, aux, sum, &ok, norm, kern, 0, -1, NULL);
     }
     if (!ok) return 0;
     o->val[0] = lp;
@@ -292,6 +299,10 @@ void rs_backward(em_tape *t, em_node *self);
 /* Create the node and its partial arrays (only for parameters that need a gradient);
  * returns NULL on failure. part[k] == NULL means "not needed". */
 em_node *rs_node(em_tape *t, const em_dist *d, size_t n, em_var *out, rs_aux **aux);
+
+/* ---- pointwise terms of the fused GLMs (em_dist_log_prob_pointwise) -------------------- */
+extern const em_dist_ops em_ops_normal_id_glm, em_ops_bernoulli_logit_glm, em_ops_poisson_log_glm;
+em_status em_glm_log_prob_pointwise(const em_dist *d, const double *y, size_t n, double *out, em_error *err);
 
 /* ---- KL and shared tables ------------------------------------------------------------------ */
 extern const em_dist_ops em_ops_normal, em_ops_mvnormal;

@@ -3,6 +3,7 @@
 #ifndef EMBER_INTERNAL_MODEL_IMPL_H
 #define EMBER_INTERNAL_MODEL_IMPL_H
 
+#include "ember/handlers.h"
 #include "ember/model.h"
 #include "internal/tape.h"
 
@@ -22,7 +23,14 @@ struct em_model {
      * RNG, or read a param site (the store may change or move between evaluations). The
      * density then runs the model every time instead of replaying its tape. */
     int replay_blocked;
+    /* A predictive run that draws the observe sites: an observe site may then come without
+     * data (em_observe with y == NULL), and is simply predicted. */
+    int predicting;
 };
+
+/* Check every observed site of a traced run against its distribution's support
+ * (em_dist_check_data); the message names the site. */
+em_status em_trace_check_data(em_tape *t, em_trace *tr, em_error *err);
 
 struct em_plate {
     em_handler base;

@@ -94,6 +94,10 @@ struct em_tape {
      * (the only ones a replay, a backward pass or a zeroing of adjoints has to visit). */
     int32_t *active;
     size_t nactive;
+    /* Set only inside em_dist_log_prob_pointwise: a log-density node made meanwhile writes
+     * each element's term here (and how many into pointwise_written) besides their sum. */
+    double *pointwise;
+    size_t pointwise_written;
 };
 
 /* The node behind a valid var (no check). */

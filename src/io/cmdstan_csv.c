@@ -21,6 +21,17 @@ static void put_num(em_buf *b, double v, int digits) {
     else em_buf_printf(b, "%.*g", digits, v);
 }
 
+static void put_rows(em_buf *b, const double *rows, size_t n, size_t ncols, int digits) {
+    for (size_t i = 0; i < n; i++) {
+        const double *row = rows + i * ncols;
+        for (size_t j = 0; j < ncols; j++) {
+            if (j) em_buf_append(b, ",", 1);
+            put_num(b, row[j], digits);
+        }
+        em_buf_append(b, "\n", 1);
+    }
+}
+
 static int bad_text(const char *s, const char *forbidden) {
     for (; *s; s++)
         if (strchr(forbidden, *s)) return 1;
@@ -37,6 +48,8 @@ em_status em_cmdstan_format(const em_cmdstan_file *f, int sig_digits, em_buf *ou
         return em_error_set(err, EM_ERR_ARG, "em_cmdstan_format: no columns (ncols = %zu)", f->ncols);
     if (f->ndraws && !f->draws)
         return em_error_set(err, EM_ERR_ARG, "em_cmdstan_format: draws is NULL with ndraws = %zu", f->ndraws);
+    if (f->nwarmup && !f->warmup_draws)
+        return em_error_set(err, EM_ERR_ARG, "em_cmdstan_format: warmup_draws is NULL with nwarmup = %zu", f->nwarmup);
     if (f->ncomments && !f->comments)
         return em_error_set(err, EM_ERR_ARG, "em_cmdstan_format: comments is NULL with ncomments = %zu", f->ncomments);
     for (size_t i = 0; i < f->ncomments; i++) {
@@ -73,6 +86,7 @@ em_status em_cmdstan_format(const em_cmdstan_file *f, int sig_digits, em_buf *ou
     for (size_t i = 0; i < f->ncomments; i++) em_buf_printf(out, "# %s\n", f->comments[i]);
     for (size_t j = 0; j < f->ncols; j++) em_buf_printf(out, "%s%s", j ? "," : "", f->names[j]);
     em_buf_append(out, "\n", 1);
+    put_rows(out, f->warmup_draws, f->nwarmup, f->ncols, digits);
     if (f->has_adaptation) {
         em_buf_printf(out, "# Adaptation terminated\n# Step size = ");
         put_num(out, f->step_size, digits);
@@ -97,14 +111,7 @@ em_status em_cmdstan_format(const em_cmdstan_file *f, int sig_digits, em_buf *ou
             em_buf_append(out, "\n", 1);
         }
     }
-    for (size_t i = 0; i < f->ndraws; i++) {
-        const double *row = f->draws + i * f->ncols;
-        for (size_t j = 0; j < f->ncols; j++) {
-            if (j) em_buf_append(out, ",", 1);
-            put_num(out, row[j], digits);
-        }
-        em_buf_append(out, "\n", 1);
-    }
+    put_rows(out, f->draws, f->ndraws, f->ncols, digits);
     if (f->has_timing) {
         /* mcmc_writer.hpp: a blank comment, the three times aligned under " Elapsed Time: " and
          * another blank comment; times in the stream's default format (6 significant digits) */

@@ -310,7 +310,13 @@ em_var em_observe(em_model *m, const char *name, em_dist d, const double *y, siz
             em_model_fail(m, EM_ERR_ARG, "observe '%s': invalid distribution", name);
         return EM_VAR_INVALID;
     }
-    if (!y || n == 0) return em_model_fail(m, EM_ERR_ARG, "observe '%s': no data", name);
+    if (n == 0)
+        return em_model_fail(m, EM_ERR_ARG, "observe '%s': no data (n = 0): a model needs at least one observation", name);
+    if (!y && !m->predicting)
+        return em_model_fail(m, EM_ERR_ARG,
+                             "observe '%s': no data (y is NULL); a model without its data can only predict it "
+                             "(em_posterior_predict, em_predictive_*)",
+                             name);
     em_msg msg;
     msg_init(&msg, m, EM_SITE_OBSERVE, name);
     msg.dist = d;

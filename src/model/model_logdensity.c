@@ -295,6 +295,43 @@ static void *density_clone(const void *state) { return state_new(((const density
 
 static const em_logdensity_impl model_impl = {density_eval, density_constrain, density_clone, density_destroy};
 
+em_status em_trace_check_data(em_tape *t, em_trace *tr, em_error *err) {
+    for (size_t i = 0; i < em_trace_count(tr); i++) {
+        em_site *site = em_trace_site(tr, i);
+        if (!site->is_observed || (site->kind != EM_SITE_OBSERVE && site->kind != EM_SITE_SAMPLE)) continue;
+        em_error e = {0};
+        if (em_dist_check_data(&site->dist, em_val_(t, site->value), site->len, &e) != EM_OK)
+            return em_error_set(err, e.status, "site '%s': %s", site->name, e.msg);
+    }
+    return EM_OK;
+}
+
+em_status em_model_check_data(em_model_fn fn, const void *data, em_param_store *params, em_error *err) {
+    if (!fn) return em_error_set(err, EM_ERR_ARG, "check_data: no model function");
+    em_model *m = em_model_create(0, err);
+    em_trace *tr = em_trace_create();
+    em_rng *rng = em_rng_create(0, 0x5eed);
+    em_status s = m && tr && rng ? EM_OK : em_error_set(err, EM_ERR_NOMEM, "check_data: out of memory");
+    if (s == EM_OK) {
+        m->evaluate_only = 1;
+        em_model_set_params(m, params);
+        em_trace_handler th;
+        em_seed_handler seedh;
+        em_trace_handler_init(&th, tr);
+        em_seed_handler_init(&seedh, rng);
+        em_push(m, &th.base);
+        em_push(m, &seedh.base);
+        s = em_model_run(m, fn, data, err);
+        em_pop(m, &seedh.base);
+        em_pop(m, &th.base);
+        if (s == EM_OK) s = em_trace_check_data(em_model_tape(m), tr, err);
+    }
+    em_rng_destroy(rng);
+    em_trace_destroy(tr);
+    em_model_destroy(m);
+    return s;
+}
+
 /* CmdStan-style names of the constrained values of one site. */
 static void append_names(em_buf *b, const char *name, size_t len, em_transform_kind kind) {
     if (len == 1) {
@@ -351,6 +388,8 @@ em_logdensity *em_logdensity_from_model(em_model_fn fn, const void *data, const 
     em_pop(m, &seedh.base);
     em_pop(m, &th.base);
     if (s != EM_OK) goto done;
+
+    if ((s = em_trace_check_data(em_model_tape(m), tr, err)) != EM_OK) goto done;
 
     size_t n = em_trace_count(tr);
     sh->lat = calloc(n ? n : 1, sizeof *sh->lat);

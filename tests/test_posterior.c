@@ -1,0 +1,453 @@
+/* test_posterior.c — the posterior handle: one call from a model to draws, names, summaries,
+ * CmdStan files written and read back, prediction without a dummy response, the pointwise
+ * log-likelihood against a direct computation, the data checks at binding, and misuse.
+ *
+ * The log-likelihood of three models (Normal, Bernoulli-logit through the fused GLM, and
+ * Poisson-log) is compared, draw by draw and observation by observation, with log densities
+ * written out by hand from the draws' parameter values, to 1e-12. */
+#include "util/testutil.h"
+
+#include <gsl/gsl_randist.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define N 10
+static const double XS[N] = {-1.5, -1.0, -0.6, -0.2, 0.0, 0.3, 0.7, 1.1, 1.6, 2.0};
+static const double YN[N] = {-2.1, -1.2, -0.9, 0.1, 0.2, 0.8, 1.3, 2.4, 2.9, 3.8};
+static const double YB[N] = {0, 0, 1, 0, 0, 1, 1, 0, 1, 1};
+static const double YP[N] = {0, 1, 0, 1, 2, 1, 3, 2, 5, 6};
+
+typedef struct reg {
+    size_t n;
+    const double *x, *y; /* y NULL: predict only */
+} reg;
+
+static void normal_model(em_model *m, const void *arg) {
+    const reg *d = arg;
+    em_var a = em_sample(m, "a", em_normal(m, 0.0, 5.0));
+    em_var b = em_sample(m, "b", em_normal(m, 0.0, 5.0));
+    em_var s = em_sample(m, "sigma", em_half_normal(m, 2.0));
+    em_var mu = em_add(m, a, em_mul(m, b, em_data(m, d->x, d->n)));
+    em_observe(m, "y", em_normal(m, mu, s), d->y, d->n);
+}
+
+/* the Normal model with its slope named otherwise */
+static void renamed_model(em_model *m, const void *arg) {
+    const reg *d = arg;
+    em_var a = em_sample(m, "a", em_normal(m, 0.0, 5.0));
+    em_var b = em_sample(m, "slope", em_normal(m, 0.0, 5.0));
+    em_var s = em_sample(m, "sigma", em_half_normal(m, 2.0));
+    em_observe(m, "y", em_normal(m, em_add(m, a, em_mul(m, b, em_data(m, d->x, d->n))), s), d->y, d->n);
+}
+
+static void bern_model(em_model *m, const void *arg) {
+    const reg *d = arg;
+    em_var a = em_sample(m, "a", em_normal(m, 0.0, 2.0));
+    em_var beta = em_sample(m, "beta", em_expand(em_normal(m, 0.0, 2.0), 1));
+    em_observe(m, "y", em_bernoulli_logit_glm(m, em_data_matrix(m, d->x, d->n, 1), a, beta), d->y, d->n);
+}
+
+static void pois_model(em_model *m, const void *arg) {
+    const reg *d = arg;
+    em_var a = em_sample(m, "a", em_normal(m, 0.0, 2.0));
+    em_var b = em_sample(m, "b", em_normal(m, 0.0, 2.0));
+    em_var eta = em_add(m, a, em_mul(m, b, em_data(m, d->x, d->n)));
+    em_observe(m, "y", em_poisson_log(m, eta), d->y, d->n);
+}
+
+static em_mcmc_config small_cfg(void) {
+    em_mcmc_config c = em_mcmc_config_default();
+    c.num_chains = 2;
+    c.num_warmup = 300;
+    c.num_samples = 200;
+    c.seed = 11;
+    return c;
+}
+
+static em_posterior *fit(em_model_fn fn, const reg *d) {
+    em_mcmc_config c = small_cfg();
+    em_posterior *p = NULL;
+    em_error err = {0};
+    em_status s = em_fit_nuts(fn, d, &c, &p, &err);
+    if (s != EM_OK) fail_msg("em_fit_nuts: %s", err.msg);
+    return p;
+}
+
+/* ---- names, draws, summary ------------------------------------------------------------- */
+
+static void test_nuts_handle(void **state) {
+    (void)state;
+    reg d = {N, XS, YN};
+    em_posterior *p = fit(normal_model, &d);
+    assert_int_equal(em_posterior_method_of(p), EM_POSTERIOR_NUTS);
+    assert_int_equal(em_posterior_num_chains(p), 2);
+    assert_int_equal(em_posterior_num_draws(p), 200);
+    assert_int_equal(em_posterior_num_params(p), 3);
+    assert_string_equal(em_posterior_param_name(p, 2), "sigma");
+    assert_string_equal(em_posterior_column_names(p)[0], "lp__");
+    assert_true(em_posterior_wall_seconds(p) > 0);
+    assert_non_null(em_posterior_mcmc(p));
+
+    /* the draws of b agree with the result's own column, chain-major */
+    double x[400], y[400];
+    em_error err = {0};
+    assert_int_equal(em_posterior_draws(p, "b", x, &err), EM_OK);
+    const em_mcmc_result *r = em_posterior_mcmc(p);
+    size_t n = em_mcmc_extract(r, (size_t)em_mcmc_column_index(r, "b"), y);
+    assert_int_equal(n, 200);
+    assert_memory_equal(x, y, sizeof x);
+
+    /* the slope of the Normal data is near 1.6 */
+    em_summary *s = NULL;
+    assert_int_equal(em_posterior_summary(p, &s, &err), EM_OK);
+    assert_int_equal(s->nparams, 3);
+    assert_false(s->independent);
+    tu_assert_close(s->params[1].mean, 1.6, 0.0, 0.2);
+    assert_true(s->params[1].mcse_mean > 0 && s->params[1].mcse_mean < 0.05);
+    assert_true(isfinite(s->params[1].rhat) && isfinite(s->params[1].ess_bulk));
+    em_summary_free(s);
+
+    /* print: the table and the checks line */
+    char path[] = "/tmp/ember_post_printXXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    FILE *f = fdopen(fd, "w+");
+    assert_int_equal(em_posterior_print(p, f, &err), EM_OK);
+    rewind(f);
+    char buf[4096];
+    size_t got = fread(buf, 1, sizeof buf - 1, f);
+    buf[got] = '\0';
+    fclose(f);
+    unlink(path);
+    assert_non_null(strstr(buf, "NUTS: 2 chains x 200 draws"));
+    assert_non_null(strstr(buf, "ess_bulk"));
+    assert_non_null(strstr(buf, "mcse"));
+    assert_non_null(strstr(buf, "sigma"));
+    em_posterior_free(p);
+}
+
+static void test_unknown_name(void **state) {
+    (void)state;
+    reg d = {N, XS, YN};
+    em_posterior *p = fit(normal_model, &d);
+    double x[400];
+    em_error err = {0};
+    assert_int_equal(em_posterior_find(p, "sigmaa", &err), -1);
+    assert_int_equal(err.status, EM_ERR_ARG);
+    assert_non_null(strstr(err.msg, "'sigmaa'"));
+    assert_non_null(strstr(err.msg, "'sigma'")); /* the nearest name is offered */
+    em_error e2 = {0};
+    assert_int_equal(em_posterior_draws(p, "nope", x, &e2), EM_ERR_ARG);
+    em_error e3 = {0};
+    assert_int_equal(em_posterior_column(p, 99, x, &e3), EM_ERR_INDEX);
+    assert_non_null(strstr(e3.msg, "99"));
+    em_posterior_free(p);
+}
+
+/* ---- SVI and Laplace: independent draws ----------------------------------------------------- */
+
+static void test_svi_and_laplace(void **state) {
+    (void)state;
+    reg d = {N, XS, YN};
+    em_svi_fit_config c = em_svi_fit_config_default();
+    c.num_steps = 4000;
+    c.learning_rate = 0.05;
+    c.num_draws = 500;
+    em_posterior *p = NULL;
+    em_error err = {0};
+    assert_int_equal(em_fit_svi(normal_model, &d, &c, &p, &err), EM_OK);
+    assert_int_equal(em_posterior_method_of(p), EM_POSTERIOR_VARIATIONAL);
+    assert_int_equal(em_posterior_num_chains(p), 1);
+    assert_int_equal(em_posterior_num_draws(p), 500);
+    assert_string_equal(em_posterior_column_names(p)[1], "log_p__");
+    em_summary *s = NULL;
+    assert_int_equal(em_posterior_summary(p, &s, &err), EM_OK);
+    assert_true(s->independent);
+    assert_true(isnan(s->params[0].rhat) && isnan(s->params[0].ess_bulk));
+    tu_assert_close(s->params[1].mcse_mean, s->params[1].sd / sqrt(500.0), 1e-12, 0);
+    tu_assert_close(s->params[1].mean, 1.6, 0.0, 0.25);
+    em_summary_free(s);
+    /* log_g__ is the guide's normalised density: finite, and log_p__ - log_g__ varies */
+    double lp[500], lg[500];
+    assert_int_equal(em_posterior_draws(p, "log_p__", lp, &err), EM_OK);
+    assert_int_equal(em_posterior_draws(p, "log_g__", lg, &err), EM_OK);
+    for (int i = 0; i < 500; i++) assert_true(isfinite(lp[i]) && isfinite(lg[i]));
+    em_posterior_free(p);
+
+    assert_int_equal(em_fit_laplace(normal_model, &d, 400, 3, &p, &err), EM_OK);
+    assert_int_equal(em_posterior_method_of(p), EM_POSTERIOR_LAPLACE);
+    assert_int_equal(em_posterior_summary(p, &s, &err), EM_OK);
+    tu_assert_close(s->params[1].mean, 1.6, 0.0, 0.25);
+    em_summary_free(s);
+    em_posterior_free(p);
+}
+
+/* ---- files ---------------------------------------------------------------------------------- */
+
+static void test_cmdstan_round_trip(void **state) {
+    (void)state;
+    reg d = {N, XS, YN};
+    em_mcmc_config c = small_cfg();
+    c.save_warmup = 1;
+    em_posterior *p = NULL;
+    em_error err = {0};
+    assert_int_equal(em_fit_nuts(normal_model, &d, &c, &p, &err), EM_OK);
+    char dir[] = "/tmp/ember_postXXXXXX";
+    assert_non_null(mkdtemp(dir));
+    size_t nw = 0;
+    assert_int_equal(em_posterior_write_cmdstan(p, dir, "fit", NULL, &nw, &err), EM_OK);
+    assert_int_equal(nw, 2);
+    char f1[256], f2[256];
+    snprintf(f1, sizeof f1, "%s/fit_1.csv", dir);
+    snprintf(f2, sizeof f2, "%s/fit_2.csv", dir);
+    const char *paths[2] = {f1, f2};
+    em_posterior *q = NULL;
+    assert_int_equal(em_posterior_read_cmdstan(paths, 2, &q, &err), EM_OK);
+    assert_int_equal(em_posterior_method_of(q), EM_POSTERIOR_NUTS);
+    assert_int_equal(em_posterior_num_chains(q), 2);
+    assert_int_equal(em_posterior_num_draws(q), 200); /* the 300 warmup rows kept apart */
+    double a[400], b[400];
+    assert_int_equal(em_posterior_draws(p, "sigma", a, &err), EM_OK);
+    assert_int_equal(em_posterior_draws(q, "sigma", b, &err), EM_OK);
+    assert_memory_equal(a, b, sizeof a); /* %.17g round-trips */
+    assert_int_equal(em_posterior_num_divergent(q), em_posterior_num_divergent(p));
+    /* a model attached to draws from files predicts as the original does */
+    assert_int_equal(em_posterior_attach_model(q, normal_model, &d, &err), EM_OK);
+    em_predictive *lp = NULL, *lq = NULL;
+    assert_int_equal(em_posterior_log_lik(p, NULL, &lp, &err), EM_OK);
+    assert_int_equal(em_posterior_log_lik(q, NULL, &lq, &err), EM_OK);
+    assert_memory_equal(lp->sites[0].draws, lq->sites[0].draws, 400 * N * sizeof(double));
+    em_predictive_free(lp);
+    em_predictive_free(lq);
+    /* a model whose latent names differ is refused, naming the value */
+    em_error e2 = {0};
+    assert_int_equal(em_posterior_attach_model(q, renamed_model, &d, &e2), EM_ERR_MODEL);
+    assert_non_null(strstr(e2.msg, "'slope'"));
+    em_posterior_free(q);
+
+    /* a file from Stan itself */
+    const char *stan[1] = {"tests/data/cmdstan_like.csv"};
+    assert_int_equal(em_posterior_read_cmdstan(stan, 1, &q, &err), EM_OK);
+    assert_int_equal(em_posterior_num_draws(q), 3);
+    assert_int_equal(em_posterior_num_divergent(q), 1);
+    assert_string_equal(em_posterior_param_name(q, 0), "theta");
+    em_posterior_free(q);
+
+    snprintf(f2, sizeof f2, "%s/nope.csv", dir);
+    const char *missing[1] = {f2};
+    em_error e3 = {0};
+    assert_int_equal(em_posterior_read_cmdstan(missing, 1, &q, &e3), EM_ERR_IO);
+    assert_null(q);
+    for (int k = 1; k <= 2; k++) {
+        snprintf(f1, sizeof f1, "%s/fit_%d.csv", dir, k);
+        unlink(f1);
+    }
+    rmdir(dir);
+    em_posterior_free(p);
+}
+
+/* ---- prediction: new data need no response ------------------------------------------------------ */
+
+static void test_predict_without_response(void **state) {
+    (void)state;
+    reg d = {N, XS, YN};
+    em_posterior *p = fit(normal_model, &d);
+    const double xnew[3] = {-1.0, 0.5, 3.0};
+    reg nd = {3, xnew, NULL};
+    em_predictive *pr = NULL;
+    em_error err = {0};
+    assert_int_equal(em_posterior_predict(p, &nd, NULL, &pr, &err), EM_OK);
+    const em_pred_site *y = em_predictive_site(pr, "y");
+    assert_non_null(y);
+    assert_int_equal(y->len, 3);
+    assert_int_equal(pr->ndraws, 400);
+    /* the mean prediction at x = 3 follows the fitted line: a + 3b */
+    double a[400], b[400], m = 0, ym = 0;
+    em_posterior_draws(p, "a", a, &err);
+    em_posterior_draws(p, "b", b, &err);
+    for (int i = 0; i < 400; i++) {
+        m += (a[i] + 3.0 * b[i]) / 400.0;
+        ym += y->draws[i * 3 + 2] / 400.0;
+    }
+    tu_assert_close(ym, m, 0.0, 0.25);
+    em_predictive_free(pr);
+    /* a model without its data cannot be fitted: the message says why */
+    em_posterior *q = NULL;
+    em_mcmc_config c = small_cfg();
+    em_error e2 = {0};
+    assert_int_not_equal(em_fit_nuts(normal_model, &nd, &c, &q, &e2), EM_OK);
+    assert_null(q);
+    assert_non_null(strstr(e2.msg, "no data"));
+    em_posterior_free(p);
+}
+
+/* ---- pointwise log-likelihood ------------------------------------------------------------------- */
+
+static double logistic_lp(double y, double eta) {
+    double p = 1.0 / (1.0 + exp(-eta));
+    return y ? log(p) : log1p(-p);
+}
+
+static void check_log_lik(em_model_fn fn, const double *y, int kind) {
+    reg d = {N, XS, y};
+    em_posterior *p = fit(fn, &d);
+    em_predictive *ll = NULL;
+    em_error err = {0};
+    assert_int_equal(em_posterior_log_lik(p, NULL, &ll, &err), EM_OK);
+    assert_int_equal(ll->nsites, 1);
+    const em_pred_site *s = &ll->sites[0];
+    assert_string_equal(s->name, "y");
+    assert_int_equal(s->len, N);
+    size_t S = em_posterior_num_chains(p) * em_posterior_num_draws(p);
+    assert_int_equal(ll->ndraws, S);
+    double *a = malloc(S * sizeof *a), *b = malloc(S * sizeof *b), *sg = malloc(S * sizeof *sg);
+    em_posterior_draws(p, "a", a, &err);
+    em_posterior_draws(p, kind == 1 ? "beta" : "b", b, &err);
+    if (kind == 0) em_posterior_draws(p, "sigma", sg, &err);
+    size_t checked = 0;
+    for (size_t dr = 0; dr < S; dr += 37) /* several draws of both chains */
+        for (size_t i = 0; i < N; i++) {
+            double eta = a[dr] + b[dr] * XS[i], want;
+            if (kind == 0) want = log(gsl_ran_gaussian_pdf(y[i] - eta, sg[dr]));
+            else if (kind == 1) want = logistic_lp(y[i], eta);
+            else want = y[i] * eta - exp(eta) - lgamma(y[i] + 1.0);
+            tu_assert_close(s->draws[dr * N + i], want, 1e-12, 1e-12);
+            checked++;
+        }
+    assert_true(checked >= 10 * N);
+    free(a);
+    free(b);
+    free(sg);
+    em_predictive_free(ll);
+    /* the site by name, and an unknown one */
+    assert_int_equal(em_posterior_log_lik(p, "y", &ll, &err), EM_OK);
+    em_predictive_free(ll);
+    em_error e2 = {0};
+    assert_int_not_equal(em_posterior_log_lik(p, "yy", &ll, &e2), EM_OK);
+    assert_non_null(strstr(e2.msg, "yy"));
+    em_posterior_free(p);
+}
+
+static void test_log_lik_normal(void **state) { (void)state; check_log_lik(normal_model, YN, 0); }
+static void test_log_lik_bernoulli_glm(void **state) { (void)state; check_log_lik(bern_model, YB, 1); }
+static void test_log_lik_poisson(void **state) { (void)state; check_log_lik(pois_model, YP, 2); }
+
+/* ---- data checked when the model is bound ------------------------------------------------------- */
+
+static void expect_bad_data(em_model_fn fn, const double *y, const char *what) {
+    reg d = {N, XS, y};
+    em_error err = {0};
+    em_logdensity *ld = em_logdensity_from_model(fn, &d, NULL, &err);
+    assert_null(ld);
+    assert_int_equal(err.status, EM_ERR_DOMAIN);
+    assert_non_null(strstr(err.msg, "site 'y'"));
+    if (!strstr(err.msg, what)) fail_msg("message '%s' lacks '%s'", err.msg, what);
+    /* SVI is told the same, not 100 non-finite steps later */
+    em_autoguide_options go = {0};
+    em_error e2 = {0};
+    em_autoguide *g = em_autoguide_create(EM_AUTO_DIAGONAL_NORMAL, fn, &d, &go, &e2);
+    assert_null(g);
+    assert_non_null(strstr(e2.msg, what));
+    em_optim_config oc = em_optim_defaults(EM_OPTIM_ADAM, 0.01);
+    em_error e3 = {0};
+    em_svi *svi = em_svi_create(fn, &d, fn, &d, &oc, NULL, &e3);
+    assert_null(svi);
+    assert_non_null(strstr(e3.msg, what));
+}
+
+static void test_data_checked_at_binding(void **state) {
+    (void)state;
+    double y[N];
+    memcpy(y, YP, sizeof y);
+    y[4] = -1;
+    expect_bad_data(pois_model, y, "value[4] = -1 is not a non-negative integer");
+    y[4] = 1 + 1e-9;
+    expect_bad_data(pois_model, y, "value[4] = 1.000000001 is not a non-negative integer");
+    memcpy(y, YB, sizeof y);
+    y[7] = 2;
+    expect_bad_data(bern_model, y, "value[7] = 2 is not 0 or 1");
+    memcpy(y, YN, sizeof y);
+    y[2] = NAN;
+    expect_bad_data(normal_model, y, "value[2] = nan is not a finite number");
+    y[2] = INFINITY;
+    expect_bad_data(normal_model, y, "value[2] = inf is not a finite number");
+}
+
+static void test_pointwise_dist_errors(void **state) {
+    (void)state;
+    em_tape *t = em_tape_create();
+    em_dist d = em_dist_normal(t, em_scalar(t, 0.0), em_scalar(t, 1.0));
+    double v[3] = {0.0, 1.0, -2.0}, out[3];
+    em_error err = {0};
+    assert_int_equal(em_dist_log_prob_pointwise(&d, v, 3, out, &err), EM_OK);
+    for (int i = 0; i < 3; i++) tu_assert_close(out[i], log(gsl_ran_gaussian_pdf(v[i], 1.0)), 1e-14, 0);
+    size_t nodes = em_tape_size(t);
+    assert_int_equal(em_dist_log_prob_pointwise(&d, v, 3, out, &err), EM_OK);
+    assert_int_equal(em_tape_size(t), nodes); /* leaves nothing on the tape */
+    em_dist bad = em_dist_normal(t, em_scalar(t, 0.0), em_scalar(t, -1.0));
+    em_error e2 = {0};
+    assert_int_equal(em_dist_log_prob_pointwise(&bad, v, 3, out, &e2), EM_ERR_DOMAIN);
+    assert_non_null(strstr(e2.msg, "scale"));
+    em_tape_destroy(t);
+}
+
+/* ---- misuse ---------------------------------------------------------------------------------------- */
+
+static void test_misuse(void **state) {
+    (void)state;
+    em_error err = {0};
+    em_posterior *p = NULL;
+    assert_int_equal(em_fit_nuts(normal_model, NULL, NULL, NULL, &err), EM_ERR_ARG);
+    assert_int_equal(em_posterior_from_mcmc(NULL, NULL, NULL, &p, &err), EM_ERR_ARG);
+    assert_null(p);
+    em_summary *s = NULL;
+    assert_int_equal(em_posterior_summary(NULL, &s, &err), EM_ERR_ARG);
+    double x[4] = {1, 2, 3, 4};
+    em_error e2 = {0};
+    assert_int_equal(em_summarize(x, 1, 4, 1, NULL, (em_draws_layout)7, &s, &e2), EM_ERR_ARG);
+    assert_non_null(strstr(e2.msg, "layout"));
+    em_error e3 = {0};
+    assert_int_equal(em_summarize(x, 1, 0, 1, NULL, EM_LAYOUT_CHAIN_DRAW_PARAM, &s, &e3), EM_ERR_ARG);
+    em_svi_fit_config c = em_svi_fit_config_default();
+    c.guide = EM_AUTO_LAPLACE;
+    reg d = {N, XS, YN};
+    em_error e4 = {0};
+    assert_int_equal(em_fit_svi(normal_model, &d, &c, &p, &e4), EM_ERR_ARG);
+    /* a table's columns as a design matrix, and an unknown column named with its neighbours */
+    const char *csv = "x1,x2,y\n1,2,3\n4,5,6\n";
+    em_csv_table *t = NULL;
+    assert_int_equal(em_csv_parse_buffer("mem.csv", csv, strlen(csv), NULL, 0, NULL, &t, &err), EM_OK);
+    const char *cols[2] = {"x2", "x1"};
+    double *X = NULL;
+    assert_int_equal(em_csv_design_matrix(t, cols, 2, &X, &err), EM_OK);
+    const double want[4] = {2, 1, 5, 4};
+    assert_memory_equal(X, want, sizeof want);
+    free(X);
+    const char *badc[1] = {"x3"};
+    em_error e5 = {0};
+    assert_int_equal(em_csv_design_matrix(t, badc, 1, &X, &e5), EM_ERR_ARG);
+    assert_non_null(strstr(e5.msg, "'x3'"));
+    assert_non_null(strstr(e5.msg, "'x1'"));
+    em_csv_table_free(t);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_nuts_handle),
+        cmocka_unit_test(test_unknown_name),
+        cmocka_unit_test(test_svi_and_laplace),
+        cmocka_unit_test(test_cmdstan_round_trip),
+        cmocka_unit_test(test_predict_without_response),
+        cmocka_unit_test(test_log_lik_normal),
+        cmocka_unit_test(test_log_lik_bernoulli_glm),
+        cmocka_unit_test(test_log_lik_poisson),
+        cmocka_unit_test(test_data_checked_at_binding),
+        cmocka_unit_test(test_pointwise_dist_errors),
+        cmocka_unit_test(test_misuse),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
