@@ -84,19 +84,25 @@ for k in 1 2; do
     }' "$f")
   [ -z "$msg" ] && ok "nuts_chain_$k.csv has CmdStan's layout" || fail "nuts_chain_$k.csv: $msg"
 done
-msg=$(awk -F, '/^#/ { c++; next } !h { h = 1; if ($0 != "a,bA,bR,bAR,sigma") print "header " $0; next }
-               { r++; if (NF != 5) print "row " r " has " NF " fields" }
-               END { if (!c) print "no comment header"; if (r != 800) print r " draws, expected 800 (Part 1)" }' "$out/svi_draws.csv")
-[ -z "$msg" ] && ok "svi_draws.csv has the layout" || fail "svi_draws.csv: $msg"
+# CmdStan's variational layout: lp__, log_p__, log_g__, the parameters; the guide's mean as the
+# first row, then the draws (what rstan::read_stan_csv expects of method = variational)
+msg=$(awk -F, '/^# method = variational$/ { m++ } /^#     output_samples = 800$/ { os++ } /^#/ { c++; next }
+               !h { h = 1; if ($0 != "lp__,log_p__,log_g__,a,bA,bR,bAR,sigma") print "header " $0; next }
+               { r++; if (NF != 8) print "row " r " has " NF " fields"; if (r == 1 && ($1 != 0 || $2 != 0 || $3 != 0)) print "mean row not first" }
+               END { if (!c) print "no comment header"; if (!m) print "no method = variational"; if (!os) print "no output_samples"
+                     if (r != 801) print r " rows, expected the mean and 800 draws (Part 1)" }' "$out/svi_draws.csv")
+[ -z "$msg" ] && ok "svi_draws.csv has CmdStan's variational layout" || fail "svi_draws.csv: $msg"
 
 # ---- summaries agree with the draws (mean, sd, type-7 quantiles) ------------------------------
 # check_summary SUMMARY DRAWS...: recompute each parameter's statistics from the draws files
+# (SKIP=1: the first row of each file is not a draw, as the mean row of a variational file)
 check_summary() {
   local summary=$1; shift
   local p col
   for p in a bA bR bAR sigma; do
     col=$(awk -F, -v p="$p" '/^#/ { next } { for (j = 1; j <= NF; j++) if ($j == p) print j; exit }' "$1")
-    awk -F, -v c="$col" 'FNR == 1 { h = 0 } /^#/ { next } !h { h = 1; next } { print $c }' "$@" | sort -g > "$tmp/col"
+    awk -F, -v c="$col" -v skip="${SKIP:-0}" 'FNR == 1 { h = 0; r = 0 } /^#/ { next } !h { h = 1; next }
+      { if (++r > skip) print $c }' "$@" | sort -g > "$tmp/col"
     awk -F, -v p="$p" -v sorted="$tmp/col" '
       function q7(pr,   h, lo) { h = (n - 1) * pr; lo = int(h); return x[lo + 1] + (h - lo) * (x[lo + 2] - x[lo + 1]) }
       function near(a, b) { return (a - b) <= 1e-9 * (1 + (b < 0 ? -b : b)) && (b - a) <= 1e-9 * (1 + (b < 0 ? -b : b)) }
@@ -112,10 +118,10 @@ check_summary() {
   done
 }
 [ "$(head -1 "$out/summary_nuts.csv")" = "param,mean,sd,q5,q50,q95,ess_bulk,ess_tail,r_hat,mcse_mean" ] || fail "summary_nuts.csv header"
-[ "$(head -1 "$out/summary_svi.csv")" = "param,mean,sd,q5,q50,q95" ] || fail "summary_svi.csv header"
+[ "$(head -1 "$out/summary_svi.csv")" = "param,mean,sd,q5,q50,q95,mcse_mean" ] || fail "summary_svi.csv header"
 msg=$(check_summary "$out/summary_nuts.csv" "$out/nuts_chain_1.csv" "$out/nuts_chain_2.csv")
 [ -z "$msg" ] && ok "summary_nuts.csv agrees with the chains" || fail "summary_nuts.csv: $msg"
-msg=$(check_summary "$out/summary_svi.csv" "$out/svi_draws.csv")
+msg=$(SKIP=1 check_summary "$out/summary_svi.csv" "$out/svi_draws.csv")
 [ -z "$msg" ] && ok "summary_svi.csv agrees with svi_draws.csv" || fail "summary_svi.csv: $msg"
 
 # ---- the numbers: exact posterior column, and NUTS against it ----------------------------------------

@@ -12,7 +12,7 @@
  * interruption a chain's file holds the draws it made, with a comment saying so; a chain
  * stopped during warmup has none and gets no file (named on stderr). *written counts the
  * files, *complete the chains that finished. data_path goes into the comment header. */
-em_status write_nuts_chains(const char *dir, const em_mcmc_result *r, const char *data_path, size_t *written,
+em_status write_nuts_chains(const char *dir, em_posterior *p, const char *data_path, size_t *written,
                             size_t *complete, em_error *err);
 
 /* Per chain: step size, mean accept_stat__, divergences, max-treedepth hits, E-BFMI. */

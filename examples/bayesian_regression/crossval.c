@@ -126,16 +126,16 @@ em_status calibrate(const rugged_data *d, int folds, int use_nuts, int use_svi, 
         if (by_method[0]) {
             nuts_spec ns = {.chains = out->nuts_chains, .samples = out->nuts_samples, .warmup = out->nuts_warmup,
                             .seed = fold_seed, .progress = 0, .handle_sigint = 1};
-            em_mcmc_result *res = NULL;
+            em_posterior *fit = NULL;
             post p = {0};
             bands b = {0};
-            s = nuts_run(&train.x, &ns, &res, err);
-            if (s == EM_OK) s = post_from_nuts(res, &p, err);
+            s = nuts_run(&train.x, &ns, &fit, err);
+            if (s == EM_OK) s = post_from_posterior(fit, "NUTS", &p, err);
             if (s == EM_OK) s = predict_bands(&p, &held.x, em_seed_mix(fold_seed, 1), 0, &b, err);
             if (s == EM_OK) count(&b, &held.x, by_method[0]);
             bands_free(&b);
             post_free(&p);
-            em_mcmc_result_free(res);
+            em_posterior_free(fit);
         }
         if (s == EM_OK && by_method[1]) {
             svi_spec spec = {.name = "AutoDiagonalNormal", .kind = EM_AUTO_DIAGONAL_NORMAL, .init = EM_INIT_MEDIAN,

@@ -91,17 +91,27 @@ em_status svi_fit_run(const svi_spec *spec, const rugged_data *d, uint64_t seed,
         if (s != EM_OK) goto done;
         out->has_gaussian = 1;
     }
-    const char *const sites[NPAR] = {"a", "bA", "bR", "bAR", "sigma"};
-    em_predictive_options popt = {.seed = em_seed_mix(seed, 2), .return_sites = sites, .nreturn = NPAR,
-                                  .params = em_svi_params(svi)};
-    s = em_predictive_guide(rugged_model, d, guide, guide_data, spec->ndraws, &popt, &pred, err);
-    if (s != EM_OK) goto done;
     char label[64];
     snprintf(label, sizeof label, "SVI (%s)", spec->name);
-    if ((s = post_alloc(&out->draws, label, 1, spec->ndraws, err)) != EM_OK) goto done;
-    for (int p = 0; p < NPAR; p++) {
-        const em_pred_site *site = em_predictive_site(pred, sites[p]);
-        for (size_t i = 0; i < spec->ndraws; i++) out->draws.x[i * NPAR + p] = site->draws[i];
+    if (auto_guide) {
+        /* the guide's draws as a posterior of their own: summaries and CmdStan's variational file */
+        s = em_posterior_from_guide(auto_guide, em_svi_params(svi), spec->ndraws, em_seed_mix(seed, 2), rugged_model, d,
+                                    &out->posterior, err);
+        if (s == EM_OK)
+            s = em_posterior_set_svi_run(out->posterior, (size_t)spec->steps, spec->lr, em_svi_converged(svi), err);
+        if (s == EM_OK) s = post_from_posterior(out->posterior, label, &out->draws, err);
+        if (s != EM_OK) goto done;
+    } else {
+        const char *const sites[NPAR] = {"a", "bA", "bR", "bAR", "sigma"};
+        em_predictive_options popt = {.seed = em_seed_mix(seed, 2), .return_sites = sites, .nreturn = NPAR,
+                                      .params = em_svi_params(svi)};
+        s = em_predictive_guide(rugged_model, d, guide, guide_data, spec->ndraws, &popt, &pred, err);
+        if (s != EM_OK) goto done;
+        if ((s = post_alloc(&out->draws, label, 1, spec->ndraws, err)) != EM_OK) goto done;
+        for (int p = 0; p < NPAR; p++) {
+            const em_pred_site *site = em_predictive_site(pred, sites[p]);
+            for (size_t i = 0; i < spec->ndraws; i++) out->draws.x[i * NPAR + p] = site->draws[i];
+        }
     }
     out->seconds = now_seconds() - t0;
 
@@ -114,12 +124,13 @@ done:
     return s;
 }
 
-void svi_fit_free(svi_fit *f) { post_free(&f->draws); }
+void svi_fit_free(svi_fit *f) {
+    post_free(&f->draws);
+    em_posterior_free(f->posterior);
+    f->posterior = NULL;
+}
 
-em_status nuts_run(const rugged_data *d, const nuts_spec *spec, em_mcmc_result **res, em_error *err) {
-    *res = NULL;
-    em_logdensity *ld = em_logdensity_from_model(rugged_model, d, NULL, err);
-    if (!ld) return err && err->status ? err->status : EM_ERR_MODEL;
+em_status nuts_run(const rugged_data *d, const nuts_spec *spec, em_posterior **out, em_error *err) {
     em_mcmc_config cfg = em_mcmc_config_default(); /* NUTS, diagonal metric, target accept 0.8 */
     cfg.num_chains = spec->chains;
     cfg.num_samples = spec->samples;
@@ -127,43 +138,20 @@ em_status nuts_run(const rugged_data *d, const nuts_spec *spec, em_mcmc_result *
     cfg.seed = spec->seed;
     cfg.progress = spec->progress;
     cfg.handle_sigint = spec->handle_sigint;
-    em_status s = em_mcmc_run(ld, &cfg, res, err);
-    em_logdensity_destroy(ld);
+    return em_fit_nuts(rugged_model, d, &cfg, out, err);
+}
+
+em_status post_from_posterior(const em_posterior *src, const char *label, post *p, em_error *err) {
+    size_t nchains = em_posterior_num_chains(src), ndraws = em_posterior_num_draws(src);
+    if (nchains == 0 || ndraws == 0) return em_error_set(err, EM_ERR_INTERRUPTED, "%s: no draws (no chain got past its warmup)", label);
+    em_status s = post_alloc(p, label, nchains, ndraws, err);
+    double *x = s == EM_OK ? malloc(nchains * ndraws * sizeof *x) : NULL;
+    if (s == EM_OK && !x) s = em_error_set(err, EM_ERR_NOMEM, "%s: out of memory", label);
+    for (int q = 0; q < NPAR && s == EM_OK; q++) {
+        if ((s = em_posterior_draws(src, param_names[q], x, err)) != EM_OK) break;
+        for (size_t k = 0; k < nchains * ndraws; k++) p->x[k * NPAR + q] = x[k];
+    }
+    free(x);
+    if (s != EM_OK) post_free(p);
     return s;
-}
-
-size_t nuts_chain_draws(const em_mcmc_result *r, size_t c) {
-    return r->chains[c].num_draws - r->chains[c].num_warmup_draws;
-}
-
-em_status post_from_nuts(const em_mcmc_result *r, post *p, em_error *err) {
-    size_t nchains = 0, ndraws = 0;
-    for (size_t c = 0; c < r->num_chains; c++) {
-        size_t n = nuts_chain_draws(r, c);
-        if (n == 0) continue;
-        ndraws = nchains == 0 || n < ndraws ? n : ndraws;
-        nchains++;
-    }
-    if (nchains == 0) return em_error_set(err, EM_ERR_INTERRUPTED, "NUTS: no chain got past its warmup");
-    em_status s = post_alloc(p, "NUTS", nchains, ndraws, err);
-    if (s != EM_OK) return s;
-    long col[NPAR];
-    for (int q = 0; q < NPAR; q++) {
-        col[q] = em_mcmc_column_index(r, param_names[q]);
-        if (col[q] < 0) {
-            post_free(p);
-            return em_error_set(err, EM_ERR_MODEL, "NUTS result has no column %s", param_names[q]);
-        }
-    }
-    size_t k = 0;
-    for (size_t c = 0; c < r->num_chains; c++) {
-        if (nuts_chain_draws(r, c) == 0) continue;
-        const em_mcmc_chain *ch = &r->chains[c];
-        for (size_t i = 0; i < ndraws; i++) {
-            const double *row = ch->draws + (ch->num_warmup_draws + i) * r->num_columns;
-            for (int q = 0; q < NPAR; q++) p->x[(k * ndraws + i) * NPAR + q] = row[col[q]];
-        }
-        k++;
-    }
-    return EM_OK;
 }

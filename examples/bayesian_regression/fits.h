@@ -30,6 +30,7 @@ typedef struct svi_fit {
     int has_gaussian;         /* autoguides: their Gaussian on the unconstrained space */
     double loc[NPAR], scale[NPAR];
     double quantiles[3][NPAR]; /* 25%, 50%, 75% of each parameter (the guide's quantiles()) */
+    em_posterior *posterior;  /* autoguides: the same draws as the library's posterior */
 } svi_fit;
 
 /* Fit spec's guide to d with SVI (Trace ELBO, one particle per step, Adam), printing the loss
@@ -52,13 +53,11 @@ typedef struct nuts_spec {
 } nuts_spec;
 
 /* Run NUTS on the rugged model (Stan's defaults otherwise: diagonal metric, target accept 0.8,
- * max tree depth 10). On EM_OK or EM_ERR_INTERRUPTED *res holds the draws. */
-em_status nuts_run(const rugged_data *d, const nuts_spec *spec, em_mcmc_result **res, em_error *err);
+ * max tree depth 10). On EM_OK or EM_ERR_INTERRUPTED *out holds the draws. */
+em_status nuts_run(const rugged_data *d, const nuts_spec *spec, em_posterior **out, em_error *err);
 
-/* The five parameters of every chain with sampling draws; after an interruption the chains are
- * cut to the shortest one's length, so that R-hat and ESS see equal chains. */
-em_status post_from_nuts(const em_mcmc_result *r, post *p, em_error *err);
-/* The sampling (not warmup) draws chain c kept. */
-size_t nuts_chain_draws(const em_mcmc_result *r, size_t c);
+/* The five parameters of a posterior's draws (its chains cut to equal length after an
+ * interruption, so that R-hat and ESS see equal chains). */
+em_status post_from_posterior(const em_posterior *src, const char *label, post *p, em_error *err);
 
 #endif

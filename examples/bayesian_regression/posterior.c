@@ -68,38 +68,3 @@ void print_slopes(FILE *f, const post *p) {
             em_quantile(out, n, 0.95));
     free(out);
 }
-
-em_status write_summary_csv(const char *dir, const char *name, const em_summary *s, int with_diag,
-                            em_error *err) {
-    em_buf b = {0};
-    em_status st;
-    if (with_diag) {
-        st = em_summary_to_csv(s, &b, 17, err);
-    } else {
-        em_buf_printf(&b, "param,mean,sd,q5,q50,q95\n");
-        for (size_t i = 0; i < s->nparams; i++) {
-            const em_param_summary *ps = &s->params[i];
-            em_buf_printf(&b, "%s,%.17g,%.17g,%.17g,%.17g,%.17g\n", ps->name, ps->mean, ps->sd, ps->q5, ps->median,
-                          ps->q95);
-        }
-        st = EM_OK;
-    }
-    if (st == EM_OK) st = write_buf(dir, name, &b, err);
-    em_buf_free(&b);
-    return st;
-}
-
-em_status write_draws_cmdstan(const char *dir, const char *name, const post *p, const char *const *comments,
-                              size_t ncomments, em_error *err) {
-    char *path = path_join(dir, name);
-    if (!path) return em_error_set(err, EM_ERR_NOMEM, "%s: out of memory", name);
-    em_cmdstan_file f = {.comments = comments,
-                         .ncomments = ncomments,
-                         .names = param_names,
-                         .ncols = NPAR,
-                         .draws = p->x,
-                         .ndraws = post_rows(p)};
-    em_status s = em_cmdstan_write(path, &f, 0, err);
-    free(path);
-    return s;
-}

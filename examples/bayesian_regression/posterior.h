@@ -36,12 +36,4 @@ void print_summary(FILE *f, const em_summary *s, int with_diag);
 /* Print the slopes inside and outside Africa with 90% intervals. */
 void print_slopes(FILE *f, const post *p);
 
-/* summary CSV: param,mean,sd,q5,q50,q95 [,ess_bulk,ess_tail,r_hat], 17 significant digits. */
-em_status write_summary_csv(const char *dir, const char *name, const em_summary *s, int with_diag,
-                            em_error *err);
-/* A guide's draws in CmdStan's layout without the sampler columns; comments are the
- * configuration lines. */
-em_status write_draws_cmdstan(const char *dir, const char *name, const post *p, const char *const *comments,
-                              size_t ncomments, em_error *err);
-
 #endif

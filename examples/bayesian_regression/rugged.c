@@ -35,7 +35,7 @@ typedef struct run {
     svi_fit fits[3]; /* Part 1's AutoDiagonalNormal, Part 2's hand guide and AutoMultivariateNormal */
     em_summary *sums[3];
     int nfits;
-    em_mcmc_result *res;
+    em_posterior *nuts_post;
     post nuts;
     em_summary *nuts_sum;
     size_t chains_written, chains_complete;
@@ -76,25 +76,14 @@ static em_status run_svi(run *r) {
         if (k > 0) continue;
         printf("\n");
         print_slopes(stdout, &r->fits[0].draws);
-        char steps[64], draws[64], seed[64], data[200];
-        snprintf(steps, sizeof steps, "  steps = %d", specs[0].steps);
-        snprintf(draws, sizeof draws, "  output_draws = %zu", specs[0].ndraws);
-        snprintf(data, sizeof data, "  file = %.180s", o->data);
-        snprintf(seed, sizeof seed, "  seed = %llu", (unsigned long long)o->seed);
-        const char *comments[] = {"model = rugged_model (Ember, examples/bayesian_regression)",
-                                  "method = variational (SVI, Trace ELBO, 1 particle per step)",
-                                  "  guide = AutoDiagonalNormal",
-                                  "  optimizer = adam",
-                                  "  learning_rate = 0.03",
-                                  steps,
-                                  draws,
-                                  "data",
-                                  data,
-                                  "random",
-                                  seed};
-        s = write_draws_cmdstan(o->out, "svi_draws.csv", &r->fits[0].draws, comments,
-                                sizeof comments / sizeof *comments, &r->err);
-        if (s == EM_OK) s = write_summary_csv(o->out, "summary_svi.csv", r->sums[0], 0, &r->err);
+        /* CmdStan's variational layout (lp__, log_p__, log_g__, then the mean row), which
+         * rstan::read_stan_csv and posterior read */
+        char path[4096];
+        em_posterior *sp = r->fits[0].posterior;
+        s = em_posterior_set_labels(sp, "rugged_model (Ember, examples/bayesian_regression)", o->data, &r->err);
+        if (s == EM_OK) s = em_posterior_write_cmdstan(sp, o->out, "svi_draws", NULL, NULL, &r->err);
+        snprintf(path, sizeof path, "%s/summary_svi.csv", o->out);
+        if (s == EM_OK) s = em_posterior_write_summary(sp, path, &r->err);
         if (s != EM_OK) return s;
     }
     return EM_OK;
@@ -112,17 +101,17 @@ static em_status run_nuts(run *r) {
              o->warmup, o->samples);
     nuts_spec ns = {.chains = o->chains, .samples = o->samples, .warmup = o->warmup,
                     .seed = em_seed_mix(o->seed, 20), .progress = !o->quiet, .handle_sigint = 1};
-    em_status s = nuts_run(&r->d, &ns, &r->res, &r->err);
+    em_status s = nuts_run(&r->d, &ns, &r->nuts_post, &r->err);
     if (s != EM_OK && s != EM_ERR_INTERRUPTED) return s;
-    em_status ws = write_nuts_chains(o->out, r->res, o->data, &r->chains_written, &r->chains_complete, &r->err);
+    em_status ws = write_nuts_chains(o->out, r->nuts_post, o->data, &r->chains_written, &r->chains_complete, &r->err);
     if (ws != EM_OK) return ws;
     if (s == EM_ERR_INTERRUPTED) {
         fprintf(stderr, "rugged: interrupted during NUTS; %zu chain file%s written to %s/ (%zu complete)\n",
                 r->chains_written, r->chains_written == 1 ? "" : "s", o->out, r->chains_complete);
         if (r->chains_written == 0) return s;
     }
-    em_status ps = post_from_nuts(r->res, &r->nuts, &r->err);
-    if (ps == EM_OK) ps = post_summarize(&r->nuts, &r->nuts_sum, &r->err);
+    em_status ps = post_from_posterior(r->nuts_post, "NUTS", &r->nuts, &r->err);
+    if (ps == EM_OK) ps = em_posterior_summary(r->nuts_post, &r->nuts_sum, &r->err);
     if (ps != EM_OK) return s == EM_OK ? ps : s;
     if (s == EM_ERR_INTERRUPTED)
         printf("Interrupted: summary of the first %zu draws of %zu chain%s.\n", r->nuts.ndraws, r->nuts.nchains,
@@ -130,10 +119,12 @@ static em_status run_nuts(run *r) {
     printf("\n");
     print_summary(stdout, r->nuts_sum, 1);
     printf("\n");
-    print_nuts_diagnostics(stdout, r->res);
+    print_nuts_diagnostics(stdout, em_posterior_mcmc(r->nuts_post));
     printf("\n");
     print_slopes(stdout, &r->nuts);
-    ps = write_summary_csv(o->out, "summary_nuts.csv", r->nuts_sum, 1, &r->err);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/summary_nuts.csv", o->out);
+    ps = em_posterior_write_summary(r->nuts_post, path, &r->err);
     return s == EM_OK ? ps : s;
 }
 
@@ -262,7 +253,7 @@ static void run_free(run *r) {
     grid_free(&r->grid);
     em_summary_free(r->nuts_sum);
     post_free(&r->nuts);
-    em_mcmc_result_free(r->res);
+    em_posterior_free(r->nuts_post);
     for (int k = 0; k < r->nfits; k++) {
         em_summary_free(r->sums[k]);
         svi_fit_free(&r->fits[k]);

@@ -154,15 +154,16 @@ typedef struct em_cmdstan_write_options {
                      * count) */
 } em_cmdstan_write_options;
 
-/* Write every chain of p as dir/<prefix>_<k>.csv (k = 1, 2, ..., as CmdStan names its outputs),
+/* Write every chain of p as dir/<prefix>_<k>.csv (k = 1, 2, ..., the chain's id), or
+ * dir/<prefix>.csv for independent draws (a guide's), as CmdStan names its outputs,
  * each atomically, with the configuration lines CmdStan writes and its readers rely on
  * (method, num_samples, num_warmup, save_warmup, thin, adapt, algorithm and engine, max_depth,
  * metric, stepsize, id, data file, seed, model, Ember's version), the adaptation block and the
  * timing footer. Guide and Laplace draws are written as CmdStan writes `method = variational`
  * output (lp__, log_p__, log_g__ columns, the approximation's mean as the first row), which
  * rstan::read_stan_csv, posterior and ArviZ accept. A chain interrupted before its first
- * sampling draw gets no file; *nwritten (may be NULL) counts the files written. opt may be
- * NULL. */
+ * sampling draw is not in the posterior and gets no file; *nwritten (may be NULL) counts the
+ * files written. opt may be NULL. */
 em_status em_posterior_write_cmdstan(const em_posterior *p, const char *dir, const char *prefix,
                                      const em_cmdstan_write_options *opt, size_t *nwritten, em_error *err);
 

@@ -24,7 +24,8 @@
  *
  * Layout of one column's draws, as everywhere in Ember: chain-major, x[c * ndraws + i]. The
  * number of draws per chain is the smallest any chain kept (a run interrupted by a signal cuts
- * the others to match), so R-hat and ESS always see equal chains.
+ * the others to match), so R-hat and ESS always see equal chains; a chain stopped before its
+ * first sampling draw is left out.
  */
 #ifndef EMBER_POSTERIOR_H
 #define EMBER_POSTERIOR_H
@@ -105,6 +106,10 @@ em_status em_posterior_attach_model(em_posterior *p, em_model_fn model, const vo
 
 /* Labels written into CmdStan files' headers ("model = ...", "data file = ..."). */
 em_status em_posterior_set_labels(em_posterior *p, const char *model_name, const char *data_file, em_error *err);
+
+/* How a guide's draws were fitted, for the files' headers (em_fit_svi records it itself):
+ * the SVI steps run, Adam's learning rate, and whether the ELBO stopping rule fired. */
+em_status em_posterior_set_svi_run(em_posterior *p, size_t steps, double learning_rate, int converged, em_error *err);
 
 void em_posterior_free(em_posterior *p);
 

@@ -85,7 +85,10 @@ em_status em_posterior_from_mcmc(em_mcmc_result *res, em_model_fn model, const v
     }
     *out = NULL;
     if (!res) return em_error_set(err, EM_ERR_ARG, "em_posterior_from_mcmc: no result");
-    em_posterior *p = em_posterior_alloc(res->num_chains, res->num_columns, EM_MCMC_NUM_SAMPLER_COLS,
+    /* a chain interrupted before its first sampling draw has nothing to contribute */
+    size_t kept = 0;
+    for (size_t c = 0; c < res->num_chains; c++) kept += res->chains[c].num_draws > res->chains[c].num_warmup_draws;
+    em_posterior *p = em_posterior_alloc(kept, res->num_columns, EM_MCMC_NUM_SAMPLER_COLS,
                                          (const char *const *)res->column_names, err);
     if (!p) {
         em_mcmc_result_free(res);
@@ -101,9 +104,11 @@ em_status em_posterior_from_mcmc(em_mcmc_result *res, em_model_fn model, const v
     p->dense_metric = res->dense_metric;
     p->wall_seconds = res->wall_seconds;
     p->interrupted = res->status == EM_ERR_INTERRUPTED;
-    for (size_t c = 0; c < res->num_chains; c++) {
+    for (size_t c = 0, k = 0; c < res->num_chains; c++) {
         const em_mcmc_chain *ch = &res->chains[c];
-        em_posterior_chain *pc = &p->chains[c];
+        if (ch->num_draws == ch->num_warmup_draws) continue;
+        em_posterior_chain *pc = &p->chains[k++];
+        pc->id = c + 1;
         pc->nwarmup = ch->num_warmup_draws;
         pc->ndraws = ch->num_draws - ch->num_warmup_draws;
         pc->rows = ch->draws;
@@ -192,6 +197,17 @@ em_status em_posterior_set_labels(em_posterior *p, const char *model_name, const
     return s;
 }
 
+em_status em_posterior_set_svi_run(em_posterior *p, size_t steps, double learning_rate, int converged, em_error *err) {
+    if (!p || has_chains(p))
+        return em_error_set(err, EM_ERR_ARG, "em_posterior_set_svi_run: not a posterior of a guide's draws");
+    if (!(learning_rate >= 0 && isfinite(learning_rate)))
+        return em_error_set(err, EM_ERR_ARG, "em_posterior_set_svi_run: learning_rate = %g", learning_rate);
+    p->svi_steps = steps;
+    p->learning_rate = learning_rate;
+    p->svi_converged = converged != 0;
+    return EM_OK;
+}
+
 /* log of the Gaussian density N(θ | loc, L Lᵀ), L lower triangular (row-major). */
 static double gaussian_log_density(const double *theta, const double *loc, const double *L, size_t K, double *z) {
     double lp = -0.91893853320467274178 * (double)K; /* log √(2π) per coordinate */
@@ -230,6 +246,7 @@ em_status em_posterior_from_guide(em_autoguide *g, const em_param_store *params,
     p->seed = seed;
     p->dim = K;
     em_posterior_chain *pc = &p->chains[0];
+    pc->id = 1;
     pc->ndraws = ndraws;
     pc->rows = malloc(ndraws * ncols * sizeof(double));
     pc->theta = malloc(ndraws * K * sizeof(double));
@@ -339,12 +356,8 @@ em_status em_fit_svi(em_model_fn model, const void *data, const em_svi_fit_confi
     size_t steps = 0;
     if (s == EM_OK) s = em_svi_run(svi, c.num_steps, &steps, err);
     if (s == EM_OK) s = em_posterior_from_guide(g, em_svi_params(svi), c.num_draws, c.seed, model, data, out, err);
-    if (s == EM_OK) {
-        (*out)->svi_steps = steps;
-        (*out)->svi_converged = em_svi_converged(svi);
-        (*out)->learning_rate = c.learning_rate;
-        (*out)->wall_seconds = wall_now() - t0;
-    }
+    if (s == EM_OK) s = em_posterior_set_svi_run(*out, steps, c.learning_rate, em_svi_converged(svi), err);
+    if (s == EM_OK) (*out)->wall_seconds = wall_now() - t0;
     em_svi_destroy(svi);
     em_autoguide_destroy(g);
     return s;

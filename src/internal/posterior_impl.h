@@ -7,6 +7,7 @@
 
 /* One chain: rows of ncols values, nwarmup warmup rows first, then ndraws sampling rows. */
 typedef struct em_posterior_chain {
+    size_t id;            /* 1-based chain number of the run (CmdStan's id) */
     size_t nwarmup, ndraws;
     double *rows;
     double *theta;        /* unconstrained draws (rows of dim), or NULL */

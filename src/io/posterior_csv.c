@@ -21,7 +21,7 @@
 static void sample_comments(const em_posterior *p, int with_warmup, em_buf *b) {
     const em_mcmc_config *c = &p->cfg;
     const char *metric = c->metric == EM_METRIC_DENSE ? "dense_e" : c->metric == EM_METRIC_UNIT ? "unit_e" : "diag_e";
-    em_buf_printf(b, "method = sample (Default)\n");
+    em_buf_printf(b, "method = sample\n");
     em_buf_printf(b, "  sample\n");
     em_buf_printf(b, "    num_samples = %d\n", c->num_samples);
     em_buf_printf(b, "    num_warmup = %d\n", c->num_warmup);
@@ -36,21 +36,21 @@ static void sample_comments(const em_posterior *p, int with_warmup, em_buf *b) {
     em_buf_printf(b, "      init_buffer = %d\n", c->init_buffer);
     em_buf_printf(b, "      term_buffer = %d\n", c->term_buffer);
     em_buf_printf(b, "      window = %d\n", c->base_window);
-    em_buf_printf(b, "    algorithm = hmc (Default)\n");
+    em_buf_printf(b, "    algorithm = hmc\n");
     em_buf_printf(b, "      hmc\n");
     if (p->method == EM_POSTERIOR_HMC) {
         em_buf_printf(b, "        engine = static\n");
         em_buf_printf(b, "          static\n");
         em_buf_printf(b, "            int_time = %.17g\n", c->hmc_int_time);
     } else {
-        em_buf_printf(b, "        engine = nuts (Default)\n");
+        em_buf_printf(b, "        engine = nuts\n");
         em_buf_printf(b, "          nuts\n");
         em_buf_printf(b, "            max_depth = %d\n", c->max_treedepth);
     }
     em_buf_printf(b, "        metric = %s\n", metric);
     em_buf_printf(b, "        metric_file = \n");
     em_buf_printf(b, "        stepsize = %.17g\n", c->stepsize);
-    em_buf_printf(b, "        stepsize_jitter = 0 (Default)\n");
+    em_buf_printf(b, "        stepsize_jitter = 0\n");
     em_buf_printf(b, "    num_chains = %zu\n", p->nchains);
 }
 
@@ -62,7 +62,7 @@ static void variational_comments(const em_posterior *p, em_buf *b) {
     em_buf_printf(b, "    algorithm = %s\n", fullrank ? "fullrank" : "meanfield");
     em_buf_printf(b, "      %s\n", fullrank ? "fullrank" : "meanfield");
     em_buf_printf(b, "    iter = %zu\n", p->svi_steps);
-    em_buf_printf(b, "    grad_samples = 1 (Default)\n");
+    em_buf_printf(b, "    grad_samples = 1\n");
     em_buf_printf(b, "    eta = %.17g\n", p->learning_rate);
     em_buf_printf(b, "    output_samples = %zu\n", p->ndraws);
     /* what Ember actually ran, since CmdStan's tree has no word for it */
@@ -76,7 +76,7 @@ static size_t chain_comments(const em_posterior *p, size_t c, const char *file, 
     em_buf_printf(b, "model = %s\n", p->model_name ? p->model_name : "model");
     if (has_chains(p)) sample_comments(p, with_warmup, b);
     else variational_comments(p, b);
-    em_buf_printf(b, "id = %zu\n", c + 1);
+    em_buf_printf(b, "id = %zu\n", p->chains[c].id);
     em_buf_printf(b, "data\n");
     em_buf_printf(b, "  file = %s\n", p->data_file ? p->data_file : "");
     if (p->has_cfg) em_buf_printf(b, "init = %.17g\n", p->cfg.init_radius);
@@ -99,8 +99,11 @@ static size_t chain_comments(const em_posterior *p, size_t c, const char *file, 
     return n;
 }
 
-static char *chain_path(const char *dir, const char *prefix, size_t c, char *file, size_t cap) {
-    snprintf(file, cap, "%s_%zu.csv", prefix, c + 1);
+/* CmdStan's names: output_1.csv, output_2.csv, ... for chains; output.csv for the one set of
+ * independent draws (a variational run). */
+static char *chain_path(const char *dir, const char *prefix, const em_posterior *p, size_t c, char *file, size_t cap) {
+    if (!has_chains(p)) snprintf(file, cap, "%s.csv", prefix);
+    else snprintf(file, cap, "%s_%zu.csv", prefix, p->chains[c].id);
     size_t n = strlen(dir) + strlen(file) + 2;
     char *path = malloc(n);
     if (path) snprintf(path, n, "%s/%s", dir, file);
@@ -148,7 +151,7 @@ em_status em_posterior_write_cmdstan(const em_posterior *p, const char *dir, con
         size_t nd = o.log_lik ? p->ndraws : pc->ndraws;
         if (nd == 0) continue; /* interrupted during warmup: nothing to write */
         char file[256];
-        char *path = chain_path(dir, prefix, c, file, sizeof file);
+        char *path = chain_path(dir, prefix, p, c, file, sizeof file);
         em_buf cb = {0};
         int with_warmup = !independent && !nll && p->cfg.save_warmup;
         size_t ncom = path ? chain_comments(p, c, file, with_warmup, &cb) : 0;
@@ -407,6 +410,7 @@ em_status em_posterior_read_cmdstan(const char *const *paths, size_t npaths, em_
         }
         if (s == EM_OK) {
             em_posterior_chain *pc = &p->chains[c];
+            pc->id = h.id > 0 ? (size_t)h.id : c + 1;
             size_t skip = 0, nw = 0;
             if (variational) {
                 if (d->ndraws < 1) s = em_error_set(err, EM_ERR_PARSE, "%s: no mean row", paths[c]);
