@@ -458,9 +458,16 @@ em_status em_glm_log_prob_pointwise(const em_dist *d, const double *y, size_t n,
     if (n != rows)
         return em_error_set(err, EM_ERR_SHAPE, "%s: %zu values for the %zu rows of X", glm_name(kind), n, rows);
     glm_eta(d->tape, d, out);
+    /* a scalar sigma (the usual case): its log once, not per row */
+    int sigma_vec = kind == GLM_NORMAL && em_len(d->tape, d->p[3]) > 1;
+    double s0 = kind == GLM_NORMAL ? em_pv(d->tape, d->p[3], 0) : 1.0, is0 = 1.0 / s0;
+    double c0 = -log(s0) - 0.91893853320467274178;
     for (size_t i = 0; i < n; i++) {
         double l = out[i], v;
-        if (kind == GLM_NORMAL) {
+        if (kind == GLM_NORMAL && !sigma_vec) {
+            double z = (y[i] - l) * is0;
+            v = -0.5 * z * z + c0;
+        } else if (kind == GLM_NORMAL) {
             double s = em_pv(d->tape, d->p[3], i), z = (y[i] - l) / s;
             v = -0.5 * z * z - log(s) - 0.91893853320467274178;
         } else if (kind == GLM_BERNOULLI) {
