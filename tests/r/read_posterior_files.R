@@ -42,7 +42,7 @@ check(sum(sapply(ch, function(m) sum(m[, "divergent__"]))) == nd && all(sapply(c
       "read.csv: 1000 rows per chain, divergences as rstan counts them")
 
 # SVI: CmdStan's variational layout
-svi <- file.path(dir, "svi_1.csv")
+svi <- file.path(dir, "svi.csv")
 vf <- read_stan_csv(svi)
 # rstan reads CmdStan's own ADVI files the same way: log_p__ and log_g__ come out as quantities
 check(identical(vf@model_pars, c("log_p__", "log_g__", pars, "lp__")), "rstan: parameter names of the SVI file")
