@@ -1,0 +1,124 @@
+/* formula.h — regressions written as brms formulas, interpreted: no compile step.
+ *
+ *     em_frame *data;       em_frame_read_csv("radon.csv", &data, &err);
+ *     em_regression *reg;   em_regression_create("log_radon ~ floor + (1 + floor | county)", data, NULL, &reg, &err);
+ *     em_posterior *fit;    em_regression_fit(reg, NULL, &fit, &err);
+ *     em_regression_print_summary(reg, fit, stdout, &err);       (brms's summary layout)
+ *
+ * The formula language is a subset of brms's (Bürkner 2017, "brms: An R package for Bayesian
+ * multilevel models using Stan", J. Stat. Softw. 80(1)) with the same meaning:
+ *   - terms: `1`, `0` / `-1`, numeric columns, text columns as factors (treatment contrasts,
+ *     levels in the C locale's order, the first the reference), `factor(x)`, interactions `a:b`
+ *     and `a * b`, `(a + b)^2`, `-` to drop a term, `offset(expr)`, and `log`, `exp`, `sqrt`,
+ *     `scale`, `I(...)` with + - * / ^ inside;
+ *   - on the response: `y | trials(n)` (binomial), `y | weights(w)`;
+ *   - group-level terms `(1 | g)`, `(1 + x | g)` (correlated, LKJ prior on the correlation
+ *     Cholesky factor), `(1 + x || g)` (uncorrelated), `(1 | a:b)`, `(1 | a/b)` (= `(1 | a) +
+ *     (1 | a:b)`), several of them, non-centred as brms writes them (r = diag(sd) L z).
+ * Columns are coded as R's model.matrix codes them (a factor in a term gets contrasts when the
+ * term without it is in the formula, else one column per level), and named as brms names
+ * them: b_Intercept, b_TrtB, b_x:TrtB, sd_g__Intercept, cor_g__Intercept__x, r_g[A,Intercept].
+ *
+ * Priors take brms's classes and defaults (brms 2.18): flat on b, student_t(3, location,
+ * scale) on the centred Intercept and student_t(3, 0, scale) on sigma and sd (scale and
+ * location from the response as brms computes them), lkj(1) on cor, gamma(2, 0.1) on nu,
+ * gamma(0.01, 0.01) on shape. A user prior is a line such as "b ~ normal(0, 2.5)",
+ * "b_x ~ normal(0, 1)", "sd_g ~ exponential(1)", "sigma ~ student_t(3, 0, 5)", "cor ~ lkj(2)".
+ * Predictors are centred internally as brms does; b_Intercept is reported on the original scale.
+ *
+ * Every mistake is an error with its place: the formula's column and a caret, an unknown
+ * column with the nearest names, a row and a value outside the family's support, a missing
+ * value (or rows dropped, counted, with drop_missing), a constant or collinear column named.
+ */
+#ifndef EMBER_FORMULA_H
+#define EMBER_FORMULA_H
+
+#include <stdio.h>
+
+#include "ember/posterior.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- the formula's syntax ------------------------------------------------------------------ */
+
+typedef struct em_formula em_formula;
+
+/* Parse text; a syntax error is EM_ERR_PARSE with the column and a caret under it. */
+em_status em_formula_parse(const char *text, em_formula **out, em_error *err);
+void em_formula_free(em_formula *f);
+
+/* ---- families -------------------------------------------------------------------------------- */
+
+typedef enum em_family {
+    EM_FAMILY_GAUSSIAN = 0, /* identity link; sigma */
+    EM_FAMILY_STUDENT,      /* identity link; sigma, nu */
+    EM_FAMILY_BERNOULLI,    /* logit link */
+    EM_FAMILY_BINOMIAL,     /* logit link; y | trials(n) */
+    EM_FAMILY_POISSON,      /* log link */
+    EM_FAMILY_NEGBINOMIAL,  /* log link; shape (Stan's neg_binomial_2 phi) */
+    EM_FAMILY_COUNT
+} em_family;
+
+/* "gaussian", "student", "bernoulli", "binomial", "poisson", "negbinomial" (brms's names). */
+em_status em_family_from_name(const char *name, em_family *out, em_error *err);
+const char *em_family_name(em_family f);
+
+/* ---- data frames: columns of numbers or of text (factors) ------------------------------------- */
+
+typedef struct em_frame em_frame;
+
+/* Every column of a CSV file (io.h's reader and its rules): a column whose every present value
+ * is a number is numeric, any other is text; "", "NA" and "NaN" are missing. */
+em_status em_frame_read_csv(const char *path, em_frame **out, em_error *err);
+em_status em_frame_parse_csv(const char *name, const char *buf, size_t len, em_frame **out, em_error *err);
+void em_frame_free(em_frame *f);
+size_t em_frame_num_rows(const em_frame *f);
+
+/* ---- a formula bound to data ------------------------------------------------------------------ */
+
+typedef struct em_regression em_regression;
+
+typedef struct em_regression_options {
+    em_family family;          /* EM_FAMILY_GAUSSIAN */
+    const char *const *priors; /* brms-style prior lines, in order (a later one wins) */
+    size_t npriors;
+    int drop_missing;          /* 0: a missing value is an error; 1: rows with one are dropped */
+} em_regression_options;
+
+/* Parse formula, check it against data and the family, build the design matrices and the priors.
+ * opt may be NULL (gaussian, default priors, missing values are errors). */
+em_status em_regression_create(const char *formula, const em_frame *data, const em_regression_options *opt,
+                               em_regression **out, em_error *err);
+void em_regression_free(em_regression *r);
+
+/* The model function (its data argument is the regression), for any engine. */
+void em_regression_model(em_model *m, const void *regression);
+
+em_family em_regression_family(const em_regression *r);
+size_t em_regression_num_rows(const em_regression *r);    /* rows used */
+size_t em_regression_num_dropped(const em_regression *r); /* rows dropped for missing values */
+/* The population-level design matrix as R's model.matrix builds it, without the intercept
+ * column (uncentred, row-major rows × num_coefs), and its column names ("TrtB", "x:TrtB"). */
+size_t em_regression_num_coefs(const em_regression *r);
+const char *em_regression_coef_name(const em_regression *r, size_t j);
+const double *em_regression_design(const em_regression *r);
+int em_regression_has_intercept(const em_regression *r);
+/* The priors in force, as brms's prior_summary prints them. */
+em_status em_regression_print_priors(const em_regression *r, FILE *f, em_error *err);
+
+/* NUTS on the model (cfg NULL: Stan's defaults). The posterior's parameters are brms's
+ * (b_Intercept, b_x, sd_g__Intercept, cor_g__..., sigma, r_g[level,term]); the model stays
+ * attached to the draws' internal form for prediction and log-likelihood. */
+em_status em_regression_fit(em_regression *r, const em_mcmc_config *cfg, em_posterior **out, em_error *err);
+
+/* brms's summary: family, links, formula, data, draws, then group-level effects per grouping
+ * factor, population-level effects and family-specific parameters, each with Estimate,
+ * Est.Error, l-95% CI, u-95% CI, Rhat, Bulk_ESS and Tail_ESS; warnings as Stan gives them. */
+em_status em_regression_print_summary(const em_regression *r, const em_posterior *fit, FILE *f, em_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,55 @@
+/* internal/formula_impl.h — the formula front end's syntax tree and its passes, shared by
+ * src/formula/parse.c (text to tree), design.c (tree and data to design matrices) and
+ * regression.c (the model). Not installed.
+ *
+ * One tree serves both of R's readings of the same characters: at the top of a formula `+`,
+ * `-`, `*`, `/`, `:` and `^` combine terms (Chambers & Hastie 1992, "Statistical Models in S",
+ * ch. 2), while inside a function call (`log(x + 1)`, `I(x^2)`) they are arithmetic. The parser
+ * records the operators; the pass that reads the tree decides which reading applies.
+ */
+#ifndef EMBER_INTERNAL_FORMULA_IMPL_H
+#define EMBER_INTERNAL_FORMULA_IMPL_H
+
+#include "ember/formula.h"
+
+typedef enum fnode_kind {
+    FN_NUM,   /* a number */
+    FN_VAR,   /* a column name */
+    FN_CALL,  /* name(args): log, exp, sqrt, I, scale, factor, offset, trials, weights */
+    FN_BIN,   /* l op r, op one of + - * / : ^ */
+    FN_NEG,   /* -a */
+    FN_GROUP, /* (lhs | g) or (lhs || g): a group-level term */
+} fnode_kind;
+
+typedef struct fnode fnode;
+struct fnode {
+    fnode_kind kind;
+    int col;        /* 1-based column in the formula text, for messages */
+    char op;        /* FN_BIN */
+    int uncorrelated; /* FN_GROUP: || */
+    double num;     /* FN_NUM */
+    char *name;     /* FN_VAR, FN_CALL */
+    fnode *a, *b;   /* FN_BIN, FN_NEG (a), FN_GROUP (a: terms, b: grouping factor) */
+    fnode **args;   /* FN_CALL */
+    int nargs;
+};
+
+struct em_formula {
+    char *text;
+    fnode *response;   /* the response expression (y, or log(y)) */
+    fnode **addition;  /* trials(n), weights(w), ... after '|' on the left */
+    int naddition;
+    fnode *rhs;
+};
+
+void em_fnode_free(fnode *n);
+/* R's deparse of an expression as model.matrix names columns: "x", "log(x + 1)", "I(x^2)". */
+void em_fnode_deparse(const fnode *n, em_buf *b);
+/* Error at a node: "formula: <what> at column <c>\n  <text>\n  <caret>". */
+em_status em_formula_error_at(em_error *err, em_status s, const char *text, int col, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 5, 6)))
+#endif
+    ;
+
+#endif
