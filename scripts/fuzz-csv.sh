@@ -17,7 +17,7 @@ mkdir -p "$out/corpus"
 
 "$CLANG" -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
     -D_POSIX_C_SOURCE=200809L -Iinclude -Isrc \
-    tests/fuzz/fuzz_csv.c src/io/csv.c src/core/core.c -o "$out/fuzz_csv" -lgsl -lm -lpthread
+    tests/fuzz/fuzz_csv.c src/io/csv.c src/core/core.c src/core/text.c -o "$out/fuzz_csv" -lgsl -lm -lpthread
 
 cp tests/data/*.csv examples/bayesian_regression/data/rugged_data.csv "$out/corpus/"
 
