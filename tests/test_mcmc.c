@@ -9,6 +9,7 @@
  * fails one check near 6e-5. */
 #include "util/testutil.h"
 
+#include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -869,6 +870,45 @@ static void test_config_validation(void **state) {
     em_logdensity_destroy(ld);
 }
 
+/* Counts near INT_MAX: validated with their arithmetic in size_t, never overflowing an int. */
+static void test_config_limits(void **state) {
+    (void)state;
+    em_mcmc_config d = em_mcmc_config_default(), c;
+    c = d, c.num_chains = EM_MCMC_MAX_CHAINS + 1, expect_arg_error(c, "num_chains = 65537, must be in 1..65536");
+    c = d, c.num_threads = INT_MAX, expect_arg_error(c, "num_threads = 2147483647");
+    /* the documented cap of 10^6 leapfrog steps holds for a count the user gives */
+    c = d, c.algorithm = EM_MCMC_HMC, c.hmc_num_steps = INT_MAX,
+    expect_arg_error(c, "hmc_num_steps = 2147483647, must be in 0..1000000");
+    c = d, c.hmc_num_steps = EM_MCMC_HMC_MAX_STEPS + 1, expect_arg_error(c, "hmc_num_steps = 1000001");
+    c = d, c.algorithm = EM_MCMC_HMC, c.hmc_num_steps = EM_MCMC_HMC_MAX_STEPS;
+    em_error err = {0};
+    assert_int_equal(em_mcmc_config_validate(&c, &err), EM_OK);
+
+    double one = 1;
+    gauss g = {.d = 1, .prec_diag = &one};
+    em_logdensity *ld = em_logdensity_from_fn(1, gauss_fn, &g, NULL);
+    em_mcmc_result *r = NULL;
+    /* thin = INT_MAX keeps one row per phase; a run cancelled before it starts has none */
+    volatile int cancel = 1;
+    c = d, c.num_chains = 2, c.num_warmup = INT_MAX, c.num_samples = INT_MAX, c.thin = INT_MAX, c.save_warmup = 1;
+    c.cancel = &cancel;
+    assert_int_equal(em_mcmc_run(ld, &c, &r, &err), EM_ERR_INTERRUPTED);
+    assert_non_null(r);
+    assert_int_equal(r->chains[0].num_draws, 0);
+    assert_int_equal(r->chains[1].samples_done, 0);
+    em_mcmc_result_free(r);
+    r = (em_mcmc_result *)1;
+    /* 4 x 2^31 rows of 8 + 1 doubles: more memory than any machine this runs on has */
+    c = d, c.num_samples = INT_MAX, c.cancel = &cancel;
+    em_error_clear(&err);
+    assert_int_equal(em_mcmc_run(ld, &c, &r, &err), EM_ERR_ARG);
+    assert_null(r);
+    if (!strstr(err.msg, "4 chains x 2147483647 saved rows (num_warmup 1000 not saved, num_samples 2147483647, thin 1)"
+                         " x (8 columns + 1 unconstrained) doubles need 618475290336 bytes, more than can be allocated"))
+        fail_msg("message: %s", err.msg);
+    em_logdensity_destroy(ld);
+}
+
 /* ---- thinning, saved warmup and the extract helper ----------------------------------------- */
 
 static void test_thin_save_warmup(void **state) {
@@ -1023,6 +1063,7 @@ int main(void) {
         cmocka_unit_test(test_dual_averaging),
         cmocka_unit_test(test_metric_estimator),
         cmocka_unit_test(test_config_validation),
+        cmocka_unit_test(test_config_limits),
         cmocka_unit_test(test_normal_1d),
         cmocka_unit_test(test_normal_10d),
         cmocka_unit_test(test_correlated_diag),
