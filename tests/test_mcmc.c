@@ -36,7 +36,8 @@ typedef struct gauss {
     atomic_long evals;
     long cancel_after; /* > 0: set *cancel_flag after this many evaluations */
     volatile int *cancel_flag;
-    long sigint_after; /* > 0: raise(SIGINT) once after this many evaluations */
+    long sigint_after; /* > 0: raise(signo, SIGINT when 0) once after this many evaluations */
+    int signo;
     atomic_int raised;
 } gauss;
 
@@ -45,7 +46,7 @@ static em_status gauss_fn(void *ctx, const double *x, double *lp, double *grad, 
     long n = atomic_fetch_add(&g->evals, 1) + 1;
     if (g->cancel_after > 0 && n >= g->cancel_after) __atomic_store_n(g->cancel_flag, 1, __ATOMIC_RELAXED);
     if (g->sigint_after > 0 && n >= g->sigint_after && atomic_exchange(&g->raised, 1) == 0)
-        raise(SIGINT);
+        raise(g->signo ? g->signo : SIGINT);
     if (g->has_bad && x[0] > g->bad_above)
         return em_error_set(err, EM_ERR_DOMAIN, "x[0] = %g is above %g", x[0], g->bad_above);
     size_t d = g->d;
@@ -990,33 +991,39 @@ static void test_handler(int s) {
     test_handler_hits++;
 }
 
-static void test_sigint(void **state) {
+/* SIGINT, and SIGTERM (what Slurm sends) and SIGHUP alike: the run stops and keeps its draws,
+ * and the caller's handler is back afterwards. */
+static void test_signals(void **state) {
     (void)state;
-    struct sigaction sa, old;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = test_handler;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, &old);
+    const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
+    for (size_t i = 0; i < 3; i++) {
+        struct sigaction sa, old;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = test_handler;
+        sigemptyset(&sa.sa_mask);
+        sigaction(sigs[i], &sa, &old);
+        test_handler_hits = 0;
 
-    double one = 1;
-    gauss g = {.d = 1, .prec_diag = &one, .sigint_after = 3000};
-    em_logdensity *ld = em_logdensity_from_fn(1, gauss_fn, &g, NULL);
-    em_mcmc_config c = small_config();
-    c.num_chains = 2;
-    c.num_warmup = 100;
-    c.num_samples = 100000;
-    c.save_warmup = 0;
-    c.handle_sigint = 1;
-    em_error err = {0};
-    em_mcmc_result *r = NULL;
-    assert_int_equal(em_mcmc_run(ld, &c, &r, &err), EM_ERR_INTERRUPTED);
-    assert_int_equal(test_handler_hits, 0); /* ours was replaced during the run */
-    check_partial(r, 100000);
-    em_mcmc_result_free(r);
-    raise(SIGINT); /* and restored afterwards */
-    assert_int_equal(test_handler_hits, 1);
-    sigaction(SIGINT, &old, NULL);
-    em_logdensity_destroy(ld);
+        double one = 1;
+        gauss g = {.d = 1, .prec_diag = &one, .sigint_after = 3000, .signo = sigs[i]};
+        em_logdensity *ld = em_logdensity_from_fn(1, gauss_fn, &g, NULL);
+        em_mcmc_config c = small_config();
+        c.num_chains = 2;
+        c.num_warmup = 100;
+        c.num_samples = 100000;
+        c.save_warmup = 0;
+        c.handle_sigint = 1;
+        em_error err = {0};
+        em_mcmc_result *r = NULL;
+        if (em_mcmc_run(ld, &c, &r, &err) != EM_ERR_INTERRUPTED) fail_msg("signal %d: %s", sigs[i], err.msg);
+        assert_int_equal(test_handler_hits, 0); /* ours was replaced during the run */
+        check_partial(r, 100000);
+        em_mcmc_result_free(r);
+        raise(sigs[i]); /* and restored afterwards */
+        assert_int_equal(test_handler_hits, 1);
+        sigaction(sigs[i], &old, NULL);
+        em_logdensity_destroy(ld);
+    }
 }
 
 /* ---- progress ------------------------------------------------------------------------------ */
@@ -1081,7 +1088,7 @@ int main(void) {
         cmocka_unit_test(test_init_values),
         cmocka_unit_test(test_thin_save_warmup),
         cmocka_unit_test(test_cancel_flag),
-        cmocka_unit_test(test_sigint),
+        cmocka_unit_test(test_signals),
         cmocka_unit_test(test_progress_lines),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -14,9 +14,9 @@
  * energy__, then the constrained outputs of the density — so a CmdStan CSV writer can dump it
  * as it is; and the unconstrained draws, the adapted step size and inverse metric, and timings.
  *
- * An interrupted run (SIGINT when cfg.handle_sigint is set, or *cfg.cancel set by the caller)
- * stops every chain after its current iteration and returns EM_ERR_INTERRUPTED together with
- * a result holding every completed draw.
+ * An interrupted run (SIGINT, SIGTERM or SIGHUP when cfg.handle_sigint is set, or *cfg.cancel
+ * set by the caller) stops every chain after its current iteration and returns
+ * EM_ERR_INTERRUPTED together with a result holding every completed draw.
  */
 #ifndef EMBER_MCMC_H
 #define EMBER_MCMC_H
@@ -110,10 +110,12 @@ typedef struct em_mcmc_config {
     int progress; /* 0 */
     FILE *progress_stream;
 
-    /* Interruption. handle_sigint: install a SIGINT handler for the duration of the run (the
-     * previous handler is restored afterwards; the handler only sets a flag). cancel: when not
-     * NULL, the run stops once the caller sets *cancel non-zero (from another thread, write it
-     * with an atomic store such as __atomic_store_n; the chains read it atomically). Chains
+    /* Interruption. handle_sigint: for the duration of the run, install a handler for SIGINT,
+     * SIGTERM (what Slurm and most job schedulers send) and SIGHUP (the terminal or ssh session
+     * went away); the previous handlers are restored afterwards, and the handler only sets a
+     * flag. (The field keeps its historical name; it covers all three signals.) cancel: when
+     * not NULL, the run stops once the caller sets *cancel non-zero (from another thread, write
+     * it with an atomic store such as __atomic_store_n; the chains read it atomically). Chains
      * poll both between iterations, so a run stops after the trajectory in progress. Either
      * way every completed draw is kept and em_mcmc_run returns EM_ERR_INTERRUPTED. */
     int handle_sigint; /* 0 */

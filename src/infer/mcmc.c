@@ -1,5 +1,5 @@
 /* mcmc.c — the sampler driver: configuration, chains on threads, warmup adaptation schedule,
- * progress lines, SIGINT and cancellation, and the result. The kernels are in nuts.c and the
+ * progress lines, signals (SIGINT, SIGTERM, SIGHUP) and cancellation, and the result. The kernels are in nuts.c and the
  * adaptation pieces in adapt.c. See ember/mcmc.h. */
 #include "ember/mcmc.h"
 #include "internal/adapt.h"
@@ -263,36 +263,42 @@ fail:
 /* The flag the handler sets and every chain thread polls. A lock-free atomic rather than a
  * volatile sig_atomic_t: the handler may run on any thread, and C11 (7.14.1.1) allows
  * lock-free atomics in handlers while sig_atomic_t is only safe within one thread. */
-_Static_assert(ATOMIC_INT_LOCK_FREE == 2, "the SIGINT flag needs a lock-free atomic int");
+_Static_assert(ATOMIC_INT_LOCK_FREE == 2, "the interruption flag needs a lock-free atomic int");
 static atomic_int g_sigint_flag;
 static pthread_mutex_t g_sig_lock = PTHREAD_MUTEX_INITIALIZER;
 static int g_sig_users;
-static struct sigaction g_sig_old;
+
+/* SIGTERM is what Slurm and other schedulers send before killing a job, SIGHUP what a closed
+ * terminal or ssh session sends: a run told to stop by either keeps its draws as after Ctrl-C. */
+static const int g_signals[] = {SIGINT, SIGTERM, SIGHUP};
+#define NSIGNALS (sizeof g_signals / sizeof *g_signals)
+static struct sigaction g_sig_old[NSIGNALS];
 
 /* Only sets a flag: everything else a handler could do is unsafe in a signal context. */
-static void on_sigint(int signo) {
+static void on_signal(int signo) {
     (void)signo;
     atomic_store_explicit(&g_sigint_flag, 1, memory_order_relaxed);
 }
 
 /* Reference-counted so concurrent runs that both ask for the handler install it once and the
  * last one out restores the caller's. */
-static void sigint_install(void) {
+static void signals_install(void) {
     pthread_mutex_lock(&g_sig_lock);
     if (g_sig_users++ == 0) {
         struct sigaction sa;
         memset(&sa, 0, sizeof sa);
-        sa.sa_handler = on_sigint;
+        sa.sa_handler = on_signal;
         sigemptyset(&sa.sa_mask);
         atomic_store(&g_sigint_flag, 0);
-        sigaction(SIGINT, &sa, &g_sig_old);
+        for (size_t i = 0; i < NSIGNALS; i++) sigaction(g_signals[i], &sa, &g_sig_old[i]);
     }
     pthread_mutex_unlock(&g_sig_lock);
 }
 
-static void sigint_restore(void) {
+static void signals_restore(void) {
     pthread_mutex_lock(&g_sig_lock);
-    if (--g_sig_users == 0) sigaction(SIGINT, &g_sig_old, NULL);
+    if (--g_sig_users == 0)
+        for (size_t i = 0; i < NSIGNALS; i++) sigaction(g_signals[i], &g_sig_old[i], NULL);
     pthread_mutex_unlock(&g_sig_lock);
 }
 
@@ -738,7 +744,7 @@ em_status em_mcmc_run(const em_logdensity *ld, const em_mcmc_config *cfg, em_mcm
     progress prog;
     if (cfg->progress && progress_open(&prog, cfg) == 0) run.prog = &prog;
     if (cfg->handle_sigint) {
-        sigint_install();
+        signals_install();
         run.use_sigint = 1;
     }
 
@@ -754,7 +760,7 @@ em_status em_mcmc_run(const em_logdensity *ld, const em_mcmc_config *cfg, em_mcm
     for (size_t t = 0; t < started; t++) pthread_join(threads[t], NULL);
     free(threads);
 
-    if (run.use_sigint) sigint_restore();
+    if (run.use_sigint) signals_restore();
     if (run.prog) progress_close(&prog);
     for (size_t k = 0; k < nch; k++) em_logdensity_destroy(jobs[k].ld);
     pthread_mutex_destroy(&run.lock);
