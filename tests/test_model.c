@@ -386,6 +386,82 @@ static void param_model(em_model *m, const void *arg) {
     em_factor(m, "f", em_sum(m, em_mul(m, loc, sc)));
 }
 
+/* Load text into a fresh store expecting EM_ERR_PARSE with frag in the message. */
+static void store_fails(const char *text, size_t len, const char *frag) {
+    em_param_store *ps = em_param_store_create();
+    em_error e = {0};
+    em_status st = em_param_store_load_buffer(ps, "p.txt", text, len, &e);
+    if (st != EM_ERR_PARSE) fail_msg("status %s for '%s': %s", em_status_str(st), text, e.msg);
+    if (!strstr(e.msg, frag)) fail_msg("message '%s' lacks '%s'", e.msg, frag);
+    assert_int_equal(em_param_store_count(ps), 0);
+    em_param_store_destroy(ps);
+}
+#define STORE_FAILS(text, frag) store_fails(text, sizeof text - 1, frag)
+
+/* The parameter-store reader: the CSV reader's number grammar, a parameter per line, and the
+ * right line after blank lines. */
+static void test_param_store_reader_strict(void **state) {
+    (void)state;
+    /* accepted: blank lines, CRLF, the writer's -inf/inf/nan bounds, exponents */
+    const char ok[] = "# ember parameter store v1\r\n\n  \nw identity 0 0 2 1.5 -2e-3\r\n\n"
+                      "s interval -inf inf 1 .25\nt identity nan nan 1 7.\n";
+    em_param_store *ps = em_param_store_create();
+    em_error e = {0};
+    if (em_param_store_load_buffer(ps, "p.txt", ok, sizeof ok - 1, &e) != EM_OK) fail_msg("%s", e.msg);
+    assert_int_equal(em_param_store_count(ps), 3);
+    const double *v = em_param_store_values(ps);
+    assert_true(v[0] == 1.5 && v[1] == -2e-3 && v[2] == 0.25 && v[3] == 7.0);
+    em_param_store_destroy(ps);
+
+    /* hex was read as 16 */
+    STORE_FAILS("# ember parameter store v1\nw identity 0 0 1 0x10\n",
+                "p.txt:2:18: parameter 'w': value 1 '0x10' is not a number");
+    STORE_FAILS("# ember parameter store v1\nw identity 0x1 0 1 1\n", "p.txt:2:12: parameter 'w': lo '0x1' is not a number");
+    /* a vector split over two lines was read as one */
+    STORE_FAILS("# ember parameter store v1\nw identity 0 0 2 1\n2\n",
+                "p.txt:2:19: parameter 'w': the line ends after 1 of its 2 values");
+    /* the line is counted across blank lines */
+    STORE_FAILS("# ember parameter store v1\n\nw identity 0 0 1 1\n\n\nv identity 0 0 1 1e\n",
+                "p.txt:6:18: parameter 'v': value 1 '1e' is not a number (exponent without digits)");
+    STORE_FAILS("# ember parameter store v1\nw identity 0 0 1 inf\n", "p.txt:2:18: parameter 'w': value 1 'inf' is not");
+    STORE_FAILS("# ember parameter store v1\nw identity 0 0 1 NaN\n", "p.txt:2:18: parameter 'w': value 1 'NaN' is missing");
+    STORE_FAILS("# ember parameter store v1\nw identity 0 0 1 1e400\n", "value 1 '1e400' is out of range");
+    STORE_FAILS("# ember parameter store v1\nw identity 0 0 2x 1 2\n",
+                "p.txt:2:16: parameter 'w': length '2x' is not a whole number in 1..268435456");
+    STORE_FAILS("# ember parameter store v1\nw identity 0 0 +1 1\n", "length '+1' is not a whole number");
+    STORE_FAILS("# ember parameter store v1\nw identity 0 0 99999999999999999999999 1\n", "is not a whole number");
+    STORE_FAILS("# ember parameter store v1\nw identity 0 0 1 1 2\n", "p.txt:2:20: parameter 'w': text after its 1 values: '2'");
+    STORE_FAILS("# ember parameter store v1\nw spline 0 0 1 1\n", "p.txt:2:3: parameter 'w': unknown transform 'spline'");
+    STORE_FAILS("# ember parameter store v1\nw\n", "p.txt:2:2: parameter 'w': the line ends before its transform");
+    STORE_FAILS("# ember parameter store v1\nw identity 0 0 1 1\nw identity 0 0 1 1\n",
+                "p.txt:3:1: parameter 'w' appears twice");
+    STORE_FAILS("# ember parameter store v10\n", "p.txt:1: not an ember parameter store file");
+    STORE_FAILS("", "p.txt:1: not an ember parameter store file");
+    STORE_FAILS("# ember parameter store v1\nw identity 0 0 1 1\0\n", "p.txt:2:19: binary data");
+    /* the last token may end an unterminated buffer */
+    const char cut[] = "# ember parameter store v1\nw identity 0 0 1 12345";
+    ps = em_param_store_create();
+    em_error_clear(&e);
+    assert_int_equal(em_param_store_load_buffer(ps, "p.txt", cut, sizeof cut - 3, &e), EM_OK);
+    assert_true(em_param_store_values(ps)[0] == 123);
+    em_param_store_destroy(ps);
+    /* and the file reader says the same, with the file's name */
+    char path[] = "/tmp/ember_ps_strict_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    const char bad[] = "# ember parameter store v1\n\n\nw identity 0 0 1 0x10\n";
+    assert_int_equal(write(fd, bad, sizeof bad - 1), (ssize_t)(sizeof bad - 1));
+    close(fd);
+    ps = em_param_store_create();
+    em_error_clear(&e);
+    assert_int_equal(em_param_store_load(ps, path, &e), EM_ERR_PARSE);
+    char want[128];
+    snprintf(want, sizeof want, "%s:4:18: parameter 'w': value 1 '0x10' is not a number", path);
+    if (!strstr(e.msg, want)) fail_msg("message '%s' lacks '%s'", e.msg, want);
+    em_param_store_destroy(ps);
+    unlink(path);
+}
+
 static void test_param_store_grad_and_file(void **state) {
     (void)state;
     em_error err = {0};
@@ -598,6 +674,7 @@ int main(void) {
         cmocka_unit_test(test_logdensity_errors),
         cmocka_unit_test(test_logdensity_reads_params_as_constants),
         cmocka_unit_test(test_no_allocation_after_warmup),
+        cmocka_unit_test(test_param_store_reader_strict),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -192,9 +192,15 @@ em_status em_param_store_get(const em_param_store *ps, const char *name, double 
 void em_param_store_collect_grad(const em_param_store *ps, const em_tape *t, double *grad);
 /* Save to / load from a text file (atomic write). Loading into a store that already has
  * parameters requires exactly the same names and lengths: a missing or extra name is an error
- * naming it. Loading into an empty store creates them. */
+ * naming it. Loading into an empty store creates them. The file is one line per parameter,
+ * "<name> <transform> <lo> <hi> <len> <v1> ... <vlen>", after the line
+ * "# ember parameter store v1"; numbers follow the data CSV grammar (io.h), and every error
+ * (EM_ERR_PARSE) names file:line:column. */
 em_status em_param_store_save(const em_param_store *ps, const char *path, em_error *err);
 em_status em_param_store_load(em_param_store *ps, const char *path, em_error *err);
+/* The same from memory: buf[0..len) need not be NUL-terminated; name is used in messages. */
+em_status em_param_store_load_buffer(em_param_store *ps, const char *name, const char *buf, size_t len,
+                                     em_error *err);
 
 /* ---- the bridge to inference ----------------------------------------------------------------- */
 
