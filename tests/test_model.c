@@ -608,6 +608,63 @@ static void test_logdensity_errors(void **state) {
     assert_non_null(strstr(e2.msg, "'k'"));
 }
 
+/* Invalid distribution arguments inside a model, one case per value. */
+static int bad_arg_case;
+static void bad_arg_model(em_model *m, const void *arg) {
+    (void)arg;
+    static const double y[3] = {1, 2, 3};
+    em_var mu = em_sample(m, "mu", em_normal(m, 0.0, 1.0));
+    switch (bad_arg_case) {
+    case 0: em_observe(m, "obs", em_normal(m, mu, -1.0), y, 3); break;
+    case 1: em_observe(m, "obs", em_normal(m, mu, NAN), y, 3); break;
+    case 2: em_sample(m, "u", em_uniform(m, 2.0, 1.0)); break;
+    case 3: em_observe(m, "obs", em_normal(m, NAN, 1.0), y, 3); break;
+    case 4: em_observe(m, "obs", em_normal(m, 0.0, mu), y, 3); break; /* fails only where mu <= 0 */
+    }
+}
+
+/* Every model error names the site, whether the model runs or its tape is replayed. */
+static void test_errors_name_the_site(void **state) {
+    (void)state;
+    static const struct {
+        const char *site, *what;
+    } want[] = {{"obs", "Normal: scale[0] = -1 must be positive"},
+                {"obs", "Normal: scale[0] = nan must be positive"},
+                {"u", "Uniform: hi[0] = 1 must be greater than lo[0] = 2"},
+                {"obs", "Normal: loc[0] = nan must be finite"}};
+    for (int replay = 0; replay <= 1; replay++)
+        for (bad_arg_case = 0; bad_arg_case < 4; bad_arg_case++) {
+            char frag[160];
+            snprintf(frag, sizeof frag, "site '%s': %s", want[bad_arg_case].site, want[bad_arg_case].what);
+            em_error e = {0};
+            em_logdensity_options opt = {.seed = 3, .no_replay = !replay};
+            em_logdensity *ld = em_logdensity_from_model(bad_arg_model, NULL, &opt, &e);
+            if (!ld) { /* the discovery run already failed */
+                if (!strstr(e.msg, frag)) fail_msg("case %d: '%s' lacks '%s'", bad_arg_case, e.msg, frag);
+                continue;
+            }
+            double th = 0.25, lp, g;
+            assert_int_equal(em_logdensity_eval(ld, &th, &lp, &g, &e), EM_ERR_DOMAIN);
+            if (!strstr(e.msg, frag)) fail_msg("case %d, replay %d: '%s' lacks '%s'", bad_arg_case, replay, e.msg, frag);
+            em_logdensity_destroy(ld);
+        }
+    /* a replayed tape: the first evaluation is fine and records it, a later one fails */
+    {
+        bad_arg_case = 4;
+        em_error e = {0};
+        em_logdensity *ld = em_logdensity_from_model(bad_arg_model, NULL, NULL, &e);
+        assert_non_null(ld);
+        double th = 20.0, lp, g;
+        if (em_logdensity_eval(ld, &th, &lp, &g, &e) != EM_OK) fail_msg("first evaluation: %s", e.msg);
+        assert_true(em_logdensity_replays(ld));
+        th = -0.5;
+        assert_int_equal(em_logdensity_eval(ld, &th, &lp, &g, &e), EM_ERR_DOMAIN);
+        const char *frag = "site 'obs': Normal: scale[0] = -0.5 must be positive";
+        if (!strstr(e.msg, frag)) fail_msg("replayed: '%s' lacks '%s'", e.msg, frag);
+        em_logdensity_destroy(ld);
+    }
+}
+
 static void param_latent_model(em_model *m, const void *arg) {
     (void)arg;
     const double s0 = 2.0;
@@ -675,6 +732,7 @@ int main(void) {
         cmocka_unit_test(test_logdensity_reads_params_as_constants),
         cmocka_unit_test(test_no_allocation_after_warmup),
         cmocka_unit_test(test_param_store_reader_strict),
+        cmocka_unit_test(test_errors_name_the_site),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

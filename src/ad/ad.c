@@ -387,6 +387,7 @@ int em_tape_replayable(const em_tape *t) {
 
 em_status em_tape_forward(em_tape *t, int all) {
     em_error_clear(&t->err);
+    t->err_node = -1;
     if (t->active && !all) {
         /* the adjoints are marked empty on the way (the adjoint contract: the first
          * contribution writes), so the next backward needs no zeroing pass */
@@ -394,6 +395,7 @@ em_status em_tape_forward(em_tape *t, int all) {
             em_node *n = &t->nodes[t->active[k]];
             if (n->forward) n->forward(t, n);
             n->adj_set = 0;
+            if (t->err.status != EM_OK && t->err_node < 0) t->err_node = t->active[k];
         }
         return t->err.status;
     }
@@ -403,6 +405,7 @@ em_status em_tape_forward(em_tape *t, int all) {
         if (!n->adj || !(n->live || all)) continue;
         if (n->forward) n->forward(t, n);
         if (!all) n->adj_set = 0;
+        if (t->err.status != EM_OK && t->err_node < 0) t->err_node = (int32_t)i;
     }
     return t->err.status;
 }

@@ -22,6 +22,8 @@ struct em_model {
      * RNG, or read a param site (the store may change or move between evaluations). The
      * density then runs the model every time instead of replaying its tape. */
     int replay_blocked;
+    /* The tape generation whose error has been attributed to a site (see name_site_error). */
+    uint64_t err_named_generation;
 };
 
 struct em_plate {
@@ -36,5 +38,8 @@ struct em_plate {
 /* The scaled log density of a site: 0 when masked or for PARAM/DETERMINISTIC sites, the value
  * itself for FACTOR, the distribution's log density otherwise. */
 em_var em_site_lp(em_tape *t, em_site_kind kind, int masked, const em_dist *d, em_var value, double scale);
+
+/* Prefix e's message with "site '<site>': " unless it already names that site. */
+void em_model_name_error(em_error *e, const char *site);
 
 #endif

@@ -94,6 +94,9 @@ struct em_tape {
      * (the only ones a replay, a backward pass or a zeroing of adjoints has to visit). */
     int32_t *active;
     size_t nactive;
+    /* The node whose forward function recorded the error of the last em_tape_forward (-1:
+     * none), so that a replayed model density can name the site the node belongs to. */
+    int32_t err_node;
 };
 
 /* The node behind a valid var (no check). */
