@@ -241,6 +241,20 @@ else
   ok "missing data file: $(cat "$tmp/m.err")"
 fi
 
+# A data file with a header and no rows, or whose every row is dropped: a clear error (no read
+# past the empty columns, which the sanitizer build would report)
+head -n 1 "$ex/data/rugged_data.csv" >"$tmp/header_only.csv"
+printf 'cont_africa,rugged,rgdppc_2000\n1,0.5,\n' >"$tmp/all_dropped.csv"
+for f in header_only all_dropped; do
+  rc=0
+  "$bin" --data "$tmp/$f.csv" --out "$tmp/o_$f" --quiet >"$tmp/$f.out" 2>"$tmp/$f.err" || rc=$?
+  if [ "$rc" != 1 ] || ! grep -q "$tmp/$f.csv: no .*rows" "$tmp/$f.err" || grep -q "Sanitizer" "$tmp/$f.err"; then
+    fail "$f data file: exit $rc, message '$(head -3 "$tmp/$f.err")'"
+  else
+    ok "$f data file: $(cat "$tmp/$f.err")"
+  fi
+done
+
 # ---- without gnuplot: scripts and data are kept, and the report says how to draw them ------------
 mkdir -p "$tmp/nobin"
 rc=0

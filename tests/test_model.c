@@ -665,6 +665,34 @@ static void test_errors_name_the_site(void **state) {
     }
 }
 
+/* A model bound to no data: observe of 0 values, em_data of 0 values, a plate of size 0. */
+static int no_data_case;
+static void no_data_model(em_model *m, const void *arg) {
+    (void)arg;
+    static const double y[1] = {0};
+    em_var mu = em_sample(m, "mu", em_normal(m, 0.0, 1.0));
+    if (no_data_case == 0) {
+        em_observe(m, "obs", em_normal(m, mu, 1.0), y, 0);
+        return;
+    }
+    em_var x = em_data(m, y, 0);
+    EM_PLATE(m, p, "rows", 0, 0) {
+        em_observe(m, "obs", em_normal(m, em_mul(m, mu, x), 1.0), y, 0);
+    }
+}
+
+static void test_model_without_data_is_an_error(void **state) {
+    (void)state;
+    static const char *const want[] = {"observe 'obs': no data (0 values)",
+                                       "const: empty 0x1 data (a data set with no rows?) (after site 'mu')"};
+    for (no_data_case = 0; no_data_case < 2; no_data_case++) {
+        em_error e = {0};
+        assert_null(em_logdensity_from_model(no_data_model, NULL, NULL, &e));
+        assert_true(e.status == EM_ERR_ARG || e.status == EM_ERR_SHAPE);
+        if (!strstr(e.msg, want[no_data_case])) fail_msg("message '%s' lacks '%s'", e.msg, want[no_data_case]);
+    }
+}
+
 static void param_latent_model(em_model *m, const void *arg) {
     (void)arg;
     const double s0 = 2.0;
@@ -733,6 +761,7 @@ int main(void) {
         cmocka_unit_test(test_no_allocation_after_warmup),
         cmocka_unit_test(test_param_store_reader_strict),
         cmocka_unit_test(test_errors_name_the_site),
+        cmocka_unit_test(test_model_without_data_is_an_error),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

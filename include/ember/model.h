@@ -120,7 +120,11 @@ em_var em_model_fail(em_model *m, em_status s, const char *fmt, ...)
 /* ---- sites -------------------------------------------------------------------------------- */
 
 em_var em_sample(em_model *m, const char *name, em_dist d);
-/* y has n values (referenced for the duration of the run). */
+/* y has n values (referenced for the duration of the run). n = 0 (or y NULL) is an error,
+ * EM_ERR_ARG naming the site, not an empty likelihood: a model bound to a data set with no
+ * rows is almost always a data-loading mistake (every row dropped, a header-only file), and
+ * for a prior-only run leave the observe site out (or sample from the prior predictive). The
+ * same holds for em_data of 0 values and a plate of size 0. */
 em_var em_observe(em_model *m, const char *name, em_dist d, const double *y, size_t n);
 /* init: n constrained initial values (used when the store has no such parameter). */
 em_var em_param(em_model *m, const char *name, const double *init, size_t n, em_constraint c);

@@ -315,7 +315,8 @@ em_var em_leaf_ref(em_tape *t, const double *x, size_t n) {
 }
 
 em_var em_const_matrix(em_tape *t, const double *x, size_t rows, size_t cols) {
-    if (rows * cols == 0) return em_tape_fail(t, EM_ERR_SHAPE, "const: empty %zux%zu data", rows, cols);
+    if (rows * cols == 0)
+        return em_tape_fail(t, EM_ERR_SHAPE, "const: empty %zux%zu data (a data set with no rows?)", rows, cols);
     if (rows > SIZE_MAX / sizeof(double) / cols)
         return em_tape_fail(t, EM_ERR_SHAPE, "const: %zux%zu data is too large", rows, cols);
     if (!x) return em_tape_fail(t, EM_ERR_ARG, "const: NULL data pointer");

@@ -22,8 +22,10 @@ struct em_model {
      * RNG, or read a param site (the store may change or move between evaluations). The
      * density then runs the model every time instead of replaying its tape. */
     int replay_blocked;
-    /* The tape generation whose error has been attributed to a site (see name_site_error). */
+    /* The tape generation whose error has been attributed to a site (see name_site_error),
+     * and the last site called in the current run (for an error no site call follows). */
     uint64_t err_named_generation;
+    const char *last_site;
 };
 
 struct em_plate {

@@ -95,12 +95,25 @@ em_var em_model_fail(em_model *m, em_status s, const char *fmt, ...) {
 em_status em_model_run(em_model *m, em_model_fn fn, const void *data, em_error *err) {
     if (!fn) return em_error_set(err, EM_ERR_ARG, "model run: no model function");
     int depth = m->depth;
+    m->last_site = NULL;
+    int clean = em_tape_status(m->tape) == EM_OK; /* an earlier error is not this run's to place */
     fn(m, data);
     if (m->depth != depth) {
         /* a plate left open (a `break` out of EM_PLATE) or an unbalanced push */
         em_model_fail(m, EM_ERR_MODEL, "model left %d handler(s) or plate(s) open", m->depth - depth);
         m->depth = depth;
     }
+    em_tape *t = m->tape;
+    if (clean && t->err.status != EM_OK && m->err_named_generation != t->generation) {
+        /* no site call followed the error (a plate of size 0 skips its body): say where it was */
+        m->err_named_generation = t->generation;
+        size_t len = strlen(t->err.msg);
+        if (m->last_site)
+            snprintf(t->err.msg + len, sizeof t->err.msg - len, " (after site '%s')", m->last_site);
+        else
+            snprintf(t->err.msg + len, sizeof t->err.msg - len, " (before the model's first site)");
+    }
+    m->last_site = NULL; /* the name may not outlive the run */
     em_status s = em_tape_status(m->tape);
     if (s != EM_OK && err) {
         em_error_set(err, s, "%s", em_tape_error(m->tape)->msg);
@@ -296,6 +309,7 @@ void em_model_name_error(em_error *e, const char *site) {
  * were being built, or the one being handled — puts its name on the message, once. */
 static void name_site_error(em_model *m, const char *name) {
     em_tape *t = m->tape;
+    m->last_site = name;
     if (t->err.status == EM_OK || m->err_named_generation == t->generation) return;
     m->err_named_generation = t->generation;
     em_model_name_error(&t->err, name);
