@@ -7,7 +7,7 @@
 #                 (R-hat/ESS, reading our CmdStan files with rstan::read_stan_csv, PSIS-LOO)
 #   --with-stan   r-cran-rstan and r-cran-posterior (the NUTS benchmark's Stan baseline: rstan
 #                 compiles the models against libboost-dev, which r-cran-bh pulls in)
-#   --with-fuzz   clang and its sanitizer runtime (the CSV reader's libFuzzer target)
+#   --with-fuzz   clang and its sanitizer runtime (the readers' libFuzzer targets, scripts/fuzz.sh)
 #   --with-python python3-nbformat (validates the exported notebooks)
 set -eu
 

@@ -730,6 +730,24 @@ static void test_cmdstan_errors(void **state) {
 }
 
 /* A file in CmdStan's own layout (hand-written, not by our writer) reads back. */
+/* The reader from memory: what em_cmdstan_read does with the file, and the same errors. */
+static void test_cmdstan_parse_buffer(void **state) {
+    (void)state;
+    const char text[] = "# model = m\nlp__,theta.1\n# Step size = 0.5\n-1.5,nan\n-2,-inf\n#  Elapsed Time: 0.01";
+    em_cmdstan_draws *d = NULL;
+    em_error e = {0};
+    assert_int_equal(em_cmdstan_parse_buffer("mem.csv", text, sizeof text - 1, &d, &e), EM_OK);
+    assert_int_equal(d->ncols, 2);
+    assert_int_equal(d->ndraws, 2);
+    assert_int_equal(em_cmdstan_column_index(d, "theta.1"), 1);
+    assert_true(d->draws[0] == -1.5 && isnan(d->draws[1]) && d->draws[2] == -2 && isinf(d->draws[3]));
+    em_cmdstan_draws_free(d);
+    d = (em_cmdstan_draws *)1;
+    assert_int_equal(em_cmdstan_parse_buffer("mem.csv", "lp__\n0x10\n", 10, &d, &e), EM_ERR_PARSE);
+    assert_null(d);
+    assert_non_null(strstr(e.msg, "mem.csv:2:1: column 'lp__': '0x10' is not a number"));
+}
+
 static void test_cmdstan_read_foreign(void **state) {
     (void)state;
     em_cmdstan_draws *d = NULL;
@@ -812,6 +830,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_cmdstan_roundtrip_exact, setup_tmp, teardown_tmp),
         cmocka_unit_test_setup_teardown(test_cmdstan_nine_digits, setup_tmp, teardown_tmp),
         cmocka_unit_test_setup_teardown(test_cmdstan_errors, setup_tmp, teardown_tmp),
+        cmocka_unit_test(test_cmdstan_parse_buffer),
         cmocka_unit_test(test_cmdstan_read_foreign),
         cmocka_unit_test_setup_teardown(test_cmdstan_read_by_r, setup_tmp, teardown_tmp),
     };

@@ -404,7 +404,7 @@ static void test_param_store_reader_strict(void **state) {
     (void)state;
     /* accepted: blank lines, CRLF, the writer's -inf/inf/nan bounds, exponents */
     const char ok[] = "# ember parameter store v1\r\n\n  \nw identity 0 0 2 1.5 -2e-3\r\n\n"
-                      "s interval -inf inf 1 .25\nt identity nan nan 1 7.\n";
+                      "s upper -inf 3 1 .25\nt identity nan nan 1 7.\n";
     em_param_store *ps = em_param_store_create();
     em_error e = {0};
     if (em_param_store_load_buffer(ps, "p.txt", ok, sizeof ok - 1, &e) != EM_OK) fail_msg("%s", e.msg);
@@ -430,11 +430,16 @@ static void test_param_store_reader_strict(void **state) {
                 "p.txt:2:16: parameter 'w': length '2x' is not a whole number in 1..268435456");
     STORE_FAILS("# ember parameter store v1\nw identity 0 0 +1 1\n", "length '+1' is not a whole number");
     STORE_FAILS("# ember parameter store v1\nw identity 0 0 99999999999999999999999 1\n", "is not a whole number");
+    STORE_FAILS("# ember parameter store v1\nw identity 0 0 268435456 1\n",
+                "p.txt:2:27: parameter 'w': the line ends after 1 of its 268435456 values");
     STORE_FAILS("# ember parameter store v1\nw identity 0 0 1 1 2\n", "p.txt:2:20: parameter 'w': text after its 1 values: '2'");
     STORE_FAILS("# ember parameter store v1\nw spline 0 0 1 1\n", "p.txt:2:3: parameter 'w': unknown transform 'spline'");
     STORE_FAILS("# ember parameter store v1\nw\n", "p.txt:2:2: parameter 'w': the line ends before its transform");
     STORE_FAILS("# ember parameter store v1\nw identity 0 0 1 1\nw identity 0 0 1 1\n",
                 "p.txt:3:1: parameter 'w' appears twice");
+    STORE_FAILS("# ember parameter store v1\nw interval 1 0 1 0\n", "p.txt:2:3: parameter 'w': interval transform: bounds (1, 0)");
+    STORE_FAILS("# ember parameter store v1\nw simplex 0 0 2 0 0\n",
+                "p.txt:2:3: parameter 'w': the simplex transform changes the length of 2 values");
     STORE_FAILS("# ember parameter store v10\n", "p.txt:1: not an ember parameter store file");
     STORE_FAILS("", "p.txt:1: not an ember parameter store file");
     STORE_FAILS("# ember parameter store v1\nw identity 0 0 1 1\0\n", "p.txt:2:19: binary data");

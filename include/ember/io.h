@@ -151,6 +151,9 @@ typedef struct em_cmdstan_draws {
 /* Read every column of a Stan CSV file (nan and inf values allowed, empty fields are errors).
  * Free the result with em_cmdstan_draws_free. */
 em_status em_cmdstan_read(const char *path, em_cmdstan_draws **out, em_error *err);
+/* The same from memory: buf[0..len) need not be NUL-terminated; name is used in messages. */
+em_status em_cmdstan_parse_buffer(const char *name, const char *buf, size_t len, em_cmdstan_draws **out,
+                                  em_error *err);
 /* Index of column name, or -1. */
 long em_cmdstan_column_index(const em_cmdstan_draws *d, const char *name);
 void em_cmdstan_draws_free(em_cmdstan_draws *d);

@@ -237,6 +237,7 @@ static em_status read_param(line_reader *lr, em_param_store *tmp, em_error *err)
         if (strlen(tn) == n && memcmp(tn, t, n) == 0) k = (em_transform_kind)i;
     }
     if (k == EM_TRANSFORM_COUNT) return bad(lr, t, err, "parameter '%s': unknown transform '%.*s'", name, SHOWN(n), t);
+    const char *kind_at = t;
     double lo, hi;
     em_status s = read_bound(lr, "lo", name, &lo, err);
     if (s == EM_OK) s = read_bound(lr, "hi", name, &hi, err);
@@ -247,17 +248,38 @@ static em_status read_param(line_reader *lr, em_param_store *tmp, em_error *err)
     if (n == 0 || i != n || len == 0 || len > MAX_LEN)
         return bad(lr, t, err, "parameter '%s': length '%.*s' is not a whole number in 1..%zu", name, SHOWN(n), t,
                    MAX_LEN);
-    double *u = malloc(len * sizeof *u);
-    if (!u) return em_error_set(err, EM_ERR_NOMEM, "%s:%zu: parameter '%s': out of memory for %zu values", lr->path,
-                                lr->line, name, len);
+    /* what em_param_store_add refuses, the file may not bring in either */
+    em_constraint c = {k, lo, hi};
+    em_error te = {0};
+    if (em_transform_validate(&c, &te) != EM_OK) return bad(lr, kind_at, err, "parameter '%s': %s", name, te.msg);
+    if (em_transform_free_len(&c, len) != len)
+        return bad(lr, kind_at, err, "parameter '%s': the %s transform changes the length of %zu values, which a "
+                   "parameter's may not", name, em_transform_name(k), len);
+    /* grown as values arrive, not allocated for len up front: a short line claiming 2^28
+     * values fails at its end rather than after a 2 GiB allocation */
+    double *u = NULL;
+    size_t cap = 0;
     for (size_t j = 0; j < len && s == EM_OK; j++) {
         n = next_token(lr, &t);
-        const char *why = "is not a finite number";
-        int r = n ? parse_token(t, n, 0, &u[j], &why) : EM_NUMBER_MISSING;
-        if (n == 0)
+        if (n == 0) {
             s = bad(lr, t, err, "parameter '%s': the line ends after %zu of its %zu values (a parameter's values are on "
                     "its own line)", name, j, len);
-        else if (r != EM_NUMBER_OK)
+            break;
+        }
+        if (j == cap) {
+            size_t nc = cap ? (2 * cap < len ? 2 * cap : len) : (len < 16 ? len : 16);
+            double *nu = realloc(u, nc * sizeof *nu);
+            if (!nu) {
+                s = em_error_set(err, EM_ERR_NOMEM, "%s:%zu: parameter '%s': out of memory for %zu values", lr->path,
+                                 lr->line, name, nc);
+                break;
+            }
+            u = nu;
+            cap = nc;
+        }
+        const char *why = "is not a finite number";
+        int r = parse_token(t, n, 0, &u[j], &why);
+        if (r != EM_NUMBER_OK)
             s = bad(lr, t, err, "parameter '%s': value %zu '%.*s' %s", name, j + 1, SHOWN(n), t,
                     r == EM_NUMBER_MISSING ? "is missing" : why);
     }
@@ -265,7 +287,7 @@ static em_status read_param(line_reader *lr, em_param_store *tmp, em_error *err)
         s = bad(lr, t, err, "parameter '%s': text after its %zu values: '%.*s'", name, len, SHOWN(n), t);
     if (s == EM_OK && em_param_store_find(tmp, name) >= 0)
         s = bad(lr, name_at, err, "parameter '%s' appears twice", name);
-    if (s == EM_OK) s = add_free(tmp, name, u, len, (em_constraint){k, lo, hi}, err);
+    if (s == EM_OK) s = add_free(tmp, name, u, len, c, err);
     free(u);
     return s;
 }
