@@ -7,6 +7,7 @@
 #   make sbc        simulation-based calibration of NUTS on the rugged model (R = 500)
 #   make install    PREFIX=/usr/local: headers, both libraries, pkg-config file ember.pc
 #   make notebooks  regenerate notebooks-export/ from a real run
+#   make fuzz       build every libFuzzer target in tests/fuzz/ and run each for FUZZ_SECONDS (60; needs clang)
 #   make clean
 #
 # Targets that need the Debian dependencies run scripts/install-deps.sh first (it installs only
@@ -17,6 +18,7 @@ VERSION   := $(shell sed -n 's/^\#define EMBER_VERSION "\(.*\)"/\1/p' include/em
 SANITIZE  ?= 0
 WERROR    ?= 0
 ARGS      ?=
+FUZZ_SECONDS ?= 60
 CC        ?= cc
 
 MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
@@ -65,7 +67,7 @@ EX_MODEL  := $(EX_DIR)/rugged_model.c
 
 HEADERS   := $(wildcard include/*.h include/ember/*.h src/internal/*.h)
 
-.PHONY: all lib deps run check bench install clean notebooks tests examples sbc
+.PHONY: all lib deps run check bench install clean notebooks tests examples sbc fuzz
 .DEFAULT_GOAL := all
 
 all: deps lib
@@ -136,6 +138,9 @@ install: all
 	install -m 755 $(LIB_SO) $(DESTDIR)$(PREFIX)/lib/
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@BLAS_INC@|$(BLAS_INC)|g' -e 's|@VERSION@|$(VERSION)|g' scripts/ember.pc.in \
 	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/ember.pc
+
+fuzz: deps
+	bash scripts/fuzz.sh $(FUZZ_SECONDS)
 
 notebooks: all $(EX_BIN)
 	bash scripts/export-notebooks.sh

@@ -9,7 +9,7 @@
 #                 compiles the models against libboost-dev, which r-cran-bh pulls in)
 #   --with-brms   r-cran-brms (regenerating the formula front end's reference posteriors,
 #                 tests/r/brms_reference.R, and the benchmark against brms; not needed by the tests)
-#   --with-fuzz   clang and its sanitizer runtime (the CSV reader's libFuzzer target)
+#   --with-fuzz   clang and its sanitizer runtime (the readers' libFuzzer targets, scripts/fuzz.sh)
 #   --with-python python3-nbformat (validates the exported notebooks)
 set -eu
 

@@ -3,7 +3,7 @@
 # promises: every output file, CmdStan's CSV layout (comment header, column header, adaptation
 # block, timing footer, >= 9 significant digits), summaries that agree with the draws (read
 # back with awk), the same summaries recomputed by R's posterior package when it is installed,
-# clear errors for bad options and a missing data file, and the files kept after Ctrl-C.
+# clear errors for bad options and a missing data file, and the files kept after Ctrl-C and SIGTERM.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ex=examples/bayesian_regression
@@ -247,6 +247,20 @@ else
   ok "missing data file: $(cat "$tmp/m.err")"
 fi
 
+# A data file with a header and no rows, or whose every row is dropped: a clear error (no read
+# past the empty columns, which the sanitizer build would report)
+head -n 1 "$ex/data/rugged_data.csv" >"$tmp/header_only.csv"
+printf 'cont_africa,rugged,rgdppc_2000\n1,0.5,\n' >"$tmp/all_dropped.csv"
+for f in header_only all_dropped; do
+  rc=0
+  "$bin" --data "$tmp/$f.csv" --out "$tmp/o_$f" --quiet >"$tmp/$f.out" 2>"$tmp/$f.err" || rc=$?
+  if [ "$rc" != 1 ] || ! grep -q "$tmp/$f.csv: no .*rows" "$tmp/$f.err" || grep -q "Sanitizer" "$tmp/$f.err"; then
+    fail "$f data file: exit $rc, message '$(head -3 "$tmp/$f.err")'"
+  else
+    ok "$f data file: $(cat "$tmp/$f.err")"
+  fi
+done
+
 # ---- without gnuplot: scripts and data are kept, and the report says how to draw them ------------
 mkdir -p "$tmp/nobin"
 rc=0
@@ -276,6 +290,24 @@ elif ! [ -s "$tmp/int/nuts_chain_1.csv" ] || ! grep -q "^# interrupted = 1" "$tm
   fail "interrupted run did not keep nuts_chain_1.csv with its draws: $(cat "$tmp/int.err")"
 else
   ok "Ctrl-C during NUTS: exit 130, $(grep -vc '^#' "$tmp/int/nuts_chain_1.csv") lines kept in nuts_chain_1.csv"
+fi
+
+# ---- SIGTERM (what Slurm sends) during NUTS: the same as Ctrl-C, and it says what it is doing --------
+(cd "$ex" && exec "$bin" --out "$tmp/term" --method nuts --chains 2 --samples 5000000 --warmup 200 --folds 0 \
+   --no-figures >"$tmp/term.out" 2>"$tmp/term.err") &
+pid=$!
+sleep $([ "$san" = "1" ] && echo 8 || echo 3)
+kill -TERM "$pid"
+rc=0
+wait "$pid" || rc=$?
+if [ "$rc" != 130 ]; then
+  fail "run stopped by SIGTERM exited $rc, expected 130: $(tail -3 "$tmp/term.err")"
+elif ! grep -q "^# interrupted = 1" "$tmp/term/nuts_chain_1.csv" || ! grep -q "^# interrupted = 1" "$tmp/term/nuts_chain_2.csv"; then
+  fail "run stopped by SIGTERM did not keep both chain files: $(tail -3 "$tmp/term.err")"
+elif ! grep -q "^\[nuts\] interrupted: writing the [0-9]* draws made to" "$tmp/term.err"; then
+  fail "run stopped by SIGTERM did not say what it does after the signal: $(tail -3 "$tmp/term.err")"
+else
+  ok "SIGTERM during NUTS: exit 130, both chain files kept, '$(grep -o 'writing the [0-9]* draws' "$tmp/term.err")'"
 fi
 
 if [ "$fails" -gt 0 ]; then

@@ -8,6 +8,8 @@
 #include <errno.h>
 #include <locale.h>
 #include <math.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -239,12 +241,12 @@ static void test_numbers(void **state) {
         snprintf(frag, sizeof frag, "test.csv:2:1: column 'x': '%s'", bad[i]);
         parse_fails(buf, (const char *[]){"x"}, 1, NULL, EM_ERR_PARSE, frag, strcmp(bad[i], "1e400") ? "not a number" : "out of range");
     }
-    /* a NUL byte inside a field is not silently cut off */
+    /* a NUL byte inside a field is not silently cut off: it is binary data */
     const char nul[] = "x\n1\0002\n";
     em_csv_table *t = NULL;
     em_error e = {0};
     assert_int_equal(em_csv_parse_buffer("nul.csv", nul, sizeof nul - 1, (const char *[]){"x"}, 1, NULL, &t, &e), EM_ERR_PARSE);
-    assert_non_null(strstr(e.msg, "nul.csv:2:1: column 'x': '1?2' is not a number"));
+    assert_non_null(strstr(e.msg, "nul.csv:2:2: binary data"));
     /* long offending text is truncated in the message */
     char longbuf[400];
     memset(longbuf, 'z', sizeof longbuf);
@@ -324,6 +326,74 @@ static void test_ragged_and_header_errors(void **state) {
     assert_int_equal(h->nrows, 0);
     assert_non_null(h->cols[0]);
     em_csv_table_free(h);
+}
+
+/* Parse len bytes of text (NULs allowed) expecting EM_ERR_PARSE with frag in the message. */
+static void binary_fails(const char *text, size_t len, const char *frag) {
+    em_csv_table *t = (em_csv_table *)1;
+    em_error e = {0};
+    assert_int_equal(em_csv_parse_buffer("bin.csv", text, len, NULL, 0, NULL, &t, &e), EM_ERR_PARSE);
+    assert_null(t);
+    if (!strstr(e.msg, frag)) fail_msg("message '%s' lacks '%s'", e.msg, frag);
+}
+
+/* Writes "1\n" into a pipe until the reader closes it. */
+static void *endless_writer(void *arg) {
+    int fd = *(int *)arg;
+    char chunk[4096];
+    for (size_t i = 0; i < sizeof chunk; i += 2) chunk[i] = '1', chunk[i + 1] = '\n';
+    while (write(fd, chunk, sizeof chunk) > 0) {
+    }
+    close(fd);
+    return NULL;
+}
+
+static void test_binary_input_and_empty_names(void **state) {
+    (void)state;
+    /* a NUL byte anywhere, header or body, before any other check; its line and column */
+    binary_fails("a\0,b\n1,2\n", 10, "bin.csv:1:2: binary data (a NUL byte) at line 1, column 2");
+    binary_fails("a,b\r\n1,2\r\n3,\0\n", 14, "bin.csv:3:3: binary data");
+    binary_fails("\xEF\xBB\xBF\0", 4, "bin.csv:1:1: binary data");
+    binary_fails("a\n\"x\ny\"\n1\0", 12, "bin.csv:4:2: binary data");
+    binary_fails("a\nzz,\0", 7, "bin.csv:2:4: binary data"); /* before the ragged row */
+
+    /* reading /dev/zero stops at its first byte instead of reading forever */
+    em_csv_table *t = (em_csv_table *)1;
+    em_error e = {0};
+    assert_int_equal(em_csv_read("/dev/zero", NULL, 0, NULL, &t, &e), EM_ERR_PARSE);
+    assert_null(t);
+    assert_non_null(strstr(e.msg, "/dev/zero:1:1: binary data"));
+    em_cmdstan_draws *d = (em_cmdstan_draws *)1;
+    em_error e2 = {0};
+    assert_int_equal(em_cmdstan_read("/dev/zero", &d, &e2), EM_ERR_PARSE);
+    assert_null(d);
+    assert_non_null(strstr(e2.msg, "/dev/zero:1:1: binary data"));
+
+    /* an endless text stream is cut off at the cap with a clear error */
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    signal(SIGPIPE, SIG_IGN);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, endless_writer, &fds[1]), 0);
+    char path[64];
+    snprintf(path, sizeof path, "/dev/fd/%d", fds[0]);
+    em_csv_options opt = {.max_stream_bytes = 1 << 20};
+    em_error e3 = {0};
+    t = (em_csv_table *)1;
+    assert_int_equal(em_csv_read(path, NULL, 0, &opt, &t, &e3), EM_ERR_IO);
+    assert_null(t);
+    assert_non_null(strstr(e3.msg, "more than 1048576 bytes from a pipe or device"));
+    close(fds[0]);
+    pthread_join(th, NULL);
+    signal(SIGPIPE, SIG_DFL);
+
+    /* empty header names, with their column */
+    parse_fails("a,,b\n1,2,3\n", NULL, 0, NULL, EM_ERR_PARSE,
+                "test.csv:1:3: empty column name in the header (column 2 of 3)", NULL);
+    parse_fails("a,b,\n1,2,3\n", (const char *[]){"a"}, 1, NULL, EM_ERR_PARSE,
+                "test.csv:1:5: empty column name in the header (column 3 of 3)", NULL);
+    parse_fails("\n x ,\"\"\n1,2\n", (const char *[]){"x"}, 1, NULL, EM_ERR_PARSE,
+                "test.csv:2:5: empty column name in the header (column 2 of 2)", NULL);
 }
 
 static void test_all_columns_and_comments(void **state) {
@@ -660,6 +730,24 @@ static void test_cmdstan_errors(void **state) {
 }
 
 /* A file in CmdStan's own layout (hand-written, not by our writer) reads back. */
+/* The reader from memory: what em_cmdstan_read does with the file, and the same errors. */
+static void test_cmdstan_parse_buffer(void **state) {
+    (void)state;
+    const char text[] = "# model = m\nlp__,theta.1\n# Step size = 0.5\n-1.5,nan\n-2,-inf\n#  Elapsed Time: 0.01";
+    em_cmdstan_draws *d = NULL;
+    em_error e = {0};
+    assert_int_equal(em_cmdstan_parse_buffer("mem.csv", text, sizeof text - 1, &d, &e), EM_OK);
+    assert_int_equal(d->ncols, 2);
+    assert_int_equal(d->ndraws, 2);
+    assert_int_equal(em_cmdstan_column_index(d, "theta.1"), 1);
+    assert_true(d->draws[0] == -1.5 && isnan(d->draws[1]) && d->draws[2] == -2 && isinf(d->draws[3]));
+    em_cmdstan_draws_free(d);
+    d = (em_cmdstan_draws *)1;
+    assert_int_equal(em_cmdstan_parse_buffer("mem.csv", "lp__\n0x10\n", 10, &d, &e), EM_ERR_PARSE);
+    assert_null(d);
+    assert_non_null(strstr(e.msg, "mem.csv:2:1: column 'lp__': '0x10' is not a number"));
+}
+
 static void test_cmdstan_read_foreign(void **state) {
     (void)state;
     em_cmdstan_draws *d = NULL;
@@ -734,6 +822,7 @@ int main(void) {
         cmocka_unit_test(test_nonfinite_option),
         cmocka_unit_test(test_missing_policy),
         cmocka_unit_test(test_ragged_and_header_errors),
+        cmocka_unit_test(test_binary_input_and_empty_names),
         cmocka_unit_test(test_all_columns_and_comments),
         cmocka_unit_test(test_locale_independent),
         cmocka_unit_test(test_big_input),
@@ -741,6 +830,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_cmdstan_roundtrip_exact, setup_tmp, teardown_tmp),
         cmocka_unit_test_setup_teardown(test_cmdstan_nine_digits, setup_tmp, teardown_tmp),
         cmocka_unit_test_setup_teardown(test_cmdstan_errors, setup_tmp, teardown_tmp),
+        cmocka_unit_test(test_cmdstan_parse_buffer),
         cmocka_unit_test(test_cmdstan_read_foreign),
         cmocka_unit_test_setup_teardown(test_cmdstan_read_by_r, setup_tmp, teardown_tmp),
     };

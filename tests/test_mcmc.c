@@ -9,6 +9,7 @@
  * fails one check near 6e-5. */
 #include "util/testutil.h"
 
+#include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -35,7 +36,8 @@ typedef struct gauss {
     atomic_long evals;
     long cancel_after; /* > 0: set *cancel_flag after this many evaluations */
     volatile int *cancel_flag;
-    long sigint_after; /* > 0: raise(SIGINT) once after this many evaluations */
+    long sigint_after; /* > 0: raise(signo, SIGINT when 0) once after this many evaluations */
+    int signo;
     atomic_int raised;
 } gauss;
 
@@ -44,7 +46,7 @@ static em_status gauss_fn(void *ctx, const double *x, double *lp, double *grad, 
     long n = atomic_fetch_add(&g->evals, 1) + 1;
     if (g->cancel_after > 0 && n >= g->cancel_after) __atomic_store_n(g->cancel_flag, 1, __ATOMIC_RELAXED);
     if (g->sigint_after > 0 && n >= g->sigint_after && atomic_exchange(&g->raised, 1) == 0)
-        raise(SIGINT);
+        raise(g->signo ? g->signo : SIGINT);
     if (g->has_bad && x[0] > g->bad_above)
         return em_error_set(err, EM_ERR_DOMAIN, "x[0] = %g is above %g", x[0], g->bad_above);
     size_t d = g->d;
@@ -869,6 +871,45 @@ static void test_config_validation(void **state) {
     em_logdensity_destroy(ld);
 }
 
+/* Counts near INT_MAX: validated with their arithmetic in size_t, never overflowing an int. */
+static void test_config_limits(void **state) {
+    (void)state;
+    em_mcmc_config d = em_mcmc_config_default(), c;
+    c = d, c.num_chains = EM_MCMC_MAX_CHAINS + 1, expect_arg_error(c, "num_chains = 65537, must be in 1..65536");
+    c = d, c.num_threads = INT_MAX, expect_arg_error(c, "num_threads = 2147483647");
+    /* the documented cap of 10^6 leapfrog steps holds for a count the user gives */
+    c = d, c.algorithm = EM_MCMC_HMC, c.hmc_num_steps = INT_MAX,
+    expect_arg_error(c, "hmc_num_steps = 2147483647, must be in 0..1000000");
+    c = d, c.hmc_num_steps = EM_MCMC_HMC_MAX_STEPS + 1, expect_arg_error(c, "hmc_num_steps = 1000001");
+    c = d, c.algorithm = EM_MCMC_HMC, c.hmc_num_steps = EM_MCMC_HMC_MAX_STEPS;
+    em_error err = {0};
+    assert_int_equal(em_mcmc_config_validate(&c, &err), EM_OK);
+
+    double one = 1;
+    gauss g = {.d = 1, .prec_diag = &one};
+    em_logdensity *ld = em_logdensity_from_fn(1, gauss_fn, &g, NULL);
+    em_mcmc_result *r = NULL;
+    /* thin = INT_MAX keeps one row per phase; a run cancelled before it starts has none */
+    volatile int cancel = 1;
+    c = d, c.num_chains = 2, c.num_warmup = INT_MAX, c.num_samples = INT_MAX, c.thin = INT_MAX, c.save_warmup = 1;
+    c.cancel = &cancel;
+    assert_int_equal(em_mcmc_run(ld, &c, &r, &err), EM_ERR_INTERRUPTED);
+    assert_non_null(r);
+    assert_int_equal(r->chains[0].num_draws, 0);
+    assert_int_equal(r->chains[1].samples_done, 0);
+    em_mcmc_result_free(r);
+    r = (em_mcmc_result *)1;
+    /* 4 x 2^31 rows of 8 + 1 doubles: more memory than any machine this runs on has */
+    c = d, c.num_samples = INT_MAX, c.cancel = &cancel;
+    em_error_clear(&err);
+    assert_int_equal(em_mcmc_run(ld, &c, &r, &err), EM_ERR_ARG);
+    assert_null(r);
+    if (!strstr(err.msg, "4 chains x 2147483647 saved rows (num_warmup 1000 not saved, num_samples 2147483647, thin 1)"
+                         " x (8 columns + 1 unconstrained) doubles need 618475290336 bytes, more than can be allocated"))
+        fail_msg("message: %s", err.msg);
+    em_logdensity_destroy(ld);
+}
+
 /* ---- thinning, saved warmup and the extract helper ----------------------------------------- */
 
 static void test_thin_save_warmup(void **state) {
@@ -950,33 +991,39 @@ static void test_handler(int s) {
     test_handler_hits++;
 }
 
-static void test_sigint(void **state) {
+/* SIGINT, and SIGTERM (what Slurm sends) and SIGHUP alike: the run stops and keeps its draws,
+ * and the caller's handler is back afterwards. */
+static void test_signals(void **state) {
     (void)state;
-    struct sigaction sa, old;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = test_handler;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, &old);
+    const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
+    for (size_t i = 0; i < 3; i++) {
+        struct sigaction sa, old;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = test_handler;
+        sigemptyset(&sa.sa_mask);
+        sigaction(sigs[i], &sa, &old);
+        test_handler_hits = 0;
 
-    double one = 1;
-    gauss g = {.d = 1, .prec_diag = &one, .sigint_after = 3000};
-    em_logdensity *ld = em_logdensity_from_fn(1, gauss_fn, &g, NULL);
-    em_mcmc_config c = small_config();
-    c.num_chains = 2;
-    c.num_warmup = 100;
-    c.num_samples = 100000;
-    c.save_warmup = 0;
-    c.handle_sigint = 1;
-    em_error err = {0};
-    em_mcmc_result *r = NULL;
-    assert_int_equal(em_mcmc_run(ld, &c, &r, &err), EM_ERR_INTERRUPTED);
-    assert_int_equal(test_handler_hits, 0); /* ours was replaced during the run */
-    check_partial(r, 100000);
-    em_mcmc_result_free(r);
-    raise(SIGINT); /* and restored afterwards */
-    assert_int_equal(test_handler_hits, 1);
-    sigaction(SIGINT, &old, NULL);
-    em_logdensity_destroy(ld);
+        double one = 1;
+        gauss g = {.d = 1, .prec_diag = &one, .sigint_after = 3000, .signo = sigs[i]};
+        em_logdensity *ld = em_logdensity_from_fn(1, gauss_fn, &g, NULL);
+        em_mcmc_config c = small_config();
+        c.num_chains = 2;
+        c.num_warmup = 100;
+        c.num_samples = 100000;
+        c.save_warmup = 0;
+        c.handle_sigint = 1;
+        em_error err = {0};
+        em_mcmc_result *r = NULL;
+        if (em_mcmc_run(ld, &c, &r, &err) != EM_ERR_INTERRUPTED) fail_msg("signal %d: %s", sigs[i], err.msg);
+        assert_int_equal(test_handler_hits, 0); /* ours was replaced during the run */
+        check_partial(r, 100000);
+        em_mcmc_result_free(r);
+        raise(sigs[i]); /* and restored afterwards */
+        assert_int_equal(test_handler_hits, 1);
+        sigaction(sigs[i], &old, NULL);
+        em_logdensity_destroy(ld);
+    }
 }
 
 /* ---- progress ------------------------------------------------------------------------------ */
@@ -1023,6 +1070,7 @@ int main(void) {
         cmocka_unit_test(test_dual_averaging),
         cmocka_unit_test(test_metric_estimator),
         cmocka_unit_test(test_config_validation),
+        cmocka_unit_test(test_config_limits),
         cmocka_unit_test(test_normal_1d),
         cmocka_unit_test(test_normal_10d),
         cmocka_unit_test(test_correlated_diag),
@@ -1040,7 +1088,7 @@ int main(void) {
         cmocka_unit_test(test_init_values),
         cmocka_unit_test(test_thin_save_warmup),
         cmocka_unit_test(test_cancel_flag),
-        cmocka_unit_test(test_sigint),
+        cmocka_unit_test(test_signals),
         cmocka_unit_test(test_progress_lines),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -386,6 +386,87 @@ static void param_model(em_model *m, const void *arg) {
     em_factor(m, "f", em_sum(m, em_mul(m, loc, sc)));
 }
 
+/* Load text into a fresh store expecting EM_ERR_PARSE with frag in the message. */
+static void store_fails(const char *text, size_t len, const char *frag) {
+    em_param_store *ps = em_param_store_create();
+    em_error e = {0};
+    em_status st = em_param_store_load_buffer(ps, "p.txt", text, len, &e);
+    if (st != EM_ERR_PARSE) fail_msg("status %s for '%s': %s", em_status_str(st), text, e.msg);
+    if (!strstr(e.msg, frag)) fail_msg("message '%s' lacks '%s'", e.msg, frag);
+    assert_int_equal(em_param_store_count(ps), 0);
+    em_param_store_destroy(ps);
+}
+#define STORE_FAILS(text, frag) store_fails(text, sizeof text - 1, frag)
+
+/* The parameter-store reader: the CSV reader's number grammar, a parameter per line, and the
+ * right line after blank lines. */
+static void test_param_store_reader_strict(void **state) {
+    (void)state;
+    /* accepted: blank lines, CRLF, the writer's -inf/inf/nan bounds, exponents */
+    const char ok[] = "# ember parameter store v1\r\n\n  \nw identity 0 0 2 1.5 -2e-3\r\n\n"
+                      "s upper -inf 3 1 .25\nt identity nan nan 1 7.\n";
+    em_param_store *ps = em_param_store_create();
+    em_error e = {0};
+    if (em_param_store_load_buffer(ps, "p.txt", ok, sizeof ok - 1, &e) != EM_OK) fail_msg("%s", e.msg);
+    assert_int_equal(em_param_store_count(ps), 3);
+    const double *v = em_param_store_values(ps);
+    assert_true(v[0] == 1.5 && v[1] == -2e-3 && v[2] == 0.25 && v[3] == 7.0);
+    em_param_store_destroy(ps);
+
+    /* hex was read as 16 */
+    STORE_FAILS("# ember parameter store v1\nw identity 0 0 1 0x10\n",
+                "p.txt:2:18: parameter 'w': value 1 '0x10' is not a number");
+    STORE_FAILS("# ember parameter store v1\nw identity 0x1 0 1 1\n", "p.txt:2:12: parameter 'w': lo '0x1' is not a number");
+    /* a vector split over two lines was read as one */
+    STORE_FAILS("# ember parameter store v1\nw identity 0 0 2 1\n2\n",
+                "p.txt:2:19: parameter 'w': the line ends after 1 of its 2 values");
+    /* the line is counted across blank lines */
+    STORE_FAILS("# ember parameter store v1\n\nw identity 0 0 1 1\n\n\nv identity 0 0 1 1e\n",
+                "p.txt:6:18: parameter 'v': value 1 '1e' is not a number (exponent without digits)");
+    STORE_FAILS("# ember parameter store v1\nw identity 0 0 1 inf\n", "p.txt:2:18: parameter 'w': value 1 'inf' is not");
+    STORE_FAILS("# ember parameter store v1\nw identity 0 0 1 NaN\n", "p.txt:2:18: parameter 'w': value 1 'NaN' is missing");
+    STORE_FAILS("# ember parameter store v1\nw identity 0 0 1 1e400\n", "value 1 '1e400' is out of range");
+    STORE_FAILS("# ember parameter store v1\nw identity 0 0 2x 1 2\n",
+                "p.txt:2:16: parameter 'w': length '2x' is not a whole number in 1..268435456");
+    STORE_FAILS("# ember parameter store v1\nw identity 0 0 +1 1\n", "length '+1' is not a whole number");
+    STORE_FAILS("# ember parameter store v1\nw identity 0 0 99999999999999999999999 1\n", "is not a whole number");
+    STORE_FAILS("# ember parameter store v1\nw identity 0 0 268435456 1\n",
+                "p.txt:2:27: parameter 'w': the line ends after 1 of its 268435456 values");
+    STORE_FAILS("# ember parameter store v1\nw identity 0 0 1 1 2\n", "p.txt:2:20: parameter 'w': text after its 1 values: '2'");
+    STORE_FAILS("# ember parameter store v1\nw spline 0 0 1 1\n", "p.txt:2:3: parameter 'w': unknown transform 'spline'");
+    STORE_FAILS("# ember parameter store v1\nw\n", "p.txt:2:2: parameter 'w': the line ends before its transform");
+    STORE_FAILS("# ember parameter store v1\nw identity 0 0 1 1\nw identity 0 0 1 1\n",
+                "p.txt:3:1: parameter 'w' appears twice");
+    STORE_FAILS("# ember parameter store v1\nw interval 1 0 1 0\n", "p.txt:2:3: parameter 'w': interval transform: bounds (1, 0)");
+    STORE_FAILS("# ember parameter store v1\nw simplex 0 0 2 0 0\n",
+                "p.txt:2:3: parameter 'w': the simplex transform changes the length of 2 values");
+    STORE_FAILS("# ember parameter store v10\n", "p.txt:1: not an ember parameter store file");
+    STORE_FAILS("", "p.txt:1: not an ember parameter store file");
+    STORE_FAILS("# ember parameter store v1\nw identity 0 0 1 1\0\n", "p.txt:2:19: binary data");
+    /* the last token may end an unterminated buffer */
+    const char cut[] = "# ember parameter store v1\nw identity 0 0 1 12345";
+    ps = em_param_store_create();
+    em_error_clear(&e);
+    assert_int_equal(em_param_store_load_buffer(ps, "p.txt", cut, sizeof cut - 3, &e), EM_OK);
+    assert_true(em_param_store_values(ps)[0] == 123);
+    em_param_store_destroy(ps);
+    /* and the file reader says the same, with the file's name */
+    char path[] = "/tmp/ember_ps_strict_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    const char bad[] = "# ember parameter store v1\n\n\nw identity 0 0 1 0x10\n";
+    assert_int_equal(write(fd, bad, sizeof bad - 1), (ssize_t)(sizeof bad - 1));
+    close(fd);
+    ps = em_param_store_create();
+    em_error_clear(&e);
+    assert_int_equal(em_param_store_load(ps, path, &e), EM_ERR_PARSE);
+    char want[128];
+    snprintf(want, sizeof want, "%s:4:18: parameter 'w': value 1 '0x10' is not a number", path);
+    if (!strstr(e.msg, want)) fail_msg("message '%s' lacks '%s'", e.msg, want);
+    em_param_store_destroy(ps);
+    unlink(path);
+}
+
 static void test_param_store_grad_and_file(void **state) {
     (void)state;
     em_error err = {0};
@@ -532,6 +613,91 @@ static void test_logdensity_errors(void **state) {
     assert_non_null(strstr(e2.msg, "'k'"));
 }
 
+/* Invalid distribution arguments inside a model, one case per value. */
+static int bad_arg_case;
+static void bad_arg_model(em_model *m, const void *arg) {
+    (void)arg;
+    static const double y[3] = {1, 2, 3};
+    em_var mu = em_sample(m, "mu", em_normal(m, 0.0, 1.0));
+    switch (bad_arg_case) {
+    case 0: em_observe(m, "obs", em_normal(m, mu, -1.0), y, 3); break;
+    case 1: em_observe(m, "obs", em_normal(m, mu, NAN), y, 3); break;
+    case 2: em_sample(m, "u", em_uniform(m, 2.0, 1.0)); break;
+    case 3: em_observe(m, "obs", em_normal(m, NAN, 1.0), y, 3); break;
+    case 4: em_observe(m, "obs", em_normal(m, 0.0, mu), y, 3); break; /* fails only where mu <= 0 */
+    }
+}
+
+/* Every model error names the site, whether the model runs or its tape is replayed. */
+static void test_errors_name_the_site(void **state) {
+    (void)state;
+    static const struct {
+        const char *site, *what;
+    } want[] = {{"obs", "Normal: scale[0] = -1 must be positive"},
+                {"obs", "Normal: scale[0] = nan must be positive"},
+                {"u", "Uniform: hi[0] = 1 must be greater than lo[0] = 2"},
+                {"obs", "Normal: loc[0] = nan must be finite"}};
+    for (int replay = 0; replay <= 1; replay++)
+        for (bad_arg_case = 0; bad_arg_case < 4; bad_arg_case++) {
+            char frag[160];
+            snprintf(frag, sizeof frag, "site '%s': %s", want[bad_arg_case].site, want[bad_arg_case].what);
+            em_error e = {0};
+            em_logdensity_options opt = {.seed = 3, .no_replay = !replay};
+            em_logdensity *ld = em_logdensity_from_model(bad_arg_model, NULL, &opt, &e);
+            if (!ld) { /* the discovery run already failed */
+                if (!strstr(e.msg, frag)) fail_msg("case %d: '%s' lacks '%s'", bad_arg_case, e.msg, frag);
+                continue;
+            }
+            double th = 0.25, lp, g;
+            assert_int_equal(em_logdensity_eval(ld, &th, &lp, &g, &e), EM_ERR_DOMAIN);
+            if (!strstr(e.msg, frag)) fail_msg("case %d, replay %d: '%s' lacks '%s'", bad_arg_case, replay, e.msg, frag);
+            em_logdensity_destroy(ld);
+        }
+    /* a replayed tape: the first evaluation is fine and records it, a later one fails */
+    {
+        bad_arg_case = 4;
+        em_error e = {0};
+        em_logdensity *ld = em_logdensity_from_model(bad_arg_model, NULL, NULL, &e);
+        assert_non_null(ld);
+        double th = 20.0, lp, g;
+        if (em_logdensity_eval(ld, &th, &lp, &g, &e) != EM_OK) fail_msg("first evaluation: %s", e.msg);
+        assert_true(em_logdensity_replays(ld));
+        th = -0.5;
+        assert_int_equal(em_logdensity_eval(ld, &th, &lp, &g, &e), EM_ERR_DOMAIN);
+        const char *frag = "site 'obs': Normal: scale[0] = -0.5 must be positive";
+        if (!strstr(e.msg, frag)) fail_msg("replayed: '%s' lacks '%s'", e.msg, frag);
+        em_logdensity_destroy(ld);
+    }
+}
+
+/* A model bound to no data: observe of 0 values, em_data of 0 values, a plate of size 0. */
+static int no_data_case;
+static void no_data_model(em_model *m, const void *arg) {
+    (void)arg;
+    static const double y[1] = {0};
+    em_var mu = em_sample(m, "mu", em_normal(m, 0.0, 1.0));
+    if (no_data_case == 0) {
+        em_observe(m, "obs", em_normal(m, mu, 1.0), y, 0);
+        return;
+    }
+    em_var x = em_data(m, y, 0);
+    EM_PLATE(m, p, "rows", 0, 0) {
+        em_observe(m, "obs", em_normal(m, em_mul(m, mu, x), 1.0), y, 0);
+    }
+}
+
+static void test_model_without_data_is_an_error(void **state) {
+    (void)state;
+    static const char *const want[] = {"observe 'obs': no data (0 values)",
+                                       "const: empty 0x1 data (a data set with no rows?) (after site 'mu')"};
+    for (no_data_case = 0; no_data_case < 2; no_data_case++) {
+        em_error e = {0};
+        assert_null(em_logdensity_from_model(no_data_model, NULL, NULL, &e));
+        assert_true(e.status == EM_ERR_ARG || e.status == EM_ERR_SHAPE);
+        if (!strstr(e.msg, want[no_data_case])) fail_msg("message '%s' lacks '%s'", e.msg, want[no_data_case]);
+    }
+}
+
 static void param_latent_model(em_model *m, const void *arg) {
     (void)arg;
     const double s0 = 2.0;
@@ -598,6 +764,9 @@ int main(void) {
         cmocka_unit_test(test_logdensity_errors),
         cmocka_unit_test(test_logdensity_reads_params_as_constants),
         cmocka_unit_test(test_no_allocation_after_warmup),
+        cmocka_unit_test(test_param_store_reader_strict),
+        cmocka_unit_test(test_errors_name_the_site),
+        cmocka_unit_test(test_model_without_data_is_an_error),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -4,7 +4,9 @@
 #include "rugged_model.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define RUGGED_CSV "examples/bayesian_regression/data/rugged_data.csv"
 
@@ -31,6 +33,32 @@ static void test_missing_file_is_a_clear_error(void **state) {
     em_error err = {0};
     assert_int_equal(rugged_data_load("no/such/rugged.csv", &d, &err), EM_ERR_IO);
     assert_non_null(strstr(err.msg, "no/such/rugged.csv"));
+}
+
+/* A data file with a header and no rows, or whose every row is dropped: a clear error from the
+ * loader, before anything indexes the (empty) columns. */
+static void test_no_rows_is_a_clear_error(void **state) {
+    (void)state;
+    static const char *const texts[] = {
+        "cont_africa,rugged,rgdppc_2000\n",
+        "cont_africa,rugged,rgdppc_2000\n1,0.5,\n0,NA,1000\n",
+    };
+    static const char *const want[] = {"no data rows after the header",
+                                       "no usable rows: all 2 data rows miss cont_africa, rugged or rgdppc_2000"};
+    for (int k = 0; k < 2; k++) {
+        char path[] = "/tmp/ember_rugged_XXXXXX";
+        int fd = mkstemp(path);
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, texts[k], strlen(texts[k])), (ssize_t)strlen(texts[k]));
+        close(fd);
+        rugged_data d;
+        em_error err = {0};
+        assert_int_equal(rugged_data_load(path, &d, &err), EM_ERR_PARSE);
+        assert_non_null(strstr(err.msg, path));
+        if (!strstr(err.msg, want[k])) fail_msg("message '%s' lacks '%s'", err.msg, want[k]);
+        assert_null(d.table);
+        unlink(path);
+    }
 }
 
 static void test_logdensity_matches_hand_written(void **state) {
@@ -60,6 +88,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_data_loads_170_rows),
         cmocka_unit_test(test_missing_file_is_a_clear_error),
+        cmocka_unit_test(test_no_rows_is_a_clear_error),
         cmocka_unit_test(test_logdensity_matches_hand_written),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -10,6 +10,7 @@
  * examples/bayesian_regression/data/. */
 #include "util/testutil.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -350,6 +351,27 @@ static void test_nonreparam_guide_is_error(void **state) {
     em_svi_destroy(s);
 }
 
+static void svi_options_fail(em_svi_options so, const char *frag) {
+    em_optim_config oc = em_optim_defaults(EM_OPTIM_ADAM, 0.01);
+    em_error e = {0};
+    assert_null(em_svi_create(conj1_model, NULL, conj1_guide, NULL, &oc, &so, &e));
+    assert_int_equal(e.status, EM_ERR_ARG);
+    if (!strstr(e.msg, frag)) fail_msg("message '%s' lacks '%s'", e.msg, frag);
+}
+
+/* Every option has a documented range; values outside it are refused, naming field and value. */
+static void test_options_validation(void **state) {
+    (void)state;
+    em_error e = {0};
+    assert_int_equal(em_svi_options_validate(&(em_svi_options){0}, &e), EM_OK);
+    svi_options_fail((em_svi_options){.num_particles = -1}, "num_particles = -1, must be in 0..1048576");
+    svi_options_fail((em_svi_options){.num_particles = INT_MAX}, "num_particles = 2147483647");
+    svi_options_fail((em_svi_options){.elbo = (em_elbo_kind)9}, "elbo = 9");
+    svi_options_fail((em_svi_options){.rel_tol = NAN}, "rel_tol = nan");
+    svi_options_fail((em_svi_options){.rel_tol = INFINITY}, "rel_tol = inf");
+    svi_options_fail((em_svi_options){.window = SIZE_MAX}, "window = 18446744073709551615, must be in 0..1073741824");
+}
+
 static void wrong_name_guide(em_model *m, const void *arg) {
     (void)arg;
     em_var loc = em_param(m, "q_loc", (double[]){0.0}, 1, EM_CONSTRAINT_REAL);
@@ -675,6 +697,7 @@ int main(void) {
         cmocka_unit_test(test_rugged_part2_mvn),
         cmocka_unit_test(test_rugged_laplace_mode),
         cmocka_unit_test(test_rugged_init_strategies),
+        cmocka_unit_test(test_options_validation),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -97,12 +97,21 @@ static em_status run_nuts(run *r) {
     printf("%d chain%s x %d draws after %d warmup iterations; diagonal metric, target accept_stat__ 0.8,\n"
            "maximum tree depth 10 (Stan's defaults).\n",
            o->chains, o->chains > 1 ? "s" : "", o->samples, o->warmup);
-    progress("[nuts] %d chains x (%d warmup + %d draws); Ctrl-C stops them and keeps the draws made", o->chains,
+    progress("[nuts] %d chains x (%d warmup + %d draws); Ctrl-C (or SIGTERM, SIGHUP) stops them and keeps the draws made", o->chains,
              o->warmup, o->samples);
     nuts_spec ns = {.chains = o->chains, .samples = o->samples, .warmup = o->warmup,
                     .seed = em_seed_mix(o->seed, 20), .progress = !o->quiet, .handle_sigint = 1};
     em_status s = nuts_run(&r->d, &ns, &r->nuts_post, &r->err);
     if (s != EM_OK && s != EM_ERR_INTERRUPTED) return s;
+    if (s == EM_ERR_INTERRUPTED) {
+        /* Writing and summarising a long run's draws takes seconds (formatting them, ESS by FFT):
+         * say so, rather than look hung, and say how to skip it (the handler is gone now). */
+        const em_mcmc_result *res = em_posterior_mcmc(r->nuts_post);
+        size_t made = 0;
+        for (size_t c = 0; c < res->num_chains; c++) made += res->chains[c].num_draws;
+        progress("[nuts] interrupted: writing the %zu draws made to %s/ and summarising them (signal again to quit "
+                 "at once)", made, o->out);
+    }
     em_status ws = write_nuts_chains(o->out, r->nuts_post, o->data, &r->chains_written, &r->chains_complete, &r->err);
     if (ws != EM_OK) return ws;
     if (s == EM_ERR_INTERRUPTED) {

@@ -21,6 +21,16 @@ em_status rugged_data_load(const char *path, rugged_data *d, em_error *err) {
     em_csv_options opt = {.missing = EM_CSV_MISSING_DROP_ROW};
     em_status s = em_csv_read(path, cols, 3, &opt, &d->table, err);
     if (s != EM_OK) return s;
+    if (d->table->nrows == 0) {
+        /* nothing below (nor the model) has a row to read: say why there is none */
+        if (d->table->dropped)
+            em_error_set(err, EM_ERR_PARSE, "%s: no usable rows: all %zu data rows miss cont_africa, rugged or "
+                         "rgdppc_2000", path, d->table->dropped);
+        else
+            em_error_set(err, EM_ERR_PARSE, "%s: no data rows after the header", path);
+        rugged_data_free(d);
+        return EM_ERR_PARSE;
+    }
     d->n = d->table->nrows;
     d->africa = d->table->cols[0];
     d->rugged = d->table->cols[1];

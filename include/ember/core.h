@@ -36,7 +36,7 @@ typedef enum em_status {
     EM_ERR_MODEL,        /* a model's structure: duplicate or unknown site, changed between runs */
     EM_ERR_IO,           /* a file could not be opened, read, written or renamed */
     EM_ERR_PARSE,        /* malformed input text */
-    EM_ERR_INTERRUPTED,  /* the run was interrupted (SIGINT); what was produced is kept */
+    EM_ERR_INTERRUPTED,  /* the run was interrupted (a signal, a cancel flag); what was produced is kept */
     EM_STATUS_COUNT
 } em_status;
 

@@ -31,7 +31,10 @@ extern "C" {
  *    closing quote; a quote inside an unquoted field is an ordinary character;
  *  - lines end in LF, CRLF or a lone CR; the final newline may be missing; a UTF-8 byte-order
  *    mark at the start is skipped; completely empty lines are skipped;
- *  - every row must have exactly as many fields as the header.
+ *  - every row must have exactly as many fields as the header, and no header name is empty;
+ *  - the input is text: a NUL byte anywhere (header or body) is an error naming its line and
+ *    column, found before anything else is parsed, and em_csv_read stops reading at it (so a
+ *    binary file or /dev/zero fails at once rather than being read to the end).
  *
  * Numbers (numeric columns) are parsed with C-locale rules whatever the process locale:
  *   [spaces] [+|-] digits [. [digits]] | . digits   [(e|E) [+|-] digits] [spaces]
@@ -61,6 +64,9 @@ typedef struct em_csv_options {
     /* When nonzero, "nan", "inf", "infinity" with optional sign (any case) are numbers, and
      * "NaN" is then a NaN value rather than a missing one. Off for data files. */
     int allow_nonfinite;
+    /* em_csv_read from a pipe or device (not a regular file): an error past this many bytes,
+     * rather than holding an unbounded stream in memory. 0: 1 GiB. */
+    size_t max_stream_bytes;
 } em_csv_options;
 
 typedef struct em_csv_table {
@@ -80,8 +86,8 @@ typedef struct em_csv_table {
  * path. columns == NULL with ncols == 0 selects every column of the file as numeric.
  * opt may be NULL (defaults: missing values are errors, no text columns, no comments).
  * On success *out is a new table (free with em_csv_table_free); on failure *out is NULL and
- * err says where and why (EM_ERR_IO for a file that cannot be read, EM_ERR_PARSE for bad
- * content, EM_ERR_ARG for an unknown or repeated column name, EM_ERR_NOMEM). */
+ * err says where and why (EM_ERR_IO for a file that cannot be read or a stream longer than
+ * max_stream_bytes, EM_ERR_PARSE for bad content, EM_ERR_ARG for an unknown or repeated column name, EM_ERR_NOMEM). */
 em_status em_csv_read(const char *path, const char *const *columns, size_t ncols,
                       const em_csv_options *opt, em_csv_table **out, em_error *err);
 
@@ -184,6 +190,9 @@ typedef struct em_cmdstan_draws {
 /* Read every column of a Stan CSV file (nan and inf values allowed, empty fields are errors).
  * Free the result with em_cmdstan_draws_free. */
 em_status em_cmdstan_read(const char *path, em_cmdstan_draws **out, em_error *err);
+/* The same from memory: buf[0..len) need not be NUL-terminated; name is used in messages. */
+em_status em_cmdstan_parse_buffer(const char *name, const char *buf, size_t len, em_cmdstan_draws **out,
+                                  em_error *err);
 /* Index of column name, or -1. */
 long em_cmdstan_column_index(const em_cmdstan_draws *d, const char *name);
 void em_cmdstan_draws_free(em_cmdstan_draws *d);

@@ -14,9 +14,9 @@
  * energy__, then the constrained outputs of the density — so a CmdStan CSV writer can dump it
  * as it is; and the unconstrained draws, the adapted step size and inverse metric, and timings.
  *
- * An interrupted run (SIGINT when cfg.handle_sigint is set, or *cfg.cancel set by the caller)
- * stops every chain after its current iteration and returns EM_ERR_INTERRUPTED together with
- * a result holding every completed draw.
+ * An interrupted run (SIGINT, SIGTERM or SIGHUP when cfg.handle_sigint is set, or *cfg.cancel
+ * set by the caller) stops every chain after its current iteration and returns
+ * EM_ERR_INTERRUPTED together with a result holding every completed draw.
  */
 #ifndef EMBER_MCMC_H
 #define EMBER_MCMC_H
@@ -54,49 +54,55 @@ enum {
     EM_MCMC_NUM_SAMPLER_COLS
 };
 
+/* Every field has a range, given after its default, that em_mcmc_config_validate (and so
+ * em_mcmc_run) checks; flags are zero or non-zero. Besides the fields one by one, a run must
+ * fit in memory: chains x saved rows x (columns + dim) doubles, counted in size_t with
+ * overflow checks, may not exceed the machine's physical memory (EM_ERR_ARG with the figures). */
 typedef struct em_mcmc_config {
-    em_mcmc_algorithm algorithm; /* EM_MCMC_NUTS */
-    int num_chains;              /* 4 */
-    int num_threads;             /* 0: min(num_chains, online CPUs) */
-    int num_warmup;              /* 1000 */
-    int num_samples;             /* 1000 */
-    int thin;                    /* 1: keep every thin-th iteration (warmup too, when saved) */
+    em_mcmc_algorithm algorithm; /* EM_MCMC_NUTS; EM_MCMC_NUTS or EM_MCMC_HMC */
+    int num_chains;              /* 4; 1..EM_MCMC_MAX_CHAINS */
+    int num_threads;             /* 0: min(num_chains, online CPUs); 0..EM_MCMC_MAX_CHAINS */
+    int num_warmup;              /* 1000; 0..INT_MAX */
+    int num_samples;             /* 1000; 0..INT_MAX, and num_warmup + num_samples >= 1 */
+    int thin;                    /* 1; 1..INT_MAX: keep every thin-th iteration (warmup too, when saved) */
     int save_warmup;             /* 0: keep warmup draws in the result too */
-    uint64_t seed;               /* chain k uses em_rng_create(seed, k) */
+    uint64_t seed;               /* chain k uses em_rng_create(seed, k); any value */
 
     /* adaptation (Stan's names and defaults) */
     int adapt;            /* 1: adapt step size and metric during warmup */
-    double target_accept; /* 0.8: delta, the target mean accept_stat__ (0 < delta < 1) */
-    double gamma;         /* 0.05 */
-    double kappa;         /* 0.75 */
-    double t0;            /* 10 */
-    int init_buffer;      /* 75: fast initial buffer */
-    int term_buffer;      /* 50: fast terminal buffer */
-    int base_window;      /* 25: first slow window, doubling afterwards */
-    double stepsize;      /* 1: initial step size (the step size itself when adapt is 0) */
+    double target_accept; /* 0.8: delta, the target mean accept_stat__; 0 < delta < 1 */
+    double gamma;         /* 0.05; finite, > 0 */
+    double kappa;         /* 0.75; finite, > 0 */
+    double t0;            /* 10; finite, > 0 */
+    int init_buffer;      /* 75: fast initial buffer; 0..INT_MAX */
+    int term_buffer;      /* 50: fast terminal buffer; 0..INT_MAX */
+    int base_window;      /* 25: first slow window, doubling afterwards; 0..INT_MAX */
+    double stepsize;      /* 1: initial step size (the step size itself when adapt is 0); finite, > 0 */
 
-    em_mcmc_metric metric; /* EM_METRIC_DIAG */
+    em_mcmc_metric metric; /* EM_METRIC_DIAG; EM_METRIC_DIAG, EM_METRIC_DENSE or EM_METRIC_UNIT */
     /* Optional initial inverse metric (dim values for diag, dim*dim row-major for dense), the
      * one used throughout when adapt is 0 or warmup is too short to estimate one. NULL:
      * identity. */
     const double *inv_metric;
 
-    int max_treedepth;  /* 10 (NUTS; at most 30) */
-    double max_delta_h; /* 1000: a transition is divergent when H - H0 exceeds it */
+    int max_treedepth;  /* 10; 1..30 (NUTS; not checked for static HMC) */
+    double max_delta_h; /* 1000: a transition is divergent when H - H0 exceeds it; > 0 (+inf: never) */
 
-    /* static HMC: num_steps leapfrog steps when > 0, otherwise max(1, floor(int_time/stepsize))
-     * (at most 10^6), recomputed as the step size adapts (Stan's int_time, default 2π) */
-    int hmc_num_steps; /* 0 */
-    double hmc_int_time;
+    /* static HMC: hmc_num_steps leapfrog steps when > 0, otherwise
+     * max(1, floor(hmc_int_time/stepsize)), recomputed as the step size adapts (Stan's
+     * int_time, default 2π). Either way at most EM_MCMC_HMC_MAX_STEPS steps per transition. */
+    int hmc_num_steps;   /* 0; 0..EM_MCMC_HMC_MAX_STEPS */
+    double hmc_int_time; /* 2π; finite, > 0 (checked when the algorithm is HMC and hmc_num_steps is 0) */
 
     /* Initial values. init == NULL: each coordinate uniform(-init_radius, init_radius) on the
      * unconstrained space (init_radius 0: all zeros), retried up to 100 times until the log
      * density and its gradient are finite. Otherwise init holds UNCONSTRAINED values, either
      * dim of them (every chain starts there) or num_chains*dim (chain-major); init_len says
-     * which. User values are not retried: a non-finite density there is an error. */
-    double init_radius; /* 2 */
+     * which (em_mcmc_run checks it against the density; every value must be finite). User
+     * values are not retried: a non-finite density there is an error. */
+    double init_radius; /* 2; finite, >= 0 */
     const double *init;
-    size_t init_len;
+    size_t init_len; /* dim or num_chains*dim when init is set; ignored otherwise */
 
     /* Progress lines on progress_stream (NULL: stderr): per chain, the iteration, phase, step
      * size, mean accept_stat__, divergences, elapsed and estimated remaining time. Rewritten in
@@ -104,12 +110,14 @@ typedef struct em_mcmc_config {
     int progress; /* 0 */
     FILE *progress_stream;
 
-    /* Interruption. handle_sigint: install a SIGINT handler for the duration of the run (the
-     * previous handler is restored afterwards; the handler only sets a flag). cancel: when not
-     * NULL, the run stops once the caller sets *cancel non-zero (from another thread, write it
-     * with an atomic store such as __atomic_store_n; the chains read it atomically). Chains
-     * poll both between iterations, so a run stops after the trajectory in progress. Either way
-     * every completed draw is kept and em_mcmc_run returns EM_ERR_INTERRUPTED. */
+    /* Interruption. handle_sigint: for the duration of the run, install a handler for SIGINT,
+     * SIGTERM (what Slurm and most job schedulers send) and SIGHUP (the terminal or ssh session
+     * went away); the previous handlers are restored afterwards, and the handler only sets a
+     * flag. (The field keeps its historical name; it covers all three signals.) cancel: when
+     * not NULL, the run stops once the caller sets *cancel non-zero (from another thread, write
+     * it with an atomic store such as __atomic_store_n; the chains read it atomically). Chains
+     * poll both between iterations, so a run stops after the trajectory in progress. Either
+     * way every completed draw is kept and em_mcmc_run returns EM_ERR_INTERRUPTED. */
     int handle_sigint; /* 0 */
     volatile int *cancel;
 } em_mcmc_config;
@@ -146,10 +154,16 @@ typedef struct em_mcmc_result {
     double wall_seconds; /* the whole run, from the call to its return (chains in parallel) */
 } em_mcmc_result;
 
+/* The limits quoted in em_mcmc_config's ranges. */
+#define EM_MCMC_MAX_CHAINS 65536
+#define EM_MCMC_HMC_MAX_STEPS 1000000
+
 /* Stan's defaults (see the field comments); seed 20260101. */
 em_mcmc_config em_mcmc_config_default(void);
 
-/* EM_ERR_ARG with a message naming the field and its value when cfg is unusable. */
+/* EM_ERR_ARG with a message naming the field and its value when cfg is outside the ranges
+ * documented on em_mcmc_config. (What depends on the density — init_len, the memory the
+ * draws need — em_mcmc_run checks.) */
 em_status em_mcmc_config_validate(const em_mcmc_config *cfg, em_error *err);
 
 /* Run the sampler. On EM_OK or EM_ERR_INTERRUPTED, *out is a new result (free it with

@@ -120,7 +120,11 @@ em_var em_model_fail(em_model *m, em_status s, const char *fmt, ...)
 /* ---- sites -------------------------------------------------------------------------------- */
 
 em_var em_sample(em_model *m, const char *name, em_dist d);
-/* y has n values (referenced for the duration of the run). */
+/* y has n values (referenced for the duration of the run). n = 0 (or y NULL) is an error,
+ * EM_ERR_ARG naming the site, not an empty likelihood: a model bound to a data set with no
+ * rows is almost always a data-loading mistake (every row dropped, a header-only file), and
+ * for a prior-only run leave the observe site out (or sample from the prior predictive). The
+ * same holds for em_data of 0 values and a plate of size 0. */
 em_var em_observe(em_model *m, const char *name, em_dist d, const double *y, size_t n);
 /* init: n constrained initial values (used when the store has no such parameter). */
 em_var em_param(em_model *m, const char *name, const double *init, size_t n, em_constraint c);
@@ -197,9 +201,15 @@ em_status em_param_store_get(const em_param_store *ps, const char *name, double 
 void em_param_store_collect_grad(const em_param_store *ps, const em_tape *t, double *grad);
 /* Save to / load from a text file (atomic write). Loading into a store that already has
  * parameters requires exactly the same names and lengths: a missing or extra name is an error
- * naming it. Loading into an empty store creates them. */
+ * naming it. Loading into an empty store creates them. The file is one line per parameter,
+ * "<name> <transform> <lo> <hi> <len> <v1> ... <vlen>", after the line
+ * "# ember parameter store v1"; numbers follow the data CSV grammar (io.h), and every error
+ * (EM_ERR_PARSE) names file:line:column. */
 em_status em_param_store_save(const em_param_store *ps, const char *path, em_error *err);
 em_status em_param_store_load(em_param_store *ps, const char *path, em_error *err);
+/* The same from memory: buf[0..len) need not be NUL-terminated; name is used in messages. */
+em_status em_param_store_load_buffer(em_param_store *ps, const char *name, const char *buf, size_t len,
+                                     em_error *err);
 
 /* ---- the bridge to inference ----------------------------------------------------------------- */
 

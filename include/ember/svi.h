@@ -54,21 +54,29 @@ em_status em_elbo_estimate(em_elbo_kind kind, em_model_fn model, const void *mod
 
 /* ---- the SVI loop ------------------------------------------------------------------------------ */
 
+/* Every field has a range, after its default, that em_svi_options_validate (and so
+ * em_svi_create) checks. */
 typedef struct em_svi_options {
-    em_elbo_kind elbo;
-    int num_particles;     /* particles per step, averaged; 0 means 1 */
-    uint64_t seed;         /* the SVI's RNG stream (guide draws, subsampling) */
+    em_elbo_kind elbo;     /* EM_ELBO_TRACE; EM_ELBO_TRACE or EM_ELBO_TRACE_MEANFIELD */
+    int num_particles;     /* particles per step, averaged; 0 means 1; 0..EM_SVI_MAX_PARTICLES */
+    uint64_t seed;         /* the SVI's RNG stream (guide draws, subsampling); any value */
     /* Stopping rule for em_svi_run: stop when the relative change of the loss averaged over
      * two consecutive windows of `window` steps, |m2 − m1| / max(|m1|, 1), is below rel_tol.
      * rel_tol 0 switches it off; window 0 means 100. */
-    double rel_tol;
-    size_t window;
-    /* Print "step, loss, steps/s" on stderr every progress_every steps (0: never). */
+    double rel_tol; /* 0; finite, >= 0 */
+    size_t window;  /* 0; 0..EM_SVI_MAX_WINDOW */
+    /* Print "step, loss, steps/s" on stderr every progress_every steps (0: never). Any value. */
     size_t progress_every;
     /* em_svi_run gives up with EM_ERR_NONFINITE after this many consecutive skipped steps
-     * (0 means 100). */
+     * (0 means 100). Any value. */
     size_t max_consecutive_skips;
 } em_svi_options;
+
+#define EM_SVI_MAX_PARTICLES 1048576
+#define EM_SVI_MAX_WINDOW ((size_t)1 << 30)
+
+/* EM_ERR_ARG naming the field and its value when opt is outside the documented ranges. */
+em_status em_svi_options_validate(const em_svi_options *opt, em_error *err);
 
 typedef struct em_svi em_svi;
 

@@ -315,7 +315,8 @@ em_var em_leaf_ref(em_tape *t, const double *x, size_t n) {
 }
 
 em_var em_const_matrix(em_tape *t, const double *x, size_t rows, size_t cols) {
-    if (rows * cols == 0) return em_tape_fail(t, EM_ERR_SHAPE, "const: empty %zux%zu data", rows, cols);
+    if (rows * cols == 0)
+        return em_tape_fail(t, EM_ERR_SHAPE, "const: empty %zux%zu data (a data set with no rows?)", rows, cols);
     if (rows > SIZE_MAX / sizeof(double) / cols)
         return em_tape_fail(t, EM_ERR_SHAPE, "const: %zux%zu data is too large", rows, cols);
     if (!x) return em_tape_fail(t, EM_ERR_ARG, "const: NULL data pointer");
@@ -387,6 +388,7 @@ int em_tape_replayable(const em_tape *t) {
 
 em_status em_tape_forward(em_tape *t, int all) {
     em_error_clear(&t->err);
+    t->err_node = -1;
     if (t->active && !all) {
         /* the adjoints are marked empty on the way (the adjoint contract: the first
          * contribution writes), so the next backward needs no zeroing pass */
@@ -394,6 +396,7 @@ em_status em_tape_forward(em_tape *t, int all) {
             em_node *n = &t->nodes[t->active[k]];
             if (n->forward) n->forward(t, n);
             n->adj_set = 0;
+            if (t->err.status != EM_OK && t->err_node < 0) t->err_node = t->active[k];
         }
         return t->err.status;
     }
@@ -403,6 +406,7 @@ em_status em_tape_forward(em_tape *t, int all) {
         if (!n->adj || !(n->live || all)) continue;
         if (n->forward) n->forward(t, n);
         if (!all) n->adj_set = 0;
+        if (t->err.status != EM_OK && t->err_node < 0) t->err_node = (int32_t)i;
     }
     return t->err.status;
 }

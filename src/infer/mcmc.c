@@ -1,5 +1,5 @@
 /* mcmc.c — the sampler driver: configuration, chains on threads, warmup adaptation schedule,
- * progress lines, SIGINT and cancellation, and the result. The kernels are in nuts.c and the
+ * progress lines, signals (SIGINT, SIGTERM, SIGHUP) and cancellation, and the result. The kernels are in nuts.c and the
  * adaptation pieces in adapt.c. See ember/mcmc.h. */
 #include "ember/mcmc.h"
 #include "internal/adapt.h"
@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -16,7 +17,6 @@
 
 #define INIT_TRIES 100
 #define MAX_TREEDEPTH_LIMIT 30
-#define HMC_MAX_STEPS 1000000
 
 /* ---- configuration ----------------------------------------------------------------------- */
 
@@ -65,12 +65,12 @@ em_status em_mcmc_config_validate(const em_mcmc_config *c, em_error *err) {
     if (c->metric != EM_METRIC_DIAG && c->metric != EM_METRIC_DENSE && c->metric != EM_METRIC_UNIT)
         return em_error_set(err, EM_ERR_ARG, "%s: metric %d is not diag, dense or unit", f,
                             (int)c->metric);
-    if (c->num_chains < 1)
-        return em_error_set(err, EM_ERR_ARG, "%s: num_chains = %d, must be at least 1", f,
-                            c->num_chains);
-    if (c->num_threads < 0)
-        return em_error_set(err, EM_ERR_ARG, "%s: num_threads = %d, must be >= 0 (0: automatic)",
-                            f, c->num_threads);
+    if (c->num_chains < 1 || c->num_chains > EM_MCMC_MAX_CHAINS)
+        return em_error_set(err, EM_ERR_ARG, "%s: num_chains = %d, must be in 1..%d", f,
+                            c->num_chains, EM_MCMC_MAX_CHAINS);
+    if (c->num_threads < 0 || c->num_threads > EM_MCMC_MAX_CHAINS)
+        return em_error_set(err, EM_ERR_ARG, "%s: num_threads = %d, must be in 0..%d (0: automatic)",
+                            f, c->num_threads, EM_MCMC_MAX_CHAINS);
     if (c->num_warmup < 0)
         return em_error_set(err, EM_ERR_ARG, "%s: num_warmup = %d, must be >= 0", f, c->num_warmup);
     if (c->num_samples < 0)
@@ -105,10 +105,10 @@ em_status em_mcmc_config_validate(const em_mcmc_config *c, em_error *err) {
     if (!(c->max_delta_h > 0))
         return em_error_set(err, EM_ERR_ARG, "%s: max_delta_h = %g, must be positive", f,
                             c->max_delta_h);
+    if (c->hmc_num_steps < 0 || c->hmc_num_steps > EM_MCMC_HMC_MAX_STEPS)
+        return em_error_set(err, EM_ERR_ARG, "%s: hmc_num_steps = %d, must be in 0..%d (0: from hmc_int_time)",
+                            f, c->hmc_num_steps, EM_MCMC_HMC_MAX_STEPS);
     if (c->algorithm == EM_MCMC_HMC) {
-        if (c->hmc_num_steps < 0)
-            return em_error_set(err, EM_ERR_ARG, "%s: hmc_num_steps = %d, must be >= 0", f,
-                                c->hmc_num_steps);
         if (c->hmc_num_steps == 0 && (!(c->hmc_int_time > 0) || !isfinite(c->hmc_int_time)))
             return em_error_set(err, EM_ERR_ARG,
                                 "%s: hmc_int_time = %g, must be positive when hmc_num_steps is 0",
@@ -181,8 +181,42 @@ size_t em_mcmc_num_divergent(const em_mcmc_result *r) {
     return n;
 }
 
+/* Saved rows for iters iterations, in size_t: iters + thin - 1 overflows an int near INT_MAX. */
 static size_t rows_for(int iters, int thin) {
-    return iters <= 0 ? 0 : (size_t)(iters + thin - 1) / (size_t)thin;
+    if (iters <= 0) return 0;
+    size_t n = (size_t)iters, t = (size_t)thin;
+    return n / t + (n % t != 0);
+}
+
+static size_t rows_per_chain(const em_mcmc_config *cfg) {
+    return (cfg->save_warmup ? rows_for(cfg->num_warmup, cfg->thin) : 0) + rows_for(cfg->num_samples, cfg->thin);
+}
+
+/* a*b, or SIZE_MAX when it overflows (then every later product and check fails too). */
+static size_t mul_sat(size_t a, size_t b) { return b && a > SIZE_MAX / b ? SIZE_MAX : a * b; }
+
+/* The bytes the result's draws need, refused (with the figures) when they overflow or exceed
+ * the machine's physical memory: such a run could only fail later, or thrash, after hours. */
+static em_status check_result_size(const em_mcmc_config *cfg, size_t dim, size_t ncol, em_error *err) {
+    size_t rows = rows_per_chain(cfg), chains = (size_t)cfg->num_chains;
+    size_t per_row = ncol + dim; /* draws and unconstrained values; both are small sums */
+    size_t bytes = mul_sat(mul_sat(mul_sat(chains, rows), per_row), sizeof(double));
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    size_t phys = pages > 0 && page > 0 ? mul_sat((size_t)pages, (size_t)page) : SIZE_MAX;
+    if (phys > (size_t)PTRDIFF_MAX) phys = (size_t)PTRDIFF_MAX; /* malloc's own limit */
+    if (bytes > phys) {
+        char what[160];
+        snprintf(what, sizeof what, "%zu chains x %zu saved rows (num_warmup %d%s, num_samples %d, thin %d)",
+                 chains, rows, cfg->num_warmup, cfg->save_warmup ? " saved" : " not saved", cfg->num_samples,
+                 cfg->thin);
+        if (bytes == SIZE_MAX)
+            return em_error_set(err, EM_ERR_ARG, "em_mcmc_run: %s x (%zu columns + %zu unconstrained) doubles "
+                                "overflow size_t", what, ncol, dim);
+        return em_error_set(err, EM_ERR_ARG, "em_mcmc_run: %s x (%zu columns + %zu unconstrained) doubles need "
+                            "%zu bytes, more than can be allocated (%zu bytes of physical memory)",
+                            what, ncol, dim, bytes, phys);
+    }
+    return EM_OK;
 }
 
 static em_mcmc_result *result_new(const em_logdensity *ld, const em_mcmc_config *cfg) {
@@ -209,8 +243,7 @@ static em_mcmc_result *result_new(const em_logdensity *ld, const em_mcmc_config 
         r->column_names[j] = strdup(nm ? nm : "?");
         if (!r->column_names[j]) goto fail;
     }
-    size_t rows = (cfg->save_warmup ? rows_for(cfg->num_warmup, cfg->thin) : 0) +
-                  rows_for(cfg->num_samples, cfg->thin);
+    size_t rows = rows_per_chain(cfg);
     size_t msize = r->dense_metric ? r->dim * r->dim : r->dim;
     for (size_t k = 0; k < r->num_chains; k++) {
         em_mcmc_chain *c = &r->chains[k];
@@ -230,36 +263,42 @@ fail:
 /* The flag the handler sets and every chain thread polls. A lock-free atomic rather than a
  * volatile sig_atomic_t: the handler may run on any thread, and C11 (7.14.1.1) allows
  * lock-free atomics in handlers while sig_atomic_t is only safe within one thread. */
-_Static_assert(ATOMIC_INT_LOCK_FREE == 2, "the SIGINT flag needs a lock-free atomic int");
+_Static_assert(ATOMIC_INT_LOCK_FREE == 2, "the interruption flag needs a lock-free atomic int");
 static atomic_int g_sigint_flag;
 static pthread_mutex_t g_sig_lock = PTHREAD_MUTEX_INITIALIZER;
 static int g_sig_users;
-static struct sigaction g_sig_old;
+
+/* SIGTERM is what Slurm and other schedulers send before killing a job, SIGHUP what a closed
+ * terminal or ssh session sends: a run told to stop by either keeps its draws as after Ctrl-C. */
+static const int g_signals[] = {SIGINT, SIGTERM, SIGHUP};
+#define NSIGNALS (sizeof g_signals / sizeof *g_signals)
+static struct sigaction g_sig_old[NSIGNALS];
 
 /* Only sets a flag: everything else a handler could do is unsafe in a signal context. */
-static void on_sigint(int signo) {
+static void on_signal(int signo) {
     (void)signo;
     atomic_store_explicit(&g_sigint_flag, 1, memory_order_relaxed);
 }
 
 /* Reference-counted so concurrent runs that both ask for the handler install it once and the
  * last one out restores the caller's. */
-static void sigint_install(void) {
+static void signals_install(void) {
     pthread_mutex_lock(&g_sig_lock);
     if (g_sig_users++ == 0) {
         struct sigaction sa;
         memset(&sa, 0, sizeof sa);
-        sa.sa_handler = on_sigint;
+        sa.sa_handler = on_signal;
         sigemptyset(&sa.sa_mask);
         atomic_store(&g_sigint_flag, 0);
-        sigaction(SIGINT, &sa, &g_sig_old);
+        for (size_t i = 0; i < NSIGNALS; i++) sigaction(g_signals[i], &sa, &g_sig_old[i]);
     }
     pthread_mutex_unlock(&g_sig_lock);
 }
 
-static void sigint_restore(void) {
+static void signals_restore(void) {
     pthread_mutex_lock(&g_sig_lock);
-    if (--g_sig_users == 0) sigaction(SIGINT, &g_sig_old, NULL);
+    if (--g_sig_users == 0)
+        for (size_t i = 0; i < NSIGNALS; i++) sigaction(g_signals[i], &g_sig_old[i], NULL);
     pthread_mutex_unlock(&g_sig_lock);
 }
 
@@ -388,7 +427,7 @@ static int hmc_steps(const em_mcmc_config *cfg, double eps) {
     if (cfg->hmc_num_steps > 0) return cfg->hmc_num_steps;
     double l = floor(cfg->hmc_int_time / eps);
     if (!(l >= 1)) return 1;
-    return l > HMC_MAX_STEPS ? HMC_MAX_STEPS : (int)l;
+    return l > EM_MCMC_HMC_MAX_STEPS ? EM_MCMC_HMC_MAX_STEPS : (int)l;
 }
 
 static em_status chain_fail(chain_job *job, em_status s) {
@@ -652,6 +691,8 @@ em_status em_mcmc_run(const em_logdensity *ld, const em_mcmc_config *cfg, em_mcm
     size_t d = em_logdensity_dim(ld);
     size_t nch = (size_t)cfg->num_chains;
     if (d == 0) return em_error_set(err, EM_ERR_ARG, "em_mcmc_run: the density has dimension 0");
+    s = check_result_size(cfg, d, EM_MCMC_NUM_SAMPLER_COLS + em_logdensity_num_outputs(ld), err);
+    if (s != EM_OK) return s;
     if (cfg->init && cfg->init_len != d && cfg->init_len != nch * d)
         return em_error_set(err, EM_ERR_ARG,
                             "em_mcmc_run: init_len = %zu, must be dim = %zu (shared by every "
@@ -704,7 +745,7 @@ em_status em_mcmc_run(const em_logdensity *ld, const em_mcmc_config *cfg, em_mcm
     progress prog;
     if (cfg->progress && progress_open(&prog, cfg) == 0) run.prog = &prog;
     if (cfg->handle_sigint) {
-        sigint_install();
+        signals_install();
         run.use_sigint = 1;
     }
 
@@ -720,7 +761,7 @@ em_status em_mcmc_run(const em_logdensity *ld, const em_mcmc_config *cfg, em_mcm
     for (size_t t = 0; t < started; t++) pthread_join(threads[t], NULL);
     free(threads);
 
-    if (run.use_sigint) sigint_restore();
+    if (run.use_sigint) signals_restore();
     if (run.prog) progress_close(&prog);
     for (size_t k = 0; k < nch; k++) em_logdensity_destroy(jobs[k].ld);
     pthread_mutex_destroy(&run.lock);

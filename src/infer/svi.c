@@ -174,8 +174,26 @@ struct em_svi {
     int converged;
 };
 
+em_status em_svi_options_validate(const em_svi_options *o, em_error *err) {
+    if (!o) return em_error_set(err, EM_ERR_ARG, "em_svi_options: options are NULL");
+    if (o->elbo != EM_ELBO_TRACE && o->elbo != EM_ELBO_TRACE_MEANFIELD)
+        return em_error_set(err, EM_ERR_ARG, "em_svi_options: elbo = %d is not EM_ELBO_TRACE or EM_ELBO_TRACE_MEANFIELD",
+                            (int)o->elbo);
+    if (o->num_particles < 0 || o->num_particles > EM_SVI_MAX_PARTICLES)
+        return em_error_set(err, EM_ERR_ARG, "em_svi_options: num_particles = %d, must be in 0..%d (0: one)",
+                            o->num_particles, EM_SVI_MAX_PARTICLES);
+    if (!(o->rel_tol >= 0) || !isfinite(o->rel_tol))
+        return em_error_set(err, EM_ERR_ARG, "em_svi_options: rel_tol = %g, must be finite and >= 0 (0: off)",
+                            o->rel_tol);
+    if (o->window > EM_SVI_MAX_WINDOW)
+        return em_error_set(err, EM_ERR_ARG, "em_svi_options: window = %zu, must be in 0..%zu (0: 100)", o->window,
+                            EM_SVI_MAX_WINDOW);
+    return EM_OK;
+}
+
 em_svi *em_svi_create(em_model_fn model, const void *model_data, em_model_fn guide, const void *guide_data,
                       const em_optim_config *optim, const em_svi_options *opt, em_error *err) {
+    if (opt && em_svi_options_validate(opt, err) != EM_OK) return NULL;
     if (!model || !guide) {
         em_error_set(err, EM_ERR_ARG, "svi: a model and a guide function are required");
         return NULL;
@@ -196,11 +214,6 @@ em_svi *em_svi_create(em_model_fn model, const void *model_data, em_model_fn gui
     if (s->o.num_particles < 1) s->o.num_particles = 1;
     if (s->o.window == 0) s->o.window = 100;
     if (s->o.max_consecutive_skips == 0) s->o.max_consecutive_skips = 100;
-    if ((unsigned)s->o.elbo > EM_ELBO_TRACE_MEANFIELD || !(s->o.rel_tol >= 0.0)) {
-        em_error_set(err, EM_ERR_ARG, "svi: elbo kind %d or rel_tol %g is invalid", (int)s->o.elbo, s->o.rel_tol);
-        free(s);
-        return NULL;
-    }
     s->ocfg = *optim;
     s->c.m = em_model_create(s->o.seed, err);
     s->c.kind = s->o.elbo;

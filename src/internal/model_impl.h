@@ -26,6 +26,10 @@ struct em_model {
     /* A predictive run that draws the observe sites: an observe site may then come without
      * data (em_observe with y == NULL), and is simply predicted. */
     int predicting;
+    /* The tape generation whose error has been attributed to a site (see name_site_error),
+     * and the last site called in the current run (for an error no site call follows). */
+    uint64_t err_named_generation;
+    const char *last_site;
 };
 
 /* Check every observed site of a traced run against its distribution's support
@@ -44,5 +48,8 @@ struct em_plate {
 /* The scaled log density of a site: 0 when masked or for PARAM/DETERMINISTIC sites, the value
  * itself for FACTOR, the distribution's log density otherwise. */
 em_var em_site_lp(em_tape *t, em_site_kind kind, int masked, const em_dist *d, em_var value, double scale);
+
+/* Prefix e's message with "site '<site>': " unless it already names that site. */
+void em_model_name_error(em_error *e, const char *site);
 
 #endif

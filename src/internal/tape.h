@@ -98,6 +98,9 @@ struct em_tape {
      * each element's term here (and how many into pointwise_written) besides their sum. */
     double *pointwise;
     size_t pointwise_written;
+    /* The node whose forward function recorded the error of the last em_tape_forward (-1:
+     * none), so that a replayed model density can name the site the node belongs to. */
+    int32_t err_node;
 };
 
 /* The node behind a valid var (no check). */

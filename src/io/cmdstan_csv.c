@@ -145,19 +145,12 @@ em_status em_cmdstan_name(char *out, size_t cap, const char *base, size_t i, em_
     return EM_OK;
 }
 
-em_status em_cmdstan_read(const char *path, em_cmdstan_draws **out, em_error *err) {
-    if (out) *out = NULL;
-    if (!out) return em_error_set(err, EM_ERR_ARG, "em_cmdstan_read: out is NULL");
-    em_csv_options opt = {0};
-    opt.comment = '#';
-    opt.allow_nonfinite = 1;
-    em_csv_table *t = NULL;
-    em_status st = em_csv_read(path, NULL, 0, &opt, &t, err);
-    if (st != EM_OK) return st;
+/* The draws of a table read with the CmdStan options; the table is consumed. */
+static em_status draws_of_table(const char *name, em_csv_table *t, em_cmdstan_draws **out, em_error *err) {
     em_cmdstan_draws *d = calloc(1, sizeof *d);
     if (!d) {
         em_csv_table_free(t);
-        return em_error_set(err, EM_ERR_NOMEM, "%s: out of memory", path);
+        return em_error_set(err, EM_ERR_NOMEM, "%s: out of memory", name);
     }
     d->ncols = t->ncols;
     d->ndraws = t->nrows;
@@ -166,7 +159,7 @@ em_status em_cmdstan_read(const char *path, em_cmdstan_draws **out, em_error *er
     if (!d->draws) {
         free(d);
         em_csv_table_free(t);
-        return em_error_set(err, EM_ERR_NOMEM, "%s: out of memory", path);
+        return em_error_set(err, EM_ERR_NOMEM, "%s: out of memory", name);
     }
     for (size_t i = 0; i < t->nrows; i++)
         for (size_t j = 0; j < t->ncols; j++) d->draws[i * t->ncols + j] = t->cols[j][i];
@@ -181,6 +174,26 @@ em_status em_cmdstan_read(const char *path, em_cmdstan_draws **out, em_error *er
     em_csv_table_free(t);
     *out = d;
     return EM_OK;
+}
+
+static const em_csv_options cmdstan_options = {.comment = '#', .allow_nonfinite = 1};
+
+em_status em_cmdstan_read(const char *path, em_cmdstan_draws **out, em_error *err) {
+    if (out) *out = NULL;
+    if (!out) return em_error_set(err, EM_ERR_ARG, "em_cmdstan_read: out is NULL");
+    em_csv_table *t = NULL;
+    em_status st = em_csv_read(path, NULL, 0, &cmdstan_options, &t, err);
+    return st != EM_OK ? st : draws_of_table(path, t, out, err);
+}
+
+em_status em_cmdstan_parse_buffer(const char *name, const char *buf, size_t len, em_cmdstan_draws **out,
+                                  em_error *err) {
+    if (out) *out = NULL;
+    if (!name) name = "<buffer>";
+    if (!out) return em_error_set(err, EM_ERR_ARG, "em_cmdstan_parse_buffer(%s): out is NULL", name);
+    em_csv_table *t = NULL;
+    em_status st = em_csv_parse_buffer(name, buf, len, NULL, 0, &cmdstan_options, &t, err);
+    return st != EM_OK ? st : draws_of_table(name, t, out, err);
 }
 
 long em_cmdstan_column_index(const em_cmdstan_draws *d, const char *name) {

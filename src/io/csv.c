@@ -3,16 +3,14 @@
  * One pass over the bytes: each record is split into fields, recording where each started
  * (line and column, for messages); only the fields of selected columns are unescaped, into a
  * scratch buffer reused from row to row, so the cost is linear in the file size whatever the
- * number of rows or columns. Numbers are validated against a strict grammar first and then
- * converted by strtod under a thread-local "C" locale (uselocale), so a user's LC_NUMERIC
- * (a decimal comma) can neither break nor silently change the parse.
+ * number of rows or columns. Numbers go through the library's one strict grammar
+ * (internal/text.h), converted under a "C" locale whatever the user's LC_NUMERIC. A NUL byte
+ * anywhere means the input is not text: it is reported before anything else is parsed.
  */
 #include "ember/io.h"
+#include "internal/text.h"
 
 #include <errno.h>
-#include <locale.h>
-#include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,82 +34,6 @@ static const char *excerpt(char out[64], const char *s, size_t n) {
 }
 
 static int is_blank(char c) { return c == ' ' || c == '\t'; }
-
-static locale_t c_locale;
-static pthread_once_t c_locale_once = PTHREAD_ONCE_INIT;
-static void make_c_locale(void) { c_locale = newlocale(LC_ALL_MASK, "C", (locale_t)0); }
-
-enum { NUM_OK, NUM_MISSING, NUM_BAD };
-
-static int ieq(const char *s, size_t n, const char *lit) {
-    size_t m = strlen(lit);
-    if (n != m) return 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (c >= 'A' && c <= 'Z') c = (char)(c - 'A' + 'a');
-        if (c != lit[i]) return 0;
-    }
-    return 1;
-}
-
-/* Parse s[0..n) (NUL-terminated at s[n]) as described in io.h. On NUM_BAD, *why says why. */
-static int parse_number(const char *s, size_t n, int allow_nonfinite, double *out, const char **why) {
-    while (n > 0 && is_blank(*s)) s++, n--;
-    while (n > 0 && is_blank(s[n - 1])) n--;
-    if (n == 0 || (n == 2 && memcmp(s, "NA", 2) == 0)) return NUM_MISSING;
-    if (n == 3 && memcmp(s, "NaN", 3) == 0 && !allow_nonfinite) return NUM_MISSING;
-    size_t i = 0;
-    int neg = 0;
-    if (s[i] == '+' || s[i] == '-') neg = s[i++] == '-';
-    if (allow_nonfinite) {
-        if (ieq(s + i, n - i, "nan")) {
-            *out = neg ? -NAN : NAN;
-            return NUM_OK;
-        }
-        if (ieq(s + i, n - i, "inf") || ieq(s + i, n - i, "infinity")) {
-            *out = neg ? -INFINITY : INFINITY;
-            return NUM_OK;
-        }
-    }
-    size_t d1 = 0, d2 = 0, d3 = 0;
-    while (i < n && s[i] >= '0' && s[i] <= '9') i++, d1++;
-    if (i < n && s[i] == '.') {
-        i++;
-        while (i < n && s[i] >= '0' && s[i] <= '9') i++, d2++;
-    }
-    if (d1 + d2 == 0) {
-        *why = "is not a number";
-        return NUM_BAD;
-    }
-    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
-        i++;
-        if (i < n && (s[i] == '+' || s[i] == '-')) i++;
-        while (i < n && s[i] >= '0' && s[i] <= '9') i++, d3++;
-        if (d3 == 0) {
-            *why = "is not a number (exponent without digits)";
-            return NUM_BAD;
-        }
-    }
-    if (i != n) {
-        *why = "is not a number";
-        return NUM_BAD;
-    }
-    /* The grammar matched exactly s[0..n); strtod in the C locale consumes the same text (the
-     * trailing blanks, or the NUL at s[n], stop it). */
-    char *end = NULL;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (end != s + n) {
-        *why = "is not a number";
-        return NUM_BAD;
-    }
-    if (errno == ERANGE && isinf(v)) {
-        *why = "is out of range for a double";
-        return NUM_BAD;
-    }
-    *out = v;
-    return NUM_OK;
-}
 
 /* Edit distance, for "did you mean" suggestions; names longer than 63 bytes are not compared. */
 static size_t edit_distance(const char *a, const char *b) {
@@ -445,6 +367,11 @@ static em_status parse(parser *ps, const char *const *columns, size_t ncols, con
         goto done;
     }
     for (size_t i = 0; i < h.n; i++) {
+        if (ps->f[i].len == 0) {
+            st = em_error_set(ps->err, EM_ERR_PARSE, "%s:%zu:%zu: empty column name in the header (column %zu of %zu)",
+                              ps->name, ps->f[i].line, ps->f[i].col, i + 1, h.n);
+            goto done;
+        }
         h.names[i] = dup_str(ps->scratch.data + ps->f[i].off);
         if (!h.names[i]) {
             st = em_error_set(ps->err, EM_ERR_NOMEM, "%s: out of memory", ps->name);
@@ -582,14 +509,14 @@ static em_status parse(parser *ps, const char *const *columns, size_t ncols, con
         for (size_t j = 0; j < nnum; j++) {
             const field *x = &f[colidx[j]];
             const char *why = "is not a number";
-            int k = parse_number(ps->scratch.data + x->off, x->len, opt->allow_nonfinite, &row[j], &why);
+            int k = em_number_parse(ps->scratch.data + x->off, x->len, opt->allow_nonfinite, &row[j], &why);
             char ex[64], ex2[64];
-            if (k == NUM_BAD) {
+            if (k == EM_NUMBER_BAD) {
                 st = em_error_set(ps->err, EM_ERR_PARSE, "%s:%zu:%zu: column '%s': '%s' %s", ps->name, x->line, x->col,
                                   excerpt(ex2, t->names[j], strlen(t->names[j])), excerpt(ex, x->raw, x->raw_len), why);
                 break;
             }
-            if (k == NUM_MISSING) {
+            if (k == EM_NUMBER_MISSING) {
                 if (opt->missing != EM_CSV_MISSING_DROP_ROW) {
                     st = em_error_set(ps->err, EM_ERR_PARSE,
                                       "%s:%zu:%zu: missing value ('%s') in column '%s' (missing-value policy is "
@@ -681,8 +608,7 @@ em_status em_csv_parse_buffer(const char *name, const char *buf, size_t len, con
     if (opt->comment == ',' || opt->comment == '"' || opt->comment == '\r' || opt->comment == '\n')
         return em_error_set(err, EM_ERR_ARG, "%s: comment character %d cannot be a delimiter, quote or line end",
                             name, (int)opt->comment);
-    pthread_once(&c_locale_once, make_c_locale);
-    if (c_locale == (locale_t)0) return em_error_set(err, EM_ERR_NOMEM, "%s: cannot create the C locale", name);
+    if (em_text_check_binary(name, buf, buf ? len : 0, err) != EM_OK) return EM_ERR_PARSE;
 
     /* A private error so that a caller's earlier error does not hide ours (first error wins). */
     em_error local = {0};
@@ -694,9 +620,7 @@ em_status em_csv_parse_buffer(const char *name, const char *buf, size_t len, con
     ps.line_start = ps.p;
     ps.comment = opt->comment;
     ps.err = &local;
-    locale_t old = uselocale(c_locale);
     em_status st = parse(&ps, columns, ncols, opt, out);
-    uselocale(old);
     free(ps.f);
     em_buf_free(&ps.scratch);
     if (st != EM_OK) {
@@ -711,22 +635,9 @@ em_status em_csv_read(const char *path, const char *const *columns, size_t ncols
                       em_csv_table **out, em_error *err) {
     if (out) *out = NULL;
     if (!path) return em_error_set(err, EM_ERR_ARG, "em_csv_read: path is NULL");
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return em_error_set(err, EM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     em_buf b = {0};
-    char chunk[65536];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, fp)) > 0) em_buf_append(&b, chunk, n);
-    int rerr = ferror(fp) ? errno : 0;
-    fclose(fp);
-    if (rerr) {
-        em_buf_free(&b);
-        return em_error_set(err, EM_ERR_IO, "%s: cannot read: %s", path, strerror(rerr));
-    }
-    if (b.failed) {
-        em_buf_free(&b);
-        return em_error_set(err, EM_ERR_NOMEM, "%s: out of memory reading the file", path);
-    }
+    em_status rs = em_text_read_file(path, opt ? opt->max_stream_bytes : 0, &b, err);
+    if (rs != EM_OK) return rs;
     em_status st = em_csv_parse_buffer(path, b.data, b.len, columns, ncols, opt, out, err);
     em_buf_free(&b);
     return st;

@@ -95,12 +95,25 @@ em_var em_model_fail(em_model *m, em_status s, const char *fmt, ...) {
 em_status em_model_run(em_model *m, em_model_fn fn, const void *data, em_error *err) {
     if (!fn) return em_error_set(err, EM_ERR_ARG, "model run: no model function");
     int depth = m->depth;
+    m->last_site = NULL;
+    int clean = em_tape_status(m->tape) == EM_OK; /* an earlier error is not this run's to place */
     fn(m, data);
     if (m->depth != depth) {
         /* a plate left open (a `break` out of EM_PLATE) or an unbalanced push */
         em_model_fail(m, EM_ERR_MODEL, "model left %d handler(s) or plate(s) open", m->depth - depth);
         m->depth = depth;
     }
+    em_tape *t = m->tape;
+    if (clean && t->err.status != EM_OK && m->err_named_generation != t->generation) {
+        /* no site call followed the error (a plate of size 0 skips its body): say where it was */
+        m->err_named_generation = t->generation;
+        size_t len = strlen(t->err.msg);
+        if (m->last_site)
+            snprintf(t->err.msg + len, sizeof t->err.msg - len, " (after site '%s')", m->last_site);
+        else
+            snprintf(t->err.msg + len, sizeof t->err.msg - len, " (before the model's first site)");
+    }
+    m->last_site = NULL; /* the name may not outlive the run */
     em_status s = em_tape_status(m->tape);
     if (s != EM_OK && err) {
         em_error_set(err, s, "%s", em_tape_error(m->tape)->msg);
@@ -282,6 +295,26 @@ static em_var apply_stack(em_msg *msg, size_t obs_len) {
     return msg->value;
 }
 
+void em_model_name_error(em_error *e, const char *site) {
+    char quoted[160];
+    snprintf(quoted, sizeof quoted, "'%s'", site);
+    if (e->status == EM_OK || strstr(e->msg, quoted)) return;
+    char msg[sizeof e->msg];
+    if (snprintf(msg, sizeof msg, "site %s: %s", quoted, e->msg) < 0) return;
+    memcpy(e->msg, msg, sizeof msg); /* a message cut at the end still starts with its site */
+}
+
+/* A distribution or an op reports what is wrong ("Normal: scale[0] = -1 must be positive")
+ * without knowing where it is: the first site call after the error — the one whose arguments
+ * were being built, or the one being handled — puts its name on the message, once. */
+static void name_site_error(em_model *m, const char *name) {
+    em_tape *t = m->tape;
+    m->last_site = name;
+    if (t->err.status == EM_OK || m->err_named_generation == t->generation) return;
+    m->err_named_generation = t->generation;
+    em_model_name_error(&t->err, name);
+}
+
 static int name_ok(em_model *m, const char *what, const char *name) {
     if (!name || !name[0]) {
         em_model_fail(m, EM_ERR_ARG, "%s: a site needs a non-empty name", what);
@@ -292,37 +325,43 @@ static int name_ok(em_model *m, const char *what, const char *name) {
 
 em_var em_sample(em_model *m, const char *name, em_dist d) {
     if (!name_ok(m, "sample", name)) return EM_VAR_INVALID;
+    em_var v = EM_VAR_INVALID;
     if (!d.ops) {
         if (em_tape_status(m->tape) == EM_OK)
             em_model_fail(m, EM_ERR_ARG, "sample '%s': invalid distribution", name);
-        return EM_VAR_INVALID;
+    } else {
+        em_msg msg;
+        msg_init(&msg, m, EM_SITE_SAMPLE, name);
+        msg.dist = d;
+        v = apply_stack(&msg, 0);
     }
-    em_msg msg;
-    msg_init(&msg, m, EM_SITE_SAMPLE, name);
-    msg.dist = d;
-    return apply_stack(&msg, 0);
+    name_site_error(m, name);
+    return v;
 }
 
 em_var em_observe(em_model *m, const char *name, em_dist d, const double *y, size_t n) {
     if (!name_ok(m, "observe", name)) return EM_VAR_INVALID;
+    em_var v = EM_VAR_INVALID;
     if (!d.ops) {
         if (em_tape_status(m->tape) == EM_OK)
             em_model_fail(m, EM_ERR_ARG, "observe '%s': invalid distribution", name);
-        return EM_VAR_INVALID;
+    } else if (n == 0) {
+        em_model_fail(m, EM_ERR_ARG, "observe '%s': no data (0 values): a model needs at least one observation", name);
+    } else if (!y && !m->predicting) {
+        em_model_fail(m, EM_ERR_ARG,
+                      "observe '%s': no data (the data pointer is NULL); a model without its data can only predict "
+                      "it (em_posterior_predict, em_predictive_*)",
+                      name);
+    } else {
+        em_msg msg;
+        msg_init(&msg, m, EM_SITE_OBSERVE, name);
+        msg.dist = d;
+        msg.obs = y;
+        msg.is_observed = 1;
+        v = apply_stack(&msg, n);
     }
-    if (n == 0)
-        return em_model_fail(m, EM_ERR_ARG, "observe '%s': no data (n = 0): a model needs at least one observation", name);
-    if (!y && !m->predicting)
-        return em_model_fail(m, EM_ERR_ARG,
-                             "observe '%s': no data (y is NULL); a model without its data can only predict it "
-                             "(em_posterior_predict, em_predictive_*)",
-                             name);
-    em_msg msg;
-    msg_init(&msg, m, EM_SITE_OBSERVE, name);
-    msg.dist = d;
-    msg.obs = y;
-    msg.is_observed = 1;
-    return apply_stack(&msg, n);
+    name_site_error(m, name);
+    return v;
 }
 
 em_var em_param(em_model *m, const char *name, const double *init, size_t n, em_constraint c) {
@@ -333,30 +372,38 @@ em_var em_param(em_model *m, const char *name, const double *init, size_t n, em_
     msg.init = init;
     msg.len = n;
     msg.constraint = c;
-    return apply_stack(&msg, 0);
+    em_var v = apply_stack(&msg, 0);
+    name_site_error(m, name);
+    return v;
 }
 
 em_var em_deterministic(em_model *m, const char *name, em_var value) {
-    if (!name_ok(m, "deterministic", name) || !em_var_ok(value)) return EM_VAR_INVALID;
-    em_msg msg;
-    msg_init(&msg, m, EM_SITE_DETERMINISTIC, name);
-    msg.value = value;
-    msg.len = em_len(m->tape, value);
-    msg.done = 1;
-    return apply_stack(&msg, 0);
+    if (!name_ok(m, "deterministic", name)) return EM_VAR_INVALID;
+    em_var v = EM_VAR_INVALID;
+    if (em_var_ok(value)) {
+        em_msg msg;
+        msg_init(&msg, m, EM_SITE_DETERMINISTIC, name);
+        msg.value = value;
+        msg.len = em_len(m->tape, value);
+        msg.done = 1;
+        v = apply_stack(&msg, 0);
+    }
+    name_site_error(m, name);
+    return v;
 }
 
 void em_factor(em_model *m, const char *name, em_var log_density) {
-    if (!name_ok(m, "factor", name) || !em_var_ok(log_density)) return;
-    if (em_len(m->tape, log_density) != 1) {
-        log_density = em_op_sum(m->tape, log_density);
+    if (!name_ok(m, "factor", name)) return;
+    if (em_var_ok(log_density)) {
+        if (em_len(m->tape, log_density) != 1) log_density = em_op_sum(m->tape, log_density);
+        em_msg msg;
+        msg_init(&msg, m, EM_SITE_FACTOR, name);
+        msg.value = log_density;
+        msg.len = 1;
+        msg.done = 1;
+        apply_stack(&msg, 0);
     }
-    em_msg msg;
-    msg_init(&msg, m, EM_SITE_FACTOR, name);
-    msg.value = log_density;
-    msg.len = 1;
-    msg.done = 1;
-    apply_stack(&msg, 0);
+    name_site_error(m, name);
 }
 
 /* ---- plates -------------------------------------------------------------------------------- */

@@ -51,6 +51,14 @@ typedef struct density_state {
     int replay;        /* the tape holds a replayable recording of the model */
     em_var total;      /* its log density */
     em_var *det_vars;  /* its deterministic sites (shape->ndet of them) */
+    /* Every site of the last run, in order: its name and the tape size after it, so that an
+     * error in a replay names the site whose nodes failed. The names are copied (site_copy)
+     * when the run becomes the recording that is replayed: the model's own may not last. */
+    const char **site_name;
+    size_t *site_end;
+    size_t nsites, cap_sites;
+    char **site_copy;
+    size_t ncopies;
 } density_state;
 
 typedef struct density_handler {
@@ -82,6 +90,40 @@ static void density_process(em_handler *h, em_msg *msg) {
     dh->st->seen[k] = msg->name;
     msg->value = dh->st->values[k];
     msg->done = 1;
+}
+
+/* Remember where the site's nodes end (no allocation once the arrays have grown to the model). */
+static void note_site(density_state *st, em_msg *msg) {
+    if (st->nsites == st->cap_sites) {
+        size_t cap = st->cap_sites ? 2 * st->cap_sites : 16;
+        const char **nn = realloc(st->site_name, cap * sizeof *nn);
+        if (nn) st->site_name = nn;
+        size_t *ne = nn ? realloc(st->site_end, cap * sizeof *ne) : NULL;
+        if (!ne) {
+            em_model_fail(msg->model, EM_ERR_NOMEM, "log density: out of memory at site '%s'", msg->name);
+            return;
+        }
+        st->site_end = ne;
+        st->cap_sites = cap;
+    }
+    st->site_name[st->nsites] = msg->name;
+    st->site_end[st->nsites++] = em_tape_size(em_model_tape(msg->model));
+}
+
+static void drop_site_copies(density_state *st) {
+    for (size_t k = 0; k < st->ncopies; k++) free(st->site_copy[k]);
+    free(st->site_copy);
+    st->site_copy = NULL;
+    st->ncopies = 0;
+}
+
+/* Copy the site names of the run that will be replayed; without memory, errors go unnamed. */
+static void keep_site_names(density_state *st) {
+    drop_site_copies(st);
+    st->site_copy = calloc(st->nsites ? st->nsites : 1, sizeof *st->site_copy);
+    if (!st->site_copy) return;
+    for (size_t k = 0; k < st->nsites; k++) st->site_copy[k] = strdup(st->site_name[k]);
+    st->ncopies = st->nsites;
 }
 
 static void density_post(em_handler *h, em_msg *msg) {
@@ -120,6 +162,7 @@ static void density_post(em_handler *h, em_msg *msg) {
     case EM_SITE_PARAM:
         break;
     }
+    note_site(dh->st, msg); /* after the site's log-density node */
 }
 
 /* Run the model at θ; on success the handler's total holds the log density. */
@@ -145,6 +188,7 @@ static em_status density_run(density_state *st, const double *theta, density_han
     dh->st = st;
     st->nterms = 0;
     st->terms[st->nterms++] = logjac;
+    st->nsites = 0;
     dh->det_out = det_out;
     em_push(st->m, &dh->base);
     em_status s = em_model_run(st->m, sh->fn, sh->data, err);
@@ -164,6 +208,7 @@ static em_status density_run(density_state *st, const double *theta, density_han
         st->replay = 1;
         st->total = dh->total;
         em_tape_prune(t, &st->total, 1);
+        keep_site_names(st);
     }
     return s;
 }
@@ -177,6 +222,12 @@ static em_status density_replay(density_state *st, const double *theta, int all,
     for (size_t k = 0; k < sh->nlat && s == EM_OK; k++)
         s = em_leaf_assign(t, st->leaves[k], theta + sh->lat[k].offset, sh->lat[k].free_len);
     if (s == EM_OK) s = em_tape_forward(t, all);
+    if (s != EM_OK && t->err_node >= 0)
+        for (size_t k = 0; k < st->ncopies; k++)
+            if (st->site_end[k] > (size_t)t->err_node) {
+                if (st->site_copy[k]) em_model_name_error(&t->err, st->site_copy[k]);
+                break;
+            }
     if (s != EM_OK) return em_error_set(err, s, "%s", em_tape_error(t)->msg);
     return EM_OK;
 }
@@ -260,6 +311,9 @@ static void density_destroy(void *state) {
     free(st->seen);
     free(st->det_vars);
     free(st->terms);
+    free(st->site_name);
+    free(st->site_end);
+    drop_site_copies(st);
     if (st->shape) shape_release(st->shape);
     free(st);
 }

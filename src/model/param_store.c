@@ -3,11 +3,17 @@
  * File format (text, one parameter per line, values unconstrained with 17 significant digits):
  *     # ember parameter store v1
  *     <name> <transform> <lo> <hi> <len> <v1> ... <vlen>
+ * The reader is strict: fields are separated by blanks, a parameter's values are all on its
+ * line, blank lines are skipped (and counted, so messages name the right line), and every
+ * number follows the one grammar of internal/text.h (no hex, no "inf" values; lo and hi may
+ * be nan or ±inf, as the writer prints unused bounds).
  */
 #include "internal/model_impl.h"
+#include "internal/text.h"
 
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -153,59 +159,186 @@ em_status em_param_store_save(const em_param_store *ps, const char *path, em_err
     return s;
 }
 
-static int transform_kind_from_name(const char *s, em_transform_kind *k) {
-    for (int i = 0; i < EM_TRANSFORM_COUNT; i++)
-        if (strcmp(em_transform_name((em_transform_kind)i), s) == 0) {
-            *k = (em_transform_kind)i;
-            return 1;
+/* ---- the reader: one line per parameter, every number in the library's strict grammar ---- */
+
+#define MAX_LEN ((size_t)1 << 28)
+
+typedef struct line_reader {
+    const char *path;
+    size_t line;
+    const char *start, *p, *eol; /* the current line and the scan position in it */
+} line_reader;
+
+static int is_sep(char c) { return c == ' ' || c == '\t' || c == '\r'; }
+
+/* The next blank-separated token of the line (length 0 at its end). */
+static size_t next_token(line_reader *lr, const char **tok) {
+    while (lr->p < lr->eol && is_sep(*lr->p)) lr->p++;
+    *tok = lr->p;
+    while (lr->p < lr->eol && !is_sep(*lr->p)) lr->p++;
+    return (size_t)(lr->p - *tok);
+}
+
+static size_t col_of(const line_reader *lr, const char *q) { return (size_t)(q - lr->start) + 1; }
+
+static em_status bad(const line_reader *lr, const char *at, em_error *err, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 4, 5)))
+#endif
+    ;
+static em_status bad(const line_reader *lr, const char *at, em_error *err, const char *fmt, ...) {
+    char msg[384];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return em_error_set(err, EM_ERR_PARSE, "%s:%zu:%zu: %s", lr->path, lr->line, col_of(lr, at), msg);
+}
+
+#define SHOWN(n) (int)((n) < 40 ? (n) : 40)
+
+/* em_number_parse on a copy: the token may end the buffer, which need not be NUL-terminated. */
+static int parse_token(const char *t, size_t n, int allow_nonfinite, double *out, const char **why) {
+    char tmp[128];
+    if (n >= sizeof tmp) {
+        *why = "is too long for a number (over 127 characters)";
+        return EM_NUMBER_BAD;
+    }
+    memcpy(tmp, t, n);
+    tmp[n] = '\0';
+    return em_number_parse(tmp, n, allow_nonfinite, out, why);
+}
+
+/* A bound (lo, hi): nan and ±inf allowed, as the writer's %.17g prints them. */
+static em_status read_bound(line_reader *lr, const char *what, const char *name, double *out, em_error *err) {
+    const char *t;
+    size_t n = next_token(lr, &t);
+    if (n == 0) return bad(lr, t, err, "parameter '%s': the line ends before %s", name, what);
+    const char *why = "is not a number";
+    if (parse_token(t, n, 1, out, &why) != EM_NUMBER_OK)
+        return bad(lr, t, err, "parameter '%s': %s '%.*s' %s", name, what, SHOWN(n), t, why);
+    return EM_OK;
+}
+
+/* One parameter line into tmp. */
+static em_status read_param(line_reader *lr, em_param_store *tmp, em_error *err) {
+    const char *t;
+    size_t n = next_token(lr, &t);
+    char name[256];
+    if (n >= sizeof name) return bad(lr, t, err, "parameter name longer than %zu bytes", sizeof name - 1);
+    memcpy(name, t, n);
+    name[n] = '\0';
+    const char *name_at = t;
+    n = next_token(lr, &t);
+    if (n == 0) return bad(lr, t, err, "parameter '%s': the line ends before its transform", name);
+    em_transform_kind k = EM_TRANSFORM_COUNT;
+    for (int i = 0; i < EM_TRANSFORM_COUNT; i++) {
+        const char *tn = em_transform_name((em_transform_kind)i);
+        if (strlen(tn) == n && memcmp(tn, t, n) == 0) k = (em_transform_kind)i;
+    }
+    if (k == EM_TRANSFORM_COUNT) return bad(lr, t, err, "parameter '%s': unknown transform '%.*s'", name, SHOWN(n), t);
+    const char *kind_at = t;
+    double lo, hi;
+    em_status s = read_bound(lr, "lo", name, &lo, err);
+    if (s == EM_OK) s = read_bound(lr, "hi", name, &hi, err);
+    if (s != EM_OK) return s;
+    n = next_token(lr, &t);
+    size_t len = 0, i = 0;
+    for (; i < n && t[i] >= '0' && t[i] <= '9' && len <= MAX_LEN; i++) len = 10 * len + (size_t)(t[i] - '0');
+    if (n == 0 || i != n || len == 0 || len > MAX_LEN)
+        return bad(lr, t, err, "parameter '%s': length '%.*s' is not a whole number in 1..%zu", name, SHOWN(n), t,
+                   MAX_LEN);
+    /* what em_param_store_add refuses, the file may not bring in either */
+    em_constraint c = {k, lo, hi};
+    em_error te = {0};
+    if (em_transform_validate(&c, &te) != EM_OK) return bad(lr, kind_at, err, "parameter '%s': %s", name, te.msg);
+    if (em_transform_free_len(&c, len) != len)
+        return bad(lr, kind_at, err, "parameter '%s': the %s transform changes the length of %zu values, which a "
+                   "parameter's may not", name, em_transform_name(k), len);
+    /* grown as values arrive, not allocated for len up front: a short line claiming 2^28
+     * values fails at its end rather than after a 2 GiB allocation */
+    double *u = NULL;
+    size_t cap = 0;
+    for (size_t j = 0; j < len && s == EM_OK; j++) {
+        n = next_token(lr, &t);
+        if (n == 0) {
+            s = bad(lr, t, err, "parameter '%s': the line ends after %zu of its %zu values (a parameter's values are on "
+                    "its own line)", name, j, len);
+            break;
         }
-    return 0;
+        if (j == cap) {
+            size_t nc = cap ? (2 * cap < len ? 2 * cap : len) : (len < 16 ? len : 16);
+            double *nu = realloc(u, nc * sizeof *nu);
+            if (!nu) {
+                s = em_error_set(err, EM_ERR_NOMEM, "%s:%zu: parameter '%s': out of memory for %zu values", lr->path,
+                                 lr->line, name, nc);
+                break;
+            }
+            u = nu;
+            cap = nc;
+        }
+        const char *why = "is not a finite number";
+        int r = parse_token(t, n, 0, &u[j], &why);
+        if (r != EM_NUMBER_OK)
+            s = bad(lr, t, err, "parameter '%s': value %zu '%.*s' %s", name, j + 1, SHOWN(n), t,
+                    r == EM_NUMBER_MISSING ? "is missing" : why);
+    }
+    if (s == EM_OK && (n = next_token(lr, &t)) != 0)
+        s = bad(lr, t, err, "parameter '%s': text after its %zu values: '%.*s'", name, len, SHOWN(n), t);
+    if (s == EM_OK && em_param_store_find(tmp, name) >= 0)
+        s = bad(lr, name_at, err, "parameter '%s' appears twice", name);
+    if (s == EM_OK) s = add_free(tmp, name, u, len, c, err);
+    free(u);
+    return s;
+}
+
+static em_status read_store(const char *path, const char *buf, size_t len, em_param_store *tmp, em_error *err) {
+    static const char head[] = "# ember parameter store v1";
+    const char *p = buf ? buf : "", *end = p + (buf ? len : 0);
+    line_reader lr = {.path = path};
+    for (size_t line = 1; p; line++) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        lr.line = line;
+        lr.start = lr.p = p;
+        lr.eol = nl ? nl : end;
+        p = nl ? nl + 1 : NULL;
+        if (line == 1) {
+            size_t hl = sizeof head - 1, n = (size_t)(lr.eol - lr.start);
+            int ok = n >= hl && memcmp(lr.start, head, hl) == 0;
+            for (size_t i = hl; ok && i < n; i++) ok = is_sep(lr.start[i]);
+            if (!ok)
+                return em_error_set(err, EM_ERR_PARSE, "%s:1: not an ember parameter store file (the first line must "
+                                    "be '%s')", path, head);
+            continue;
+        }
+        const char *t;
+        if (next_token(&lr, &t) == 0) continue; /* a blank line */
+        lr.p = lr.start;
+        em_status s = read_param(&lr, tmp, err);
+        if (s != EM_OK) return s;
+    }
+    return EM_OK;
 }
 
 em_status em_param_store_load(em_param_store *ps, const char *path, em_error *err) {
-    FILE *f = fopen(path, "r");
-    if (!f) return em_error_set(err, EM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (!ps || !path) return em_error_set(err, EM_ERR_ARG, "em_param_store_load: %s is NULL", !ps ? "ps" : "path");
+    em_buf b = {0};
+    em_status s = em_text_read_file(path, 0, &b, err);
+    if (s != EM_OK) return s;
+    s = em_param_store_load_buffer(ps, path, b.data, b.len, err);
+    em_buf_free(&b);
+    return s;
+}
+
+em_status em_param_store_load_buffer(em_param_store *ps, const char *name, const char *buf, size_t len, em_error *err) {
+    if (!name) name = "<buffer>";
+    if (!ps || (!buf && len))
+        return em_error_set(err, EM_ERR_ARG, "em_param_store_load_buffer(%s): %s is NULL", name, !ps ? "ps" : "buf");
+    em_status s = em_text_check_binary(name, buf, buf ? len : 0, err);
+    if (s != EM_OK) return s;
+    const char *path = name; /* for the messages below, shared with the file reader */
     em_param_store *tmp = em_param_store_create();
-    em_status s = tmp ? EM_OK : em_error_set(err, EM_ERR_NOMEM, "out of memory");
-    char name[256], kind[64];
-    size_t lineno = 1;
-    int c;
-    /* header line */
-    char head[64];
-    if (s == EM_OK && (!fgets(head, sizeof head, f) || strncmp(head, "# ember parameter store v1", 26) != 0))
-        s = em_error_set(err, EM_ERR_PARSE, "%s:1: not an ember parameter store file", path);
-    while (s == EM_OK) {
-        lineno++;
-        double lo, hi;
-        size_t len;
-        int got = fscanf(f, "%255s %63s %lf %lf %zu", name, kind, &lo, &hi, &len);
-        if (got == EOF) break;
-        em_transform_kind k;
-        if (got != 5 || !transform_kind_from_name(kind, &k) || len == 0 || len > (1u << 28)) {
-            s = em_error_set(err, EM_ERR_PARSE, "%s:%zu: malformed parameter line", path, lineno);
-            break;
-        }
-        double *u = malloc(len * sizeof *u);
-        if (!u) {
-            s = em_error_set(err, EM_ERR_NOMEM, "out of memory");
-            break;
-        }
-        for (size_t j = 0; j < len; j++)
-            if (fscanf(f, "%lf", &u[j]) != 1 || !isfinite(u[j])) {
-                s = em_error_set(err, EM_ERR_PARSE, "%s:%zu: parameter '%s': value %zu is missing or not finite",
-                                 path, lineno, name, j + 1);
-                break;
-            }
-        if (s == EM_OK && em_param_store_find(tmp, name) >= 0)
-            s = em_error_set(err, EM_ERR_PARSE, "%s:%zu: parameter '%s' appears twice", path, lineno, name);
-        if (s == EM_OK) s = add_free(tmp, name, u, len, (em_constraint){k, lo, hi}, err);
-        free(u);
-        while ((c = fgetc(f)) != EOF && c != '\n') {
-            if (c != ' ' && c != '\t' && c != '\r' && s == EM_OK)
-                s = em_error_set(err, EM_ERR_PARSE, "%s:%zu: trailing text after parameter '%s'", path, lineno, name);
-        }
-    }
-    fclose(f);
+    s = tmp ? read_store(path, buf, len, tmp, err) : em_error_set(err, EM_ERR_NOMEM, "%s: out of memory", path);
     if (s == EM_OK && ps->n > 0) {
         /* Loading into a populated store: exactly the same names and lengths. */
         for (size_t i = 0; i < ps->n && s == EM_OK; i++) {

@@ -1,4 +1,4 @@
-/* fuzz_csv.c — libFuzzer target for the data CSV reader (scripts/fuzz-csv.sh builds and runs it).
+/* fuzz_csv.c — libFuzzer target for the data CSV reader (scripts/fuzz.sh builds and runs it).
  *
  * Every input is parsed under several column selections and both missing-value policies, with
  * and without the comment and non-finite options. Besides the sanitizers' checks, the result
