@@ -1,6 +1,6 @@
 # Ember — build, test, benchmark and install.
 #
-#   make            lib/libember.a and lib/libember.so
+#   make            lib/libember.a, lib/libember.so and the ember command (bin/ember)
 #   make run        build everything and run the Bayesian-regression example (ARGS='...' passes options)
 #   make check      build everything and run the whole test suite (SANITIZE=1: ASan + UBSan build)
 #   make bench      run every benchmark (JSON lines on stdout)
@@ -67,11 +67,14 @@ EX_MODEL  := $(EX_DIR)/rugged_model.c
 
 HEADERS   := $(wildcard include/*.h include/ember/*.h src/internal/*.h)
 
+# The `ember` command, on the public API only (installed beside the library).
+CLI_BIN   := $(BUILD)/bin/ember
+
 .PHONY: all lib deps run check bench install clean notebooks tests examples sbc fuzz
 .DEFAULT_GOAL := all
 
-all: deps lib
-	@mkdir -p lib && cp $(LIB_A) $(LIB_SO) lib/
+all: deps lib $(CLI_BIN)
+	@mkdir -p lib bin && cp $(LIB_A) $(LIB_SO) lib/ && cp $(CLI_BIN) bin/
 
 lib: $(LIB_A) $(LIB_SO)
 
@@ -97,6 +100,10 @@ $(BUILD)/tests/%: tests/%.c $(TEST_UTIL) $(EX_MODEL) $(LIB_A) $(wildcard tests/u
 $(BUILD)/bench/%: bench/%.c $(EX_MODEL) $(LIB_A) $(EX_DIR)/rugged_model.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -I$(EX_DIR) $(CFLAGS) $< $(EX_MODEL) -o $@ $(LDFLAGS) $(LIB_A) $(LDLIBS)
+
+$(CLI_BIN): cli/ember.c $(LIB_A) $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) cli/ember.c -o $@ $(LDFLAGS) $(LIB_A) $(LDLIBS)
 
 $(EX_BUILD): $(EX_SRC) $(wildcard $(EX_DIR)/*.h) $(LIB_A)
 	@mkdir -p $(dir $@)
@@ -131,7 +138,8 @@ sbc: deps all $(BUILD)/bench/sbc_rugged
 	./$(BUILD)/bench/sbc_rugged --sbc 500 --method nuts --out $(BUILD)/sbc/nuts
 
 install: all
-	install -d $(DESTDIR)$(PREFIX)/include/ember $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -d $(DESTDIR)$(PREFIX)/include/ember $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
+	install -m 755 $(CLI_BIN) $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 include/ember.h $(DESTDIR)$(PREFIX)/include/
 	install -m 644 include/ember/*.h $(DESTDIR)$(PREFIX)/include/ember/
 	install -m 644 $(LIB_A) $(DESTDIR)$(PREFIX)/lib/
@@ -146,4 +154,4 @@ notebooks: all $(EX_BIN)
 	bash scripts/export-notebooks.sh
 
 clean:
-	rm -rf build lib $(EX_BIN)
+	rm -rf build lib bin $(EX_BIN)

@@ -53,3 +53,44 @@ em_status em_formula_error_at(em_error *err, em_status s, const char *text, int 
     ;
 
 #endif
+
+/* ---- a formula against a data frame (design.c) ---------------------------------------------- */
+
+#include "ember/io.h"
+
+/* One group-level term (lhs | g): K columns per row, a grouping factor of J levels. */
+typedef struct em_group_term {
+    char *group;         /* the grouping factor's name as brms writes it: "county", "a:b" */
+    size_t J;            /* its levels */
+    char **levels;       /* [J] level labels ("A", "A_x" for a:b) */
+    size_t *index;       /* [n] each row's level */
+    size_t K;            /* terms */
+    char **names;        /* [K] brms term names: "Intercept", "x" */
+    double *Z;           /* [K][n] column-major: term k of every row */
+    int correlated;      /* (lhs | g) with K >= 2: an LKJ correlation */
+} em_group_term;
+
+typedef struct em_design {
+    size_t n;            /* rows used */
+    size_t dropped;      /* rows dropped for a missing value */
+    size_t *rows;        /* [n] the frame row of each used row */
+    double *y;           /* [n] the response */
+    double *trials;      /* [n] binomial trials, or NULL */
+    double *offset;      /* [n] summed offsets, or NULL */
+    int intercept;
+    size_t P;            /* population-level columns (no intercept column) */
+    char **names;        /* [P] model.matrix names: "x", "TrtB", "x:TrtB" */
+    double *X;           /* [n][P] row-major, uncentred */
+    double *Xc;          /* [n][P] centred when there is an intercept (brms), else = X */
+    double *means;       /* [P] column means subtracted */
+    size_t ngroups;
+    em_group_term *groups;
+    char *response_name; /* deparsed response */
+} em_design;
+
+/* Build the design of formula f on frame fr for a family; err names the place of any problem. */
+em_status em_design_build(const em_formula *f, const em_frame *fr, em_family fam, int drop_missing, em_design *out,
+                          em_error *err);
+void em_design_free(em_design *d);
+/* brms's rename of a coefficient: spaces and ( ) [ ] , " ' ? removed, + - * / ^ = as P M MU D E EQ. */
+void em_brms_rename(const char *name, em_buf *out);

@@ -1,0 +1,195 @@
+/* ember.c — the `ember` command: brms formulas fitted from the shell, on the public API only.
+ *
+ *   ember fit DATA.csv "y ~ x + (1 | g)" [--family F] [--prior "b ~ normal(0, 2.5)"]...
+ *             [--chains 4] [--warmup 1000] [--samples 1000] [--seed N] [--adapt-delta 0.8]
+ *             [--out DIR] [--drop-missing] [--print-priors] [--quiet]
+ *   ember summary FILE.csv...      (CmdStan CSV files, Stan's own too)
+ *
+ * Exit codes: 0 success, 1 a failed fit or unreadable input (the message says which and
+ * where), 2 a usage error, 130 interrupted (what was drawn is kept).
+ */
+#include <ember.h>
+#include <ember/formula.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: ember fit DATA.csv FORMULA [options]\n"
+            "       ember summary FILE.csv...\n"
+            "\n"
+            "fit: a Bayesian regression written as a brms formula, by NUTS (Stan's sampler)\n"
+            "  --family F        gaussian (default), student, bernoulli, binomial, poisson, negbinomial\n"
+            "  --prior P         a prior, e.g. \"b ~ normal(0, 2.5)\", \"sd_g ~ exponential(1)\" (repeatable)\n"
+            "  --chains N        chains (4)             --warmup N    warmup iterations per chain (1000)\n"
+            "  --samples N       draws per chain (1000) --seed N      random seed (20260101)\n"
+            "  --adapt-delta D   target acceptance (0.8)\n"
+            "  --out DIR         write DIR/fit_<k>.csv (CmdStan CSV, brms names) and DIR/summary.csv\n"
+            "  --drop-missing    drop rows with a missing value (default: they are an error)\n"
+            "  --print-priors    print the priors in force before fitting\n"
+            "  --quiet           no progress lines\n"
+            "summary: the summary table (mean, MCSE, sd, quantiles, ESS, R-hat) of CmdStan CSV files\n");
+}
+
+static int parse_int(const char *opt, const char *s, long lo, long hi, long *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end || end == s || v < lo || v > hi) {
+        fprintf(stderr, "ember: %s %s: expected a whole number from %ld to %ld\n", opt, s, lo, hi);
+        return 0;
+    }
+    *out = v;
+    return 1;
+}
+
+static int cmd_fit(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *data_path = argv[0], *formula = argv[1], *out_dir = NULL;
+    const char *priors[64];
+    size_t npriors = 0;
+    em_regression_options ro = {0};
+    em_mcmc_config cfg = em_mcmc_config_default();
+    int print_priors = 0, quiet = 0;
+    cfg.progress = isatty(2);
+    cfg.handle_sigint = 1;
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        long n;
+        if (!strcmp(a, "--drop-missing")) ro.drop_missing = 1;
+        else if (!strcmp(a, "--print-priors")) print_priors = 1;
+        else if (!strcmp(a, "--quiet")) quiet = 1;
+        else if (!strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        } else if (!v) {
+            fprintf(stderr, "ember: %s needs a value (ember fit --help)\n", a);
+            return 2;
+        } else if (!strcmp(a, "--family")) {
+            em_error e = {0};
+            if (em_family_from_name(v, &ro.family, &e) != EM_OK) {
+                fprintf(stderr, "ember: %s\n", e.msg);
+                return 2;
+            }
+            i++;
+        } else if (!strcmp(a, "--prior")) {
+            if (npriors == 64) {
+                fprintf(stderr, "ember: at most 64 --prior options\n");
+                return 2;
+            }
+            priors[npriors++] = v;
+            i++;
+        } else if (!strcmp(a, "--out")) out_dir = v, i++;
+        else if (!strcmp(a, "--chains")) {
+            if (!parse_int(a, v, 1, 64, &n)) return 2;
+            cfg.num_chains = (int)n, i++;
+        } else if (!strcmp(a, "--warmup")) {
+            if (!parse_int(a, v, 0, 1000000, &n)) return 2;
+            cfg.num_warmup = (int)n, i++;
+        } else if (!strcmp(a, "--samples")) {
+            if (!parse_int(a, v, 1, 1000000, &n)) return 2;
+            cfg.num_samples = (int)n, i++;
+        } else if (!strcmp(a, "--seed")) {
+            if (!parse_int(a, v, 0, 2147483647L, &n)) return 2;
+            cfg.seed = (uint64_t)n, i++;
+        } else if (!strcmp(a, "--adapt-delta")) {
+            char *end;
+            double d = strtod(v, &end);
+            if (*end || !(d > 0 && d < 1)) {
+                fprintf(stderr, "ember: --adapt-delta %s: expected a number between 0 and 1\n", v);
+                return 2;
+            }
+            cfg.target_accept = d, i++;
+        } else {
+            fprintf(stderr, "ember: unknown option '%s' (ember fit --help)\n", a);
+            return 2;
+        }
+    }
+    if (quiet) cfg.progress = 0;
+    ro.priors = priors;
+    ro.npriors = npriors;
+    em_error err = {0};
+    em_frame *data = NULL;
+    em_regression *reg = NULL;
+    em_posterior *post = NULL;
+    int rc = 1;
+    em_status s = em_frame_read_csv(data_path, &data, &err);
+    if (s == EM_OK) s = em_regression_create(formula, data, &ro, &reg, &err);
+    if (s == EM_OK && em_regression_num_dropped(reg))
+        fprintf(stderr, "ember: %zu rows with missing values dropped (%zu used)\n", em_regression_num_dropped(reg),
+                em_regression_num_rows(reg));
+    if (s == EM_OK && print_priors) s = em_regression_print_priors(reg, stdout, &err);
+    if (s == EM_OK) s = em_regression_fit(reg, &cfg, &post, &err);
+    if ((s == EM_OK || s == EM_ERR_INTERRUPTED) && post) {
+        em_error e2 = {0};
+        if (em_regression_print_summary(reg, post, stdout, &e2) != EM_OK) fprintf(stderr, "ember: %s\n", e2.msg);
+        if (out_dir) {
+            if (mkdir(out_dir, 0777) != 0 && errno != EEXIST) {
+                fprintf(stderr, "ember: cannot create %s: %s\n", out_dir, strerror(errno));
+                s = EM_ERR_IO;
+            } else {
+                char path[4096];
+                snprintf(path, sizeof path, "%s/summary.csv", out_dir);
+                size_t nw = 0;
+                em_status ws = em_posterior_write_cmdstan(post, out_dir, "fit", NULL, &nw, &e2);
+                if (ws == EM_OK) ws = em_posterior_write_summary(post, path, &e2);
+                if (ws != EM_OK) {
+                    fprintf(stderr, "ember: %s\n", e2.msg);
+                    s = ws;
+                } else if (!quiet) {
+                    fprintf(stderr, "ember: wrote %zu chain files and summary.csv to %s/\n", nw, out_dir);
+                }
+            }
+        }
+    }
+    if (s == EM_OK) rc = 0;
+    else if (s == EM_ERR_INTERRUPTED) {
+        fprintf(stderr, "ember: interrupted; the draws made so far are summarised%s\n", out_dir ? " and written" : "");
+        rc = 130;
+    } else if (err.status) fprintf(stderr, "ember: %s\n", err.msg);
+    em_posterior_free(post);
+    em_regression_free(reg);
+    em_frame_free(data);
+    return rc;
+}
+
+static int cmd_summary(int argc, char **argv) {
+    if (argc < 1) {
+        usage(stderr);
+        return 2;
+    }
+    em_error err = {0};
+    em_posterior *p = NULL;
+    if (em_posterior_read_cmdstan((const char *const *)argv, (size_t)argc, &p, &err) != EM_OK ||
+        em_posterior_print(p, stdout, &err) != EM_OK) {
+        fprintf(stderr, "ember: %s\n", err.msg);
+        em_posterior_free(p);
+        return 1;
+    }
+    em_posterior_free(p);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("ember %s\n", EMBER_VERSION);
+        return 0;
+    }
+    if (!strcmp(argv[1], "fit")) return cmd_fit(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "summary")) return cmd_summary(argc - 2, argv + 2);
+    fprintf(stderr, "ember: unknown command '%s' (commands: fit, summary; ember --help)\n", argv[1]);
+    return 2;
+}
