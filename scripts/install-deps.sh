@@ -19,7 +19,7 @@ for arg in "$@"; do
   case "$arg" in
     --with-r) optional="$optional r-base-core r-cran-posterior r-cran-rstan r-cran-loo" ;;
     --with-stan) optional="$optional r-base-core r-cran-rstan r-cran-posterior" ;;
-    --with-brms) optional="$optional r-base-core r-cran-brms r-cran-rstan" ;;
+    --with-brms) optional="$optional r-base-core r-cran-brms r-cran-rstan r-cran-bh" ;;
     --with-fuzz) optional="$optional clang libclang-rt-dev" ;;
     --with-python) optional="$optional python3 python3-nbformat" ;;
     *) echo "install-deps.sh: unknown option '$arg'" >&2; exit 2 ;;

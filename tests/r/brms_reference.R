@@ -1,0 +1,98 @@
+# brms_reference.R OUTDIR — the reference posteriors of the formula front end's tests.
+#
+# Simulates the data of each model (fixed seeds, so the data are the same on every machine),
+# fits it with brms (Debian's r-cran-brms; scripts/install-deps.sh --with-brms) with long chains,
+# and writes into OUTDIR, per model: <name>.csv (the data), <name>.spec (formula, family, prior
+# lines, one "key: value" per line) and <name>_brms.csv (variable, mean, sd, mcse_mean of every
+# brms parameter that Ember reports). Also model_matrix.csv: R's model.matrix column names and
+# values for a set of formulas on one data set, for the coding test.
+#
+# The stored outputs in tests/data/brms/ were made by this script; tests/data/brms/README.md
+# says when and with which versions. The suite compares against them and needs no R.
+suppressPackageStartupMessages({ library(brms); library(posterior) })
+args <- commandArgs(TRUE)
+out <- if (length(args)) args[1] else "tests/data/brms"
+dir.create(out, showWarnings = FALSE, recursive = TRUE)
+iter_warmup <- 1000; iter_sampling <- 10000; chains <- 4
+
+write_data <- function(name, d) write.csv(d, file.path(out, paste0(name, ".csv")), row.names = FALSE, quote = TRUE)
+
+fit_one <- function(name, d, formula, family, priors = character(0)) {
+  write_data(name, d)
+  spec <- c(paste0("formula: ", formula), paste0("family: ", family$family), paste0("prior: ", priors))
+  writeLines(spec, file.path(out, paste0(name, ".spec")))
+  pr <- if (length(priors)) do.call(c, lapply(priors, function(p) {
+    lhs <- trimws(sub("~.*", "", p)); rhs <- trimws(sub(".*~", "", p))
+    cls <- sub("_.*", "", lhs); coef <- if (grepl("_", lhs)) sub("^[^_]*_", "", lhs) else ""
+    if (cls == "b" && nzchar(coef)) set_prior(rhs, class = "b", coef = coef)
+    else if (cls %in% c("sd", "cor") && nzchar(coef)) set_prior(rhs, class = cls, group = coef)
+    else set_prior(rhs, class = cls)
+  })) else NULL
+  t0 <- Sys.time()
+  # Debian's r-cran-bh is an empty shell over libboost-dev: point rstan at the system headers
+  boost <- if (nzchar(system.file("include", package = "BH"))) NULL else "/usr/include"
+  fit <- brm(as.formula(formula), data = d, family = family, prior = pr, chains = chains, cores = 1,
+             warmup = iter_warmup, iter = iter_warmup + iter_sampling, seed = 1234, refresh = 0,
+             control = list(adapt_delta = 0.95), stan_model_args = list(boost_lib = boost))
+  dr <- as_draws_df(fit)
+  keep <- grep("^(b_|sd_|cor_|sigma$|nu$|shape$)", variables(dr), value = TRUE)
+  s <- summarise_draws(subset_draws(dr, variable = keep), mean, sd, mcse_mean)
+  write.csv(s, file.path(out, paste0(name, "_brms.csv")), row.names = FALSE)
+  cat(sprintf("%s: %d parameters, %.0f s\n", name, nrow(s), as.numeric(Sys.time() - t0, units = "secs")))
+}
+
+set.seed(20261203)
+J <- 15; n <- 240
+g <- sample(sprintf("g%02d", 1:J), n, TRUE)
+h <- sample(c("h1", "h2", "h3"), n, TRUE)
+x <- round(rnorm(n), 4); z <- round(runif(n, -1, 1), 4)
+trt <- sample(c("ctl", "drugA", "drugB"), n, TRUE)
+ag <- rnorm(J, 0, 0.7); bg <- rnorm(J, 0, 0.4); names(ag) <- names(bg) <- sprintf("g%02d", 1:J)
+ah <- rnorm(J * 3, 0, 0.3); names(ah) <- paste(rep(names(ag), each = 3), c("h1", "h2", "h3"), sep = "_")
+
+# 1. gaussian, a factor and varying intercepts
+y1 <- 1 + 0.5 * x + 0.8 * (trt == "drugA") - 0.4 * (trt == "drugB") + ag[g] + rnorm(n, 0, 0.7)
+fit_one("gauss_vint", data.frame(y = round(y1, 4), x, trt, g), "y ~ x + trt + (1 | g)", gaussian())
+# 2. gaussian, an interaction and correlated varying slopes
+y2 <- 2 + (0.6 + bg[g]) * x - 0.5 * z + 0.3 * x * z + ag[g] + rnorm(n, 0, 0.5)
+fit_one("gauss_vslope", data.frame(y = round(y2, 4), x, z, g), "y ~ x * z + (1 + x | g)", gaussian())
+# 3. bernoulli (logit), with a prior on b
+eta3 <- -0.3 + 1.2 * x - 0.8 * (trt == "drugB")
+fit_one("bern", data.frame(b = rbinom(n, 1, plogis(eta3)), x, trt), "b ~ x + trt", bernoulli(),
+        "b ~ normal(0, 2.5)")
+# 4. binomial with trials and varying intercepts
+nt <- sample(5:20, n, TRUE)
+fit_one("binom_vint", data.frame(s = rbinom(n, nt, plogis(-0.5 + 0.7 * x + ag[g])), nt, x, g),
+        "s | trials(nt) ~ x + (1 | g)", binomial())
+# 5. poisson with an offset and uncorrelated varying slopes
+expo <- round(runif(n, 0.5, 3), 3)
+fit_one("pois_unc", data.frame(k = rpois(n, expo * exp(0.2 + 0.5 * x + ag[g] + bg[g] * x)), x, expo, g),
+        "k ~ x + offset(log(expo)) + (1 + x || g)", poisson())
+# 6. negative binomial
+fit_one("negbin", data.frame(k = rnbinom(n, size = 3, mu = exp(1 + 0.4 * x - 0.6 * z)), x, z),
+        "k ~ x + z", negbinomial())
+# 7. student-t errors with outliers, and a prior on sigma
+y7 <- 0.5 + 1.5 * x + rt(n, 3) * 0.6
+fit_one("student", data.frame(y = round(y7, 4), x), "y ~ x", student(), "sigma ~ exponential(1)")
+# 8. nested groups, scale() and a transformed predictor
+y8 <- 1 + 0.4 * scale(z)[, 1] + 0.3 * exp(x / 2) + ag[g] + ah[paste(g, h, sep = "_")] + rnorm(n, 0, 0.5)
+fit_one("nested", data.frame(y = round(y8, 4), x, z, g, h), "y ~ scale(z) + I(exp(x/2)) + (1 | g/h)", gaussian())
+
+# R's model.matrix on one data set, for the coding test
+d <- data.frame(x, z, trt, h, stringsAsFactors = TRUE)[1:12, ]
+write_data("mm_data", d)
+forms <- c("~ x * trt", "~ trt:x", "~ 0 + trt", "~ trt * h", "~ trt:h", "~ I(x^2) + log(z + 2)",
+           "~ (x + trt + z)^2", "~ x + trt - 1", "~ trt + trt:x", "~ factor(round(z))")
+rows <- list()
+for (f in forms) {
+  mm <- model.matrix(as.formula(f), d)
+  cols <- colnames(mm)[colnames(mm) != "(Intercept)"]
+  for (cn in cols) rows[[length(rows) + 1]] <- data.frame(formula = f, column = cn,
+                                                          values = paste(sprintf("%.10g", mm[, cn]), collapse = " "))
+}
+write.csv(do.call(rbind, rows), file.path(out, "model_matrix.csv"), row.names = FALSE)
+writeLines(c(paste("R", R.version.string), paste("brms", packageVersion("brms")),
+             paste("rstan", packageVersion("rstan")), paste("posterior", packageVersion("posterior")),
+             paste("date", format(Sys.time(), "%Y-%m-%d %H:%M UTC", tz = "UTC")),
+             sprintf("chains %d, warmup %d, draws %d per chain, adapt_delta 0.95, seed 1234", chains, iter_warmup, iter_sampling)),
+           file.path(out, "VERSIONS"))
