@@ -23,5 +23,6 @@
 #include "ember/svi.h"
 #include "ember/predictive.h"
 #include "ember/calibration.h"
+#include "ember/loo.h"
 
 #endif
