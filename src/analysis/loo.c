@@ -19,10 +19,27 @@
 
 /* ---- small helpers -------------------------------------------------------------------------- */
 
+/* Smallest and largest of x (n >= 1, no NaN), on four lanes: one running maximum is a chain of
+ * dependent instructions, and these passes over the S draws run several times per observation. */
+static void range_of(const double *x, size_t n, double *lo, double *hi) {
+    double a[4] = {x[0], x[0], x[0], x[0]}, b[4] = {x[0], x[0], x[0], x[0]};
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4)
+        for (int k = 0; k < 4; k++) {
+            a[k] = x[i + k] < a[k] ? x[i + k] : a[k];
+            b[k] = x[i + k] > b[k] ? x[i + k] : b[k];
+        }
+    for (; i < n; i++) {
+        a[0] = x[i] < a[0] ? x[i] : a[0];
+        b[0] = x[i] > b[0] ? x[i] : b[0];
+    }
+    *lo = fmin(fmin(a[0], a[1]), fmin(a[2], a[3]));
+    *hi = fmax(fmax(b[0], b[1]), fmax(b[2], b[3]));
+}
+
 static double log_sum_exp(const double *x, size_t n) {
-    double m = -INFINITY;
-    for (size_t i = 0; i < n; i++)
-        if (x[i] > m) m = x[i];
+    double lo, m;
+    range_of(x, n, &lo, &m);
     if (!isfinite(m)) return m;
     double s = 0.0;
     for (size_t i = 0; i < n; i++) s += exp(x[i] - m);
@@ -269,14 +286,14 @@ static size_t tail_length(size_t S, double r_eff) {
     return (size_t)ceil(a < b ? a : b);
 }
 
-/* PSIS of one column lw (S values, overwritten by the normalised log weights); keys and x: S
- * scratch values each, and on return x holds the normalised weights themselves (exp of lw), so
- * callers need no second pass of exp. The checks are the caller's; -1 when out of memory. */
-static int psis_column(double *lw, size_t S, double r_eff, keyed *keys, double *x, em_psis_diag *d) {
-    double mx = -INFINITY;
-    for (size_t s = 0; s < S; s++)
-        if (lw[s] > mx) mx = lw[s];
-    for (size_t s = 0; s < S; s++) lw[s] -= mx;
+/* PSIS of one column lw (S values whose largest is 0; overwritten by the normalised log weights).
+ * keys and x: S scratch values each; on return x holds the normalised weights themselves (exp
+ * of lw), so callers need no second pass of exp. When lik is not NULL it holds
+ * exp(lik_shift - lw[s]) (em_loo's scaled likelihoods, whose inverses are the raw weights): the
+ * weights of the draws outside the tail are then divisions instead of exps. The checks are the
+ * caller's; -1 when out of memory. */
+static int psis_column(double *lw, size_t S, double r_eff, keyed *keys, double *x, const double *lik,
+                       double lik_shift, em_psis_diag *d) {
     size_t M = tail_length(S, r_eff);
     double k = INFINITY;
     /* S > 20 makes M >= 5, loo's minimum tail */
@@ -306,23 +323,42 @@ static int psis_column(double *lw, size_t S, double r_eff, keyed *keys, double *
             }
         }
     }
-    /* truncation at the largest raw weight (log ratio 0 after the shift) */
-    double top_lw = -INFINITY;
-    for (size_t s = 0; s < S; s++) {
-        if (lw[s] > 0.0) lw[s] = 0.0;
-        if (lw[s] > top_lw) top_lw = lw[s];
+    /* truncation at the largest raw weight (log ratio 0): only the tail can exceed it, and the
+     * draws outside the tail are at most the cutoff */
+    double top_lw = cutoff;
+    for (size_t j = 0; j < M; j++) {
+        double *v = &lw[tail[j].i];
+        if (*v > 0.0) *v = 0.0;
+        if (*v > top_lw) top_lw = *v;
     }
-    double W = 0.0;
-    for (size_t s = 0; s < S; s++) W += (x[s] = exp(lw[s] - top_lw));
-    double lse = top_lw + log(W), ss = 0.0;
-    for (size_t s = 0; s < S; s++) {
+    if (lik) {
+        double c = exp(lik_shift - top_lw);
+        for (size_t s = 0; s < S; s++) x[s] = c / lik[s];
+        for (size_t j = 0; j < M; j++) x[tail[j].i] = exp(lw[tail[j].i] - top_lw);
+    } else {
+        for (size_t s = 0; s < S; s++) x[s] = exp(lw[s] - top_lw);
+    }
+    double W[4] = {0}, ss[4] = {0};
+    size_t s = 0;
+    for (; s + 4 <= S; s += 4)
+        for (int l = 0; l < 4; l++) W[l] += x[s + l];
+    for (; s < S; s++) W[0] += x[s];
+    double sw = (W[0] + W[1]) + (W[2] + W[3]);
+    double lse = top_lw + log(sw);
+    for (s = 0; s + 4 <= S; s += 4)
+        for (int l = 0; l < 4; l++) {
+            lw[s + l] -= lse;
+            x[s + l] /= sw;
+            ss[l] += x[s + l] * x[s + l];
+        }
+    for (; s < S; s++) {
         lw[s] -= lse;
-        x[s] /= W;
-        ss += x[s] * x[s];
+        x[s] /= sw;
+        ss[0] += x[s] * x[s];
     }
     d->pareto_k = k;
     d->tail_len = M;
-    d->n_eff = r_eff / ss;
+    d->n_eff = r_eff / ((ss[0] + ss[1]) + (ss[2] + ss[3]));
     return 0;
 }
 
@@ -346,9 +382,11 @@ em_status em_psis(const double *log_ratios, size_t S, double r_eff, double *log_
         free(x);
         return em_error_set(err, EM_ERR_NOMEM, "em_psis: out of memory for %zu draws", S);
     }
-    if (log_weights != log_ratios) memcpy(log_weights, log_ratios, S * sizeof *log_weights);
+    double lo, hi;
+    range_of(log_ratios, S, &lo, &hi);
+    for (size_t s = 0; s < S; s++) log_weights[s] = log_ratios[s] - hi;
     em_psis_diag d;
-    int rc = psis_column(log_weights, S, r_eff, keys, x, &d);
+    int rc = psis_column(log_weights, S, r_eff, keys, x, NULL, 0.0, &d);
     free(keys);
     free(x);
     if (rc) return em_error_set(err, EM_ERR_NOMEM, "em_psis: out of memory for a tail of %zu draws",
@@ -523,29 +561,29 @@ static em_loo_result *loo_alloc(size_t S, size_t N, int weights) {
 em_status em_loo(const double *log_lik, size_t S, size_t N, const em_loo_options *opts,
                  em_loo_result **out, em_error *err) {
     em_init();
-    if (!out) return em_error_set(err, EM_ERR_ARG, "em_loo_result: out is NULL");
+    if (!out) return em_error_set(err, EM_ERR_ARG, "em_loo: out is NULL");
     *out = NULL;
-    em_status st = check_matrix(log_lik, S, N, "em_loo_result", err);
+    em_status st = check_matrix(log_lik, S, N, "em_loo", err);
     if (st != EM_OK) return st;
     if (S <= 20)
         return em_error_set(err, EM_ERR_ARG,
-                            "em_loo_result: %zu draws are too few: the Pareto tail needs 5 of the largest 20%%, so S > 20", S);
+                            "em_loo: %zu draws are too few: the Pareto tail needs 5 of the largest 20%%, so S > 20", S);
     em_loo_options o = {0};
     if (opts) o = *opts;
     if (o.r_eff)
         for (size_t i = 0; i < N; i++)
             if (!(o.r_eff[i] > 0.0 && isfinite(o.r_eff[i])))
-                return em_error_set(err, EM_ERR_ARG, "em_loo_result: r_eff[%zu] = %g is not a positive number", i,
+                return em_error_set(err, EM_ERR_ARG, "em_loo: r_eff[%zu] = %g is not a positive number", i,
                                     o.r_eff[i]);
     chain_map m = {0};
-    if (!o.r_eff && (st = chain_map_make(S, o.chain_id, o.nchains, &m, "em_loo_result", err)) != EM_OK) return st;
+    if (!o.r_eff && (st = chain_map_make(S, o.chain_id, o.nchains, &m, "em_loo", err)) != EM_OK) return st;
 
     em_loo_result *l = loo_alloc(S, N, o.save_log_weights);
     double *cols = malloc((BLOCK + 3) * S * sizeof *cols);
     keyed *keys = malloc(S * sizeof *keys);
     double *zn = malloc(2 * MCSE_NZ * sizeof *zn);
     if (!l || !cols || !keys || !zn) {
-        st = em_error_set(err, EM_ERR_NOMEM, "em_loo_result: out of memory for %zu draws x %zu observations", S, N);
+        st = em_error_set(err, EM_ERR_NOMEM, "em_loo: out of memory for %zu draws x %zu observations", S, N);
         goto done;
     }
     l->k_threshold = em_psis_k_threshold(S);
@@ -564,33 +602,40 @@ em_status em_loo(const double *log_lik, size_t S, size_t N, const em_loo_options
                 st = err ? err->status : EM_ERR_NOMEM;
                 break;
             }
-            /* the leave-one-out ratios are 1 / p(y_i | θ) */
-            for (size_t s = 0; s < S; s++) lw[s] = -ll[s];
+            /* the leave-one-out ratios are 1 / p(y_i | θ); shifted so that the largest is 0, and
+             * the likelihoods scaled by the largest, with one exp per draw */
+            double mnl, mxl;
+            range_of(ll, S, &mnl, &mxl);
+            double sl[4] = {0};
+            size_t s = 0;
+            for (; s + 4 <= S; s += 4)
+                for (int q = 0; q < 4; q++) {
+                    lw[s + q] = mnl - ll[s + q];
+                    sl[q] += (lik[s + q] = exp(ll[s + q] - mxl));
+                }
+            for (; s < S; s++) {
+                lw[s] = mnl - ll[s];
+                sl[0] += (lik[s] = exp(ll[s] - mxl));
+            }
+            /* a likelihood 700 e-folds below the largest underflows, yet its weight may be large:
+             * then the weights and the sum go through the logs */
+            int wide = mnl - mxl < -700.0;
             em_psis_diag d;
-            if (psis_column(lw, S, r, keys, w, &d)) {
-                st = em_error_set(err, EM_ERR_NOMEM, "em_loo_result: out of memory for the tail of observation %zu", i);
+            if (psis_column(lw, S, r, keys, w, wide ? NULL : lik, mnl - mxl, &d)) {
+                st = em_error_set(err, EM_ERR_NOMEM, "em_loo: out of memory for the tail of observation %zu", i);
                 break;
             }
-            /* one exp per draw: the likelihoods on the scale of the largest */
-            double mxl = -INFINITY, mnl = INFINITY;
-            for (size_t s = 0; s < S; s++) {
-                if (ll[s] > mxl) mxl = ll[s];
-                if (ll[s] < mnl) mnl = ll[s];
-            }
-            double sl = 0.0, swl = 0.0;
-            for (size_t s = 0; s < S; s++) {
-                sl += (lik[s] = exp(ll[s] - mxl));
-                swl += w[s] * lik[s];
-            }
-            double lpd = mxl + log(sl) - logS;
-            double elpd = mxl + log(swl);
-            /* a likelihood 700 e-folds below the largest underflows, yet its weight may be large:
-             * then the sum goes through the logs */
-            if (mnl - mxl < -700.0) {
+            double swl[4] = {0};
+            for (s = 0; s + 4 <= S; s += 4)
+                for (int q = 0; q < 4; q++) swl[q] += w[s + q] * lik[s + q];
+            for (; s < S; s++) swl[0] += w[s] * lik[s];
+            double lpd = mxl + log((sl[0] + sl[1]) + (sl[2] + sl[3])) - logS;
+            double elpd = mxl + log((swl[0] + swl[1]) + (swl[2] + swl[3]));
+            if (wide) {
                 double mxa = -INFINITY, sa = 0.0;
-                for (size_t s = 0; s < S; s++)
+                for (s = 0; s < S; s++)
                     if (ll[s] + lw[s] > mxa) mxa = ll[s] + lw[s];
-                for (size_t s = 0; s < S; s++) sa += exp(ll[s] + lw[s] - mxa);
+                for (s = 0; s < S; s++) sa += exp(ll[s] + lw[s] - mxa);
                 elpd = mxa + log(sa);
             }
             l->elpd_i[i] = elpd;
@@ -602,7 +647,7 @@ em_status em_loo(const double *log_lik, size_t S, size_t N, const em_loo_options
             l->n_eff[i] = d.n_eff;
             l->r_eff[i] = r;
             if (l->log_weights)
-                for (size_t s = 0; s < S; s++) l->log_weights[s * N + i] = lw[s];
+                for (s = 0; s < S; s++) l->log_weights[s * N + i] = lw[s];
         }
     }
     if (st == EM_OK) loo_totals(l);
@@ -806,11 +851,11 @@ void em_waic_free(em_waic_result *w) {
 }
 
 em_status em_waic(const double *log_lik, size_t S, size_t N, em_waic_result **out, em_error *err) {
-    if (!out) return em_error_set(err, EM_ERR_ARG, "em_waic_result: out is NULL");
+    if (!out) return em_error_set(err, EM_ERR_ARG, "em_waic: out is NULL");
     *out = NULL;
-    em_status st = check_matrix(log_lik, S, N, "em_waic_result", err);
+    em_status st = check_matrix(log_lik, S, N, "em_waic", err);
     if (st != EM_OK) return st;
-    if (S < 2) return em_error_set(err, EM_ERR_ARG, "em_waic_result: %zu draw; the variance needs at least 2", S);
+    if (S < 2) return em_error_set(err, EM_ERR_ARG, "em_waic: %zu draw; the variance needs at least 2", S);
     em_waic_result *w = calloc(1, sizeof *w);
     double *cols = malloc(BLOCK * S * sizeof *cols);
     if (w) {
@@ -821,7 +866,7 @@ em_status em_waic(const double *log_lik, size_t S, size_t N, em_waic_result **ou
     if (!w || !cols || !w->elpd_i || !w->p_i || !w->waic_i) {
         free(cols);
         em_waic_free(w);
-        return em_error_set(err, EM_ERR_NOMEM, "em_waic_result: out of memory for %zu observations", N);
+        return em_error_set(err, EM_ERR_NOMEM, "em_waic: out of memory for %zu observations", N);
     }
     w->S = S;
     w->N = N;
