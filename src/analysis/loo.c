@@ -16,6 +16,8 @@
 
 #include "ember/diagnostics.h"
 #include "internal/ess.h"
+#include "internal/tape.h"
+#include "internal/vecsum.h"
 
 /* ---- small helpers -------------------------------------------------------------------------- */
 
@@ -91,8 +93,10 @@ static double top_cutoff(const double *v, size_t S, size_t M, double *x) {
         for (size_t j = 0; j < ns; j++) x[j] = v[8 * j];
         double t = select_rank(x, ns, ns - (want / 8 + 1));
         size_t c = 0;
-        for (size_t s = 0; s < S; s++)
-            if (v[s] >= t) x[c++] = v[s];
+        for (size_t s = 0; s < S; s++) { /* branch-free: the test is true for one value in ten */
+            x[c] = v[s];
+            c += v[s] >= t;
+        }
         if (c >= M + 1) return select_rank(x, c, c - M - 1);
     }
     memcpy(x, v, S * sizeof *x);
@@ -181,7 +185,7 @@ static em_status check_matrix(const double *x, size_t S, size_t N, const char *f
  * neighbours share cache lines, so the matrix is read once in order however large N is. */
 enum { BLOCK = 32 };
 static void gather(const double *x, size_t S, size_t N, size_t i0, size_t B, double *cols) {
-    enum { AHEAD = 8 }; /* rows are a page or more apart: the hardware does not prefetch them */
+    enum { AHEAD = 16 }; /* rows are a page or more apart: the hardware does not prefetch them */
     for (size_t s = 0; s < S; s++) {
         const double *row = x + s * N + i0;
         if (s + AHEAD < S)
@@ -286,6 +290,16 @@ static size_t tail_length(size_t S, double r_eff) {
     return (size_t)ceil(a < b ? a : b);
 }
 
+/* Elementwise kernels on restrict parameters in blocks of four, which GCC vectorises at -O2
+ * (internal/tape.h, EM_VEC_FOR). */
+static void divide_kernel(double *restrict x, double c, const double *restrict by, size_t n) {
+    EM_VEC_FOR(i, n, x[i] = c / by[i];);
+}
+
+static void normalise_kernel(double *restrict lw, double *restrict w, double lse, double inv, size_t n) {
+    EM_VEC_FOR(i, n, lw[i] -= lse; w[i] *= inv;);
+}
+
 /* PSIS of one column lw (S values whose largest is 0; overwritten by the normalised log weights).
  * keys and x: S scratch values each; on return x holds the normalised weights themselves (exp
  * of lw), so callers need no second pass of exp. When lik is not NULL it holds
@@ -301,8 +315,10 @@ static int psis_column(double *lw, size_t S, double r_eff, keyed *keys, double *
     /* the tail: every ratio above the cutoff, then the ties with it of highest index (those R's
      * stable sort ranks last), in the (value, index) order of that sort */
     size_t nt = 0;
-    for (size_t s = 0; s < S; s++)
-        if (lw[s] > cutoff) keys[nt++] = (keyed){lw[s], s};
+    for (size_t s = 0; s < S; s++) {
+        keys[nt] = (keyed){lw[s], s};
+        nt += lw[s] > cutoff;
+    }
     for (size_t s = S; s-- > 0 && nt < M;)
         if (lw[s] == cutoff) keys[nt++] = (keyed){lw[s], s};
     keyed *tail = keys;
@@ -332,33 +348,16 @@ static int psis_column(double *lw, size_t S, double r_eff, keyed *keys, double *
         if (*v > top_lw) top_lw = *v;
     }
     if (lik) {
-        double c = exp(lik_shift - top_lw);
-        for (size_t s = 0; s < S; s++) x[s] = c / lik[s];
+        divide_kernel(x, exp(lik_shift - top_lw), lik, S);
         for (size_t j = 0; j < M; j++) x[tail[j].i] = exp(lw[tail[j].i] - top_lw);
     } else {
         for (size_t s = 0; s < S; s++) x[s] = exp(lw[s] - top_lw);
     }
-    double W[4] = {0}, ss[4] = {0};
-    size_t s = 0;
-    for (; s + 4 <= S; s += 4)
-        for (int l = 0; l < 4; l++) W[l] += x[s + l];
-    for (; s < S; s++) W[0] += x[s];
-    double sw = (W[0] + W[1]) + (W[2] + W[3]);
-    double lse = top_lw + log(sw);
-    for (s = 0; s + 4 <= S; s += 4)
-        for (int l = 0; l < 4; l++) {
-            lw[s + l] -= lse;
-            x[s + l] /= sw;
-            ss[l] += x[s + l] * x[s + l];
-        }
-    for (; s < S; s++) {
-        lw[s] -= lse;
-        x[s] /= sw;
-        ss[0] += x[s] * x[s];
-    }
+    double sw = em_sum_vec(x, S);
+    normalise_kernel(lw, x, top_lw + log(sw), 1.0 / sw, S);
     d->pareto_k = k;
     d->tail_len = M;
-    d->n_eff = r_eff / ((ss[0] + ss[1]) + (ss[2] + ss[3]));
+    d->n_eff = r_eff / em_dot_vec(x, x, S);
     return 0;
 }
 
@@ -606,16 +605,10 @@ em_status em_loo(const double *log_lik, size_t S, size_t N, const em_loo_options
              * the likelihoods scaled by the largest, with one exp per draw */
             double mnl, mxl;
             range_of(ll, S, &mnl, &mxl);
-            double sl[4] = {0};
-            size_t s = 0;
-            for (; s + 4 <= S; s += 4)
-                for (int q = 0; q < 4; q++) {
-                    lw[s + q] = mnl - ll[s + q];
-                    sl[q] += (lik[s + q] = exp(ll[s + q] - mxl));
-                }
-            for (; s < S; s++) {
+            size_t s;
+            for (s = 0; s < S; s++) {
                 lw[s] = mnl - ll[s];
-                sl[0] += (lik[s] = exp(ll[s] - mxl));
+                lik[s] = exp(ll[s] - mxl);
             }
             /* a likelihood 700 e-folds below the largest underflows, yet its weight may be large:
              * then the weights and the sum go through the logs */
@@ -625,12 +618,8 @@ em_status em_loo(const double *log_lik, size_t S, size_t N, const em_loo_options
                 st = em_error_set(err, EM_ERR_NOMEM, "em_loo: out of memory for the tail of observation %zu", i);
                 break;
             }
-            double swl[4] = {0};
-            for (s = 0; s + 4 <= S; s += 4)
-                for (int q = 0; q < 4; q++) swl[q] += w[s + q] * lik[s + q];
-            for (; s < S; s++) swl[0] += w[s] * lik[s];
-            double lpd = mxl + log((sl[0] + sl[1]) + (sl[2] + sl[3])) - logS;
-            double elpd = mxl + log((swl[0] + swl[1]) + (swl[2] + swl[3]));
+            double lpd = mxl + log(em_sum_vec(lik, S)) - logS;
+            double elpd = mxl + log(em_dot_vec(w, lik, S));
             if (wide) {
                 double mxa = -INFINITY, sa = 0.0;
                 for (s = 0; s < S; s++)
