@@ -26,6 +26,11 @@
  * drops the 0.5 "ok" line; em_loo reports that threshold and the count above it next to the
  * 2.5.1 table, and the MCSE of elpd_loo is NaN when any k̂ > 0.7, as in loo 2.5.1.
  *
+ * The MCSE of elpd_loo is loo 2.5.1's mcse_elpd, which is deterministic despite its look of a
+ * simulation: the PSIS estimate of each p(y_i | y_-i) is approximated by a normal whose variance
+ * is the weighted squared deviations of the likelihoods, and the sd of the log of its 1000
+ * quantiles at (r - 3/8) / (1000 + 1/4), divided by sqrt(r_eff), is the MCSE.
+ *
  * Deviations from loo 2.5.1 (deliberate, documented where they arise): too few draws for a
  * tail of 5 (S <= 20) is an error here, where loo warns and returns k̂ = Inf unsmoothed; warnings
  * are flags and counts in the results, never printed.

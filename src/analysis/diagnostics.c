@@ -180,6 +180,7 @@ static void autocovariance(const double *x, size_t n, double *ac, double *work, 
  * S log10(S) so antithetic chains cannot report absurd values. See internal/ess.h. */
 double em_ess_geyer(const double *x, size_t nchains, size_t n, double acov_scale, em_error *err,
                     const char *fn) {
+    if (n < 3) return NAN;
     size_t m = 1;
     while (m < 2 * n) m <<= 1;
     double *acov = malloc(n * sizeof *acov);

@@ -15,7 +15,7 @@
 #include "ember/core.h"
 
 /* ESS of nchains chains of n draws each (x[c * n + i]); the draws must be finite and n >= 3.
- * Constant draws give S / 2 (the autocorrelation is 0/0 and the sum stops at lag 0), as both
+ * (NaN for n < 3.) Constant draws give S / 2 (the autocorrelation is 0/0 and the sum stops at lag 0), as both
  * packages' formulas do; posterior's callers return NaN before getting here. NaN and err set
  * (naming fn) when out of memory. */
 double em_ess_geyer(const double *x, size_t nchains, size_t n, double acov_scale, em_error *err,
