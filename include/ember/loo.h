@@ -68,7 +68,7 @@ em_status em_psis(const double *log_ratios, size_t S, double r_eff, double *log_
  * for the generalized Pareto distribution", Technometrics 51, as loo's gpdfit: the posterior mean
  * of θ = -k / σ over 30 + floor(sqrt(n)) grid points, and with wip the weakly informative prior
  * that shrinks k toward 0.5 as if 10 more observations had k = 0.5 (Vehtari et al. 2024, app. C).
- * x: n >= 1 positive exceedances (any order; not modified). k is Inf when the fit is undefined. */
+ * x: n >= 1 exceedances >= 0 (any order; not modified). k is Inf when the fit is undefined. */
 em_status em_gpdfit(const double *x, size_t n, int wip, double *k, double *sigma, em_error *err);
 
 /* The k̂ above which PSIS with S draws is unreliable (Vehtari et al. 2024): min(1 - 1/log10 S, 0.7). */

@@ -7,7 +7,6 @@
  */
 #include "ember/loo.h"
 
-#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -265,8 +264,8 @@ em_status em_gpdfit(const double *x, size_t n, int wip, double *k, double *sigma
     if (!x || !k || !sigma) return em_error_set(err, EM_ERR_ARG, "em_gpdfit: x, k and sigma must not be NULL");
     if (n == 0) return em_error_set(err, EM_ERR_ARG, "em_gpdfit: no values (n = 0)");
     for (size_t i = 0; i < n; i++)
-        if (!(isfinite(x[i]) && x[i] > 0.0))
-            return em_error_set(err, EM_ERR_DOMAIN, "em_gpdfit: x[%zu] = %g is not a positive finite exceedance",
+        if (!(isfinite(x[i]) && x[i] >= 0.0))
+            return em_error_set(err, EM_ERR_DOMAIN, "em_gpdfit: x[%zu] = %g is not a finite exceedance (>= 0)",
                                 i, x[i]);
     double *s = malloc(n * sizeof *s);
     if (!s) return em_error_set(err, EM_ERR_NOMEM, "em_gpdfit: out of memory for %zu values", n);
@@ -1148,11 +1147,6 @@ static double kolmogorov_limit_cdf(double x) {
     return p;
 }
 
-static int cmp_plain(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 em_status em_ks_uniform(const double *u, size_t n, double *D, double *p_value, em_error *err) {
     if (D) *D = NAN;
     if (p_value) *p_value = NAN;
@@ -1164,7 +1158,7 @@ em_status em_ks_uniform(const double *u, size_t n, double *D, double *p_value, e
     double *s = malloc(n * sizeof *s);
     if (!s) return em_error_set(err, EM_ERR_NOMEM, "em_ks_uniform: out of memory for %zu values", n);
     memcpy(s, u, n * sizeof *s);
-    qsort(s, n, sizeof *s, cmp_plain);
+    qsort(s, n, sizeof *s, cmp_double);
     double d = 0.0;
     for (size_t i = 0; i < n; i++) {
         double lo = s[i] - (double)i / (double)n, hi = (double)(i + 1) / (double)n - s[i];
@@ -1208,7 +1202,7 @@ em_status em_loo_pit_figure(const char *dir, const char *name, const double *pit
     double *s = malloc(n * sizeof *s);
     if (!s) return em_error_set(err, EM_ERR_NOMEM, "em_loo_pit_figure: out of memory");
     memcpy(s, pit, n * sizeof *s);
-    qsort(s, n, sizeof *s, cmp_plain);
+    qsort(s, n, sizeof *s, cmp_double);
     em_buf dat = {0}, gp = {0};
     em_buf_printf(&dat, "# LOO-PIT values, sorted: pit ecdf\n0 0\n");
     for (size_t i = 0; i < n; i++) em_buf_printf(&dat, "%.17g %.17g\n", s[i], (double)(i + 1) / (double)n);
