@@ -195,21 +195,22 @@ static void gather(const double *x, size_t S, size_t N, size_t i0, size_t B, dou
 
 /* ---- the generalized Pareto fit --------------------------------------------------------------- */
 
-/* sum_i log(1 - θ x_i) for x ascending, with one log per 8 factors instead of a log1p per term:
+/* sum_i log(1 - θ x_i) for x ascending, with one log per 16 factors instead of a log1p per term:
  * the fit's profile likelihood needs this sum at about 45 grid points per observation, and with
  * a log1p each it was most of PSIS's time. Rounding 1 - θ x costs an absolute 1e-16 per term,
  * which is negligible beside the sum unless every θ x is small: then (|θ| x_max < 0.01), or when
- * a product of 8 leaves the range of doubles (tails spanning e^80), the terms go through log1p. */
+ * a product of 16 leaves the range of doubles (tails spanning e^40), the terms go through log1p. */
 static double sum_log1m(double th, const double *x, size_t n) {
     double s = 0.0;
     size_t i = 0;
     if (fabs(th) * x[n - 1] >= 0.01) {
-        for (; i + 8 <= n; i += 8) {
-            const double *v = x + i;
-            double p = ((1.0 - th * v[0]) * (1.0 - th * v[1])) * ((1.0 - th * v[2]) * (1.0 - th * v[3])) *
-                       (((1.0 - th * v[4]) * (1.0 - th * v[5])) * ((1.0 - th * v[6]) * (1.0 - th * v[7])));
-            if (!(p > 1e-300 && p < 1e300)) break;
-            s += log(p);
+        for (; i + 16 <= n; i += 16) {
+            double f[16];
+            for (int q = 0; q < 16; q++) f[q] = 1.0 - th * x[i + q];
+            for (int h = 8; h >= 1; h /= 2) /* a product tree: four levels of independent multiplies */
+                for (int q = 0; q < h; q++) f[q] *= f[q + h];
+            if (!(f[0] > 1e-300 && f[0] < 1e300)) break;
+            s += log(f[0]);
         }
     }
     for (; i < n; i++) s += log1p(-th * x[i]);
@@ -474,21 +475,26 @@ enum { MCSE_NZ = 1000 };
 
 /* lik: the likelihoods scaled by exp(-max log_lik) (the variance of a log does not change with
  * the scale); w: the normalised weights; E: exp(elpd) on the same scale. */
+static void weighted_dev_kernel(double *restrict d, const double *restrict w, const double *restrict lik,
+                                double E, size_t n) {
+    EM_VEC_FOR(i, n, d[i] = w[i] * (lik[i] - E););
+}
+
+/* dev: S scratch values. */
 static double mcse_elpd(const double *lik, const double *w, size_t S, double E, double r_eff,
-                        const double *zn, double *logz) {
-    double v = 0.0;
-    for (size_t s = 0; s < S; s++) {
-        double d = lik[s] - E;
-        v += w[s] * w[s] * d * d;
-    }
-    double sd = sqrt(v);
+                        const double *zn, double *logz, double *dev) {
+    weighted_dev_kernel(dev, w, lik, E, S);
+    double sd = sqrt(em_dot_vec(dev, dev, S));
     size_t n = 0;
     for (size_t r = 0; r < MCSE_NZ; r++) {
         double z = E + sd * zn[r];
         if (z > 0.0) logz[n++] = log(z);
     }
-    double sdl = em_sd(logz, n);
-    return sqrt(sdl * sdl / r_eff);
+    if (n < 2) return NAN;
+    /* R's var: two passes */
+    double m = em_sum_vec(logz, n) / (double)n;
+    for (size_t r = 0; r < n; r++) logz[r] -= m;
+    return sqrt(em_dot_vec(logz, logz, n) / (double)(n - 1) / r_eff);
 }
 
 /* Sum and SE = sqrt(N) * sd (loo's table_of_estimates). */
@@ -577,7 +583,7 @@ em_status em_loo(const double *log_lik, size_t S, size_t N, const em_loo_options
     if (!o.r_eff && (st = chain_map_make(S, o.chain_id, o.nchains, &m, "em_loo", err)) != EM_OK) return st;
 
     em_loo_result *l = loo_alloc(S, N, o.save_log_weights);
-    double *cols = malloc((BLOCK + 3) * S * sizeof *cols);
+    double *cols = malloc((BLOCK + 4) * S * sizeof *cols);
     keyed *keys = malloc(S * sizeof *keys);
     double *zn = malloc(2 * MCSE_NZ * sizeof *zn);
     if (!l || !cols || !keys || !zn) {
@@ -587,7 +593,7 @@ em_status em_loo(const double *log_lik, size_t S, size_t N, const em_loo_options
     l->k_threshold = em_psis_k_threshold(S);
     for (size_t r = 0; r < MCSE_NZ; r++)
         zn[r] = gsl_cdf_ugaussian_Pinv(((double)(r + 1) - 3.0 / 8.0) / ((double)MCSE_NZ - 0.75 + 1.0));
-    double *lw = cols + BLOCK * S, *w = lw + S, *lik = w + S, *logz = zn + MCSE_NZ;
+    double *lw = cols + BLOCK * S, *w = lw + S, *lik = w + S, *dev = lik + S, *logz = zn + MCSE_NZ;
     double logS = log((double)S);
     for (size_t i0 = 0; i0 < N && st == EM_OK; i0 += BLOCK) {
         size_t B = N - i0 < BLOCK ? N - i0 : BLOCK;
@@ -630,7 +636,7 @@ em_status em_loo(const double *log_lik, size_t S, size_t N, const em_loo_options
             l->lpd_i[i] = lpd;
             l->p_i[i] = lpd - elpd;
             l->looic_i[i] = -2.0 * elpd;
-            l->mcse_elpd_i[i] = mcse_elpd(lik, w, S, exp(elpd - mxl), r, zn, logz);
+            l->mcse_elpd_i[i] = mcse_elpd(lik, w, S, exp(elpd - mxl), r, zn, logz, dev);
             l->pareto_k[i] = d.pareto_k;
             l->n_eff[i] = d.n_eff;
             l->r_eff[i] = r;
