@@ -24,5 +24,7 @@
 #include "ember/predictive.h"
 #include "ember/calibration.h"
 #include "ember/posterior.h"
+#include "ember/loo.h"
+#include "ember/formula.h"
 
 #endif

@@ -7,6 +7,7 @@
  */
 #include "internal/mathx.h"
 #include "internal/tape.h"
+#include "internal/vecsum.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -158,68 +159,6 @@ size_t em_broadcast_len(em_tape *t, const char *op, size_t na, size_t nb) {
     return 0;
 }
 
-/* Sums over a vector with four independent accumulators: a single running sum is bound by the
- * latency of one floating-point add per element (about 4 cycles); four chains let the adds
- * overlap. The result is as accurate as the plain loop, or slightly more. The four chains are
- * two pairs of lanes (GCC/clang vector types, SSE2 on any x86-64): the same additions in the
- * same order as four scalars, so the same result, in half the instructions. */
-#if defined(__GNUC__)
-typedef double em_v2d __attribute__((vector_size(16)));
-static inline em_v2d load2(const double *p) {
-    em_v2d v;
-    memcpy(&v, p, sizeof v); /* an unaligned load */
-    return v;
-}
-static double sum_vec(const double *x, size_t n) {
-    em_v2d a = {0.0, 0.0}, b = {0.0, 0.0};
-    size_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        a += load2(x + i);
-        b += load2(x + i + 2);
-    }
-    double s0 = a[0];
-    for (; i < n; i++) s0 += x[i];
-    return (s0 + a[1]) + (b[0] + b[1]);
-}
-
-static double dot_vec(const double *x, const double *y, size_t n) {
-    em_v2d a = {0.0, 0.0}, b = {0.0, 0.0};
-    size_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        a += load2(x + i) * load2(y + i);
-        b += load2(x + i + 2) * load2(y + i + 2);
-    }
-    double s0 = a[0];
-    for (; i < n; i++) s0 += x[i] * y[i];
-    return (s0 + a[1]) + (b[0] + b[1]);
-}
-#else
-static double sum_vec(const double *x, size_t n) {
-    double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
-    size_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        s0 += x[i];
-        s1 += x[i + 1];
-        s2 += x[i + 2];
-        s3 += x[i + 3];
-    }
-    for (; i < n; i++) s0 += x[i];
-    return (s0 + s1) + (s2 + s3);
-}
-
-static double dot_vec(const double *x, const double *y, size_t n) {
-    double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
-    size_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        s0 += x[i] * y[i];
-        s1 += x[i + 1] * y[i + 1];
-        s2 += x[i + 2] * y[i + 2];
-        s3 += x[i + 3] * y[i + 3];
-    }
-    for (; i < n; i++) s0 += x[i] * y[i];
-    return (s0 + s1) + (s2 + s3);
-}
-#endif
 
 /* The adjoint loops below name their arrays through restrict-qualified parameters or locals:
  * an input's adjoint never overlaps the values or the output adjoint it is computed from, and
@@ -265,7 +204,7 @@ void em_adj_accumulate_scaled(em_node *a, double c, const double *g, size_t n) {
         else
             axpy_kernel(a->adj, c, g, n, first);
     } else {
-        double s = c * sum_vec(g, n);
+        double s = c * em_sum_vec(g, n);
         a->adj[0] = first ? s : a->adj[0] + s;
     }
 }
@@ -538,7 +477,7 @@ static binary_view binary_inputs(em_tape *t, em_node *self) {
 /* Adjoint of a broadcast scalar input: sum over the output; of a vector: elementwise. The
  * other operand is read at stride 1 or 0 through separate loops (not i*stride), which leaves
  * each loop a plain unit-stride loop the compiler can vectorise, and the scalar sums run on four
- * accumulators (see sum_vec). A_AT(i) and B_AT(i) are the operands at element i. `first` says
+ * accumulators (see em_sum_vec). A_AT(i) and B_AT(i) are the operands at element i. `first` says
  * whether the input's adjoint holds no value yet (the adjoint contract, internal/tape.h): the
  * loop then writes instead of adding.
  *
@@ -905,7 +844,7 @@ static void sum_backward(em_tape *t, em_node *self) {
 
 static void sum_forward(em_tape *t, em_node *o) {
     const em_node *na = &t->nodes[o->in[0]];
-    o->val[0] = sum_vec(na->val, na->n);
+    o->val[0] = em_sum_vec(na->val, na->n);
 }
 
 em_var em_op_sum(em_tape *t, em_var a) {
@@ -939,7 +878,7 @@ static void dot_backward(em_tape *t, em_node *self) {
 
 static void dot_forward(em_tape *t, em_node *o) {
     const em_node *a = &t->nodes[o->in[0]], *b = &t->nodes[o->in[1]];
-    o->val[0] = dot_vec(a->val, b->val, a->n);
+    o->val[0] = em_dot_vec(a->val, b->val, a->n);
 }
 
 em_var em_op_dot(em_tape *t, em_var a, em_var b) {

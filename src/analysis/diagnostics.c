@@ -8,6 +8,7 @@
  * our own.
  */
 #include "ember/diagnostics.h"
+#include "internal/ess.h"
 
 #include <float.h>
 #include <math.h>
@@ -174,13 +175,12 @@ static void autocovariance(const double *x, size_t n, double *ac, double *work, 
     for (size_t k = 0; k < n; k++) ac[k] = work[k] * scale;
 }
 
-/* ESS of chain-major draws (posterior's .ess): Geyer's (1992) initial positive sequence on
- * the combined autocorrelation estimate of Vehtari et al. eq. (10), made monotone, and the
- * ESS capped at S log10(S) so antithetic chains cannot report absurd values. NaN for fewer than
- * 3 draws per chain and for constant input. */
-static double ess_chains(const double *x, size_t nchains, size_t n, em_error *err, const char *fn) {
+/* ESS of chain-major draws: Geyer's (1992) initial positive sequence on the combined
+ * autocorrelation estimate of Vehtari et al. eq. (10), made monotone, and the ESS capped at
+ * S log10(S) so antithetic chains cannot report absurd values. See internal/ess.h. */
+double em_ess_geyer(const double *x, size_t nchains, size_t n, double acov_scale, em_error *err,
+                    const char *fn) {
     if (n < 3) return NAN;
-    if (!all_finite(x, nchains * n, NULL) || is_constant(x, nchains * n)) return NAN;
     size_t m = 1;
     while (m < 2 * n) m <<= 1;
     double *acov = malloc(n * sizeof *acov);
@@ -200,7 +200,7 @@ static double ess_chains(const double *x, size_t nchains, size_t n, em_error *er
         for (size_t k = 0; k < n; k++) acov[k] += ac[k];
         cmean[c] = mean_of(x + c * n, n);
     }
-    for (size_t k = 0; k < n; k++) acov[k] /= (double)nchains;
+    for (size_t k = 0; k < n; k++) acov[k] = acov[k] / (double)nchains * acov_scale;
 
     double dn = (double)n;
     double mean_var = acov[0] * dn / (dn - 1.0);
@@ -252,6 +252,13 @@ done:
     free(cmean);
     free(rho);
     return ess;
+}
+
+/* posterior's .ess: NaN for fewer than 3 draws per chain and for constant input. */
+static double ess_chains(const double *x, size_t nchains, size_t n, em_error *err, const char *fn) {
+    if (n < 3) return NAN;
+    if (!all_finite(x, nchains * n, NULL) || is_constant(x, nchains * n)) return NAN;
+    return em_ess_geyer(x, nchains, n, 1.0, err, fn);
 }
 
 /* Split-R-hat of chain-major draws (posterior's .rhat), eq. (3)-(4) of Vehtari et al. */
