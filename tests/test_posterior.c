@@ -15,11 +15,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#define N 10
-static const double XS[N] = {-1.5, -1.0, -0.6, -0.2, 0.0, 0.3, 0.7, 1.1, 1.6, 2.0};
-static const double YN[N] = {-2.1, -1.2, -0.9, 0.1, 0.2, 0.8, 1.3, 2.4, 2.9, 3.8};
-static const double YB[N] = {0, 0, 1, 0, 0, 1, 1, 0, 1, 1};
-static const double YP[N] = {0, 1, 0, 1, 2, 1, 3, 2, 5, 6};
+#define NOBS 10
+static const double XS[NOBS] = {-1.5, -1.0, -0.6, -0.2, 0.0, 0.3, 0.7, 1.1, 1.6, 2.0};
+static const double YN[NOBS] = {-2.1, -1.2, -0.9, 0.1, 0.2, 0.8, 1.3, 2.4, 2.9, 3.8};
+static const double YB[NOBS] = {0, 0, 1, 0, 0, 1, 1, 0, 1, 1};
+static const double YP[NOBS] = {0, 1, 0, 1, 2, 1, 3, 2, 5, 6};
 
 typedef struct reg {
     size_t n;
@@ -81,7 +81,7 @@ static em_posterior *fit(em_model_fn fn, const reg *d) {
 
 static void test_nuts_handle(void **state) {
     (void)state;
-    reg d = {N, XS, YN};
+    reg d = {NOBS, XS, YN};
     em_posterior *p = fit(normal_model, &d);
     assert_int_equal(em_posterior_method_of(p), EM_POSTERIOR_NUTS);
     assert_int_equal(em_posterior_num_chains(p), 2);
@@ -132,7 +132,7 @@ static void test_nuts_handle(void **state) {
 
 static void test_unknown_name(void **state) {
     (void)state;
-    reg d = {N, XS, YN};
+    reg d = {NOBS, XS, YN};
     em_posterior *p = fit(normal_model, &d);
     double x[400];
     em_error err = {0};
@@ -152,7 +152,7 @@ static void test_unknown_name(void **state) {
 
 static void test_svi_and_laplace(void **state) {
     (void)state;
-    reg d = {N, XS, YN};
+    reg d = {NOBS, XS, YN};
     em_svi_fit_config c = em_svi_fit_config_default();
     c.num_steps = 4000;
     c.learning_rate = 0.05;
@@ -190,7 +190,7 @@ static void test_svi_and_laplace(void **state) {
 
 static void test_cmdstan_round_trip(void **state) {
     (void)state;
-    reg d = {N, XS, YN};
+    reg d = {NOBS, XS, YN};
     em_mcmc_config c = small_cfg();
     c.save_warmup = 1;
     em_posterior *p = NULL;
@@ -220,7 +220,7 @@ static void test_cmdstan_round_trip(void **state) {
     em_predictive *lp = NULL, *lq = NULL;
     assert_int_equal(em_posterior_log_lik(p, NULL, &lp, &err), EM_OK);
     assert_int_equal(em_posterior_log_lik(q, NULL, &lq, &err), EM_OK);
-    assert_memory_equal(lp->sites[0].draws, lq->sites[0].draws, 400 * N * sizeof(double));
+    assert_memory_equal(lp->sites[0].draws, lq->sites[0].draws, 400 * NOBS * sizeof(double));
     em_predictive_free(lp);
     em_predictive_free(lq);
     /* a model whose latent names differ is refused, naming the value */
@@ -254,7 +254,7 @@ static void test_cmdstan_round_trip(void **state) {
 
 static void test_predict_without_response(void **state) {
     (void)state;
-    reg d = {N, XS, YN};
+    reg d = {NOBS, XS, YN};
     em_posterior *p = fit(normal_model, &d);
     const double xnew[3] = {-1.0, 0.5, 3.0};
     reg nd = {3, xnew, NULL};
@@ -293,7 +293,7 @@ static double logistic_lp(double y, double eta) {
 }
 
 static void check_log_lik(em_model_fn fn, const double *y, int kind) {
-    reg d = {N, XS, y};
+    reg d = {NOBS, XS, y};
     em_posterior *p = fit(fn, &d);
     em_predictive *ll = NULL;
     em_error err = {0};
@@ -301,7 +301,7 @@ static void check_log_lik(em_model_fn fn, const double *y, int kind) {
     assert_int_equal(ll->nsites, 1);
     const em_pred_site *s = &ll->sites[0];
     assert_string_equal(s->name, "y");
-    assert_int_equal(s->len, N);
+    assert_int_equal(s->len, NOBS);
     size_t S = em_posterior_num_chains(p) * em_posterior_num_draws(p);
     assert_int_equal(ll->ndraws, S);
     double *a = malloc(S * sizeof *a), *b = malloc(S * sizeof *b), *sg = malloc(S * sizeof *sg);
@@ -310,15 +310,15 @@ static void check_log_lik(em_model_fn fn, const double *y, int kind) {
     if (kind == 0) em_posterior_draws(p, "sigma", sg, &err);
     size_t checked = 0;
     for (size_t dr = 0; dr < S; dr += 37) /* several draws of both chains */
-        for (size_t i = 0; i < N; i++) {
+        for (size_t i = 0; i < NOBS; i++) {
             double eta = a[dr] + b[dr] * XS[i], want;
             if (kind == 0) want = log(gsl_ran_gaussian_pdf(y[i] - eta, sg[dr]));
             else if (kind == 1) want = logistic_lp(y[i], eta);
             else want = y[i] * eta - exp(eta) - lgamma(y[i] + 1.0);
-            tu_assert_close(s->draws[dr * N + i], want, 1e-12, 1e-12);
+            tu_assert_close(s->draws[dr * NOBS + i], want, 1e-12, 1e-12);
             checked++;
         }
-    assert_true(checked >= 10 * N);
+    assert_true(checked >= 10 * NOBS);
     free(a);
     free(b);
     free(sg);
@@ -339,7 +339,7 @@ static void test_log_lik_poisson(void **state) { (void)state; check_log_lik(pois
 /* ---- data checked when the model is bound ------------------------------------------------------- */
 
 static void expect_bad_data(em_model_fn fn, const double *y, const char *what) {
-    reg d = {N, XS, y};
+    reg d = {NOBS, XS, y};
     em_error err = {0};
     em_logdensity *ld = em_logdensity_from_model(fn, &d, NULL, &err);
     assert_null(ld);
@@ -361,7 +361,7 @@ static void expect_bad_data(em_model_fn fn, const double *y, const char *what) {
 
 static void test_data_checked_at_binding(void **state) {
     (void)state;
-    double y[N];
+    double y[NOBS];
     memcpy(y, YP, sizeof y);
     y[4] = -1;
     expect_bad_data(pois_model, y, "value[4] = -1 is not a non-negative integer");
@@ -395,6 +395,83 @@ static void test_pointwise_dist_errors(void **state) {
     em_tape_destroy(t);
 }
 
+/* ---- PSIS-LOO, exact refits against brute force, K-fold ------------------------------------------ */
+
+static const double YO[NOBS] = {-2.1, -1.2, -0.9, 0.1, 0.2, 0.8, 1.3, 2.4, 5.5, 3.8}; /* row 8: an outlier */
+
+/* log mean_s p(y_i | θ_s) from draws of (a, b, sigma), and its Monte Carlo error (delta method,
+ * ESS taken as half the draws: conservative for NUTS here) */
+static double normal_lpdf(double y, double mu, double s) {
+    double z = (y - mu) / s;
+    return -0.5 * z * z - log(s) - 0.91893853320467274178;
+}
+
+static double elpd_of(const double *a, const double *b, const double *sg, size_t S, double x, double y, double *mcse) {
+    double mx = -INFINITY;
+    for (size_t d = 0; d < S; d++) mx = fmax(mx, normal_lpdf(y, a[d] + b[d] * x, sg[d]));
+    double m = 0, m2 = 0;
+    for (size_t d = 0; d < S; d++) {
+        double w = exp(normal_lpdf(y, a[d] + b[d] * x, sg[d]) - mx);
+        m += w / (double)S;
+        m2 += w * w / (double)S;
+    }
+    *mcse = sqrt((m2 - m * m) / (0.5 * (double)S)) / m;
+    return mx + log(m);
+}
+
+static void test_loo_refits(void **state) {
+    (void)state;
+    reg d = {NOBS, XS, YO};
+    em_posterior *p = fit(normal_model, &d);
+    em_loo_result *l = NULL;
+    em_error err = {0};
+    assert_int_equal(em_posterior_loo(p, NULL, &l, &err), EM_OK);
+    assert_int_equal(l->N, NOBS);
+    assert_int_equal(l->S, 400);
+    assert_true(l->pareto_k[8] > 0.5); /* the outlier is the observation PSIS struggles with */
+    /* refit every observation (k_max -inf) and compare with fitting the data without it */
+    size_t nref = 0;
+    assert_int_equal(em_posterior_reloo(p, "y", l, -INFINITY, NULL, &nref, &err), EM_OK);
+    assert_int_equal(nref, NOBS);
+    for (size_t i = 0; i < NOBS; i++) {
+        assert_true(l->exact[i]);
+        double xs[NOBS], ys[NOBS];
+        size_t k = 0;
+        for (size_t j = 0; j < NOBS; j++)
+            if (j != i) xs[k] = XS[j], ys[k++] = YO[j];
+        reg di = {NOBS - 1, xs, ys};
+        em_mcmc_config c = small_cfg();
+        c.seed = 1000 + i;
+        em_posterior *q = NULL;
+        assert_int_equal(em_fit_nuts(normal_model, &di, &c, &q, &err), EM_OK);
+        double a[400], b[400], sg[400], mc1;
+        em_posterior_draws(q, "a", a, &err);
+        em_posterior_draws(q, "b", b, &err);
+        em_posterior_draws(q, "sigma", sg, &err);
+        double brute = elpd_of(a, b, sg, 400, XS[i], YO[i], &mc1);
+        double tol = 4.0 * sqrt(2.0) * mc1 + 1e-9; /* both are estimates of the same error size */
+        if (!(fabs(l->elpd_i[i] - brute) <= tol))
+            fail_msg("observation %zu: exact refit elpd %.4f, brute force %.4f (tolerance %.4f)", i, l->elpd_i[i], brute,
+                     tol);
+        em_posterior_free(q);
+    }
+    em_loo_free(l);
+    /* K-fold: every value exact, the folds cover every observation once */
+    size_t folds[NOBS] = {0, 1, 2, 0, 1, 2, 0, 1, 2, 0};
+    assert_int_equal(em_posterior_kfold(p, NULL, 3, folds, NULL, &l, &err), EM_OK);
+    double sum = 0;
+    for (size_t i = 0; i < NOBS; i++) {
+        assert_true(l->exact[i]);
+        sum += l->elpd_i[i];
+    }
+    tu_assert_close(l->elpd_loo, sum, 1e-12, 0);
+    assert_true(l->elpd_i[8] < l->elpd_i[7]); /* the outlier is predicted worst */
+    em_loo_free(l);
+    em_error e2 = {0};
+    assert_int_equal(em_posterior_kfold(p, NULL, 1, NULL, NULL, &l, &e2), EM_ERR_ARG);
+    em_posterior_free(p);
+}
+
 /* ---- misuse ---------------------------------------------------------------------------------------- */
 
 static void test_misuse(void **state) {
@@ -414,7 +491,7 @@ static void test_misuse(void **state) {
     assert_int_equal(em_summarize(x, 1, 0, 1, NULL, EM_LAYOUT_CHAIN_DRAW_PARAM, &s, &e3), EM_ERR_ARG);
     em_svi_fit_config c = em_svi_fit_config_default();
     c.guide = EM_AUTO_LAPLACE;
-    reg d = {N, XS, YN};
+    reg d = {NOBS, XS, YN};
     em_error e4 = {0};
     assert_int_equal(em_fit_svi(normal_model, &d, &c, &p, &e4), EM_ERR_ARG);
     /* a table's columns as a design matrix, and an unknown column named with its neighbours */
@@ -447,6 +524,7 @@ int main(void) {
         cmocka_unit_test(test_log_lik_poisson),
         cmocka_unit_test(test_data_checked_at_binding),
         cmocka_unit_test(test_pointwise_dist_errors),
+        cmocka_unit_test(test_loo_refits),
         cmocka_unit_test(test_misuse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

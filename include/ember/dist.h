@@ -99,6 +99,10 @@ em_var em_dist_log_prob(const em_dist *d, em_var value);
  * terms) — Stan's log_lik. Computed on the values alone (no gradient, no node left behind).
  * A family that cannot split its density is EM_ERR_ARG naming it, unless value is one event. */
 em_status em_dist_log_prob_pointwise(const em_dist *d, const double *value, size_t n, double *out, em_error *err);
+/* The log density of the selected elements value[idx[0..k)] alone, as a var with gradients
+ * (their term of em_dist_log_prob): what leaving those observations out of a fit subtracts.
+ * Univariate families and the fused GLMs; a multivariate family is EM_ERR_ARG on the tape. */
+em_var em_dist_log_prob_at(const em_dist *d, em_var value, const size_t *idx, size_t k);
 /* Is every value inside the family's support? Checks what does not depend on the parameters'
  * current values — finite, positive, in (0, 1), 0/1, a non-negative integer, at most the
  * binomial total — and names the first bad value: "value[3] = -1 is not a non-negative

@@ -122,6 +122,21 @@ typedef struct em_mask_handler {
 } em_mask_handler;
 void em_mask_handler_init(em_mask_handler *h, int keep);
 
+/* ---- leave out: single observations of one site left out of the log density --------------- */
+
+/* The observe site called site keeps its data, but the log density of its elements idx[0..n)
+ * is left out (em_dist_log_prob_at): the model as if those rows were not there, which is what
+ * exact leave-one-out and K-fold refits need without rebuilding the data. Prediction and the
+ * pointwise log-likelihood still see every element. */
+typedef struct em_leave_out_handler {
+    em_handler base;
+    const char *site;
+    const size_t *idx;
+    size_t n;
+    int found; /* the site was met */
+} em_leave_out_handler;
+void em_leave_out_handler_init(em_leave_out_handler *h, const char *site, const size_t *idx, size_t n);
+
 /* ---- seed: an explicit RNG for every draw below it -------------------------------------------- */
 typedef struct em_seed_handler {
     em_handler base;

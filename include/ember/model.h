@@ -76,6 +76,8 @@ typedef struct em_msg {
     em_rng *rng;              /* set by a seed handler; else the model's own */
     em_var log_prob;          /* scaled log density, computed on demand (em_msg_log_prob) */
     int has_log_prob;
+    const size_t *leave_out;  /* observed elements whose log density is left out (refits) */
+    size_t nleave_out;
 } em_msg;
 
 /* A handler: embed it as the first member of your own struct. process runs before default

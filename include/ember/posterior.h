@@ -33,6 +33,7 @@
 #include <stdio.h>
 
 #include "ember/diagnostics.h"
+#include "ember/loo.h"
 #include "ember/mcmc.h"
 #include "ember/model.h"
 #include "ember/predictive.h"
@@ -175,6 +176,29 @@ em_status em_posterior_predict_prior(const em_posterior *p, const void *data, si
  * len + i]). Draws are chain-major as in em_posterior_draws; the chain of draw d is
  * d / em_posterior_num_draws. Masked and scaled sites are scored unmasked and unscaled. */
 em_status em_posterior_log_lik(const em_posterior *p, const char *site, em_predictive **out, em_error *err);
+
+/* ---- model comparison (loo.h on the posterior's own log-likelihood) --------------------- */
+
+/* PSIS-LOO of the observed site called site (NULL: the model's only observed site), the
+ * chains' relative efficiencies computed (loo(log_lik, r_eff = relative_eff(...)) in R). */
+em_status em_posterior_loo(const em_posterior *p, const char *site, em_loo_result **out, em_error *err);
+
+/* Exact refits for the observations PSIS cannot be trusted with: for every observation whose
+ * k̂ exceeds k_max (0: 0.7, loo 2.5.1's threshold; -INFINITY: every one), the model is sampled again with that
+ * observation left out (em_leave_out_handler), and its elpd_i becomes the exact
+ * log mean_s p(y_i | θ_s) over the refit's draws (em_loo_set_exact), as brms's reloo does.
+ * cfg NULL: the posterior's own configuration. *nrefits (may be NULL) counts the refits. The
+ * posterior must be from NUTS or HMC, with its model attached. */
+em_status em_posterior_reloo(const em_posterior *p, const char *site, em_loo_result *loo, double k_max,
+                             const em_mcmc_config *cfg, size_t *nrefits, em_error *err);
+
+/* K-fold cross-validation: the model refitted K times, each time with one fold of the
+ * observations left out, and elpd_i = log mean_s p(y_i | θ_s) for the held-out ones. folds: N
+ * values in 0..K-1, or NULL for a random split into K folds of near-equal size (seeded by
+ * cfg->seed). Returned as an em_loo_result whose every value is exact (elpd_loo there is
+ * elpd_kfold). */
+em_status em_posterior_kfold(const em_posterior *p, const char *site, size_t K, const size_t *folds,
+                             const em_mcmc_config *cfg, em_loo_result **out, em_error *err);
 
 #ifdef __cplusplus
 }

@@ -81,6 +81,45 @@ em_status em_dist_log_prob_pointwise(const em_dist *d, const double *value, size
     return st;
 }
 
+em_var em_dist_log_prob_at(const em_dist *d, em_var value, const size_t *idx, size_t k) {
+    if (!d || !d->ops || !d->tape || !em_var_ok(value)) return EM_VAR_INVALID;
+    em_tape *t = d->tape;
+    if (!idx || k == 0) return em_scalar(t, 0.0);
+    size_t n = em_len(t, value);
+    for (size_t j = 0; j < k; j++)
+        if (idx[j] >= n)
+            return em_tape_fail(t, EM_ERR_INDEX, "%s log_prob_at: index %zu is out of range (%zu values)", d->ops->name,
+                                idx[j], n);
+    if (em_dist_event_len(d) != 1)
+        return em_tape_fail(t, EM_ERR_ARG, "%s: leaving single observations out needs a univariate family", d->ops->name);
+    em_dist sub = *d;
+    sub.batch_len = k;
+    int glm = d->ops == &em_ops_normal_id_glm || d->ops == &em_ops_bernoulli_logit_glm || d->ops == &em_ops_poisson_log_glm;
+    for (int q = 0; q < 4 && em_var_ok(d->p[q]); q++) {
+        size_t len = em_len(t, d->p[q]);
+        if (glm && q == 0) { /* the rows of X */
+            size_t cols = em_cols(t, d->p[0]);
+            double *rows = em_arena_alloc(em_tape_arena(t), k * cols * sizeof *rows);
+            if (!rows) return em_tape_fail(t, EM_ERR_NOMEM, "%s log_prob_at: out of memory", d->ops->name);
+            const double *X = em_val_(t, d->p[0]);
+            for (size_t j = 0; j < k; j++) memcpy(rows + j * cols, X + idx[j] * cols, cols * sizeof *rows);
+            sub.p[0] = em_const_matrix(t, rows, k, cols);
+        } else if (glm && q == 2) {
+            continue; /* beta: one per column, not per row */
+        } else if (len == n && n > 1) {
+            sub.p[q] = em_gather(t, d->p[q], idx, k);
+        }
+    }
+    if (d->data && d->data_len > 1) { /* per-observation constants (binomial totals) */
+        double *dd = em_arena_alloc(em_tape_arena(t), k * sizeof *dd);
+        if (!dd) return em_tape_fail(t, EM_ERR_NOMEM, "%s log_prob_at: out of memory", d->ops->name);
+        for (size_t j = 0; j < k; j++) dd[j] = d->data[idx[j]];
+        sub.data = dd;
+        sub.data_len = k;
+    }
+    return d->ops->log_prob(&sub, em_gather(t, value, idx, k));
+}
+
 /* What a value must be for a support, as far as it does not depend on parameter values: 0
  * when fine, else the text of the failure. */
 static const char *support_violation(em_support s, double x, double total) {

@@ -244,3 +244,23 @@ void em_seed_handler_init(em_seed_handler *h, em_rng *rng) {
     h->base.kind = "seed";
     h->rng = rng;
 }
+
+/* ---- leave out ------------------------------------------------------------------------------- */
+
+static void leave_out_process(em_handler *h, em_msg *msg) {
+    em_leave_out_handler *lh = (em_leave_out_handler *)h;
+    if ((msg->kind != EM_SITE_OBSERVE && msg->kind != EM_SITE_SAMPLE) || !msg->is_observed) return;
+    if (strcmp(msg->name, lh->site) != 0) return;
+    msg->leave_out = lh->idx;
+    msg->nleave_out = lh->n;
+    lh->found = 1;
+}
+
+void em_leave_out_handler_init(em_leave_out_handler *h, const char *site, const size_t *idx, size_t n) {
+    memset(h, 0, sizeof *h);
+    h->base.process = leave_out_process;
+    h->base.kind = "leave_out";
+    h->site = site;
+    h->idx = idx;
+    h->n = n;
+}

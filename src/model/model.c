@@ -145,7 +145,12 @@ em_var em_site_lp(em_tape *t, em_site_kind kind, int masked, const em_dist *d, e
 
 em_var em_msg_log_prob(em_msg *msg) {
     if (!msg->has_log_prob) {
-        msg->log_prob = em_site_lp(msg->model->tape, msg->kind, msg->masked, &msg->dist, msg->value, msg->scale);
+        em_tape *t = msg->model->tape;
+        msg->log_prob = em_site_lp(t, msg->kind, msg->masked, &msg->dist, msg->value, msg->scale);
+        if (msg->nleave_out && !msg->masked && msg->is_observed) {
+            em_var out = em_dist_log_prob_at(&msg->dist, msg->value, msg->leave_out, msg->nleave_out);
+            msg->log_prob = em_op_sub(t, msg->log_prob, msg->scale == 1.0 ? out : em_op_mul(t, out, em_scalar(t, msg->scale)));
+        }
         msg->has_log_prob = 1;
     }
     return msg->log_prob;

@@ -37,7 +37,9 @@ fit_one <- function(name, d, formula, family, priors = character(0)) {
   dr <- as_draws_df(fit)
   keep <- grep("^(b_|sd_|cor_|sigma$|nu$|shape$)", variables(dr), value = TRUE)
   s <- summarise_draws(subset_draws(dr, variable = keep), mean, sd, mcse_mean)
-  write.csv(s, file.path(out, paste0(name, "_brms.csv")), row.names = FALSE)
+  s <- data.frame(variable = s$variable, mean = sprintf("%.10g", unclass(s$mean)), sd = sprintf("%.10g", unclass(s$sd)),
+                  mcse_mean = sprintf("%.10g", unclass(s$mcse_mean)))
+  write.csv(s, file.path(out, paste0(name, "_brms.csv")), row.names = FALSE, quote = FALSE)
   cat(sprintf("%s: %d parameters, %.0f s\n", name, nrow(s), as.numeric(Sys.time() - t0, units = "secs")))
 }
 
