@@ -119,6 +119,14 @@ check_summary() {
 }
 [ "$(head -1 "$out/summary_nuts.csv")" = "param,mean,sd,q5,q50,q95,ess_bulk,ess_tail,r_hat,mcse_mean" ] || fail "summary_nuts.csv header"
 [ "$(head -1 "$out/summary_svi.csv")" = "param,mean,sd,q5,q50,q95,mcse_mean" ] || fail "summary_svi.csv header"
+# the PSIS-LOO comparison: three models, best first, as loo_compare prints it and in loo_compare.csv
+msg=$(awk -F, 'NR == 1 { if ($0 != "model,elpd_loo,se_elpd_loo,p_loo,elpd_diff,se_diff") print "header " $0; next }
+               { r++; seen[$1] = 1; if (r == 1 && $5 != 0) print "the best model has elpd_diff " $5
+                 if ($2 >= 0 || $3 <= 0) print $1 ": elpd_loo " $2 " se " $3 }
+               END { if (r != 3 || !seen["interaction"] || !seen["additive"] || !seen["student_t"]) print r " models" }' \
+      "$out/loo_compare.csv" 2>&1)
+[ -z "$msg" ] && grep -q "^Computed from $((2 * nsamp)) by 170 log-likelihood matrix" "$tmp/stdout" &&
+  grep -q "elpd_diff se_diff" "$tmp/stdout" && ok "PSIS-LOO comparison of three models" || fail "loo comparison: $msg"
 msg=$(check_summary "$out/summary_nuts.csv" "$out/nuts_chain_1.csv" "$out/nuts_chain_2.csv")
 [ -z "$msg" ] && ok "summary_nuts.csv agrees with the chains" || fail "summary_nuts.csv: $msg"
 msg=$(SKIP=1 check_summary "$out/summary_svi.csv" "$out/svi_draws.csv")

@@ -28,6 +28,7 @@ void cli_usage(FILE *f) {
           "                    replications of --method nuts (default) or svi (the mean-field\n"
           "                    guide); writes sbc_summary.csv and sbc_ranks.csv into --out\n"
           "  --no-figures      do not write or draw the figures\n"
+          "  --no-loo          skip the PSIS-LOO comparison of the three models (NUTS runs only)\n"
           "  --no-timing       leave wall-clock times out of the printed report, so that it\n"
           "                    depends only on the options (used by make notebooks)\n"
           "  --quiet           no progress lines on stderr\n"
@@ -62,6 +63,7 @@ int cli_parse(int argc, char **argv, rugged_options *o, FILE *err) {
                           .method = METHOD_BOTH,
                           .folds = 10,
                           .figures = 1,
+                          .loo = 1,
                           .timing = 1};
     struct {
         const char *name;
@@ -93,6 +95,7 @@ int cli_parse(int argc, char **argv, rugged_options *o, FILE *err) {
             return 1;
         } else if (!strcmp(name, "quiet")) o->quiet = 1;
         else if (!strcmp(name, "no-figures")) o->figures = 0;
+        else if (!strcmp(name, "no-loo")) o->loo = 0;
         else if (!strcmp(name, "no-timing")) o->timing = 0;
         else is_flag = 0;
         if (is_flag) {

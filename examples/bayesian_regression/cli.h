@@ -19,6 +19,7 @@ typedef struct rugged_options {
     int folds;             /* --folds for the calibration (10; 0 skips it) */
     int sbc;               /* --sbc R: only simulation-based calibration with R replications (0: off) */
     int figures;           /* 0 with --no-figures */
+    int loo;               /* 0 with --no-loo: no PSIS-LOO comparison of the models */
     int timing;            /* 0 with --no-timing (stdout then depends only on the options) */
     int quiet;             /* --quiet: no progress lines on stderr */
 } rugged_options;

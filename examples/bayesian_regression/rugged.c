@@ -15,6 +15,7 @@
 #include "crossval.h"
 #include "chains.h"
 #include "cli.h"
+#include "compare.h"
 #include "exact.h"
 #include "figures.h"
 #include "fits.h"
@@ -44,7 +45,7 @@ typedef struct run {
     int nmb;
     coverage cov;
     figure_list figs;
-    double t_svi, t_nuts, t_fig, t_cal;
+    double t_svi, t_nuts, t_fig, t_cal, t_loo;
 } run;
 
 /* The three SVI fits of the tutorials, each followed by its tables; Part 1's draws are written
@@ -240,6 +241,8 @@ static void print_files(const run *r) {
         printf("  summary_svi.csv                        their summary\n");
     }
     if (r->nmb) printf("  predictive.csv                         regression line and predictive bands\n");
+    if (r->o.loo && (r->o.method & METHOD_NUTS))
+        printf("  loo_compare.csv                        PSIS-LOO of the three models, best first\n");
     if (r->o.folds) printf("  coverage.csv                           the calibration table\n");
     if (f->ndrawn) {
         printf("  figures/*.png                          %zu figures (gnuplot scripts and data beside them):\n",
@@ -326,6 +329,15 @@ int main(int argc, char **argv) {
         s = run_predictive(&r);
     }
     t0 = now_seconds();
+    if (s == EM_OK && o->loo && (o->method & METHOD_NUTS)) {
+        section("Model comparison: PSIS-LOO");
+        printf("Does the interaction earn its place, and are the errors Normal? The interaction model, the\n"
+               "same without bAR, and the interaction with Student-t errors, each fitted by NUTS and scored\n"
+               "by PSIS-LOO (the expected log predictive density of a nation left out), as R's loo prints it.\n");
+        s = compare_models(&r.d, o->chains, o->samples, o->warmup, o->seed, o->out, &r.err);
+    }
+    r.t_loo = now_seconds() - t0;
+    t0 = now_seconds();
     if (s == EM_OK) s = run_figures(&r);
     r.t_fig = now_seconds() - t0;
     t0 = now_seconds();
@@ -337,6 +349,7 @@ int main(int argc, char **argv) {
         if (o->method & METHOD_SVI) printf("SVI (three guides and their draws): %.2f s\n", r.t_svi);
         if (o->method & METHOD_NUTS) printf("NUTS: %.2f s\n", r.t_nuts);
         if (r.figs.n) printf("figures: %.2f s\n", r.t_fig);
+        if (o->loo && (o->method & METHOD_NUTS)) printf("PSIS-LOO comparison (three NUTS fits): %.2f s\n", r.t_loo);
         if (o->folds) printf("calibration (%d folds): %.2f s\n", o->folds, r.t_cal);
         printf("total: %.2f s\n", now_seconds() - t_start);
     }
