@@ -32,7 +32,9 @@
  * quantiles at (r - 3/8) / (1000 + 1/4), divided by sqrt(r_eff), is the MCSE.
  *
  * Deviations from loo 2.5.1 (deliberate, documented where they arise): too few draws for a
- * tail of 5 (S <= 20) is an error here, where loo warns and returns k̂ = Inf unsmoothed; warnings
+ * tail of 5 (S <= 20) is an error here, where loo warns and returns k̂ = Inf unsmoothed; an
+ * observation whose likelihoods span more than e^700 over the draws keeps a finite MCSE here
+ * (computed on the scale of exp(elpd_i)) where loo's exp(log_lik) underflows to an NA; warnings
  * are flags and counts in the results, never printed.
  */
 #ifndef EMBER_LOO_H
