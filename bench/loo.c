@@ -2,13 +2,14 @@
  *
  * The matrix is a Normal regression's pointwise log-likelihood under 4 chains of 1000 AR(1)
  * draws of (a, b, log σ), with one observation in 500 shifted by eight residual sds (outliers
- * have the longest tails of ratios; with 10,000 observations none reaches k̂ = 0.7). Ember's side is em_loo with r_eff given (computed once with em_relative_eff, timed
- * on its own), median of three runs; R's side, when Rscript and the loo package are installed,
- * reads the same matrix from a temporary binary file, computes relative_eff(exp(ll), chain_id)
- * outside the timer and times loo::loo(ll, r_eff = r_eff, cores = 1) once. Times are CPU
- * seconds of the process (R: system.time's user + system), so other work on a shared machine
- * does not enter either side. One JSON line: times in seconds and per observation, the ratio
- * R / Ember, and the relative difference of elpd_loo between the two. No time is asserted.
+ * have the longest tails of ratios; with 10,000 observations none reaches k̂ = 0.7). Ember's
+ * side is em_loo with r_eff given (computed once with em_relative_eff, timed on its own), median
+ * of three runs. R's side, when Rscript and the loo package are installed, reads the same matrix
+ * from a temporary binary file, times relative_eff(exp(ll), chain_id) on its own and then
+ * loo::loo(ll, r_eff = r_eff, cores = 1), once each. Times are CPU seconds of the process (R:
+ * system.time's user + system), so other work on a shared machine does not enter either side.
+ * One JSON line: times in seconds and per observation, the ratios R / Ember for loo and for
+ * relative_eff, and the relative difference of elpd_loo between the two. No time is asserted.
  */
 #include <math.h>
 #include <stdio.h>
@@ -68,13 +69,13 @@ static const char *const r_script =
     "S <- as.integer(a[2]); N <- as.integer(a[3]); C <- as.integer(a[4])\n"
     "con <- file(a[1], 'rb'); v <- readBin(con, 'double', n = S * N); close(con)\n"
     "ll <- t(matrix(v, nrow = N, ncol = S)); rm(v)\n"
-    "r <- relative_eff(exp(ll), chain_id = rep(seq_len(C), each = S / C))\n"
-    "st <- system.time(l <- suppressWarnings(loo(ll, r_eff = r, cores = 1)))\n"
-    "t <- st[['user.self']] + st[['sys.self']]\n"
-    "cat(sprintf('%.6f %.17g\\n', t, l$estimates['elpd_loo', 'Estimate']))\n";
+    "cpu <- function(st) st[['user.self']] + st[['sys.self']]\n"
+    "rt <- cpu(system.time(r <- relative_eff(exp(ll), chain_id = rep(seq_len(C), each = S / C))))\n"
+    "t <- cpu(system.time(l <- suppressWarnings(loo(ll, r_eff = r, cores = 1))))\n"
+    "cat(sprintf('%.6f %.17g %.6f\\n', t, l$estimates['elpd_loo', 'Estimate'], rt))\n";
 
-/* R's seconds for loo and its elpd_loo, or -1. */
-static double run_r(const double *ll, double *elpd) {
+/* R's seconds for loo, its elpd_loo and its seconds for relative_eff; -1 when R fails. */
+static double run_r(const double *ll, double *elpd, double *reff_s) {
     char dpath[] = "/tmp/ember_bench_loo_XXXXXX", spath[] = "/tmp/ember_bench_loo_R_XXXXXX";
     int fd = mkstemp(dpath), fs = mkstemp(spath);
     if (fd < 0 || fs < 0) return -1.0;
@@ -90,7 +91,7 @@ static double run_r(const double *ll, double *elpd) {
         snprintf(cmd, sizeof cmd, "Rscript %s %s %d %d %d", spath, dpath, S, N, C);
         FILE *p = popen(cmd, "r");
         if (p) {
-            if (fscanf(p, "%lf %lf", &secs, elpd) != 2) secs = -1.0;
+            if (fscanf(p, "%lf %lf %lf", &secs, elpd, reff_s) != 3) secs = -1.0;
             if (pclose(p) != 0) secs = -1.0;
         }
     }
@@ -136,10 +137,11 @@ int main(void) {
            "\"ember_us_per_obs\":%.2f,\"ember_relative_eff_s\":%.4f",
            S, N, C, bad, ember_s, 1e6 * ember_s / N, reff_s);
     if (r_available()) {
-        double r_elpd = NAN, r_s = run_r(ll, &r_elpd);
+        double r_elpd = NAN, r_reff_s = NAN, r_s = run_r(ll, &r_elpd, &r_reff_s);
         if (r_s > 0.0)
-            printf(",\"r_loo_s\":%.3f,\"r_us_per_obs\":%.1f,\"ratio_r_over_ember\":%.1f,\"elpd_rel_diff\":%.2g", r_s,
-                   1e6 * r_s / N, r_s / ember_s, fabs(elpd - r_elpd) / fabs(r_elpd));
+            printf(",\"r_loo_s\":%.3f,\"r_us_per_obs\":%.1f,\"ratio_r_over_ember\":%.1f,\"elpd_rel_diff\":%.2g,"
+                   "\"r_relative_eff_s\":%.3f,\"ratio_relative_eff\":%.1f",
+                   r_s, 1e6 * r_s / N, r_s / ember_s, fabs(elpd - r_elpd) / fabs(r_elpd), r_reff_s, r_reff_s / reff_s);
         else printf(",\"r_loo_s\":null");
     } else {
         printf(",\"r_loo_s\":null,\"note\":\"R/loo not installed\"");

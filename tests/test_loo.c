@@ -320,6 +320,72 @@ static void test_loo_errors(void **state) {
     em_loo_free(b);
 }
 
+/* em_loo's shortcuts (the weights outside the tail as divisions of the likelihoods, a log-space
+ * sum when the likelihoods span more than e^700) against em_psis on the same ratios and the
+ * definitions written out; chain ids against the equivalent chain count. */
+static void test_loo_matches_psis(void **state) {
+    (void)state;
+    const size_t S = 600, N = 5;
+    const double spread[5] = {0.05, 1.0, 4.0, 40.0, 300.0}; /* the last spans about e^1800 */
+    double *ll = malloc(S * N * sizeof *ll), *lr = malloc(S * sizeof *lr), *lw = malloc(S * sizeof *lw);
+    em_rng *r = em_rng_create(77, 0);
+    for (size_t s = 0; s < S; s++)
+        for (size_t i = 0; i < N; i++) ll[s * N + i] = -1.0 - spread[i] * fabs(em_rng_normal(r));
+    em_rng_destroy(r);
+    double ones[5] = {1, 1, 1, 1, 1};
+    em_loo_options o = {.r_eff = ones, .save_log_weights = 1};
+    em_loo_result *l = NULL;
+    em_error err = {0};
+    assert_int_equal(em_loo(ll, S, N, &o, &l, &err), EM_OK);
+    for (size_t i = 0; i < N; i++) {
+        for (size_t s = 0; s < S; s++) lr[s] = -ll[s * N + i];
+        em_psis_diag d;
+        assert_int_equal(em_psis(lr, S, 1.0, lw, &d, &err), EM_OK);
+        long double mx = -INFINITY, sum = 0.0L, mxl = -INFINITY, suml = 0.0L;
+        for (size_t s = 0; s < S; s++) {
+            tu_assert_close(l->log_weights[s * N + i], lw[s], 1e-12, 1e-12);
+            if (ll[s * N + i] + lw[s] > mx) mx = ll[s * N + i] + lw[s];
+            if (ll[s * N + i] > mxl) mxl = ll[s * N + i];
+        }
+        for (size_t s = 0; s < S; s++) {
+            sum += expl(ll[s * N + i] + lw[s] - mx);
+            suml += expl(ll[s * N + i] - mxl);
+        }
+        double elpd = (double)(mx + logl(sum)), lpd = (double)(mxl + logl(suml)) - log((double)S);
+        tu_assert_close(l->elpd_i[i], elpd, 1e-12, 0.0);
+        tu_assert_close(l->lpd_i[i], lpd, 1e-13, 0.0);
+        tu_assert_close(l->pareto_k[i], d.pareto_k, 1e-13, 0.0);
+        tu_assert_close(l->n_eff[i], d.n_eff, 1e-12, 0.0);
+        assert_true(isfinite(l->mcse_elpd_i[i]) && l->mcse_elpd_i[i] >= 0.0);
+    }
+    em_loo_free(l);
+
+    /* 3 chains given by id (draw s in chain s % 3 + 1, interleaved) or chain-major */
+    double *perm = malloc(S * N * sizeof *perm);
+    int *id = malloc(S * sizeof *id);
+    const size_t per = S / 3;
+    for (size_t s = 0; s < S; s++) {
+        size_t c = s % 3, t = s / 3;
+        id[s] = (int)c + 1;
+        memcpy(perm + s * N, ll + (c * per + t) * N, N * sizeof *perm);
+    }
+    em_loo_result *a = NULL, *b = NULL;
+    em_loo_options oc = {.nchains = 3}, oi = {.chain_id = id};
+    assert_int_equal(em_loo(ll, S, N, &oc, &a, &err), EM_OK);
+    assert_int_equal(em_loo(perm, S, N, &oi, &b, &err), EM_OK);
+    for (size_t i = 0; i < N; i++) {
+        tu_assert_close(b->r_eff[i], a->r_eff[i], 1e-14, 0.0);
+        tu_assert_close(b->elpd_i[i], a->elpd_i[i], 1e-12, 0.0);
+    }
+    em_loo_free(a);
+    em_loo_free(b);
+    free(perm);
+    free(id);
+    free(ll);
+    free(lr);
+    free(lw);
+}
+
 /* ---- exact replacement and CSV --------------------------------------------------------------- */
 
 static void test_set_exact_and_csv(void **state) {
@@ -689,6 +755,7 @@ int main(void) {
         cmocka_unit_test(test_relative_eff),
         cmocka_unit_test(test_loo_waic_by_hand),
         cmocka_unit_test(test_loo_errors),
+        cmocka_unit_test(test_loo_matches_psis),
         cmocka_unit_test(test_set_exact_and_csv),
         cmocka_unit_test(test_loo_pit),
         cmocka_unit_test(test_against_loo),

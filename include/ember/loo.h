@@ -21,8 +21,8 @@
  *
  * Pareto k̂ thresholds. loo 2.5.1 classifies k̂ as good (<= 0.5), ok (<= 0.7), bad (<= 1) and
  * very bad (> 1), and that is the table printed here. The 2024 JMLR paper replaces the fixed
- * 0.7 with the sample-size-dependent min(1 - 1 / log10(S), 0.7) (the k̂ above which the PSIS
- * estimate's error is unlikely to fall with S, paper sec. 3.2.3; loo adopted it in 2.7.0) and
+ * 0.7 with the sample-size-dependent min(1 - 1 / log10(S), 0.7) (above it the PSIS estimate's
+ * error falls too slowly with S to trust; loo adopted it in 2.7.0) and
  * drops the 0.5 "ok" line; em_loo reports that threshold and the count above it next to the
  * 2.5.1 table, and the MCSE of elpd_loo is NaN when any k̂ > 0.7, as in loo 2.5.1.
  *
@@ -32,7 +32,9 @@
  * quantiles at (r - 3/8) / (1000 + 1/4), divided by sqrt(r_eff), is the MCSE.
  *
  * Deviations from loo 2.5.1 (deliberate, documented where they arise): too few draws for a
- * tail of 5 (S <= 20) is an error here, where loo warns and returns k̂ = Inf unsmoothed; warnings
+ * tail of 5 (S <= 20) is an error here, where loo warns and returns k̂ = Inf unsmoothed; an
+ * observation whose likelihoods span more than e^700 over the draws keeps a finite MCSE here
+ * (computed on the scale of exp(elpd_i)) where loo's exp(log_lik) underflows to an NA; warnings
  * are flags and counts in the results, never printed.
  */
 #ifndef EMBER_LOO_H
@@ -186,8 +188,9 @@ em_status em_loo_comparison_print(FILE *f, const em_loo_comparison *c, int digit
 
 typedef enum em_pit_ties {
     /* P(yrep < y) + U P(yrep = y) with U ~ U(0,1) from rng: uniform for discrete data when the
-     * model is calibrated (Czado, Gneiting & Held 2009, Biometrics 65); what the R ecosystem's
-     * loo_pit does (rstantools' loo_pit.default; loo 2.5.1 itself has no loo_pit) */
+     * model is calibrated (Czado, Gneiting & Held 2009, Biometrics 65). loo 2.5.1 has no
+     * loo_pit; the R ecosystem's is rstantools' loo_pit.default, which randomises this way since
+     * rstantools 2.5.0 (2024) and before that returned P(yrep <= y), not uniform for discrete y */
     EM_PIT_RANDOMIZED = 0,
     /* P(yrep < y) + P(yrep = y) / 2, the mid-PIT: deterministic, not uniform for discrete data */
     EM_PIT_MID

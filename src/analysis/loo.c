@@ -480,10 +480,8 @@ static void weighted_dev_kernel(double *restrict d, const double *restrict w, co
     EM_VEC_FOR(i, n, d[i] = w[i] * (lik[i] - E););
 }
 
-/* dev: S scratch values. */
-static double mcse_elpd(const double *lik, const double *w, size_t S, double E, double r_eff,
-                        const double *zn, double *logz, double *dev) {
-    weighted_dev_kernel(dev, w, lik, E, S);
+/* dev: the weighted deviations w_s (lik_s - E) on any common scale of lik and E. */
+static double mcse_elpd(const double *dev, size_t S, double E, double r_eff, const double *zn, double *logz) {
     double sd = sqrt(em_dot_vec(dev, dev, S));
     size_t n = 0;
     for (size_t r = 0; r < MCSE_NZ; r++) {
@@ -625,18 +623,25 @@ em_status em_loo(const double *log_lik, size_t S, size_t N, const em_loo_options
             }
             double lpd = mxl + log(em_sum_vec(lik, S)) - logS;
             double elpd = mxl + log(em_dot_vec(w, lik, S));
+            double E = exp(elpd - mxl);
             if (wide) {
                 double mxa = -INFINITY, sa = 0.0;
                 for (s = 0; s < S; s++)
                     if (ll[s] + lw[s] > mxa) mxa = ll[s] + lw[s];
                 for (s = 0; s < S; s++) sa += exp(ll[s] + lw[s] - mxa);
                 elpd = mxa + log(sa);
+                /* the MCSE's deviations on the scale of exp(elpd), where w_s lik_s <= 1: loo's
+                 * exp(log_lik) underflows here and its MCSE is NA */
+                for (s = 0; s < S; s++) dev[s] = exp(ll[s] + lw[s] - elpd) - w[s];
+                E = 1.0;
+            } else {
+                weighted_dev_kernel(dev, w, lik, E, S);
             }
             l->elpd_i[i] = elpd;
             l->lpd_i[i] = lpd;
             l->p_i[i] = lpd - elpd;
             l->looic_i[i] = -2.0 * elpd;
-            l->mcse_elpd_i[i] = mcse_elpd(lik, w, S, exp(elpd - mxl), r, zn, logz, dev);
+            l->mcse_elpd_i[i] = mcse_elpd(dev, S, E, r, zn, logz);
             l->pareto_k[i] = d.pareto_k;
             l->n_eff[i] = d.n_eff;
             l->r_eff[i] = r;
