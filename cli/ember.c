@@ -2,8 +2,9 @@
  *
  *   ember fit DATA.csv "y ~ x + (1 | g)" [--family F] [--prior "b ~ normal(0, 2.5)"]...
  *             [--chains 4] [--warmup 1000] [--samples 1000] [--seed N] [--adapt-delta 0.8]
- *             [--out DIR] [--drop-missing] [--print-priors] [--quiet]
+ *             [--out DIR] [--loo] [--drop-missing] [--print-priors] [--quiet]
  *   ember summary FILE.csv...      (CmdStan CSV files, Stan's own too)
+ *   ember loo-compare DIR... | LOO.csv...   (models fitted with --loo --out DIR)
  *
  * Exit codes: 0 success, 1 a failed fit or unreadable input (the message says which and
  * where), 2 a usage error, 130 interrupted (what was drawn is kept).
@@ -22,6 +23,7 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: ember fit DATA.csv FORMULA [options]\n"
             "       ember summary FILE.csv...\n"
+            "       ember loo-compare DIR... (or their loo.csv files)\n"
             "\n"
             "fit: a Bayesian regression written as a brms formula, by NUTS (Stan's sampler)\n"
             "  --family F        gaussian (default), student, bernoulli, binomial, poisson, negbinomial\n"
@@ -30,10 +32,12 @@ static void usage(FILE *f) {
             "  --samples N       draws per chain (1000) --seed N      random seed (20260101)\n"
             "  --adapt-delta D   target acceptance (0.8)\n"
             "  --out DIR         write DIR/fit_<k>.csv (CmdStan CSV, brms names) and DIR/summary.csv\n"
+            "  --loo             PSIS-LOO of the fit (exact refits where Pareto k > 0.7); with --out, DIR/loo.csv\n"
             "  --drop-missing    drop rows with a missing value (default: they are an error)\n"
             "  --print-priors    print the priors in force before fitting\n"
             "  --quiet           no progress lines\n"
-            "summary: the summary table (mean, MCSE, sd, quantiles, ESS, R-hat) of CmdStan CSV files\n");
+            "summary: the summary table (mean, MCSE, sd, quantiles, ESS, R-hat) of CmdStan CSV files\n"
+            "loo-compare: elpd differences of models fitted to the same data, best first (R's loo_compare)\n");
 }
 
 static int parse_int(const char *opt, const char *s, long lo, long hi, long *out) {
@@ -58,7 +62,7 @@ static int cmd_fit(int argc, char **argv) {
     size_t npriors = 0;
     em_regression_options ro = {0};
     em_mcmc_config cfg = em_mcmc_config_default();
-    int print_priors = 0, quiet = 0;
+    int print_priors = 0, quiet = 0, want_loo = 0;
     cfg.progress = isatty(2);
     cfg.handle_sigint = 1;
     for (int i = 2; i < argc; i++) {
@@ -67,6 +71,7 @@ static int cmd_fit(int argc, char **argv) {
         long n;
         if (!strcmp(a, "--drop-missing")) ro.drop_missing = 1;
         else if (!strcmp(a, "--print-priors")) print_priors = 1;
+        else if (!strcmp(a, "--loo")) want_loo = 1;
         else if (!strcmp(a, "--quiet")) quiet = 1;
         else if (!strcmp(a, "--help")) {
             usage(stdout);
@@ -151,6 +156,22 @@ static int cmd_fit(int argc, char **argv) {
             }
         }
     }
+    if (s == EM_OK && want_loo) {
+        em_loo_result *loo = NULL;
+        size_t nref = 0;
+        s = em_regression_loo(reg, &loo, &nref, &err);
+        if (s == EM_OK) {
+            printf("\nPSIS-LOO%s:\n", nref ? "" : " (every Pareto k below 0.7)");
+            if (nref) printf("(%zu observation%s with Pareto k > 0.7 refitted exactly)\n", nref, nref == 1 ? "" : "s");
+            s = em_loo_print(stdout, loo, 1, &err);
+        }
+        if (s == EM_OK && out_dir) {
+            char path[4096];
+            snprintf(path, sizeof path, "%s/loo.csv", out_dir);
+            s = em_loo_write_csv(loo, path, &err);
+        }
+        em_loo_free(loo);
+    }
     if (s == EM_OK) rc = 0;
     else if (s == EM_ERR_INTERRUPTED) {
         fprintf(stderr, "ember: interrupted; the draws made so far are summarised%s\n", out_dir ? " and written" : "");
@@ -179,6 +200,53 @@ static int cmd_summary(int argc, char **argv) {
     return 0;
 }
 
+/* ember loo-compare: each argument a directory written by `fit --loo --out` or its loo.csv. */
+static int cmd_loo_compare(int argc, char **argv) {
+    if (argc < 2) {
+        fprintf(stderr, "ember: loo-compare needs at least two models (directories of 'ember fit --loo --out')\n");
+        return 2;
+    }
+    em_error err = {0};
+    double *elpd[64];
+    const char *names[64];
+    size_t N = 0;
+    int rc = 0, k;
+    for (k = 0; k < argc && k < 64 && rc == 0; k++) {
+        char path[4096];
+        struct stat st;
+        if (stat(argv[k], &st) == 0 && S_ISDIR(st.st_mode)) snprintf(path, sizeof path, "%s/loo.csv", argv[k]);
+        else snprintf(path, sizeof path, "%s", argv[k]);
+        const char *col[1] = {"elpd_loo"};
+        em_csv_table *t = NULL;
+        if (em_csv_read(path, col, 1, NULL, &t, &err) != EM_OK) {
+            fprintf(stderr, "ember: %s\n", err.msg);
+            rc = 1;
+            break;
+        }
+        if (k && t->nrows != N) {
+            fprintf(stderr, "ember: %s has %zu observations, %s has %zu: models must be fitted to the same data\n", path,
+                    t->nrows, names[0], N);
+            rc = 1;
+        }
+        N = t->nrows;
+        elpd[k] = malloc((N ? N : 1) * sizeof(double));
+        if (elpd[k]) memcpy(elpd[k], t->cols[0], N * sizeof(double));
+        names[k] = argv[k];
+        em_csv_table_free(t);
+        if (!elpd[k]) rc = 1;
+    }
+    em_loo_comparison *c = NULL;
+    if (rc == 0 && em_elpd_compare((const double *const *)elpd, (size_t)k, N, names, &c, &err) == EM_OK)
+        em_loo_comparison_print(stdout, c, 1, &err);
+    else if (rc == 0) {
+        fprintf(stderr, "ember: %s\n", err.msg);
+        rc = 1;
+    }
+    em_loo_comparison_free(c);
+    for (int j = 0; j < k; j++) free(elpd[j]);
+    return rc;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         usage(argc < 2 ? stderr : stdout);
@@ -190,6 +258,7 @@ int main(int argc, char **argv) {
     }
     if (!strcmp(argv[1], "fit")) return cmd_fit(argc - 2, argv + 2);
     if (!strcmp(argv[1], "summary")) return cmd_summary(argc - 2, argv + 2);
-    fprintf(stderr, "ember: unknown command '%s' (commands: fit, summary; ember --help)\n", argv[1]);
+    if (!strcmp(argv[1], "loo-compare")) return cmd_loo_compare(argc - 2, argv + 2);
+    fprintf(stderr, "ember: unknown command '%s' (commands: fit, summary, loo-compare; ember --help)\n", argv[1]);
     return 2;
 }

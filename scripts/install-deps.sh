@@ -7,7 +7,7 @@
 #                 (R-hat/ESS, reading our CmdStan files with rstan::read_stan_csv, PSIS-LOO)
 #   --with-stan   r-cran-rstan and r-cran-posterior (the NUTS benchmark's Stan baseline: rstan
 #                 compiles the models against libboost-dev, which r-cran-bh pulls in)
-#   --with-brms   r-cran-brms (regenerating the formula front end's reference posteriors,
+#   --with-brms   r-cran-brms and r-cran-rstanarm (regenerating the formula front end's reference posteriors,
 #                 tests/r/brms_reference.R, and the benchmark against brms; not needed by the tests)
 #   --with-fuzz   clang and its sanitizer runtime (the readers' libFuzzer targets, scripts/fuzz.sh)
 #   --with-python python3-nbformat (validates the exported notebooks)
@@ -19,7 +19,7 @@ for arg in "$@"; do
   case "$arg" in
     --with-r) optional="$optional r-base-core r-cran-posterior r-cran-rstan r-cran-loo" ;;
     --with-stan) optional="$optional r-base-core r-cran-rstan r-cran-posterior" ;;
-    --with-brms) optional="$optional r-base-core r-cran-brms r-cran-rstan r-cran-bh" ;;
+    --with-brms) optional="$optional r-base-core r-cran-brms r-cran-rstan r-cran-bh r-cran-rstanarm" ;;
     --with-fuzz) optional="$optional clang libclang-rt-dev" ;;
     --with-python) optional="$optional python3 python3-nbformat" ;;
     *) echo "install-deps.sh: unknown option '$arg'" >&2; exit 2 ;;

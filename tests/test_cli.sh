@@ -34,6 +34,14 @@ esac
 "$ember" summary "$tmp/out/fit_1.csv" "$tmp/out/fit_2.csv" > "$tmp/sum.txt" || fail "ember summary failed"
 grep -q "^b_x " "$tmp/sum.txt" && grep -q "NUTS: 2 chains x 500 draws" "$tmp/sum.txt" || fail "ember summary: $(cat "$tmp/sum.txt")"
 
+# PSIS-LOO of two models and their comparison
+"$ember" fit "$tmp/d.csv" "y ~ x + trt + (1 | g)" --chains 2 --samples 500 --warmup 500 --quiet --loo --out "$tmp/m1" > "$tmp/l1.txt"
+"$ember" fit "$tmp/d.csv" "y ~ x" --chains 2 --samples 500 --warmup 500 --quiet --loo --out "$tmp/m2" > /dev/null
+grep -q "^Computed from 1000 by 120 log-likelihood matrix" "$tmp/l1.txt" && [ -s "$tmp/m1/loo.csv" ] || fail "--loo: $(tail -12 "$tmp/l1.txt")"
+"$ember" loo-compare "$tmp/m1" "$tmp/m2" > "$tmp/cmp.txt" || fail "loo-compare failed"
+awk 'NR == 1 { ok = ($1 == "elpd_diff") } NR == 2 { best = ($1 ~ /m1$/ && $2 == "0.0") } NR == 3 { worse = ($2 < 0) } END { exit !(ok && best && worse) }' \
+  "$tmp/cmp.txt" || fail "loo-compare: the model with trt and groups should be best: $(cat "$tmp/cmp.txt")"
+
 # errors: exit 1 with the place; usage errors exit 2
 set +e
 "$ember" fit "$tmp/d.csv" "y ~ x +" > /dev/null 2> "$tmp/e1"; rc1=$?

@@ -113,6 +113,10 @@ em_status em_regression_print_priors(const em_regression *r, FILE *f, em_error *
  * attached to the draws' internal form for prediction and log-likelihood. */
 em_status em_regression_fit(em_regression *r, const em_mcmc_config *cfg, em_posterior **out, em_error *err);
 
+/* PSIS-LOO of the last fit (its response's pointwise log-likelihood), with exact refits of the
+ * observations whose Pareto k̂ exceeds 0.7 (brms's reloo = TRUE); *nrefits may be NULL. */
+em_status em_regression_loo(const em_regression *r, em_loo_result **out, size_t *nrefits, em_error *err);
+
 /* brms's summary: family, links, formula, data, draws, then group-level effects per grouping
  * factor, population-level effects and family-specific parameters, each with Estimate,
  * Est.Error, l-95% CI, u-95% CI, Rhat, Bulk_ESS and Tail_ESS; warnings as Stan gives them. */

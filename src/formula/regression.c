@@ -804,3 +804,16 @@ em_status em_regression_print_summary(const em_regression *r, const em_posterior
     (void)S;
     return EM_OK;
 }
+
+em_status em_regression_loo(const em_regression *r, em_loo_result **out, size_t *nrefits, em_error *err) {
+    if (!out) return em_error_set(err, EM_ERR_ARG, "em_regression_loo: out is NULL");
+    *out = NULL;
+    if (!r || !r->internal) return em_error_set(err, EM_ERR_ARG, "em_regression_loo: no fit yet (em_regression_fit)");
+    em_status s = em_posterior_loo(r->internal, "y", out, err);
+    if (s == EM_OK) s = em_posterior_reloo(r->internal, "y", *out, 0.7, NULL, nrefits, err);
+    if (s != EM_OK) {
+        em_loo_free(*out);
+        *out = NULL;
+    }
+    return s;
+}
