@@ -17,4 +17,9 @@ if ! command -v gnuplot >/dev/null; then
   exit 1
 fi
 [ -x examples/bayesian_regression/rugged ] || make -s examples
-exec "$py" scripts/notebooks.py build --bin examples/bayesian_regression/rugged --out notebooks-export
+"$py" scripts/notebooks.py build --bin examples/bayesian_regression/rugged --out notebooks-export
+# the formula front end's walkthrough: the radon analysis with the ember command (real outputs)
+[ -x bin/ember ] || make -s all
+bash examples/radon/walkthrough.sh notebooks-export/radon_multilevel.md.tmp
+mv notebooks-export/radon_multilevel.md.tmp notebooks-export/radon_multilevel.md
+echo "export-notebooks.sh: wrote notebooks-export/radon_multilevel.md

@@ -685,13 +685,28 @@ static int stats_of(const em_posterior *p, const char *name, row_stats *st) {
 }
 
 typedef struct brms_table {
-    char label[48][96];
-    row_stats st[48];
-    int n;
+    char (*label)[96];
+    row_stats *st;
+    int n, cap;
 } brms_table;
 
 static void table_add(brms_table *t, const em_posterior *p, const char *col, const char *label) {
-    if (t->n < 48 && stats_of(p, col, &t->st[t->n])) snprintf(t->label[t->n++], sizeof t->label[0], "%s", label);
+    if (t->n == t->cap) {
+        int cap = t->cap ? 2 * t->cap : 16;
+        char(*nl)[96] = realloc(t->label, (size_t)cap * sizeof *nl);
+        if (nl) t->label = nl;
+        row_stats *ns = nl ? realloc(t->st, (size_t)cap * sizeof *ns) : NULL;
+        if (!ns) return; /* out of memory: the row is left out of the printed table */
+        t->st = ns;
+        t->cap = cap;
+    }
+    if (stats_of(p, col, &t->st[t->n])) snprintf(t->label[t->n++], sizeof t->label[0], "%s", label);
+}
+
+static void table_reset(brms_table *t) { t->n = 0; }
+static void table_free(brms_table *t) {
+    free(t->label);
+    free(t->st);
 }
 
 static void fmt2(char *dst, size_t cap, double v) {
@@ -748,8 +763,7 @@ em_status em_regression_print_summary(const em_regression *r, const em_posterior
     if (d->ngroups) fprintf(f, "Group-Level Effects: \n");
     for (size_t g = 0; g < d->ngroups; g++) {
         const em_group_term *gt = &d->groups[g];
-        brms_table t;
-        t.n = 0;
+        brms_table t = {0};
         for (size_t k = 0; k < gt->K; k++) {
             snprintf(col, sizeof col, "sd_%s__%s", gt->group, gt->names[k]);
             snprintf(lab, sizeof lab, "sd(%s)", gt->names[k]);
@@ -764,10 +778,10 @@ em_status em_regression_print_summary(const em_regression *r, const em_posterior
                 }
         fprintf(f, "~%s (Number of levels: %zu) \n", gt->group, gt->J);
         table_print(f, &t, &worst);
+        table_free(&t);
         fprintf(f, "\n");
     }
-    brms_table t;
-    t.n = 0;
+    brms_table t = {0};
     if (d->intercept) table_add(&t, p, "b_Intercept", "Intercept");
     for (size_t j = 0; j < d->P; j++) {
         em_buf nm = {0};
@@ -781,7 +795,7 @@ em_status em_regression_print_summary(const em_regression *r, const em_posterior
         table_print(f, &t, &worst);
         fprintf(f, "\n");
     }
-    t.n = 0;
+    table_reset(&t);
     table_add(&t, p, "sigma", "sigma");
     table_add(&t, p, "nu", "nu");
     table_add(&t, p, "shape", "shape");
@@ -790,6 +804,7 @@ em_status em_regression_print_summary(const em_regression *r, const em_posterior
         table_print(f, &t, &worst);
         fprintf(f, "\n");
     }
+    table_free(&t);
     fprintf(f, "Draws were sampled using NUTS (Ember %s, %.3g s). For each parameter, Bulk_ESS\n"
                "and Tail_ESS are effective sample size measures, and Rhat is the potential\n"
                "scale reduction factor on split chains (at convergence, Rhat = 1).\n",
