@@ -97,6 +97,10 @@ $(BUILD)/tests/%: tests/%.c $(TEST_UTIL) $(EX_MODEL) $(LIB_A) $(wildcard tests/u
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -Itests -I$(EX_DIR) $(CFLAGS) $< $(TEST_UTIL) $(EX_MODEL) -o $@ $(LDFLAGS) $(LIB_A) -lcmocka $(LDLIBS)
 
+# The allocation-failure test routes the library's allocations through its own wrappers (the
+# linker's --wrap), the hook that lets it fail the k-th one; no other build has it.
+$(BUILD)/tests/test_alloc: LDFLAGS += $(foreach f,malloc calloc realloc aligned_alloc strdup free,-Wl,--wrap=$(f))
+
 $(BUILD)/bench/%: bench/%.c $(EX_MODEL) $(LIB_A) $(EX_DIR)/rugged_model.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -I$(EX_DIR) $(CFLAGS) $< $(EX_MODEL) -o $@ $(LDFLAGS) $(LIB_A) $(LDLIBS)

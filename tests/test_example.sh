@@ -283,40 +283,27 @@ else
   ok "without gnuplot: scripts kept, report says how to draw them"
 fi
 
-# ---- Ctrl-C during NUTS keeps the chains' draws -------------------------------------------------
-(cd "$ex" && exec "$bin" --out "$tmp/int" --method nuts --chains 2 --samples 5000000 --warmup 200 --folds 0 \
-   --no-figures --quiet >"$tmp/int.out" 2>"$tmp/int.err") &
-pid=$!
-sleep $([ "$san" = "1" ] && echo 8 || echo 3)
-kill -INT "$pid"
-rc=0
-wait "$pid" || rc=$?
-if [ "$rc" != 130 ]; then
-  fail "interrupted run exited $rc, expected 130"
-elif ! [ -s "$tmp/int/nuts_chain_1.csv" ] || ! grep -q "^# interrupted = 1" "$tmp/int/nuts_chain_1.csv" ||
-     [ "$(grep -v '^#' "$tmp/int/nuts_chain_1.csv" | head -1)" != "$header" ]; then
-  fail "interrupted run did not keep nuts_chain_1.csv with its draws: $(cat "$tmp/int.err")"
-else
-  ok "Ctrl-C during NUTS: exit 130, $(grep -vc '^#' "$tmp/int/nuts_chain_1.csv") lines kept in nuts_chain_1.csv"
-fi
-
-# ---- SIGTERM (what Slurm sends) during NUTS: the same as Ctrl-C, and it says what it is doing --------
-(cd "$ex" && exec "$bin" --out "$tmp/term" --method nuts --chains 2 --samples 5000000 --warmup 200 --folds 0 \
-   --no-figures >"$tmp/term.out" 2>"$tmp/term.err") &
-pid=$!
-sleep $([ "$san" = "1" ] && echo 8 || echo 3)
-kill -TERM "$pid"
-rc=0
-wait "$pid" || rc=$?
-if [ "$rc" != 130 ]; then
-  fail "run stopped by SIGTERM exited $rc, expected 130: $(tail -3 "$tmp/term.err")"
-elif ! grep -q "^# interrupted = 1" "$tmp/term/nuts_chain_1.csv" || ! grep -q "^# interrupted = 1" "$tmp/term/nuts_chain_2.csv"; then
-  fail "run stopped by SIGTERM did not keep both chain files: $(tail -3 "$tmp/term.err")"
-elif ! grep -q "^\[nuts\] interrupted: writing the [0-9]* draws made to" "$tmp/term.err"; then
-  fail "run stopped by SIGTERM did not say what it does after the signal: $(tail -3 "$tmp/term.err")"
-else
-  ok "SIGTERM during NUTS: exit 130, both chain files kept, '$(grep -o 'writing the [0-9]* draws' "$tmp/term.err")'"
-fi
+# ---- Ctrl-C, and SIGTERM (what Slurm sends), during NUTS keep the chains' draws and say so ------
+for sig in INT TERM; do
+  (cd "$ex" && exec "$bin" --out "$tmp/$sig" --method nuts --chains 2 --samples 5000000 --warmup 200 --folds 0 \
+     --no-figures >"$tmp/$sig.out" 2>"$tmp/$sig.err") &
+  pid=$!
+  sleep $([ "$san" = "1" ] && echo 8 || echo 3)
+  kill -"$sig" "$pid"
+  rc=0
+  wait "$pid" || rc=$?
+  if [ "$rc" != 130 ]; then
+    fail "run stopped by SIG$sig exited $rc, expected 130: $(tail -3 "$tmp/$sig.err")"
+  elif ! grep -q "^# interrupted = 1" "$tmp/$sig/nuts_chain_1.csv" || ! grep -q "^# interrupted = 1" "$tmp/$sig/nuts_chain_2.csv" ||
+       [ "$(grep -v '^#' "$tmp/$sig/nuts_chain_1.csv" | head -1)" != "$header" ]; then
+    fail "run stopped by SIG$sig did not keep both chain files with their draws: $(tail -3 "$tmp/$sig.err")"
+  elif ! grep -q "^\[nuts\] interrupted: writing the [0-9]* draws made to" "$tmp/$sig.err"; then
+    fail "run stopped by SIG$sig did not say what it does after the signal: $(tail -3 "$tmp/$sig.err")"
+  else
+    ok "SIG$sig during NUTS: exit 130, $(grep -vc '^#' "$tmp/$sig/nuts_chain_1.csv") lines kept in nuts_chain_1.csv," \
+       "'$(grep -o 'writing the [0-9]* draws' "$tmp/$sig.err")'"
+  fi
+done
 
 if [ "$fails" -gt 0 ]; then
   echo "test_example.sh: $fails check(s) failed" >&2

@@ -106,8 +106,11 @@ double em_rng_normal(em_rng *r);
 
 /* ---- small helpers shared by every module ---------------------------------------------- */
 
-/* Write a file atomically: data goes to "<path>.tmp.<pid>", is flushed and fsync'ed, then
- * renamed over path. On any failure the temporary is removed and path is untouched. */
+/* Write a file atomically: data goes to a temporary file in path's directory, is flushed and
+ * fsync'ed, then renamed over path. On any failure the temporary is removed and path is
+ * untouched. Where the system allows (Linux's O_TMPFILE) the temporary has no name while it
+ * is written, so a process killed meanwhile leaves nothing behind; otherwise, and for the
+ * instant before the rename, it is "<path>.tmp.<pid>". */
 em_status em_write_file_atomic(const char *path, const char *data, size_t len, em_error *err);
 
 /* Growable string buffer for building files and messages. */

@@ -1,4 +1,5 @@
 /* core.c — status messages, the arena, RNG streams, atomic file writes. See core.h. */
+#define _GNU_SOURCE /* O_TMPFILE, for atomic writes that leave nothing behind when killed */
 #include "ember/core.h"
 
 #include <errno.h>
@@ -219,31 +220,68 @@ double em_rng_normal(em_rng *r) { return gsl_ran_gaussian_ziggurat(r, 1.0); }
 
 /* ---- atomic files and buffers --------------------------------------------------------- */
 
+/* Write data to fd and flush it to disk. NULL, or what failed ("write", "flush") with errno set. */
+static const char *write_fsync(int fd, const char *data, size_t len) {
+    size_t off = 0;
+    while (off < len) {
+        ssize_t w = write(fd, data + off, len - off);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return "write";
+        }
+        off += (size_t)w;
+    }
+    return fsync(fd) != 0 ? "flush" : NULL;
+}
+
+/* Write data to a new file, flushed and closed, that is in place under the name tmp. Where
+ * the system allows (O_TMPFILE) the file has no name while it is written and is linked as tmp
+ * at the end, so a process killed meanwhile (SIGTERM from a job scheduler, a second Ctrl-C)
+ * leaves nothing behind; otherwise it is written under tmp. On failure nothing is left. */
+static em_status write_temporary(const char *path, const char *tmp, const char *data, size_t len, em_error *err) {
+#ifdef O_TMPFILE
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    size_t dl = !slash ? 1 : slash == path ? 1 : (size_t)(slash - path);
+    memcpy(dir, slash ? path : ".", dl);
+    dir[dl] = '\0';
+    int fd = open(dir, O_WRONLY | O_TMPFILE, 0644);
+    if (fd >= 0) {
+        const char *what = write_fsync(fd, data, len);
+        int e = errno;
+        char proc[64];
+        snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+        int linked = !what && linkat(AT_FDCWD, proc, AT_FDCWD, tmp, AT_SYMLINK_FOLLOW) == 0;
+        if (!what && close(fd) != 0) what = "flush", e = errno;
+        else if (what) close(fd);
+        if (what) {
+            if (linked) unlink(tmp);
+            return em_error_set(err, EM_ERR_IO, "%s: %s failed: %s", tmp, what, strerror(e));
+        }
+        if (linked) return EM_OK;
+        /* no /proc to link through (or tmp exists): write it again under the name */
+    }
+#endif
+    int fd2 = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd2 < 0) return em_error_set(err, EM_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
+    const char *what = write_fsync(fd2, data, len);
+    int e = errno;
+    if (close(fd2) != 0 && !what) what = "flush", e = errno;
+    if (what) {
+        unlink(tmp);
+        return em_error_set(err, EM_ERR_IO, "%s: %s failed: %s", tmp, what, strerror(e));
+    }
+    return EM_OK;
+}
+
 em_status em_write_file_atomic(const char *path, const char *data, size_t len, em_error *err) {
     char tmp[4096];
     int n = snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
     if (n < 0 || (size_t)n >= sizeof tmp)
         /* the reason first: a path this long would push it past the end of the message */
         return em_error_set(err, EM_ERR_ARG, "write_file_atomic: path too long (%zu bytes): %s", strlen(path), path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) return em_error_set(err, EM_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
-    size_t off = 0;
-    while (off < len) {
-        ssize_t w = write(fd, data + off, len - off);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            int e = errno;
-            close(fd);
-            unlink(tmp);
-            return em_error_set(err, EM_ERR_IO, "%s: write failed: %s", tmp, strerror(e));
-        }
-        off += (size_t)w;
-    }
-    if (fsync(fd) != 0 || close(fd) != 0) {
-        int e = errno;
-        unlink(tmp);
-        return em_error_set(err, EM_ERR_IO, "%s: flush failed: %s", tmp, strerror(e));
-    }
+    em_status s = write_temporary(path, tmp, data, len, err);
+    if (s != EM_OK) return s;
     if (rename(tmp, path) != 0) {
         int e = errno;
         unlink(tmp);

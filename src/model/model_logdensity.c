@@ -514,9 +514,9 @@ em_logdensity *em_logdensity_from_model(em_model_fn fn, const void *data, const 
         free(out_names);
         if (!ld) {
             em_error_set(err, EM_ERR_NOMEM, "logdensity: out of memory");
+            if (st) sh = NULL; /* the state holds the shape: released by density_destroy */
             density_destroy(st);
             st = NULL;
-            sh = NULL; /* released by density_destroy */
             goto done;
         }
         sh = NULL; /* owned by the state now */
