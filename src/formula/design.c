@@ -147,11 +147,16 @@ static em_status eval_num(ctx *c, const fnode *n, double *out) {
         em_status s = eval_num(c, n->args[0], out);
         if (s != EM_OK) return s;
         if (!strcmp(fn, "I") || !strcmp(fn, "offset")) return EM_OK;
-        if (!strcmp(fn, "log") || !strcmp(fn, "exp") || !strcmp(fn, "sqrt") || !strcmp(fn, "abs")) {
+        if (!strcmp(fn, "log") || !strcmp(fn, "exp") || !strcmp(fn, "sqrt") || !strcmp(fn, "abs") || !strcmp(fn, "round")) {
             for (size_t i = 0; i < N; i++) {
                 double x = out[i];
                 if (isnan(x)) continue;
-                double v = !strcmp(fn, "log") ? log(x) : !strcmp(fn, "exp") ? exp(x) : !strcmp(fn, "sqrt") ? sqrt(x) : fabs(x);
+                /* round: R's round(x), to even at a tie (IEC 60559, the default rounding mode) */
+                double v = !strcmp(fn, "log")    ? log(x)
+                           : !strcmp(fn, "exp")  ? exp(x)
+                           : !strcmp(fn, "sqrt") ? sqrt(x)
+                           : !strcmp(fn, "abs")  ? fabs(x)
+                                                 : nearbyint(x);
                 if (!isfinite(v))
                     return em_formula_error_at(c->err, EM_ERR_DOMAIN, c->f->text, n->col,
                                                "%s() of %g (row at line %zu of %s) is not finite", fn, x,
@@ -176,7 +181,7 @@ static em_status eval_num(ctx *c, const fnode *n, double *out) {
             return EM_OK;
         }
         return em_formula_error_at(c->err, EM_ERR_ARG, c->f->text, n->col,
-                                   "unknown function '%s' (known: log, exp, sqrt, abs, scale, I, factor, offset)", fn);
+                                   "unknown function '%s' (known: log, exp, sqrt, abs, round, scale, I, factor, offset)", fn);
     }
     case FN_GROUP:
         return em_formula_error_at(c->err, EM_ERR_PARSE, c->f->text, n->col, "a group-level term inside an expression");
@@ -219,7 +224,7 @@ static em_status make_factor(ctx *c, fvar *v, const char *const *text, const dou
         v->levels = malloc((m ? m : 1) * sizeof *v->levels);
         for (size_t i = 0; v->levels && i < m; i++) {
             char s[40];
-            snprintf(s, sizeof s, "%.15g", u[i]);
+            snprintf(s, sizeof s, "%.15g", u[i] + 0.0); /* -0 reads "0", as R's as.character */
             v->levels[i] = strdup(s);
         }
         v->nlevels = v->levels ? m : 0;

@@ -81,7 +81,7 @@ y8 <- 1 + 0.4 * scale(z)[, 1] + 0.3 * exp(x / 2) + ag[g] + ah[paste(g, h, sep = 
 fit_one("nested", data.frame(y = round(y8, 4), x, z, g, h), "y ~ scale(z) + I(exp(x/2)) + (1 | g/h)", gaussian())
 
 # R's model.matrix on one data set, for the coding test
-d <- data.frame(x, z, trt, h, stringsAsFactors = TRUE)[1:12, ]
+d <- data.frame(x, z, trt, h, stringsAsFactors = TRUE)[1:40, ]
 write_data("mm_data", d)
 forms <- c("~ x * trt", "~ trt:x", "~ 0 + trt", "~ trt * h", "~ trt:h", "~ I(x^2) + log(z + 2)",
            "~ (x + trt + z)^2", "~ x + trt - 1", "~ trt + trt:x", "~ factor(round(z))")

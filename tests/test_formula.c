@@ -1,0 +1,286 @@
+/* test_formula.c — the formula front end: syntax errors with a caret, the coding of factors and
+ * interactions against R's model.matrix, brms's default priors and prior lines, the errors a
+ * user makes with data, and the posteriors of eight models against brms's on the same data and
+ * priors (tests/data/brms/, made by tests/r/brms_reference.R: means within 4 combined MCSE, sds
+ * within 10%).
+ *
+ * Run from the repository root (make check does). */
+#include "util/testutil.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ember/formula.h"
+
+#define REF "tests/data/brms/"
+
+static void expect_parse_error(const char *f, int col, const char *what) {
+    em_formula *p = NULL;
+    em_error err = {0};
+    assert_int_equal(em_formula_parse(f, &p, &err), EM_ERR_PARSE);
+    assert_null(p);
+    char at[32];
+    snprintf(at, sizeof at, "at column %d", col);
+    if (!strstr(err.msg, at) || !strstr(err.msg, what) || !strchr(err.msg, '^'))
+        fail_msg("'%s': message '%s' lacks '%s', '%s' or a caret", f, err.msg, at, what);
+    /* the caret sits under the column */
+    const char *caret = strrchr(err.msg, '\n');
+    assert_non_null(caret);
+    assert_int_equal((int)(strchr(caret, '^') - caret) - 3, col - 1);
+}
+
+static void test_syntax_errors(void **state) {
+    (void)state;
+    expect_parse_error("y ~ x +", 8, "a term is missing");
+    expect_parse_error("y x", 3, "expected '~'");
+    expect_parse_error("y ~ (1 | g", 11, "expected ')'");
+    expect_parse_error("y ~ x $ z", 7, "unexpected character '$'");
+    expect_parse_error("y ~ x z", 7, "an operator such as '+' is missing");
+    expect_parse_error("", 1, "empty");
+    expect_parse_error("y ~", 4, "nothing after '~'");
+    expect_parse_error("y ~ log(x", 10, "expected ',' or ')'");
+    em_formula *p = NULL;
+    em_error err = {0};
+    assert_int_equal(em_formula_parse("y | trials(n) ~ x * z + (1 + x || g) + offset(log(t)) - 1", &p, &err), EM_OK);
+    em_formula_free(p);
+}
+
+/* ---- coding against model.matrix --------------------------------------------------------------- */
+
+static em_frame *frame(const char *path) {
+    em_frame *f = NULL;
+    em_error err = {0};
+    if (em_frame_read_csv(path, &f, &err) != EM_OK) fail_msg("%s", err.msg);
+    return f;
+}
+
+static void test_model_matrix(void **state) {
+    (void)state;
+    em_frame *d = frame(REF "mm_data.csv");
+    em_csv_options o = {0};
+    const char *tc[3] = {"formula", "column", "values"};
+    o.text_columns = tc;
+    o.ntext_columns = 3;
+    em_csv_table *mm = NULL;
+    em_error err = {0};
+    assert_int_equal(em_csv_read(REF "model_matrix.csv", NULL, 0, &o, &mm, &err), EM_OK);
+    char *const *form = em_csv_text_column(mm, "formula"), *const *col = em_csv_text_column(mm, "column"),
+               *const *vals = em_csv_text_column(mm, "values");
+    size_t checked = 0, formulas = 0;
+    for (size_t r = 0; r < mm->nrows;) {
+        const char *f = form[r];
+        size_t r1 = r;
+        while (r1 < mm->nrows && !strcmp(form[r1], f)) r1++;
+        char full[256];
+        snprintf(full, sizeof full, "x %s", f);
+        em_regression *reg = NULL;
+        em_error e = {0};
+        if (!strcmp(f, "~ trt:h")) {
+            /* every trt:h cell beside the intercept: R's model.matrix is rank-deficient here, and
+             * Ember refuses it naming the column */
+            assert_int_equal(em_regression_create(full, d, NULL, &reg, &e), EM_ERR_ARG);
+            assert_non_null(strstr(e.msg, "linear combination"));
+            r = r1;
+            continue;
+        }
+        if (em_regression_create(full, d, NULL, &reg, &e) != EM_OK) fail_msg("%s: %s", full, e.msg);
+        size_t P = em_regression_num_coefs(reg), n = em_regression_num_rows(reg);
+        if (P != r1 - r) fail_msg("%s: %zu columns, R has %zu", f, P, r1 - r);
+        for (size_t j = 0; j < P; j++, r++) {
+            if (strcmp(em_regression_coef_name(reg, j), col[r]))
+                fail_msg("%s: column %zu is '%s', R's is '%s'", f, j, em_regression_coef_name(reg, j), col[r]);
+            const char *v = vals[r];
+            for (size_t i = 0; i < n; i++) {
+                char *end;
+                double want = strtod(v, &end);
+                v = end;
+                tu_assert_close(em_regression_design(reg)[i * P + j], want, 1e-9, 1e-12);
+                checked++;
+            }
+        }
+        formulas++;
+        em_regression_free(reg);
+    }
+    assert_true(formulas >= 8 && checked > 300);
+    em_csv_table_free(mm);
+    em_frame_free(d);
+}
+
+/* ---- data errors ----------------------------------------------------------------------------------- */
+
+static void expect_create_error(const char *csv, const char *formula, em_family fam, int drop, const char *what) {
+    em_frame *f = NULL;
+    em_error err = {0};
+    assert_int_equal(em_frame_parse_csv("d.csv", csv, strlen(csv), &f, &err), EM_OK);
+    em_regression_options o = {.family = fam, .drop_missing = drop};
+    em_regression *r = NULL;
+    em_error e = {0};
+    assert_int_not_equal(em_regression_create(formula, f, &o, &r, &e), EM_OK);
+    assert_null(r);
+    if (!strstr(e.msg, what)) fail_msg("'%s': message '%s' lacks '%s'", formula, e.msg, what);
+    em_frame_free(f);
+}
+
+static void test_data_errors(void **state) {
+    (void)state;
+    const char *d = "y,x,k,g,one,c\n1.5,0.1,2,a,u,1\n2.5,0.7,0,b,u,1\n0.5,-0.3,3,a,u,1\n1.0,0.2,1,c,u,1\n";
+    expect_create_error(d, "y ~ xx", EM_FAMILY_GAUSSIAN, 0, "no column 'xx' in d.csv (did you mean 'x'");
+    expect_create_error(d, "y ~ one", EM_FAMILY_GAUSSIAN, 0, "factor 'one' has one level ('u')");
+    expect_create_error(d, "y ~ x", EM_FAMILY_POISSON, 0, "d.csv:2: response y = 1.5 is outside the poisson family's support");
+    expect_create_error(d, "y ~ x", EM_FAMILY_BERNOULLI, 0, "a bernoulli response is 0 or 1");
+    expect_create_error(d, "y ~ x + c", EM_FAMILY_GAUSSIAN, 0, "column 'c' is constant");
+    expect_create_error(d, "y ~ x + I(2 * x)", EM_FAMILY_GAUSSIAN, 0, "column 'I(2 * x)' is a linear combination");
+    expect_create_error(d, "k ~ x", EM_FAMILY_BINOMIAL, 0, "needs the trials");
+    expect_create_error(d, "g ~ x", EM_FAMILY_GAUSSIAN, 0, "the response 'g' holds text");
+    expect_create_error(d, "y ~ g * 2", EM_FAMILY_GAUSSIAN, 0, "only 1 or 0");
+    expect_create_error(d, "y ~ foo(x)", EM_FAMILY_GAUSSIAN, 0, "unknown function 'foo'");
+    expect_create_error(d, "y ~ log(x)", EM_FAMILY_GAUSSIAN, 0, "log() of -0.3");
+    const char *miss = "y,x\n1.5,0.1\nNA,0.7\n0.5,\n1.0,0.2\n2.0,0.9\n";
+    expect_create_error(miss, "y ~ x", EM_FAMILY_GAUSSIAN, 0, "d.csv:3: a missing value in the response (2 rows");
+    /* dropped, and counted */
+    em_frame *f = NULL;
+    em_error err = {0};
+    assert_int_equal(em_frame_parse_csv("d.csv", miss, strlen(miss), &f, &err), EM_OK);
+    em_regression_options o = {.drop_missing = 1};
+    em_regression *r = NULL;
+    assert_int_equal(em_regression_create("y ~ x", f, &o, &r, &err), EM_OK);
+    assert_int_equal(em_regression_num_rows(r), 3);
+    assert_int_equal(em_regression_num_dropped(r), 2);
+    em_regression_free(r);
+    em_frame_free(f);
+    /* a bad prior line, with its caret; a prior that matches nothing */
+    assert_int_equal(em_frame_parse_csv("d.csv", d, strlen(d), &f, &err), EM_OK);
+    const char *bad[1] = {"b ~ normal(0, -1)"};
+    o = (em_regression_options){.priors = bad, .npriors = 1};
+    em_error e = {0};
+    assert_int_equal(em_regression_create("y ~ x", f, &o, &r, &e), EM_ERR_PARSE);
+    assert_non_null(strstr(e.msg, "must be positive"));
+    const char *none[1] = {"sd ~ exponential(1)"};
+    o.priors = none;
+    em_error e2 = {0};
+    assert_int_equal(em_regression_create("y ~ x", f, &o, &r, &e2), EM_ERR_ARG);
+    assert_non_null(strstr(e2.msg, "matches no parameter"));
+    em_frame_free(f);
+}
+
+static void test_default_priors(void **state) {
+    (void)state;
+    /* brms 2.18's get_prior on these data: student_t(3, 3.3, 2.5) on the Intercept (median
+     * 3.26, mad 1.65: the scale stays 2.5), student_t(3, 0, 2.5) on sigma and sd */
+    em_frame *f = frame(REF "gauss_vint.csv");
+    em_regression *r = NULL;
+    em_error err = {0};
+    assert_int_equal(em_regression_create("y ~ x + trt + (1 | g)", f, NULL, &r, &err), EM_OK);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&buf, &len);
+    assert_int_equal(em_regression_print_priors(r, m, &err), EM_OK);
+    fclose(m);
+    assert_non_null(strstr(buf, "(flat)                       b          x"));
+    assert_non_null(strstr(buf, "student_t(3, 0, 2.5)         sd         Intercept            g"));
+    assert_non_null(strstr(buf, "student_t(3, 0, 2.5)         sigma"));
+    assert_non_null(strstr(buf, "student_t(3, "));
+    free(buf);
+    em_regression_free(r);
+    em_frame_free(f);
+}
+
+/* ---- posteriors against brms ----------------------------------------------------------------------- */
+
+static void compare_with_brms(const char *name) {
+    char path[256], line[512];
+    snprintf(path, sizeof path, REF "%s.spec", name);
+    FILE *sf = fopen(path, "r");
+    if (!sf) fail_msg("%s is missing (tests/r/brms_reference.R makes it)", path);
+    char formula[512] = "", family[512] = "";
+    const char *priors[8];
+    char pbuf[8][512];
+    size_t np = 0;
+    while (fgets(line, sizeof line, sf)) {
+        line[strcspn(line, "\n")] = '\0';
+        if (!strncmp(line, "formula: ", 9)) snprintf(formula, sizeof formula, "%s", line + 9);
+        else if (!strncmp(line, "family: ", 8)) snprintf(family, sizeof family, "%s", line + 8);
+        else if (!strncmp(line, "prior: ", 7) && line[7] && np < 8) { /* "prior: " alone: none */
+            snprintf(pbuf[np], sizeof pbuf[np], "%s", line + 7);
+            priors[np] = pbuf[np];
+            np++;
+        }
+    }
+    fclose(sf);
+    snprintf(path, sizeof path, REF "%s.csv", name);
+    em_frame *f = frame(path);
+    em_regression_options o = {0};
+    em_error err = {0};
+    assert_int_equal(em_family_from_name(family, &o.family, &err), EM_OK);
+    o.priors = priors;
+    o.npriors = np;
+    em_regression *r = NULL;
+    if (em_regression_create(formula, f, &o, &r, &err) != EM_OK) fail_msg("%s: %s", name, err.msg);
+    em_mcmc_config c = em_mcmc_config_default();
+    c.num_samples = 2500;
+    c.target_accept = 0.95;
+    c.seed = 99;
+    em_posterior *p = NULL;
+    if (em_regression_fit(r, &c, &p, &err) != EM_OK) fail_msg("%s: %s", name, err.msg);
+    em_summary *s = NULL;
+    assert_int_equal(em_posterior_summary(p, &s, &err), EM_OK);
+    /* the brms summary: variable, mean, sd, mcse_mean */
+    snprintf(path, sizeof path, REF "%s_brms.csv", name);
+    em_csv_options co = {0};
+    const char *tc[1] = {"variable"};
+    co.text_columns = tc;
+    co.ntext_columns = 1;
+    const char *cols[3] = {"mean", "sd", "mcse_mean"};
+    em_csv_table *ref = NULL;
+    assert_int_equal(em_csv_read(path, cols, 3, &co, &ref, &err), EM_OK);
+    char *const *var = em_csv_text_column(ref, "variable");
+    size_t matched = 0;
+    double worst_z = 0, worst_sd = 0;
+    for (size_t i = 0; i < ref->nrows; i++) {
+        const em_param_summary *ps = NULL;
+        for (size_t k = 0; k < s->nparams; k++)
+            if (!strcmp(s->params[k].name, var[i])) ps = &s->params[k];
+        if (!ps) fail_msg("%s: brms has '%s', Ember has no such parameter", name, var[i]);
+        double bm = ref->cols[0][i], bsd = ref->cols[1][i], bmc = ref->cols[2][i];
+        double tol = 4.0 * sqrt(bmc * bmc + ps->mcse_mean * ps->mcse_mean);
+        double z = fabs(ps->mean - bm) / sqrt(bmc * bmc + ps->mcse_mean * ps->mcse_mean);
+        double dsd = fabs(ps->sd - bsd) / bsd;
+        if (z > worst_z) worst_z = z;
+        if (dsd > worst_sd) worst_sd = dsd;
+        if (!(fabs(ps->mean - bm) <= tol))
+            fail_msg("%s: %s mean %.5g, brms %.5g (tolerance %.3g = 4 combined MCSE)", name, var[i], ps->mean, bm, tol);
+        if (!(dsd <= 0.10)) fail_msg("%s: %s sd %.5g, brms %.5g (more than 10%% apart)", name, var[i], ps->sd, bsd);
+        matched++;
+    }
+    print_message("%-13s %2zu parameters agree with brms: largest |mean diff| %.2f combined MCSE, largest sd diff %.1f%%\n",
+                  name, matched, worst_z, 100 * worst_sd);
+    assert_true(matched >= 2);
+    em_csv_table_free(ref);
+    em_summary_free(s);
+    em_posterior_free(p);
+    em_regression_free(r);
+    em_frame_free(f);
+}
+
+static void test_brms_gauss_vint(void **state) { (void)state; compare_with_brms("gauss_vint"); }
+static void test_brms_gauss_vslope(void **state) { (void)state; compare_with_brms("gauss_vslope"); }
+static void test_brms_bern(void **state) { (void)state; compare_with_brms("bern"); }
+static void test_brms_binom_vint(void **state) { (void)state; compare_with_brms("binom_vint"); }
+static void test_brms_pois_unc(void **state) { (void)state; compare_with_brms("pois_unc"); }
+static void test_brms_negbin(void **state) { (void)state; compare_with_brms("negbin"); }
+static void test_brms_student(void **state) { (void)state; compare_with_brms("student"); }
+static void test_brms_nested(void **state) { (void)state; compare_with_brms("nested"); }
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_syntax_errors),     cmocka_unit_test(test_model_matrix),
+        cmocka_unit_test(test_data_errors),       cmocka_unit_test(test_default_priors),
+        cmocka_unit_test(test_brms_gauss_vint),   cmocka_unit_test(test_brms_gauss_vslope),
+        cmocka_unit_test(test_brms_bern),         cmocka_unit_test(test_brms_binom_vint),
+        cmocka_unit_test(test_brms_pois_unc),     cmocka_unit_test(test_brms_negbin),
+        cmocka_unit_test(test_brms_student),      cmocka_unit_test(test_brms_nested),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
