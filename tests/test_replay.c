@@ -22,6 +22,7 @@ enum {
     OP_BINARY_LAST = OP_BINARY_FIRST + 11, /* 4 ops × 3 broadcast layouts */
     OP_POW, OP_SUM, OP_DOT, OP_GATHER, OP_SLICE, OP_CONCAT, OP_CONCAT_WIDE, OP_RESHAPE, OP_ADD_MANY,
     OP_MATVEC, OP_MATVEC_ADD, OP_MATMUL, OP_CHOLESKY, OP_TRISOLVE, OP_LOGDET,
+    OP_LOG_SUM_EXP, OP_LOG_SUM_EXP2, OP_LOG_DIFF_EXP, OP_PHI, OP_LOG_PHI, OP_LOG1M_EXP, OP_LOG1M_INV_LOGIT,
     OP_TR_FIRST,
     OP_TR_LAST = OP_TR_FIRST + 7, /* positive .. ordered */
     OP_DIST_FIRST,
@@ -211,6 +212,13 @@ static em_var build(em_tape *t, const double *x, size_t n, em_var *lv, size_t *n
             break;
         }
         case OP_RESHAPE: y = em_op_reshape(t, em_op_slice(t, v, 0, 6), 2, 3); break;
+        case OP_LOG_SUM_EXP: y = em_op_mul(t, em_op_log_sum_exp(t, v), v); break;
+        case OP_LOG_SUM_EXP2: y = em_op_log_sum_exp2(t, v, s); break;
+        case OP_LOG_DIFF_EXP: y = em_op_log_diff_exp(t, em_op_add(t, em_op_exp(t, v), p), v); break; /* e^v + p > v */
+        case OP_PHI: y = em_op_Phi(t, v); break;
+        case OP_LOG_PHI: y = em_op_log_Phi(t, em_op_mul(t, v, em_scalar(t, 20.0))); break; /* both tails */
+        case OP_LOG1M_EXP: y = em_op_log1m_exp(t, em_op_neg(t, em_op_exp(t, v))); break;
+        case OP_LOG1M_INV_LOGIT: y = em_op_log1m_inv_logit(t, v); break;
         case OP_ADD_MANY: {
             em_var parts[8] = {s, v, p, em_op_exp(t, v), s, p, v, s};
             y = em_op_add_many(t, parts, 8);

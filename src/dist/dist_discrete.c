@@ -18,11 +18,6 @@ static size_t ev_one(const em_dist *d) { (void)d; return 1; }
 static em_support sup_bool(const em_dist *d) { (void)d; return (em_support){EM_SUPPORT_BOOLEAN, 0.0, 1.0}; }
 static em_support sup_count(const em_dist *d) { (void)d; return (em_support){EM_SUPPORT_NONNEG_INT, 0.0, INFINITY}; }
 
-static inline double sigmoid(double x) {
-    if (x >= 0) return 1.0 / (1.0 + exp(-x));
-    double e = exp(x);
-    return e / (1.0 + e);
-}
 static inline double no_norm(const double *p, unsigned need, double *dp) { (void)p; (void)need; (void)dp; return 0.0; }
 
 #define FAMILY_OPS(ops, name, pname, support, lp, smp, mean, var) \
@@ -61,9 +56,9 @@ static inline double bernoulli_logit_kern(double y, const double *p, unsigned ne
     return (y * l - (l > 0 ? l : 0.0)) - lg;
 }
 LOG_PROB_FN(bernoulli_logit_lp, bernoulli_logit_desc, no_norm, bernoulli_logit_kern)
-SAMPLE_FN(bernoulli_logit_sample, bernoulli_logit_desc, (double)(gsl_rng_uniform(r) < sigmoid(P(d, 0, i))))
-MOMENT_FN(bernoulli_logit_mean, bernoulli_logit_desc, sigmoid(P(d, 0, i)))
-MOMENT_FN(bernoulli_logit_var, bernoulli_logit_desc, sigmoid(P(d, 0, i)) * sigmoid(-P(d, 0, i)))
+SAMPLE_FN(bernoulli_logit_sample, bernoulli_logit_desc, (double)(gsl_rng_uniform(r) < em_math_sigmoid(P(d, 0, i))))
+MOMENT_FN(bernoulli_logit_mean, bernoulli_logit_desc, em_math_sigmoid(P(d, 0, i)))
+MOMENT_FN(bernoulli_logit_var, bernoulli_logit_desc, em_math_sigmoid(P(d, 0, i)) * em_math_sigmoid(-P(d, 0, i)))
 FAMILY_OPS(em_ops_bernoulli_logit, "BernoulliLogit", "logits", sup_bool, bernoulli_logit_lp,
            bernoulli_logit_sample, bernoulli_logit_mean, bernoulli_logit_var)
 em_dist em_dist_bernoulli_logit(em_tape *t, em_var logits) {
@@ -160,9 +155,9 @@ static em_support binomial_support(const em_dist *d) {
 }
 #define NTOT(d, i) ((d)->data[(d)->data_len == 1 ? 0 : (i) % (d)->data_len])
 SAMPLE_FN(binomial_logit_sample, binomial_logit_desc,
-          (double)gsl_ran_binomial(r, sigmoid(P(d, 0, i)), (unsigned)NTOT(d, i)))
-MOMENT_FN(binomial_logit_mean, binomial_logit_desc, NTOT(d, i) * sigmoid(P(d, 0, i)))
-MOMENT_FN(binomial_logit_var, binomial_logit_desc, NTOT(d, i) * sigmoid(P(d, 0, i)) * sigmoid(-P(d, 0, i)))
+          (double)gsl_ran_binomial(r, em_math_sigmoid(P(d, 0, i)), (unsigned)NTOT(d, i)))
+MOMENT_FN(binomial_logit_mean, binomial_logit_desc, NTOT(d, i) * em_math_sigmoid(P(d, 0, i)))
+MOMENT_FN(binomial_logit_var, binomial_logit_desc, NTOT(d, i) * em_math_sigmoid(P(d, 0, i)) * em_math_sigmoid(-P(d, 0, i)))
 FAMILY_OPS(em_ops_binomial_logit, "BinomialLogit", "logits", binomial_support, binomial_logit_lp,
            binomial_logit_sample, binomial_logit_mean, binomial_logit_var)
 em_dist em_dist_binomial_logit(em_tape *t, const double *total_count, size_t n, em_var logits) {
