@@ -82,6 +82,10 @@ typedef struct em_dist_ops {
     /* mean and variance per element (n values; n as for sample). */
     em_status (*mean)(const em_dist *d, double *out, size_t n, em_error *err);
     em_status (*variance)(const em_dist *d, double *out, size_t n, em_error *err);
+    /* Σ_i log F(x_i) and Σ_i log(1 - F(x_i)) as one node, with partials in x and in every
+     * parameter (NULL: the family has none; discrete families have none yet). */
+    em_var (*log_cdf)(const em_dist *d, em_var x);
+    em_var (*log_ccdf)(const em_dist *d, em_var x);
 } em_dist_ops;
 
 struct em_dist {
@@ -101,6 +105,17 @@ em_support em_dist_support(const em_dist *d);
 size_t em_dist_event_len(const em_dist *d);
 em_status em_dist_mean(const em_dist *d, double *out, size_t n, em_error *err);
 em_status em_dist_variance(const em_dist *d, double *out, size_t n, em_error *err);
+/* Σ_i log P(X_i <= x_i) and Σ_i log P(X_i > x_i) over the broadcast of x and the parameters, a
+ * scalar var with gradients in x and in every parameter (the building blocks of censored and
+ * truncated sites, and of Stan's *_lcdf / *_lccdf). x may lie outside the support and may be
+ * ±inf (log CDF -inf below the support, 0 above; the CCDF the other way round); a NaN x or an
+ * invalid parameter records EM_ERR_DOMAIN as for log_prob. Both tails are computed without
+ * forming 1 - F (Normal: log Φ(-40) = -804.6, not -inf). A family without CDFs records
+ * EM_ERR_ARG. Available for the continuous univariate families; gradients in a shape parameter
+ * of Gamma, Beta and StudentT come from differences of GSL's incomplete gamma / beta functions
+ * with one Richardson step (relative accuracy about 1e-9; see dist_continuous.c). */
+em_var em_dist_log_cdf(const em_dist *d, em_var x);
+em_var em_dist_log_ccdf(const em_dist *d, em_var x);
 /* KL(p || q) as a scalar var where closed form exists (Normal–Normal, MVN–MVN); otherwise an
  * invalid var and EM_ERR_ARG on the tape. em_dist_has_kl says which without failing. */
 int em_dist_has_kl(const em_dist *p, const em_dist *q);
@@ -121,6 +136,8 @@ em_dist em_dist_half_cauchy(em_tape *t, em_var scale);
 em_dist em_dist_student_t(em_tape *t, em_var df, em_var loc, em_var scale);
 em_dist em_dist_laplace(em_tape *t, em_var loc, em_var scale);
 em_dist em_dist_logistic(em_tape *t, em_var loc, em_var scale);
+/* Stan's weibull(alpha, sigma): shape alpha, scale sigma, on (0, inf) */
+em_dist em_dist_weibull(em_tape *t, em_var shape, em_var scale);
 /* loc: K vector (or one K vector per event); scale_tril: K×K lower-triangular (row-major) with
  * positive diagonal; a nonzero upper entry is a domain error, not silently ignored */
 em_dist em_dist_mvnormal(em_tape *t, em_var loc, em_var scale_tril);
@@ -174,6 +191,7 @@ em_dist em_dist_poisson_log_glm(em_tape *t, em_var X, em_var alpha, em_var beta)
 #define em_student_t(c, df, loc, scale) em_dist_student_t(EM_T(c), EM_V(c, df), EM_V(c, loc), EM_V(c, scale))
 #define em_laplace(c, loc, scale) em_dist_laplace(EM_T(c), EM_V(c, loc), EM_V(c, scale))
 #define em_logistic(c, loc, scale) em_dist_logistic(EM_T(c), EM_V(c, loc), EM_V(c, scale))
+#define em_weibull(c, shape, scale) em_dist_weibull(EM_T(c), EM_V(c, shape), EM_V(c, scale))
 #define em_mvnormal(c, loc, L) em_dist_mvnormal(EM_T(c), (loc), (L))
 #define em_lkj_cholesky(c, K, eta) em_dist_lkj_cholesky(EM_T(c), (K), EM_V(c, eta))
 #define em_dirichlet(c, conc) em_dist_dirichlet(EM_T(c), (conc))

@@ -44,6 +44,19 @@ em_var em_dist_log_prob(const em_dist *d, em_var value) {
     return d->ops->log_prob(d, value);
 }
 
+/* The log CDF (upper = 0) or CCDF (upper = 1) through the family's table. */
+static em_var cdf_dispatch(const em_dist *d, em_var x, int upper) {
+    if (!d || !d->ops || !d->tape || !em_var_ok(x)) return EM_VAR_INVALID;
+    em_var (*f)(const em_dist *, em_var) = upper ? d->ops->log_ccdf : d->ops->log_cdf;
+    if (!f)
+        return em_tape_fail(d->tape, EM_ERR_ARG, "%s: %s is not available", d->ops->name,
+                            upper ? "log_ccdf" : "log_cdf");
+    return f(d, x);
+}
+
+em_var em_dist_log_cdf(const em_dist *d, em_var x) { return cdf_dispatch(d, x, 0); }
+em_var em_dist_log_ccdf(const em_dist *d, em_var x) { return cdf_dispatch(d, x, 1); }
+
 em_status em_dist_sample(const em_dist *d, em_rng *r, double *out, size_t n, em_error *err) {
     if (!d || !d->ops) return no_ops(d, err, "sample");
     if (!r || !out) return em_error_set(err, EM_ERR_ARG, "%s sample: NULL rng or output", d->ops->name);

@@ -6,6 +6,7 @@
 #include "internal/mathx.h"
 #include "internal/dist_impl.h"
 
+#include <gsl/gsl_cdf.h>
 #include <gsl/gsl_randist.h>
 #include <gsl/gsl_sf_gamma.h>
 #include <gsl/gsl_sf_psi.h>
@@ -51,8 +52,57 @@ static em_support sup_unit(const em_dist *d) { (void)d; return (em_support){EM_S
         return out;                                                                        \
     }
 
-#define FAMILY_OPS(ops, desc, reparam, support, lp, smp, rs, mean, var)                    \
-    const em_dist_ops ops = {desc##_INFO, 0, reparam, ev_one, support, lp, smp, rs, mean, var};
+#define FAMILY_OPS(ops, desc, reparam, support, lp, smp, rs, mean, var, lcdf, lccdf)       \
+    const em_dist_ops ops = {desc##_INFO, 0, reparam, ev_one, support, lp, smp, rs, mean, var, lcdf, lccdf};
+
+/* ---- log CDFs and CCDFs ---------------------------------------------------------------------
+ * A family gives fam_cdf(x, p, need, dx, dp, upper): log F(x) (upper = 0) or log(1 - F(x))
+ * (upper = 1) for x strictly inside its support (lo, hi), with the partials in x and in the
+ * parameters, each tail computed directly rather than as 1 minus the other (Stan's *_lcdf and
+ * *_lccdf). CDF_FNS makes the two kernels for the elementwise driver (a kernel alone, no norm:
+ * every term depends on x) and settles x at or beyond the support's ends, where the result
+ * is 0 or -inf and depends on nothing, before the formulas see it. fam_cdf_desc describes the
+ * parameters as the family's desc does; its value may be anything but NaN. */
+#define CDF_FNS(fam, lo_expr, hi_expr)                                                      \
+    static inline double fam##_lcdf_kern(double x, const double *p, unsigned need, double *dx, double *dp) { \
+        if (x <= (lo_expr)) return -INFINITY;                                              \
+        if (x >= (hi_expr)) return 0.0;                                                    \
+        return fam##_cdf(x, p, need, dx, dp, 0);                                           \
+    }                                                                                      \
+    static inline double fam##_lccdf_kern(double x, const double *p, unsigned need, double *dx, double *dp) { \
+        if (x <= (lo_expr)) return 0.0;                                                    \
+        if (x >= (hi_expr)) return -INFINITY;                                              \
+        return fam##_cdf(x, p, need, dx, dp, 1);                                           \
+    }                                                                                      \
+    LOG_PROB_FN(fam##_lcdf, fam##_cdf_desc, uv_no_norm, fam##_lcdf_kern)                    \
+    LOG_PROB_FN(fam##_lccdf, fam##_cdf_desc, uv_no_norm, fam##_lccdf_kern)
+
+/* log of a tail probability v whose complement is w: log v while v is small, else log1p(-w),
+ * which keeps the digits of a v near 1 (GSL gives both tails to full relative accuracy). */
+static inline double log_tail(double v, double w) { return v < 0.5 ? log(v) : log1p(-w); }
+
+/* ∂f/∂s at a shape s > 0, for the incomplete gamma and beta functions, whose derivatives in
+ * their shape parameters have no closed form (Stan sums their series, grad_reg_inc_gamma and
+ * inc_beta_dda). Central differences with one Richardson step: D(h) = (f(s+h) - f(s-h))/2h and
+ * (4·D(h/2) - D(h))/3 = f'(s) - h⁴f⁽⁵⁾(s)/480 + ..., with h = s/300 (made exact in binary).
+ * For a log CDF that varies on the scale of s the truncation error is about 1e-13 relative and
+ * the rounding error of GSL's values (about 1e-15 relative) becomes about 1e-12·|f|/(s|f'|);
+ * the tests hold it to 1e-9 against finite differences of the value. */
+typedef double (*shape_fn)(double s, const double *c, int upper);
+static double dshape(shape_fn f, double s, const double *c, int upper) {
+    volatile double sh = s + s / 300.0; /* volatile: the step that was actually taken */
+    double h = sh - s;
+    double d1 = (f(s + h, c, upper) - f(s - h, c, upper)) / (2.0 * h);
+    double d2 = (f(s + 0.5 * h, c, upper) - f(s - 0.5 * h, c, upper)) / h;
+    return (4.0 * d2 - d1) / 3.0;
+}
+
+/* For the location–scale families: the partials of g(z), z = (x - loc)/scale, from dg/dz. */
+static inline void loc_scale_partials(double dz, double z, double is, double *dx, double *dp) {
+    *dx = dz * is;
+    dp[0] = -dz * is;
+    dp[1] = -dz * z * is;
+}
 
 /* ---- Normal(loc, scale) --------------------------------------------------------------------- */
 
@@ -224,8 +274,19 @@ static em_var normal_lp(const em_dist *d, em_var value) {
 SAMPLE_FN(normal_sample, normal_desc, P(d, 0, i) + gsl_ran_gaussian_ziggurat(r, P(d, 1, i)))
 MOMENT_FN(normal_mean, normal_desc, P(d, 0, i))
 MOMENT_FN(normal_var, normal_desc, P(d, 1, i) * P(d, 1, i))
+/* log Φ(z) and log Φ(-z), z = (x - loc)/scale (internal/mathx.h: finite far into both tails) */
+static const uv_desc normal_cdf_desc = {"Normal", 2, {"loc", "scale"}, {EM_PK_REAL, EM_PK_POS}, EM_PK_NOT_NAN,
+                                        "[-inf, inf]", 0u, 1};
+static inline double normal_cdf(double x, const double *p, unsigned need, double *dx, double *dp, int upper) {
+    double is = 1.0 / p[1], z = (x - p[0]) * is, zz = upper ? -z : z;
+    double dz = upper ? -em_math_dlog_Phi(zz) : em_math_dlog_Phi(zz);
+    loc_scale_partials(dz, z, is, dx, dp);
+    return em_math_log_Phi(zz);
+}
+CDF_FNS(normal, -INFINITY, INFINITY)
 RSAMPLE_FN(normal_rs, normal_desc, gsl_ran_gaussian_ziggurat(r, 1.0), a + b * eps, 1.0, eps)
-FAMILY_OPS(em_ops_normal, normal_desc, 1, sup_real, normal_lp, normal_sample, normal_rs, normal_mean, normal_var)
+FAMILY_OPS(em_ops_normal, normal_desc, 1, sup_real, normal_lp, normal_sample, normal_rs, normal_mean, normal_var,
+           normal_lcdf, normal_lccdf)
 em_dist em_dist_normal(em_tape *t, em_var loc, em_var scale) {
     em_var p[2] = {loc, scale};
     return em_dist_make(t, &em_ops_normal, p, 2);
@@ -251,7 +312,7 @@ MOMENT_FN(half_normal_mean, half_normal_desc, P(d, 0, i) * M_SQRT2 / sqrt(M_PI))
 MOMENT_FN(half_normal_var, half_normal_desc, P(d, 0, i) * P(d, 0, i) * (1.0 - 2.0 / M_PI))
 RSAMPLE_FN(half_normal_rs, half_normal_desc, fabs(gsl_ran_gaussian_ziggurat(r, 1.0)), a * eps, eps, 0.0)
 FAMILY_OPS(em_ops_half_normal, half_normal_desc, 1, sup_pos, half_normal_lp, half_normal_sample, half_normal_rs,
-           half_normal_mean, half_normal_var)
+           half_normal_mean, half_normal_var, NULL, NULL)
 em_dist em_dist_half_normal(em_tape *t, em_var scale) { return em_dist_make(t, &em_ops_half_normal, &scale, 1); }
 
 /* ---- LogNormal(loc, scale) ---------------------------------------------------------------------- */
@@ -271,9 +332,19 @@ SAMPLE_FN(lognormal_sample, lognormal_desc, gsl_ran_lognormal(r, P(d, 0, i), P(d
 MOMENT_FN(lognormal_mean, lognormal_desc, exp(P(d, 0, i) + 0.5 * P(d, 1, i) * P(d, 1, i)))
 MOMENT_FN(lognormal_var, lognormal_desc,
           expm1(P(d, 1, i) * P(d, 1, i)) * exp(2.0 * P(d, 0, i) + P(d, 1, i) * P(d, 1, i)))
+static const uv_desc lognormal_cdf_desc = {"LogNormal", 2, {"loc", "scale"}, {EM_PK_REAL, EM_PK_POS}, EM_PK_NOT_NAN,
+                                           "[-inf, inf]", 0u, 1};
+static inline double lognormal_cdf(double x, const double *p, unsigned need, double *dx, double *dp, int upper) {
+    double is = 1.0 / p[1], z = (log(x) - p[0]) * is, zz = upper ? -z : z;
+    double dz = upper ? -em_math_dlog_Phi(zz) : em_math_dlog_Phi(zz);
+    loc_scale_partials(dz, z, is, dx, dp);
+    *dx /= x; /* dz/dx = 1/(scale·x) */
+    return em_math_log_Phi(zz);
+}
+CDF_FNS(lognormal, 0.0, INFINITY)
 RSAMPLE_FN(lognormal_rs, lognormal_desc, gsl_ran_gaussian_ziggurat(r, 1.0), exp(a + b * eps), y, y * eps)
 FAMILY_OPS(em_ops_lognormal, lognormal_desc, 1, sup_pos, lognormal_lp, lognormal_sample, lognormal_rs,
-           lognormal_mean, lognormal_var)
+           lognormal_mean, lognormal_var, lognormal_lcdf, lognormal_lccdf)
 em_dist em_dist_lognormal(em_tape *t, em_var loc, em_var scale) {
     em_var p[2] = {loc, scale};
     return em_dist_make(t, &em_ops_lognormal, p, 2);
@@ -311,7 +382,7 @@ MOMENT_FN(uniform_mean, uniform_desc, 0.5 * (P(d, 0, i) + P(d, 1, i)))
 MOMENT_FN(uniform_var, uniform_desc, (P(d, 1, i) - P(d, 0, i)) * (P(d, 1, i) - P(d, 0, i)) / 12.0)
 RSAMPLE_FN(uniform_rs, uniform_desc, gsl_rng_uniform(r), a + (b - a) * eps, 1.0 - eps, eps)
 FAMILY_OPS(em_ops_uniform, uniform_desc, 1, uniform_support, uniform_lp, uniform_sample, uniform_rs, uniform_mean,
-           uniform_var)
+           uniform_var, NULL, NULL)
 em_dist em_dist_uniform(em_tape *t, em_var lo, em_var hi) {
     em_var p[2] = {lo, hi};
     return em_dist_make(t, &em_ops_uniform, p, 2);
@@ -334,9 +405,25 @@ LOG_PROB_FN(exponential_lp, exponential_desc, exponential_norm, exponential_kern
 SAMPLE_FN(exponential_sample, exponential_desc, gsl_ran_exponential(r, 1.0 / P(d, 0, i)))
 MOMENT_FN(exponential_mean, exponential_desc, 1.0 / P(d, 0, i))
 MOMENT_FN(exponential_var, exponential_desc, 1.0 / (P(d, 0, i) * P(d, 0, i)))
+/* log(1 - e^{-rate·x}) and -rate·x; d/du log(1 - e^{-u}) = 1/expm1(u) */
+static const uv_desc exponential_cdf_desc = {"Exponential", 1, {"rate"}, {EM_PK_POS}, EM_PK_NOT_NAN,
+                                             "[-inf, inf]", 0u, 1};
+static inline double exponential_cdf(double x, const double *p, unsigned need, double *dx, double *dp, int upper) {
+    double u = p[0] * x;
+    if (upper) {
+        *dx = -p[0];
+        dp[0] = -x;
+        return -u;
+    }
+    double du = 1.0 / expm1(u);
+    *dx = p[0] * du;
+    dp[0] = x * du;
+    return em_math_log1m_exp(-u);
+}
+CDF_FNS(exponential, 0.0, INFINITY)
 RSAMPLE_FN(exponential_rs, exponential_desc, gsl_ran_exponential(r, 1.0), eps / a, -eps / (a * a), 0.0)
 FAMILY_OPS(em_ops_exponential, exponential_desc, 1, sup_pos, exponential_lp, exponential_sample, exponential_rs,
-           exponential_mean, exponential_var)
+           exponential_mean, exponential_var, exponential_lcdf, exponential_lccdf)
 em_dist em_dist_exponential(em_tape *t, em_var rate) { return em_dist_make(t, &em_ops_exponential, &rate, 1); }
 
 /* ---- Gamma(shape, rate) ------------------------------------------------------------------------------ */
@@ -360,7 +447,27 @@ LOG_PROB_FN(gamma_lp, gamma_desc, gamma_norm, gamma_kern)
 SAMPLE_FN(gamma_sample, gamma_desc, gsl_ran_gamma(r, P(d, 0, i), 1.0 / P(d, 1, i)))
 MOMENT_FN(gamma_mean, gamma_desc, P(d, 0, i) / P(d, 1, i))
 MOMENT_FN(gamma_var, gamma_desc, P(d, 0, i) / (P(d, 1, i) * P(d, 1, i)))
-FAMILY_OPS(em_ops_gamma, gamma_desc, 0, sup_pos, gamma_lp, gamma_sample, NULL, gamma_mean, gamma_var)
+/* log P(shape, rate·x) and log Q(shape, rate·x), GSL's regularised incomplete gamma functions;
+ * in x and rate the partial is the density over the tail, in shape a difference (dshape). */
+static const uv_desc gamma_cdf_desc = {"Gamma", 2, {"shape", "rate"}, {EM_PK_POS, EM_PK_POS}, EM_PK_NOT_NAN,
+                                       "[-inf, inf]", 0u, 1};
+static double gamma_log_tail(double a, const double *y, int upper) {
+    double P = gsl_sf_gamma_inc_P(a, y[0]), Q = gsl_sf_gamma_inc_Q(a, y[0]);
+    return upper ? log_tail(Q, P) : log_tail(P, Q);
+}
+static inline double gamma_cdf(double x, const double *p, unsigned need, double *dx, double *dp, int upper) {
+    double a = p[0], y = p[1] * x, lt = gamma_log_tail(a, &y, upper);
+    /* the standard Gamma(a) density at y over the tail, in logs (both may underflow) */
+    double h = exp((a - 1.0) * log(y) - y - em_math_lgamma(a) - lt);
+    if (upper) h = -h;
+    *dx = p[1] * h;
+    dp[1] = x * h;
+    if (NEED(0)) dp[0] = dshape(gamma_log_tail, a, &y, upper);
+    return lt;
+}
+CDF_FNS(gamma, 0.0, INFINITY)
+FAMILY_OPS(em_ops_gamma, gamma_desc, 0, sup_pos, gamma_lp, gamma_sample, NULL, gamma_mean, gamma_var, gamma_lcdf,
+           gamma_lccdf)
 em_dist em_dist_gamma(em_tape *t, em_var shape, em_var rate) {
     em_var p[2] = {shape, rate};
     return em_dist_make(t, &em_ops_gamma, p, 2);
@@ -385,7 +492,7 @@ MOMENT_FN(inv_gamma_var, inv_gamma_desc,
           P(d, 0, i) > 2.0 ? P(d, 1, i) * P(d, 1, i) / ((P(d, 0, i) - 1.0) * (P(d, 0, i) - 1.0) * (P(d, 0, i) - 2.0))
                            : (P(d, 0, i) > 1.0 ? INFINITY : NAN))
 FAMILY_OPS(em_ops_inv_gamma, inv_gamma_desc, 0, sup_pos, inv_gamma_lp, inv_gamma_sample, NULL, inv_gamma_mean,
-           inv_gamma_var)
+           inv_gamma_var, NULL, NULL)
 em_dist em_dist_inv_gamma(em_tape *t, em_var shape, em_var scale) {
     em_var p[2] = {shape, scale};
     return em_dist_make(t, &em_ops_inv_gamma, p, 2);
@@ -416,7 +523,28 @@ MOMENT_FN(beta_mean, beta_desc, P(d, 0, i) / (P(d, 0, i) + P(d, 1, i)))
 MOMENT_FN(beta_var, beta_desc,
           P(d, 0, i) * P(d, 1, i) /
               ((P(d, 0, i) + P(d, 1, i)) * (P(d, 0, i) + P(d, 1, i)) * (P(d, 0, i) + P(d, 1, i) + 1.0)))
-FAMILY_OPS(em_ops_beta, beta_desc, 0, sup_unit, beta_lp, beta_sample, NULL, beta_mean, beta_var)
+/* log I_x(a, b) and log(1 - I_x(a, b)), GSL's regularised incomplete beta function; in x the
+ * partial is the density over the tail, in a and b differences (dshape). */
+static const uv_desc beta_cdf_desc = {"Beta", 2, {"a", "b"}, {EM_PK_POS, EM_PK_POS}, EM_PK_NOT_NAN, "[-inf, inf]",
+                                      0u, 1};
+static double beta_log_tail(double a, double b, double x, int upper) {
+    double P = gsl_cdf_beta_P(x, a, b), Q = gsl_cdf_beta_Q(x, a, b);
+    return upper ? log_tail(Q, P) : log_tail(P, Q);
+}
+/* the same as a function of one shape, for dshape: c = {x, the other shape} */
+static double beta_log_tail_a(double a, const double *c, int upper) { return beta_log_tail(a, c[1], c[0], upper); }
+static double beta_log_tail_b(double b, const double *c, int upper) { return beta_log_tail(c[1], b, c[0], upper); }
+static inline double beta_cdf(double x, const double *p, unsigned need, double *dx, double *dp, int upper) {
+    double a = p[0], b = p[1], lt = beta_log_tail(a, b, x, upper);
+    double lpdf = (a - 1.0) * log(x) + (b - 1.0) * log1p(-x) - gsl_sf_lnbeta(a, b);
+    *dx = upper ? -exp(lpdf - lt) : exp(lpdf - lt);
+    if (NEED(0)) dp[0] = dshape(beta_log_tail_a, a, (const double[]){x, b}, upper);
+    if (NEED(1)) dp[1] = dshape(beta_log_tail_b, b, (const double[]){x, a}, upper);
+    return lt;
+}
+CDF_FNS(beta, 0.0, 1.0)
+FAMILY_OPS(em_ops_beta, beta_desc, 0, sup_unit, beta_lp, beta_sample, NULL, beta_mean, beta_var, beta_lcdf,
+           beta_lccdf)
 em_dist em_dist_beta(em_tape *t, em_var a, em_var b) {
     em_var p[2] = {a, b};
     return em_dist_make(t, &em_ops_beta, p, 2);
@@ -442,8 +570,20 @@ LOG_PROB_FN(cauchy_lp, cauchy_desc, cauchy_norm, cauchy_kern)
 SAMPLE_FN(cauchy_sample, cauchy_desc, P(d, 0, i) + gsl_ran_cauchy(r, P(d, 1, i)))
 MOMENT_FN(cauchy_mean, cauchy_desc, NAN) /* undefined */
 MOMENT_FN(cauchy_var, cauchy_desc, NAN)
+/* F(z) = atan2(1, -z)/π, 1 - F(z) = atan2(1, z)/π: each tail without cancellation (for z far
+ * below 0, atan2(1, -z) ≈ 1/|z| to full precision, where 1/2 + atan(z)/π loses it all). */
+static const uv_desc cauchy_cdf_desc = {"Cauchy", 2, {"loc", "scale"}, {EM_PK_REAL, EM_PK_POS}, EM_PK_NOT_NAN,
+                                        "[-inf, inf]", 0u, 1};
+static inline double cauchy_cdf(double x, const double *p, unsigned need, double *dx, double *dp, int upper) {
+    double is = 1.0 / p[1], z = (x - p[0]) * is, at = atan2(1.0, upper ? z : -z);
+    double dz = 1.0 / ((1.0 + z * z) * at); /* the density over the tail */
+    loc_scale_partials(upper ? -dz : dz, z, is, dx, dp);
+    return log(at) - EM_LOG_PI;
+}
+CDF_FNS(cauchy, -INFINITY, INFINITY)
 RSAMPLE_FN(cauchy_rs, cauchy_desc, gsl_ran_cauchy(r, 1.0), a + b * eps, 1.0, eps)
-FAMILY_OPS(em_ops_cauchy, cauchy_desc, 1, sup_real, cauchy_lp, cauchy_sample, cauchy_rs, cauchy_mean, cauchy_var)
+FAMILY_OPS(em_ops_cauchy, cauchy_desc, 1, sup_real, cauchy_lp, cauchy_sample, cauchy_rs, cauchy_mean, cauchy_var,
+           cauchy_lcdf, cauchy_lccdf)
 em_dist em_dist_cauchy(em_tape *t, em_var loc, em_var scale) {
     em_var p[2] = {loc, scale};
     return em_dist_make(t, &em_ops_cauchy, p, 2);
@@ -467,7 +607,7 @@ MOMENT_FN(half_cauchy_mean, half_cauchy_desc, INFINITY)
 MOMENT_FN(half_cauchy_var, half_cauchy_desc, INFINITY)
 RSAMPLE_FN(half_cauchy_rs, half_cauchy_desc, fabs(gsl_ran_cauchy(r, 1.0)), a * eps, eps, 0.0)
 FAMILY_OPS(em_ops_half_cauchy, half_cauchy_desc, 1, sup_pos, half_cauchy_lp, half_cauchy_sample, half_cauchy_rs,
-           half_cauchy_mean, half_cauchy_var)
+           half_cauchy_mean, half_cauchy_var, NULL, NULL)
 em_dist em_dist_half_cauchy(em_tape *t, em_var scale) { return em_dist_make(t, &em_ops_half_cauchy, &scale, 1); }
 
 /* ---- StudentT(df, loc, scale) ---------------------------------------------------------------------------- */
@@ -496,9 +636,29 @@ MOMENT_FN(student_t_mean, student_t_desc, P(d, 0, i) > 1.0 ? P(d, 1, i) : NAN)
 MOMENT_FN(student_t_var, student_t_desc,
           P(d, 0, i) > 2.0 ? P(d, 2, i) * P(d, 2, i) * P(d, 0, i) / (P(d, 0, i) - 2.0)
                            : (P(d, 0, i) > 1.0 ? INFINITY : NAN))
+/* GSL's t CDF (an incomplete beta function) in z = (x - loc)/scale; in x, loc and scale the
+ * partial is the density over the tail, in df a difference (dshape). */
+static const uv_desc student_t_cdf_desc = {"StudentT", 3, {"df", "loc", "scale"},
+                                           {EM_PK_POS, EM_PK_REAL, EM_PK_POS}, EM_PK_NOT_NAN, "[-inf, inf]", 0u, 1};
+static double student_t_log_tail(double nu, const double *z, int upper) {
+    double P = gsl_cdf_tdist_P(z[0], nu), Q = gsl_cdf_tdist_Q(z[0], nu);
+    return upper ? log_tail(Q, P) : log_tail(P, Q);
+}
+static inline double student_t_cdf(double x, const double *p, unsigned need, double *dx, double *dp, int upper) {
+    double nu = p[0], is = 1.0 / p[2], z = (x - p[1]) * is, lt = student_t_log_tail(nu, &z, upper);
+    double lpdf = em_math_lgamma(0.5 * (nu + 1.0)) - em_math_lgamma(0.5 * nu) - 0.5 * (log(nu) + EM_LOG_PI) -
+                  0.5 * (nu + 1.0) * log1p(z * z / nu);
+    double dz = upper ? -exp(lpdf - lt) : exp(lpdf - lt), dls[2];
+    loc_scale_partials(dz, z, is, dx, dls);
+    dp[1] = dls[0];
+    dp[2] = dls[1];
+    if (NEED(0)) dp[0] = dshape(student_t_log_tail, nu, &z, upper);
+    return lt;
+}
+CDF_FNS(student_t, -INFINITY, INFINITY)
 /* Not reparameterised: a draw's dependence on df has no simple pathwise form. */
 FAMILY_OPS(em_ops_student_t, student_t_desc, 0, sup_real, student_t_lp, student_t_sample, NULL, student_t_mean,
-           student_t_var)
+           student_t_var, student_t_lcdf, student_t_lccdf)
 em_dist em_dist_student_t(em_tape *t, em_var df, em_var loc, em_var scale) {
     em_var p[3] = {df, loc, scale};
     return em_dist_make(t, &em_ops_student_t, p, 3);
@@ -524,9 +684,26 @@ LOG_PROB_FN(laplace_lp, laplace_desc, laplace_norm, laplace_kern)
 SAMPLE_FN(laplace_sample, laplace_desc, P(d, 0, i) + gsl_ran_laplace(r, P(d, 1, i)))
 MOMENT_FN(laplace_mean, laplace_desc, P(d, 0, i))
 MOMENT_FN(laplace_var, laplace_desc, 2.0 * P(d, 1, i) * P(d, 1, i))
+/* F(z) = e^z/2 below 0 and 1 - e^{-z}/2 above, each log taken on its own side:
+ * log F = z - log 2 (z < 0) or log1p(-e^{-z}/2), d/dz = 1 or 1/(2e^z - 1); the CCDF mirrored. */
+static const uv_desc laplace_cdf_desc = {"Laplace", 2, {"loc", "scale"}, {EM_PK_REAL, EM_PK_POS}, EM_PK_NOT_NAN,
+                                         "[-inf, inf]", 0u, 1};
+static inline double laplace_cdf(double x, const double *p, unsigned need, double *dx, double *dp, int upper) {
+    double is = 1.0 / p[1], z = (x - p[0]) * is, w = upper ? -z : z, lt, dw;
+    if (w < 0.0) {
+        lt = w - EM_LOG_2;
+        dw = 1.0;
+    } else {
+        lt = log1p(-0.5 * exp(-w));
+        dw = 1.0 / (2.0 * exp(w) - 1.0);
+    }
+    loc_scale_partials(upper ? -dw : dw, z, is, dx, dp);
+    return lt;
+}
+CDF_FNS(laplace, -INFINITY, INFINITY)
 RSAMPLE_FN(laplace_rs, laplace_desc, gsl_ran_laplace(r, 1.0), a + b * eps, 1.0, eps)
 FAMILY_OPS(em_ops_laplace, laplace_desc, 1, sup_real, laplace_lp, laplace_sample, laplace_rs, laplace_mean,
-           laplace_var)
+           laplace_var, laplace_lcdf, laplace_lccdf)
 em_dist em_dist_laplace(em_tape *t, em_var loc, em_var scale) {
     em_var p[2] = {loc, scale};
     return em_dist_make(t, &em_ops_laplace, p, 2);
@@ -555,10 +732,67 @@ LOG_PROB_FN(logistic_lp, logistic_desc, logistic_norm, logistic_kern)
 SAMPLE_FN(logistic_sample, logistic_desc, P(d, 0, i) + gsl_ran_logistic(r, P(d, 1, i)))
 MOMENT_FN(logistic_mean, logistic_desc, P(d, 0, i))
 MOMENT_FN(logistic_var, logistic_desc, P(d, 1, i) * P(d, 1, i) * M_PI * M_PI / 3.0)
+/* log σ(z) = -softplus(-z) and log σ(-z) = -softplus(z); d/dz = σ(-z) and -σ(z) */
+static const uv_desc logistic_cdf_desc = {"Logistic", 2, {"loc", "scale"}, {EM_PK_REAL, EM_PK_POS}, EM_PK_NOT_NAN,
+                                          "[-inf, inf]", 0u, 1};
+static inline double logistic_cdf(double x, const double *p, unsigned need, double *dx, double *dp, int upper) {
+    double is = 1.0 / p[1], z = (x - p[0]) * is, w = upper ? -z : z;
+    double dw = em_math_sigmoid(-w);
+    loc_scale_partials(upper ? -dw : dw, z, is, dx, dp);
+    return -em_math_softplus(-w);
+}
+CDF_FNS(logistic, -INFINITY, INFINITY)
 RSAMPLE_FN(logistic_rs, logistic_desc, gsl_ran_logistic(r, 1.0), a + b * eps, 1.0, eps)
 FAMILY_OPS(em_ops_logistic, logistic_desc, 1, sup_real, logistic_lp, logistic_sample, logistic_rs, logistic_mean,
-           logistic_var)
+           logistic_var, logistic_lcdf, logistic_lccdf)
 em_dist em_dist_logistic(em_tape *t, em_var loc, em_var scale) {
     em_var p[2] = {loc, scale};
     return em_dist_make(t, &em_ops_logistic, p, 2);
+}
+
+/* ---- Weibull(shape α, scale σ) (Stan's weibull): log α - α log σ + (α - 1) log x - (x/σ)^α ---------- */
+
+static const uv_desc weibull_desc = {"Weibull", 2, {"shape", "scale"}, {EM_PK_POS, EM_PK_POS}, EM_PK_POS, "(0, inf)",
+                                     3u, 1};
+#define weibull_desc_INFO "Weibull", 2, {"shape", "scale"}
+static inline double weibull_norm(const double *p, unsigned need, double *dp) {
+    double ls = log(p[1]);
+    if (NEED(0)) dp[0] = 1.0 / p[0] - ls;
+    dp[1] = -p[0] / p[1];
+    return log(p[0]) - p[0] * ls;
+}
+static inline double weibull_kern(double x, const double *p, unsigned need, double *dx, double *dp) {
+    double a = p[0], lx = log(x), lr = lx - log(p[1]), u = exp(a * lr); /* u = (x/σ)^α */
+    *dx = (a - 1.0 - a * u) / x;
+    dp[0] = lx - u * lr;
+    dp[1] = a * u / p[1];
+    return (a - 1.0) * lx - u;
+}
+LOG_PROB_FN(weibull_lp, weibull_desc, weibull_norm, weibull_kern)
+/* 1 - F = e^{-u}, u = (x/σ)^α: log CCDF = -u, log CDF = log(1 - e^{-u}) with d/du = 1/expm1(u) */
+static const uv_desc weibull_cdf_desc = {"Weibull", 2, {"shape", "scale"}, {EM_PK_POS, EM_PK_POS}, EM_PK_NOT_NAN,
+                                         "[-inf, inf]", 0u, 1};
+static inline double weibull_cdf(double x, const double *p, unsigned need, double *dx, double *dp, int upper) {
+    double a = p[0], lr = log(x) - log(p[1]), u = exp(a * lr);
+    double du = upper ? -1.0 : 1.0 / expm1(u);
+    *dx = du * a * u / x;
+    dp[0] = du * u * lr;
+    dp[1] = -du * a * u / p[1];
+    return upper ? -u : em_math_log1m_exp(-u);
+}
+CDF_FNS(weibull, 0.0, INFINITY)
+/* gsl_ran_weibull(r, a, b) draws with scale a and shape b */
+SAMPLE_FN(weibull_sample, weibull_desc, gsl_ran_weibull(r, P(d, 1, i), P(d, 0, i)))
+MOMENT_FN(weibull_mean, weibull_desc, P(d, 1, i) * exp(em_math_lgamma(1.0 + 1.0 / P(d, 0, i))))
+MOMENT_FN(weibull_var, weibull_desc,
+          P(d, 1, i) * P(d, 1, i) *
+              (exp(em_math_lgamma(1.0 + 2.0 / P(d, 0, i))) - exp(2.0 * em_math_lgamma(1.0 + 1.0 / P(d, 0, i)))))
+/* x = σ·E^{1/α} with E ~ Exponential(1): ∂x/∂α = -x·log(E)/α², ∂x/∂σ = x/σ */
+RSAMPLE_FN(weibull_rs, weibull_desc, gsl_ran_exponential(r, 1.0), b * pow(eps, 1.0 / a), -y * log(eps) / (a * a),
+           y / b)
+FAMILY_OPS(em_ops_weibull, weibull_desc, 1, sup_pos, weibull_lp, weibull_sample, weibull_rs, weibull_mean,
+           weibull_var, weibull_lcdf, weibull_lccdf)
+em_dist em_dist_weibull(em_tape *t, em_var shape, em_var scale) {
+    em_var p[2] = {shape, scale};
+    return em_dist_make(t, &em_ops_weibull, p, 2);
 }

@@ -18,10 +18,9 @@ static size_t ev_one(const em_dist *d) { (void)d; return 1; }
 static em_support sup_bool(const em_dist *d) { (void)d; return (em_support){EM_SUPPORT_BOOLEAN, 0.0, 1.0}; }
 static em_support sup_count(const em_dist *d) { (void)d; return (em_support){EM_SUPPORT_NONNEG_INT, 0.0, INFINITY}; }
 
-static inline double no_norm(const double *p, unsigned need, double *dp) { (void)p; (void)need; (void)dp; return 0.0; }
 
 #define FAMILY_OPS(ops, name, pname, support, lp, smp, mean, var) \
-    const em_dist_ops ops = {name, 1, {pname}, 1, 0, ev_one, support, lp, smp, NULL, mean, var};
+    const em_dist_ops ops = {name, 1, {pname}, 1, 0, ev_one, support, lp, smp, NULL, mean, var, NULL, NULL};
 
 /* ---- Bernoulli(probs) ----------------------------------------------------------------------- */
 
@@ -36,7 +35,7 @@ static inline double bernoulli_kern(double y, const double *p, unsigned need, do
     dp[0] = -1.0 / (1.0 - q);
     return log1p(-q);
 }
-LOG_PROB_FN(bernoulli_lp, bernoulli_desc, no_norm, bernoulli_kern)
+LOG_PROB_FN(bernoulli_lp, bernoulli_desc, uv_no_norm, bernoulli_kern)
 SAMPLE_FN(bernoulli_sample, bernoulli_desc, (double)gsl_ran_bernoulli(r, P(d, 0, i)))
 MOMENT_FN(bernoulli_mean, bernoulli_desc, P(d, 0, i))
 MOMENT_FN(bernoulli_var, bernoulli_desc, P(d, 0, i) * (1.0 - P(d, 0, i)))
@@ -55,7 +54,7 @@ static inline double bernoulli_logit_kern(double y, const double *p, unsigned ne
     /* y·l - softplus(l) with the linear part first: exact cancellation when y = 1, l large */
     return (y * l - (l > 0 ? l : 0.0)) - lg;
 }
-LOG_PROB_FN(bernoulli_logit_lp, bernoulli_logit_desc, no_norm, bernoulli_logit_kern)
+LOG_PROB_FN(bernoulli_logit_lp, bernoulli_logit_desc, uv_no_norm, bernoulli_logit_kern)
 SAMPLE_FN(bernoulli_logit_sample, bernoulli_logit_desc, (double)(gsl_rng_uniform(r) < em_math_sigmoid(P(d, 0, i))))
 MOMENT_FN(bernoulli_logit_mean, bernoulli_logit_desc, em_math_sigmoid(P(d, 0, i)))
 MOMENT_FN(bernoulli_logit_var, bernoulli_logit_desc, em_math_sigmoid(P(d, 0, i)) * em_math_sigmoid(-P(d, 0, i)))
@@ -195,7 +194,7 @@ static inline double poisson_kern(double y, const double *p, unsigned need, doub
     dp[0] = y / lam - 1.0;
     return y * log(lam) - lam - em_math_lgamma(y + 1.0);
 }
-LOG_PROB_FN(poisson_lp, poisson_desc, no_norm, poisson_kern)
+LOG_PROB_FN(poisson_lp, poisson_desc, uv_no_norm, poisson_kern)
 /* GSL's Poisson sampler keeps intermediate counts in an unsigned int: a mean beyond about
  * 4e9 would overflow it, so such draws are refused with an error rather than garbage. */
 #define EM_MAX_POISSON_MEAN 1e9
@@ -232,7 +231,7 @@ static inline double poisson_log_kern(double y, const double *p, unsigned need, 
     dp[0] = y - el;
     return y * p[0] - el - em_math_lgamma(y + 1.0);
 }
-LOG_PROB_FN(poisson_log_lp, poisson_log_desc, no_norm, poisson_log_kern)
+LOG_PROB_FN(poisson_log_lp, poisson_log_desc, uv_no_norm, poisson_log_kern)
 static em_status poisson_log_sample(const em_dist *d, em_rng *r, double *out, size_t n, em_error *err) {
     return count_draws(&poisson_log_desc, d, r, out, n, err, 1);
 }
@@ -267,7 +266,7 @@ static em_status nb2_sample(const em_dist *d, em_rng *r, double *out, size_t n, 
 MOMENT_FN(nb2_mean, nb2_desc, P(d, 0, i))
 MOMENT_FN(nb2_var, nb2_desc, P(d, 0, i) + P(d, 0, i) * P(d, 0, i) / P(d, 1, i))
 const em_dist_ops em_ops_neg_binomial2 = {"NegBinomial2", 2, {"mu", "phi"}, 1, 0, ev_one, sup_count, nb2_lp,
-                                          nb2_sample, NULL, nb2_mean, nb2_var};
+                                          nb2_sample, NULL, nb2_mean, nb2_var, NULL, NULL};
 em_dist em_dist_neg_binomial2(em_tape *t, em_var mu, em_var phi) {
     em_var p[2] = {mu, phi};
     return em_dist_make(t, &em_ops_neg_binomial2, p, 2);
@@ -446,7 +445,7 @@ static em_support cat_support(const em_dist *d) {
     return (em_support){EM_SUPPORT_CATEGORY, 0.0, (double)cat_K(d) - 1.0};
 }
 const em_dist_ops em_ops_categorical_logit = {"CategoricalLogit", 1, {"logits"}, 1, 0, ev_one, cat_support,
-                                              cat_lp, cat_sample, NULL, cat_mean, cat_var};
+                                              cat_lp, cat_sample, NULL, cat_mean, cat_var, NULL, NULL};
 em_dist em_dist_categorical_logit(em_tape *t, em_var logits) {
     em_dist d = em_dist_make(t, &em_ops_categorical_logit, &logits, 1);
     if (d.ops) d.batch_len = cat_B(&d);

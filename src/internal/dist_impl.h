@@ -42,7 +42,8 @@ typedef enum {
     EM_PK_INTERVAL, /* value only: p0 <= x <= p1 */
     EM_PK_BOOL,     /* value only: 0 or 1 */
     EM_PK_COUNT,    /* value only: a non-negative integer */
-    EM_PK_COUNT_N   /* value only: an integer in [0, total_count] (d->data) */
+    EM_PK_COUNT_N,  /* value only: an integer in [0, total_count] (d->data) */
+    EM_PK_NOT_NAN   /* value only: anything but NaN (a CDF's argument, ±inf included) */
 } em_pkind;
 
 /* A family's static description for the shared validation and messages. */
@@ -73,6 +74,7 @@ EM_ALWAYS_INLINE int em_pk_ok(int k, double x, double p0, double p1, double N) {
     case EM_PK_BOOL: return (x == 0.0) | (x == 1.0);
     case EM_PK_COUNT: return (x >= 0.0) & (x < 9.007199254740992e15) && x == floor(x);
     case EM_PK_COUNT_N: return (x >= 0.0) & (x <= N) && x == floor(x);
+    case EM_PK_NOT_NAN: return x == x;
     default: return 0;
     }
 }
@@ -131,6 +133,11 @@ static inline double em_pv(const em_tape *t, em_var v, size_t i) {
 
 typedef double (*uv_norm_fn)(const double *p, unsigned need, double *dp);
 typedef double (*uv_kern_fn)(double x, const double *p, unsigned need, double *dx, double *dp);
+/* The norm of a family whose log density has no parameter-only part. */
+static inline double uv_no_norm(const double *p, unsigned need, double *dp) {
+    (void)p; (void)need; (void)dp;
+    return 0.0;
+}
 
 /* Per-node data for the backward pass: inputs are the value (slot 0) and the parameters
  * (slots 1..np). For a vector input that needs a gradient, part[k] holds dlp_i/dinput_i; for
