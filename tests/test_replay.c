@@ -26,7 +26,7 @@ enum {
     OP_TR_FIRST,
     OP_TR_LAST = OP_TR_FIRST + 7, /* positive .. ordered */
     OP_DIST_FIRST,
-    OP_DIST_LAST = OP_DIST_FIRST + 27,
+    OP_DIST_LAST = OP_DIST_FIRST + 29,
     OP_COUNT
 };
 
@@ -157,6 +157,14 @@ static em_var dist_lp(em_tape *t, int k, em_var v, em_var s, em_var p) {
     case 25: d = em_dist_gamma(t, p, em_op_exp(t, s)); return em_dist_log_ccdf(&d, em_op_exp(t, v)); /* shape diff */
     case 26: d = em_dist_student_t(t, em_op_add(t, p, em_scalar(t, 1.0)), s, p); return em_dist_log_cdf(&d, v);
     case 27: d = em_dist_weibull(t, p, em_op_exp(t, s)); return em_dist_log_prob(&d, em_op_exp(t, v));
+    case 28: /* a zero-inflated count: a log_sum_exp at the zeros */
+        d = em_dist_zero_inflated_neg_binomial2(t, em_op_exp(t, v), p, em_op_sigmoid(t, s));
+        return em_dist_log_prob(&d, em_const(t, COUNTS, N));
+    case 29: { /* pointwise terms, each weighted by itself */
+        d = em_dist_skew_normal(t, v, p, s);
+        em_var pw = em_dist_pointwise(&d, EM_TERM_LOG_PROB, c);
+        return em_op_dot(t, pw, pw);
+    }
     default: { /* KL(MVNormal || MVNormal), both sides from the leaves */
         em_dist q = em_dist_mvnormal(t, em_const(t, DATA, 3), tril3(t, v, 0));
         d = em_dist_mvnormal(t, em_op_slice(t, v, 2, 3), tril3(t, v, 1));

@@ -61,6 +61,9 @@ int em_support_is_discrete(em_support s);
 
 typedef struct em_dist em_dist;
 
+/* Which per-element term em_dist_pointwise computes. */
+typedef enum em_dist_term { EM_TERM_LOG_PROB = 0, EM_TERM_LOG_CDF, EM_TERM_LOG_CCDF } em_dist_term;
+
 /* The family's behaviour; one static table per family. */
 typedef struct em_dist_ops {
     const char *name;          /* "Normal", "Bernoulli", ... */
@@ -86,6 +89,8 @@ typedef struct em_dist_ops {
      * parameter (NULL: the family has none; discrete families have none yet). */
     em_var (*log_cdf)(const em_dist *d, em_var x);
     em_var (*log_ccdf)(const em_dist *d, em_var x);
+    /* The n per-element terms of log_prob, log_cdf or log_ccdf as a vector (NULL: none). */
+    em_var (*pointwise)(const em_dist *d, em_dist_term which, em_var x);
 } em_dist_ops;
 
 struct em_dist {
@@ -116,6 +121,11 @@ em_status em_dist_variance(const em_dist *d, double *out, size_t n, em_error *er
  * with one Richardson step (relative accuracy about 1e-9; see dist_continuous.c). */
 em_var em_dist_log_cdf(const em_dist *d, em_var x);
 em_var em_dist_log_ccdf(const em_dist *d, em_var x);
+/* The terms of log_prob, log_cdf or log_ccdf one per element, as a vector of the broadcast
+ * length n (not summed): for mixtures, censoring and pointwise log-likelihoods. One node, with
+ * the same partials as the summed form. Available for the univariate families (the summed
+ * forms are faster where a sum is all that is needed); others record EM_ERR_ARG. */
+em_var em_dist_pointwise(const em_dist *d, em_dist_term which, em_var x);
 /* KL(p || q) as a scalar var where closed form exists (Normal–Normal, MVN–MVN); otherwise an
  * invalid var and EM_ERR_ARG on the tape. em_dist_has_kl says which without failing. */
 int em_dist_has_kl(const em_dist *p, const em_dist *q);
@@ -138,6 +148,14 @@ em_dist em_dist_laplace(em_tape *t, em_var loc, em_var scale);
 em_dist em_dist_logistic(em_tape *t, em_var loc, em_var scale);
 /* Stan's weibull(alpha, sigma): shape alpha, scale sigma, on (0, inf) */
 em_dist em_dist_weibull(em_tape *t, em_var shape, em_var scale);
+/* twice the StudentT(df, 0, scale) density on [0, inf) (Stan's student_t with a lower bound 0) */
+em_dist em_dist_half_student_t(em_tape *t, em_var df, em_var scale);
+/* Stan's skew_normal(xi, omega, alpha): 2/ω·φ(z)·Φ(αz), z = (x - ξ)/ω */
+em_dist em_dist_skew_normal(em_tape *t, em_var xi, em_var omega, em_var alpha);
+/* Stan's beta_proportion(mu, kappa) = Beta(mu·kappa, (1 - mu)·kappa), mu in (0, 1) */
+em_dist em_dist_beta_proportion(em_tape *t, em_var mu, em_var kappa);
+/* brms's gamma family: Gamma(shape, rate = shape/mean), mean mean, variance mean²/shape */
+em_dist em_dist_gamma_mean(em_tape *t, em_var mean, em_var shape);
 /* loc: K vector (or one K vector per event); scale_tril: K×K lower-triangular (row-major) with
  * positive diagonal; a nonzero upper entry is a domain error, not silently ignored */
 em_dist em_dist_mvnormal(em_tape *t, em_var loc, em_var scale_tril);
@@ -156,6 +174,16 @@ em_dist em_dist_poisson(em_tape *t, em_var rate);
 em_dist em_dist_poisson_log(em_tape *t, em_var log_rate);
 /* Stan's neg_binomial_2: mean mu, dispersion phi (var = mu + mu^2/phi) */
 em_dist em_dist_neg_binomial2(em_tape *t, em_var mu, em_var phi);
+/* Stan's neg_binomial_2_log: log mean eta, dispersion phi (var = mu + mu²/phi, mu = e^eta) */
+em_dist em_dist_neg_binomial2_log(em_tape *t, em_var eta, em_var phi);
+/* brms's zero-inflated and hurdle counts: zi (hu) in (0, 1) is the probability of the extra
+ * zero (of a zero); a hurdle's positive part is the base count conditioned on y > 0 */
+em_dist em_dist_zero_inflated_poisson(em_tape *t, em_var rate, em_var zi);
+em_dist em_dist_zero_inflated_neg_binomial2(em_tape *t, em_var mu, em_var phi, em_var zi);
+em_dist em_dist_hurdle_poisson(em_tape *t, em_var rate, em_var hu);
+em_dist em_dist_hurdle_neg_binomial2(em_tape *t, em_var mu, em_var phi, em_var hu);
+/* Stan's beta_binomial(N, a, b); total_count referenced (length 1 or batch) */
+em_dist em_dist_beta_binomial(em_tape *t, const double *total_count, size_t n, em_var a, em_var b);
 /* logits: K values (every value drawn from one categorical), or a B×K matrix (row b scores
  * value b). A value is a category index 0..K-1 stored as a double. */
 em_dist em_dist_categorical_logit(em_tape *t, em_var logits);
@@ -192,6 +220,10 @@ em_dist em_dist_poisson_log_glm(em_tape *t, em_var X, em_var alpha, em_var beta)
 #define em_laplace(c, loc, scale) em_dist_laplace(EM_T(c), EM_V(c, loc), EM_V(c, scale))
 #define em_logistic(c, loc, scale) em_dist_logistic(EM_T(c), EM_V(c, loc), EM_V(c, scale))
 #define em_weibull(c, shape, scale) em_dist_weibull(EM_T(c), EM_V(c, shape), EM_V(c, scale))
+#define em_half_student_t(c, df, scale) em_dist_half_student_t(EM_T(c), EM_V(c, df), EM_V(c, scale))
+#define em_skew_normal(c, xi, om, al) em_dist_skew_normal(EM_T(c), EM_V(c, xi), EM_V(c, om), EM_V(c, al))
+#define em_beta_proportion(c, mu, kappa) em_dist_beta_proportion(EM_T(c), EM_V(c, mu), EM_V(c, kappa))
+#define em_gamma_mean(c, mean, shape) em_dist_gamma_mean(EM_T(c), EM_V(c, mean), EM_V(c, shape))
 #define em_mvnormal(c, loc, L) em_dist_mvnormal(EM_T(c), (loc), (L))
 #define em_lkj_cholesky(c, K, eta) em_dist_lkj_cholesky(EM_T(c), (K), EM_V(c, eta))
 #define em_dirichlet(c, conc) em_dist_dirichlet(EM_T(c), (conc))
@@ -201,6 +233,14 @@ em_dist em_dist_poisson_log_glm(em_tape *t, em_var X, em_var alpha, em_var beta)
 #define em_poisson(c, rate) em_dist_poisson(EM_T(c), EM_V(c, rate))
 #define em_poisson_log(c, lr) em_dist_poisson_log(EM_T(c), EM_V(c, lr))
 #define em_neg_binomial2(c, mu, phi) em_dist_neg_binomial2(EM_T(c), EM_V(c, mu), EM_V(c, phi))
+#define em_neg_binomial2_log(c, eta, phi) em_dist_neg_binomial2_log(EM_T(c), EM_V(c, eta), EM_V(c, phi))
+#define em_zero_inflated_poisson(c, rate, zi) em_dist_zero_inflated_poisson(EM_T(c), EM_V(c, rate), EM_V(c, zi))
+#define em_zero_inflated_neg_binomial2(c, mu, phi, zi) \
+    em_dist_zero_inflated_neg_binomial2(EM_T(c), EM_V(c, mu), EM_V(c, phi), EM_V(c, zi))
+#define em_hurdle_poisson(c, rate, hu) em_dist_hurdle_poisson(EM_T(c), EM_V(c, rate), EM_V(c, hu))
+#define em_hurdle_neg_binomial2(c, mu, phi, hu) \
+    em_dist_hurdle_neg_binomial2(EM_T(c), EM_V(c, mu), EM_V(c, phi), EM_V(c, hu))
+#define em_beta_binomial(c, N, n, a, b) em_dist_beta_binomial(EM_T(c), (N), (n), EM_V(c, a), EM_V(c, b))
 #define em_categorical_logit(c, l) em_dist_categorical_logit(EM_T(c), (l))
 #define em_normal_id_glm(c, X, a, b, s) em_dist_normal_id_glm(EM_T(c), (X), EM_V(c, a), (b), EM_V(c, s))
 #define em_bernoulli_logit_glm(c, X, a, b) em_dist_bernoulli_logit_glm(EM_T(c), (X), EM_V(c, a), (b))

@@ -52,8 +52,8 @@ static em_support sup_unit(const em_dist *d) { (void)d; return (em_support){EM_S
         return out;                                                                        \
     }
 
-#define FAMILY_OPS(ops, desc, reparam, support, lp, smp, rs, mean, var, lcdf, lccdf)       \
-    const em_dist_ops ops = {desc##_INFO, 0, reparam, ev_one, support, lp, smp, rs, mean, var, lcdf, lccdf};
+#define FAMILY_OPS(ops, desc, reparam, support, lp, smp, rs, mean, var, lcdf, lccdf, pw)   \
+    const em_dist_ops ops = {desc##_INFO, 0, reparam, ev_one, support, lp, smp, rs, mean, var, lcdf, lccdf, pw};
 
 /* ---- log CDFs and CCDFs ---------------------------------------------------------------------
  * A family gives fam_cdf(x, p, need, dx, dp, upper): log F(x) (upper = 0) or log(1 - F(x))
@@ -74,8 +74,8 @@ static em_support sup_unit(const em_dist *d) { (void)d; return (em_support){EM_S
         if (x >= (hi_expr)) return -INFINITY;                                              \
         return fam##_cdf(x, p, need, dx, dp, 1);                                           \
     }                                                                                      \
-    LOG_PROB_FN(fam##_lcdf, fam##_cdf_desc, uv_no_norm, fam##_lcdf_kern)                    \
-    LOG_PROB_FN(fam##_lccdf, fam##_cdf_desc, uv_no_norm, fam##_lccdf_kern)
+    LOG_PROB_PW_FN(fam##_lcdf, fam##_cdf_desc, uv_no_norm, fam##_lcdf_kern)                 \
+    LOG_PROB_PW_FN(fam##_lccdf, fam##_cdf_desc, uv_no_norm, fam##_lccdf_kern)
 
 /* log of a tail probability v whose complement is w: log v while v is small, else log1p(-w),
  * which keeps the digits of a v near 1 (GSL gives both tails to full relative accuracy). */
@@ -245,7 +245,7 @@ static void normal_fast_forward(em_tape *t, em_node *o) {
     em_dist_replay_fail(t, o, &e);
 }
 
-LOG_PROB_FN(normal_general_lp, normal_desc, normal_norm, normal_kern)
+LOG_PROB_PW_FN(normal_general_lp, normal_desc, normal_norm, normal_kern)
 
 static em_var normal_lp(const em_dist *d, em_var value) {
     em_tape *t = d->tape;
@@ -285,8 +285,9 @@ static inline double normal_cdf(double x, const double *p, unsigned need, double
 }
 CDF_FNS(normal, -INFINITY, INFINITY)
 RSAMPLE_FN(normal_rs, normal_desc, gsl_ran_gaussian_ziggurat(r, 1.0), a + b * eps, 1.0, eps)
+POINTWISE_FN(normal_pw, normal_general_lp_pw, normal_lcdf_pw, normal_lccdf_pw)
 FAMILY_OPS(em_ops_normal, normal_desc, 1, sup_real, normal_lp, normal_sample, normal_rs, normal_mean, normal_var,
-           normal_lcdf, normal_lccdf)
+           normal_lcdf, normal_lccdf, normal_pw)
 em_dist em_dist_normal(em_tape *t, em_var loc, em_var scale) {
     em_var p[2] = {loc, scale};
     return em_dist_make(t, &em_ops_normal, p, 2);
@@ -306,13 +307,14 @@ static inline double half_normal_kern(double x, const double *p, unsigned need, 
     dp[0] = z * z * is;
     return -0.5 * z * z;
 }
-LOG_PROB_FN(half_normal_lp, half_normal_desc, half_normal_norm, half_normal_kern)
+LOG_PROB_PW_FN(half_normal_lp, half_normal_desc, half_normal_norm, half_normal_kern)
 SAMPLE_FN(half_normal_sample, half_normal_desc, fabs(gsl_ran_gaussian_ziggurat(r, P(d, 0, i))))
 MOMENT_FN(half_normal_mean, half_normal_desc, P(d, 0, i) * M_SQRT2 / sqrt(M_PI))
 MOMENT_FN(half_normal_var, half_normal_desc, P(d, 0, i) * P(d, 0, i) * (1.0 - 2.0 / M_PI))
 RSAMPLE_FN(half_normal_rs, half_normal_desc, fabs(gsl_ran_gaussian_ziggurat(r, 1.0)), a * eps, eps, 0.0)
+POINTWISE_FN(half_normal_pw, half_normal_lp_pw, NULL, NULL)
 FAMILY_OPS(em_ops_half_normal, half_normal_desc, 1, sup_pos, half_normal_lp, half_normal_sample, half_normal_rs,
-           half_normal_mean, half_normal_var, NULL, NULL)
+           half_normal_mean, half_normal_var, NULL, NULL, half_normal_pw)
 em_dist em_dist_half_normal(em_tape *t, em_var scale) { return em_dist_make(t, &em_ops_half_normal, &scale, 1); }
 
 /* ---- LogNormal(loc, scale) ---------------------------------------------------------------------- */
@@ -327,7 +329,7 @@ static inline double lognormal_kern(double x, const double *p, unsigned need, do
     dp[1] = z * zs;
     return -0.5 * z * z - lx;
 }
-LOG_PROB_FN(lognormal_lp, lognormal_desc, normal_norm, lognormal_kern)
+LOG_PROB_PW_FN(lognormal_lp, lognormal_desc, normal_norm, lognormal_kern)
 SAMPLE_FN(lognormal_sample, lognormal_desc, gsl_ran_lognormal(r, P(d, 0, i), P(d, 1, i)))
 MOMENT_FN(lognormal_mean, lognormal_desc, exp(P(d, 0, i) + 0.5 * P(d, 1, i) * P(d, 1, i)))
 MOMENT_FN(lognormal_var, lognormal_desc,
@@ -343,8 +345,9 @@ static inline double lognormal_cdf(double x, const double *p, unsigned need, dou
 }
 CDF_FNS(lognormal, 0.0, INFINITY)
 RSAMPLE_FN(lognormal_rs, lognormal_desc, gsl_ran_gaussian_ziggurat(r, 1.0), exp(a + b * eps), y, y * eps)
+POINTWISE_FN(lognormal_pw, lognormal_lp_pw, lognormal_lcdf_pw, lognormal_lccdf_pw)
 FAMILY_OPS(em_ops_lognormal, lognormal_desc, 1, sup_pos, lognormal_lp, lognormal_sample, lognormal_rs,
-           lognormal_mean, lognormal_var, lognormal_lcdf, lognormal_lccdf)
+           lognormal_mean, lognormal_var, lognormal_lcdf, lognormal_lccdf, lognormal_pw)
 em_dist em_dist_lognormal(em_tape *t, em_var loc, em_var scale) {
     em_var p[2] = {loc, scale};
     return em_dist_make(t, &em_ops_lognormal, p, 2);
@@ -366,7 +369,7 @@ static inline double uniform_kern(double x, const double *p, unsigned need, doub
     *dx = 0.0;
     return 0.0;
 }
-LOG_PROB_FN(uniform_lp, uniform_desc, uniform_norm, uniform_kern)
+LOG_PROB_PW_FN(uniform_lp, uniform_desc, uniform_norm, uniform_kern)
 static em_support uniform_support(const em_dist *d) {
     /* em_support holds one interval. A batch whose elements have different intervals has no
      * single support: its bounds are NaN, so a transform built from it fails loudly instead
@@ -381,8 +384,9 @@ SAMPLE_FN(uniform_sample, uniform_desc, gsl_ran_flat(r, P(d, 0, i), P(d, 1, i)))
 MOMENT_FN(uniform_mean, uniform_desc, 0.5 * (P(d, 0, i) + P(d, 1, i)))
 MOMENT_FN(uniform_var, uniform_desc, (P(d, 1, i) - P(d, 0, i)) * (P(d, 1, i) - P(d, 0, i)) / 12.0)
 RSAMPLE_FN(uniform_rs, uniform_desc, gsl_rng_uniform(r), a + (b - a) * eps, 1.0 - eps, eps)
+POINTWISE_FN(uniform_pw, uniform_lp_pw, NULL, NULL)
 FAMILY_OPS(em_ops_uniform, uniform_desc, 1, uniform_support, uniform_lp, uniform_sample, uniform_rs, uniform_mean,
-           uniform_var, NULL, NULL)
+           uniform_var, NULL, NULL, uniform_pw)
 em_dist em_dist_uniform(em_tape *t, em_var lo, em_var hi) {
     em_var p[2] = {lo, hi};
     return em_dist_make(t, &em_ops_uniform, p, 2);
@@ -401,7 +405,7 @@ static inline double exponential_kern(double x, const double *p, unsigned need, 
     dp[0] = -x;
     return -p[0] * x;
 }
-LOG_PROB_FN(exponential_lp, exponential_desc, exponential_norm, exponential_kern)
+LOG_PROB_PW_FN(exponential_lp, exponential_desc, exponential_norm, exponential_kern)
 SAMPLE_FN(exponential_sample, exponential_desc, gsl_ran_exponential(r, 1.0 / P(d, 0, i)))
 MOMENT_FN(exponential_mean, exponential_desc, 1.0 / P(d, 0, i))
 MOMENT_FN(exponential_var, exponential_desc, 1.0 / (P(d, 0, i) * P(d, 0, i)))
@@ -422,8 +426,9 @@ static inline double exponential_cdf(double x, const double *p, unsigned need, d
 }
 CDF_FNS(exponential, 0.0, INFINITY)
 RSAMPLE_FN(exponential_rs, exponential_desc, gsl_ran_exponential(r, 1.0), eps / a, -eps / (a * a), 0.0)
+POINTWISE_FN(exponential_pw, exponential_lp_pw, exponential_lcdf_pw, exponential_lccdf_pw)
 FAMILY_OPS(em_ops_exponential, exponential_desc, 1, sup_pos, exponential_lp, exponential_sample, exponential_rs,
-           exponential_mean, exponential_var, exponential_lcdf, exponential_lccdf)
+           exponential_mean, exponential_var, exponential_lcdf, exponential_lccdf, exponential_pw)
 em_dist em_dist_exponential(em_tape *t, em_var rate) { return em_dist_make(t, &em_ops_exponential, &rate, 1); }
 
 /* ---- Gamma(shape, rate) ------------------------------------------------------------------------------ */
@@ -443,7 +448,7 @@ static inline double gamma_kern(double x, const double *p, unsigned need, double
     dp[1] = -x;
     return (p[0] - 1.0) * lx - p[1] * x;
 }
-LOG_PROB_FN(gamma_lp, gamma_desc, gamma_norm, gamma_kern)
+LOG_PROB_PW_FN(gamma_lp, gamma_desc, gamma_norm, gamma_kern)
 SAMPLE_FN(gamma_sample, gamma_desc, gsl_ran_gamma(r, P(d, 0, i), 1.0 / P(d, 1, i)))
 MOMENT_FN(gamma_mean, gamma_desc, P(d, 0, i) / P(d, 1, i))
 MOMENT_FN(gamma_var, gamma_desc, P(d, 0, i) / (P(d, 1, i) * P(d, 1, i)))
@@ -466,8 +471,9 @@ static inline double gamma_cdf(double x, const double *p, unsigned need, double 
     return lt;
 }
 CDF_FNS(gamma, 0.0, INFINITY)
+POINTWISE_FN(gamma_pw, gamma_lp_pw, gamma_lcdf_pw, gamma_lccdf_pw)
 FAMILY_OPS(em_ops_gamma, gamma_desc, 0, sup_pos, gamma_lp, gamma_sample, NULL, gamma_mean, gamma_var, gamma_lcdf,
-           gamma_lccdf)
+           gamma_lccdf, gamma_pw)
 em_dist em_dist_gamma(em_tape *t, em_var shape, em_var rate) {
     em_var p[2] = {shape, rate};
     return em_dist_make(t, &em_ops_gamma, p, 2);
@@ -485,14 +491,15 @@ static inline double inv_gamma_kern(double x, const double *p, unsigned need, do
     dp[1] = -ix;
     return -(p[0] + 1.0) * lx - p[1] * ix;
 }
-LOG_PROB_FN(inv_gamma_lp, inv_gamma_desc, gamma_norm, inv_gamma_kern)
+LOG_PROB_PW_FN(inv_gamma_lp, inv_gamma_desc, gamma_norm, inv_gamma_kern)
 SAMPLE_FN(inv_gamma_sample, inv_gamma_desc, 1.0 / gsl_ran_gamma(r, P(d, 0, i), 1.0 / P(d, 1, i)))
 MOMENT_FN(inv_gamma_mean, inv_gamma_desc, P(d, 0, i) > 1.0 ? P(d, 1, i) / (P(d, 0, i) - 1.0) : INFINITY)
 MOMENT_FN(inv_gamma_var, inv_gamma_desc,
           P(d, 0, i) > 2.0 ? P(d, 1, i) * P(d, 1, i) / ((P(d, 0, i) - 1.0) * (P(d, 0, i) - 1.0) * (P(d, 0, i) - 2.0))
                            : (P(d, 0, i) > 1.0 ? INFINITY : NAN))
+POINTWISE_FN(inv_gamma_pw, inv_gamma_lp_pw, NULL, NULL)
 FAMILY_OPS(em_ops_inv_gamma, inv_gamma_desc, 0, sup_pos, inv_gamma_lp, inv_gamma_sample, NULL, inv_gamma_mean,
-           inv_gamma_var, NULL, NULL)
+           inv_gamma_var, NULL, NULL, inv_gamma_pw)
 em_dist em_dist_inv_gamma(em_tape *t, em_var shape, em_var scale) {
     em_var p[2] = {shape, scale};
     return em_dist_make(t, &em_ops_inv_gamma, p, 2);
@@ -517,7 +524,7 @@ static inline double beta_kern(double x, const double *p, unsigned need, double 
     dp[1] = l1x;
     return (p[0] - 1.0) * lx + (p[1] - 1.0) * l1x;
 }
-LOG_PROB_FN(beta_lp, beta_desc, beta_norm, beta_kern)
+LOG_PROB_PW_FN(beta_lp, beta_desc, beta_norm, beta_kern)
 SAMPLE_FN(beta_sample, beta_desc, gsl_ran_beta(r, P(d, 0, i), P(d, 1, i)))
 MOMENT_FN(beta_mean, beta_desc, P(d, 0, i) / (P(d, 0, i) + P(d, 1, i)))
 MOMENT_FN(beta_var, beta_desc,
@@ -543,8 +550,9 @@ static inline double beta_cdf(double x, const double *p, unsigned need, double *
     return lt;
 }
 CDF_FNS(beta, 0.0, 1.0)
+POINTWISE_FN(beta_pw, beta_lp_pw, beta_lcdf_pw, beta_lccdf_pw)
 FAMILY_OPS(em_ops_beta, beta_desc, 0, sup_unit, beta_lp, beta_sample, NULL, beta_mean, beta_var, beta_lcdf,
-           beta_lccdf)
+           beta_lccdf, beta_pw)
 em_dist em_dist_beta(em_tape *t, em_var a, em_var b) {
     em_var p[2] = {a, b};
     return em_dist_make(t, &em_ops_beta, p, 2);
@@ -566,7 +574,7 @@ static inline double cauchy_kern(double x, const double *p, unsigned need, doubl
     dp[1] = -dz * z * is;
     return -log1p(z * z);
 }
-LOG_PROB_FN(cauchy_lp, cauchy_desc, cauchy_norm, cauchy_kern)
+LOG_PROB_PW_FN(cauchy_lp, cauchy_desc, cauchy_norm, cauchy_kern)
 SAMPLE_FN(cauchy_sample, cauchy_desc, P(d, 0, i) + gsl_ran_cauchy(r, P(d, 1, i)))
 MOMENT_FN(cauchy_mean, cauchy_desc, NAN) /* undefined */
 MOMENT_FN(cauchy_var, cauchy_desc, NAN)
@@ -582,8 +590,9 @@ static inline double cauchy_cdf(double x, const double *p, unsigned need, double
 }
 CDF_FNS(cauchy, -INFINITY, INFINITY)
 RSAMPLE_FN(cauchy_rs, cauchy_desc, gsl_ran_cauchy(r, 1.0), a + b * eps, 1.0, eps)
+POINTWISE_FN(cauchy_pw, cauchy_lp_pw, cauchy_lcdf_pw, cauchy_lccdf_pw)
 FAMILY_OPS(em_ops_cauchy, cauchy_desc, 1, sup_real, cauchy_lp, cauchy_sample, cauchy_rs, cauchy_mean, cauchy_var,
-           cauchy_lcdf, cauchy_lccdf)
+           cauchy_lcdf, cauchy_lccdf, cauchy_pw)
 em_dist em_dist_cauchy(em_tape *t, em_var loc, em_var scale) {
     em_var p[2] = {loc, scale};
     return em_dist_make(t, &em_ops_cauchy, p, 2);
@@ -601,13 +610,14 @@ static inline double half_cauchy_kern(double x, const double *p, unsigned need, 
     dp[0] = -dz * z * is;
     return -log1p(z * z);
 }
-LOG_PROB_FN(half_cauchy_lp, half_cauchy_desc, half_cauchy_norm, half_cauchy_kern)
+LOG_PROB_PW_FN(half_cauchy_lp, half_cauchy_desc, half_cauchy_norm, half_cauchy_kern)
 SAMPLE_FN(half_cauchy_sample, half_cauchy_desc, fabs(gsl_ran_cauchy(r, P(d, 0, i))))
 MOMENT_FN(half_cauchy_mean, half_cauchy_desc, INFINITY)
 MOMENT_FN(half_cauchy_var, half_cauchy_desc, INFINITY)
 RSAMPLE_FN(half_cauchy_rs, half_cauchy_desc, fabs(gsl_ran_cauchy(r, 1.0)), a * eps, eps, 0.0)
+POINTWISE_FN(half_cauchy_pw, half_cauchy_lp_pw, NULL, NULL)
 FAMILY_OPS(em_ops_half_cauchy, half_cauchy_desc, 1, sup_pos, half_cauchy_lp, half_cauchy_sample, half_cauchy_rs,
-           half_cauchy_mean, half_cauchy_var, NULL, NULL)
+           half_cauchy_mean, half_cauchy_var, NULL, NULL, half_cauchy_pw)
 em_dist em_dist_half_cauchy(em_tape *t, em_var scale) { return em_dist_make(t, &em_ops_half_cauchy, &scale, 1); }
 
 /* ---- StudentT(df, loc, scale) ---------------------------------------------------------------------------- */
@@ -630,7 +640,7 @@ static inline double student_t_kern(double x, const double *p, unsigned need, do
     dp[2] = w * z2 * is;
     return -0.5 * (nu + 1.0) * l;
 }
-LOG_PROB_FN(student_t_lp, student_t_desc, student_t_norm, student_t_kern)
+LOG_PROB_PW_FN(student_t_lp, student_t_desc, student_t_norm, student_t_kern)
 SAMPLE_FN(student_t_sample, student_t_desc, P(d, 1, i) + P(d, 2, i) * gsl_ran_tdist(r, P(d, 0, i)))
 MOMENT_FN(student_t_mean, student_t_desc, P(d, 0, i) > 1.0 ? P(d, 1, i) : NAN)
 MOMENT_FN(student_t_var, student_t_desc,
@@ -657,8 +667,9 @@ static inline double student_t_cdf(double x, const double *p, unsigned need, dou
 }
 CDF_FNS(student_t, -INFINITY, INFINITY)
 /* Not reparameterised: a draw's dependence on df has no simple pathwise form. */
+POINTWISE_FN(student_t_pw, student_t_lp_pw, student_t_lcdf_pw, student_t_lccdf_pw)
 FAMILY_OPS(em_ops_student_t, student_t_desc, 0, sup_real, student_t_lp, student_t_sample, NULL, student_t_mean,
-           student_t_var, student_t_lcdf, student_t_lccdf)
+           student_t_var, student_t_lcdf, student_t_lccdf, student_t_pw)
 em_dist em_dist_student_t(em_tape *t, em_var df, em_var loc, em_var scale) {
     em_var p[3] = {df, loc, scale};
     return em_dist_make(t, &em_ops_student_t, p, 3);
@@ -680,7 +691,7 @@ static inline double laplace_kern(double x, const double *p, unsigned need, doub
     dp[1] = a * is * is;
     return -a * is;
 }
-LOG_PROB_FN(laplace_lp, laplace_desc, laplace_norm, laplace_kern)
+LOG_PROB_PW_FN(laplace_lp, laplace_desc, laplace_norm, laplace_kern)
 SAMPLE_FN(laplace_sample, laplace_desc, P(d, 0, i) + gsl_ran_laplace(r, P(d, 1, i)))
 MOMENT_FN(laplace_mean, laplace_desc, P(d, 0, i))
 MOMENT_FN(laplace_var, laplace_desc, 2.0 * P(d, 1, i) * P(d, 1, i))
@@ -702,8 +713,9 @@ static inline double laplace_cdf(double x, const double *p, unsigned need, doubl
 }
 CDF_FNS(laplace, -INFINITY, INFINITY)
 RSAMPLE_FN(laplace_rs, laplace_desc, gsl_ran_laplace(r, 1.0), a + b * eps, 1.0, eps)
+POINTWISE_FN(laplace_pw, laplace_lp_pw, laplace_lcdf_pw, laplace_lccdf_pw)
 FAMILY_OPS(em_ops_laplace, laplace_desc, 1, sup_real, laplace_lp, laplace_sample, laplace_rs, laplace_mean,
-           laplace_var, laplace_lcdf, laplace_lccdf)
+           laplace_var, laplace_lcdf, laplace_lccdf, laplace_pw)
 em_dist em_dist_laplace(em_tape *t, em_var loc, em_var scale) {
     em_var p[2] = {loc, scale};
     return em_dist_make(t, &em_ops_laplace, p, 2);
@@ -728,7 +740,7 @@ static inline double logistic_norm(const double *p, unsigned need, double *dp) {
     if (NEED(1)) dp[1] = -1.0 / p[1];
     return -log(p[1]);
 }
-LOG_PROB_FN(logistic_lp, logistic_desc, logistic_norm, logistic_kern)
+LOG_PROB_PW_FN(logistic_lp, logistic_desc, logistic_norm, logistic_kern)
 SAMPLE_FN(logistic_sample, logistic_desc, P(d, 0, i) + gsl_ran_logistic(r, P(d, 1, i)))
 MOMENT_FN(logistic_mean, logistic_desc, P(d, 0, i))
 MOMENT_FN(logistic_var, logistic_desc, P(d, 1, i) * P(d, 1, i) * M_PI * M_PI / 3.0)
@@ -743,8 +755,9 @@ static inline double logistic_cdf(double x, const double *p, unsigned need, doub
 }
 CDF_FNS(logistic, -INFINITY, INFINITY)
 RSAMPLE_FN(logistic_rs, logistic_desc, gsl_ran_logistic(r, 1.0), a + b * eps, 1.0, eps)
+POINTWISE_FN(logistic_pw, logistic_lp_pw, logistic_lcdf_pw, logistic_lccdf_pw)
 FAMILY_OPS(em_ops_logistic, logistic_desc, 1, sup_real, logistic_lp, logistic_sample, logistic_rs, logistic_mean,
-           logistic_var, logistic_lcdf, logistic_lccdf)
+           logistic_var, logistic_lcdf, logistic_lccdf, logistic_pw)
 em_dist em_dist_logistic(em_tape *t, em_var loc, em_var scale) {
     em_var p[2] = {loc, scale};
     return em_dist_make(t, &em_ops_logistic, p, 2);
@@ -768,7 +781,7 @@ static inline double weibull_kern(double x, const double *p, unsigned need, doub
     dp[1] = a * u / p[1];
     return (a - 1.0) * lx - u;
 }
-LOG_PROB_FN(weibull_lp, weibull_desc, weibull_norm, weibull_kern)
+LOG_PROB_PW_FN(weibull_lp, weibull_desc, weibull_norm, weibull_kern)
 /* 1 - F = e^{-u}, u = (x/σ)^α: log CCDF = -u, log CDF = log(1 - e^{-u}) with d/du = 1/expm1(u) */
 static const uv_desc weibull_cdf_desc = {"Weibull", 2, {"shape", "scale"}, {EM_PK_POS, EM_PK_POS}, EM_PK_NOT_NAN,
                                          "[-inf, inf]", 0u, 1};
@@ -790,9 +803,182 @@ MOMENT_FN(weibull_var, weibull_desc,
 /* x = σ·E^{1/α} with E ~ Exponential(1): ∂x/∂α = -x·log(E)/α², ∂x/∂σ = x/σ */
 RSAMPLE_FN(weibull_rs, weibull_desc, gsl_ran_exponential(r, 1.0), b * pow(eps, 1.0 / a), -y * log(eps) / (a * a),
            y / b)
+POINTWISE_FN(weibull_pw, weibull_lp_pw, weibull_lcdf_pw, weibull_lccdf_pw)
 FAMILY_OPS(em_ops_weibull, weibull_desc, 1, sup_pos, weibull_lp, weibull_sample, weibull_rs, weibull_mean,
-           weibull_var, weibull_lcdf, weibull_lccdf)
+           weibull_var, weibull_lcdf, weibull_lccdf, weibull_pw)
 em_dist em_dist_weibull(em_tape *t, em_var shape, em_var scale) {
     em_var p[2] = {shape, scale};
     return em_dist_make(t, &em_ops_weibull, p, 2);
+}
+
+/* ---- HalfStudentT(df, scale): twice the StudentT(df, 0, scale) density on [0, inf) -------------- */
+
+static const uv_desc half_student_t_desc = {"HalfStudentT", 2, {"df", "scale"}, {EM_PK_POS, EM_PK_POS}, EM_PK_NONNEG,
+                                            "[0, inf)", 3u, 1};
+#define half_student_t_desc_INFO "HalfStudentT", 2, {"df", "scale"}
+/* the StudentT kernels at loc 0, parameters (df, 0, scale) */
+static inline double half_student_t_norm(const double *p, unsigned need, double *dp) {
+    double q[3] = {p[0], 0.0, p[1]}, dq[3] = {0, 0, 0};
+    double v = student_t_norm(q, (need & 1u) | ((need & 2u) << 1), dq);
+    dp[0] = dq[0];
+    dp[1] = dq[2];
+    return EM_LOG_2 + v;
+}
+static inline double half_student_t_kern(double x, const double *p, unsigned need, double *dx, double *dp) {
+    double q[3] = {p[0], 0.0, p[1]}, dq[3] = {0, 0, 0};
+    double v = student_t_kern(x, q, (need & 1u) | ((need & 2u) << 1), dx, dq);
+    dp[0] = dq[0];
+    dp[1] = dq[2];
+    return v;
+}
+LOG_PROB_PW_FN(half_student_t_lp, half_student_t_desc, half_student_t_norm, half_student_t_kern)
+/* F(x) = 2·F_t(x/scale) - 1 = 1 - 2·Q_t(x/scale): log CCDF = log 2 + log Q_t, log CDF =
+ * log1p(-2·Q_t); the partials from StudentT's log CCDF (d/dθ log(1 - 2Q) = -2Q/(1 - 2Q)·d log Q). */
+static const uv_desc half_student_t_cdf_desc = {"HalfStudentT", 2, {"df", "scale"}, {EM_PK_POS, EM_PK_POS},
+                                                EM_PK_NOT_NAN, "[-inf, inf]", 0u, 1};
+static inline double half_student_t_cdf(double x, const double *p, unsigned need, double *dx, double *dp, int upper) {
+    double q[3] = {p[0], 0.0, p[1]}, dq[3] = {0, 0, 0};
+    double lq = student_t_cdf(x, q, (need & 1u) | ((need & 2u) << 1), dx, dq, 1);
+    double c = 1.0;
+    if (!upper) {
+        double q2 = 2.0 * exp(lq);
+        c = -q2 / (1.0 - q2);
+        lq = log1p(-q2);
+    } else {
+        lq += EM_LOG_2;
+    }
+    *dx *= c;
+    dp[0] = c * dq[0];
+    dp[1] = c * dq[2];
+    return lq;
+}
+CDF_FNS(half_student_t, 0.0, INFINITY)
+SAMPLE_FN(half_student_t_sample, half_student_t_desc, fabs(P(d, 1, i) * gsl_ran_tdist(r, P(d, 0, i))))
+/* E|T| = 2·scale·sqrt(ν)·Γ((ν+1)/2) / (sqrt(π)·(ν-1)·Γ(ν/2)) for ν > 1; E T² = scale²·ν/(ν-2) */
+static inline double half_student_t_m1(double nu, double sc) {
+    if (!(nu > 1.0)) return INFINITY;
+    return 2.0 * sc * sqrt(nu / M_PI) / (nu - 1.0) * exp(em_math_lgamma(0.5 * (nu + 1.0)) - em_math_lgamma(0.5 * nu));
+}
+MOMENT_FN(half_student_t_mean, half_student_t_desc, half_student_t_m1(P(d, 0, i), P(d, 1, i)))
+MOMENT_FN(half_student_t_var, half_student_t_desc,
+          P(d, 0, i) > 2.0 ? P(d, 1, i) * P(d, 1, i) * P(d, 0, i) / (P(d, 0, i) - 2.0) -
+                                 half_student_t_m1(P(d, 0, i), P(d, 1, i)) * half_student_t_m1(P(d, 0, i), P(d, 1, i))
+                           : (P(d, 0, i) > 1.0 ? INFINITY : NAN))
+POINTWISE_FN(half_student_t_pw, half_student_t_lp_pw, half_student_t_lcdf_pw, half_student_t_lccdf_pw)
+FAMILY_OPS(em_ops_half_student_t, half_student_t_desc, 0, sup_pos, half_student_t_lp, half_student_t_sample, NULL,
+           half_student_t_mean, half_student_t_var, half_student_t_lcdf, half_student_t_lccdf, half_student_t_pw)
+em_dist em_dist_half_student_t(em_tape *t, em_var df, em_var scale) {
+    em_var p[2] = {df, scale};
+    return em_dist_make(t, &em_ops_half_student_t, p, 2);
+}
+
+/* ---- SkewNormal(xi, omega, alpha) (Stan's skew_normal; Azzalini 1985):
+ *      log 2 - log ω + log φ(z) + log Φ(αz), z = (x - ξ)/ω ------------------------------------------ */
+
+static const uv_desc skew_normal_desc = {"SkewNormal", 3, {"xi", "omega", "alpha"}, {EM_PK_REAL, EM_PK_POS, EM_PK_REAL},
+                                         EM_PK_REAL, "(-inf, inf)", 2u, 1};
+#define skew_normal_desc_INFO "SkewNormal", 3, {"xi", "omega", "alpha"}
+static inline double skew_normal_norm(const double *p, unsigned need, double *dp) {
+    if (NEED(1)) dp[1] = -1.0 / p[1];
+    return EM_LOG_2 - log(p[1]) - EM_LOG_SQRT_2PI;
+}
+static inline double skew_normal_kern(double x, const double *p, unsigned need, double *dx, double *dp) {
+    double is = 1.0 / p[1], z = (x - p[0]) * is, a = p[2], h = em_math_dlog_Phi(a * z);
+    double dz = -z + a * h;
+    *dx = dz * is;
+    dp[0] = -dz * is;
+    dp[1] = -dz * z * is;
+    dp[2] = z * h;
+    return -0.5 * z * z + em_math_log_Phi(a * z);
+}
+LOG_PROB_PW_FN(skew_normal_lp, skew_normal_desc, skew_normal_norm, skew_normal_kern)
+/* Azzalini's construction: with δ = α/sqrt(1+α²) and u0, v standard normal, u1 = δ·u0 +
+ * sqrt(1-δ²)·v; then ξ + ω·(u0 >= 0 ? u1 : -u1) is SkewNormal(ξ, ω, α). */
+static inline double skew_normal_draw(em_rng *r, double xi, double om, double al) {
+    double dl = al / sqrt(1.0 + al * al), u0 = gsl_ran_gaussian_ziggurat(r, 1.0), v = gsl_ran_gaussian_ziggurat(r, 1.0);
+    double u1 = dl * u0 + sqrt(1.0 - dl * dl) * v;
+    return xi + om * (u0 >= 0.0 ? u1 : -u1);
+}
+static inline double skew_normal_delta(double al) { return al / sqrt(1.0 + al * al); }
+SAMPLE_FN(skew_normal_sample, skew_normal_desc, skew_normal_draw(r, P(d, 0, i), P(d, 1, i), P(d, 2, i)))
+MOMENT_FN(skew_normal_mean, skew_normal_desc,
+          P(d, 0, i) + P(d, 1, i) * skew_normal_delta(P(d, 2, i)) * M_SQRT2 / sqrt(M_PI))
+MOMENT_FN(skew_normal_var, skew_normal_desc,
+          P(d, 1, i) * P(d, 1, i) * (1.0 - 2.0 * skew_normal_delta(P(d, 2, i)) * skew_normal_delta(P(d, 2, i)) / M_PI))
+POINTWISE_FN(skew_normal_pw, skew_normal_lp_pw, NULL, NULL)
+FAMILY_OPS(em_ops_skew_normal, skew_normal_desc, 0, sup_real, skew_normal_lp, skew_normal_sample, NULL,
+           skew_normal_mean, skew_normal_var, NULL, NULL, skew_normal_pw)
+em_dist em_dist_skew_normal(em_tape *t, em_var xi, em_var omega, em_var alpha) {
+    em_var p[3] = {xi, omega, alpha};
+    return em_dist_make(t, &em_ops_skew_normal, p, 3);
+}
+
+/* ---- BetaProportion(mu, kappa) (Stan's beta_proportion): Beta(μκ, (1-μ)κ) ------------------------- */
+
+static const uv_desc beta_proportion_desc = {"BetaProportion", 2, {"mu", "kappa"}, {EM_PK_UNIT_OPEN, EM_PK_POS},
+                                             EM_PK_UNIT_OPEN, "(0, 1)", 3u, 1};
+#define beta_proportion_desc_INFO "BetaProportion", 2, {"mu", "kappa"}
+/* Beta's norm and kernel at a = μκ, b = (1-μ)κ, with the chain rule: ∂/∂μ = κ(∂_a - ∂_b),
+ * ∂/∂κ = μ∂_a + (1-μ)∂_b */
+static inline void beta_proportion_chain(const double *p, const double *db, double *dp) {
+    dp[0] = p[1] * (db[0] - db[1]);
+    dp[1] = p[0] * db[0] + (1.0 - p[0]) * db[1];
+}
+static inline double beta_proportion_norm(const double *p, unsigned need, double *dp) {
+    double q[2] = {p[0] * p[1], (1.0 - p[0]) * p[1]}, dq[2] = {0, 0};
+    double v = beta_norm(q, need ? 3u : 0u, dq);
+    beta_proportion_chain(p, dq, dp);
+    return v;
+}
+static inline double beta_proportion_kern(double x, const double *p, unsigned need, double *dx, double *dp) {
+    double q[2] = {p[0] * p[1], (1.0 - p[0]) * p[1]}, dq[2] = {0, 0};
+    double v = beta_kern(x, q, need ? 3u : 0u, dx, dq);
+    beta_proportion_chain(p, dq, dp);
+    return v;
+}
+LOG_PROB_PW_FN(beta_proportion_lp, beta_proportion_desc, beta_proportion_norm, beta_proportion_kern)
+SAMPLE_FN(beta_proportion_sample, beta_proportion_desc,
+          gsl_ran_beta(r, P(d, 0, i) * P(d, 1, i), (1.0 - P(d, 0, i)) * P(d, 1, i)))
+MOMENT_FN(beta_proportion_mean, beta_proportion_desc, P(d, 0, i))
+MOMENT_FN(beta_proportion_var, beta_proportion_desc, P(d, 0, i) * (1.0 - P(d, 0, i)) / (P(d, 1, i) + 1.0))
+POINTWISE_FN(beta_proportion_pw, beta_proportion_lp_pw, NULL, NULL)
+FAMILY_OPS(em_ops_beta_proportion, beta_proportion_desc, 0, sup_unit, beta_proportion_lp, beta_proportion_sample,
+           NULL, beta_proportion_mean, beta_proportion_var, NULL, NULL, beta_proportion_pw)
+em_dist em_dist_beta_proportion(em_tape *t, em_var mu, em_var kappa) {
+    em_var p[2] = {mu, kappa};
+    return em_dist_make(t, &em_ops_beta_proportion, p, 2);
+}
+
+/* ---- GammaMean(mean, shape) (brms's gamma family): Gamma(shape, rate = shape/mean) ------------------ */
+
+static const uv_desc gamma_mean_desc = {"GammaMean", 2, {"mean", "shape"}, {EM_PK_POS, EM_PK_POS}, EM_PK_POS,
+                                        "(0, inf)", 3u, 1};
+#define gamma_mean_desc_INFO "GammaMean", 2, {"mean", "shape"}
+/* Gamma's norm and kernel at (α, β = α/μ): ∂/∂μ = -β/μ·∂_β, ∂/∂α = ∂_α + ∂_β/μ */
+static inline void gamma_mean_chain(const double *p, const double *dg, double *dp) {
+    dp[0] = -p[1] / (p[0] * p[0]) * dg[1];
+    dp[1] = dg[0] + dg[1] / p[0];
+}
+static inline double gamma_mean_norm(const double *p, unsigned need, double *dp) {
+    double q[2] = {p[1], p[1] / p[0]}, dq[2] = {0, 0};
+    double v = gamma_norm(q, need ? 3u : 0u, dq);
+    gamma_mean_chain(p, dq, dp);
+    return v;
+}
+static inline double gamma_mean_kern(double x, const double *p, unsigned need, double *dx, double *dp) {
+    double q[2] = {p[1], p[1] / p[0]}, dq[2] = {0, 0};
+    double v = gamma_kern(x, q, need ? 3u : 0u, dx, dq);
+    gamma_mean_chain(p, dq, dp);
+    return v;
+}
+LOG_PROB_PW_FN(gamma_mean_lp, gamma_mean_desc, gamma_mean_norm, gamma_mean_kern)
+SAMPLE_FN(gamma_mean_sample, gamma_mean_desc, gsl_ran_gamma(r, P(d, 1, i), P(d, 0, i) / P(d, 1, i)))
+MOMENT_FN(gamma_mean_mean, gamma_mean_desc, P(d, 0, i))
+MOMENT_FN(gamma_mean_var, gamma_mean_desc, P(d, 0, i) * P(d, 0, i) / P(d, 1, i))
+POINTWISE_FN(gamma_mean_pw, gamma_mean_lp_pw, NULL, NULL)
+FAMILY_OPS(em_ops_gamma_mean, gamma_mean_desc, 0, sup_pos, gamma_mean_lp, gamma_mean_sample, NULL, gamma_mean_mean,
+           gamma_mean_var, NULL, NULL, gamma_mean_pw)
+em_dist em_dist_gamma_mean(em_tape *t, em_var mean, em_var shape) {
+    em_var p[2] = {mean, shape};
+    return em_dist_make(t, &em_ops_gamma_mean, p, 2);
 }

@@ -19,8 +19,8 @@ static em_support sup_bool(const em_dist *d) { (void)d; return (em_support){EM_S
 static em_support sup_count(const em_dist *d) { (void)d; return (em_support){EM_SUPPORT_NONNEG_INT, 0.0, INFINITY}; }
 
 
-#define FAMILY_OPS(ops, name, pname, support, lp, smp, mean, var) \
-    const em_dist_ops ops = {name, 1, {pname}, 1, 0, ev_one, support, lp, smp, NULL, mean, var, NULL, NULL};
+#define FAMILY_OPS(ops, name, pname, support, lp, smp, mean, var, pw) \
+    const em_dist_ops ops = {name, 1, {pname}, 1, 0, ev_one, support, lp, smp, NULL, mean, var, NULL, NULL, pw};
 
 /* ---- Bernoulli(probs) ----------------------------------------------------------------------- */
 
@@ -35,12 +35,13 @@ static inline double bernoulli_kern(double y, const double *p, unsigned need, do
     dp[0] = -1.0 / (1.0 - q);
     return log1p(-q);
 }
-LOG_PROB_FN(bernoulli_lp, bernoulli_desc, uv_no_norm, bernoulli_kern)
+LOG_PROB_PW_FN(bernoulli_lp, bernoulli_desc, uv_no_norm, bernoulli_kern)
 SAMPLE_FN(bernoulli_sample, bernoulli_desc, (double)gsl_ran_bernoulli(r, P(d, 0, i)))
 MOMENT_FN(bernoulli_mean, bernoulli_desc, P(d, 0, i))
 MOMENT_FN(bernoulli_var, bernoulli_desc, P(d, 0, i) * (1.0 - P(d, 0, i)))
+POINTWISE_FN(bernoulli_pw, bernoulli_lp_pw, NULL, NULL)
 FAMILY_OPS(em_ops_bernoulli, "Bernoulli", "probs", sup_bool, bernoulli_lp, bernoulli_sample, bernoulli_mean,
-           bernoulli_var)
+           bernoulli_var, bernoulli_pw)
 em_dist em_dist_bernoulli(em_tape *t, em_var probs) { return em_dist_make(t, &em_ops_bernoulli, &probs, 1); }
 
 /* ---- BernoulliLogit(logits) ----------------------------------------------------------------- */
@@ -54,12 +55,13 @@ static inline double bernoulli_logit_kern(double y, const double *p, unsigned ne
     /* y·l - softplus(l) with the linear part first: exact cancellation when y = 1, l large */
     return (y * l - (l > 0 ? l : 0.0)) - lg;
 }
-LOG_PROB_FN(bernoulli_logit_lp, bernoulli_logit_desc, uv_no_norm, bernoulli_logit_kern)
+LOG_PROB_PW_FN(bernoulli_logit_lp, bernoulli_logit_desc, uv_no_norm, bernoulli_logit_kern)
 SAMPLE_FN(bernoulli_logit_sample, bernoulli_logit_desc, (double)(gsl_rng_uniform(r) < em_math_sigmoid(P(d, 0, i))))
 MOMENT_FN(bernoulli_logit_mean, bernoulli_logit_desc, em_math_sigmoid(P(d, 0, i)))
 MOMENT_FN(bernoulli_logit_var, bernoulli_logit_desc, em_math_sigmoid(P(d, 0, i)) * em_math_sigmoid(-P(d, 0, i)))
+POINTWISE_FN(bernoulli_logit_pw, bernoulli_logit_lp_pw, NULL, NULL)
 FAMILY_OPS(em_ops_bernoulli_logit, "BernoulliLogit", "logits", sup_bool, bernoulli_logit_lp,
-           bernoulli_logit_sample, bernoulli_logit_mean, bernoulli_logit_var)
+           bernoulli_logit_sample, bernoulli_logit_mean, bernoulli_logit_var, bernoulli_logit_pw)
 em_dist em_dist_bernoulli_logit(em_tape *t, em_var logits) {
     return em_dist_make(t, &em_ops_bernoulli_logit, &logits, 1);
 }
@@ -158,7 +160,7 @@ SAMPLE_FN(binomial_logit_sample, binomial_logit_desc,
 MOMENT_FN(binomial_logit_mean, binomial_logit_desc, NTOT(d, i) * em_math_sigmoid(P(d, 0, i)))
 MOMENT_FN(binomial_logit_var, binomial_logit_desc, NTOT(d, i) * em_math_sigmoid(P(d, 0, i)) * em_math_sigmoid(-P(d, 0, i)))
 FAMILY_OPS(em_ops_binomial_logit, "BinomialLogit", "logits", binomial_support, binomial_logit_lp,
-           binomial_logit_sample, binomial_logit_mean, binomial_logit_var)
+           binomial_logit_sample, binomial_logit_mean, binomial_logit_var, NULL)
 em_dist em_dist_binomial_logit(em_tape *t, const double *total_count, size_t n, em_var logits) {
     em_dist d = em_dist_make(t, &em_ops_binomial_logit, &logits, 1);
     if (!d.ops) return d;
@@ -194,7 +196,7 @@ static inline double poisson_kern(double y, const double *p, unsigned need, doub
     dp[0] = y / lam - 1.0;
     return y * log(lam) - lam - em_math_lgamma(y + 1.0);
 }
-LOG_PROB_FN(poisson_lp, poisson_desc, uv_no_norm, poisson_kern)
+LOG_PROB_PW_FN(poisson_lp, poisson_desc, uv_no_norm, poisson_kern)
 /* GSL's Poisson sampler keeps intermediate counts in an unsigned int: a mean beyond about
  * 4e9 would overflow it, so such draws are refused with an error rather than garbage. */
 #define EM_MAX_POISSON_MEAN 1e9
@@ -203,11 +205,12 @@ static em_status count_draws(const uv_desc *desc, const em_dist *d, em_rng *r, d
     em_status st = uv_check_params(desc, d, err);
     if (st != EM_OK) return st;
     for (size_t i = 0; i < n; i++) {
-        double m = kind == 0 ? P(d, 0, i) : kind == 1 ? exp(P(d, 0, i)) : P(d, 0, i);
+        /* kind: 0 Poisson, 1 PoissonLog, 2 NegBinomial2, 3 NegBinomial2Log */
+        double m = kind == 1 || kind == 3 ? exp(P(d, 0, i)) : P(d, 0, i);
         if (!(m <= EM_MAX_POISSON_MEAN))
             return em_error_set(err, EM_ERR_DOMAIN, "%s sample: mean %g (element %zu) is too large to sample (limit %g)",
                                 desc->name, m, i % (d->batch_len ? d->batch_len : 1), EM_MAX_POISSON_MEAN);
-        if (kind == 2) {
+        if (kind >= 2) {
             double phi = P(d, 1, i);
             out[i] = (double)gsl_ran_negative_binomial(r, phi / (m + phi), phi);
         } else {
@@ -221,7 +224,8 @@ static em_status poisson_sample(const em_dist *d, em_rng *r, double *out, size_t
 }
 MOMENT_FN(poisson_mean, poisson_desc, P(d, 0, i))
 MOMENT_FN(poisson_var, poisson_desc, P(d, 0, i))
-FAMILY_OPS(em_ops_poisson, "Poisson", "rate", sup_count, poisson_lp, poisson_sample, poisson_mean, poisson_var)
+POINTWISE_FN(poisson_pw, poisson_lp_pw, NULL, NULL)
+FAMILY_OPS(em_ops_poisson, "Poisson", "rate", sup_count, poisson_lp, poisson_sample, poisson_mean, poisson_var, poisson_pw)
 em_dist em_dist_poisson(em_tape *t, em_var rate) { return em_dist_make(t, &em_ops_poisson, &rate, 1); }
 
 static const uv_desc poisson_log_desc = {"PoissonLog", 1, {"log_rate"}, {EM_PK_REAL}, EM_PK_COUNT, "{0, 1, 2, ...}",
@@ -231,14 +235,15 @@ static inline double poisson_log_kern(double y, const double *p, unsigned need, 
     dp[0] = y - el;
     return y * p[0] - el - em_math_lgamma(y + 1.0);
 }
-LOG_PROB_FN(poisson_log_lp, poisson_log_desc, uv_no_norm, poisson_log_kern)
+LOG_PROB_PW_FN(poisson_log_lp, poisson_log_desc, uv_no_norm, poisson_log_kern)
 static em_status poisson_log_sample(const em_dist *d, em_rng *r, double *out, size_t n, em_error *err) {
     return count_draws(&poisson_log_desc, d, r, out, n, err, 1);
 }
 MOMENT_FN(poisson_log_mean, poisson_log_desc, exp(P(d, 0, i)))
 MOMENT_FN(poisson_log_var, poisson_log_desc, exp(P(d, 0, i)))
+POINTWISE_FN(poisson_log_pw, poisson_log_lp_pw, NULL, NULL)
 FAMILY_OPS(em_ops_poisson_log, "PoissonLog", "log_rate", sup_count, poisson_log_lp, poisson_log_sample,
-           poisson_log_mean, poisson_log_var)
+           poisson_log_mean, poisson_log_var, poisson_log_pw)
 em_dist em_dist_poisson_log(em_tape *t, em_var log_rate) { return em_dist_make(t, &em_ops_poisson_log, &log_rate, 1); }
 
 /* ---- NegBinomial2(mu, phi): Stan's neg_binomial_2, mean mu, variance mu + mu²/phi ------------- */
@@ -257,7 +262,7 @@ static inline double nb2_kern(double y, const double *p, unsigned need, double *
     if (NEED(1)) dp[1] = gsl_sf_psi(y + phi) - ls - r;
     return em_math_lgamma(y + phi) - em_math_lgamma(y + 1.0) + y * log(mu) - (y + phi) * ls;
 }
-LOG_PROB_FN(nb2_lp, nb2_desc, nb2_norm, nb2_kern)
+LOG_PROB_PW_FN(nb2_lp, nb2_desc, nb2_norm, nb2_kern)
 /* GSL's negative binomial counts failures before n successes with success probability p:
  * n = phi, p = phi/(mu+phi) gives mean mu and variance mu + mu²/phi. */
 static em_status nb2_sample(const em_dist *d, em_rng *r, double *out, size_t n, em_error *err) {
@@ -265,11 +270,266 @@ static em_status nb2_sample(const em_dist *d, em_rng *r, double *out, size_t n, 
 }
 MOMENT_FN(nb2_mean, nb2_desc, P(d, 0, i))
 MOMENT_FN(nb2_var, nb2_desc, P(d, 0, i) + P(d, 0, i) * P(d, 0, i) / P(d, 1, i))
+POINTWISE_FN(nb2_pw, nb2_lp_pw, NULL, NULL)
 const em_dist_ops em_ops_neg_binomial2 = {"NegBinomial2", 2, {"mu", "phi"}, 1, 0, ev_one, sup_count, nb2_lp,
-                                          nb2_sample, NULL, nb2_mean, nb2_var, NULL, NULL};
+                                          nb2_sample, NULL, nb2_mean, nb2_var, NULL, NULL, nb2_pw};
 em_dist em_dist_neg_binomial2(em_tape *t, em_var mu, em_var phi) {
     em_var p[2] = {mu, phi};
     return em_dist_make(t, &em_ops_neg_binomial2, p, 2);
+}
+
+/* ---- NegBinomial2Log(eta, phi): Stan's neg_binomial_2_log, mean e^eta ------------------------------ */
+
+/* In η = log μ: y·η - (y + φ)·log(e^η + φ) + the terms of φ alone, with log(e^η + φ) as a
+ * log_sum_exp so that a large |η| neither overflows nor loses μ against φ; ∂/∂η = y - (y + φ)·σ(η -
+ * log φ). */
+static const uv_desc nb2_log_desc = {"NegBinomial2Log", 2, {"eta", "phi"}, {EM_PK_REAL, EM_PK_POS}, EM_PK_COUNT,
+                                     "{0, 1, 2, ...}", 2u, 0};
+static inline double nb2_log_kern(double y, const double *p, unsigned need, double *dx, double *dp) {
+    double eta = p[0], phi = p[1], lphi = log(phi), L = em_math_log_sum_exp2(eta, lphi), yp = y + phi;
+    dp[0] = y - yp * em_math_sigmoid(eta - lphi);
+    if (NEED(1)) dp[1] = gsl_sf_psi(yp) - L - yp * exp(-L);
+    return em_math_lgamma(yp) - em_math_lgamma(y + 1.0) + y * eta - yp * L;
+}
+LOG_PROB_PW_FN(nb2_log_lp, nb2_log_desc, nb2_norm, nb2_log_kern)
+static em_status nb2_log_sample(const em_dist *d, em_rng *r, double *out, size_t n, em_error *err) {
+    return count_draws(&nb2_log_desc, d, r, out, n, err, 3);
+}
+MOMENT_FN(nb2_log_mean, nb2_log_desc, exp(P(d, 0, i)))
+MOMENT_FN(nb2_log_var, nb2_log_desc, exp(P(d, 0, i)) + exp(2.0 * P(d, 0, i)) / P(d, 1, i))
+POINTWISE_FN(nb2_log_pw, nb2_log_lp_pw, NULL, NULL)
+const em_dist_ops em_ops_neg_binomial2_log = {"NegBinomial2Log", 2, {"eta", "phi"}, 1, 0, ev_one, sup_count,
+                                              nb2_log_lp, nb2_log_sample, NULL, nb2_log_mean, nb2_log_var, NULL,
+                                              NULL, nb2_log_pw};
+em_dist em_dist_neg_binomial2_log(em_tape *t, em_var eta, em_var phi) {
+    em_var p[2] = {eta, phi};
+    return em_dist_make(t, &em_ops_neg_binomial2_log, p, 2);
+}
+
+/* ---- zero-inflated and hurdle counts (brms's zero_inflated_* and hurdle_* families) ---------------
+ * With θ the zero-inflation (hurdle) probability and b(y) the base count's log pmf:
+ *   zero-inflated: log(θ + (1-θ)·e^{b(0)}) at 0 (a log_sum_exp), log(1-θ) + b(y) above;
+ *   hurdle:        log θ at 0, log(1-θ) + b(y) - log(1 - e^{b(0)}) above.
+ * base() gives b(y) and its partials in the base parameters p[0..nb-1]; θ is parameter nb. */
+
+typedef double (*count_base_fn)(double y, const double *p, unsigned need, double *db);
+
+static inline double pois_base(double y, const double *p, unsigned need, double *db) {
+    double lam = p[0];
+    db[0] = y / lam - 1.0;
+    return y * log(lam) - lam - em_math_lgamma(y + 1.0);
+}
+static inline double nb2_base(double y, const double *p, unsigned need, double *db) {
+    double dn[2] = {0, 0}, dk[2] = {0, 0}, dx = 0.0;
+    double v = nb2_norm(p, need, dn) + nb2_kern(y, p, need, &dx, dk);
+    db[0] = dn[0] + dk[0];
+    db[1] = dn[1] + dk[1];
+    return v;
+}
+
+EM_ALWAYS_INLINE double zero_inflated(double y, const double *p, unsigned need, double *dp, count_base_fn base, int nb) {
+    double th = p[nb], db[2] = {0, 0};
+    double b = base(y, p, need, db);
+    if (y > 0.0) {
+        for (int k = 0; k < nb; k++) dp[k] = db[k];
+        dp[nb] = -1.0 / (1.0 - th);
+        return log1p(-th) + b;
+    }
+    double A = log(th), B = log1p(-th) + b, L = em_math_log_sum_exp2(A, B);
+    double wa = exp(A - L), wb = exp(B - L);
+    for (int k = 0; k < nb; k++) dp[k] = wb * db[k];
+    dp[nb] = wa / th - wb / (1.0 - th);
+    return L;
+}
+
+EM_ALWAYS_INLINE double hurdle(double y, const double *p, unsigned need, double *dp, count_base_fn base, int nb) {
+    double th = p[nb];
+    if (y == 0.0) {
+        dp[nb] = 1.0 / th;
+        return log(th);
+    }
+    double db[2] = {0, 0}, d0[2] = {0, 0};
+    double b = base(y, p, need, db), b0 = base(0.0, p, need, d0);
+    /* d/du -log(1 - e^u) = 1/expm1(-u) */
+    double c = 1.0 / expm1(-b0);
+    for (int k = 0; k < nb; k++) dp[k] = db[k] + c * d0[k];
+    dp[nb] = -1.0 / (1.0 - th);
+    return log1p(-th) + b - em_math_log1m_exp(b0);
+}
+
+static inline double zip_kern(double y, const double *p, unsigned need, double *dx, double *dp) {
+    return zero_inflated(y, p, need, dp, pois_base, 1);
+}
+static inline double zinb_kern(double y, const double *p, unsigned need, double *dx, double *dp) {
+    return zero_inflated(y, p, need, dp, nb2_base, 2);
+}
+static inline double hurdle_pois_kern(double y, const double *p, unsigned need, double *dx, double *dp) {
+    return hurdle(y, p, need, dp, pois_base, 1);
+}
+static inline double hurdle_nb_kern(double y, const double *p, unsigned need, double *dx, double *dp) {
+    return hurdle(y, p, need, dp, nb2_base, 2);
+}
+
+static const uv_desc zip_desc = {"ZeroInflatedPoisson", 2, {"rate", "zi"}, {EM_PK_POS, EM_PK_UNIT_OPEN},
+                                 EM_PK_COUNT, "{0, 1, 2, ...}", 0u, 0};
+static const uv_desc zinb_desc = {"ZeroInflatedNegBinomial2", 3, {"mu", "phi", "zi"},
+                                  {EM_PK_POS, EM_PK_POS, EM_PK_UNIT_OPEN}, EM_PK_COUNT, "{0, 1, 2, ...}", 0u, 0};
+static const uv_desc hurdle_pois_desc = {"HurdlePoisson", 2, {"rate", "hu"}, {EM_PK_POS, EM_PK_UNIT_OPEN},
+                                         EM_PK_COUNT, "{0, 1, 2, ...}", 0u, 0};
+static const uv_desc hurdle_nb_desc = {"HurdleNegBinomial2", 3, {"mu", "phi", "hu"},
+                                       {EM_PK_POS, EM_PK_POS, EM_PK_UNIT_OPEN}, EM_PK_COUNT, "{0, 1, 2, ...}", 0u, 0};
+LOG_PROB_PW_FN(zip_lp, zip_desc, uv_no_norm, zip_kern)
+LOG_PROB_PW_FN(zinb_lp, zinb_desc, uv_no_norm, zinb_kern)
+LOG_PROB_PW_FN(hurdle_pois_lp, hurdle_pois_desc, uv_no_norm, hurdle_pois_kern)
+LOG_PROB_PW_FN(hurdle_nb_lp, hurdle_nb_desc, uv_no_norm, hurdle_nb_kern)
+
+/* A draw of the base count, zero with probability θ (zero-inflated), or, for a hurdle, zero
+ * with probability θ and otherwise a base draw conditioned on y > 0 (by redrawing zeros; the
+ * expected number of tries is 1/(1 - p(0)), so a base that is almost always 0 is refused). */
+#define EM_HURDLE_MAX_TRIES 100000
+static em_status zi_hurdle_draws(const uv_desc *desc, const em_dist *d, em_rng *r, double *out, size_t n,
+                                 em_error *err, int nb, int is_hurdle) {
+    em_status st = uv_check_params(desc, d, err);
+    if (st != EM_OK) return st;
+    for (size_t i = 0; i < n; i++) {
+        double m = P(d, 0, i), th = P(d, nb, i);
+        if (!(m <= EM_MAX_POISSON_MEAN))
+            return em_error_set(err, EM_ERR_DOMAIN, "%s sample: mean %g (element %zu) is too large to sample (limit %g)",
+                                desc->name, m, i % (d->batch_len ? d->batch_len : 1), EM_MAX_POISSON_MEAN);
+        if (gsl_rng_uniform(r) < th) {
+            out[i] = 0.0;
+            continue;
+        }
+        int tries = 0;
+        do {
+            out[i] = nb == 1 ? (double)gsl_ran_poisson(r, m)
+                             : (double)gsl_ran_negative_binomial(r, P(d, 1, i) / (m + P(d, 1, i)), P(d, 1, i));
+        } while (is_hurdle && out[i] == 0.0 && ++tries < EM_HURDLE_MAX_TRIES);
+        if (is_hurdle && out[i] == 0.0)
+            return em_error_set(err, EM_ERR_DOMAIN, "%s sample: element %zu: the count is almost never above 0",
+                                desc->name, i % (d->batch_len ? d->batch_len : 1));
+    }
+    return EM_OK;
+}
+static em_status zip_sample(const em_dist *d, em_rng *r, double *out, size_t n, em_error *err) {
+    return zi_hurdle_draws(&zip_desc, d, r, out, n, err, 1, 0);
+}
+static em_status zinb_sample(const em_dist *d, em_rng *r, double *out, size_t n, em_error *err) {
+    return zi_hurdle_draws(&zinb_desc, d, r, out, n, err, 2, 0);
+}
+static em_status hurdle_pois_sample(const em_dist *d, em_rng *r, double *out, size_t n, em_error *err) {
+    return zi_hurdle_draws(&hurdle_pois_desc, d, r, out, n, err, 1, 1);
+}
+static em_status hurdle_nb_sample(const em_dist *d, em_rng *r, double *out, size_t n, em_error *err) {
+    return zi_hurdle_draws(&hurdle_nb_desc, d, r, out, n, err, 2, 1);
+}
+/* Moments from the base's mean m and second moment s: zero-inflated (1-θ)m, (1-θ)s - mean²;
+ * hurdle (1-θ)/(1-p0)·m and (1-θ)/(1-p0)·s - mean², p0 the base's probability of 0. */
+static inline double zi_moment(double m, double s, double th, double p0, int is_hurdle, int var) {
+    double w = is_hurdle ? (1.0 - th) / (1.0 - p0) : 1.0 - th, mean = w * m;
+    return var ? w * s - mean * mean : mean;
+}
+#define POIS_S(d, i) (P(d, 0, i) + P(d, 0, i) * P(d, 0, i))
+#define NB_S(d, i) (P(d, 0, i) + P(d, 0, i) * P(d, 0, i) / P(d, 1, i) + P(d, 0, i) * P(d, 0, i))
+#define NB_P0(d, i) exp(P(d, 1, i) * (log(P(d, 1, i)) - log(P(d, 0, i) + P(d, 1, i))))
+MOMENT_FN(zip_mean, zip_desc, zi_moment(P(d, 0, i), POIS_S(d, i), P(d, 1, i), 0.0, 0, 0))
+MOMENT_FN(zip_var, zip_desc, zi_moment(P(d, 0, i), POIS_S(d, i), P(d, 1, i), 0.0, 0, 1))
+MOMENT_FN(zinb_mean, zinb_desc, zi_moment(P(d, 0, i), NB_S(d, i), P(d, 2, i), 0.0, 0, 0))
+MOMENT_FN(zinb_var, zinb_desc, zi_moment(P(d, 0, i), NB_S(d, i), P(d, 2, i), 0.0, 0, 1))
+MOMENT_FN(hurdle_pois_mean, hurdle_pois_desc, zi_moment(P(d, 0, i), POIS_S(d, i), P(d, 1, i), exp(-P(d, 0, i)), 1, 0))
+MOMENT_FN(hurdle_pois_var, hurdle_pois_desc, zi_moment(P(d, 0, i), POIS_S(d, i), P(d, 1, i), exp(-P(d, 0, i)), 1, 1))
+MOMENT_FN(hurdle_nb_mean, hurdle_nb_desc, zi_moment(P(d, 0, i), NB_S(d, i), P(d, 2, i), NB_P0(d, i), 1, 0))
+MOMENT_FN(hurdle_nb_var, hurdle_nb_desc, zi_moment(P(d, 0, i), NB_S(d, i), P(d, 2, i), NB_P0(d, i), 1, 1))
+#undef POIS_S
+#undef NB_S
+#undef NB_P0
+POINTWISE_FN(zip_pw, zip_lp_pw, NULL, NULL)
+POINTWISE_FN(zinb_pw, zinb_lp_pw, NULL, NULL)
+POINTWISE_FN(hurdle_pois_pw, hurdle_pois_lp_pw, NULL, NULL)
+POINTWISE_FN(hurdle_nb_pw, hurdle_nb_lp_pw, NULL, NULL)
+const em_dist_ops em_ops_zero_inflated_poisson = {"ZeroInflatedPoisson", 2, {"rate", "zi"}, 1, 0, ev_one, sup_count,
+                                                  zip_lp, zip_sample, NULL, zip_mean, zip_var, NULL, NULL, zip_pw};
+const em_dist_ops em_ops_zero_inflated_neg_binomial2 = {
+    "ZeroInflatedNegBinomial2", 3, {"mu", "phi", "zi"}, 1, 0, ev_one, sup_count, zinb_lp, zinb_sample, NULL,
+    zinb_mean, zinb_var, NULL, NULL, zinb_pw};
+const em_dist_ops em_ops_hurdle_poisson = {"HurdlePoisson", 2, {"rate", "hu"}, 1, 0, ev_one, sup_count,
+                                           hurdle_pois_lp, hurdle_pois_sample, NULL, hurdle_pois_mean,
+                                           hurdle_pois_var, NULL, NULL, hurdle_pois_pw};
+const em_dist_ops em_ops_hurdle_neg_binomial2 = {"HurdleNegBinomial2", 3, {"mu", "phi", "hu"}, 1, 0, ev_one,
+                                                 sup_count, hurdle_nb_lp, hurdle_nb_sample, NULL, hurdle_nb_mean,
+                                                 hurdle_nb_var, NULL, NULL, hurdle_nb_pw};
+em_dist em_dist_zero_inflated_poisson(em_tape *t, em_var rate, em_var zi) {
+    em_var p[2] = {rate, zi};
+    return em_dist_make(t, &em_ops_zero_inflated_poisson, p, 2);
+}
+em_dist em_dist_zero_inflated_neg_binomial2(em_tape *t, em_var mu, em_var phi, em_var zi) {
+    em_var p[3] = {mu, phi, zi};
+    return em_dist_make(t, &em_ops_zero_inflated_neg_binomial2, p, 3);
+}
+em_dist em_dist_hurdle_poisson(em_tape *t, em_var rate, em_var hu) {
+    em_var p[2] = {rate, hu};
+    return em_dist_make(t, &em_ops_hurdle_poisson, p, 2);
+}
+em_dist em_dist_hurdle_neg_binomial2(em_tape *t, em_var mu, em_var phi, em_var hu) {
+    em_var p[3] = {mu, phi, hu};
+    return em_dist_make(t, &em_ops_hurdle_neg_binomial2, p, 3);
+}
+
+/* ---- BetaBinomial(N, a, b) (Stan's beta_binomial): C(N, y)·B(y + a, N - y + b)/B(a, b) ------------
+ * The totals are parameter 0 as a constant (so that the kernel sees them) and the data checked
+ * by the value's support {0, ..., N}. */
+static const uv_desc beta_binomial_desc = {"BetaBinomial", 3, {"N", "a", "b"}, {EM_PK_NONNEG, EM_PK_POS, EM_PK_POS},
+                                           EM_PK_COUNT_N, "{0, ..., N}", 6u, 0};
+static inline double beta_binomial_norm(const double *p, unsigned need, double *dp) {
+    double a = p[1], b = p[2];
+    if (need & 6u) {
+        double pab = gsl_sf_psi(a + b);
+        if (NEED(1)) dp[1] = pab - gsl_sf_psi(a);
+        if (NEED(2)) dp[2] = pab - gsl_sf_psi(b);
+    }
+    return em_math_lgamma(a + b) - em_math_lgamma(a) - em_math_lgamma(b);
+}
+static inline double beta_binomial_kern(double y, const double *p, unsigned need, double *dx, double *dp) {
+    double N = p[0], a = p[1], b = p[2];
+    if (need & 6u) {
+        double pn = gsl_sf_psi(N + a + b);
+        if (NEED(1)) dp[1] = gsl_sf_psi(y + a) - pn;
+        if (NEED(2)) dp[2] = gsl_sf_psi(N - y + b) - pn;
+    }
+    return em_math_lgamma(N + 1.0) - em_math_lgamma(y + 1.0) - em_math_lgamma(N - y + 1.0) +
+           em_math_lgamma(y + a) + em_math_lgamma(N - y + b) - em_math_lgamma(N + a + b);
+}
+LOG_PROB_PW_FN(beta_binomial_lp, beta_binomial_desc, beta_binomial_norm, beta_binomial_kern)
+SAMPLE_FN(beta_binomial_sample, beta_binomial_desc,
+          (double)gsl_ran_binomial(r, gsl_ran_beta(r, P(d, 1, i), P(d, 2, i)), (unsigned)P(d, 0, i)))
+MOMENT_FN(beta_binomial_mean, beta_binomial_desc, P(d, 0, i) * P(d, 1, i) / (P(d, 1, i) + P(d, 2, i)))
+MOMENT_FN(beta_binomial_var, beta_binomial_desc,
+          P(d, 0, i) * P(d, 1, i) * P(d, 2, i) * (P(d, 1, i) + P(d, 2, i) + P(d, 0, i)) /
+              ((P(d, 1, i) + P(d, 2, i)) * (P(d, 1, i) + P(d, 2, i)) * (P(d, 1, i) + P(d, 2, i) + 1.0)))
+POINTWISE_FN(beta_binomial_pw, beta_binomial_lp_pw, NULL, NULL)
+const em_dist_ops em_ops_beta_binomial = {"BetaBinomial", 3, {"N", "a", "b"}, 1, 0, ev_one, binomial_support,
+                                          beta_binomial_lp, beta_binomial_sample, NULL, beta_binomial_mean,
+                                          beta_binomial_var, NULL, NULL, beta_binomial_pw};
+em_dist em_dist_beta_binomial(em_tape *t, const double *total_count, size_t n, em_var a, em_var b) {
+    em_dist d;
+    memset(&d, 0, sizeof d);
+    d.tape = t;
+    if (!total_count || n == 0) {
+        em_tape_fail(t, EM_ERR_ARG, "BetaBinomial: total_count is NULL or empty");
+        return d;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (!em_pk_ok(EM_PK_COUNT, total_count[i], 0, 0, 0) || total_count[i] > 4294967295.0) {
+            em_tape_fail(t, EM_ERR_DOMAIN, "BetaBinomial: total_count[%zu] = %g must be a non-negative integer", i,
+                         total_count[i]);
+            return d;
+        }
+    em_var p[3] = {em_const(t, total_count, n), a, b};
+    d = em_dist_make(t, &em_ops_beta_binomial, p, 3);
+    if (!d.ops) return d;
+    d.data = total_count;
+    d.data_len = n;
+    return d;
 }
 
 /* ---- CategoricalLogit(logits): value = category index (0-based, as a double) ------------------ */
@@ -445,7 +705,7 @@ static em_support cat_support(const em_dist *d) {
     return (em_support){EM_SUPPORT_CATEGORY, 0.0, (double)cat_K(d) - 1.0};
 }
 const em_dist_ops em_ops_categorical_logit = {"CategoricalLogit", 1, {"logits"}, 1, 0, ev_one, cat_support,
-                                              cat_lp, cat_sample, NULL, cat_mean, cat_var, NULL, NULL};
+                                              cat_lp, cat_sample, NULL, cat_mean, cat_var, NULL, NULL, NULL};
 em_dist em_dist_categorical_logit(em_tape *t, em_var logits) {
     em_dist d = em_dist_make(t, &em_ops_categorical_logit, &logits, 1);
     if (d.ops) d.batch_len = cat_B(&d);

@@ -454,11 +454,11 @@ static em_support sup_bool(const em_dist *d) { (void)d; return (em_support){EM_S
 static em_support sup_count(const em_dist *d) { (void)d; return (em_support){EM_SUPPORT_NONNEG_INT, 0.0, INFINITY}; }
 
 const em_dist_ops em_ops_normal_id_glm = {"NormalIdGLM", 4, {"X", "alpha", "beta", "sigma"}, 0, 0, ev_one, sup_real,
-                                          normal_glm_lp, glm_sample, NULL, glm_mean, glm_var, NULL, NULL};
+                                          normal_glm_lp, glm_sample, NULL, glm_mean, glm_var, NULL, NULL, NULL};
 const em_dist_ops em_ops_bernoulli_logit_glm = {"BernoulliLogitGLM", 3, {"X", "alpha", "beta"}, 1, 0, ev_one, sup_bool,
-                                                bern_glm_lp, glm_sample, NULL, glm_mean, glm_var, NULL, NULL};
+                                                bern_glm_lp, glm_sample, NULL, glm_mean, glm_var, NULL, NULL, NULL};
 const em_dist_ops em_ops_poisson_log_glm = {"PoissonLogGLM", 3, {"X", "alpha", "beta"}, 1, 0, ev_one, sup_count,
-                                            pois_glm_lp, glm_sample, NULL, glm_mean, glm_var, NULL, NULL};
+                                            pois_glm_lp, glm_sample, NULL, glm_mean, glm_var, NULL, NULL, NULL};
 
 static glm_kind kind_of(const em_dist *d) {
     return d->ops == &em_ops_normal_id_glm ? GLM_NORMAL : d->ops == &em_ops_bernoulli_logit_glm ? GLM_BERNOULLI : GLM_POISSON;

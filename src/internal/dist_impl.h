@@ -148,7 +148,12 @@ typedef struct uv_aux {
     double sum[5];
     em_dist dist; /* what a replay needs to recompute and explain the node */
     int failed;   /* the last compute found a parameter or the value outside its domain */
+    /* A pointwise node (em_dist_pointwise): the node's own n values, where each element's
+     * term goes instead of into the sum; every input that needs a gradient then has part[]. */
+    double *pw;
 } uv_aux;
+
+void uv_pw_backward(em_tape *t, em_node *self);
 
 void uv_backward(em_tape *t, em_node *self);
 
@@ -179,6 +184,7 @@ EM_ALWAYS_INLINE double uv_loop(const uv_desc *desc, size_t n, const double *con
     double *part1 = aux ? aux->part[2] : NULL, *part2 = aux ? aux->part[3] : NULL;
     double *part3 = aux ? aux->part[4] : NULL;
     double sx = 0.0, s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0, lp = 0.0;
+    double *pw = aux ? aux->pw : NULL;
     const double *x0 = v[0];
     size_t sv = UV_ST(0), sN = nN == 1 ? 0 : 1;
     int ok = 1;
@@ -193,6 +199,7 @@ EM_ALWAYS_INLINE double uv_loop(const uv_desc *desc, size_t n, const double *con
         if (!norm_once) li = norm(p, need >> 1, dp);
         li += kern(x, p, need >> 1, &dx, dk);
         lp += li;
+        if (pw) pw[i] = li;
         if (need & 1) {
             if (partx) partx[i] = dx;
             else sx += dx;
@@ -234,8 +241,9 @@ EM_ALWAYS_INLINE int uv_compute(const uv_desc *desc, em_tape *t, em_node *o, uv_
         if (nk->n > n) n = nk->n;
         if (has_grad && nk->adj && (k > 0 || desc->grad_value)) need |= UV_NEED(k);
     }
-    /* The norm term is computed once when every parameter it depends on is a scalar. */
-    int norm_once = 1;
+    /* The norm term is computed once when every parameter it depends on is a scalar (and the
+     * node sums: a pointwise node needs it in every element's term and partials). */
+    int norm_once = !aux->pw;
     for (int k = 0; k < np; k++)
         if ((desc->norm_dep & (1u << k)) && s[k + 1]) norm_once = 0;
 
@@ -265,7 +273,7 @@ EM_ALWAYS_INLINE int uv_compute(const uv_desc *desc, em_tape *t, em_node *o, uv_
         lp += uv_loop(desc, n, v, s, d->data, d->data_len, need, aux, sum, &ok, norm, kern, 0, -1);
     }
     if (!ok) return 0;
-    o->val[0] = lp;
+    if (!aux->pw) o->val[0] = lp;
     for (int k = 0; k <= np; k++) aux->sum[k] = sum[k];
     return 1;
 }
@@ -279,13 +287,16 @@ EM_ALWAYS_INLINE void uv_forward(const uv_desc *desc, em_tape *t, em_node *o, uv
     uv_aux *aux = o->aux;
     aux->failed = !uv_compute(desc, t, o, norm, kern);
     if (!aux->failed) return;
+    if (aux->pw)
+        for (size_t i = 0; i < o->n; i++) o->val[i] = -INFINITY;
     em_error e = {0};
     uv_explain(desc, t, o, &e);
     em_dist_replay_fail(t, o, &e);
 }
 
-/* Make the node (forward: the family's uv_forward wrapper, see LOG_PROB_FN) and compute it. */
-em_var uv_node(const uv_desc *desc, const em_dist *d, em_var value, em_forward_fn forward);
+/* Make the node (forward: the family's uv_forward wrapper, see LOG_PROB_FN) and compute it:
+ * the sum, or with pointwise set the vector of the n terms. */
+em_var uv_node(const uv_desc *desc, const em_dist *d, em_var value, em_forward_fn forward, int pointwise);
 
 /* ---- reparameterised draws of univariate families ------------------------------------- */
 
@@ -326,6 +337,19 @@ em_var em_kl_mvn(const em_dist *p, const em_dist *q);
 
 #define LOG_PROB_FN(fname, desc, norm, kern)                                                  \
     static void fname##_forward(em_tape *t, em_node *o) { uv_forward(&desc, t, o, norm, kern); } \
-    static em_var fname(const em_dist *d, em_var value) { return uv_node(&desc, d, value, fname##_forward); }
+    static em_var fname(const em_dist *d, em_var value) { return uv_node(&desc, d, value, fname##_forward, 0); }
+/* The same and fname##_pw, its pointwise form (one forward function serves both). */
+#define LOG_PROB_PW_FN(fname, desc, norm, kern)                                               \
+    LOG_PROB_FN(fname, desc, norm, kern)                                                   \
+    static em_var fname##_pw(const em_dist *d, em_var value) { return uv_node(&desc, d, value, fname##_forward, 1); }
+
+/* A family's pointwise entry (em_dist_ops.pointwise) from its pointwise log density and log
+ * CDFs (NULL: none). */
+em_var em_dist_pointwise_dispatch(const em_dist *d, em_dist_term which, em_var x, em_var (*lp)(const em_dist *, em_var),
+                                  em_var (*lcdf)(const em_dist *, em_var), em_var (*lccdf)(const em_dist *, em_var));
+#define POINTWISE_FN(fname, lp, lcdf, lccdf)                                                  \
+    static em_var fname(const em_dist *d, em_dist_term which, em_var x) {                  \
+        return em_dist_pointwise_dispatch(d, which, x, lp, lcdf, lccdf);                   \
+    }
 
 #endif
