@@ -312,6 +312,136 @@ static void test_errors(void **state) {
     em_tape_destroy(t);
 }
 
+/* ---- ordered logistic and probit ------------------------------------------------------------ */
+
+static const double CUTS[3] = {-1.0, 0.3, 2.0};
+static double ord_F(double z, int probit) { return probit ? gsl_cdf_ugaussian_P(z) : 1.0 / (1.0 + exp(-z)); }
+/* F(hi) - F(lo), on the upper tails when both lie above 0 (F(-lo) - F(-hi): no cancellation) */
+static double ord_ref(double y, double eta, const double *c, size_t K, int probit) {
+    size_t k = (size_t)y;
+    double hi = k == K - 1 ? INFINITY : c[k] - eta, lo = k == 0 ? -INFINITY : c[k - 1] - eta;
+    if (lo > 0) return log(ord_F(-lo, probit) - (hi == INFINITY ? 0.0 : ord_F(-hi, probit)));
+    return log((hi == INFINITY ? 1.0 : ord_F(hi, probit)) - (lo == -INFINITY ? 0.0 : ord_F(lo, probit)));
+}
+static em_dist mk_ordered(em_tape *t, em_var eta, em_var c, int probit) {
+    return probit ? em_dist_ordered_probit(t, eta, c) : em_dist_ordered_logistic(t, eta, c);
+}
+
+/* values, including far tails where F(hi) - F(lo) is a difference of numbers near 1 */
+static void test_ordered_values(void **state) {
+    (void)state;
+    double ys[4] = {0, 1, 2, 3}, etas[5] = {-3.0, 0.0, 0.7, 4.0, -0.2};
+    for (int probit = 0; probit < 2; probit++)
+        for (size_t j = 0; j < 5; j++) {
+            em_tape *t = em_tape_create();
+            em_dist d = mk_ordered(t, em_scalar(t, etas[j]), em_const(t, CUTS, 3), probit);
+            double total = 0.0;
+            for (size_t k = 0; k < 4; k++) {
+                double lp = em_value_scalar(t, em_dist_log_prob(&d, em_scalar(t, ys[k])));
+                tu_assert_close(lp, ord_ref(ys[k], etas[j], CUTS, 4, probit), 1e-12, 0);
+                total += exp(lp);
+            }
+            tu_assert_close(total, 1.0, 1e-14, 0);
+            assert_int_equal(em_tape_status(t), EM_OK);
+            em_tape_destroy(t);
+        }
+    /* η = 30: category 1 has probability F(-29.7) - F(-31), both tiny (computed on the lower
+     * tails, not as a difference of two numbers near 1) */
+    em_tape *t = em_tape_create();
+    em_dist d = em_dist_ordered_logistic(t, em_scalar(t, 30.0), em_const(t, CUTS, 3));
+    double lp = em_value_scalar(t, em_dist_log_prob(&d, em_scalar(t, 1.0)));
+    tu_assert_close(lp, log(exp(-29.7) / (1 + exp(-29.7)) - exp(-31.0) / (1 + exp(-31.0))), 1e-12, 0);
+    d = em_dist_ordered_probit(t, em_scalar(t, 30.0), em_const(t, CUTS, 3));
+    lp = em_value_scalar(t, em_dist_log_prob(&d, em_scalar(t, 1.0)));
+    assert_true(isfinite(lp) && lp < -400.0);
+    tu_assert_close(lp, log(gsl_cdf_ugaussian_P(-29.7) - gsl_cdf_ugaussian_P(-31.0)), 1e-10, 0);
+    em_tape_destroy(t);
+}
+
+typedef struct {
+    int probit, vec_eta, via_transform;
+    const double *y;
+} ord_ctx;
+
+static em_var ord_fn(em_tape *t, const double *x, size_t n, em_var *leaves, size_t *nleaves, void *vctx) {
+    const ord_ctx *c = vctx;
+    size_t ne = c->vec_eta ? 6 : 1;
+    em_var eta = leaves[0] = em_leaf(t, x, ne), cut = leaves[1] = em_leaf(t, x + ne, 3);
+    *nleaves = 2;
+    (void)n;
+    if (c->via_transform) {
+        static const em_transform ord = {EM_TRANSFORM_ORDERED, 0, 0};
+        cut = em_transform_forward(t, &ord, cut, NULL);
+    }
+    em_dist d = mk_ordered(t, eta, cut, c->probit);
+    return em_op_mul(t, em_dist_log_prob(&d, em_const(t, c->y, 6)), em_scalar(t, 1.3));
+}
+
+static void test_ordered_gradients(void **state) {
+    (void)state;
+    static const double y[6] = {0, 3, 1, 2, 2, 0};
+    for (int probit = 0; probit < 2; probit++)
+        for (int vec = 0; vec < 2; vec++)
+            for (int tr = 0; tr < 2; tr++) {
+                double x[9] = {0.4, -2.5, 1.0, 3.5, 0.2, -0.6, 0, 0, 0};
+                size_t ne = vec ? 6 : 1;
+                if (tr) { /* the ordered transform's free values: c0, log gaps */
+                    x[ne] = -1.0;
+                    x[ne + 1] = log(1.3);
+                    x[ne + 2] = log(1.7);
+                } else {
+                    memcpy(x + ne, CUTS, sizeof CUTS);
+                }
+                ord_ctx c = {probit, vec, tr, y};
+                char label[64];
+                snprintf(label, sizeof label, "Ordered%s eta%s%s", probit ? "Probit" : "Logistic", vec ? " vector" : "",
+                         tr ? " via transform" : "");
+                tu_check_gradient(ord_fn, x, ne + 3, &c, 1e-6, 1e-6, 1e-8, label);
+            }
+}
+
+static void test_ordered_sampling_and_errors(void **state) {
+    (void)state;
+    double *x = malloc(NS * sizeof *x);
+    for (int probit = 0; probit < 2; probit++) {
+        em_tape *t = em_tape_create();
+        em_dist d = mk_ordered(t, em_scalar(t, 0.4), em_const(t, CUTS, 3), probit);
+        em_rng *r = em_rng_create(400 + (uint64_t)probit, 0);
+        em_error e = {0};
+        assert_int_equal(em_dist_sample(&d, r, x, NS, &e), EM_OK);
+        double obs[4] = {0}, chi = 0.0, m = 0.0, s2 = 0.0;
+        for (size_t i = 0; i < NS; i++) obs[(size_t)x[i]] += 1.0;
+        for (size_t k = 0; k < 4; k++) {
+            double pk = exp(ord_ref((double)k, 0.4, CUTS, 4, probit)), ek = NS * pk;
+            chi += (obs[k] - ek) * (obs[k] - ek) / ek;
+            m += k * pk;
+            s2 += (double)(k * k) * pk;
+        }
+        assert_true(chi < gsl_cdf_chisq_Qinv(1e-4, 3.0));
+        double mv[2];
+        assert_int_equal(em_dist_mean(&d, mv, 1, &e), EM_OK);
+        assert_int_equal(em_dist_variance(&d, mv + 1, 1, &e), EM_OK);
+        tu_assert_close(mv[0], m, 1e-12, 0);
+        tu_assert_close(mv[1], s2 - m * m, 1e-12, 0);
+        em_support sp = em_dist_support(&d);
+        assert_true(sp.kind == EM_SUPPORT_CATEGORY && sp.hi == 3.0);
+        em_rng_destroy(r);
+        em_tape_destroy(t);
+    }
+    free(x);
+    em_tape *t = em_tape_create();
+    static const double bad[3] = {-1.0, 0.5, 0.5};
+    em_dist d = em_dist_ordered_logistic(t, em_scalar(t, 0.0), em_const(t, bad, 3));
+    em_var lp = em_dist_log_prob(&d, em_scalar(t, 1.0));
+    assert_true(em_value_scalar(t, lp) == -INFINITY);
+    assert_non_null(strstr(em_tape_error(t)->msg, "OrderedLogistic: cutpoints[2] = 0.5 must be greater than cutpoints[1] = 0.5"));
+    em_tape_reset(t);
+    d = em_dist_ordered_probit(t, em_scalar(t, 0.0), em_const(t, CUTS, 3));
+    lp = em_dist_log_prob(&d, em_scalar(t, 4.0));
+    assert_non_null(strstr(em_tape_error(t)->msg, "OrderedProbit: value[0] = 4 is outside the support {0, ..., 3}"));
+    em_tape_destroy(t);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_log_prob_vs_reference),
@@ -319,6 +449,9 @@ int main(void) {
         cmocka_unit_test(test_pointwise_sums),
         cmocka_unit_test(test_sampling_and_moments),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_ordered_values),
+        cmocka_unit_test(test_ordered_gradients),
+        cmocka_unit_test(test_ordered_sampling_and_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -26,7 +26,7 @@ enum {
     OP_TR_FIRST,
     OP_TR_LAST = OP_TR_FIRST + 7, /* positive .. ordered */
     OP_DIST_FIRST,
-    OP_DIST_LAST = OP_DIST_FIRST + 29,
+    OP_DIST_LAST = OP_DIST_FIRST + 31,
     OP_COUNT
 };
 
@@ -39,6 +39,7 @@ static const size_t IDX[5] = {6, 0, 3, 3, 1};
 static const double TOTALS[N] = {3, 5, 1, 9, 4, 2, 6}; /* >= COUNTS */
 static const double CATS[N] = {0, 3, 6, 2, 2, 1, 5};
 static const double CATS_B[2] = {2, 0};
+static const double CATS_ORD[N] = {0, 3, 1, 2, 2, 0, 3};
 static const double XMAT[N * 3] = {1, 0.5, -1, 0, 1.5, 2, -0.3, 0.2, 1, 2, -1, 0.5, 0.1, 0.1, 0.1, -2, 1, 0, 0.7, -0.7, 0.3};
 
 static em_var unary(em_tape *t, int k, em_var a) {
@@ -164,6 +165,14 @@ static em_var dist_lp(em_tape *t, int k, em_var v, em_var s, em_var p) {
         d = em_dist_skew_normal(t, v, p, s);
         em_var pw = em_dist_pointwise(&d, EM_TERM_LOG_PROB, c);
         return em_op_dot(t, pw, pw);
+    }
+    case 30:
+    case 31: { /* ordered logistic / probit: eta from v, cutpoints by the ordered transform of s, p */
+        static const em_transform ord = {EM_TRANSFORM_ORDERED, 0, 0};
+        em_var parts[3] = {s, p, s};
+        em_var cuts = em_transform_forward(t, &ord, em_op_concat(t, parts, 3), NULL);
+        d = k == 30 ? em_dist_ordered_logistic(t, v, cuts) : em_dist_ordered_probit(t, v, cuts);
+        return em_dist_log_prob(&d, em_const(t, CATS_ORD, N));
     }
     default: { /* KL(MVNormal || MVNormal), both sides from the leaves */
         em_dist q = em_dist_mvnormal(t, em_const(t, DATA, 3), tril3(t, v, 0));

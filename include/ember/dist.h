@@ -184,6 +184,12 @@ em_dist em_dist_hurdle_poisson(em_tape *t, em_var rate, em_var hu);
 em_dist em_dist_hurdle_neg_binomial2(em_tape *t, em_var mu, em_var phi, em_var hu);
 /* Stan's beta_binomial(N, a, b); total_count referenced (length 1 or batch) */
 em_dist em_dist_beta_binomial(em_tape *t, const double *total_count, size_t n, em_var a, em_var b);
+/* Stan's ordered_logistic and ordered_probit with the value a category 0..K-1 (as for
+ * CategoricalLogit, not Stan's 1..K): P(y <= k) = F(cutpoints[k] - eta), F the logistic CDF or Φ.
+ * eta: a scalar or one per value; cutpoints: K - 1 increasing values shared by every element
+ * (em_transform EM_TRANSFORM_ORDERED maps a free vector onto them). */
+em_dist em_dist_ordered_logistic(em_tape *t, em_var eta, em_var cutpoints);
+em_dist em_dist_ordered_probit(em_tape *t, em_var eta, em_var cutpoints);
 /* logits: K values (every value drawn from one categorical), or a B×K matrix (row b scores
  * value b). A value is a category index 0..K-1 stored as a double. */
 em_dist em_dist_categorical_logit(em_tape *t, em_var logits);
@@ -241,6 +247,8 @@ em_dist em_dist_poisson_log_glm(em_tape *t, em_var X, em_var alpha, em_var beta)
 #define em_hurdle_neg_binomial2(c, mu, phi, hu) \
     em_dist_hurdle_neg_binomial2(EM_T(c), EM_V(c, mu), EM_V(c, phi), EM_V(c, hu))
 #define em_beta_binomial(c, N, n, a, b) em_dist_beta_binomial(EM_T(c), (N), (n), EM_V(c, a), EM_V(c, b))
+#define em_ordered_logistic(c, eta, cuts) em_dist_ordered_logistic(EM_T(c), EM_V(c, eta), (cuts))
+#define em_ordered_probit(c, eta, cuts) em_dist_ordered_probit(EM_T(c), EM_V(c, eta), (cuts))
 #define em_categorical_logit(c, l) em_dist_categorical_logit(EM_T(c), (l))
 #define em_normal_id_glm(c, X, a, b, s) em_dist_normal_id_glm(EM_T(c), (X), EM_V(c, a), (b), EM_V(c, s))
 #define em_bernoulli_logit_glm(c, X, a, b) em_dist_bernoulli_logit_glm(EM_T(c), (X), EM_V(c, a), (b))

@@ -711,3 +711,200 @@ em_dist em_dist_categorical_logit(em_tape *t, em_var logits) {
     if (d.ops) d.batch_len = cat_B(&d);
     return d;
 }
+
+/* ---- OrderedLogistic and OrderedProbit(eta, cutpoints) (Stan's ordered_logistic, ordered_probit) ---
+ * y in {0, ..., K-1} with K - 1 increasing cutpoints c: P(y <= k) = F(c_k - η), so
+ *   P(y = 0) = F(c_0 - η), P(y = K-1) = F(η - c_{K-2}) (F symmetric), and between,
+ *   P(y = k) = F(c_k - η) - F(c_{k-1} - η) = F(hi) - F(lo), computed as
+ *   log F(hi) + log1m_exp(log F(lo) - log F(hi)), on the lower tails when both arguments lie
+ *   above 0 (F(η - c_{k-1}) - F(η - c_k) there: no difference of two numbers near 1).
+ * F is the logistic CDF (log F = -softplus(-z)) or Φ (log_Phi). One node for the vector, the
+ * partials in η per element (summed for a scalar η) and in the cutpoints summed. */
+
+typedef struct {
+    size_t n, K;
+    double *part_eta; /* len(eta) partials, or NULL */
+    double *part_c;   /* K - 1 partials, or NULL */
+    em_dist dist;
+    int probit;
+} ordered_aux;
+
+static inline double ord_logF(double z, int probit) { return probit ? em_math_log_Phi(z) : -em_math_softplus(-z); }
+static inline double ord_dlogF(double z, int probit) { return probit ? em_math_dlog_Phi(z) : em_math_sigmoid(-z); }
+
+/* log(F(hi) - F(lo)) for hi > lo, and its partials in hi and lo */
+static double ord_interval(double hi, double lo, int probit, double *dhi, double *dlo) {
+    if (lo > 0.0) { /* F(hi) - F(lo) = F(-lo) - F(-hi) */
+        double v = ord_interval(-lo, -hi, probit, dlo, dhi);
+        *dhi = -*dhi;
+        *dlo = -*dlo;
+        return v;
+    }
+    double lh = ord_logF(hi, probit), ll = ord_logF(lo, probit), u = ll - lh, em = expm1(u); /* r - 1 */
+    *dhi = -ord_dlogF(hi, probit) / em;
+    *dlo = ord_dlogF(lo, probit) * exp(u) / em;
+    return lh + em_math_log1m_exp(u);
+}
+
+static const char *ord_name(const ordered_aux *a) { return a->probit ? "OrderedProbit" : "OrderedLogistic"; }
+
+/* the first invalid cutpoint, eta or value, named */
+static int ord_check(em_tape *t, const ordered_aux *a, em_error *e) {
+    const em_dist *d = &a->dist;
+    const em_node *c = em_node_get(t, d->p[1]), *eta = em_node_get(t, d->p[0]);
+    for (size_t k = 0; k < c->n; k++) {
+        if (!(fabs(c->val[k]) < INFINITY))
+            return em_error_set(e, EM_ERR_DOMAIN, "%s: cutpoints[%zu] = %g must be finite", ord_name(a), k, c->val[k]), 0;
+        if (k > 0 && !(c->val[k] > c->val[k - 1]))
+            return em_error_set(e, EM_ERR_DOMAIN, "%s: cutpoints[%zu] = %g must be greater than cutpoints[%zu] = %g",
+                                ord_name(a), k, c->val[k], k - 1, c->val[k - 1]), 0;
+    }
+    for (size_t i = 0; i < eta->n; i++)
+        if (!(fabs(eta->val[i]) < INFINITY))
+            return em_error_set(e, EM_ERR_DOMAIN, "%s: eta[%zu] = %g must be finite", ord_name(a), i, eta->val[i]), 0;
+    return 1;
+}
+
+static int ordered_compute(em_tape *t, em_node *o, em_error *e) {
+    ordered_aux *a = o->aux;
+    if (!ord_check(t, a, e)) return 0;
+    const em_node *yv = em_node_get(t, (em_var){o->in[0]}), *ev = em_node_get(t, (em_var){o->in[1]});
+    const double *c = em_node_get(t, (em_var){o->in[2]})->val;
+    size_t n = a->n, K = a->K, sy = yv->n == 1 ? 0 : 1, se = ev->n == 1 ? 0 : 1;
+    if (a->part_eta) memset(a->part_eta, 0, ev->n * sizeof(double));
+    if (a->part_c) memset(a->part_c, 0, (K - 1) * sizeof(double));
+    double lp = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double y = yv->val[i * sy], eta = ev->val[i * se];
+        if (!(y >= 0.0 && y <= (double)(K - 1) && y == floor(y))) {
+            em_error_set(e, EM_ERR_DOMAIN, "%s: value[%zu] = %g is outside the support {0, ..., %zu}", ord_name(a),
+                         i * sy, y, K - 1);
+            return 0;
+        }
+        size_t k = (size_t)y;
+        double dhi = 0.0, dlo = 0.0;
+        if (k == 0) {
+            lp += ord_logF(c[0] - eta, a->probit);
+            dhi = ord_dlogF(c[0] - eta, a->probit);
+        } else if (k == K - 1) {
+            lp += ord_logF(eta - c[K - 2], a->probit);
+            dlo = -ord_dlogF(eta - c[K - 2], a->probit);
+        } else {
+            lp += ord_interval(c[k] - eta, c[k - 1] - eta, a->probit, &dhi, &dlo);
+        }
+        /* dhi is the partial in c_k - η (k < K-1), dlo in c_{k-1} - η (k > 0) */
+        if (a->part_eta) a->part_eta[i * se] -= dhi + dlo;
+        if (a->part_c) {
+            if (k < K - 1) a->part_c[k] += dhi;
+            if (k > 0) a->part_c[k - 1] += dlo;
+        }
+    }
+    o->val[0] = lp;
+    return 1;
+}
+
+static void ordered_forward(em_tape *t, em_node *o) { em_dist_node_replay(t, o, ordered_compute); }
+
+static void ordered_backward(em_tape *t, em_node *self) {
+    const ordered_aux *a = self->aux;
+    double g = self->adj[0];
+    if (a->part_eta) em_adj_axpy(em_node_get(t, (em_var){self->in[1]}), g, a->part_eta);
+    if (a->part_c) em_adj_axpy(em_node_get(t, (em_var){self->in[2]}), g, a->part_c);
+}
+
+static em_var ordered_lp(const em_dist *d, em_var value) {
+    em_tape *t = d->tape;
+    int probit = d->data_len;
+    const char *name = probit ? "OrderedProbit" : "OrderedLogistic";
+    em_var in[3] = {value, d->p[0], d->p[1]};
+    if (!em_inputs_ok(in, 3)) return EM_VAR_INVALID;
+    size_t n = em_dist_common_len(t, name, in, 2);
+    if (!n) return EM_VAR_INVALID;
+    em_var out;
+    em_node *o = em_node_new(t, 1, 1, in, 3, ordered_backward, &out);
+    if (!o) return EM_VAR_INVALID;
+    em_arena *ar = em_tape_arena(t);
+    ordered_aux *a = em_arena_calloc(ar, sizeof *a);
+    if (!a) return em_tape_fail(t, EM_ERR_NOMEM, "%s: out of memory", name);
+    a->n = n;
+    a->K = em_len_(t, d->p[1]) + 1;
+    a->dist = *d;
+    a->probit = probit;
+    if (o->adj && em_node_get(t, d->p[0])->adj) a->part_eta = em_arena_alloc(ar, em_len_(t, d->p[0]) * sizeof(double));
+    if (o->adj && em_node_get(t, d->p[1])->adj) a->part_c = em_arena_alloc(ar, (a->K - 1) * sizeof(double));
+    if ((o->adj && em_node_get(t, d->p[0])->adj && !a->part_eta) || (o->adj && em_node_get(t, d->p[1])->adj && !a->part_c))
+        return em_tape_fail(t, EM_ERR_NOMEM, "%s: out of memory", name);
+    o->aux = a;
+    return em_dist_node_finish(t, o, out, ordered_forward, ordered_compute);
+}
+
+/* P(y > k) = F(η - c_k) */
+static inline double ord_above(double eta, double ck, int probit) { return exp(ord_logF(eta - ck, probit)); }
+
+static em_status ordered_params(const em_dist *d, em_error *err) {
+    ordered_aux a = {0, 0, NULL, NULL, *d, (int)d->data_len};
+    return ord_check(d->tape, &a, err) ? EM_OK : err->status;
+}
+
+static em_status ordered_sample(const em_dist *d, em_rng *r, double *out, size_t n, em_error *err) {
+    em_status st = ordered_params(d, err);
+    if (st != EM_OK) return st;
+    const em_node *c = em_node_get(d->tape, d->p[1]);
+    for (size_t i = 0; i < n; i++) {
+        double z = P(d, 0, i) + (d->data_len ? gsl_ran_gaussian_ziggurat(r, 1.0) : gsl_ran_logistic(r, 1.0));
+        size_t k = 0;
+        while (k < c->n && c->val[k] < z) k++;
+        out[i] = (double)k;
+    }
+    return EM_OK;
+}
+
+/* E y = Σ_k P(y > k), E y² = Σ_k (2k + 1)·P(y > k) */
+static em_status ordered_moment(const em_dist *d, double *out, size_t n, em_error *err, int var) {
+    em_status st = ordered_params(d, err);
+    if (st != EM_OK) return st;
+    const em_node *c = em_node_get(d->tape, d->p[1]);
+    for (size_t i = 0; i < n; i++) {
+        double m = 0.0, s = 0.0;
+        for (size_t k = 0; k < c->n; k++) {
+            double q = ord_above(P(d, 0, i), c->val[k], (int)d->data_len);
+            m += q;
+            s += (2.0 * (double)k + 1.0) * q;
+        }
+        out[i] = var ? s - m * m : m;
+    }
+    return EM_OK;
+}
+static em_status ordered_mean(const em_dist *d, double *out, size_t n, em_error *err) {
+    return ordered_moment(d, out, n, err, 0);
+}
+static em_status ordered_var(const em_dist *d, double *out, size_t n, em_error *err) {
+    return ordered_moment(d, out, n, err, 1);
+}
+static em_support ordered_support(const em_dist *d) {
+    return (em_support){EM_SUPPORT_CATEGORY, 0.0, (double)em_len(d->tape, d->p[1])};
+}
+const em_dist_ops em_ops_ordered_logistic = {"OrderedLogistic", 2, {"eta", "cutpoints"}, 1, 0, ev_one,
+                                             ordered_support, ordered_lp, ordered_sample, NULL, ordered_mean,
+                                             ordered_var, NULL, NULL, NULL};
+const em_dist_ops em_ops_ordered_probit = {"OrderedProbit", 2, {"eta", "cutpoints"}, 1, 0, ev_one, ordered_support,
+                                           ordered_lp, ordered_sample, NULL, ordered_mean, ordered_var, NULL, NULL,
+                                           NULL};
+
+/* data_len carries the link (0 logistic, 1 probit); the batch is eta's, the cutpoints are one
+ * vector for every element */
+static em_dist ordered_make(em_tape *t, em_var eta, em_var cutpoints, int probit) {
+    em_dist d;
+    memset(&d, 0, sizeof d);
+    d.tape = t;
+    for (int k = 0; k < 4; k++) d.p[k] = EM_VAR_INVALID;
+    if (!em_var_ok(eta) || !em_var_ok(cutpoints)) return d;
+    d.p[0] = eta;
+    d.p[1] = cutpoints;
+    d.ops = probit ? &em_ops_ordered_probit : &em_ops_ordered_logistic;
+    d.data_len = (size_t)probit;
+    d.batch_len = em_len(t, eta);
+    return d;
+}
+em_dist em_dist_ordered_logistic(em_tape *t, em_var eta, em_var cutpoints) { return ordered_make(t, eta, cutpoints, 0); }
+em_dist em_dist_ordered_probit(em_tape *t, em_var eta, em_var cutpoints) { return ordered_make(t, eta, cutpoints, 1); }
