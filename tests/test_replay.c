@@ -26,7 +26,7 @@ enum {
     OP_TR_FIRST,
     OP_TR_LAST = OP_TR_FIRST + 7, /* positive .. ordered */
     OP_DIST_FIRST,
-    OP_DIST_LAST = OP_DIST_FIRST + 31,
+    OP_DIST_LAST = OP_DIST_FIRST + 34,
     OP_COUNT
 };
 
@@ -173,6 +173,26 @@ static em_var dist_lp(em_tape *t, int k, em_var v, em_var s, em_var p) {
         em_var cuts = em_transform_forward(t, &ord, em_op_concat(t, parts, 3), NULL);
         d = k == 30 ? em_dist_ordered_logistic(t, v, cuts) : em_dist_ordered_probit(t, v, cuts);
         return em_dist_log_prob(&d, em_const(t, CATS_ORD, N));
+    }
+    case 32: { /* a mixture: weights from the simplex transform of (s, p), components from v and p */
+        static const em_transform sx = {EM_TRANSFORM_SIMPLEX, 0, 0};
+        em_var parts[2] = {s, p};
+        em_var w = em_transform_forward(t, &sx, em_op_concat(t, parts, 2), NULL);
+        em_dist comp[3] = {em_dist_normal(t, v, p), em_dist_logistic(t, s, em_op_exp(t, s)),
+                           em_dist_student_t(t, em_scalar(t, 3.0), p, em_scalar(t, 2.0))};
+        d = em_dist_mixture(t, w, comp, 3);
+        return em_dist_log_prob(&d, c);
+    }
+    case 33: { /* censored: every kind of element */
+        static const double cens[N] = {0, -1, 1, 2, 0, 2, 1}, upper[N] = {0, 0, 0, 3.0, 0, 1.0, 0};
+        em_dist base = em_dist_normal(t, v, p);
+        d = em_dist_censored(&base, cens, upper, N);
+        return em_dist_log_prob(&d, c);
+    }
+    case 34: { /* truncated to [-3, 4] with parameters from the leaves */
+        em_dist base = em_dist_student_t(t, em_scalar(t, 4.0), s, p);
+        d = em_dist_truncated(&base, em_scalar(t, -3.0), em_scalar(t, 4.0));
+        return em_dist_log_prob(&d, c);
     }
     default: { /* KL(MVNormal || MVNormal), both sides from the leaves */
         em_dist q = em_dist_mvnormal(t, em_const(t, DATA, 3), tril3(t, v, 0));

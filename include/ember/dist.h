@@ -45,6 +45,8 @@ typedef enum em_support_kind {
     EM_SUPPORT_COUNT_N,      /* {0, ..., n} (binomial) */
     EM_SUPPORT_NONNEG_INT,   /* {0, 1, 2, ...} */
     EM_SUPPORT_CATEGORY,     /* {0, ..., K-1} */
+    EM_SUPPORT_LOWER,        /* (lo, inf) (a lower-truncated family) */
+    EM_SUPPORT_UPPER,        /* (-inf, hi) */
     EM_SUPPORT_KIND_COUNT
 } em_support_kind;
 
@@ -54,7 +56,7 @@ typedef struct em_support {
 } em_support;
 
 /* The default bijection from the real line onto a (continuous) support: REAL -> identity,
- * POSITIVE -> positive, INTERVAL -> interval(lo, hi), UNIT -> unit, SIMPLEX -> simplex,
+ * POSITIVE -> positive, LOWER -> lower(lo), UPPER -> upper(hi), INTERVAL -> interval(lo, hi), UNIT -> unit, SIMPLEX -> simplex,
  * CORR_CHOLESKY -> corr_cholesky; discrete supports get the identity (never transformed). */
 em_transform em_support_transform(em_support s);
 int em_support_is_discrete(em_support s);
@@ -100,6 +102,8 @@ struct em_dist {
     const double *data;   /* family-specific constant data (binomial totals), referenced */
     size_t data_len;
     size_t batch_len;     /* natural length of one draw of the batch (broadcast of the params) */
+    const void *impl;     /* a wrapper's state in the tape's arena (mixture components, the base
+                           * of a censored or truncated family); NULL for the plain families */
 };
 
 /* Dispatch helpers: NULL ops (a failed constructor) give an invalid var / an error status. */
@@ -193,6 +197,31 @@ em_dist em_dist_ordered_probit(em_tape *t, em_var eta, em_var cutpoints);
 /* logits: K values (every value drawn from one categorical), or a B×K matrix (row b scores
  * value b). A value is a category index 0..K-1 stored as a double. */
 em_dist em_dist_categorical_logit(em_tape *t, em_var logits);
+
+/* ---- families made of other families (dist_wrap.c) ---------------------------------------- */
+/* A finite mixture: log p(x_i) = log Σ_k w_k p_k(x_i), with the weights a K-simplex (checked
+ * when the density is built; the simplex transform keeps a parameter on it) and K univariate
+ * components of one support on the same tape (copied: the array need not outlive the call).
+ * Sampled by picking a component per element; mean and variance from the components'. */
+em_dist em_dist_mixture(em_tape *t, em_var weights, const em_dist *components, size_t K);
+/* Censored observations, as brms's cens(): cens[i] = 0 scores element i by the base density, -1
+ * (left) by log F(x_i), 1 (right) by log(1 - F(x_i)), 2 (interval) by log(F(upper[i]) - F(x_i))
+ * (upper may be NULL when no element is interval-censored). cens and upper are referenced and
+ * the value must have their length n. The base is a continuous univariate family with CDFs whose
+ * parameters have length 1 or n. Draws, mean and variance are the base's (the uncensored
+ * latent values, as brms's posterior_predict gives). */
+em_dist em_dist_censored(const em_dist *base, const double *cens, const double *upper, size_t n);
+/* The base truncated to [lb, ub] (brms's trunc()): log p(x) - log(F(ub) - F(lb)), -inf outside.
+ * lb = -inf (a constant scalar) or ub = +inf means no bound on that side: em_truncated(m, d,
+ * 0.0, INFINITY) is a generic lower-truncated prior. Bounds are scalars or one per element and
+ * may be parameters (a model with such bounds is run at every evaluation, not replayed). The
+ * support is the base's cut to constant scalar bounds (LOWER, UPPER or INTERVAL), so a latent
+ * site gets the matching transform. Draws are the base's, redrawn until inside (an error if
+ * 10^4 rounds leave an element outside); mean and variance are not available. */
+em_dist em_dist_truncated(const em_dist *base, em_var lb, em_var ub);
+#define em_mixture(c, w, comps, K) em_dist_mixture(EM_T(c), (w), (comps), (K))
+#define em_censored(d, cens, upper, n) em_dist_censored((d), (cens), (upper), (n))
+#define em_truncated(c, d, lb, ub) em_dist_truncated((d), EM_V(c, lb), EM_V(c, ub))
 
 /* ---- improper priors ------------------------------------------------------------------------ */
 /* The improper flat density (log density 0) on a continuous support: Stan's default for a

@@ -11,6 +11,14 @@ em_transform em_support_transform(em_support s) {
     em_transform tr = {EM_TRANSFORM_IDENTITY, 0.0, 0.0};
     switch (s.kind) {
     case EM_SUPPORT_POSITIVE: tr.kind = EM_TRANSFORM_POSITIVE; break;
+    case EM_SUPPORT_LOWER:
+        tr.kind = EM_TRANSFORM_LOWER;
+        tr.lo = s.lo;
+        break;
+    case EM_SUPPORT_UPPER:
+        tr.kind = EM_TRANSFORM_UPPER;
+        tr.hi = s.hi;
+        break;
     case EM_SUPPORT_INTERVAL:
         tr.kind = EM_TRANSFORM_INTERVAL;
         tr.lo = s.lo;
