@@ -26,7 +26,7 @@ enum {
     OP_TR_FIRST,
     OP_TR_LAST = OP_TR_FIRST + 7, /* positive .. ordered */
     OP_DIST_FIRST,
-    OP_DIST_LAST = OP_DIST_FIRST + 34,
+    OP_DIST_LAST = OP_DIST_FIRST + 37,
     OP_COUNT
 };
 
@@ -40,6 +40,7 @@ static const double TOTALS[N] = {3, 5, 1, 9, 4, 2, 6}; /* >= COUNTS */
 static const double CATS[N] = {0, 3, 6, 2, 2, 1, 5};
 static const double CATS_B[2] = {2, 0};
 static const double CATS_ORD[N] = {0, 3, 1, 2, 2, 0, 3};
+static const double CATS_ORD3[N] = {0, 2, 1, 2, 2, 0, 1};
 static const double XMAT[N * 3] = {1, 0.5, -1, 0, 1.5, 2, -0.3, 0.2, 1, 2, -1, 0.5, 0.1, 0.1, 0.1, -2, 1, 0, 0.7, -0.7, 0.3};
 
 static em_var unary(em_tape *t, int k, em_var a) {
@@ -193,6 +194,21 @@ static em_var dist_lp(em_tape *t, int k, em_var v, em_var s, em_var p) {
         em_dist base = em_dist_student_t(t, em_scalar(t, 4.0), s, p);
         d = em_dist_truncated(&base, em_scalar(t, -3.0), em_scalar(t, 4.0));
         return em_dist_log_prob(&d, c);
+    }
+    case 35:
+    case 36:
+    case 37: { /* the one-pass GLMs, with an offset: beta from v, alpha s, phi / shape p */
+        em_var X = em_const_matrix(t, XMAT, N, 3), beta = em_op_slice(t, v, 0, 3);
+        static const double cuts_free[2] = {-0.5, 0.2};
+        if (k == 35) d = em_dist_neg_binomial2_log_glm(t, X, s, beta, p, DATA);
+        else if (k == 36) d = em_dist_gamma_log_glm(t, X, s, beta, p, DATA);
+        else {
+            static const em_transform ord = {EM_TRANSFORM_ORDERED, 0, 0};
+            em_var parts[2] = {s, em_const(t, cuts_free, 2)};
+            d = em_dist_ordered_logistic_glm(t, X, beta, em_transform_forward(t, &ord, em_op_concat(t, parts, 2), NULL),
+                                             DATA);
+        }
+        return em_dist_log_prob(&d, em_const(t, k == 36 ? TOTALS : k == 35 ? COUNTS : CATS_ORD3, N));
     }
     default: { /* KL(MVNormal || MVNormal), both sides from the leaves */
         em_dist q = em_dist_mvnormal(t, em_const(t, DATA, 3), tril3(t, v, 0));

@@ -240,6 +240,21 @@ em_dist em_dist_improper_uniform(em_tape *t, em_support support, size_t n);
 em_dist em_dist_normal_id_glm(em_tape *t, em_var X, em_var alpha, em_var beta, em_var sigma);
 em_dist em_dist_bernoulli_logit_glm(em_tape *t, em_var X, em_var alpha, em_var beta);
 em_dist em_dist_poisson_log_glm(em_tape *t, em_var X, em_var alpha, em_var beta);
+/* The same with an offset added to the linear predictor (constant data, one per row of X,
+ * referenced; NULL for none), as brms's offset(). */
+em_dist em_dist_normal_id_glm_offset(em_tape *t, em_var X, em_var alpha, em_var beta, em_var sigma, const double *offset);
+em_dist em_dist_bernoulli_logit_glm_offset(em_tape *t, em_var X, em_var alpha, em_var beta, const double *offset);
+em_dist em_dist_poisson_log_glm_offset(em_tape *t, em_var X, em_var alpha, em_var beta, const double *offset);
+/* One pass over X (the gradient in β accumulated row by row in the forward pass, so the
+ * backward reads no X), η = alpha + offset + X·beta, the value y data:
+ *   NegBinomial2Log: y ~ neg_binomial_2_log(η, phi) (Stan's neg_binomial_2_log_glm);
+ *   GammaLog: y ~ Gamma(shape, rate = shape·e^{-η}), mean e^η (brms's Gamma(link = "log"));
+ *   OrderedLogistic: y in {0..K-1} ~ ordered_logistic(X·beta + offset, cutpoints) (Stan's
+ *   ordered_logistic_glm; no alpha: the cutpoints hold the intercept).
+ * phi and shape: scalar or one per row; offset: NULL or one per row. */
+em_dist em_dist_neg_binomial2_log_glm(em_tape *t, em_var X, em_var alpha, em_var beta, em_var phi, const double *offset);
+em_dist em_dist_gamma_log_glm(em_tape *t, em_var X, em_var alpha, em_var beta, em_var shape, const double *offset);
+em_dist em_dist_ordered_logistic_glm(em_tape *t, em_var X, em_var beta, em_var cutpoints, const double *offset);
 
 #define em_normal(c, loc, scale) em_dist_normal(EM_T(c), EM_V(c, loc), EM_V(c, scale))
 #define em_half_normal(c, scale) em_dist_half_normal(EM_T(c), EM_V(c, scale))

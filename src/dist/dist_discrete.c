@@ -715,10 +715,8 @@ em_dist em_dist_categorical_logit(em_tape *t, em_var logits) {
 /* ---- OrderedLogistic and OrderedProbit(eta, cutpoints) (Stan's ordered_logistic, ordered_probit) ---
  * y in {0, ..., K-1} with K - 1 increasing cutpoints c: P(y <= k) = F(c_k - η), so
  *   P(y = 0) = F(c_0 - η), P(y = K-1) = F(η - c_{K-2}) (F symmetric), and between,
- *   P(y = k) = F(c_k - η) - F(c_{k-1} - η) = F(hi) - F(lo), computed as
- *   log F(hi) + log1m_exp(log F(lo) - log F(hi)), on the lower tails when both arguments lie
- *   above 0 (F(η - c_{k-1}) - F(η - c_k) there: no difference of two numbers near 1).
- * F is the logistic CDF (log F = -softplus(-z)) or Φ (log_Phi). One node for the vector, the
+ *   P(y = k) = F(c_k - η) - F(c_{k-1} - η), without cancellation (em_ord_term, dist_impl.h).
+ * F is the logistic CDF or Φ. One node for the vector, the
  * partials in η per element (summed for a scalar η) and in the cutpoints summed. */
 
 typedef struct {
@@ -728,23 +726,6 @@ typedef struct {
     em_dist dist;
     int probit;
 } ordered_aux;
-
-static inline double ord_logF(double z, int probit) { return probit ? em_math_log_Phi(z) : -em_math_softplus(-z); }
-static inline double ord_dlogF(double z, int probit) { return probit ? em_math_dlog_Phi(z) : em_math_sigmoid(-z); }
-
-/* log(F(hi) - F(lo)) for hi > lo, and its partials in hi and lo */
-static double ord_interval(double hi, double lo, int probit, double *dhi, double *dlo) {
-    if (lo > 0.0) { /* F(hi) - F(lo) = F(-lo) - F(-hi) */
-        double v = ord_interval(-lo, -hi, probit, dlo, dhi);
-        *dhi = -*dhi;
-        *dlo = -*dlo;
-        return v;
-    }
-    double lh = ord_logF(hi, probit), ll = ord_logF(lo, probit), u = ll - lh, em = expm1(u); /* r - 1 */
-    *dhi = -ord_dlogF(hi, probit) / em;
-    *dlo = ord_dlogF(lo, probit) * exp(u) / em;
-    return lh + em_math_log1m_exp(u);
-}
 
 static const char *ord_name(const ordered_aux *a) { return a->probit ? "OrderedProbit" : "OrderedLogistic"; }
 
@@ -782,17 +763,8 @@ static int ordered_compute(em_tape *t, em_node *o, em_error *e) {
             return 0;
         }
         size_t k = (size_t)y;
-        double dhi = 0.0, dlo = 0.0;
-        if (k == 0) {
-            lp += ord_logF(c[0] - eta, a->probit);
-            dhi = ord_dlogF(c[0] - eta, a->probit);
-        } else if (k == K - 1) {
-            lp += ord_logF(eta - c[K - 2], a->probit);
-            dlo = -ord_dlogF(eta - c[K - 2], a->probit);
-        } else {
-            lp += ord_interval(c[k] - eta, c[k - 1] - eta, a->probit, &dhi, &dlo);
-        }
-        /* dhi is the partial in c_k - η (k < K-1), dlo in c_{k-1} - η (k > 0) */
+        double dhi, dlo;
+        lp += em_ord_term(k, eta, c, K, a->probit, &dhi, &dlo);
         if (a->part_eta) a->part_eta[i * se] -= dhi + dlo;
         if (a->part_c) {
             if (k < K - 1) a->part_c[k] += dhi;
@@ -839,7 +811,7 @@ static em_var ordered_lp(const em_dist *d, em_var value) {
 }
 
 /* P(y > k) = F(η - c_k) */
-static inline double ord_above(double eta, double ck, int probit) { return exp(ord_logF(eta - ck, probit)); }
+static inline double ord_above(double eta, double ck, int probit) { return exp(em_ord_logF(eta - ck, probit)); }
 
 static em_status ordered_params(const em_dist *d, em_error *err) {
     ordered_aux a = {0, 0, NULL, NULL, *d, (int)d->data_len};

@@ -298,6 +298,44 @@ EM_ALWAYS_INLINE void uv_forward(const uv_desc *desc, em_tape *t, em_node *o, uv
  * the sum, or with pointwise set the vector of the n terms. */
 em_var uv_node(const uv_desc *desc, const em_dist *d, em_var value, em_forward_fn forward, int pointwise);
 
+/* ---- ordered logistic and probit terms (dist_discrete.c, dist_glm.c) --------------------------
+ * log F and its derivative for F the logistic CDF (log F = -softplus(-z)) or Φ. */
+#include "internal/mathx.h"
+static inline double em_ord_logF(double z, int probit) { return probit ? em_math_log_Phi(z) : -em_math_softplus(-z); }
+static inline double em_ord_dlogF(double z, int probit) { return probit ? em_math_dlog_Phi(z) : em_math_sigmoid(-z); }
+
+/* log(F(hi) - F(lo)) for hi > lo, and its partials in hi and lo: log F(hi) + log1m_exp(log F(lo)
+ * - log F(hi)), on the other tails (F(-lo) - F(-hi)) when both lie above 0, so that it is never
+ * a difference of two numbers near 1. */
+static inline double em_ord_interval(double hi, double lo, int probit, double *dhi, double *dlo) {
+    if (lo > 0.0) {
+        double v = em_ord_interval(-lo, -hi, probit, dlo, dhi);
+        *dhi = -*dhi;
+        *dlo = -*dlo;
+        return v;
+    }
+    double lh = em_ord_logF(hi, probit), ll = em_ord_logF(lo, probit), u = ll - lh, em = expm1(u);
+    *dhi = -em_ord_dlogF(hi, probit) / em;
+    *dlo = em_ord_dlogF(lo, probit) * exp(u) / em;
+    return lh + em_math_log1m_exp(u);
+}
+
+/* One observation y in {0, ..., K-1} given η and the K - 1 cutpoints c: its log probability,
+ * with dhi the partial in c_y - η (y < K-1) and dlo in c_{y-1} - η (y > 0). */
+static inline double em_ord_term(size_t k, double eta, const double *c, size_t K, int probit, double *dhi,
+                                 double *dlo) {
+    *dhi = *dlo = 0.0;
+    if (k == 0) {
+        *dhi = em_ord_dlogF(c[0] - eta, probit);
+        return em_ord_logF(c[0] - eta, probit);
+    }
+    if (k == K - 1) {
+        *dlo = -em_ord_dlogF(eta - c[K - 2], probit);
+        return em_ord_logF(eta - c[K - 2], probit);
+    }
+    return em_ord_interval(c[k] - eta, c[k - 1] - eta, probit, dhi, dlo);
+}
+
 /* ---- reparameterised draws of univariate families ------------------------------------- */
 
 /* A draw node: out_i = f(θ_i, ε_i) with per-element partials dout_i/dθ_k stored for the
