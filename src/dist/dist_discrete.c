@@ -764,7 +764,7 @@ static int ordered_compute(em_tape *t, em_node *o, em_error *e) {
         }
         size_t k = (size_t)y;
         double dhi, dlo;
-        lp += em_ord_term(k, eta, c, K, a->probit, &dhi, &dlo);
+        lp += em_ord_term(k, eta, c, K, a->probit, NULL, &dhi, &dlo);
         if (a->part_eta) a->part_eta[i * se] -= dhi + dlo;
         if (a->part_c) {
             if (k < K - 1) a->part_c[k] += dhi;

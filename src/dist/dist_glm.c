@@ -44,7 +44,11 @@ typedef struct {
     double *eta;    /* scratch of n rows for the general forward (r when not one-pass) */
     double *ym;     /* the normal one-pass kernel with an offset: y - offset (both data) */
     double *dcuts;  /* ordered: ∂lp/∂cutpoints */
-    double ysum;    /* a sum over the constant y alone (negative binomial: Σ log y_i!) */
+    double *gap;    /* ordered: the cutpoints' own terms (em_ord_logistic_gaps), 2K values */
+    double ysum;    /* negative binomial: Σ log y_i! (y is data) */
+    double ylog;    /* Gamma: Σ log y_i */
+    double *hist;   /* negative binomial: (count, rows with it) pairs over the distinct counts */
+    size_t nhist;
     em_dist dist;   /* what a replay needs (internal/tape.h) */
     glm_kind kind;
 } glm_aux;
@@ -298,31 +302,57 @@ static inline glm1_par glm1_par_of(double v, int need) {
     return q;
 }
 
-/* Row i's log density given η (up to a constant over y alone), r = ∂/∂η and dpar = ∂/∂v:
- *   NB2 (mean e^η, Stan's neg_binomial_2_log): c0 + lgamma(y + φ) + yη - (y + φ)·L, L = log(e^η + φ);
+/* Row i's log density given η, less the terms the pass adds up once (see glm1_pass), with
+ * r = ∂/∂η and dpar = ∂/∂v:
+ *   NB2 (mean μ = e^η, Stan's neg_binomial_2_log): c0 + lgamma(y + φ) + yη - (y + φ)·log(μ + φ),
+ *     r = y - (y + φ)·μ/(μ + φ); with one exp and one log per row (a log_sum_exp beyond e^700);
  *   Gamma (mean e^η, shape α, rate α e^{-η}): c0 - αη + (α - 1) log y - α y e^{-η};
- *   ordered logistic: em_ord_term, with the cutpoints' partials added into dcuts. */
-EM_ALWAYS_INLINE double glm1_row(glm_kind kind, double eta, double y, const glm1_par *q, int need_par,
-                                 const double *cuts, size_t K, double *dcuts, double *r, double *dpar, int *ok) {
+ *   ordered logistic: em_ord_term (the logistic closed form, its cutpoint terms in gap), with the
+ *     cutpoints' partials added into dcuts.
+ * `pooled`: the terms of y and the dispersion alone (NB2's lgamma(y + φ) and ψ(y + φ), Gamma's
+ * c0 + (α-1)·log y and its partial) are summed by the caller, not per row. */
+EM_ALWAYS_INLINE double glm1_row(glm_kind kind, double eta, double y, const glm1_par *q, int need_par, int pooled,
+                                 const double *cuts, const double *gap, size_t K, double *dcuts, double *r,
+                                 double *dpar, int *ok) {
     if (kind == GLM_NB2) {
-        double L = em_math_log_sum_exp2(eta, q->lv), yp = y + q->v;
+        double yp = y + q->v, L, w; /* w = μ/(μ + φ), and 1/(μ + φ) = (1 - w)/φ */
+        if (eta < 700.0) {
+            double mu = exp(eta), sum = mu + q->v;
+            L = log(sum);
+            w = mu / sum;
+        } else {
+            L = em_math_log_sum_exp2(eta, q->lv);
+            w = em_math_sigmoid(eta - q->lv);
+        }
         *ok &= em_pk_ok(EM_PK_COUNT, y, 0, 0, 0) & (fabs(eta) < INFINITY);
-        *r = y - yp * em_math_sigmoid(eta - q->lv);
-        if (need_par) *dpar = q->c1 + gsl_sf_psi(yp) - L - yp * exp(-L);
-        return q->c0 + em_math_lgamma(yp) + y * eta - yp * L;
+        *r = y - yp * w;
+        double v = y * eta - yp * L;
+        if (need_par) *dpar = -L - yp * (1.0 - w) / q->v;
+        if (!pooled) {
+            v += q->c0 + em_math_lgamma(yp);
+            if (need_par) *dpar += q->c1 + gsl_sf_psi(yp);
+        }
+        return v;
     }
     if (kind == GLM_GAMMA) {
-        double ly = log(y), ye = y * exp(-eta);
+        double ye = y * exp(-eta);
         *ok &= (y > 0.0) & (y < INFINITY) & (fabs(eta) < INFINITY);
         *r = q->v * (ye - 1.0);
-        if (need_par) *dpar = q->c1 - eta + ly - ye;
-        return q->c0 - q->v * eta + (q->v - 1.0) * ly - q->v * ye;
+        double v = -q->v * (eta + ye);
+        if (need_par) *dpar = -eta - ye;
+        if (!pooled) {
+            double ly = log(y);
+            v += q->c0 + (q->v - 1.0) * ly;
+            if (need_par) *dpar += q->c1 + ly;
+        }
+        return v;
     }
     int in = (y >= 0.0) & (y <= (double)(K - 1)) & (y == floor(y)) & (fabs(eta) < INFINITY);
     *ok &= in;
+    *r = 0.0;
     if (!in) return 0.0;
     size_t k = (size_t)y;
-    double dhi, dlo, v = em_ord_term(k, eta, cuts, K, 0, &dhi, &dlo);
+    double dhi, dlo, v = em_ord_term(k, eta, cuts, K, 0, gap, &dhi, &dlo);
     *r = -(dhi + dlo);
     if (dcuts) {
         if (k < K - 1) dcuts[k] += dhi;
@@ -332,7 +362,11 @@ EM_ALWAYS_INLINE double glm1_row(glm_kind kind, double eta, double y, const glm1
 }
 
 /* The pass: η_i = α_i + offset_i + x_i·β, the row's term, and (when β needs its gradient)
- * Σ r_i·x_i while x_i is in L1. r is kept per row only when α is a vector or X needs a gradient. */
+ * Σ r_i·x_i updated once per block of four rows while they are in L1 (as glm_rows). r is kept
+ * per row only when α is a vector or X needs a gradient. With a scalar dispersion the terms of
+ * y and the dispersion alone are pooled: Gamma's from Σ log y (made once per tape, y being
+ * data), NB2's from the counts' histogram (a->hist: Σ_v n_v·lgamma(v + φ) over the distinct
+ * counts v instead of one lgamma and one ψ per row). */
 EM_ALWAYS_INLINE int glm1_pass(glm_kind kind, em_tape *t, em_node *o, glm_aux *a) {
     const em_dist *d = &a->dist;
     const em_node *yn = em_node_get(t, (em_var){o->in[0]}), *Xn = em_node_get(t, d->p[0]);
@@ -340,26 +374,56 @@ EM_ALWAYS_INLINE int glm1_pass(glm_kind kind, em_tape *t, em_node *o, glm_aux *a
     size_t n = Xn->rows, p = Xn->cols, sy = yn->n == 1 ? 0 : 1, sa = al->n == 1 ? 0 : 1;
     size_t sp = kind != GLM_ORDERED && pn->n > 1, K = pn->n + 1;
     int need_par = o->adj && pn->adj && kind != GLM_ORDERED;
-    const double *restrict X = Xn->val, *restrict beta = be->val, *restrict off = d->data;
+    int pooled = !sp && kind != GLM_ORDERED && (kind == GLM_GAMMA || a->hist);
+    const double *restrict X = Xn->val, *restrict beta = be->val, *restrict off = d->data, *restrict y = yn->val;
+    const double *restrict av = al->val;
     double *restrict gb = a->gbeta, *restrict r = a->r, *restrict dpv = a->dsigma;
     if (gb) memset(gb, 0, p * sizeof(double));
     if (a->dcuts) memset(a->dcuts, 0, (K - 1) * sizeof(double));
+    if (kind == GLM_ORDERED) em_ord_logistic_gaps(pn->val, K, a->gap); /* once, not per row */
     glm1_par q = glm1_par_of(pn->val[0], need_par);
     double lp = 0.0, sr = 0.0, sdp = 0.0;
     int ok = 1;
-    for (size_t i = 0; i < n; i++) {
-        const double *restrict x = X + i * p;
-        double eta = al->val[i * sa] + (off ? off[i] : 0.0) + glm_row_dot(x, beta, p), ri = 0.0, dpi = 0.0;
-        if (sp) q = glm1_par_of(pn->val[i], need_par);
-        lp += glm1_row(kind, eta, yn->val[i * sy], &q, need_par, pn->val, K, a->dcuts, &ri, &dpi, &ok);
-        sr += ri;
-        if (r) r[i] = ri;
-        if (need_par) {
-            if (dpv) dpv[i] = dpi;
-            else sdp += dpi;
+    size_t i = 0;
+#define GLM1_ROW(I, RI)                                                                       \
+    do {                                                                                      \
+        double eta_ = av[(I) * sa] + (off ? off[I] : 0.0) + glm_row_dot(X + (I) * p, beta, p), dpi_ = 0.0; \
+        if (sp) q = glm1_par_of(pn->val[I], need_par);                                        \
+        lp += glm1_row(kind, eta_, y[(I) * sy], &q, need_par, pooled, pn->val, a->gap, K, a->dcuts, &(RI), &dpi_, &ok); \
+        sr += (RI);                                                                           \
+        if (r) r[I] = (RI);                                                                   \
+        if (need_par) {                                                                       \
+            if (dpv) dpv[I] = dpi_;                                                           \
+            else sdp += dpi_;                                                                 \
+        }                                                                                     \
+    } while (0)
+    for (; i + 4 <= n; i += 4) {
+        double r0, r1, r2, r3;
+        GLM1_ROW(i, r0);
+        GLM1_ROW(i + 1, r1);
+        GLM1_ROW(i + 2, r2);
+        GLM1_ROW(i + 3, r3);
+        if (gb) {
+            const double *restrict x0 = X + i * p, *restrict x1 = x0 + p, *restrict x2 = x1 + p, *restrict x3 = x2 + p;
+            for (size_t j = 0; j < p; j++) gb[j] += (r0 * x0[j] + r1 * x1[j]) + (r2 * x2[j] + r3 * x3[j]);
         }
+    }
+    for (; i < n; i++) {
+        double ri;
+        GLM1_ROW(i, ri);
         if (gb)
-            for (size_t j = 0; j < p; j++) gb[j] += ri * x[j];
+            for (size_t j = 0; j < p; j++) gb[j] += ri * X[i * p + j];
+    }
+#undef GLM1_ROW
+    if (pooled && kind == GLM_GAMMA) { /* n·c0 + (α - 1)·Σ log y, and its partial */
+        lp += (double)n * q.c0 + (q.v - 1.0) * a->ylog;
+        sdp += (double)n * q.c1 + a->ylog;
+    } else if (pooled) { /* Σ_v n_v·(c0 + lgamma(v + φ)), and Σ_v n_v·(c1 + ψ(v + φ)) */
+        for (size_t k = 0; k < a->nhist; k++) {
+            double v = a->hist[2 * k], c = a->hist[2 * k + 1];
+            lp += c * (q.c0 + em_math_lgamma(v + q.v));
+            if (need_par) sdp += c * (q.c1 + gsl_sf_psi(v + q.v));
+        }
     }
     if (kind == GLM_NB2) lp -= a->ysum; /* - Σ log y_i! */
     if (!ok || !isfinite(lp)) return 0;
@@ -525,6 +589,47 @@ static void glm_explain(em_tape *t, const em_node *o, em_error *e) {
 
 static void glm_forward(em_tape *t, em_node *o) { em_dist_node_replay(t, o, glm_compute); }
 
+/* The negative binomial's terms of y alone, made once per tape (y is data): Σ log y_i!, and,
+ * when the counts are small integers (at most GLM_HIST_MAX, the usual case), the histogram of
+ * their distinct values, which lets glm1_pass sum lgamma(y + φ) and ψ(y + φ) once per value.
+ * Values that are not counts are left to the pass, which rejects them. */
+enum { GLM_HIST_MAX = 4096 };
+static em_status glm_count_histogram(glm_aux *a, const em_node *y, size_t n, em_arena *ar) {
+    size_t ymax = 0;
+    int small = 1;
+    for (size_t i = 0; i < n; i++) {
+        double v = y->val[y->n == 1 ? 0 : i];
+        if (!(v >= 0.0 && v <= GLM_HIST_MAX && v == floor(v))) {
+            small = 0;
+            break;
+        }
+        if ((size_t)v > ymax) ymax = (size_t)v;
+    }
+    if (!small) {
+        for (size_t i = 0; i < n; i++) a->ysum += em_math_lgamma(y->val[y->n == 1 ? 0 : i] + 1.0);
+        return EM_OK;
+    }
+    size_t *cnt = calloc(ymax + 1, sizeof *cnt);
+    if (!cnt) return EM_ERR_NOMEM;
+    for (size_t i = 0; i < n; i++) cnt[(size_t)y->val[y->n == 1 ? 0 : i]]++;
+    size_t m = 0;
+    for (size_t v = 0; v <= ymax; v++) m += cnt[v] > 0;
+    a->hist = em_arena_alloc(ar, 2 * m * sizeof(double));
+    if (!a->hist) {
+        free(cnt);
+        return EM_ERR_NOMEM;
+    }
+    for (size_t v = 0; v <= ymax; v++)
+        if (cnt[v]) {
+            a->hist[2 * a->nhist] = (double)v;
+            a->hist[2 * a->nhist + 1] = (double)cnt[v];
+            a->nhist++;
+            a->ysum += (double)cnt[v] * em_math_lgamma((double)v + 1.0);
+        }
+    free(cnt);
+    return EM_OK;
+}
+
 static em_var glm_lp(const em_dist *d, em_var value, glm_kind kind) {
     em_tape *t = d->tape;
     const char *nm = glm_name(kind);
@@ -553,10 +658,14 @@ static em_var glm_lp(const em_dist *d, em_var value, glm_kind kind) {
         if (grad && ((al->adj && al->n > 1) || X->adj)) a->r = eta;
         if (grad && pn->adj && kind == GLM_ORDERED && !(a->dcuts = em_arena_alloc(ar, pn->n * sizeof(double))))
             return em_tape_fail(t, EM_ERR_NOMEM, "%s: out of memory", nm);
+        if (kind == GLM_ORDERED && !(a->gap = em_arena_alloc(ar, 2 * (pn->n + 1) * sizeof(double))))
+            return em_tape_fail(t, EM_ERR_NOMEM, "%s: out of memory", nm);
         if (grad && pn->adj && kind != GLM_ORDERED && pn->n > 1 && !(a->dsigma = em_arena_alloc(ar, n * sizeof(double))))
             return em_tape_fail(t, EM_ERR_NOMEM, "%s: out of memory", nm);
-        if (kind == GLM_NB2) /* y is data: its own term once, not per evaluation */
-            for (size_t i = 0; i < n; i++) a->ysum += em_math_lgamma(y->val[y->n == 1 ? 0 : i] + 1.0);
+        if (kind == GLM_NB2 && glm_count_histogram(a, y, n, ar) != EM_OK)
+            return em_tape_fail(t, EM_ERR_NOMEM, "%s: out of memory", nm);
+        if (kind == GLM_GAMMA)
+            for (size_t i = 0; i < n; i++) a->ylog += log(y->val[y->n == 1 ? 0 : i]);
     } else if (glm_one_pass_layout(t, o, kind)) {
         const em_node *X = em_node_get(t, d->p[0]);
         size_t p = X->cols;

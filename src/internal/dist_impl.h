@@ -320,20 +320,55 @@ static inline double em_ord_interval(double hi, double lo, int probit, double *d
     return lh + em_math_log1m_exp(u);
 }
 
-/* One observation y in {0, ..., K-1} given η and the K - 1 cutpoints c: its log probability,
- * with dhi the partial in c_y - η (y < K-1) and dlo in c_{y-1} - η (y > 0). */
-static inline double em_ord_term(size_t k, double eta, const double *c, size_t K, int probit, double *dhi,
-                                 double *dlo) {
+/* The logistic link in closed form: with a = c_k - η, b = c_{k-1} - η,
+ *   σ(a) - σ(b) = σ(a)·σ(-b)·(1 - e^{b-a}),
+ * so log P = -softplus(-a) - softplus(b) + log1m_exp(c_{k-1} - c_k): no difference of
+ * probabilities at all, and the last term depends on the cutpoints alone (gap[2k] below, with
+ * gap[2k+1] = 1/expm1(c_k - c_{k-1}) its derivative). ∂/∂a = σ(-a) + gap[2k+1], ∂/∂b = -σ(b) -
+ * gap[2k+1]; the end categories keep only their one softplus. Two exp and two log1p a row. */
+static inline void em_ord_logistic_gaps(const double *c, size_t K, double *gap) {
+    for (size_t k = 1; k + 1 < K; k++) {
+        gap[2 * k] = em_math_log1m_exp(c[k - 1] - c[k]);
+        gap[2 * k + 1] = 1.0 / expm1(c[k] - c[k - 1]);
+    }
+}
+
+/* One observation y = k in {0, ..., K-1} given η and the K - 1 cutpoints c: its log probability,
+ * with dhi the partial in c_k - η (k < K-1) and dlo in c_{k-1} - η (k > 0). gap: the logistic
+ * link's cutpoint terms (em_ord_logistic_gaps), or NULL to compute row k's here. */
+static inline double em_ord_term(size_t k, double eta, const double *c, size_t K, int probit, const double *gap,
+                                 double *dhi, double *dlo) {
     *dhi = *dlo = 0.0;
-    if (k == 0) {
-        *dhi = em_ord_dlogF(c[0] - eta, probit);
-        return em_ord_logF(c[0] - eta, probit);
+    if (probit) {
+        if (k == 0) {
+            *dhi = em_ord_dlogF(c[0] - eta, 1);
+            return em_ord_logF(c[0] - eta, 1);
+        }
+        if (k == K - 1) {
+            *dlo = -em_ord_dlogF(eta - c[K - 2], 1);
+            return em_ord_logF(eta - c[K - 2], 1);
+        }
+        return em_ord_interval(c[k] - eta, c[k - 1] - eta, 1, dhi, dlo);
     }
-    if (k == K - 1) {
-        *dlo = -em_ord_dlogF(eta - c[K - 2], probit);
-        return em_ord_logF(eta - c[K - 2], probit);
+    double v = 0.0;
+    if (k < K - 1) { /* -softplus(-a) and σ(-a) from one exp */
+        double a = c[k] - eta, ea = exp(-fabs(a));
+        v -= (a < 0.0 ? -a : 0.0) + log1p(ea);
+        *dhi = a >= 0.0 ? ea / (1.0 + ea) : 1.0 / (1.0 + ea);
     }
-    return em_ord_interval(c[k] - eta, c[k - 1] - eta, probit, dhi, dlo);
+    if (k > 0) { /* -softplus(b) and -σ(b) */
+        double b = c[k - 1] - eta, eb = exp(-fabs(b));
+        v -= (b > 0.0 ? b : 0.0) + log1p(eb);
+        *dlo = -(b >= 0.0 ? 1.0 / (1.0 + eb) : eb / (1.0 + eb));
+    }
+    if (k > 0 && k < K - 1) {
+        double lg = gap ? gap[2 * k] : em_math_log1m_exp(c[k - 1] - c[k]);
+        double ig = gap ? gap[2 * k + 1] : 1.0 / expm1(c[k] - c[k - 1]);
+        v += lg;
+        *dhi += ig;
+        *dlo -= ig;
+    }
+    return v;
 }
 
 /* ---- reparameterised draws of univariate families ------------------------------------- */
