@@ -89,6 +89,24 @@ static void fill_x(const glm_ctx *c, double *x) {
     if (c->kind == 0) tu_fill_uniform(x + off, c->vec_sigma ? NR : 1, 0.7, 2.0, 85);
 }
 
+/* f at x built twice, with ctx fused and unfused: the same value (1e-12) and gradients. */
+static void assert_fused_matches(tu_tape_fn f, void *fused, void *unfused, const double *x, size_t nx, double gtol) {
+    em_tape *t1 = em_tape_create(), *t2 = em_tape_create();
+    em_var l1[4], l2[4];
+    size_t n1, n2;
+    em_var o1 = f(t1, x, nx, l1, &n1, fused), o2 = f(t2, x, nx, l2, &n2, unfused);
+    if (em_tape_status(t1) || em_tape_status(t2)) fail_msg("%s / %s", em_tape_error(t1)->msg, em_tape_error(t2)->msg);
+    tu_assert_close(em_value_scalar(t1, o1), em_value_scalar(t2, o2), 1e-12, 0);
+    assert_int_equal(em_backward(t1, o1), EM_OK);
+    assert_int_equal(em_backward(t2, o2), EM_OK);
+    for (size_t k = 0; k < n1; k++) {
+        const double *g1 = em_adjoint(t1, l1[k]), *g2 = em_adjoint(t2, l2[k]);
+        for (size_t i = 0; i < em_len(t1, l1[k]); i++) tu_assert_close(g1[i], g2[i], gtol, 1e-12);
+    }
+    em_tape_destroy(t1);
+    em_tape_destroy(t2);
+}
+
 static void test_glm_matches_unfused(void **state) {
     (void)state;
     setup_data();
@@ -102,21 +120,7 @@ static void test_glm_matches_unfused(void **state) {
                     double x[3 * NR + NC];
                     size_t nx = glm_nx(&c);
                     fill_x(&c, x);
-                    em_tape *t1 = em_tape_create(), *t2 = em_tape_create();
-                    em_var l1[4], l2[4];
-                    size_t n1, n2;
-                    em_var o1 = glm_fn(t1, x, nx, l1, &n1, &c), o2 = glm_fn(t2, x, nx, l2, &n2, &u);
-                    if (em_tape_status(t1) || em_tape_status(t2))
-                        fail_msg("kind %d: %s / %s", kind, em_tape_error(t1)->msg, em_tape_error(t2)->msg);
-                    tu_assert_close(em_value_scalar(t1, o1), em_value_scalar(t2, o2), 1e-12, 0);
-                    assert_int_equal(em_backward(t1, o1), EM_OK);
-                    assert_int_equal(em_backward(t2, o2), EM_OK);
-                    for (size_t k = 0; k < n1; k++) {
-                        const double *g1 = em_adjoint(t1, l1[k]), *g2 = em_adjoint(t2, l2[k]);
-                        for (size_t i = 0; i < em_len(t1, l1[k]); i++) tu_assert_close(g1[i], g2[i], 1e-11, 1e-12);
-                    }
-                    em_tape_destroy(t1);
-                    em_tape_destroy(t2);
+                    assert_fused_matches(glm_fn, &c, &u, x, nx, 1e-11);
                     char label[64];
                     snprintf(label, sizeof label, "GLM kind %d alpha %d sigma %d y %d", kind, va, vs, yl);
                     tu_check_gradient(glm_fn, x, nx, &c, 1e-6, 1e-6, 1e-7, label);
@@ -356,22 +360,8 @@ static void test_glm_offsets_and_one_pass_kernels(void **state) {
                         double x[NR * NC + 2 * NR + NC + 3];
                         size_t nx = glm2_nx(&c);
                         glm2_fill(&c, x);
-                        em_tape *t1 = em_tape_create(), *t2 = em_tape_create();
-                        em_var l1[4], l2[4];
-                        size_t n1, n2;
-                        em_var o1 = glm2_fn(t1, x, nx, l1, &n1, &c), o2 = glm2_fn(t2, x, nx, l2, &n2, &u);
-                        if (em_tape_status(t1) || em_tape_status(t2))
-                            fail_msg("kind %d: %s / %s", kind, em_tape_error(t1)->msg, em_tape_error(t2)->msg);
-                        tu_assert_close(em_value_scalar(t1, o1), em_value_scalar(t2, o2), 1e-12, 0);
-                        assert_int_equal(em_backward(t1, o1), EM_OK);
-                        assert_int_equal(em_backward(t2, o2), EM_OK);
-                        for (size_t k = 0; k < n1; k++) {
-                            const double *g1 = em_adjoint(t1, l1[k]), *g2 = em_adjoint(t2, l2[k]);
-                            for (size_t i = 0; i < em_len(t1, l1[k]); i++) tu_assert_close(g1[i], g2[i], 1e-12, 1e-12);
-                        }
-                        em_tape_destroy(t1);
-                        em_tape_destroy(t2);
-                        char label[80];
+                        assert_fused_matches(glm2_fn, &c, &u, x, nx, 1e-12);
+                        char label[128];
                         snprintf(label, sizeof label, "GLM kind %d alpha %d par %d offset %d X leaf %d", kind, va, vp, of,
                                  xl);
                         tu_check_gradient(glm2_fn, x, nx, &c, 1e-6, 1e-6, 1e-7, label);

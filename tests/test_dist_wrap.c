@@ -280,6 +280,11 @@ static void test_truncated_gradients(void **state) {
     }
 }
 
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
 /* Normal(1, 2) truncated to [0, inf): draws inside, mean μ + σφ(a)/(1 - Φ(a)), a = -μ/σ;
  * a lognormal cut to (0, 0.5], where most of the base's mass is outside */
 static void test_truncated_sampling(void **state) {
@@ -303,13 +308,77 @@ static void test_truncated_sampling(void **state) {
     em_dist dl = em_truncated(t, &ln, 0.0, 0.5);
     assert_int_equal(em_dist_sample(&dl, r, x, 1000, &e), EM_OK);
     for (size_t i = 0; i < 1000; i++) assert_true(x[i] > 0.0 && x[i] <= 0.5);
-    /* almost no mass inside: an error, not an endless loop */
-    em_dist far = em_truncated(t, &base, 30.0, 31.0);
-    assert_int_equal(em_dist_sample(&far, r, x, 10, &e), EM_ERR_DOMAIN);
-    assert_non_null(strstr(e.msg, "Truncated Normal sample: 10 of 10 elements found no draw inside the bounds"));
+    /* almost no mass inside: drawn by inverting the CDF, with the right distribution (the
+     * conditional CCDF of the draws, Q(x)/Q(30) for Normal(1, 2) above 30, uniform) */
+    em_dist far = em_truncated(t, &base, 30.0, INFINITY);
+    assert_int_equal(em_dist_sample(&far, r, x, 2000, &e), EM_OK);
+    double lq30 = log(gsl_cdf_gaussian_Q(29.0, 2.0)), ks = 0.0;
+    for (size_t i = 0; i < 2000; i++) assert_true(x[i] >= 30.0);
+    qsort(x, 2000, sizeof *x, cmp_double);
+    for (size_t i = 0; i < 2000; i++) {
+        double u = 1.0 - exp(log(gsl_cdf_gaussian_Q(x[i] - 1.0, 2.0)) - lq30);
+        ks = fmax(ks, fmax(fabs(u - (double)i / 2000.0), fabs(u - (double)(i + 1) / 2000.0)));
+    }
+    assert_true(ks < 1.95 / sqrt(2000.0)); /* KS at alpha = 1e-3 */
+    em_dist box = em_truncated(t, &base, -12.0, -11.5);
+    assert_int_equal(em_dist_sample(&box, r, x, 200, &e), EM_OK);
+    for (size_t i = 0; i < 200; i++) assert_true(x[i] >= -12.0 && x[i] <= -11.5);
     em_rng_destroy(r);
     free(x);
     em_tape_destroy(t);
+}
+
+/* ---- in a model: a truncated prior, a truncated and a censored observe site -------------------- */
+
+static const double YT[5] = {0.3, 1.2, 0.8, 1.9, 0.1};
+static const double CENS5[5] = {0, 1, 0, -1, 2}, UP5[5] = {0, 0, 0, 0, 0.9};
+
+static void wrap_model(em_model *m, const void *arg) {
+    (void)arg;
+    em_var mu = em_sample(m, "mu", em_normal(m, 0.5, 1.0));
+    em_dist sp = em_normal(m, 1.0, 1.0);
+    em_var sigma = em_sample(m, "sigma", em_truncated(m, &sp, 0.0, INFINITY)); /* a lower-truncated prior */
+    em_dist lik = em_normal(m, mu, sigma);
+    em_observe(m, "y", em_truncated(m, &lik, 0.0, 2.0), YT, 5);
+    em_observe(m, "yc", em_censored(&lik, CENS5, UP5, 5), YT, 5);
+}
+
+static void test_model_sites(void **state) {
+    (void)state;
+    em_error err = {0};
+    em_predictive *pr = NULL;
+    em_predictive_options opt = {.seed = 7};
+    em_status st = em_predictive_prior(wrap_model, NULL, 300, &opt, &pr, &err);
+    if (st != EM_OK) fail_msg("prior predictive: %s", err.msg);
+    const em_pred_site *y = em_predictive_site(pr, "y"), *sg = em_predictive_site(pr, "sigma");
+    assert_non_null(y);
+    assert_non_null(sg);
+    for (size_t i = 0; i < 300 * 5; i++) assert_true(y->draws[i] >= 0.0 && y->draws[i] <= 2.0);
+    for (size_t i = 0; i < 300; i++) assert_true(sg->draws[i] > 0.0);
+    em_predictive_free(pr);
+    /* the density: sigma on the log scale (the support is (0, inf)), every term by hand */
+    em_logdensity *ld = em_logdensity_from_model(wrap_model, NULL, NULL, &err);
+    assert_non_null(ld);
+    assert_int_equal(em_logdensity_dim(ld), 2);
+    double th[2] = {0.4, log(0.7)}, lp, g[2];
+    assert_int_equal(em_logdensity_eval(ld, th, &lp, g, &err), EM_OK);
+    double mu = 0.4, s = 0.7, want = log(gsl_ran_gaussian_pdf(mu - 0.5, 1.0));
+    want += log(gsl_ran_gaussian_pdf(s - 1.0, 1.0)) - log(gsl_cdf_gaussian_Q(-1.0, 1.0)) + log(s);
+    double z = log(gsl_cdf_gaussian_P(2.0 - mu, s) - gsl_cdf_gaussian_P(-mu, s));
+    for (int i = 0; i < 5; i++) {
+        want += log(gsl_ran_gaussian_pdf(YT[i] - mu, s)) - z;
+        double d = YT[i] - mu;
+        want += CENS5[i] == 0    ? log(gsl_ran_gaussian_pdf(d, s))
+                : CENS5[i] == 1  ? log(gsl_cdf_gaussian_Q(d, s))
+                : CENS5[i] == -1 ? log(gsl_cdf_gaussian_P(d, s))
+                                 : log(gsl_cdf_gaussian_P(UP5[i] - mu, s) - gsl_cdf_gaussian_P(d, s));
+    }
+    tu_assert_close(lp, want, 1e-12, 0);
+    /* a second point: the replayed tape gives the density there too */
+    double th2[2] = {-0.2, log(1.3)}, lp2, g2[2];
+    assert_int_equal(em_logdensity_eval(ld, th2, &lp2, g2, &err), EM_OK);
+    assert_true(isfinite(lp2) && lp2 != lp);
+    em_logdensity_destroy(ld);
 }
 
 int main(void) {
@@ -318,7 +387,7 @@ int main(void) {
         cmocka_unit_test(test_mixture_sampling_and_errors), cmocka_unit_test(test_censored_values),
         cmocka_unit_test(test_censored_gradients),  cmocka_unit_test(test_censored_errors),
         cmocka_unit_test(test_truncated_values_and_support), cmocka_unit_test(test_truncated_gradients),
-        cmocka_unit_test(test_truncated_sampling),
+        cmocka_unit_test(test_truncated_sampling),  cmocka_unit_test(test_model_sites),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

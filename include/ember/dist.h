@@ -18,6 +18,11 @@
  * (n a multiple of m) is tiled. A moment that does not exist (Cauchy's mean, StudentT's variance
  * for df <= 2) is reported as NaN (undefined) or inf (infinite).
  *
+ * Beyond the density: log CDFs and CCDFs with gradients (em_dist_log_cdf / em_dist_log_ccdf),
+ * the per-element terms of either (em_dist_pointwise), and families built from others on them:
+ * finite mixtures, censored sites (brms's cens()) and truncated ones (brms's trunc()), in
+ * dist_wrap.c.
+ *
  * Multivariate layouts: an MVNormal value is one or more K-vectors end to end (loc of length K,
  * or one loc per event); an LKJCholesky value is one or more row-major K×K factors (K is kept
  * in em_dist.data_len); a Dirichlet value is one or more K-simplexes. The gradient with respect
@@ -216,8 +221,8 @@ em_dist em_dist_censored(const em_dist *base, const double *cens, const double *
  * 0.0, INFINITY) is a generic lower-truncated prior. Bounds are scalars or one per element and
  * may be parameters (a model with such bounds is run at every evaluation, not replayed). The
  * support is the base's cut to constant scalar bounds (LOWER, UPPER or INTERVAL), so a latent
- * site gets the matching transform. Draws are the base's, redrawn until inside (an error if
- * 10^4 rounds leave an element outside); mean and variance are not available. */
+ * site gets the matching transform. Draws are the base's, redrawn until inside, or where the
+ * bounds keep little of its mass by inverting its CDF; mean and variance are not available. */
 em_dist em_dist_truncated(const em_dist *base, em_var lb, em_var ub);
 #define em_mixture(c, w, comps, K) em_dist_mixture(EM_T(c), (w), (comps), (K))
 #define em_censored(d, cens, upper, n) em_dist_censored((d), (cens), (upper), (n))
@@ -297,6 +302,15 @@ em_dist em_dist_ordered_logistic_glm(em_tape *t, em_var X, em_var beta, em_var c
 #define em_normal_id_glm(c, X, a, b, s) em_dist_normal_id_glm(EM_T(c), (X), EM_V(c, a), (b), EM_V(c, s))
 #define em_bernoulli_logit_glm(c, X, a, b) em_dist_bernoulli_logit_glm(EM_T(c), (X), EM_V(c, a), (b))
 #define em_poisson_log_glm(c, X, a, b) em_dist_poisson_log_glm(EM_T(c), (X), EM_V(c, a), (b))
+#define em_normal_id_glm_offset(c, X, a, b, s, off) \
+    em_dist_normal_id_glm_offset(EM_T(c), (X), EM_V(c, a), (b), EM_V(c, s), (off))
+#define em_bernoulli_logit_glm_offset(c, X, a, b, off) em_dist_bernoulli_logit_glm_offset(EM_T(c), (X), EM_V(c, a), (b), (off))
+#define em_poisson_log_glm_offset(c, X, a, b, off) em_dist_poisson_log_glm_offset(EM_T(c), (X), EM_V(c, a), (b), (off))
+#define em_neg_binomial2_log_glm(c, X, a, b, phi, off) \
+    em_dist_neg_binomial2_log_glm(EM_T(c), (X), EM_V(c, a), (b), EM_V(c, phi), (off))
+#define em_gamma_log_glm(c, X, a, b, shape, off) \
+    em_dist_gamma_log_glm(EM_T(c), (X), EM_V(c, a), (b), EM_V(c, shape), (off))
+#define em_ordered_logistic_glm(c, X, b, cuts, off) em_dist_ordered_logistic_glm(EM_T(c), (X), (b), (cuts), (off))
 
 #ifdef __cplusplus
 }

@@ -914,14 +914,17 @@ static void sum_forward(em_tape *t, em_node *o) {
     o->val[0] = sum_vec(na->val, na->n);
 }
 
-em_var em_op_sum(em_tape *t, em_var a) {
+/* A scalar node computed from a by forward (a reduction). */
+static em_var reduction_node(em_tape *t, em_var a, em_backward_fn backward, em_forward_fn forward) {
     em_var out;
-    em_node *o = em_node_new(t, 1, 1, &a, 1, sum_backward, &out);
+    em_node *o = em_node_new(t, 1, 1, &a, 1, backward, &out);
     if (!o) return EM_VAR_INVALID;
-    o->forward = sum_forward;
-    sum_forward(t, o);
+    o->forward = forward;
+    forward(t, o);
     return out;
 }
+
+em_var em_op_sum(em_tape *t, em_var a) { return reduction_node(t, a, sum_backward, sum_forward); }
 
 /* log Σ e^{x_i} = m + log Σ e^{x_i - m} with m the largest element, so no term overflows and
  * the largest contributes exactly 1; -inf when every element is -inf, +inf when one is. The
@@ -955,14 +958,7 @@ static void log_sum_exp_forward(em_tape *t, em_node *o) {
     o->val[0] = m + log(s);
 }
 
-em_var em_op_log_sum_exp(em_tape *t, em_var a) {
-    em_var out;
-    em_node *o = em_node_new(t, 1, 1, &a, 1, log_sum_exp_backward, &out);
-    if (!o) return EM_VAR_INVALID;
-    o->forward = log_sum_exp_forward;
-    log_sum_exp_forward(t, o);
-    return out;
-}
+em_var em_op_log_sum_exp(em_tape *t, em_var a) { return reduction_node(t, a, log_sum_exp_backward, log_sum_exp_forward); }
 
 /* c·src's value on to in's adjoint: as a view when src is an op (its value is tape memory; a
  * leaf's or a constant's may be the caller's) */

@@ -11,6 +11,8 @@
 
 #include <gsl/gsl_rng.h>
 
+#include "internal/mathx.h"
+
 static size_t ev_one(const em_dist *d) { (void)d; return 1; }
 
 static em_dist invalid_dist(em_tape *t) {
@@ -377,9 +379,46 @@ static em_var truncated_lp(const em_dist *d, em_var x) {
     return em_op_sub(t, em_dist_log_prob(b, x), z);
 }
 
-/* Draws of the base kept when inside [lb, ub], redrawn otherwise: exact, and fast unless the
- * truncation keeps little of the base's mass (then it gives up with an error rather than spin). */
-#define EM_TRUNC_MAX_ROUNDS 10000
+/* One draw of element i by inverting the base's CDF inside [lo, hi], for a truncation that keeps
+ * too little of the base's mass for redrawing: with u uniform, the point where the tail
+ * T = F (or 1 - F, whichever side the interval lies on: no tail near 1 is ever inverted) takes
+ * (1 - u)·T(lo) + u·T(hi), found in logs by bisection (an infinite end is bracketed by doubling
+ * steps). The log CDFs are evaluated on a scratch tape, with element i's parameters. */
+static em_status truncated_invert(const em_dist *base, size_t i, double lo, double hi, em_rng *r, double *out,
+                                  em_error *err) {
+    em_tape *t2 = em_tape_create();
+    if (!t2) return em_error_set(err, EM_ERR_NOMEM, "Truncated sample: out of memory");
+    em_var p[4];
+    for (int k = 0; k < base->ops->nparams; k++) p[k] = em_scalar(t2, em_pv(base->tape, base->p[k], i));
+    em_dist b = em_dist_make(t2, base->ops, p, base->ops->nparams);
+    double mid = lo > -INFINITY && hi < INFINITY ? 0.5 * (lo + hi) : lo > -INFINITY ? lo : hi;
+    int upper = em_value_scalar(t2, em_dist_log_cdf(&b, em_scalar(t2, mid))) > -0.69314718055994531;
+#define TAIL(x) em_value_scalar(t2, upper ? em_dist_log_ccdf(&b, em_scalar(t2, (x))) : em_dist_log_cdf(&b, em_scalar(t2, (x))))
+    double u = gsl_rng_uniform_pos(r), tlo = TAIL(lo), thi = TAIL(hi);
+    double target = em_math_log_sum_exp2(tlo + log1p(-u), thi + log(u));
+    /* the tail decreases in x when upper, increases otherwise: "past" means beyond the target */
+    double a = lo, z = hi, w = 1.0;
+    if (a == -INFINITY)
+        for (a = z - w; upper ? TAIL(a) < target : TAIL(a) > target; w *= 2.0) a = z - 2.0 * w;
+    if (z == INFINITY)
+        for (z = a + w; upper ? TAIL(z) > target : TAIL(z) < target; w *= 2.0) z = a + 2.0 * w;
+    for (int it = 0; it < 200 && z - a > 4e-16 * fmax(fabs(a), fabs(z)); it++) {
+        double m = 0.5 * (a + z), v = TAIL(m);
+        if (upper ? v > target : v < target) a = m;
+        else z = m;
+    }
+#undef TAIL
+    em_status st = em_tape_status(t2);
+    if (st != EM_OK) em_error_set(err, st, "Truncated sample: %s", em_tape_error(t2)->msg);
+    *out = fmin(fmax(0.5 * (a + z), lo), hi);
+    em_tape_destroy(t2);
+    return st;
+}
+
+/* Draws of the base kept when inside [lb, ub], redrawn otherwise: exact and fast while the
+ * truncation keeps much of the base's mass; an element still outside after a few rounds is drawn
+ * by inverting the CDF (truncated_invert). */
+#define EM_TRUNC_ROUNDS 32
 static em_status truncated_sample(const em_dist *d, em_rng *r, double *out, size_t n, em_error *err) {
     const trunc_impl *tr = d->impl;
     const em_node *lb = em_node_get(d->tape, tr->lb), *ub = em_node_get(d->tape, tr->ub);
@@ -388,7 +427,7 @@ static em_status truncated_sample(const em_dist *d, em_rng *r, double *out, size
     em_status st = EM_OK;
     if (!buf || !done) st = em_error_set(err, EM_ERR_NOMEM, "Truncated sample: out of memory");
     size_t left = n;
-    for (int round = 0; st == EM_OK && left && round < EM_TRUNC_MAX_ROUNDS; round++) {
+    for (int round = 0; st == EM_OK && left && round < EM_TRUNC_ROUNDS; round++) {
         st = em_dist_sample(&tr->base, r, buf, n, err);
         for (size_t i = 0; st == EM_OK && i < n; i++) {
             double lo = lb->val[lb->n == 1 ? 0 : i % lb->n], hi = ub->val[ub->n == 1 ? 0 : i % ub->n];
@@ -399,10 +438,10 @@ static em_status truncated_sample(const em_dist *d, em_rng *r, double *out, size
             }
         }
     }
-    if (st == EM_OK && left)
-        st = em_error_set(err, EM_ERR_DOMAIN,
-                          "Truncated %s sample: %zu of %zu elements found no draw inside the bounds in %d tries",
-                          tr->base.ops->name, left, n, EM_TRUNC_MAX_ROUNDS);
+    for (size_t i = 0; st == EM_OK && left && i < n; i++)
+        if (!done[i])
+            st = truncated_invert(&tr->base, i, lb->val[lb->n == 1 ? 0 : i % lb->n], ub->val[ub->n == 1 ? 0 : i % ub->n],
+                                  r, out + i, err);
     free(buf);
     free(done);
     return st;
