@@ -23,6 +23,11 @@ static em_dist mk_cauchy(em_tape *t, const em_var *p) { return em_dist_cauchy(t,
 static em_dist mk_student_t(em_tape *t, const em_var *p) { return em_dist_student_t(t, p[0], p[1], p[2]); }
 static em_dist mk_laplace(em_tape *t, const em_var *p) { return em_dist_laplace(t, p[0], p[1]); }
 static em_dist mk_logistic(em_tape *t, const em_var *p) { return em_dist_logistic(t, p[0], p[1]); }
+static em_dist mk_half_normal(em_tape *t, const em_var *p) { return em_dist_half_normal(t, p[0]); }
+static em_dist mk_half_cauchy(em_tape *t, const em_var *p) { return em_dist_half_cauchy(t, p[0]); }
+static em_dist mk_uniform(em_tape *t, const em_var *p) { return em_dist_uniform(t, p[0], p[1]); }
+static em_dist mk_inv_gamma(em_tape *t, const em_var *p) { return em_dist_inv_gamma(t, p[0], p[1]); }
+static em_dist mk_half_t(em_tape *t, const em_var *p) { return em_dist_half_student_t(t, p[0], p[1]); }
 
 /* GSL's lower tail P and upper tail Q at x */
 static double P_normal(double x, const double *p, int q) {
@@ -57,6 +62,22 @@ static double P_logistic(double x, const double *p, int q) {
     return q ? gsl_cdf_logistic_Q(x - p[0], p[1]) : gsl_cdf_logistic_P(x - p[0], p[1]);
 }
 
+static double P_half_normal(double x, const double *p, int q) {
+    return q ? 2.0 * gsl_cdf_gaussian_Q(x, p[0]) : 1.0 - 2.0 * gsl_cdf_gaussian_Q(x, p[0]);
+}
+static double P_half_cauchy(double x, const double *p, int q) {
+    return q ? 2.0 * gsl_cdf_cauchy_Q(x, p[0]) : 1.0 - 2.0 * gsl_cdf_cauchy_Q(x, p[0]);
+}
+static double P_uniform(double x, const double *p, int q) {
+    return q ? gsl_cdf_flat_Q(x, p[0], p[1]) : gsl_cdf_flat_P(x, p[0], p[1]);
+}
+static double P_inv_gamma(double x, const double *p, int q) { /* 1/X ~ Gamma(shape, rate scale) */
+    return q ? gsl_cdf_gamma_P(1.0 / x, p[0], 1.0 / p[1]) : gsl_cdf_gamma_Q(1.0 / x, p[0], 1.0 / p[1]);
+}
+static double P_half_t(double x, const double *p, int q) {
+    return q ? 2.0 * gsl_cdf_tdist_Q(x / p[1], p[0]) : 1.0 - 2.0 * gsl_cdf_tdist_Q(x / p[1], p[0]);
+}
+
 typedef struct {
     const char *name;
     mk_fn mk;
@@ -77,6 +98,11 @@ static const family families[] = {
     {"StudentT", mk_student_t, P_student_t, 3, {0.7, -2, 0.5}, {30, 2, 3}, -20, 20},
     {"Laplace", mk_laplace, P_laplace, 2, {-2, 0.5}, {2, 3}, -10, 10},
     {"Logistic", mk_logistic, P_logistic, 2, {-2, 0.5}, {2, 3}, -30, 30},
+    {"HalfNormal", mk_half_normal, P_half_normal, 1, {0.5}, {3}, 0.01, 6},
+    {"HalfCauchy", mk_half_cauchy, P_half_cauchy, 1, {0.5}, {3}, 0.01, 30},
+    {"Uniform", mk_uniform, P_uniform, 2, {-3, 1}, {-1.5, 3}, -1.4, 0.9},
+    {"InverseGamma", mk_inv_gamma, P_inv_gamma, 2, {0.5, 0.3}, {5, 3}, 0.05, 12},
+    {"HalfStudentT", mk_half_t, P_half_t, 2, {0.7, 0.5}, {30, 3}, 0.01, 15},
 };
 #define NFAM (sizeof families / sizeof families[0])
 
@@ -303,11 +329,11 @@ static void test_errors(void **state) {
     assert_non_null(strstr(em_tape_error(t)->msg, "Gamma: value[1] = nan"));
 
     em_tape_reset(t);
-    d = em_dist_half_normal(t, em_scalar(t, 1.0)); /* no CDF yet */
+    d = em_dist_poisson(t, em_scalar(t, 1.0)); /* no CDF yet */
     lp = em_dist_log_cdf(&d, em_scalar(t, 0.5));
     assert_false(em_var_ok(lp));
     assert_int_equal(em_tape_status(t), EM_ERR_ARG);
-    assert_non_null(strstr(em_tape_error(t)->msg, "HalfNormal: log_cdf is not available"));
+    assert_non_null(strstr(em_tape_error(t)->msg, "Poisson: log_cdf is not available"));
     em_tape_destroy(t);
 }
 

@@ -125,7 +125,8 @@ em_status em_dist_variance(const em_dist *d, double *out, size_t n, em_error *er
  * ±inf (log CDF -inf below the support, 0 above; the CCDF the other way round); a NaN x or an
  * invalid parameter records EM_ERR_DOMAIN as for log_prob. Both tails are computed without
  * forming 1 - F (Normal: log Φ(-40) = -804.6, not -inf). A family without CDFs records
- * EM_ERR_ARG. Available for the continuous univariate families; gradients in a shape parameter
+ * EM_ERR_ARG. Available for the continuous univariate families (not SkewNormal, BetaProportion,
+ * GammaMean yet) and not for discrete ones; gradients in a shape parameter
  * of Gamma, Beta and StudentT come from differences of GSL's incomplete gamma / beta functions
  * with one Richardson step (relative accuracy about 1e-9; see dist_continuous.c). */
 em_var em_dist_log_cdf(const em_dist *d, em_var x);

@@ -14,6 +14,9 @@
 #ifndef M_PI
 #define M_PI 3.14159265358979323846
 #endif
+#ifndef M_SQRT1_2
+#define M_SQRT1_2 0.70710678118654752440
+#endif
 #ifndef M_SQRT2
 #define M_SQRT2 1.41421356237309504880
 #endif
@@ -312,9 +315,28 @@ SAMPLE_FN(half_normal_sample, half_normal_desc, fabs(gsl_ran_gaussian_ziggurat(r
 MOMENT_FN(half_normal_mean, half_normal_desc, P(d, 0, i) * M_SQRT2 / sqrt(M_PI))
 MOMENT_FN(half_normal_var, half_normal_desc, P(d, 0, i) * P(d, 0, i) * (1.0 - 2.0 / M_PI))
 RSAMPLE_FN(half_normal_rs, half_normal_desc, fabs(gsl_ran_gaussian_ziggurat(r, 1.0)), a * eps, eps, 0.0)
-POINTWISE_FN(half_normal_pw, half_normal_lp_pw, NULL, NULL)
+/* F = erf(z/√2), z = x/scale (accurate near 0, where 2Φ(z) - 1 would cancel), through
+ * log1p(-erfc) above z = 1; 1 - F = 2Φ(-z), so the CCDF is log 2 + log Φ(-z). */
+static const uv_desc half_normal_cdf_desc = {"HalfNormal", 1, {"scale"}, {EM_PK_POS}, EM_PK_NOT_NAN, "[-inf, inf]",
+                                             0u, 1};
+static inline double half_normal_cdf(double x, const double *p, unsigned need, double *dx, double *dp, int upper) {
+    double is = 1.0 / p[0], z = x * is, lt, dz;
+    if (upper) {
+        lt = EM_LOG_2 + em_math_log_Phi(-z);
+        dz = -em_math_dlog_Phi(-z);
+    } else {
+        double u = z * M_SQRT1_2;
+        lt = z < 1.0 ? log(erf(u)) : log1p(-erfc(u));
+        dz = exp(EM_LOG_2 - 0.5 * z * z - EM_LOG_SQRT_2PI - lt); /* 2φ(z)/F */
+    }
+    *dx = dz * is;
+    dp[0] = -dz * z * is;
+    return lt;
+}
+CDF_FNS(half_normal, 0.0, INFINITY)
+POINTWISE_FN(half_normal_pw, half_normal_lp_pw, half_normal_lcdf_pw, half_normal_lccdf_pw)
 FAMILY_OPS(em_ops_half_normal, half_normal_desc, 1, sup_pos, half_normal_lp, half_normal_sample, half_normal_rs,
-           half_normal_mean, half_normal_var, NULL, NULL, half_normal_pw)
+           half_normal_mean, half_normal_var, half_normal_lcdf, half_normal_lccdf, half_normal_pw)
 em_dist em_dist_half_normal(em_tape *t, em_var scale) { return em_dist_make(t, &em_ops_half_normal, &scale, 1); }
 
 /* ---- LogNormal(loc, scale) ---------------------------------------------------------------------- */
@@ -384,9 +406,28 @@ SAMPLE_FN(uniform_sample, uniform_desc, gsl_ran_flat(r, P(d, 0, i), P(d, 1, i)))
 MOMENT_FN(uniform_mean, uniform_desc, 0.5 * (P(d, 0, i) + P(d, 1, i)))
 MOMENT_FN(uniform_var, uniform_desc, (P(d, 1, i) - P(d, 0, i)) * (P(d, 1, i) - P(d, 0, i)) / 12.0)
 RSAMPLE_FN(uniform_rs, uniform_desc, gsl_rng_uniform(r), a + (b - a) * eps, 1.0 - eps, eps)
-POINTWISE_FN(uniform_pw, uniform_lp_pw, NULL, NULL)
+/* log((x - lo)/(hi - lo)) and log((hi - x)/(hi - lo)) */
+static const uv_desc uniform_cdf_desc = {"Uniform", 2, {"lo", "hi"}, {EM_PK_REAL, EM_PK_GT_P0}, EM_PK_NOT_NAN,
+                                         "[-inf, inf]", 0u, 1};
+static inline double uniform_cdf(double x, const double *p, unsigned need, double *dx, double *dp, int upper) {
+    double iw = 1.0 / (p[1] - p[0]);
+    if (upper) {
+        double ih = 1.0 / (p[1] - x);
+        *dx = -ih;
+        dp[0] = iw;
+        dp[1] = ih - iw;
+        return log((p[1] - x) * iw);
+    }
+    double il = 1.0 / (x - p[0]);
+    *dx = il;
+    dp[0] = iw - il;
+    dp[1] = -iw;
+    return log((x - p[0]) * iw);
+}
+CDF_FNS(uniform, p[0], p[1])
+POINTWISE_FN(uniform_pw, uniform_lp_pw, uniform_lcdf_pw, uniform_lccdf_pw)
 FAMILY_OPS(em_ops_uniform, uniform_desc, 1, uniform_support, uniform_lp, uniform_sample, uniform_rs, uniform_mean,
-           uniform_var, NULL, NULL, uniform_pw)
+           uniform_var, uniform_lcdf, uniform_lccdf, uniform_pw)
 em_dist em_dist_uniform(em_tape *t, em_var lo, em_var hi) {
     em_var p[2] = {lo, hi};
     return em_dist_make(t, &em_ops_uniform, p, 2);
@@ -497,9 +538,22 @@ MOMENT_FN(inv_gamma_mean, inv_gamma_desc, P(d, 0, i) > 1.0 ? P(d, 1, i) / (P(d, 
 MOMENT_FN(inv_gamma_var, inv_gamma_desc,
           P(d, 0, i) > 2.0 ? P(d, 1, i) * P(d, 1, i) / ((P(d, 0, i) - 1.0) * (P(d, 0, i) - 1.0) * (P(d, 0, i) - 2.0))
                            : (P(d, 0, i) > 1.0 ? INFINITY : NAN))
-POINTWISE_FN(inv_gamma_pw, inv_gamma_lp_pw, NULL, NULL)
+/* X = 1/Y with Y ~ Gamma(shape, rate = scale): P(X <= x) = Q(shape, scale/x), so the tails are
+ * Gamma's other tails at y = scale/x, with dy/dx = -y/x and dy/dscale = 1/x. */
+static const uv_desc inv_gamma_cdf_desc = {"InverseGamma", 2, {"shape", "scale"}, {EM_PK_POS, EM_PK_POS},
+                                           EM_PK_NOT_NAN, "[-inf, inf]", 0u, 1};
+static inline double inv_gamma_cdf(double x, const double *p, unsigned need, double *dx, double *dp, int upper) {
+    double y = p[1] / x, q[2] = {p[0], 1.0}, dy = 0.0, dq[2] = {0, 0};
+    double lt = gamma_cdf(y, q, need & 1u, &dy, dq, !upper);
+    *dx = -dy * y / x;
+    dp[0] = dq[0];
+    dp[1] = dy / x;
+    return lt;
+}
+CDF_FNS(inv_gamma, 0.0, INFINITY)
+POINTWISE_FN(inv_gamma_pw, inv_gamma_lp_pw, inv_gamma_lcdf_pw, inv_gamma_lccdf_pw)
 FAMILY_OPS(em_ops_inv_gamma, inv_gamma_desc, 0, sup_pos, inv_gamma_lp, inv_gamma_sample, NULL, inv_gamma_mean,
-           inv_gamma_var, NULL, NULL, inv_gamma_pw)
+           inv_gamma_var, inv_gamma_lcdf, inv_gamma_lccdf, inv_gamma_pw)
 em_dist em_dist_inv_gamma(em_tape *t, em_var shape, em_var scale) {
     em_var p[2] = {shape, scale};
     return em_dist_make(t, &em_ops_inv_gamma, p, 2);
@@ -615,9 +669,20 @@ SAMPLE_FN(half_cauchy_sample, half_cauchy_desc, fabs(gsl_ran_cauchy(r, P(d, 0, i
 MOMENT_FN(half_cauchy_mean, half_cauchy_desc, INFINITY)
 MOMENT_FN(half_cauchy_var, half_cauchy_desc, INFINITY)
 RSAMPLE_FN(half_cauchy_rs, half_cauchy_desc, fabs(gsl_ran_cauchy(r, 1.0)), a * eps, eps, 0.0)
-POINTWISE_FN(half_cauchy_pw, half_cauchy_lp_pw, NULL, NULL)
+/* F = (2/π)·atan(z), 1 - F = (2/π)·atan2(1, z), z = x/scale: each without cancellation */
+static const uv_desc half_cauchy_cdf_desc = {"HalfCauchy", 1, {"scale"}, {EM_PK_POS}, EM_PK_NOT_NAN, "[-inf, inf]",
+                                             0u, 1};
+static inline double half_cauchy_cdf(double x, const double *p, unsigned need, double *dx, double *dp, int upper) {
+    double is = 1.0 / p[0], z = x * is, at = upper ? atan2(1.0, z) : atan(z);
+    double dz = (upper ? -1.0 : 1.0) / ((1.0 + z * z) * at);
+    *dx = dz * is;
+    dp[0] = -dz * z * is;
+    return EM_LOG_2 - EM_LOG_PI + log(at);
+}
+CDF_FNS(half_cauchy, 0.0, INFINITY)
+POINTWISE_FN(half_cauchy_pw, half_cauchy_lp_pw, half_cauchy_lcdf_pw, half_cauchy_lccdf_pw)
 FAMILY_OPS(em_ops_half_cauchy, half_cauchy_desc, 1, sup_pos, half_cauchy_lp, half_cauchy_sample, half_cauchy_rs,
-           half_cauchy_mean, half_cauchy_var, NULL, NULL, half_cauchy_pw)
+           half_cauchy_mean, half_cauchy_var, half_cauchy_lcdf, half_cauchy_lccdf, half_cauchy_pw)
 em_dist em_dist_half_cauchy(em_tape *t, em_var scale) { return em_dist_make(t, &em_ops_half_cauchy, &scale, 1); }
 
 /* ---- StudentT(df, loc, scale) ---------------------------------------------------------------------------- */
