@@ -44,7 +44,7 @@ typedef struct {
     double *eta;    /* scratch of n rows for the general forward (r when not one-pass) */
     double *ym;     /* the normal one-pass kernel with an offset: y - offset (both data) */
     double *dcuts;  /* ordered: ∂lp/∂cutpoints */
-    double *gap;    /* ordered: the cutpoints' own terms (em_ord_logistic_gaps), 2K values */
+    double *gap;    /* ordered: the cutpoints' own terms (em_ord_logistic_gaps), EM_ORD_GAP·K values */
     double ysum;    /* negative binomial: Σ log y_i! (y is data) */
     double ylog;    /* Gamma: Σ log y_i */
     double *hist;   /* negative binomial: (count, rows with it) pairs over the distinct counts */
@@ -658,7 +658,7 @@ static em_var glm_lp(const em_dist *d, em_var value, glm_kind kind) {
         if (grad && ((al->adj && al->n > 1) || X->adj)) a->r = eta;
         if (grad && pn->adj && kind == GLM_ORDERED && !(a->dcuts = em_arena_alloc(ar, pn->n * sizeof(double))))
             return em_tape_fail(t, EM_ERR_NOMEM, "%s: out of memory", nm);
-        if (kind == GLM_ORDERED && !(a->gap = em_arena_alloc(ar, 2 * (pn->n + 1) * sizeof(double))))
+        if (kind == GLM_ORDERED && !(a->gap = em_arena_alloc(ar, EM_ORD_GAP * (pn->n + 1) * sizeof(double))))
             return em_tape_fail(t, EM_ERR_NOMEM, "%s: out of memory", nm);
         if (grad && pn->adj && kind != GLM_ORDERED && pn->n > 1 && !(a->dsigma = em_arena_alloc(ar, n * sizeof(double))))
             return em_tape_fail(t, EM_ERR_NOMEM, "%s: out of memory", nm);

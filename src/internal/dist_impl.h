@@ -323,13 +323,25 @@ static inline double em_ord_interval(double hi, double lo, int probit, double *d
 /* The logistic link in closed form: with a = c_k - η, b = c_{k-1} - η,
  *   σ(a) - σ(b) = σ(a)·σ(-b)·(1 - e^{b-a}),
  * so log P = -softplus(-a) - softplus(b) + log1m_exp(c_{k-1} - c_k): no difference of
- * probabilities at all, and the last term depends on the cutpoints alone (gap[2k] below, with
- * gap[2k+1] = 1/expm1(c_k - c_{k-1}) its derivative). ∂/∂a = σ(-a) + gap[2k+1], ∂/∂b = -σ(b) -
- * gap[2k+1]; the end categories keep only their one softplus. Two exp and two log1p a row. */
+ * probabilities at all, and the last term depends on the cutpoints alone. ∂/∂a = σ(-a) + g_k,
+ * ∂/∂b = -σ(b) - g_k with g_k = 1/expm1(c_k - c_{k-1}); the end categories keep only their one
+ * softplus. With A = e^{-a} = e^η·e^{-c_k} and B = e^b = e^{c_{k-1}}/e^η, the two softplus terms
+ * are one log1p(A + B + AB), and σ(-a) = A/(1 + A), σ(b) = B/(1 + B): one exp and one log1p a
+ * row, given the cutpoints' exponentials.
+ *
+ * gap (4 values per category k, from em_ord_logistic_gaps): log1m_exp(c_{k-1} - c_k), g_k,
+ * e^{c_k}, e^{-c_k}. Cutpoints beyond ±300 leave their exponentials at 0, and the rows fall back
+ * to the two-softplus form. */
+enum { EM_ORD_GAP = 4 };
 static inline void em_ord_logistic_gaps(const double *c, size_t K, double *gap) {
-    for (size_t k = 1; k + 1 < K; k++) {
-        gap[2 * k] = em_math_log1m_exp(c[k - 1] - c[k]);
-        gap[2 * k + 1] = 1.0 / expm1(c[k] - c[k - 1]);
+    for (size_t k = 0; k + 1 < K; k++) {
+        int ok = fabs(c[k]) < 300.0;
+        gap[EM_ORD_GAP * k + 2] = ok ? exp(c[k]) : 0.0;
+        gap[EM_ORD_GAP * k + 3] = ok ? exp(-c[k]) : 0.0;
+        if (k > 0) {
+            gap[EM_ORD_GAP * k] = em_math_log1m_exp(c[k - 1] - c[k]);
+            gap[EM_ORD_GAP * k + 1] = 1.0 / expm1(c[k] - c[k - 1]);
+        }
     }
 }
 
@@ -350,23 +362,30 @@ static inline double em_ord_term(size_t k, double eta, const double *c, size_t K
         }
         return em_ord_interval(c[k] - eta, c[k - 1] - eta, 1, dhi, dlo);
     }
-    double v = 0.0;
+    int mid = k > 0 && k < K - 1;
+    double lg = 0.0, ig = 0.0;
+    if (mid) {
+        lg = gap ? gap[EM_ORD_GAP * k] : em_math_log1m_exp(c[k - 1] - c[k]);
+        ig = gap ? gap[EM_ORD_GAP * k + 1] : 1.0 / expm1(c[k] - c[k - 1]);
+    }
+    if (gap && fabs(eta) < 300.0 && (k == K - 1 || gap[EM_ORD_GAP * k + 3] > 0.0) &&
+        (k == 0 || gap[EM_ORD_GAP * (k - 1) + 2] > 0.0)) {
+        double E = exp(eta), A = k < K - 1 ? E * gap[EM_ORD_GAP * k + 3] : 0.0;
+        double B = k > 0 ? gap[EM_ORD_GAP * (k - 1) + 2] / E : 0.0;
+        if (k < K - 1) *dhi = A / (1.0 + A) + ig;
+        if (k > 0) *dlo = -B / (1.0 + B) - ig;
+        return lg - log1p(A + B + A * B);
+    }
+    double v = lg;
     if (k < K - 1) { /* -softplus(-a) and σ(-a) from one exp */
         double a = c[k] - eta, ea = exp(-fabs(a));
         v -= (a < 0.0 ? -a : 0.0) + log1p(ea);
-        *dhi = a >= 0.0 ? ea / (1.0 + ea) : 1.0 / (1.0 + ea);
+        *dhi = (a >= 0.0 ? ea / (1.0 + ea) : 1.0 / (1.0 + ea)) + ig;
     }
     if (k > 0) { /* -softplus(b) and -σ(b) */
         double b = c[k - 1] - eta, eb = exp(-fabs(b));
         v -= (b > 0.0 ? b : 0.0) + log1p(eb);
-        *dlo = -(b >= 0.0 ? 1.0 / (1.0 + eb) : eb / (1.0 + eb));
-    }
-    if (k > 0 && k < K - 1) {
-        double lg = gap ? gap[2 * k] : em_math_log1m_exp(c[k - 1] - c[k]);
-        double ig = gap ? gap[2 * k + 1] : 1.0 / expm1(c[k] - c[k - 1]);
-        v += lg;
-        *dhi += ig;
-        *dlo -= ig;
+        *dlo = -(b >= 0.0 ? 1.0 / (1.0 + eb) : eb / (1.0 + eb)) - ig;
     }
     return v;
 }
