@@ -7,6 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <gsl/gsl_cdf.h>
+#include <gsl/gsl_randist.h>
+
 static const size_t SIZES[] = {1, 7, 1000};
 #define NSIZES (sizeof SIZES / sizeof SIZES[0])
 
@@ -62,6 +65,12 @@ static const unary_case UNARY[] = {
     {"log_sigmoid", em_op_log_sigmoid, -6, 6},
     {"lgamma", em_op_lgamma, 0.5, 6},
     {"digamma", em_op_digamma, 0.5, 6},
+    {"inv_logit", em_op_inv_logit, -6, 6},
+    {"log_inv_logit", em_op_log_inv_logit, -6, 6},
+    {"log1m_inv_logit", em_op_log1m_inv_logit, -6, 6},
+    {"log1m_exp", em_op_log1m_exp, -4, -0.1},
+    {"Phi", em_op_Phi, -4, 4},
+    {"log_Phi", em_op_log_Phi, -12, 6},
 };
 
 typedef struct {
@@ -183,6 +192,36 @@ static void test_binary_gradients(void **state) {
             }
 }
 
+/* log_sum_exp2 on operands of both signs and log_diff_exp with a > b, in the three broadcast
+ * forms: b's values are a's minus a positive gap (vector-scalar and scalar-vector take a's
+ * largest or smallest element so that a > b holds everywhere). */
+static void test_log_scale_binary_gradients(void **state) {
+    (void)state;
+    struct {
+        const char *name;
+        binop g;
+    } ops[] = {{"log_sum_exp2", em_op_log_sum_exp2}, {"log_diff_exp", em_op_log_diff_exp}};
+    char label[128];
+    for (size_t k = 0; k < 2; k++)
+        for (int form = 0; form < 3; form++)
+            for (size_t s = 0; s < NSIZES; s++) {
+                size_t n = SIZES[s];
+                size_t na = form == 2 ? 1 : n, nb = form == 1 ? 1 : n;
+                double *x = rnd(na + nb, -3, 3, 6000 + k * 100 + form * 10 + s);
+                double *w = rnd(n, -1, 1, 6100 + k * 100 + form * 10 + s);
+                double amin = x[0];
+                for (size_t i = 1; i < na; i++) amin = fmin(amin, x[i]);
+                if (k == 1)
+                    for (size_t i = 0; i < nb; i++)
+                        x[na + i] = (nb == 1 ? amin : x[na == 1 ? 0 : i]) - 0.2 - fabs(x[na + i]);
+                op_ctx c = {NULL, ops[k].g, form, n, w};
+                snprintf(label, sizeof label, "%s form %d n=%zu", ops[k].name, form, n);
+                tu_check_gradient(f_binary, x, na + nb, &c, FD_H, FD_RTOL, FD_ATOL, label);
+                free(x);
+                free(w);
+            }
+}
+
 /* x∘x with the same node on both sides: both adjoint contributions land in one array. */
 static em_var f_self_ops(em_tape *t, const double *x, size_t n, em_var *lv, size_t *nl, void *ctx) {
     const op_ctx *c = ctx;
@@ -280,6 +319,13 @@ static em_var f_reshape(em_tape *t, const double *x, size_t n, em_var *lv, size_
     return em_op_dot(t, em_const(t, c->w, n), r2);
 }
 
+static em_var f_log_sum_exp(em_tape *t, const double *x, size_t n, em_var *lv, size_t *nl, void *ctx) {
+    lv[0] = em_leaf(t, x, n);
+    *nl = 1;
+    /* scaled so that the terms span e^-60 .. e^60: the shift by the largest must work */
+    return em_op_log_sum_exp(t, em_op_mul(t, lv[0], em_scalar(t, 30.0)));
+}
+
 static void test_reduction_and_index_gradients(void **state) {
     (void)state;
     char label[128];
@@ -290,6 +336,8 @@ static void test_reduction_and_index_gradients(void **state) {
         tu_check_gradient(f_sum, x, n, NULL, FD_H, FD_RTOL, FD_ATOL, label);
         snprintf(label, sizeof label, "dot n=%zu", n);
         tu_check_gradient(f_dot, x, 2 * n, NULL, FD_H, FD_RTOL, FD_ATOL, label);
+        snprintf(label, sizeof label, "log_sum_exp n=%zu", n);
+        tu_check_gradient(f_log_sum_exp, x, n, NULL, FD_H, FD_RTOL, FD_ATOL, label);
 
         /* gather with repeated indices: adjoints must add up */
         size_t m = 2 * n + 1;
@@ -408,6 +456,94 @@ static void test_hard_inputs(void **state) {
     em_var (*p2)(em_tape *, em_var) = pow_2_5;
     value_grad(p2, 0.0, &v, &g);
     assert_true(v == 0.0 && g == 0.0);
+}
+
+/* The log-scale ops and Φ against GSL and closed forms on a grid that reaches the tails, and
+ * at points where the naive formula fails (references for log Φ from mpmath at 40 digits). */
+static void test_log_scale_values(void **state) {
+    (void)state;
+    double v, g;
+    for (double x = -37.0; x <= 8.0; x += 0.25) {
+        value_grad(em_op_Phi, x, &v, &g);
+        tu_assert_close(v, gsl_cdf_ugaussian_P(x), 1e-13, 0);
+        tu_assert_close(g, gsl_ran_ugaussian_pdf(x), 1e-13, 0);
+        value_grad(em_op_log_Phi, x, &v, &g);
+        /* the right tail's reference through Q: log(P) near 1 has only absolute accuracy */
+        tu_assert_close(v, x < 0 ? log(gsl_cdf_ugaussian_P(x)) : log1p(-gsl_cdf_ugaussian_Q(x)), 1e-13, 0);
+        tu_assert_close(g, gsl_ran_ugaussian_pdf(x) / gsl_cdf_ugaussian_P(x), 1e-12, 0);
+    }
+    value_grad(em_op_log_Phi, -40.0, &v, &g);
+    tu_assert_close(v, -804.60844201375378817, 1e-14, 0);
+    tu_assert_close(g, 40.024968847207263723, 1e-13, 0);
+    value_grad(em_op_log_Phi, -20.0, &v, &g);
+    tu_assert_close(v, -203.91715537109726394, 1e-14, 0);
+    tu_assert_close(g, 20.049753068527850542, 1e-13, 0);
+    value_grad(em_op_log_Phi, 10.0, &v, &g); /* log(1 - 7.6e-24): not rounded to 0 */
+    tu_assert_close(v, -7.6198530241605260704e-24, 1e-12, 0);
+    tu_assert_close(g, 7.6945986267064193463e-23, 1e-12, 0);
+    value_grad(em_op_log_Phi, -1e5, &v, &g);
+    assert_true(isfinite(v) && v < -4.9e9);
+    tu_assert_close(g, 1e5, 1e-9, 0);
+
+    for (double x = -30.0; x < 0.0; x += 0.37) {
+        value_grad(em_op_log1m_exp, x, &v, &g);
+        tu_assert_close(v, log1p(-exp(x)), 1e-14, 1e-300);
+        tu_assert_close(g, -exp(x) / (1.0 - exp(x)), 1e-13, 1e-300);
+    }
+    value_grad(em_op_log1m_exp, -1e-20, &v, &g); /* log(1 - e^-1e-20) = log(1e-20) */
+    tu_assert_close(v, log(1e-20), 1e-15, 0);
+    tu_assert_close(g, -1e20, 1e-12, 0);
+    value_grad(em_op_log1m_exp, -50.0, &v, &g);
+    tu_assert_close(v, -exp(-50.0), 1e-14, 0);
+    value_grad(em_op_log1m_exp, 0.0, &v, &g);
+    assert_true(v == -INFINITY);
+
+    for (double x = -40.0; x <= 40.0; x += 0.5) {
+        value_grad(em_op_log1m_inv_logit, x, &v, &g);
+        tu_assert_close(v, -log1p(exp(x)), 1e-14, 0);
+        tu_assert_close(g, -1.0 / (1.0 + exp(-x)), 1e-14, 0);
+        value_grad(em_op_inv_logit, x, &v, &g);
+        tu_assert_close(v, 1.0 / (1.0 + exp(-x)), 1e-14, 0);
+        value_grad(em_op_log_inv_logit, x, &v, &g);
+        tu_assert_close(v, -log1p(exp(-x)), 1e-14, 0);
+    }
+    value_grad(em_op_log1m_inv_logit, 800.0, &v, &g);
+    assert_true(v == -800.0 && g == -1.0);
+
+    /* pairwise and vector log_sum_exp, log_diff_exp: far apart, equal, and -inf operands */
+    em_tape *t = em_tape_create();
+    double a[6] = {1000.0, -1000.0, 3.0, -INFINITY, 0.5, -INFINITY};
+    double b[6] = {999.0, -1001.0, 3.0, 2.0, -INFINITY, -INFINITY};
+    em_var va = em_leaf(t, a, 6), vb = em_leaf(t, b, 6);
+    const double *ls = em_value(t, em_op_log_sum_exp2(t, va, vb));
+    tu_assert_close(ls[0], 1000.0 + log1p(exp(-1.0)), 1e-15, 0);
+    tu_assert_close(ls[1], -1000.0 + log1p(exp(-1.0)), 1e-15, 0);
+    tu_assert_close(ls[2], 3.0 + log(2.0), 1e-15, 0);
+    assert_true(ls[3] == 2.0 && ls[4] == 0.5 && ls[5] == -INFINITY);
+    double c[3] = {1000.0, 999.0, -INFINITY};
+    em_var vc = em_leaf(t, c, 3);
+    em_var lse = em_op_log_sum_exp(t, vc);
+    tu_assert_close(em_value_scalar(t, lse), 1000.0 + log1p(exp(-1.0)), 1e-15, 0);
+    double d1[3] = {1000.0, 5.0, 0.0}, d2[3] = {999.0, -INFINITY, -1e-10};
+    em_var ld = em_op_log_diff_exp(t, em_leaf(t, d1, 3), em_leaf(t, d2, 3));
+    const double *ldv = em_value(t, ld);
+    tu_assert_close(ldv[0], 1000.0 + log(-expm1(-1.0)), 1e-15, 0);
+    assert_true(ldv[1] == 5.0);
+    tu_assert_close(ldv[2], log(-expm1(-1e-10)), 1e-14, 0);
+    assert_int_equal(em_backward(t, lse), EM_OK);
+    const double *gc = em_adjoint(t, vc);
+    /* e^{x - y}: x - y carries the rounding of y = 1000.31... (1e-13 absolute) */
+    tu_assert_close(gc[0], 1.0 / (1.0 + exp(-1.0)), 1e-12, 0);
+    tu_assert_close(gc[1], exp(-1.0) / (1.0 + exp(-1.0)), 1e-12, 0);
+    assert_true(gc[2] == 0.0);
+    double allinf[2] = {-INFINITY, -INFINITY};
+    em_var vi = em_leaf(t, allinf, 2);
+    em_var lsi = em_op_log_sum_exp(t, vi);
+    assert_true(em_value_scalar(t, lsi) == -INFINITY);
+    em_zero_adjoints(t);
+    assert_int_equal(em_backward(t, lsi), EM_OK);
+    assert_true(em_adjoint(t, vi)[0] == 0.0 && em_adjoint(t, vi)[1] == 0.0);
+    em_tape_destroy(t);
 }
 
 /* ---- invalid inputs and sticky errors -------------------------------------------------------- */
@@ -978,6 +1114,8 @@ int main(void) {
         cmocka_unit_test(test_reduction_and_index_gradients),
         cmocka_unit_test(test_reduction_values),
         cmocka_unit_test(test_hard_inputs),
+        cmocka_unit_test(test_log_scale_binary_gradients),
+        cmocka_unit_test(test_log_scale_values),
         cmocka_unit_test(test_nan_leaf),
         cmocka_unit_test(test_length_mismatch),
         cmocka_unit_test(test_index_errors),

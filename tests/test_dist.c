@@ -36,6 +36,7 @@ static em_dist mk_half_cauchy(em_tape *t, const em_var *p) { return em_dist_half
 static em_dist mk_student_t(em_tape *t, const em_var *p) { return em_dist_student_t(t, p[0], p[1], p[2]); }
 static em_dist mk_laplace(em_tape *t, const em_var *p) { return em_dist_laplace(t, p[0], p[1]); }
 static em_dist mk_logistic(em_tape *t, const em_var *p) { return em_dist_logistic(t, p[0], p[1]); }
+static em_dist mk_weibull(em_tape *t, const em_var *p) { return em_dist_weibull(t, p[0], p[1]); }
 static em_dist mk_bernoulli(em_tape *t, const em_var *p) { return em_dist_bernoulli(t, p[0]); }
 static em_dist mk_bernoulli_logit(em_tape *t, const em_var *p) { return em_dist_bernoulli_logit(t, p[0]); }
 static em_dist mk_poisson(em_tape *t, const em_var *p) { return em_dist_poisson(t, p[0]); }
@@ -66,6 +67,7 @@ static double ref_student_t(double x, const double *p) {
 }
 static double ref_laplace(double x, const double *p) { return log(gsl_ran_laplace_pdf(x - p[0], p[1])); }
 static double ref_logistic(double x, const double *p) { return log(gsl_ran_logistic_pdf(x - p[0], p[1])); }
+static double ref_weibull(double x, const double *p) { return log(gsl_ran_weibull_pdf(x, p[1], p[0])); }
 static double ref_bernoulli(double x, const double *p) { return log(gsl_ran_bernoulli_pdf((unsigned)x, p[0])); }
 static double ref_bernoulli_logit(double x, const double *p) {
     return log(gsl_ran_bernoulli_pdf((unsigned)x, 1.0 / (1.0 + exp(-p[0]))));
@@ -109,6 +111,7 @@ static const family families[] = {
     {"PoissonLog", mk_poisson_log, ref_poisson_log, 1, 1, {-1}, {2.5}, 0, 15},
     {"NegBinomial2", mk_nb2, ref_nb2, 2, 1, {0.5, 0.5}, {8, 10}, 0, 20},
     {"BinomialLogit", mk_binomial_logit, ref_binomial_logit, 1, 1, {-3}, {3}, 0, 10},
+    {"Weibull", mk_weibull, ref_weibull, 2, 0, {0.5, 0.5}, {4, 3}, 0.05, 6},
 };
 #define NFAM (sizeof families / sizeof families[0])
 
@@ -477,6 +480,7 @@ static double cdf_half_cauchy(double x, const double *p) { return 2.0 * gsl_cdf_
 static double cdf_student_t(double x, const double *p) { return gsl_cdf_tdist_P((x - p[1]) / p[2], p[0]); }
 static double cdf_laplace(double x, const double *p) { return gsl_cdf_laplace_P(x - p[0], p[1]); }
 static double cdf_logistic(double x, const double *p) { return gsl_cdf_logistic_P(x - p[0], p[1]); }
+static double cdf_weibull(double x, const double *p) { return gsl_cdf_weibull_P(x, p[1], p[0]); }
 
 typedef struct {
     const family *f;
@@ -517,6 +521,8 @@ static void test_sampling_continuous(void **state) {
         {&families[10], {5.0, 1.0, 2.0}, cdf_student_t, 1.0, 4.0 * 5.0 / 3.0},
         {&families[11], {1.0, 2.0}, cdf_laplace, 1.0, 8.0},
         {&families[12], {1.0, 2.0}, cdf_logistic, 1.0, 4.0 * M_PI * M_PI / 3.0},
+        {&families[19], {1.5, 2.0}, cdf_weibull, 2.0 * gsl_sf_gamma(1.0 + 1.0 / 1.5),
+         4.0 * (gsl_sf_gamma(1.0 + 2.0 / 1.5) - gsl_sf_gamma(1.0 + 1.0 / 1.5) * gsl_sf_gamma(1.0 + 1.0 / 1.5))},
     };
     double *x = malloc(NS * sizeof *x);
     em_tape *t = em_tape_create();

@@ -89,6 +89,24 @@ static void fill_x(const glm_ctx *c, double *x) {
     if (c->kind == 0) tu_fill_uniform(x + off, c->vec_sigma ? NR : 1, 0.7, 2.0, 85);
 }
 
+/* f at x built twice, with ctx fused and unfused: the same value (1e-12) and gradients. */
+static void assert_fused_matches(tu_tape_fn f, void *fused, void *unfused, const double *x, size_t nx, double gtol) {
+    em_tape *t1 = em_tape_create(), *t2 = em_tape_create();
+    em_var l1[4], l2[4];
+    size_t n1, n2;
+    em_var o1 = f(t1, x, nx, l1, &n1, fused), o2 = f(t2, x, nx, l2, &n2, unfused);
+    if (em_tape_status(t1) || em_tape_status(t2)) fail_msg("%s / %s", em_tape_error(t1)->msg, em_tape_error(t2)->msg);
+    tu_assert_close(em_value_scalar(t1, o1), em_value_scalar(t2, o2), 1e-12, 0);
+    assert_int_equal(em_backward(t1, o1), EM_OK);
+    assert_int_equal(em_backward(t2, o2), EM_OK);
+    for (size_t k = 0; k < n1; k++) {
+        const double *g1 = em_adjoint(t1, l1[k]), *g2 = em_adjoint(t2, l2[k]);
+        for (size_t i = 0; i < em_len(t1, l1[k]); i++) tu_assert_close(g1[i], g2[i], gtol, 1e-12);
+    }
+    em_tape_destroy(t1);
+    em_tape_destroy(t2);
+}
+
 static void test_glm_matches_unfused(void **state) {
     (void)state;
     setup_data();
@@ -102,21 +120,7 @@ static void test_glm_matches_unfused(void **state) {
                     double x[3 * NR + NC];
                     size_t nx = glm_nx(&c);
                     fill_x(&c, x);
-                    em_tape *t1 = em_tape_create(), *t2 = em_tape_create();
-                    em_var l1[4], l2[4];
-                    size_t n1, n2;
-                    em_var o1 = glm_fn(t1, x, nx, l1, &n1, &c), o2 = glm_fn(t2, x, nx, l2, &n2, &u);
-                    if (em_tape_status(t1) || em_tape_status(t2))
-                        fail_msg("kind %d: %s / %s", kind, em_tape_error(t1)->msg, em_tape_error(t2)->msg);
-                    tu_assert_close(em_value_scalar(t1, o1), em_value_scalar(t2, o2), 1e-12, 0);
-                    assert_int_equal(em_backward(t1, o1), EM_OK);
-                    assert_int_equal(em_backward(t2, o2), EM_OK);
-                    for (size_t k = 0; k < n1; k++) {
-                        const double *g1 = em_adjoint(t1, l1[k]), *g2 = em_adjoint(t2, l2[k]);
-                        for (size_t i = 0; i < em_len(t1, l1[k]); i++) tu_assert_close(g1[i], g2[i], 1e-11, 1e-12);
-                    }
-                    em_tape_destroy(t1);
-                    em_tape_destroy(t2);
+                    assert_fused_matches(glm_fn, &c, &u, x, nx, 1e-11);
                     char label[64];
                     snprintf(label, sizeof label, "GLM kind %d alpha %d sigma %d y %d", kind, va, vs, yl);
                     tu_check_gradient(glm_fn, x, nx, &c, 1e-6, 1e-6, 1e-7, label);
@@ -252,6 +256,168 @@ static void test_glm_moments_and_sampling(void **state) {
     em_tape_destroy(t);
 }
 
+/* ---- offsets and the one-pass kernels (negative binomial, Gamma, ordered logistic) ------------
+ * Each against its unfused form (matvec + add + the family's own log density) on the same
+ * leaves, value and every gradient to 1e-12, then against finite differences. */
+
+enum { NK = 6 }; /* 0 normal, 1 bernoulli, 2 poisson, 3 neg_binomial_2_log, 4 gamma log, 5 ordered */
+static double offs[NR], y_nb[NR], y_gam[NR], y_ord[NR];
+static const double CUT3[3] = {-0.8, 0.1, 1.2};
+
+typedef struct {
+    int kind, fused, vec_alpha, vec_par, offset, x_leaf;
+} glm2_ctx;
+
+static size_t glm2_nx(const glm2_ctx *c) {
+    size_t npar = c->kind == 5 ? 3 : c->kind == 1 || c->kind == 2 ? 0 : (c->vec_par ? NR : 1);
+    return (c->kind == 5 ? 0 : (c->vec_alpha ? NR : 1)) + NC + npar + (c->x_leaf ? NR * NC : 0);
+}
+
+/* x = [alpha (not ordered) | beta | par (sigma, phi, shape or the cutpoints) | X?] */
+static em_var glm2_fn(em_tape *t, const double *x, size_t n, em_var *lv, size_t *nl, void *vctx) {
+    const glm2_ctx *c = vctx;
+    (void)n;
+    size_t off = 0, k = 0, na = c->vec_alpha ? NR : 1;
+    em_var alpha = em_scalar(t, 0.0), par = EM_VAR_INVALID;
+    if (c->kind != 5) {
+        alpha = lv[k++] = em_leaf(t, x, na);
+        off += na;
+    }
+    em_var beta = lv[k++] = em_leaf(t, x + off, NC);
+    off += NC;
+    if (c->kind != 1 && c->kind != 2) {
+        size_t np = c->kind == 5 ? 3 : c->vec_par ? NR : 1;
+        par = lv[k++] = em_leaf(t, x + off, np);
+        off += np;
+    }
+    em_var Xv = em_const_matrix(t, X, NR, NC);
+    if (c->x_leaf) Xv = em_op_reshape(t, lv[k++] = em_leaf(t, x + off, NR * NC), NR, NC);
+    *nl = k;
+    const double *o = c->offset ? offs : NULL;
+    const double *yd[NK] = {y_norm, y_bern, y_pois, y_nb, y_gam, y_ord};
+    em_var y = em_const(t, yd[c->kind], NR);
+    em_dist d;
+    if (c->fused) {
+        switch (c->kind) {
+        case 0: d = em_dist_normal_id_glm_offset(t, Xv, alpha, beta, par, o); break;
+        case 1: d = em_dist_bernoulli_logit_glm_offset(t, Xv, alpha, beta, o); break;
+        case 2: d = em_dist_poisson_log_glm_offset(t, Xv, alpha, beta, o); break;
+        case 3: d = em_dist_neg_binomial2_log_glm(t, Xv, alpha, beta, par, o); break;
+        case 4: d = em_dist_gamma_log_glm(t, Xv, alpha, beta, par, o); break;
+        default: d = em_dist_ordered_logistic_glm(t, Xv, beta, par, o); break;
+        }
+    } else {
+        em_var eta = em_op_add(t, em_op_matvec(t, Xv, beta), alpha);
+        if (o) eta = em_op_add(t, eta, em_const(t, o, NR));
+        switch (c->kind) {
+        case 0: d = em_dist_normal(t, eta, par); break;
+        case 1: d = em_dist_bernoulli_logit(t, eta); break;
+        case 2: d = em_dist_poisson_log(t, eta); break;
+        case 3: d = em_dist_neg_binomial2_log(t, eta, par); break;
+        case 4: d = em_dist_gamma_mean(t, em_op_exp(t, eta), par); break;
+        default: d = em_dist_ordered_logistic(t, eta, par); break;
+        }
+    }
+    return em_op_mul(t, em_dist_log_prob(&d, y), em_scalar(t, 0.9));
+}
+
+static void glm2_fill(const glm2_ctx *c, double *x) {
+    size_t off = 0;
+    if (c->kind != 5) {
+        tu_fill_uniform(x, c->vec_alpha ? NR : 1, -0.5, 0.5, 91);
+        off += c->vec_alpha ? NR : 1;
+    }
+    tu_fill_uniform(x + off, NC, -0.8, 0.8, 92);
+    off += NC;
+    if (c->kind == 5) {
+        memcpy(x + off, CUT3, sizeof CUT3);
+        off += 3;
+    } else if (c->kind != 1 && c->kind != 2) {
+        tu_fill_uniform(x + off, c->vec_par ? NR : 1, 0.7, 3.0, 93);
+        off += c->vec_par ? NR : 1;
+    }
+    if (c->x_leaf) memcpy(x + off, X, sizeof X);
+}
+
+static void test_glm_offsets_and_one_pass_kernels(void **state) {
+    (void)state;
+    setup_data();
+    tu_fill_uniform(offs, NR, -0.6, 0.6, 94);
+    em_rng *r = em_rng_create(95, 0);
+    for (int i = 0; i < NR; i++) {
+        y_nb[i] = floor(8 * em_rng_uniform(r));
+        y_gam[i] = 0.05 + 4 * em_rng_uniform(r);
+        y_ord[i] = floor(4 * em_rng_uniform(r));
+    }
+    em_rng_destroy(r);
+    for (int kind = 0; kind < NK; kind++)
+        for (int va = 0; va < (kind == 5 ? 1 : 2); va++)
+            for (int vp = 0; vp < (kind == 0 || kind == 3 || kind == 4 ? 2 : 1); vp++)
+                for (int of = 0; of < 2; of++)
+                    for (int xl = 0; xl < 2; xl++) {
+                        glm2_ctx c = {kind, 1, va, vp, of, xl}, u = c;
+                        u.fused = 0;
+                        double x[NR * NC + 2 * NR + NC + 3];
+                        size_t nx = glm2_nx(&c);
+                        glm2_fill(&c, x);
+                        assert_fused_matches(glm2_fn, &c, &u, x, nx, 1e-12);
+                        char label[128];
+                        snprintf(label, sizeof label, "GLM kind %d alpha %d par %d offset %d X leaf %d", kind, va, vp, of,
+                                 xl);
+                        tu_check_gradient(glm2_fn, x, nx, &c, 1e-6, 1e-6, 1e-7, label);
+                    }
+}
+
+/* the new kernels' draws and moments, and their errors */
+static void test_one_pass_glm_moments_and_errors(void **state) {
+    (void)state;
+    setup_data();
+    em_tape *t = em_tape_create();
+    em_var Xv = em_const_matrix(t, X, NR, NC), beta = em_leaf(t, (double[NC]){0.2, -0.1, 0.3, 0.0, 0.1}, NC);
+    em_dist nb = em_dist_neg_binomial2_log_glm(t, Xv, em_scalar(t, 1.0), beta, em_scalar(t, 2.0), NULL);
+    em_dist ga = em_dist_gamma_log_glm(t, Xv, em_scalar(t, 0.5), beta, em_scalar(t, 3.0), NULL);
+    em_dist od = em_dist_ordered_logistic_glm(t, Xv, beta, em_const(t, CUT3, 3), NULL);
+    const em_dist *ds[3] = {&nb, &ga, &od};
+    size_t ns = 4000 * NR;
+    double *x = malloc(ns * sizeof *x), mean[NR], var[NR];
+    em_rng *r = em_rng_create(96, 0);
+    em_error e = {0};
+    for (int k = 0; k < 3; k++) {
+        assert_int_equal(em_dist_mean(ds[k], mean, NR, &e), EM_OK);
+        assert_int_equal(em_dist_variance(ds[k], var, NR, &e), EM_OK);
+        assert_int_equal(em_dist_sample(ds[k], r, x, ns, &e), EM_OK);
+        double zmax = 0.0;
+        for (size_t i = 0; i < NR; i++) {
+            double m = 0.0;
+            for (size_t j = 0; j < 4000; j++) m += x[j * NR + i];
+            m /= 4000.0;
+            zmax = fmax(zmax, fabs(m - mean[i]) / sqrt(var[i] / 4000.0));
+        }
+        if (!(zmax < 5.0)) fail_msg("GLM kernel %d: a row's sample mean is %g standard errors off", k, zmax);
+    }
+    em_rng_destroy(r);
+    free(x);
+    /* errors */
+    static const double badc[3] = {0.0, -1.0, 2.0};
+    em_dist bo = em_dist_ordered_logistic_glm(t, Xv, beta, em_const(t, badc, 3), NULL);
+    em_var lp = em_dist_log_prob(&bo, em_const(t, y_ord, NR));
+    assert_true(em_value_scalar(t, lp) == -INFINITY);
+    assert_non_null(strstr(em_tape_error(t)->msg, "OrderedLogisticGLM: cutpoints[1] = -1 must be finite and above"));
+    em_tape_reset(t);
+    Xv = em_const_matrix(t, X, NR, NC);
+    beta = em_leaf(t, (double[NC]){0.2, -0.1, 0.3, 0.0, 0.1}, NC);
+    ga = em_dist_gamma_log_glm(t, Xv, em_scalar(t, 0.5), beta, em_scalar(t, -3.0), NULL);
+    lp = em_dist_log_prob(&ga, em_const(t, y_gam, NR));
+    assert_non_null(strstr(em_tape_error(t)->msg, "GammaLogGLM: shape[0] = -3 must be positive"));
+    em_tape_reset(t);
+    Xv = em_const_matrix(t, X, NR, NC);
+    beta = em_leaf(t, (double[NC]){0.2, -0.1, 0.3, 0.0, 0.1}, NC);
+    nb = em_dist_neg_binomial2_log_glm(t, Xv, em_scalar(t, 0.5), beta, em_scalar(t, 3.0), NULL);
+    lp = em_dist_log_prob(&nb, em_const(t, y_gam, NR)); /* not counts */
+    assert_non_null(strstr(em_tape_error(t)->msg, "NegBinomial2LogGLM: value[0] ="));
+    em_tape_destroy(t);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_glm_matches_unfused),
@@ -259,6 +425,8 @@ int main(void) {
         cmocka_unit_test(test_glm_x_gradient),
         cmocka_unit_test(test_glm_bad),
         cmocka_unit_test(test_glm_moments_and_sampling),
+        cmocka_unit_test(test_glm_offsets_and_one_pass_kernels),
+        cmocka_unit_test(test_one_pass_glm_moments_and_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -22,10 +22,11 @@ enum {
     OP_BINARY_LAST = OP_BINARY_FIRST + 11, /* 4 ops × 3 broadcast layouts */
     OP_POW, OP_SUM, OP_DOT, OP_GATHER, OP_SLICE, OP_CONCAT, OP_CONCAT_WIDE, OP_RESHAPE, OP_ADD_MANY,
     OP_MATVEC, OP_MATVEC_ADD, OP_MATMUL, OP_CHOLESKY, OP_TRISOLVE, OP_LOGDET,
+    OP_LOG_SUM_EXP, OP_LOG_SUM_EXP2, OP_LOG_DIFF_EXP, OP_PHI, OP_LOG_PHI, OP_LOG1M_EXP, OP_LOG1M_INV_LOGIT,
     OP_TR_FIRST,
     OP_TR_LAST = OP_TR_FIRST + 7, /* positive .. ordered */
     OP_DIST_FIRST,
-    OP_DIST_LAST = OP_DIST_FIRST + 23,
+    OP_DIST_LAST = OP_DIST_FIRST + 37,
     OP_COUNT
 };
 
@@ -38,6 +39,8 @@ static const size_t IDX[5] = {6, 0, 3, 3, 1};
 static const double TOTALS[N] = {3, 5, 1, 9, 4, 2, 6}; /* >= COUNTS */
 static const double CATS[N] = {0, 3, 6, 2, 2, 1, 5};
 static const double CATS_B[2] = {2, 0};
+static const double CATS_ORD[N] = {0, 3, 1, 2, 2, 0, 3};
+static const double CATS_ORD3[N] = {0, 2, 1, 2, 2, 0, 1};
 static const double XMAT[N * 3] = {1, 0.5, -1, 0, 1.5, 2, -0.3, 0.2, 1, 2, -1, 0.5, 0.1, 0.1, 0.1, -2, 1, 0, 0.7, -0.7, 0.3};
 
 static em_var unary(em_tape *t, int k, em_var a) {
@@ -152,6 +155,61 @@ static em_var dist_lp(em_tape *t, int k, em_var v, em_var s, em_var p) {
         d = em_dist_mvnormal(t, em_op_concat(t, parts, 2), tril3(t, v, 1));
         return em_dist_log_prob(&d, em_op_slice(t, v, 0, 3));
     }
+    case 24: d = em_dist_normal(t, v, p); return em_dist_log_cdf(&d, c);              /* log CDF, vector loc */
+    case 25: d = em_dist_gamma(t, p, em_op_exp(t, s)); return em_dist_log_ccdf(&d, em_op_exp(t, v)); /* shape diff */
+    case 26: d = em_dist_student_t(t, em_op_add(t, p, em_scalar(t, 1.0)), s, p); return em_dist_log_cdf(&d, v);
+    case 27: d = em_dist_weibull(t, p, em_op_exp(t, s)); return em_dist_log_prob(&d, em_op_exp(t, v));
+    case 28: /* a zero-inflated count: a log_sum_exp at the zeros */
+        d = em_dist_zero_inflated_neg_binomial2(t, em_op_exp(t, v), p, em_op_sigmoid(t, s));
+        return em_dist_log_prob(&d, em_const(t, COUNTS, N));
+    case 29: { /* pointwise terms, each weighted by itself */
+        d = em_dist_skew_normal(t, v, p, s);
+        em_var pw = em_dist_pointwise(&d, EM_TERM_LOG_PROB, c);
+        return em_op_dot(t, pw, pw);
+    }
+    case 30:
+    case 31: { /* ordered logistic / probit: eta from v, cutpoints by the ordered transform of s, p */
+        static const em_transform ord = {EM_TRANSFORM_ORDERED, 0, 0};
+        em_var parts[3] = {s, p, s};
+        em_var cuts = em_transform_forward(t, &ord, em_op_concat(t, parts, 3), NULL);
+        d = k == 30 ? em_dist_ordered_logistic(t, v, cuts) : em_dist_ordered_probit(t, v, cuts);
+        return em_dist_log_prob(&d, em_const(t, CATS_ORD, N));
+    }
+    case 32: { /* a mixture: weights from the simplex transform of (s, p), components from v and p */
+        static const em_transform sx = {EM_TRANSFORM_SIMPLEX, 0, 0};
+        em_var parts[2] = {s, p};
+        em_var w = em_transform_forward(t, &sx, em_op_concat(t, parts, 2), NULL);
+        em_dist comp[3] = {em_dist_normal(t, v, p), em_dist_logistic(t, s, em_op_exp(t, s)),
+                           em_dist_student_t(t, em_scalar(t, 3.0), p, em_scalar(t, 2.0))};
+        d = em_dist_mixture(t, w, comp, 3);
+        return em_dist_log_prob(&d, c);
+    }
+    case 33: { /* censored: every kind of element */
+        static const double cens[N] = {0, -1, 1, 2, 0, 2, 1}, upper[N] = {0, 0, 0, 3.0, 0, 1.0, 0};
+        em_dist base = em_dist_normal(t, v, p);
+        d = em_dist_censored(&base, cens, upper, N);
+        return em_dist_log_prob(&d, c);
+    }
+    case 34: { /* truncated to [-3, 4] with parameters from the leaves */
+        em_dist base = em_dist_student_t(t, em_scalar(t, 4.0), s, p);
+        d = em_dist_truncated(&base, em_scalar(t, -3.0), em_scalar(t, 4.0));
+        return em_dist_log_prob(&d, c);
+    }
+    case 35:
+    case 36:
+    case 37: { /* the one-pass GLMs, with an offset: beta from v, alpha s, phi / shape p */
+        em_var X = em_const_matrix(t, XMAT, N, 3), beta = em_op_slice(t, v, 0, 3);
+        static const double cuts_free[2] = {-0.5, 0.2};
+        if (k == 35) d = em_dist_neg_binomial2_log_glm(t, X, s, beta, p, DATA);
+        else if (k == 36) d = em_dist_gamma_log_glm(t, X, s, beta, p, DATA);
+        else {
+            static const em_transform ord = {EM_TRANSFORM_ORDERED, 0, 0};
+            em_var parts[2] = {s, em_const(t, cuts_free, 2)};
+            d = em_dist_ordered_logistic_glm(t, X, beta, em_transform_forward(t, &ord, em_op_concat(t, parts, 2), NULL),
+                                             DATA);
+        }
+        return em_dist_log_prob(&d, em_const(t, k == 36 ? TOTALS : k == 35 ? COUNTS : CATS_ORD3, N));
+    }
     default: { /* KL(MVNormal || MVNormal), both sides from the leaves */
         em_dist q = em_dist_mvnormal(t, em_const(t, DATA, 3), tril3(t, v, 0));
         d = em_dist_mvnormal(t, em_op_slice(t, v, 2, 3), tril3(t, v, 1));
@@ -211,6 +269,13 @@ static em_var build(em_tape *t, const double *x, size_t n, em_var *lv, size_t *n
             break;
         }
         case OP_RESHAPE: y = em_op_reshape(t, em_op_slice(t, v, 0, 6), 2, 3); break;
+        case OP_LOG_SUM_EXP: y = em_op_mul(t, em_op_log_sum_exp(t, v), v); break;
+        case OP_LOG_SUM_EXP2: y = em_op_log_sum_exp2(t, v, s); break;
+        case OP_LOG_DIFF_EXP: y = em_op_log_diff_exp(t, em_op_add(t, em_op_exp(t, v), p), v); break; /* e^v + p > v */
+        case OP_PHI: y = em_op_Phi(t, v); break;
+        case OP_LOG_PHI: y = em_op_log_Phi(t, em_op_mul(t, v, em_scalar(t, 20.0))); break; /* both tails */
+        case OP_LOG1M_EXP: y = em_op_log1m_exp(t, em_op_neg(t, em_op_exp(t, v))); break;
+        case OP_LOG1M_INV_LOGIT: y = em_op_log1m_inv_logit(t, v); break;
         case OP_ADD_MANY: {
             em_var parts[8] = {s, v, p, em_op_exp(t, v), s, p, v, s};
             y = em_op_add_many(t, parts, 8);

@@ -133,10 +133,25 @@ em_var em_op_log_sigmoid(em_tape *t, em_var a); /* -softplus(-a) */
 em_var em_op_lgamma(em_tape *t, em_var a);
 em_var em_op_digamma(em_tape *t, em_var a);
 
+/* Log-scale arithmetic and the standard normal CDF, each stable in its tails (the formulas of
+ * Stan's functions reference; see internal/mathx.h). Stan's names: inv_logit is sigmoid,
+ * log_inv_logit is log_sigmoid. */
+static inline em_var em_op_inv_logit(em_tape *t, em_var a) { return em_op_sigmoid(t, a); }
+static inline em_var em_op_log_inv_logit(em_tape *t, em_var a) { return em_op_log_sigmoid(t, a); }
+em_var em_op_log1m_inv_logit(em_tape *t, em_var a); /* log(1 - σ(a)) = -softplus(a) */
+em_var em_op_log1m_exp(em_tape *t, em_var a);       /* log(1 - e^a), a <= 0 (NaN above) */
+em_var em_op_Phi(em_tape *t, em_var a);             /* standard normal CDF */
+em_var em_op_log_Phi(em_tape *t, em_var a);         /* log Φ(a), finite down to a ≈ -1e154 */
+/* log(e^a + e^b) elementwise (a, b broadcast); -inf where both are -inf */
+em_var em_op_log_sum_exp2(em_tape *t, em_var a, em_var b);
+/* log(e^a - e^b) elementwise, a >= b (NaN below, -inf at a = b) */
+em_var em_op_log_diff_exp(em_tape *t, em_var a, em_var b);
+
 /* ---- reductions and indexing ----------------------------------------------------------- */
 
 em_var em_op_sum(em_tape *t, em_var a);           /* scalar */
 em_var em_op_dot(em_tape *t, em_var a, em_var b); /* scalar; equal lengths */
+em_var em_op_log_sum_exp(em_tape *t, em_var a);   /* scalar log Σ e^{a_i}, stable */
 /* out[i] = a[idx[i]] for i < n; idx is referenced (user data). An index ≥ len(a) is an error. */
 em_var em_op_gather(em_tape *t, em_var a, const size_t *idx, size_t n);
 em_var em_op_slice(em_tape *t, em_var a, size_t start, size_t len);
@@ -176,6 +191,15 @@ static inline em_var em_scalar_i_(em_tape *t, long x) { return em_scalar(t, (dou
 #define em_log_sigmoid(c, a) em_op_log_sigmoid(EM_T(c), (a))
 #define em_lgamma(c, a) em_op_lgamma(EM_T(c), (a))
 #define em_digamma(c, a) em_op_digamma(EM_T(c), (a))
+#define em_inv_logit(c, a) em_op_inv_logit(EM_T(c), (a))
+#define em_log_inv_logit(c, a) em_op_log_inv_logit(EM_T(c), (a))
+#define em_log1m_inv_logit(c, a) em_op_log1m_inv_logit(EM_T(c), (a))
+#define em_log1m_exp(c, a) em_op_log1m_exp(EM_T(c), (a))
+#define em_Phi(c, a) em_op_Phi(EM_T(c), (a))
+#define em_log_Phi(c, a) em_op_log_Phi(EM_T(c), (a))
+#define em_log_sum_exp2(c, a, b) em_op_log_sum_exp2(EM_T(c), EM_V(c, a), EM_V(c, b))
+#define em_log_diff_exp(c, a, b) em_op_log_diff_exp(EM_T(c), EM_V(c, a), EM_V(c, b))
+#define em_log_sum_exp(c, a) em_op_log_sum_exp(EM_T(c), (a))
 #define em_sum(c, a) em_op_sum(EM_T(c), (a))
 #define em_dot(c, a, b) em_op_dot(EM_T(c), (a), (b))
 #define em_gather(c, a, idx, n) em_op_gather(EM_T(c), (a), (idx), (n))

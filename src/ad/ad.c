@@ -738,15 +738,6 @@ em_var em_op_add_many(em_tape *t, const em_var *parts, size_t k) {
 
 /* ---- elementwise unary ops -------------------------------------------------------------- */
 
-/* Numerically careful scalar helpers: softplus(x) = log(1 + e^x) without overflow for large x
- * or loss of precision for very negative x; sigmoid without overflow on either side. */
-static double softplus1(double x) { return x > 0 ? x + log1p(exp(-x)) : log1p(exp(x)); }
-static double sigmoid1(double x) {
-    if (x >= 0) return 1.0 / (1.0 + exp(-x));
-    double e = exp(x);
-    return e / (1.0 + e);
-}
-
 /* A node of a's shape computed by forward (which reads the constant c from the node). */
 static em_var unary_node(em_tape *t, em_var a, em_backward_fn backward, em_forward_fn forward, double c) {
     em_var out;
@@ -802,11 +793,30 @@ UNARY_OP(em_op_sqrt, sqrt_backward, sqrt(x), 0.5 / y)
 UNARY_OP(em_op_square, square_backward, x * x, 2.0 * x)
 UNARY_OP(em_op_tanh, tanh_backward, tanh(x), 1.0 - y * y)
 /* σ'(x) = σ(x)·σ(-x): 1 - y loses every digit once y rounds towards 1 (x ≳ 20). */
-UNARY_OP(em_op_sigmoid, sigmoid_backward, sigmoid1(x), y * sigmoid1(-x))
-UNARY_OP(em_op_softplus, softplus_backward, softplus1(x), sigmoid1(x))
-UNARY_OP(em_op_log_sigmoid, log_sigmoid_backward, -softplus1(-x), sigmoid1(-x))
+UNARY_OP(em_op_sigmoid, sigmoid_backward, em_math_sigmoid(x), y * em_math_sigmoid(-x))
+UNARY_OP(em_op_softplus, softplus_backward, em_math_softplus(x), em_math_sigmoid(x))
+UNARY_OP(em_op_log_sigmoid, log_sigmoid_backward, -em_math_softplus(-x), em_math_sigmoid(-x))
 UNARY_OP(em_op_lgamma, lgamma_backward, em_math_lgamma(x), gsl_sf_psi(x))
 UNARY_OP(em_op_digamma, digamma_backward, gsl_sf_psi(x), gsl_sf_psi_1(x))
+
+/* ---- log-scale arithmetic and the normal CDF (Stan's functions reference, "Composed
+ *      functions"; the scalar formulas in internal/mathx.h) ---------------------------------- */
+
+/* log(1 - σ(x)) = -softplus(x); its derivative -σ(x) */
+UNARY_OP(em_op_log1m_inv_logit, log1m_inv_logit_backward, -em_math_softplus(x), -em_math_sigmoid(x))
+UNARY_OP(em_op_log1m_exp, log1m_exp_backward, em_math_log1m_exp(x), em_math_dlog1m_exp(x))
+/* Φ'(x) = φ(x), which underflows only where Φ does */
+UNARY_OP(em_op_Phi, Phi_backward, em_math_Phi(x), exp(-0.5 * x * x) * 0.39894228040143267794)
+UNARY_OP(em_op_log_Phi, log_Phi_backward, em_math_log_Phi(x), em_math_dlog_Phi(x))
+
+/* log(e^a + e^b), elementwise: ∂/∂a = σ(a - b), ∂/∂b = σ(b - a). */
+BINARY_BACKWARD(log_sum_exp2_backward, em_math_dlog_sum_exp2(a, b), em_math_dlog_sum_exp2(b, a))
+BINARY_OP(em_op_log_sum_exp2, "log_sum_exp2", log_sum_exp2_backward, em_math_log_sum_exp2(u, w))
+
+/* log(e^a - e^b) = a + log1m_exp(b - a) for a >= b (NaN for a < b, -inf at a = b):
+ * ∂/∂a = -1/expm1(b - a), ∂/∂b = -1/expm1(a - b) (0 when b = -inf). */
+BINARY_BACKWARD(log_diff_exp_backward, -1.0 / expm1(b - a), -1.0 / expm1(a - b))
+BINARY_OP(em_op_log_diff_exp, "log_diff_exp", log_diff_exp_backward, u + em_math_log1m_exp(w - u))
 
 /* pow with a constant exponent: the exponent lives in node->c, so it is set after creation. */
 static void pow_backward(em_tape *t, em_node *self) {
@@ -847,14 +857,51 @@ static void sum_forward(em_tape *t, em_node *o) {
     o->val[0] = em_sum_vec(na->val, na->n);
 }
 
-em_var em_op_sum(em_tape *t, em_var a) {
+/* A scalar node computed from a by forward (a reduction). */
+static em_var reduction_node(em_tape *t, em_var a, em_backward_fn backward, em_forward_fn forward) {
     em_var out;
-    em_node *o = em_node_new(t, 1, 1, &a, 1, sum_backward, &out);
+    em_node *o = em_node_new(t, 1, 1, &a, 1, backward, &out);
     if (!o) return EM_VAR_INVALID;
-    o->forward = sum_forward;
-    sum_forward(t, o);
+    o->forward = forward;
+    forward(t, o);
     return out;
 }
+
+em_var em_op_sum(em_tape *t, em_var a) { return reduction_node(t, a, sum_backward, sum_forward); }
+
+/* log Σ e^{x_i} = m + log Σ e^{x_i - m} with m the largest element, so no term overflows and
+ * the largest contributes exactly 1; -inf when every element is -inf, +inf when one is. The
+ * gradient is the softmax e^{x_i - y}, recomputed in the backward pass from x and y (one exp
+ * per element, instead of a stored array and its pass). */
+static void log_sum_exp_backward(em_tape *t, em_node *self) {
+    em_node *in = &t->nodes[self->in[0]];
+    if (!in->adj) return;
+    double g = self->adj[0], y = self->val[0];
+    const double *restrict x = in->val;
+    double *restrict ga = in->adj;
+    int first = em_adj_first(in);
+    for (size_t i = 0; i < in->n; i++) {
+        double d = fabs(y) < INFINITY ? g * exp(x[i] - y) : 0.0;
+        ga[i] = first ? d : ga[i] + d;
+    }
+}
+
+static void log_sum_exp_forward(em_tape *t, em_node *o) {
+    const em_node *na = &t->nodes[o->in[0]];
+    const double *x = na->val;
+    double m = -INFINITY;
+    for (size_t i = 0; i < na->n; i++)
+        if (x[i] > m || isnan(x[i])) m = x[i];
+    if (!(fabs(m) < INFINITY)) {
+        o->val[0] = m;
+        return;
+    }
+    double s = 0.0;
+    for (size_t i = 0; i < na->n; i++) s += exp(x[i] - m);
+    o->val[0] = m + log(s);
+}
+
+em_var em_op_log_sum_exp(em_tape *t, em_var a) { return reduction_node(t, a, log_sum_exp_backward, log_sum_exp_forward); }
 
 /* c·src's value on to in's adjoint: as a view when src is an op (its value is tape memory; a
  * leaf's or a constant's may be the caller's) */

@@ -12,6 +12,14 @@ em_transform em_support_transform(em_support s) {
     em_transform tr = {EM_TRANSFORM_IDENTITY, 0.0, 0.0};
     switch (s.kind) {
     case EM_SUPPORT_POSITIVE: tr.kind = EM_TRANSFORM_POSITIVE; break;
+    case EM_SUPPORT_LOWER:
+        tr.kind = EM_TRANSFORM_LOWER;
+        tr.lo = s.lo;
+        break;
+    case EM_SUPPORT_UPPER:
+        tr.kind = EM_TRANSFORM_UPPER;
+        tr.hi = s.hi;
+        break;
     case EM_SUPPORT_INTERVAL:
         tr.kind = EM_TRANSFORM_INTERVAL;
         tr.lo = s.lo;
@@ -55,27 +63,22 @@ em_status em_dist_log_prob_pointwise(const em_dist *d, const double *value, size
                             d->ops->name, n, ev);
     if (d->ops == &em_ops_normal_id_glm || d->ops == &em_ops_bernoulli_logit_glm || d->ops == &em_ops_poisson_log_glm)
         return em_glm_log_prob_pointwise(d, value, n, out, err);
-    /* The elementwise driver writes each term into the tape's pointwise sink as it sums them.
-     * The nodes made here are dropped again by rewinding the tape to where it was. */
+    /* The family's pointwise node (em_dist_pointwise) on the values, read and dropped again by
+     * rewinding the tape to where it was; a family without one can still score one event. */
     em_tape *t = d->tape;
     if (em_tape_status(t) != EM_OK)
         return em_error_set(err, em_tape_status(t), "%s log_prob_pointwise: %s", d->ops->name, em_tape_error(t)->msg);
+    if (!d->ops->pointwise && n != ev)
+        return em_error_set(err, EM_ERR_ARG, "%s: the log density cannot be split into pointwise terms", d->ops->name);
     size_t mark = em_tape_size(t);
     em_arena_mark am = em_arena_mark_get(em_tape_arena(t));
-    t->pointwise = ev == 1 ? out : NULL;
-    t->pointwise_written = 0;
-    em_var lp = d->ops->log_prob(d, em_const(t, value, n));
-    t->pointwise = NULL;
-    size_t written = t->pointwise_written;
+    em_var v = em_const(t, value, n);
+    em_var lp = d->ops->pointwise ? em_dist_pointwise(d, EM_TERM_LOG_PROB, v) : em_dist_log_prob(d, v);
     em_status st = EM_OK;
-    if (em_tape_status(t) != EM_OK || !em_var_ok(lp)) {
+    if (em_tape_status(t) != EM_OK || !em_var_ok(lp))
         st = em_error_set(err, em_tape_status(t) ? em_tape_status(t) : EM_ERR_DOMAIN, "%s", em_tape_error(t)->msg);
-    } else if (written != n) {
-        if (n == ev) out[0] = em_val_scalar_(t, lp); /* one event: its term is the sum */
-        else
-            st = em_error_set(err, EM_ERR_ARG, "%s: the log density cannot be split into pointwise terms",
-                              d->ops->name);
-    }
+    else
+        memcpy(out, em_val_(t, lp), (n / ev) * sizeof *out);
     t->count = mark;
     em_arena_rewind(em_tape_arena(t), am);
     return st;
@@ -164,6 +167,38 @@ em_status em_dist_check_data(const em_dist *d, const double *value, size_t n, em
         return em_error_set(err, EM_ERR_DOMAIN, "value[%zu] = %s %s (%s)", i, num, why, d->ops->name);
     }
     return EM_OK;
+}
+
+/* The log CDF (upper = 0) or CCDF (upper = 1) through the family's table. */
+static em_var cdf_dispatch(const em_dist *d, em_var x, int upper) {
+    if (!d || !d->ops || !d->tape || !em_var_ok(x)) return EM_VAR_INVALID;
+    em_var (*f)(const em_dist *, em_var) = upper ? d->ops->log_ccdf : d->ops->log_cdf;
+    if (!f)
+        return em_tape_fail(d->tape, EM_ERR_ARG, "%s: %s is not available", d->ops->name,
+                            upper ? "log_ccdf" : "log_cdf");
+    return f(d, x);
+}
+
+em_var em_dist_log_cdf(const em_dist *d, em_var x) { return cdf_dispatch(d, x, 0); }
+em_var em_dist_log_ccdf(const em_dist *d, em_var x) { return cdf_dispatch(d, x, 1); }
+
+static const char *term_name(em_dist_term which) {
+    return which == EM_TERM_LOG_CDF ? "log_cdf" : which == EM_TERM_LOG_CCDF ? "log_ccdf" : "log_prob";
+}
+
+em_var em_dist_pointwise(const em_dist *d, em_dist_term which, em_var x) {
+    if (!d || !d->ops || !d->tape || !em_var_ok(x)) return EM_VAR_INVALID;
+    if (!d->ops->pointwise)
+        return em_tape_fail(d->tape, EM_ERR_ARG, "%s: pointwise %s is not available", d->ops->name, term_name(which));
+    return d->ops->pointwise(d, which, x);
+}
+
+em_var em_dist_pointwise_dispatch(const em_dist *d, em_dist_term which, em_var x, em_var (*lp)(const em_dist *, em_var),
+                                  em_var (*lcdf)(const em_dist *, em_var), em_var (*lccdf)(const em_dist *, em_var)) {
+    em_var (*f)(const em_dist *, em_var) = which == EM_TERM_LOG_CDF ? lcdf : which == EM_TERM_LOG_CCDF ? lccdf : lp;
+    if (!f)
+        return em_tape_fail(d->tape, EM_ERR_ARG, "%s: pointwise %s is not available", d->ops->name, term_name(which));
+    return f(d, x);
 }
 
 em_status em_dist_sample(const em_dist *d, em_rng *r, double *out, size_t n, em_error *err) {
@@ -334,7 +369,7 @@ void uv_explain(const uv_desc *desc, em_tape *t, const em_node *o, em_error *e) 
         em_error_set(e, EM_ERR_DOMAIN, "%s: parameters or value outside the domain", desc->name);
 }
 
-em_var uv_node(const uv_desc *desc, const em_dist *d, em_var value, em_forward_fn forward) {
+em_var uv_node(const uv_desc *desc, const em_dist *d, em_var value, em_forward_fn forward, int pointwise) {
     em_tape *t = d->tape;
     const int np = desc->np;
     em_var in[5];
@@ -347,16 +382,18 @@ em_var uv_node(const uv_desc *desc, const em_dist *d, em_var value, em_forward_f
         return em_tape_fail(t, EM_ERR_SHAPE, "%s: total_count has length %zu, value has %zu", desc->name,
                             d->data_len, n);
     em_var out;
-    em_node *o = em_node_new(t, 1, 1, in, np + 1, uv_backward, &out);
+    em_node *o = em_node_new(t, pointwise ? n : 1, 1, in, np + 1, pointwise ? uv_pw_backward : uv_backward, &out);
     if (!o) return EM_VAR_INVALID;
     uv_aux *aux = em_arena_calloc(em_tape_arena(t), sizeof *aux);
     if (!aux) return em_tape_fail(t, EM_ERR_NOMEM, "%s: out of memory", desc->name);
     aux->nin = np + 1;
     aux->dist = *d;
-    /* per-element partials for the vector inputs that need a gradient; scalar ones are summed */
+    if (pointwise) aux->pw = o->val;
+    /* per-element partials for the vector inputs that need a gradient (for every such input
+     * in a pointwise node); scalar ones are summed */
     for (int k = 0; k <= np && o->adj; k++) {
         const em_node *nk = em_node_get(t, in[k]);
-        if (!nk->adj || nk->n == 1 || (k == 0 && !desc->grad_value)) continue;
+        if (!nk->adj || (nk->n == 1 && !pointwise) || (k == 0 && !desc->grad_value)) continue;
         aux->part[k] = em_arena_alloc(em_tape_arena(t), n * sizeof(double));
         if (!aux->part[k]) return em_tape_fail(t, EM_ERR_NOMEM, "%s: out of memory", desc->name);
     }
@@ -364,9 +401,37 @@ em_var uv_node(const uv_desc *desc, const em_dist *d, em_var value, em_forward_f
     o->forward = forward;
     forward(t, o);
     if (!aux->failed) return out;
-    /* the error is on the tape; the result is a constant -inf, with nothing to differentiate */
+    /* the error is on the tape; the result is constant -inf, with nothing to differentiate */
     o->backward = NULL;
-    return em_scalar(t, -INFINITY);
+    if (!pointwise) return em_scalar(t, -INFINITY);
+    double *inf = em_arena_alloc(em_tape_arena(t), n * sizeof(double));
+    if (!inf) return em_tape_fail(t, EM_ERR_NOMEM, "%s: out of memory", desc->name);
+    for (size_t i = 0; i < n; i++) inf[i] = -INFINITY;
+    return em_const(t, inf, n);
+}
+
+/* A pointwise node: input k's adjoint gets g_i·part_k[i] per element, or their sum for a
+ * scalar input. */
+void uv_pw_backward(em_tape *t, em_node *self) {
+    const uv_aux *a = self->aux;
+    const double *restrict g = self->adj;
+    size_t n = self->n;
+    for (int k = 0; k < a->nin; k++) {
+        em_node *in = em_node_get(t, (em_var){self->in[k]});
+        if (!in->adj || !a->part[k]) continue;
+        const double *restrict pk = a->part[k];
+        if (in->n == 1) {
+            double s = 0.0;
+            for (size_t i = 0; i < n; i++) s += g[i] * pk[i];
+            in->adj[0] = em_adj_first(in) ? s : in->adj[0] + s;
+        } else {
+            double *restrict ga = in->adj;
+            if (em_adj_first(in))
+                for (size_t i = 0; i < n; i++) ga[i] = g[i] * pk[i];
+            else
+                for (size_t i = 0; i < n; i++) ga[i] += g[i] * pk[i];
+        }
+    }
 }
 
 void uv_backward(em_tape *t, em_node *self) {

@@ -6,12 +6,16 @@
 #include "internal/mathx.h"
 #include "internal/dist_impl.h"
 
+#include <gsl/gsl_cdf.h>
 #include <gsl/gsl_randist.h>
 #include <gsl/gsl_sf_gamma.h>
 #include <gsl/gsl_sf_psi.h>
 
 #ifndef M_PI
 #define M_PI 3.14159265358979323846
+#endif
+#ifndef M_SQRT1_2
+#define M_SQRT1_2 0.70710678118654752440
 #endif
 #ifndef M_SQRT2
 #define M_SQRT2 1.41421356237309504880
@@ -51,8 +55,57 @@ static em_support sup_unit(const em_dist *d) { (void)d; return (em_support){EM_S
         return out;                                                                        \
     }
 
-#define FAMILY_OPS(ops, desc, reparam, support, lp, smp, rs, mean, var)                    \
-    const em_dist_ops ops = {desc##_INFO, 0, reparam, ev_one, support, lp, smp, rs, mean, var};
+#define FAMILY_OPS(ops, desc, reparam, support, lp, smp, rs, mean, var, lcdf, lccdf, pw)   \
+    const em_dist_ops ops = {desc##_INFO, 0, reparam, ev_one, support, lp, smp, rs, mean, var, lcdf, lccdf, pw};
+
+/* ---- log CDFs and CCDFs ---------------------------------------------------------------------
+ * A family gives fam_cdf(x, p, need, dx, dp, upper): log F(x) (upper = 0) or log(1 - F(x))
+ * (upper = 1) for x strictly inside its support (lo, hi), with the partials in x and in the
+ * parameters, each tail computed directly rather than as 1 minus the other (Stan's *_lcdf and
+ * *_lccdf). CDF_FNS makes the two kernels for the elementwise driver (a kernel alone, no norm:
+ * every term depends on x) and settles x at or beyond the support's ends, where the result
+ * is 0 or -inf and depends on nothing, before the formulas see it. fam_cdf_desc describes the
+ * parameters as the family's desc does; its value may be anything but NaN. */
+#define CDF_FNS(fam, lo_expr, hi_expr)                                                      \
+    static inline double fam##_lcdf_kern(double x, const double *p, unsigned need, double *dx, double *dp) { \
+        if (x <= (lo_expr)) return -INFINITY;                                              \
+        if (x >= (hi_expr)) return 0.0;                                                    \
+        return fam##_cdf(x, p, need, dx, dp, 0);                                           \
+    }                                                                                      \
+    static inline double fam##_lccdf_kern(double x, const double *p, unsigned need, double *dx, double *dp) { \
+        if (x <= (lo_expr)) return 0.0;                                                    \
+        if (x >= (hi_expr)) return -INFINITY;                                              \
+        return fam##_cdf(x, p, need, dx, dp, 1);                                           \
+    }                                                                                      \
+    LOG_PROB_PW_FN(fam##_lcdf, fam##_cdf_desc, uv_no_norm, fam##_lcdf_kern)                 \
+    LOG_PROB_PW_FN(fam##_lccdf, fam##_cdf_desc, uv_no_norm, fam##_lccdf_kern)
+
+/* log of a tail probability v whose complement is w: log v while v is small, else log1p(-w),
+ * which keeps the digits of a v near 1 (GSL gives both tails to full relative accuracy). */
+static inline double log_tail(double v, double w) { return v < 0.5 ? log(v) : log1p(-w); }
+
+/* ∂f/∂s at a shape s > 0, for the incomplete gamma and beta functions, whose derivatives in
+ * their shape parameters have no closed form (Stan sums their series, grad_reg_inc_gamma and
+ * inc_beta_dda). Central differences with one Richardson step: D(h) = (f(s+h) - f(s-h))/2h and
+ * (4·D(h/2) - D(h))/3 = f'(s) - h⁴f⁽⁵⁾(s)/480 + ..., with h = s/300 (made exact in binary).
+ * For a log CDF that varies on the scale of s the truncation error is about 1e-13 relative and
+ * the rounding error of GSL's values (about 1e-15 relative) becomes about 1e-12·|f|/(s|f'|);
+ * the tests hold it to 1e-9 against finite differences of the value. */
+typedef double (*shape_fn)(double s, const double *c, int upper);
+static double dshape(shape_fn f, double s, const double *c, int upper) {
+    volatile double sh = s + s / 300.0; /* volatile: the step that was actually taken */
+    double h = sh - s;
+    double d1 = (f(s + h, c, upper) - f(s - h, c, upper)) / (2.0 * h);
+    double d2 = (f(s + 0.5 * h, c, upper) - f(s - 0.5 * h, c, upper)) / h;
+    return (4.0 * d2 - d1) / 3.0;
+}
+
+/* For the location–scale families: the partials of g(z), z = (x - loc)/scale, from dg/dz. */
+static inline void loc_scale_partials(double dz, double z, double is, double *dx, double *dp) {
+    *dx = dz * is;
+    dp[0] = -dz * is;
+    dp[1] = -dz * z * is;
+}
 
 /* ---- Normal(loc, scale) --------------------------------------------------------------------- */
 
@@ -195,13 +248,12 @@ static void normal_fast_forward(em_tape *t, em_node *o) {
     em_dist_replay_fail(t, o, &e);
 }
 
-LOG_PROB_FN(normal_general_lp, normal_desc, normal_norm, normal_kern)
+LOG_PROB_PW_FN(normal_general_lp, normal_desc, normal_norm, normal_kern)
 
 static em_var normal_lp(const em_dist *d, em_var value) {
     em_tape *t = d->tape;
     size_t n = em_len_(t, value), nm = em_len_(t, d->p[0]), ns = em_len_(t, d->p[1]);
-    /* pointwise terms (em_dist_log_prob_pointwise) come from the general driver */
-    if (!em_var_ok(value) || ns != 1 || !(nm == 1 || nm == n) || t->pointwise) return normal_general_lp(d, value);
+    if (!em_var_ok(value) || ns != 1 || !(nm == 1 || nm == n)) return normal_general_lp(d, value);
     em_var in[3] = {value, d->p[0], d->p[1]}, out;
     em_node *o = em_node_new(t, 1, 1, in, 3, normal_fast_backward, &out);
     if (!o) return EM_VAR_INVALID;
@@ -225,8 +277,20 @@ static em_var normal_lp(const em_dist *d, em_var value) {
 SAMPLE_FN(normal_sample, normal_desc, P(d, 0, i) + gsl_ran_gaussian_ziggurat(r, P(d, 1, i)))
 MOMENT_FN(normal_mean, normal_desc, P(d, 0, i))
 MOMENT_FN(normal_var, normal_desc, P(d, 1, i) * P(d, 1, i))
+/* log Φ(z) and log Φ(-z), z = (x - loc)/scale (internal/mathx.h: finite far into both tails) */
+static const uv_desc normal_cdf_desc = {"Normal", 2, {"loc", "scale"}, {EM_PK_REAL, EM_PK_POS}, EM_PK_NOT_NAN,
+                                        "[-inf, inf]", 0u, 1};
+static inline double normal_cdf(double x, const double *p, unsigned need, double *dx, double *dp, int upper) {
+    double is = 1.0 / p[1], z = (x - p[0]) * is, zz = upper ? -z : z;
+    double dz = upper ? -em_math_dlog_Phi(zz) : em_math_dlog_Phi(zz);
+    loc_scale_partials(dz, z, is, dx, dp);
+    return em_math_log_Phi(zz);
+}
+CDF_FNS(normal, -INFINITY, INFINITY)
 RSAMPLE_FN(normal_rs, normal_desc, gsl_ran_gaussian_ziggurat(r, 1.0), a + b * eps, 1.0, eps)
-FAMILY_OPS(em_ops_normal, normal_desc, 1, sup_real, normal_lp, normal_sample, normal_rs, normal_mean, normal_var)
+POINTWISE_FN(normal_pw, normal_general_lp_pw, normal_lcdf_pw, normal_lccdf_pw)
+FAMILY_OPS(em_ops_normal, normal_desc, 1, sup_real, normal_lp, normal_sample, normal_rs, normal_mean, normal_var,
+           normal_lcdf, normal_lccdf, normal_pw)
 em_dist em_dist_normal(em_tape *t, em_var loc, em_var scale) {
     em_var p[2] = {loc, scale};
     return em_dist_make(t, &em_ops_normal, p, 2);
@@ -246,13 +310,33 @@ static inline double half_normal_kern(double x, const double *p, unsigned need, 
     dp[0] = z * z * is;
     return -0.5 * z * z;
 }
-LOG_PROB_FN(half_normal_lp, half_normal_desc, half_normal_norm, half_normal_kern)
+LOG_PROB_PW_FN(half_normal_lp, half_normal_desc, half_normal_norm, half_normal_kern)
 SAMPLE_FN(half_normal_sample, half_normal_desc, fabs(gsl_ran_gaussian_ziggurat(r, P(d, 0, i))))
 MOMENT_FN(half_normal_mean, half_normal_desc, P(d, 0, i) * M_SQRT2 / sqrt(M_PI))
 MOMENT_FN(half_normal_var, half_normal_desc, P(d, 0, i) * P(d, 0, i) * (1.0 - 2.0 / M_PI))
 RSAMPLE_FN(half_normal_rs, half_normal_desc, fabs(gsl_ran_gaussian_ziggurat(r, 1.0)), a * eps, eps, 0.0)
+/* F = erf(z/√2), z = x/scale (accurate near 0, where 2Φ(z) - 1 would cancel), through
+ * log1p(-erfc) above z = 1; 1 - F = 2Φ(-z), so the CCDF is log 2 + log Φ(-z). */
+static const uv_desc half_normal_cdf_desc = {"HalfNormal", 1, {"scale"}, {EM_PK_POS}, EM_PK_NOT_NAN, "[-inf, inf]",
+                                             0u, 1};
+static inline double half_normal_cdf(double x, const double *p, unsigned need, double *dx, double *dp, int upper) {
+    double is = 1.0 / p[0], z = x * is, lt, dz;
+    if (upper) {
+        lt = EM_LOG_2 + em_math_log_Phi(-z);
+        dz = -em_math_dlog_Phi(-z);
+    } else {
+        double u = z * M_SQRT1_2;
+        lt = z < 1.0 ? log(erf(u)) : log1p(-erfc(u));
+        dz = exp(EM_LOG_2 - 0.5 * z * z - EM_LOG_SQRT_2PI - lt); /* 2φ(z)/F */
+    }
+    *dx = dz * is;
+    dp[0] = -dz * z * is;
+    return lt;
+}
+CDF_FNS(half_normal, 0.0, INFINITY)
+POINTWISE_FN(half_normal_pw, half_normal_lp_pw, half_normal_lcdf_pw, half_normal_lccdf_pw)
 FAMILY_OPS(em_ops_half_normal, half_normal_desc, 1, sup_pos, half_normal_lp, half_normal_sample, half_normal_rs,
-           half_normal_mean, half_normal_var)
+           half_normal_mean, half_normal_var, half_normal_lcdf, half_normal_lccdf, half_normal_pw)
 em_dist em_dist_half_normal(em_tape *t, em_var scale) { return em_dist_make(t, &em_ops_half_normal, &scale, 1); }
 
 /* ---- LogNormal(loc, scale) ---------------------------------------------------------------------- */
@@ -267,14 +351,25 @@ static inline double lognormal_kern(double x, const double *p, unsigned need, do
     dp[1] = z * zs;
     return -0.5 * z * z - lx;
 }
-LOG_PROB_FN(lognormal_lp, lognormal_desc, normal_norm, lognormal_kern)
+LOG_PROB_PW_FN(lognormal_lp, lognormal_desc, normal_norm, lognormal_kern)
 SAMPLE_FN(lognormal_sample, lognormal_desc, gsl_ran_lognormal(r, P(d, 0, i), P(d, 1, i)))
 MOMENT_FN(lognormal_mean, lognormal_desc, exp(P(d, 0, i) + 0.5 * P(d, 1, i) * P(d, 1, i)))
 MOMENT_FN(lognormal_var, lognormal_desc,
           expm1(P(d, 1, i) * P(d, 1, i)) * exp(2.0 * P(d, 0, i) + P(d, 1, i) * P(d, 1, i)))
+static const uv_desc lognormal_cdf_desc = {"LogNormal", 2, {"loc", "scale"}, {EM_PK_REAL, EM_PK_POS}, EM_PK_NOT_NAN,
+                                           "[-inf, inf]", 0u, 1};
+static inline double lognormal_cdf(double x, const double *p, unsigned need, double *dx, double *dp, int upper) {
+    double is = 1.0 / p[1], z = (log(x) - p[0]) * is, zz = upper ? -z : z;
+    double dz = upper ? -em_math_dlog_Phi(zz) : em_math_dlog_Phi(zz);
+    loc_scale_partials(dz, z, is, dx, dp);
+    *dx /= x; /* dz/dx = 1/(scale·x) */
+    return em_math_log_Phi(zz);
+}
+CDF_FNS(lognormal, 0.0, INFINITY)
 RSAMPLE_FN(lognormal_rs, lognormal_desc, gsl_ran_gaussian_ziggurat(r, 1.0), exp(a + b * eps), y, y * eps)
+POINTWISE_FN(lognormal_pw, lognormal_lp_pw, lognormal_lcdf_pw, lognormal_lccdf_pw)
 FAMILY_OPS(em_ops_lognormal, lognormal_desc, 1, sup_pos, lognormal_lp, lognormal_sample, lognormal_rs,
-           lognormal_mean, lognormal_var)
+           lognormal_mean, lognormal_var, lognormal_lcdf, lognormal_lccdf, lognormal_pw)
 em_dist em_dist_lognormal(em_tape *t, em_var loc, em_var scale) {
     em_var p[2] = {loc, scale};
     return em_dist_make(t, &em_ops_lognormal, p, 2);
@@ -296,7 +391,7 @@ static inline double uniform_kern(double x, const double *p, unsigned need, doub
     *dx = 0.0;
     return 0.0;
 }
-LOG_PROB_FN(uniform_lp, uniform_desc, uniform_norm, uniform_kern)
+LOG_PROB_PW_FN(uniform_lp, uniform_desc, uniform_norm, uniform_kern)
 static em_support uniform_support(const em_dist *d) {
     /* em_support holds one interval. A batch whose elements have different intervals has no
      * single support: its bounds are NaN, so a transform built from it fails loudly instead
@@ -311,8 +406,28 @@ SAMPLE_FN(uniform_sample, uniform_desc, gsl_ran_flat(r, P(d, 0, i), P(d, 1, i)))
 MOMENT_FN(uniform_mean, uniform_desc, 0.5 * (P(d, 0, i) + P(d, 1, i)))
 MOMENT_FN(uniform_var, uniform_desc, (P(d, 1, i) - P(d, 0, i)) * (P(d, 1, i) - P(d, 0, i)) / 12.0)
 RSAMPLE_FN(uniform_rs, uniform_desc, gsl_rng_uniform(r), a + (b - a) * eps, 1.0 - eps, eps)
+/* log((x - lo)/(hi - lo)) and log((hi - x)/(hi - lo)) */
+static const uv_desc uniform_cdf_desc = {"Uniform", 2, {"lo", "hi"}, {EM_PK_REAL, EM_PK_GT_P0}, EM_PK_NOT_NAN,
+                                         "[-inf, inf]", 0u, 1};
+static inline double uniform_cdf(double x, const double *p, unsigned need, double *dx, double *dp, int upper) {
+    double iw = 1.0 / (p[1] - p[0]);
+    if (upper) {
+        double ih = 1.0 / (p[1] - x);
+        *dx = -ih;
+        dp[0] = iw;
+        dp[1] = ih - iw;
+        return log((p[1] - x) * iw);
+    }
+    double il = 1.0 / (x - p[0]);
+    *dx = il;
+    dp[0] = iw - il;
+    dp[1] = -iw;
+    return log((x - p[0]) * iw);
+}
+CDF_FNS(uniform, p[0], p[1])
+POINTWISE_FN(uniform_pw, uniform_lp_pw, uniform_lcdf_pw, uniform_lccdf_pw)
 FAMILY_OPS(em_ops_uniform, uniform_desc, 1, uniform_support, uniform_lp, uniform_sample, uniform_rs, uniform_mean,
-           uniform_var)
+           uniform_var, uniform_lcdf, uniform_lccdf, uniform_pw)
 em_dist em_dist_uniform(em_tape *t, em_var lo, em_var hi) {
     em_var p[2] = {lo, hi};
     return em_dist_make(t, &em_ops_uniform, p, 2);
@@ -331,13 +446,30 @@ static inline double exponential_kern(double x, const double *p, unsigned need, 
     dp[0] = -x;
     return -p[0] * x;
 }
-LOG_PROB_FN(exponential_lp, exponential_desc, exponential_norm, exponential_kern)
+LOG_PROB_PW_FN(exponential_lp, exponential_desc, exponential_norm, exponential_kern)
 SAMPLE_FN(exponential_sample, exponential_desc, gsl_ran_exponential(r, 1.0 / P(d, 0, i)))
 MOMENT_FN(exponential_mean, exponential_desc, 1.0 / P(d, 0, i))
 MOMENT_FN(exponential_var, exponential_desc, 1.0 / (P(d, 0, i) * P(d, 0, i)))
+/* log(1 - e^{-rate·x}) and -rate·x; d/du log(1 - e^{-u}) = 1/expm1(u) */
+static const uv_desc exponential_cdf_desc = {"Exponential", 1, {"rate"}, {EM_PK_POS}, EM_PK_NOT_NAN,
+                                             "[-inf, inf]", 0u, 1};
+static inline double exponential_cdf(double x, const double *p, unsigned need, double *dx, double *dp, int upper) {
+    double u = p[0] * x;
+    if (upper) {
+        *dx = -p[0];
+        dp[0] = -x;
+        return -u;
+    }
+    double du = 1.0 / expm1(u);
+    *dx = p[0] * du;
+    dp[0] = x * du;
+    return em_math_log1m_exp(-u);
+}
+CDF_FNS(exponential, 0.0, INFINITY)
 RSAMPLE_FN(exponential_rs, exponential_desc, gsl_ran_exponential(r, 1.0), eps / a, -eps / (a * a), 0.0)
+POINTWISE_FN(exponential_pw, exponential_lp_pw, exponential_lcdf_pw, exponential_lccdf_pw)
 FAMILY_OPS(em_ops_exponential, exponential_desc, 1, sup_pos, exponential_lp, exponential_sample, exponential_rs,
-           exponential_mean, exponential_var)
+           exponential_mean, exponential_var, exponential_lcdf, exponential_lccdf, exponential_pw)
 em_dist em_dist_exponential(em_tape *t, em_var rate) { return em_dist_make(t, &em_ops_exponential, &rate, 1); }
 
 /* ---- Gamma(shape, rate) ------------------------------------------------------------------------------ */
@@ -357,11 +489,32 @@ static inline double gamma_kern(double x, const double *p, unsigned need, double
     dp[1] = -x;
     return (p[0] - 1.0) * lx - p[1] * x;
 }
-LOG_PROB_FN(gamma_lp, gamma_desc, gamma_norm, gamma_kern)
+LOG_PROB_PW_FN(gamma_lp, gamma_desc, gamma_norm, gamma_kern)
 SAMPLE_FN(gamma_sample, gamma_desc, gsl_ran_gamma(r, P(d, 0, i), 1.0 / P(d, 1, i)))
 MOMENT_FN(gamma_mean, gamma_desc, P(d, 0, i) / P(d, 1, i))
 MOMENT_FN(gamma_var, gamma_desc, P(d, 0, i) / (P(d, 1, i) * P(d, 1, i)))
-FAMILY_OPS(em_ops_gamma, gamma_desc, 0, sup_pos, gamma_lp, gamma_sample, NULL, gamma_mean, gamma_var)
+/* log P(shape, rate·x) and log Q(shape, rate·x), GSL's regularised incomplete gamma functions;
+ * in x and rate the partial is the density over the tail, in shape a difference (dshape). */
+static const uv_desc gamma_cdf_desc = {"Gamma", 2, {"shape", "rate"}, {EM_PK_POS, EM_PK_POS}, EM_PK_NOT_NAN,
+                                       "[-inf, inf]", 0u, 1};
+static double gamma_log_tail(double a, const double *y, int upper) {
+    double P = gsl_sf_gamma_inc_P(a, y[0]), Q = gsl_sf_gamma_inc_Q(a, y[0]);
+    return upper ? log_tail(Q, P) : log_tail(P, Q);
+}
+static inline double gamma_cdf(double x, const double *p, unsigned need, double *dx, double *dp, int upper) {
+    double a = p[0], y = p[1] * x, lt = gamma_log_tail(a, &y, upper);
+    /* the standard Gamma(a) density at y over the tail, in logs (both may underflow) */
+    double h = exp((a - 1.0) * log(y) - y - em_math_lgamma(a) - lt);
+    if (upper) h = -h;
+    *dx = p[1] * h;
+    dp[1] = x * h;
+    if (NEED(0)) dp[0] = dshape(gamma_log_tail, a, &y, upper);
+    return lt;
+}
+CDF_FNS(gamma, 0.0, INFINITY)
+POINTWISE_FN(gamma_pw, gamma_lp_pw, gamma_lcdf_pw, gamma_lccdf_pw)
+FAMILY_OPS(em_ops_gamma, gamma_desc, 0, sup_pos, gamma_lp, gamma_sample, NULL, gamma_mean, gamma_var, gamma_lcdf,
+           gamma_lccdf, gamma_pw)
 em_dist em_dist_gamma(em_tape *t, em_var shape, em_var rate) {
     em_var p[2] = {shape, rate};
     return em_dist_make(t, &em_ops_gamma, p, 2);
@@ -379,14 +532,28 @@ static inline double inv_gamma_kern(double x, const double *p, unsigned need, do
     dp[1] = -ix;
     return -(p[0] + 1.0) * lx - p[1] * ix;
 }
-LOG_PROB_FN(inv_gamma_lp, inv_gamma_desc, gamma_norm, inv_gamma_kern)
+LOG_PROB_PW_FN(inv_gamma_lp, inv_gamma_desc, gamma_norm, inv_gamma_kern)
 SAMPLE_FN(inv_gamma_sample, inv_gamma_desc, 1.0 / gsl_ran_gamma(r, P(d, 0, i), 1.0 / P(d, 1, i)))
 MOMENT_FN(inv_gamma_mean, inv_gamma_desc, P(d, 0, i) > 1.0 ? P(d, 1, i) / (P(d, 0, i) - 1.0) : INFINITY)
 MOMENT_FN(inv_gamma_var, inv_gamma_desc,
           P(d, 0, i) > 2.0 ? P(d, 1, i) * P(d, 1, i) / ((P(d, 0, i) - 1.0) * (P(d, 0, i) - 1.0) * (P(d, 0, i) - 2.0))
                            : (P(d, 0, i) > 1.0 ? INFINITY : NAN))
+/* X = 1/Y with Y ~ Gamma(shape, rate = scale): P(X <= x) = Q(shape, scale/x), so the tails are
+ * Gamma's other tails at y = scale/x, with dy/dx = -y/x and dy/dscale = 1/x. */
+static const uv_desc inv_gamma_cdf_desc = {"InverseGamma", 2, {"shape", "scale"}, {EM_PK_POS, EM_PK_POS},
+                                           EM_PK_NOT_NAN, "[-inf, inf]", 0u, 1};
+static inline double inv_gamma_cdf(double x, const double *p, unsigned need, double *dx, double *dp, int upper) {
+    double y = p[1] / x, q[2] = {p[0], 1.0}, dy = 0.0, dq[2] = {0, 0};
+    double lt = gamma_cdf(y, q, need & 1u, &dy, dq, !upper);
+    *dx = -dy * y / x;
+    dp[0] = dq[0];
+    dp[1] = dy / x;
+    return lt;
+}
+CDF_FNS(inv_gamma, 0.0, INFINITY)
+POINTWISE_FN(inv_gamma_pw, inv_gamma_lp_pw, inv_gamma_lcdf_pw, inv_gamma_lccdf_pw)
 FAMILY_OPS(em_ops_inv_gamma, inv_gamma_desc, 0, sup_pos, inv_gamma_lp, inv_gamma_sample, NULL, inv_gamma_mean,
-           inv_gamma_var)
+           inv_gamma_var, inv_gamma_lcdf, inv_gamma_lccdf, inv_gamma_pw)
 em_dist em_dist_inv_gamma(em_tape *t, em_var shape, em_var scale) {
     em_var p[2] = {shape, scale};
     return em_dist_make(t, &em_ops_inv_gamma, p, 2);
@@ -411,13 +578,35 @@ static inline double beta_kern(double x, const double *p, unsigned need, double 
     dp[1] = l1x;
     return (p[0] - 1.0) * lx + (p[1] - 1.0) * l1x;
 }
-LOG_PROB_FN(beta_lp, beta_desc, beta_norm, beta_kern)
+LOG_PROB_PW_FN(beta_lp, beta_desc, beta_norm, beta_kern)
 SAMPLE_FN(beta_sample, beta_desc, gsl_ran_beta(r, P(d, 0, i), P(d, 1, i)))
 MOMENT_FN(beta_mean, beta_desc, P(d, 0, i) / (P(d, 0, i) + P(d, 1, i)))
 MOMENT_FN(beta_var, beta_desc,
           P(d, 0, i) * P(d, 1, i) /
               ((P(d, 0, i) + P(d, 1, i)) * (P(d, 0, i) + P(d, 1, i)) * (P(d, 0, i) + P(d, 1, i) + 1.0)))
-FAMILY_OPS(em_ops_beta, beta_desc, 0, sup_unit, beta_lp, beta_sample, NULL, beta_mean, beta_var)
+/* log I_x(a, b) and log(1 - I_x(a, b)), GSL's regularised incomplete beta function; in x the
+ * partial is the density over the tail, in a and b differences (dshape). */
+static const uv_desc beta_cdf_desc = {"Beta", 2, {"a", "b"}, {EM_PK_POS, EM_PK_POS}, EM_PK_NOT_NAN, "[-inf, inf]",
+                                      0u, 1};
+static double beta_log_tail(double a, double b, double x, int upper) {
+    double P = gsl_cdf_beta_P(x, a, b), Q = gsl_cdf_beta_Q(x, a, b);
+    return upper ? log_tail(Q, P) : log_tail(P, Q);
+}
+/* the same as a function of one shape, for dshape: c = {x, the other shape} */
+static double beta_log_tail_a(double a, const double *c, int upper) { return beta_log_tail(a, c[1], c[0], upper); }
+static double beta_log_tail_b(double b, const double *c, int upper) { return beta_log_tail(c[1], b, c[0], upper); }
+static inline double beta_cdf(double x, const double *p, unsigned need, double *dx, double *dp, int upper) {
+    double a = p[0], b = p[1], lt = beta_log_tail(a, b, x, upper);
+    double lpdf = (a - 1.0) * log(x) + (b - 1.0) * log1p(-x) - gsl_sf_lnbeta(a, b);
+    *dx = upper ? -exp(lpdf - lt) : exp(lpdf - lt);
+    if (NEED(0)) dp[0] = dshape(beta_log_tail_a, a, (const double[]){x, b}, upper);
+    if (NEED(1)) dp[1] = dshape(beta_log_tail_b, b, (const double[]){x, a}, upper);
+    return lt;
+}
+CDF_FNS(beta, 0.0, 1.0)
+POINTWISE_FN(beta_pw, beta_lp_pw, beta_lcdf_pw, beta_lccdf_pw)
+FAMILY_OPS(em_ops_beta, beta_desc, 0, sup_unit, beta_lp, beta_sample, NULL, beta_mean, beta_var, beta_lcdf,
+           beta_lccdf, beta_pw)
 em_dist em_dist_beta(em_tape *t, em_var a, em_var b) {
     em_var p[2] = {a, b};
     return em_dist_make(t, &em_ops_beta, p, 2);
@@ -439,12 +628,25 @@ static inline double cauchy_kern(double x, const double *p, unsigned need, doubl
     dp[1] = -dz * z * is;
     return -log1p(z * z);
 }
-LOG_PROB_FN(cauchy_lp, cauchy_desc, cauchy_norm, cauchy_kern)
+LOG_PROB_PW_FN(cauchy_lp, cauchy_desc, cauchy_norm, cauchy_kern)
 SAMPLE_FN(cauchy_sample, cauchy_desc, P(d, 0, i) + gsl_ran_cauchy(r, P(d, 1, i)))
 MOMENT_FN(cauchy_mean, cauchy_desc, NAN) /* undefined */
 MOMENT_FN(cauchy_var, cauchy_desc, NAN)
+/* F(z) = atan2(1, -z)/π, 1 - F(z) = atan2(1, z)/π: each tail without cancellation (for z far
+ * below 0, atan2(1, -z) ≈ 1/|z| to full precision, where 1/2 + atan(z)/π loses it all). */
+static const uv_desc cauchy_cdf_desc = {"Cauchy", 2, {"loc", "scale"}, {EM_PK_REAL, EM_PK_POS}, EM_PK_NOT_NAN,
+                                        "[-inf, inf]", 0u, 1};
+static inline double cauchy_cdf(double x, const double *p, unsigned need, double *dx, double *dp, int upper) {
+    double is = 1.0 / p[1], z = (x - p[0]) * is, at = atan2(1.0, upper ? z : -z);
+    double dz = 1.0 / ((1.0 + z * z) * at); /* the density over the tail */
+    loc_scale_partials(upper ? -dz : dz, z, is, dx, dp);
+    return log(at) - EM_LOG_PI;
+}
+CDF_FNS(cauchy, -INFINITY, INFINITY)
 RSAMPLE_FN(cauchy_rs, cauchy_desc, gsl_ran_cauchy(r, 1.0), a + b * eps, 1.0, eps)
-FAMILY_OPS(em_ops_cauchy, cauchy_desc, 1, sup_real, cauchy_lp, cauchy_sample, cauchy_rs, cauchy_mean, cauchy_var)
+POINTWISE_FN(cauchy_pw, cauchy_lp_pw, cauchy_lcdf_pw, cauchy_lccdf_pw)
+FAMILY_OPS(em_ops_cauchy, cauchy_desc, 1, sup_real, cauchy_lp, cauchy_sample, cauchy_rs, cauchy_mean, cauchy_var,
+           cauchy_lcdf, cauchy_lccdf, cauchy_pw)
 em_dist em_dist_cauchy(em_tape *t, em_var loc, em_var scale) {
     em_var p[2] = {loc, scale};
     return em_dist_make(t, &em_ops_cauchy, p, 2);
@@ -462,13 +664,25 @@ static inline double half_cauchy_kern(double x, const double *p, unsigned need, 
     dp[0] = -dz * z * is;
     return -log1p(z * z);
 }
-LOG_PROB_FN(half_cauchy_lp, half_cauchy_desc, half_cauchy_norm, half_cauchy_kern)
+LOG_PROB_PW_FN(half_cauchy_lp, half_cauchy_desc, half_cauchy_norm, half_cauchy_kern)
 SAMPLE_FN(half_cauchy_sample, half_cauchy_desc, fabs(gsl_ran_cauchy(r, P(d, 0, i))))
 MOMENT_FN(half_cauchy_mean, half_cauchy_desc, INFINITY)
 MOMENT_FN(half_cauchy_var, half_cauchy_desc, INFINITY)
 RSAMPLE_FN(half_cauchy_rs, half_cauchy_desc, fabs(gsl_ran_cauchy(r, 1.0)), a * eps, eps, 0.0)
+/* F = (2/π)·atan(z), 1 - F = (2/π)·atan2(1, z), z = x/scale: each without cancellation */
+static const uv_desc half_cauchy_cdf_desc = {"HalfCauchy", 1, {"scale"}, {EM_PK_POS}, EM_PK_NOT_NAN, "[-inf, inf]",
+                                             0u, 1};
+static inline double half_cauchy_cdf(double x, const double *p, unsigned need, double *dx, double *dp, int upper) {
+    double is = 1.0 / p[0], z = x * is, at = upper ? atan2(1.0, z) : atan(z);
+    double dz = (upper ? -1.0 : 1.0) / ((1.0 + z * z) * at);
+    *dx = dz * is;
+    dp[0] = -dz * z * is;
+    return EM_LOG_2 - EM_LOG_PI + log(at);
+}
+CDF_FNS(half_cauchy, 0.0, INFINITY)
+POINTWISE_FN(half_cauchy_pw, half_cauchy_lp_pw, half_cauchy_lcdf_pw, half_cauchy_lccdf_pw)
 FAMILY_OPS(em_ops_half_cauchy, half_cauchy_desc, 1, sup_pos, half_cauchy_lp, half_cauchy_sample, half_cauchy_rs,
-           half_cauchy_mean, half_cauchy_var)
+           half_cauchy_mean, half_cauchy_var, half_cauchy_lcdf, half_cauchy_lccdf, half_cauchy_pw)
 em_dist em_dist_half_cauchy(em_tape *t, em_var scale) { return em_dist_make(t, &em_ops_half_cauchy, &scale, 1); }
 
 /* ---- StudentT(df, loc, scale) ---------------------------------------------------------------------------- */
@@ -491,15 +705,36 @@ static inline double student_t_kern(double x, const double *p, unsigned need, do
     dp[2] = w * z2 * is;
     return -0.5 * (nu + 1.0) * l;
 }
-LOG_PROB_FN(student_t_lp, student_t_desc, student_t_norm, student_t_kern)
+LOG_PROB_PW_FN(student_t_lp, student_t_desc, student_t_norm, student_t_kern)
 SAMPLE_FN(student_t_sample, student_t_desc, P(d, 1, i) + P(d, 2, i) * gsl_ran_tdist(r, P(d, 0, i)))
 MOMENT_FN(student_t_mean, student_t_desc, P(d, 0, i) > 1.0 ? P(d, 1, i) : NAN)
 MOMENT_FN(student_t_var, student_t_desc,
           P(d, 0, i) > 2.0 ? P(d, 2, i) * P(d, 2, i) * P(d, 0, i) / (P(d, 0, i) - 2.0)
                            : (P(d, 0, i) > 1.0 ? INFINITY : NAN))
+/* GSL's t CDF (an incomplete beta function) in z = (x - loc)/scale; in x, loc and scale the
+ * partial is the density over the tail, in df a difference (dshape). */
+static const uv_desc student_t_cdf_desc = {"StudentT", 3, {"df", "loc", "scale"},
+                                           {EM_PK_POS, EM_PK_REAL, EM_PK_POS}, EM_PK_NOT_NAN, "[-inf, inf]", 0u, 1};
+static double student_t_log_tail(double nu, const double *z, int upper) {
+    double P = gsl_cdf_tdist_P(z[0], nu), Q = gsl_cdf_tdist_Q(z[0], nu);
+    return upper ? log_tail(Q, P) : log_tail(P, Q);
+}
+static inline double student_t_cdf(double x, const double *p, unsigned need, double *dx, double *dp, int upper) {
+    double nu = p[0], is = 1.0 / p[2], z = (x - p[1]) * is, lt = student_t_log_tail(nu, &z, upper);
+    double lpdf = em_math_lgamma(0.5 * (nu + 1.0)) - em_math_lgamma(0.5 * nu) - 0.5 * (log(nu) + EM_LOG_PI) -
+                  0.5 * (nu + 1.0) * log1p(z * z / nu);
+    double dz = upper ? -exp(lpdf - lt) : exp(lpdf - lt), dls[2];
+    loc_scale_partials(dz, z, is, dx, dls);
+    dp[1] = dls[0];
+    dp[2] = dls[1];
+    if (NEED(0)) dp[0] = dshape(student_t_log_tail, nu, &z, upper);
+    return lt;
+}
+CDF_FNS(student_t, -INFINITY, INFINITY)
 /* Not reparameterised: a draw's dependence on df has no simple pathwise form. */
+POINTWISE_FN(student_t_pw, student_t_lp_pw, student_t_lcdf_pw, student_t_lccdf_pw)
 FAMILY_OPS(em_ops_student_t, student_t_desc, 0, sup_real, student_t_lp, student_t_sample, NULL, student_t_mean,
-           student_t_var)
+           student_t_var, student_t_lcdf, student_t_lccdf, student_t_pw)
 em_dist em_dist_student_t(em_tape *t, em_var df, em_var loc, em_var scale) {
     em_var p[3] = {df, loc, scale};
     return em_dist_make(t, &em_ops_student_t, p, 3);
@@ -521,13 +756,31 @@ static inline double laplace_kern(double x, const double *p, unsigned need, doub
     dp[1] = a * is * is;
     return -a * is;
 }
-LOG_PROB_FN(laplace_lp, laplace_desc, laplace_norm, laplace_kern)
+LOG_PROB_PW_FN(laplace_lp, laplace_desc, laplace_norm, laplace_kern)
 SAMPLE_FN(laplace_sample, laplace_desc, P(d, 0, i) + gsl_ran_laplace(r, P(d, 1, i)))
 MOMENT_FN(laplace_mean, laplace_desc, P(d, 0, i))
 MOMENT_FN(laplace_var, laplace_desc, 2.0 * P(d, 1, i) * P(d, 1, i))
+/* F(z) = e^z/2 below 0 and 1 - e^{-z}/2 above, each log taken on its own side:
+ * log F = z - log 2 (z < 0) or log1p(-e^{-z}/2), d/dz = 1 or 1/(2e^z - 1); the CCDF mirrored. */
+static const uv_desc laplace_cdf_desc = {"Laplace", 2, {"loc", "scale"}, {EM_PK_REAL, EM_PK_POS}, EM_PK_NOT_NAN,
+                                         "[-inf, inf]", 0u, 1};
+static inline double laplace_cdf(double x, const double *p, unsigned need, double *dx, double *dp, int upper) {
+    double is = 1.0 / p[1], z = (x - p[0]) * is, w = upper ? -z : z, lt, dw;
+    if (w < 0.0) {
+        lt = w - EM_LOG_2;
+        dw = 1.0;
+    } else {
+        lt = log1p(-0.5 * exp(-w));
+        dw = 1.0 / (2.0 * exp(w) - 1.0);
+    }
+    loc_scale_partials(upper ? -dw : dw, z, is, dx, dp);
+    return lt;
+}
+CDF_FNS(laplace, -INFINITY, INFINITY)
 RSAMPLE_FN(laplace_rs, laplace_desc, gsl_ran_laplace(r, 1.0), a + b * eps, 1.0, eps)
+POINTWISE_FN(laplace_pw, laplace_lp_pw, laplace_lcdf_pw, laplace_lccdf_pw)
 FAMILY_OPS(em_ops_laplace, laplace_desc, 1, sup_real, laplace_lp, laplace_sample, laplace_rs, laplace_mean,
-           laplace_var)
+           laplace_var, laplace_lcdf, laplace_lccdf, laplace_pw)
 em_dist em_dist_laplace(em_tape *t, em_var loc, em_var scale) {
     em_var p[2] = {loc, scale};
     return em_dist_make(t, &em_ops_laplace, p, 2);
@@ -552,14 +805,245 @@ static inline double logistic_norm(const double *p, unsigned need, double *dp) {
     if (NEED(1)) dp[1] = -1.0 / p[1];
     return -log(p[1]);
 }
-LOG_PROB_FN(logistic_lp, logistic_desc, logistic_norm, logistic_kern)
+LOG_PROB_PW_FN(logistic_lp, logistic_desc, logistic_norm, logistic_kern)
 SAMPLE_FN(logistic_sample, logistic_desc, P(d, 0, i) + gsl_ran_logistic(r, P(d, 1, i)))
 MOMENT_FN(logistic_mean, logistic_desc, P(d, 0, i))
 MOMENT_FN(logistic_var, logistic_desc, P(d, 1, i) * P(d, 1, i) * M_PI * M_PI / 3.0)
+/* log σ(z) = -softplus(-z) and log σ(-z) = -softplus(z); d/dz = σ(-z) and -σ(z) */
+static const uv_desc logistic_cdf_desc = {"Logistic", 2, {"loc", "scale"}, {EM_PK_REAL, EM_PK_POS}, EM_PK_NOT_NAN,
+                                          "[-inf, inf]", 0u, 1};
+static inline double logistic_cdf(double x, const double *p, unsigned need, double *dx, double *dp, int upper) {
+    double is = 1.0 / p[1], z = (x - p[0]) * is, w = upper ? -z : z;
+    double dw = em_math_sigmoid(-w);
+    loc_scale_partials(upper ? -dw : dw, z, is, dx, dp);
+    return -em_math_softplus(-w);
+}
+CDF_FNS(logistic, -INFINITY, INFINITY)
 RSAMPLE_FN(logistic_rs, logistic_desc, gsl_ran_logistic(r, 1.0), a + b * eps, 1.0, eps)
+POINTWISE_FN(logistic_pw, logistic_lp_pw, logistic_lcdf_pw, logistic_lccdf_pw)
 FAMILY_OPS(em_ops_logistic, logistic_desc, 1, sup_real, logistic_lp, logistic_sample, logistic_rs, logistic_mean,
-           logistic_var)
+           logistic_var, logistic_lcdf, logistic_lccdf, logistic_pw)
 em_dist em_dist_logistic(em_tape *t, em_var loc, em_var scale) {
     em_var p[2] = {loc, scale};
     return em_dist_make(t, &em_ops_logistic, p, 2);
+}
+
+/* ---- Weibull(shape α, scale σ) (Stan's weibull): log α - α log σ + (α - 1) log x - (x/σ)^α ---------- */
+
+static const uv_desc weibull_desc = {"Weibull", 2, {"shape", "scale"}, {EM_PK_POS, EM_PK_POS}, EM_PK_POS, "(0, inf)",
+                                     3u, 1};
+#define weibull_desc_INFO "Weibull", 2, {"shape", "scale"}
+static inline double weibull_norm(const double *p, unsigned need, double *dp) {
+    double ls = log(p[1]);
+    if (NEED(0)) dp[0] = 1.0 / p[0] - ls;
+    dp[1] = -p[0] / p[1];
+    return log(p[0]) - p[0] * ls;
+}
+static inline double weibull_kern(double x, const double *p, unsigned need, double *dx, double *dp) {
+    double a = p[0], lx = log(x), lr = lx - log(p[1]), u = exp(a * lr); /* u = (x/σ)^α */
+    *dx = (a - 1.0 - a * u) / x;
+    dp[0] = lx - u * lr;
+    dp[1] = a * u / p[1];
+    return (a - 1.0) * lx - u;
+}
+LOG_PROB_PW_FN(weibull_lp, weibull_desc, weibull_norm, weibull_kern)
+/* 1 - F = e^{-u}, u = (x/σ)^α: log CCDF = -u, log CDF = log(1 - e^{-u}) with d/du = 1/expm1(u) */
+static const uv_desc weibull_cdf_desc = {"Weibull", 2, {"shape", "scale"}, {EM_PK_POS, EM_PK_POS}, EM_PK_NOT_NAN,
+                                         "[-inf, inf]", 0u, 1};
+static inline double weibull_cdf(double x, const double *p, unsigned need, double *dx, double *dp, int upper) {
+    double a = p[0], lr = log(x) - log(p[1]), u = exp(a * lr);
+    double du = upper ? -1.0 : 1.0 / expm1(u);
+    *dx = du * a * u / x;
+    dp[0] = du * u * lr;
+    dp[1] = -du * a * u / p[1];
+    return upper ? -u : em_math_log1m_exp(-u);
+}
+CDF_FNS(weibull, 0.0, INFINITY)
+/* gsl_ran_weibull(r, a, b) draws with scale a and shape b */
+SAMPLE_FN(weibull_sample, weibull_desc, gsl_ran_weibull(r, P(d, 1, i), P(d, 0, i)))
+MOMENT_FN(weibull_mean, weibull_desc, P(d, 1, i) * exp(em_math_lgamma(1.0 + 1.0 / P(d, 0, i))))
+MOMENT_FN(weibull_var, weibull_desc,
+          P(d, 1, i) * P(d, 1, i) *
+              (exp(em_math_lgamma(1.0 + 2.0 / P(d, 0, i))) - exp(2.0 * em_math_lgamma(1.0 + 1.0 / P(d, 0, i)))))
+/* x = σ·E^{1/α} with E ~ Exponential(1): ∂x/∂α = -x·log(E)/α², ∂x/∂σ = x/σ */
+RSAMPLE_FN(weibull_rs, weibull_desc, gsl_ran_exponential(r, 1.0), b * pow(eps, 1.0 / a), -y * log(eps) / (a * a),
+           y / b)
+POINTWISE_FN(weibull_pw, weibull_lp_pw, weibull_lcdf_pw, weibull_lccdf_pw)
+FAMILY_OPS(em_ops_weibull, weibull_desc, 1, sup_pos, weibull_lp, weibull_sample, weibull_rs, weibull_mean,
+           weibull_var, weibull_lcdf, weibull_lccdf, weibull_pw)
+em_dist em_dist_weibull(em_tape *t, em_var shape, em_var scale) {
+    em_var p[2] = {shape, scale};
+    return em_dist_make(t, &em_ops_weibull, p, 2);
+}
+
+/* ---- HalfStudentT(df, scale): twice the StudentT(df, 0, scale) density on [0, inf) -------------- */
+
+static const uv_desc half_student_t_desc = {"HalfStudentT", 2, {"df", "scale"}, {EM_PK_POS, EM_PK_POS}, EM_PK_NONNEG,
+                                            "[0, inf)", 3u, 1};
+#define half_student_t_desc_INFO "HalfStudentT", 2, {"df", "scale"}
+/* the StudentT kernels at loc 0, parameters (df, 0, scale) */
+static inline double half_student_t_norm(const double *p, unsigned need, double *dp) {
+    double q[3] = {p[0], 0.0, p[1]}, dq[3] = {0, 0, 0};
+    double v = student_t_norm(q, (need & 1u) | ((need & 2u) << 1), dq);
+    dp[0] = dq[0];
+    dp[1] = dq[2];
+    return EM_LOG_2 + v;
+}
+static inline double half_student_t_kern(double x, const double *p, unsigned need, double *dx, double *dp) {
+    double q[3] = {p[0], 0.0, p[1]}, dq[3] = {0, 0, 0};
+    double v = student_t_kern(x, q, (need & 1u) | ((need & 2u) << 1), dx, dq);
+    dp[0] = dq[0];
+    dp[1] = dq[2];
+    return v;
+}
+LOG_PROB_PW_FN(half_student_t_lp, half_student_t_desc, half_student_t_norm, half_student_t_kern)
+/* F(x) = 2·F_t(x/scale) - 1 = 1 - 2·Q_t(x/scale): log CCDF = log 2 + log Q_t, log CDF =
+ * log1p(-2·Q_t); the partials from StudentT's log CCDF (d/dθ log(1 - 2Q) = -2Q/(1 - 2Q)·d log Q). */
+static const uv_desc half_student_t_cdf_desc = {"HalfStudentT", 2, {"df", "scale"}, {EM_PK_POS, EM_PK_POS},
+                                                EM_PK_NOT_NAN, "[-inf, inf]", 0u, 1};
+static inline double half_student_t_cdf(double x, const double *p, unsigned need, double *dx, double *dp, int upper) {
+    double q[3] = {p[0], 0.0, p[1]}, dq[3] = {0, 0, 0};
+    double lq = student_t_cdf(x, q, (need & 1u) | ((need & 2u) << 1), dx, dq, 1);
+    double c = 1.0;
+    if (!upper) {
+        double q2 = 2.0 * exp(lq);
+        c = -q2 / (1.0 - q2);
+        lq = log1p(-q2);
+    } else {
+        lq += EM_LOG_2;
+    }
+    *dx *= c;
+    dp[0] = c * dq[0];
+    dp[1] = c * dq[2];
+    return lq;
+}
+CDF_FNS(half_student_t, 0.0, INFINITY)
+SAMPLE_FN(half_student_t_sample, half_student_t_desc, fabs(P(d, 1, i) * gsl_ran_tdist(r, P(d, 0, i))))
+/* E|T| = 2·scale·sqrt(ν)·Γ((ν+1)/2) / (sqrt(π)·(ν-1)·Γ(ν/2)) for ν > 1; E T² = scale²·ν/(ν-2) */
+static inline double half_student_t_m1(double nu, double sc) {
+    if (!(nu > 1.0)) return INFINITY;
+    return 2.0 * sc * sqrt(nu / M_PI) / (nu - 1.0) * exp(em_math_lgamma(0.5 * (nu + 1.0)) - em_math_lgamma(0.5 * nu));
+}
+MOMENT_FN(half_student_t_mean, half_student_t_desc, half_student_t_m1(P(d, 0, i), P(d, 1, i)))
+MOMENT_FN(half_student_t_var, half_student_t_desc,
+          P(d, 0, i) > 2.0 ? P(d, 1, i) * P(d, 1, i) * P(d, 0, i) / (P(d, 0, i) - 2.0) -
+                                 half_student_t_m1(P(d, 0, i), P(d, 1, i)) * half_student_t_m1(P(d, 0, i), P(d, 1, i))
+                           : (P(d, 0, i) > 1.0 ? INFINITY : NAN))
+POINTWISE_FN(half_student_t_pw, half_student_t_lp_pw, half_student_t_lcdf_pw, half_student_t_lccdf_pw)
+FAMILY_OPS(em_ops_half_student_t, half_student_t_desc, 0, sup_pos, half_student_t_lp, half_student_t_sample, NULL,
+           half_student_t_mean, half_student_t_var, half_student_t_lcdf, half_student_t_lccdf, half_student_t_pw)
+em_dist em_dist_half_student_t(em_tape *t, em_var df, em_var scale) {
+    em_var p[2] = {df, scale};
+    return em_dist_make(t, &em_ops_half_student_t, p, 2);
+}
+
+/* ---- SkewNormal(xi, omega, alpha) (Stan's skew_normal; Azzalini 1985):
+ *      log 2 - log ω + log φ(z) + log Φ(αz), z = (x - ξ)/ω ------------------------------------------ */
+
+static const uv_desc skew_normal_desc = {"SkewNormal", 3, {"xi", "omega", "alpha"}, {EM_PK_REAL, EM_PK_POS, EM_PK_REAL},
+                                         EM_PK_REAL, "(-inf, inf)", 2u, 1};
+#define skew_normal_desc_INFO "SkewNormal", 3, {"xi", "omega", "alpha"}
+static inline double skew_normal_norm(const double *p, unsigned need, double *dp) {
+    if (NEED(1)) dp[1] = -1.0 / p[1];
+    return EM_LOG_2 - log(p[1]) - EM_LOG_SQRT_2PI;
+}
+static inline double skew_normal_kern(double x, const double *p, unsigned need, double *dx, double *dp) {
+    double is = 1.0 / p[1], z = (x - p[0]) * is, a = p[2], h = em_math_dlog_Phi(a * z);
+    double dz = -z + a * h;
+    *dx = dz * is;
+    dp[0] = -dz * is;
+    dp[1] = -dz * z * is;
+    dp[2] = z * h;
+    return -0.5 * z * z + em_math_log_Phi(a * z);
+}
+LOG_PROB_PW_FN(skew_normal_lp, skew_normal_desc, skew_normal_norm, skew_normal_kern)
+/* Azzalini's construction: with δ = α/sqrt(1+α²) and u0, v standard normal, u1 = δ·u0 +
+ * sqrt(1-δ²)·v; then ξ + ω·(u0 >= 0 ? u1 : -u1) is SkewNormal(ξ, ω, α). */
+static inline double skew_normal_draw(em_rng *r, double xi, double om, double al) {
+    double dl = al / sqrt(1.0 + al * al), u0 = gsl_ran_gaussian_ziggurat(r, 1.0), v = gsl_ran_gaussian_ziggurat(r, 1.0);
+    double u1 = dl * u0 + sqrt(1.0 - dl * dl) * v;
+    return xi + om * (u0 >= 0.0 ? u1 : -u1);
+}
+static inline double skew_normal_delta(double al) { return al / sqrt(1.0 + al * al); }
+SAMPLE_FN(skew_normal_sample, skew_normal_desc, skew_normal_draw(r, P(d, 0, i), P(d, 1, i), P(d, 2, i)))
+MOMENT_FN(skew_normal_mean, skew_normal_desc,
+          P(d, 0, i) + P(d, 1, i) * skew_normal_delta(P(d, 2, i)) * M_SQRT2 / sqrt(M_PI))
+MOMENT_FN(skew_normal_var, skew_normal_desc,
+          P(d, 1, i) * P(d, 1, i) * (1.0 - 2.0 * skew_normal_delta(P(d, 2, i)) * skew_normal_delta(P(d, 2, i)) / M_PI))
+POINTWISE_FN(skew_normal_pw, skew_normal_lp_pw, NULL, NULL)
+FAMILY_OPS(em_ops_skew_normal, skew_normal_desc, 0, sup_real, skew_normal_lp, skew_normal_sample, NULL,
+           skew_normal_mean, skew_normal_var, NULL, NULL, skew_normal_pw)
+em_dist em_dist_skew_normal(em_tape *t, em_var xi, em_var omega, em_var alpha) {
+    em_var p[3] = {xi, omega, alpha};
+    return em_dist_make(t, &em_ops_skew_normal, p, 3);
+}
+
+/* ---- BetaProportion(mu, kappa) (Stan's beta_proportion): Beta(μκ, (1-μ)κ) ------------------------- */
+
+static const uv_desc beta_proportion_desc = {"BetaProportion", 2, {"mu", "kappa"}, {EM_PK_UNIT_OPEN, EM_PK_POS},
+                                             EM_PK_UNIT_OPEN, "(0, 1)", 3u, 1};
+#define beta_proportion_desc_INFO "BetaProportion", 2, {"mu", "kappa"}
+/* Beta's norm and kernel at a = μκ, b = (1-μ)κ, with the chain rule: ∂/∂μ = κ(∂_a - ∂_b),
+ * ∂/∂κ = μ∂_a + (1-μ)∂_b */
+static inline void beta_proportion_chain(const double *p, const double *db, double *dp) {
+    dp[0] = p[1] * (db[0] - db[1]);
+    dp[1] = p[0] * db[0] + (1.0 - p[0]) * db[1];
+}
+static inline double beta_proportion_norm(const double *p, unsigned need, double *dp) {
+    double q[2] = {p[0] * p[1], (1.0 - p[0]) * p[1]}, dq[2] = {0, 0};
+    double v = beta_norm(q, need ? 3u : 0u, dq);
+    beta_proportion_chain(p, dq, dp);
+    return v;
+}
+static inline double beta_proportion_kern(double x, const double *p, unsigned need, double *dx, double *dp) {
+    double q[2] = {p[0] * p[1], (1.0 - p[0]) * p[1]}, dq[2] = {0, 0};
+    double v = beta_kern(x, q, need ? 3u : 0u, dx, dq);
+    beta_proportion_chain(p, dq, dp);
+    return v;
+}
+LOG_PROB_PW_FN(beta_proportion_lp, beta_proportion_desc, beta_proportion_norm, beta_proportion_kern)
+SAMPLE_FN(beta_proportion_sample, beta_proportion_desc,
+          gsl_ran_beta(r, P(d, 0, i) * P(d, 1, i), (1.0 - P(d, 0, i)) * P(d, 1, i)))
+MOMENT_FN(beta_proportion_mean, beta_proportion_desc, P(d, 0, i))
+MOMENT_FN(beta_proportion_var, beta_proportion_desc, P(d, 0, i) * (1.0 - P(d, 0, i)) / (P(d, 1, i) + 1.0))
+POINTWISE_FN(beta_proportion_pw, beta_proportion_lp_pw, NULL, NULL)
+FAMILY_OPS(em_ops_beta_proportion, beta_proportion_desc, 0, sup_unit, beta_proportion_lp, beta_proportion_sample,
+           NULL, beta_proportion_mean, beta_proportion_var, NULL, NULL, beta_proportion_pw)
+em_dist em_dist_beta_proportion(em_tape *t, em_var mu, em_var kappa) {
+    em_var p[2] = {mu, kappa};
+    return em_dist_make(t, &em_ops_beta_proportion, p, 2);
+}
+
+/* ---- GammaMean(mean, shape) (brms's gamma family): Gamma(shape, rate = shape/mean) ------------------ */
+
+static const uv_desc gamma_mean_desc = {"GammaMean", 2, {"mean", "shape"}, {EM_PK_POS, EM_PK_POS}, EM_PK_POS,
+                                        "(0, inf)", 3u, 1};
+#define gamma_mean_desc_INFO "GammaMean", 2, {"mean", "shape"}
+/* Gamma's norm and kernel at (α, β = α/μ): ∂/∂μ = -β/μ·∂_β, ∂/∂α = ∂_α + ∂_β/μ */
+static inline void gamma_mean_chain(const double *p, const double *dg, double *dp) {
+    dp[0] = -p[1] / (p[0] * p[0]) * dg[1];
+    dp[1] = dg[0] + dg[1] / p[0];
+}
+static inline double gamma_mean_norm(const double *p, unsigned need, double *dp) {
+    double q[2] = {p[1], p[1] / p[0]}, dq[2] = {0, 0};
+    double v = gamma_norm(q, need ? 3u : 0u, dq);
+    gamma_mean_chain(p, dq, dp);
+    return v;
+}
+static inline double gamma_mean_kern(double x, const double *p, unsigned need, double *dx, double *dp) {
+    double q[2] = {p[1], p[1] / p[0]}, dq[2] = {0, 0};
+    double v = gamma_kern(x, q, need ? 3u : 0u, dx, dq);
+    gamma_mean_chain(p, dq, dp);
+    return v;
+}
+LOG_PROB_PW_FN(gamma_mean_lp, gamma_mean_desc, gamma_mean_norm, gamma_mean_kern)
+SAMPLE_FN(gamma_mean_sample, gamma_mean_desc, gsl_ran_gamma(r, P(d, 1, i), P(d, 0, i) / P(d, 1, i)))
+MOMENT_FN(gamma_mean_mean, gamma_mean_desc, P(d, 0, i))
+MOMENT_FN(gamma_mean_var, gamma_mean_desc, P(d, 0, i) * P(d, 0, i) / P(d, 1, i))
+POINTWISE_FN(gamma_mean_pw, gamma_mean_lp_pw, NULL, NULL)
+FAMILY_OPS(em_ops_gamma_mean, gamma_mean_desc, 0, sup_pos, gamma_mean_lp, gamma_mean_sample, NULL, gamma_mean_mean,
+           gamma_mean_var, NULL, NULL, gamma_mean_pw)
+em_dist em_dist_gamma_mean(em_tape *t, em_var mean, em_var shape) {
+    em_var p[2] = {mean, shape};
+    return em_dist_make(t, &em_ops_gamma_mean, p, 2);
 }

@@ -5,7 +5,13 @@
  * costs two passes over X however many coefficients there are.
  *
  * Parameters: p[0] = X (a rows×cols matrix, usually constant data), p[1] = α (scalar or one
- * per row), p[2] = β (cols), p[3] = σ (normal only: scalar or one per row). */
+ * per row), p[2] = β (cols), p[3] = σ (normal), φ (negative binomial), the shape (Gamma):
+ * scalar or one per row, or the K - 1 cutpoints (ordered logistic, whose α is a constant 0).
+ * An offset (constant data, one per row) rides in em_dist.data and is added to η.
+ *
+ * The negative-binomial, Gamma and ordered-logistic kernels make ONE pass over X (glm1_*): each
+ * row's η, its term and ∂lp/∂η_i = r_i are computed and Σ r_i·x_i accumulated while the row is
+ * in L1, so the backward pass reads no X at all. */
 #include "internal/mathx.h"
 #include "internal/dist_impl.h"
 
@@ -16,11 +22,14 @@
  * (-lopenblas, not -lgslcblas). */
 #include <gsl/gsl_randist.h>
 #include <gsl/gsl_cblas.h>
+#include <gsl/gsl_sf_psi.h>
 
-typedef enum { GLM_NORMAL, GLM_BERNOULLI, GLM_POISSON } glm_kind;
+typedef enum { GLM_NORMAL, GLM_BERNOULLI, GLM_POISSON, GLM_NB2, GLM_GAMMA, GLM_ORDERED } glm_kind;
 
 static const char *glm_name(glm_kind k) {
-    return k == GLM_NORMAL ? "NormalIdGLM" : k == GLM_BERNOULLI ? "BernoulliLogitGLM" : "PoissonLogGLM";
+    static const char *names[] = {"NormalIdGLM",        "BernoulliLogitGLM", "PoissonLogGLM",
+                                  "NegBinomial2LogGLM", "GammaLogGLM",       "OrderedLogisticGLM"};
+    return names[k];
 }
 
 typedef struct {
@@ -33,6 +42,13 @@ typedef struct {
     double dsig_sum;
     double *dy;     /* ∂lp/∂y per row when y needs a gradient (normal only) */
     double *eta;    /* scratch of n rows for the general forward (r when not one-pass) */
+    double *ym;     /* the normal one-pass kernel with an offset: y - offset (both data) */
+    double *dcuts;  /* ordered: ∂lp/∂cutpoints */
+    double *gap;    /* ordered: the cutpoints' own terms (em_ord_logistic_gaps), EM_ORD_GAP·K values */
+    double ysum;    /* negative binomial: Σ log y_i! (y is data) */
+    double ylog;    /* Gamma: Σ log y_i */
+    double *hist;   /* negative binomial: (count, rows with it) pairs over the distinct counts */
+    size_t nhist;
     em_dist dist;   /* what a replay needs (internal/tape.h) */
     glm_kind kind;
 } glm_aux;
@@ -95,11 +111,19 @@ static em_status glm_check(const em_dist *d, glm_kind kind, em_error *err) {
         if (!isfinite(al->val[i])) return em_error_set(err, EM_ERR_DOMAIN, "%s: alpha[%zu] = %g must be finite", nm, i, al->val[i]);
     for (size_t i = 0; i < be->n; i++)
         if (!isfinite(be->val[i])) return em_error_set(err, EM_ERR_DOMAIN, "%s: beta[%zu] = %g must be finite", nm, i, be->val[i]);
-    if (kind == GLM_NORMAL) {
+    if (kind == GLM_NORMAL || kind == GLM_NB2 || kind == GLM_GAMMA) {
+        const char *pn = kind == GLM_NORMAL ? "sigma" : kind == GLM_NB2 ? "phi" : "shape";
         const em_node *sg = em_node_get(t, d->p[3]);
         for (size_t i = 0; i < sg->n; i++)
             if (!(isfinite(sg->val[i]) && sg->val[i] > 0))
-                return em_error_set(err, EM_ERR_DOMAIN, "%s: sigma[%zu] = %g must be positive", nm, i, sg->val[i]);
+                return em_error_set(err, EM_ERR_DOMAIN, "%s: %s[%zu] = %g must be positive", nm, pn, i, sg->val[i]);
+    }
+    if (kind == GLM_ORDERED) {
+        const em_node *c = em_node_get(t, d->p[3]);
+        for (size_t k = 0; k < c->n; k++)
+            if (!isfinite(c->val[k]) || (k > 0 && !(c->val[k] > c->val[k - 1])))
+                return em_error_set(err, EM_ERR_DOMAIN, "%s: cutpoints[%zu] = %g must be finite and above the one before",
+                                    nm, k, c->val[k]);
     }
     return EM_OK;
 }
@@ -112,6 +136,8 @@ static void glm_eta(const em_tape *t, const em_dist *d, double *eta) {
         for (size_t i = 0; i < n; i++) eta[i] = al->val[0];
     else
         memcpy(eta, al->val, n * sizeof(double));
+    if (d->data)
+        for (size_t i = 0; i < n; i++) eta[i] += d->data[i];
     cblas_dgemv(CblasRowMajor, CblasNoTrans, (int)n, (int)p, 1.0, X->val, (int)p, be->val, 1, 1.0, eta, 1);
 }
 
@@ -258,6 +284,185 @@ static int glm_one_pass_layout(const em_tape *t, const em_node *o, glm_kind kind
 
 static void glm_explain(em_tape *t, const em_node *o, em_error *e);
 
+/* ---- one pass over X: negative binomial (log link), Gamma (log link), ordered logistic ---------- */
+
+/* The terms of the dispersion parameter v alone, hoisted out of the row loop when v is a
+ * scalar: c0 = v·log v - lgamma(v) and its derivative c1 = log v + 1 - ψ(v) (both families have
+ * them: NB2's φ^φ/Γ(φ), Gamma's α^α/Γ(α)). */
+typedef struct {
+    double v, lv, c0, c1;
+} glm1_par;
+
+static inline glm1_par glm1_par_of(double v, int need) {
+    glm1_par q;
+    q.v = v;
+    q.lv = log(v);
+    q.c0 = v * q.lv - em_math_lgamma(v);
+    q.c1 = need ? q.lv + 1.0 - gsl_sf_psi(v) : 0.0;
+    return q;
+}
+
+/* Row i's log density given η, less the terms the pass adds up once (see glm1_pass), with
+ * r = ∂/∂η and dpar = ∂/∂v:
+ *   NB2 (mean μ = e^η, Stan's neg_binomial_2_log): c0 + lgamma(y + φ) + yη - (y + φ)·log(μ + φ),
+ *     r = y - (y + φ)·μ/(μ + φ); with one exp and one log per row (a log_sum_exp beyond e^700);
+ *   Gamma (mean e^η, shape α, rate α e^{-η}): c0 - αη + (α - 1) log y - α y e^{-η};
+ *   ordered logistic: em_ord_term (the logistic closed form, its cutpoint terms in gap), with the
+ *     cutpoints' partials added into dcuts.
+ * `pooled`: the terms of y and the dispersion alone (NB2's lgamma(y + φ) and ψ(y + φ), Gamma's
+ * c0 + (α-1)·log y and its partial) are summed by the caller, not per row. */
+EM_ALWAYS_INLINE double glm1_row(glm_kind kind, double eta, double y, const glm1_par *q, int need_par, int pooled,
+                                 const double *cuts, const double *gap, size_t K, double *dcuts, double *r,
+                                 double *dpar, int *ok) {
+    if (kind == GLM_NB2) {
+        double yp = y + q->v, L, w; /* w = μ/(μ + φ), and 1/(μ + φ) = (1 - w)/φ */
+        if (eta < 700.0) {
+            double mu = exp(eta), sum = mu + q->v;
+            L = log(sum);
+            w = mu / sum;
+        } else {
+            L = em_math_log_sum_exp2(eta, q->lv);
+            w = em_math_sigmoid(eta - q->lv);
+        }
+        *ok &= em_pk_ok(EM_PK_COUNT, y, 0, 0, 0) & (fabs(eta) < INFINITY);
+        *r = y - yp * w;
+        double v = y * eta - yp * L;
+        if (need_par) *dpar = -L - yp * (1.0 - w) / q->v;
+        if (!pooled) {
+            v += q->c0 + em_math_lgamma(yp);
+            if (need_par) *dpar += q->c1 + gsl_sf_psi(yp);
+        }
+        return v;
+    }
+    if (kind == GLM_GAMMA) {
+        double ye = y * exp(-eta);
+        *ok &= (y > 0.0) & (y < INFINITY) & (fabs(eta) < INFINITY);
+        *r = q->v * (ye - 1.0);
+        double v = -q->v * (eta + ye);
+        if (need_par) *dpar = -eta - ye;
+        if (!pooled) {
+            double ly = log(y);
+            v += q->c0 + (q->v - 1.0) * ly;
+            if (need_par) *dpar += q->c1 + ly;
+        }
+        return v;
+    }
+    int in = (y >= 0.0) & (y <= (double)(K - 1)) & (y == floor(y)) & (fabs(eta) < INFINITY);
+    *ok &= in;
+    *r = 0.0;
+    if (!in) return 0.0;
+    size_t k = (size_t)y;
+    double dhi, dlo, v = em_ord_term(k, eta, cuts, K, 0, gap, &dhi, &dlo);
+    *r = -(dhi + dlo);
+    if (dcuts) {
+        if (k < K - 1) dcuts[k] += dhi;
+        if (k > 0) dcuts[k - 1] += dlo;
+    }
+    return v;
+}
+
+/* The pass: η_i = α_i + offset_i + x_i·β, the row's term, and (when β needs its gradient)
+ * Σ r_i·x_i updated once per block of four rows while they are in L1 (as glm_rows). r is kept
+ * per row only when α is a vector or X needs a gradient. With a scalar dispersion the terms of
+ * y and the dispersion alone are pooled: Gamma's from Σ log y (made once per tape, y being
+ * data), NB2's from the counts' histogram (a->hist: Σ_v n_v·lgamma(v + φ) over the distinct
+ * counts v instead of one lgamma and one ψ per row). */
+EM_ALWAYS_INLINE int glm1_pass(glm_kind kind, em_tape *t, em_node *o, glm_aux *a) {
+    const em_dist *d = &a->dist;
+    const em_node *yn = em_node_get(t, (em_var){o->in[0]}), *Xn = em_node_get(t, d->p[0]);
+    const em_node *al = em_node_get(t, d->p[1]), *be = em_node_get(t, d->p[2]), *pn = em_node_get(t, d->p[3]);
+    size_t n = Xn->rows, p = Xn->cols, sy = yn->n == 1 ? 0 : 1, sa = al->n == 1 ? 0 : 1;
+    size_t sp = kind != GLM_ORDERED && pn->n > 1, K = pn->n + 1;
+    int need_par = o->adj && pn->adj && kind != GLM_ORDERED;
+    int pooled = !sp && kind != GLM_ORDERED && (kind == GLM_GAMMA || a->hist);
+    const double *restrict X = Xn->val, *restrict beta = be->val, *restrict off = d->data, *restrict y = yn->val;
+    const double *restrict av = al->val;
+    double *restrict gb = a->gbeta, *restrict r = a->r, *restrict dpv = a->dsigma;
+    if (gb) memset(gb, 0, p * sizeof(double));
+    if (a->dcuts) memset(a->dcuts, 0, (K - 1) * sizeof(double));
+    if (kind == GLM_ORDERED) em_ord_logistic_gaps(pn->val, K, a->gap); /* once, not per row */
+    glm1_par q = glm1_par_of(pn->val[0], need_par);
+    double lp = 0.0, sr = 0.0, sdp = 0.0;
+    int ok = 1;
+    size_t i = 0;
+#define GLM1_ROW(I, RI)                                                                       \
+    do {                                                                                      \
+        double eta_ = av[(I) * sa] + (off ? off[I] : 0.0) + glm_row_dot(X + (I) * p, beta, p), dpi_ = 0.0; \
+        if (sp) q = glm1_par_of(pn->val[I], need_par);                                        \
+        lp += glm1_row(kind, eta_, y[(I) * sy], &q, need_par, pooled, pn->val, a->gap, K, a->dcuts, &(RI), &dpi_, &ok); \
+        sr += (RI);                                                                           \
+        if (r) r[I] = (RI);                                                                   \
+        if (need_par) {                                                                       \
+            if (dpv) dpv[I] = dpi_;                                                           \
+            else sdp += dpi_;                                                                 \
+        }                                                                                     \
+    } while (0)
+    for (; i + 4 <= n; i += 4) {
+        double r0, r1, r2, r3;
+        GLM1_ROW(i, r0);
+        GLM1_ROW(i + 1, r1);
+        GLM1_ROW(i + 2, r2);
+        GLM1_ROW(i + 3, r3);
+        if (gb) {
+            const double *restrict x0 = X + i * p, *restrict x1 = x0 + p, *restrict x2 = x1 + p, *restrict x3 = x2 + p;
+            for (size_t j = 0; j < p; j++) gb[j] += (r0 * x0[j] + r1 * x1[j]) + (r2 * x2[j] + r3 * x3[j]);
+        }
+    }
+    for (; i < n; i++) {
+        double ri;
+        GLM1_ROW(i, ri);
+        if (gb)
+            for (size_t j = 0; j < p; j++) gb[j] += ri * X[i * p + j];
+    }
+#undef GLM1_ROW
+    if (pooled && kind == GLM_GAMMA) { /* n·c0 + (α - 1)·Σ log y, and its partial */
+        lp += (double)n * q.c0 + (q.v - 1.0) * a->ylog;
+        sdp += (double)n * q.c1 + a->ylog;
+    } else if (pooled) { /* Σ_v n_v·(c0 + lgamma(v + φ)), and Σ_v n_v·(c1 + ψ(v + φ)) */
+        for (size_t k = 0; k < a->nhist; k++) {
+            double v = a->hist[2 * k], c = a->hist[2 * k + 1];
+            lp += c * (q.c0 + em_math_lgamma(v + q.v));
+            if (need_par) sdp += c * (q.c1 + gsl_sf_psi(v + q.v));
+        }
+    }
+    if (kind == GLM_NB2) lp -= a->ysum; /* - Σ log y_i! */
+    if (!ok || !isfinite(lp)) return 0;
+    o->val[0] = lp;
+    a->sum_res = sr;
+    a->dsig_sum = sdp;
+    return 1;
+}
+
+GLM_KERNEL static int glm1_pass_nb2(em_tape *t, em_node *o, glm_aux *a) { return glm1_pass(GLM_NB2, t, o, a); }
+GLM_KERNEL static int glm1_pass_gamma(em_tape *t, em_node *o, glm_aux *a) { return glm1_pass(GLM_GAMMA, t, o, a); }
+GLM_KERNEL static int glm1_pass_ordered(em_tape *t, em_node *o, glm_aux *a) { return glm1_pass(GLM_ORDERED, t, o, a); }
+
+static void glm1_backward(em_tape *t, em_node *self) {
+    em_adj_prepare_inputs(t, self); /* adds: zero fresh adjoints (internal/tape.h) */
+    const glm_aux *a = self->aux;
+    em_node *X = em_node_get(t, (em_var){self->in[1]}), *al = em_node_get(t, (em_var){self->in[2]});
+    em_node *be = em_node_get(t, (em_var){self->in[3]}), *pn = em_node_get(t, (em_var){self->in[4]});
+    size_t n = X->rows, p = X->cols;
+    double g = self->adj[0];
+    if (be->adj)
+        for (size_t j = 0; j < p; j++) be->adj[j] += g * a->gbeta[j];
+    if (al->adj) {
+        if (al->n == 1) al->adj[0] += g * a->sum_res;
+        else
+            for (size_t i = 0; i < n; i++) al->adj[i] += g * a->r[i];
+    }
+    if (X->adj) /* ∂lp/∂X = r·βᵀ */
+        cblas_dger(CblasRowMajor, (int)n, (int)p, g, a->r, 1, be->val, 1, X->adj, (int)p);
+    if (pn->adj) {
+        if (a->dcuts)
+            for (size_t k = 0; k < pn->n; k++) pn->adj[k] += g * a->dcuts[k];
+        else if (a->dsigma)
+            for (size_t i = 0; i < n; i++) pn->adj[i] += g * a->dsigma[i];
+        else
+            pn->adj[0] += g * a->dsig_sum;
+    }
+}
+
 /* The log density and partials from the inputs' current values (em_lp_compute_fn): a
  * parameter, the value or the log density out of its domain is explained by glm_explain. */
 static int glm_compute(em_tape *t, em_node *o, em_error *e) {
@@ -265,6 +470,12 @@ static int glm_compute(em_tape *t, em_node *o, em_error *e) {
     const em_dist *d = &a->dist;
     glm_kind kind = a->kind;
     if (glm_check(d, kind, e) != EM_OK) return 0;
+    if (kind >= GLM_NB2) {
+        int ok = kind == GLM_NB2 ? glm1_pass_nb2(t, o, a) : kind == GLM_GAMMA ? glm1_pass_gamma(t, o, a)
+                                                                             : glm1_pass_ordered(t, o, a);
+        if (!ok) glm_explain(t, o, e);
+        return ok;
+    }
     const em_node *yn = em_node_get(t, (em_var){o->in[0]}), *Xn = em_node_get(t, d->p[0]);
     const double *y = yn->val;
     size_t n = Xn->rows, sy = yn->n == 1 ? 0 : 1;
@@ -274,6 +485,10 @@ static int glm_compute(em_tape *t, em_node *o, em_error *e) {
         size_t p = Xn->cols;
         double s = em_node_get(t, d->p[3])->val[0], is = 1.0 / s;
         memset(a->gbeta, 0, p * sizeof(double));
+        if (a->ym) { /* (y - offset) - (α + x·β): the offset folded into the data once */
+            y = a->ym;
+            sy = 1;
+        }
         double ss = normal_glm_one_pass(Xn->val, a->Xt, n, p, y, sy, em_node_get(t, d->p[1])->val[0],
                                         em_node_get(t, d->p[2])->val, a->gbeta, &a->sum_res);
         ok = isfinite(ss) && isfinite(a->sum_res);
@@ -346,12 +561,21 @@ static void glm_explain(em_tape *t, const em_node *o, em_error *e) {
     glm_eta(t, d, r);
     for (size_t i = 0; i < n; i++) {
         double yi = yn->val[i * sy];
-        int yok = kind == GLM_NORMAL ? isfinite(yi)
+        double K1 = kind == GLM_ORDERED ? (double)em_node_get(t, d->p[3])->n : 0.0;
+        int yok = kind == GLM_NORMAL      ? isfinite(yi)
                   : kind == GLM_BERNOULLI ? (yi == 0.0 || yi == 1.0)
+                  : kind == GLM_GAMMA     ? (yi > 0.0 && yi < INFINITY)
+                  : kind == GLM_ORDERED   ? (yi >= 0.0 && yi <= K1 && yi == floor(yi))
                                           : em_pk_ok(EM_PK_COUNT, yi, 0, 0, 0);
         if (!yok) {
-            em_error_set(e, EM_ERR_DOMAIN, "%s: value[%zu] = %g is outside the support %s", nm, i, yi,
-                         kind == GLM_NORMAL ? "(-inf, inf)" : kind == GLM_BERNOULLI ? "{0, 1}" : "{0, 1, 2, ...}");
+            if (kind == GLM_ORDERED)
+                em_error_set(e, EM_ERR_DOMAIN, "%s: value[%zu] = %g is outside the support {0, ..., %g}", nm, i, yi, K1);
+            else
+                em_error_set(e, EM_ERR_DOMAIN, "%s: value[%zu] = %g is outside the support %s", nm, i, yi,
+                             kind == GLM_NORMAL      ? "(-inf, inf)"
+                             : kind == GLM_BERNOULLI ? "{0, 1}"
+                             : kind == GLM_GAMMA     ? "(0, inf)"
+                                                     : "{0, 1, 2, ...}");
             return;
         }
         if (!isfinite(r[i]) || (kind == GLM_POISSON && !isfinite(exp(r[i])))) {
@@ -365,6 +589,47 @@ static void glm_explain(em_tape *t, const em_node *o, em_error *e) {
 
 static void glm_forward(em_tape *t, em_node *o) { em_dist_node_replay(t, o, glm_compute); }
 
+/* The negative binomial's terms of y alone, made once per tape (y is data): Σ log y_i!, and,
+ * when the counts are small integers (at most GLM_HIST_MAX, the usual case), the histogram of
+ * their distinct values, which lets glm1_pass sum lgamma(y + φ) and ψ(y + φ) once per value.
+ * Values that are not counts are left to the pass, which rejects them. */
+enum { GLM_HIST_MAX = 4096 };
+static em_status glm_count_histogram(glm_aux *a, const em_node *y, size_t n, em_arena *ar) {
+    size_t ymax = 0;
+    int small = 1;
+    for (size_t i = 0; i < n; i++) {
+        double v = y->val[y->n == 1 ? 0 : i];
+        if (!(v >= 0.0 && v <= GLM_HIST_MAX && v == floor(v))) {
+            small = 0;
+            break;
+        }
+        if ((size_t)v > ymax) ymax = (size_t)v;
+    }
+    if (!small) {
+        for (size_t i = 0; i < n; i++) a->ysum += em_math_lgamma(y->val[y->n == 1 ? 0 : i] + 1.0);
+        return EM_OK;
+    }
+    size_t *cnt = calloc(ymax + 1, sizeof *cnt);
+    if (!cnt) return EM_ERR_NOMEM;
+    for (size_t i = 0; i < n; i++) cnt[(size_t)y->val[y->n == 1 ? 0 : i]]++;
+    size_t m = 0;
+    for (size_t v = 0; v <= ymax; v++) m += cnt[v] > 0;
+    a->hist = em_arena_alloc(ar, 2 * m * sizeof(double));
+    if (!a->hist) {
+        free(cnt);
+        return EM_ERR_NOMEM;
+    }
+    for (size_t v = 0; v <= ymax; v++)
+        if (cnt[v]) {
+            a->hist[2 * a->nhist] = (double)v;
+            a->hist[2 * a->nhist + 1] = (double)cnt[v];
+            a->nhist++;
+            a->ysum += (double)cnt[v] * em_math_lgamma((double)v + 1.0);
+        }
+    free(cnt);
+    return EM_OK;
+}
+
 static em_var glm_lp(const em_dist *d, em_var value, glm_kind kind) {
     em_tape *t = d->tape;
     const char *nm = glm_name(kind);
@@ -372,8 +637,10 @@ static em_var glm_lp(const em_dist *d, em_var value, glm_kind kind) {
     if (!(ny == n || ny == 1))
         return em_tape_fail(t, EM_ERR_SHAPE, "%s: value has length %zu, X has %zu rows", nm, ny, n);
     em_var in[5] = {value, d->p[0], d->p[1], d->p[2], d->p[3]}, out;
-    int nin = kind == GLM_NORMAL ? 5 : 4;
-    em_node *o = em_node_new(t, 1, 1, in, nin, glm_backward, &out);
+    int nin = kind == GLM_BERNOULLI || kind == GLM_POISSON ? 4 : 5;
+    if (kind >= GLM_NB2 && em_node_get(t, value)->adj)
+        return em_tape_fail(t, EM_ERR_ARG, "%s: the value must be data (it has no gradient)", nm);
+    em_node *o = em_node_new(t, 1, 1, in, nin, kind >= GLM_NB2 ? glm1_backward : glm_backward, &out);
     if (!o) return EM_VAR_INVALID;
     em_arena *ar = em_tape_arena(t);
     glm_aux *a = em_arena_calloc(ar, sizeof *a);
@@ -382,11 +649,34 @@ static em_var glm_lp(const em_dist *d, em_var value, glm_kind kind) {
     a->dist = *d;
     a->kind = kind;
     a->eta = eta;
-    if (glm_one_pass_layout(t, o, kind)) {
+    if (kind >= GLM_NB2) {
+        const em_node *X = em_node_get(t, d->p[0]), *al = em_node_get(t, d->p[1]), *pn = em_node_get(t, d->p[3]);
+        const em_node *y = em_node_get(t, value);
+        int grad = o->adj != NULL;
+        if (grad && em_node_get(t, d->p[2])->adj && !(a->gbeta = em_arena_alloc(ar, X->cols * sizeof(double))))
+            return em_tape_fail(t, EM_ERR_NOMEM, "%s: out of memory", nm);
+        if (grad && ((al->adj && al->n > 1) || X->adj)) a->r = eta;
+        if (grad && pn->adj && kind == GLM_ORDERED && !(a->dcuts = em_arena_alloc(ar, pn->n * sizeof(double))))
+            return em_tape_fail(t, EM_ERR_NOMEM, "%s: out of memory", nm);
+        if (kind == GLM_ORDERED && !(a->gap = em_arena_alloc(ar, EM_ORD_GAP * (pn->n + 1) * sizeof(double))))
+            return em_tape_fail(t, EM_ERR_NOMEM, "%s: out of memory", nm);
+        if (grad && pn->adj && kind != GLM_ORDERED && pn->n > 1 && !(a->dsigma = em_arena_alloc(ar, n * sizeof(double))))
+            return em_tape_fail(t, EM_ERR_NOMEM, "%s: out of memory", nm);
+        if (kind == GLM_NB2 && glm_count_histogram(a, y, n, ar) != EM_OK)
+            return em_tape_fail(t, EM_ERR_NOMEM, "%s: out of memory", nm);
+        if (kind == GLM_GAMMA)
+            for (size_t i = 0; i < n; i++) a->ylog += log(y->val[y->n == 1 ? 0 : i]);
+    } else if (glm_one_pass_layout(t, o, kind)) {
         const em_node *X = em_node_get(t, d->p[0]);
         size_t p = X->cols;
         a->gbeta = em_arena_alloc(ar, p * sizeof(double));
         if (!a->gbeta) return em_tape_fail(t, EM_ERR_NOMEM, "%s: out of memory", nm);
+        if (d->data) { /* y is constant here, as the offset is */
+            const em_node *y = em_node_get(t, value);
+            if (!(a->ym = em_arena_alloc(ar, n * sizeof(double))))
+                return em_tape_fail(t, EM_ERR_NOMEM, "%s: out of memory", nm);
+            for (size_t i = 0; i < n; i++) a->ym[i] = y->val[y->n == 1 ? 0 : i] - d->data[i];
+        }
         if (p <= GLM_COLS_MAX) { /* X has no adjoint: it is data, fixed for the tape's life */
             if (!(a->Xt = em_arena_alloc(ar, n * p * sizeof(double))))
                 return em_tape_fail(t, EM_ERR_NOMEM, "%s: out of memory", nm);
@@ -410,6 +700,9 @@ static em_var glm_lp(const em_dist *d, em_var value, glm_kind kind) {
 static em_var normal_glm_lp(const em_dist *d, em_var v) { return glm_lp(d, v, GLM_NORMAL); }
 static em_var bern_glm_lp(const em_dist *d, em_var v) { return glm_lp(d, v, GLM_BERNOULLI); }
 static em_var pois_glm_lp(const em_dist *d, em_var v) { return glm_lp(d, v, GLM_POISSON); }
+static em_var nb2_glm_lp(const em_dist *d, em_var v) { return glm_lp(d, v, GLM_NB2); }
+static em_var gamma_glm_lp(const em_dist *d, em_var v) { return glm_lp(d, v, GLM_GAMMA); }
+static em_var ordered_glm_lp(const em_dist *d, em_var v) { return glm_lp(d, v, GLM_ORDERED); }
 
 static glm_kind kind_of(const em_dist *d);
 
@@ -431,6 +724,35 @@ static em_status glm_eval(const em_dist *d, em_rng *r, double *out, size_t n, em
         } else if (kind == GLM_BERNOULLI) {
             double p = l >= 0 ? 1.0 / (1.0 + exp(-l)) : exp(l) / (1.0 + exp(l));
             v = what == 0 ? (double)(gsl_rng_uniform(r) < p) : what == 1 ? p : p * (1.0 - p);
+        } else if (kind == GLM_NB2 || kind == GLM_GAMMA) {
+            double m = exp(l), v2 = em_pv(d->tape, d->p[3], i % rows);
+            if (what == 0 && kind == GLM_NB2 && !(m <= 1e9)) {
+                free(eta);
+                return em_error_set(err, EM_ERR_DOMAIN, "%s sample: mean %g (row %zu) is too large to sample",
+                                    glm_name(kind), m, i % rows);
+            }
+            if (kind == GLM_NB2)
+                v = what == 0 ? (double)gsl_ran_negative_binomial(r, v2 / (m + v2), v2) : what == 1 ? m : m + m * m / v2;
+            else
+                v = what == 0 ? gsl_ran_gamma(r, v2, m / v2) : what == 1 ? m : m * m / v2;
+        } else if (kind == GLM_ORDERED) {
+            /* draw: the latent l + logistic noise, counted against the cutpoints; moments from
+             * P(y > k) = σ(l - c_k): E y = Σ_k P(y > k), E y² = Σ_k (2k + 1)·P(y > k) */
+            const em_node *c = em_node_get(d->tape, d->p[3]);
+            if (what == 0) {
+                double z = l + gsl_ran_logistic(r, 1.0);
+                size_t k = 0;
+                while (k < c->n && c->val[k] < z) k++;
+                v = (double)k;
+            } else {
+                double m = 0.0, s2 = 0.0;
+                for (size_t k = 0; k < c->n; k++) {
+                    double q = em_math_sigmoid(l - c->val[k]);
+                    m += q;
+                    s2 += (2.0 * (double)k + 1.0) * q;
+                }
+                v = what == 1 ? m : s2 - m * m;
+            }
         } else {
             double m = exp(l);
             if (what == 0 && !(m <= 1e9)) { /* GSL's sampler would overflow an unsigned int */
@@ -489,23 +811,42 @@ static em_support sup_bool(const em_dist *d) { (void)d; return (em_support){EM_S
 static em_support sup_count(const em_dist *d) { (void)d; return (em_support){EM_SUPPORT_NONNEG_INT, 0.0, INFINITY}; }
 
 const em_dist_ops em_ops_normal_id_glm = {"NormalIdGLM", 4, {"X", "alpha", "beta", "sigma"}, 0, 0, ev_one, sup_real,
-                                          normal_glm_lp, glm_sample, NULL, glm_mean, glm_var};
+                                          normal_glm_lp, glm_sample, NULL, glm_mean, glm_var, NULL, NULL, NULL};
 const em_dist_ops em_ops_bernoulli_logit_glm = {"BernoulliLogitGLM", 3, {"X", "alpha", "beta"}, 1, 0, ev_one, sup_bool,
-                                                bern_glm_lp, glm_sample, NULL, glm_mean, glm_var};
+                                                bern_glm_lp, glm_sample, NULL, glm_mean, glm_var, NULL, NULL, NULL};
 const em_dist_ops em_ops_poisson_log_glm = {"PoissonLogGLM", 3, {"X", "alpha", "beta"}, 1, 0, ev_one, sup_count,
-                                            pois_glm_lp, glm_sample, NULL, glm_mean, glm_var};
+                                            pois_glm_lp, glm_sample, NULL, glm_mean, glm_var, NULL, NULL, NULL};
+
+static em_support ordered_glm_support(const em_dist *d) {
+    return (em_support){EM_SUPPORT_CATEGORY, 0.0, (double)em_len(d->tape, d->p[3])};
+}
+const em_dist_ops em_ops_neg_binomial2_log_glm = {"NegBinomial2LogGLM", 4, {"X", "alpha", "beta", "phi"}, 1, 0, ev_one,
+                                                  sup_count, nb2_glm_lp, glm_sample, NULL, glm_mean, glm_var,
+                                                  NULL, NULL, NULL};
+static em_support sup_pos(const em_dist *d) { (void)d; return (em_support){EM_SUPPORT_POSITIVE, 0.0, INFINITY}; }
+const em_dist_ops em_ops_gamma_log_glm = {"GammaLogGLM", 4, {"X", "alpha", "beta", "shape"}, 0, 0, ev_one, sup_pos,
+                                          gamma_glm_lp, glm_sample, NULL, glm_mean, glm_var, NULL, NULL, NULL};
+const em_dist_ops em_ops_ordered_logistic_glm = {"OrderedLogisticGLM", 4, {"X", "alpha", "beta", "cutpoints"}, 1, 0,
+                                                 ev_one, ordered_glm_support, ordered_glm_lp, glm_sample, NULL,
+                                                 glm_mean, glm_var, NULL, NULL, NULL};
 
 static glm_kind kind_of(const em_dist *d) {
-    return d->ops == &em_ops_normal_id_glm ? GLM_NORMAL : d->ops == &em_ops_bernoulli_logit_glm ? GLM_BERNOULLI : GLM_POISSON;
+    const em_dist_ops *ops[] = {&em_ops_normal_id_glm, &em_ops_bernoulli_logit_glm, &em_ops_poisson_log_glm,
+                                &em_ops_neg_binomial2_log_glm, &em_ops_gamma_log_glm, &em_ops_ordered_logistic_glm};
+    glm_kind k = GLM_NORMAL;
+    while (ops[k] != d->ops) k++;
+    return k;
 }
 
-static em_dist glm_make(em_tape *t, const em_dist_ops *ops, em_var X, em_var alpha, em_var beta, em_var sigma) {
+static em_dist glm_make(em_tape *t, const em_dist_ops *ops, em_var X, em_var alpha, em_var beta, em_var sigma,
+                        const double *offset) {
     em_dist d;
     memset(&d, 0, sizeof d);
     d.tape = t;
     for (int k = 0; k < 4; k++) d.p[k] = EM_VAR_INVALID;
     em_var p[4] = {X, alpha, beta, sigma};
-    int np = ops == &em_ops_normal_id_glm ? 4 : 3;
+    int np = ops == &em_ops_bernoulli_logit_glm || ops == &em_ops_poisson_log_glm ? 3 : 4;
+    int cuts = ops == &em_ops_ordered_logistic_glm;
     if (!t || !em_inputs_ok(p, np)) return d;
     size_t n = em_rows(t, X), c = em_cols(t, X);
     const char *nm = ops->name;
@@ -517,8 +858,9 @@ static em_dist glm_make(em_tape *t, const em_dist_ops *ops, em_var X, em_var alp
         em_tape_fail(t, EM_ERR_SHAPE, "%s: alpha has length %zu, need 1 or %zu (rows of X)", nm, em_len(t, alpha), n);
         return d;
     }
-    if (np == 4 && !(em_len(t, sigma) == 1 || em_len(t, sigma) == n)) {
-        em_tape_fail(t, EM_ERR_SHAPE, "%s: sigma has length %zu, need 1 or %zu (rows of X)", nm, em_len(t, sigma), n);
+    if (np == 4 && !cuts && !(em_len(t, sigma) == 1 || em_len(t, sigma) == n)) {
+        em_tape_fail(t, EM_ERR_SHAPE, "%s: %s has length %zu, need 1 or %zu (rows of X)", nm, ops->param_names[3],
+                     em_len(t, sigma), n);
         return d;
     }
     if (n > 2147483647u || c > 2147483647u) {
@@ -528,15 +870,36 @@ static em_dist glm_make(em_tape *t, const em_dist_ops *ops, em_var X, em_var alp
     for (int k = 0; k < np; k++) d.p[k] = p[k];
     d.ops = ops;
     d.batch_len = n;
+    d.data = offset;
+    d.data_len = offset ? n : 0;
     return d;
 }
 
 em_dist em_dist_normal_id_glm(em_tape *t, em_var X, em_var alpha, em_var beta, em_var sigma) {
-    return glm_make(t, &em_ops_normal_id_glm, X, alpha, beta, sigma);
+    return glm_make(t, &em_ops_normal_id_glm, X, alpha, beta, sigma, NULL);
 }
 em_dist em_dist_bernoulli_logit_glm(em_tape *t, em_var X, em_var alpha, em_var beta) {
-    return glm_make(t, &em_ops_bernoulli_logit_glm, X, alpha, beta, alpha);
+    return glm_make(t, &em_ops_bernoulli_logit_glm, X, alpha, beta, alpha, NULL);
 }
 em_dist em_dist_poisson_log_glm(em_tape *t, em_var X, em_var alpha, em_var beta) {
-    return glm_make(t, &em_ops_poisson_log_glm, X, alpha, beta, alpha);
+    return glm_make(t, &em_ops_poisson_log_glm, X, alpha, beta, alpha, NULL);
+}
+em_dist em_dist_normal_id_glm_offset(em_tape *t, em_var X, em_var alpha, em_var beta, em_var sigma, const double *offset) {
+    return glm_make(t, &em_ops_normal_id_glm, X, alpha, beta, sigma, offset);
+}
+em_dist em_dist_bernoulli_logit_glm_offset(em_tape *t, em_var X, em_var alpha, em_var beta, const double *offset) {
+    return glm_make(t, &em_ops_bernoulli_logit_glm, X, alpha, beta, alpha, offset);
+}
+em_dist em_dist_poisson_log_glm_offset(em_tape *t, em_var X, em_var alpha, em_var beta, const double *offset) {
+    return glm_make(t, &em_ops_poisson_log_glm, X, alpha, beta, alpha, offset);
+}
+em_dist em_dist_neg_binomial2_log_glm(em_tape *t, em_var X, em_var alpha, em_var beta, em_var phi, const double *offset) {
+    return glm_make(t, &em_ops_neg_binomial2_log_glm, X, alpha, beta, phi, offset);
+}
+em_dist em_dist_gamma_log_glm(em_tape *t, em_var X, em_var alpha, em_var beta, em_var shape, const double *offset) {
+    return glm_make(t, &em_ops_gamma_log_glm, X, alpha, beta, shape, offset);
+}
+/* the cutpoints absorb the intercept: α is a constant 0 */
+em_dist em_dist_ordered_logistic_glm(em_tape *t, em_var X, em_var beta, em_var cutpoints, const double *offset) {
+    return glm_make(t, &em_ops_ordered_logistic_glm, X, t ? em_scalar(t, 0.0) : EM_VAR_INVALID, beta, cutpoints, offset);
 }

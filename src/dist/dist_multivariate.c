@@ -236,7 +236,7 @@ static em_status mvn_mean(const em_dist *d, double *out, size_t n, em_error *err
 static em_status mvn_var(const em_dist *d, double *out, size_t n, em_error *err) { return mvn_moment(d, out, n, err, 1); }
 
 const em_dist_ops em_ops_mvnormal = {"MVNormal", 2, {"loc", "scale_tril"}, 0, 1, mvn_event_len, sup_real,
-                                     mvn_lp, mvn_sample, mvn_rsample, mvn_mean, mvn_var};
+                                     mvn_lp, mvn_sample, mvn_rsample, mvn_mean, mvn_var, NULL, NULL, NULL};
 
 em_dist em_dist_mvnormal(em_tape *t, em_var loc, em_var scale_tril) {
     em_dist d;
@@ -532,7 +532,7 @@ static em_status lkj_mean(const em_dist *d, double *out, size_t n, em_error *err
 static em_status lkj_var(const em_dist *d, double *out, size_t n, em_error *err) { return lkj_moment(d, out, n, err, 1); }
 
 const em_dist_ops em_ops_lkj_cholesky = {"LKJCholesky", 1, {"eta"}, 0, 0, lkj_event_len, lkj_support, lkj_lp,
-                                         lkj_sample, NULL, lkj_mean, lkj_var};
+                                         lkj_sample, NULL, lkj_mean, lkj_var, NULL, NULL, NULL};
 
 em_dist em_dist_lkj_cholesky(em_tape *t, size_t K, em_var eta) {
     em_dist d = em_dist_make(t, &em_ops_lkj_cholesky, &eta, 1);
@@ -678,7 +678,7 @@ static em_status dir_mean(const em_dist *d, double *out, size_t n, em_error *err
 static em_status dir_var(const em_dist *d, double *out, size_t n, em_error *err) { return dir_moment(d, out, n, err, 1); }
 
 const em_dist_ops em_ops_dirichlet = {"Dirichlet", 1, {"concentration"}, 0, 0, dir_K, dir_support, dir_lp,
-                                      dir_sample, NULL, dir_mean, dir_var};
+                                      dir_sample, NULL, dir_mean, dir_var, NULL, NULL, NULL};
 
 em_dist em_dist_dirichlet(em_tape *t, em_var concentration) {
     em_dist d = em_dist_make(t, &em_ops_dirichlet, &concentration, 1);

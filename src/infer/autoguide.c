@@ -97,7 +97,7 @@ static em_status delta_variance(const em_dist *d, double *out, size_t n, em_erro
 }
 static const em_dist_ops delta_ops = {"AutoGuidePointMass", 2, {"value", "log_density"}, 0, 1,
                                       delta_event_len, delta_support, delta_log_prob, delta_sample,
-                                      delta_rsample, delta_mean, delta_variance};
+                                      delta_rsample, delta_mean, delta_variance, NULL, NULL, NULL};
 
 static em_dist delta_dist(em_tape *t, em_var value, em_var log_density) {
     em_dist d;

@@ -42,7 +42,8 @@ typedef enum {
     EM_PK_INTERVAL, /* value only: p0 <= x <= p1 */
     EM_PK_BOOL,     /* value only: 0 or 1 */
     EM_PK_COUNT,    /* value only: a non-negative integer */
-    EM_PK_COUNT_N   /* value only: an integer in [0, total_count] (d->data) */
+    EM_PK_COUNT_N,  /* value only: an integer in [0, total_count] (d->data) */
+    EM_PK_NOT_NAN   /* value only: anything but NaN (a CDF's argument, ±inf included) */
 } em_pkind;
 
 /* A family's static description for the shared validation and messages. */
@@ -73,6 +74,7 @@ EM_ALWAYS_INLINE int em_pk_ok(int k, double x, double p0, double p1, double N) {
     case EM_PK_BOOL: return (x == 0.0) | (x == 1.0);
     case EM_PK_COUNT: return (x >= 0.0) & (x < 9.007199254740992e15) && x == floor(x);
     case EM_PK_COUNT_N: return (x >= 0.0) & (x <= N) && x == floor(x);
+    case EM_PK_NOT_NAN: return x == x;
     default: return 0;
     }
 }
@@ -131,6 +133,11 @@ static inline double em_pv(const em_tape *t, em_var v, size_t i) {
 
 typedef double (*uv_norm_fn)(const double *p, unsigned need, double *dp);
 typedef double (*uv_kern_fn)(double x, const double *p, unsigned need, double *dx, double *dp);
+/* The norm of a family whose log density has no parameter-only part. */
+static inline double uv_no_norm(const double *p, unsigned need, double *dp) {
+    (void)p; (void)need; (void)dp;
+    return 0.0;
+}
 
 /* Per-node data for the backward pass: inputs are the value (slot 0) and the parameters
  * (slots 1..np). For a vector input that needs a gradient, part[k] holds dlp_i/dinput_i; for
@@ -141,7 +148,12 @@ typedef struct uv_aux {
     double sum[5];
     em_dist dist; /* what a replay needs to recompute and explain the node */
     int failed;   /* the last compute found a parameter or the value outside its domain */
+    /* A pointwise node (em_dist_pointwise): the node's own n values, where each element's
+     * term goes instead of into the sum; every input that needs a gradient then has part[]. */
+    double *pw;
 } uv_aux;
+
+void uv_pw_backward(em_tape *t, em_node *self);
 
 void uv_backward(em_tape *t, em_node *self);
 
@@ -166,13 +178,13 @@ void uv_backward(em_tape *t, em_node *self);
     }
 EM_ALWAYS_INLINE double uv_loop(const uv_desc *desc, size_t n, const double *const *v, const size_t *s,
                                 const double *N, size_t nN, unsigned need, uv_aux *aux, double *sum, int *okp,
-                                uv_norm_fn norm, uv_kern_fn kern, const int norm_once, const int lay,
-                                double *pointwise) {
+                                uv_norm_fn norm, uv_kern_fn kern, const int norm_once, const int lay) {
     const int np = desc->np;
     double *partx = aux ? aux->part[0] : NULL, *part0 = aux ? aux->part[1] : NULL;
     double *part1 = aux ? aux->part[2] : NULL, *part2 = aux ? aux->part[3] : NULL;
     double *part3 = aux ? aux->part[4] : NULL;
     double sx = 0.0, s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0, lp = 0.0;
+    double *pw = aux ? aux->pw : NULL;
     const double *x0 = v[0];
     size_t sv = UV_ST(0), sN = nN == 1 ? 0 : 1;
     int ok = 1;
@@ -187,7 +199,7 @@ EM_ALWAYS_INLINE double uv_loop(const uv_desc *desc, size_t n, const double *con
         if (!norm_once) li = norm(p, need >> 1, dp);
         li += kern(x, p, need >> 1, &dx, dk);
         lp += li;
-        if (pointwise) pointwise[i] = li; /* a constant NULL in the hot instantiations */
+        if (pw) pw[i] = li;
         if (need & 1) {
             if (partx) partx[i] = dx;
             else sx += dx;
@@ -229,8 +241,9 @@ EM_ALWAYS_INLINE int uv_compute(const uv_desc *desc, em_tape *t, em_node *o, uv_
         if (nk->n > n) n = nk->n;
         if (has_grad && nk->adj && (k > 0 || desc->grad_value)) need |= UV_NEED(k);
     }
-    /* The norm term is computed once when every parameter it depends on is a scalar. */
-    int norm_once = 1;
+    /* The norm term is computed once when every parameter it depends on is a scalar (and the
+     * node sums: a pointwise node needs it in every element's term and partials). */
+    int norm_once = !aux->pw;
     for (int k = 0; k < np; k++)
         if ((desc->norm_dep & (1u << k)) && s[k + 1]) norm_once = 0;
 
@@ -239,12 +252,7 @@ EM_ALWAYS_INLINE int uv_compute(const uv_desc *desc, em_tape *t, em_node *o, uv_
     int ok = 1;
     int lay = 0;
     for (int k = 0; k <= np; k++) lay |= (int)s[k] << k;
-    if (t->pointwise) {
-        /* em_dist_log_prob_pointwise: every element's own term, norm included (no gradient is
-         * wanted, so the plain loop is enough) */
-        lp = uv_loop(desc, n, v, s, d->data, d->data_len, 0, aux, sum, &ok, norm, kern, 0, -1, t->pointwise);
-        if (ok) t->pointwise_written = n;
-    } else if (norm_once) {
+    if (norm_once) {
         for (int k = 0; k < np; k++) p[k] = v[k + 1][0];
         double c = norm(p, need >> 1, dn);
         lp += (double)n * c;
@@ -256,16 +264,16 @@ EM_ALWAYS_INLINE int uv_compute(const uv_desc *desc, em_tape *t, em_node *o, uv_
          * scalar parameters (a prior on coefficients) and a vector value with a vector first
          * parameter (a likelihood around a linear predictor). */
         if (lay == 1)
-            lp += uv_loop(desc, n, v, s, d->data, d->data_len, need, aux, sum, &ok, norm, kern, 1, 1, NULL);
+            lp += uv_loop(desc, n, v, s, d->data, d->data_len, need, aux, sum, &ok, norm, kern, 1, 1);
         else if (lay == 3)
-            lp += uv_loop(desc, n, v, s, d->data, d->data_len, need, aux, sum, &ok, norm, kern, 1, 3, NULL);
+            lp += uv_loop(desc, n, v, s, d->data, d->data_len, need, aux, sum, &ok, norm, kern, 1, 3);
         else
-            lp += uv_loop(desc, n, v, s, d->data, d->data_len, need, aux, sum, &ok, norm, kern, 1, -1, NULL);
+            lp += uv_loop(desc, n, v, s, d->data, d->data_len, need, aux, sum, &ok, norm, kern, 1, -1);
     } else {
-        lp += uv_loop(desc, n, v, s, d->data, d->data_len, need, aux, sum, &ok, norm, kern, 0, -1, NULL);
+        lp += uv_loop(desc, n, v, s, d->data, d->data_len, need, aux, sum, &ok, norm, kern, 0, -1);
     }
     if (!ok) return 0;
-    o->val[0] = lp;
+    if (!aux->pw) o->val[0] = lp;
     for (int k = 0; k <= np; k++) aux->sum[k] = sum[k];
     return 1;
 }
@@ -279,13 +287,108 @@ EM_ALWAYS_INLINE void uv_forward(const uv_desc *desc, em_tape *t, em_node *o, uv
     uv_aux *aux = o->aux;
     aux->failed = !uv_compute(desc, t, o, norm, kern);
     if (!aux->failed) return;
+    if (aux->pw)
+        for (size_t i = 0; i < o->n; i++) o->val[i] = -INFINITY;
     em_error e = {0};
     uv_explain(desc, t, o, &e);
     em_dist_replay_fail(t, o, &e);
 }
 
-/* Make the node (forward: the family's uv_forward wrapper, see LOG_PROB_FN) and compute it. */
-em_var uv_node(const uv_desc *desc, const em_dist *d, em_var value, em_forward_fn forward);
+/* Make the node (forward: the family's uv_forward wrapper, see LOG_PROB_FN) and compute it:
+ * the sum, or with pointwise set the vector of the n terms. */
+em_var uv_node(const uv_desc *desc, const em_dist *d, em_var value, em_forward_fn forward, int pointwise);
+
+/* ---- ordered logistic and probit terms (dist_discrete.c, dist_glm.c) --------------------------
+ * log F and its derivative for F the logistic CDF (log F = -softplus(-z)) or Φ. */
+#include "internal/mathx.h"
+static inline double em_ord_logF(double z, int probit) { return probit ? em_math_log_Phi(z) : -em_math_softplus(-z); }
+static inline double em_ord_dlogF(double z, int probit) { return probit ? em_math_dlog_Phi(z) : em_math_sigmoid(-z); }
+
+/* log(F(hi) - F(lo)) for hi > lo, and its partials in hi and lo: log F(hi) + log1m_exp(log F(lo)
+ * - log F(hi)), on the other tails (F(-lo) - F(-hi)) when both lie above 0, so that it is never
+ * a difference of two numbers near 1. */
+static inline double em_ord_interval(double hi, double lo, int probit, double *dhi, double *dlo) {
+    if (lo > 0.0) {
+        double v = em_ord_interval(-lo, -hi, probit, dlo, dhi);
+        *dhi = -*dhi;
+        *dlo = -*dlo;
+        return v;
+    }
+    double lh = em_ord_logF(hi, probit), ll = em_ord_logF(lo, probit), u = ll - lh, em = expm1(u);
+    *dhi = -em_ord_dlogF(hi, probit) / em;
+    *dlo = em_ord_dlogF(lo, probit) * exp(u) / em;
+    return lh + em_math_log1m_exp(u);
+}
+
+/* The logistic link in closed form: with a = c_k - η, b = c_{k-1} - η,
+ *   σ(a) - σ(b) = σ(a)·σ(-b)·(1 - e^{b-a}),
+ * so log P = -softplus(-a) - softplus(b) + log1m_exp(c_{k-1} - c_k): no difference of
+ * probabilities at all, and the last term depends on the cutpoints alone. ∂/∂a = σ(-a) + g_k,
+ * ∂/∂b = -σ(b) - g_k with g_k = 1/expm1(c_k - c_{k-1}); the end categories keep only their one
+ * softplus. With A = e^{-a} = e^η·e^{-c_k} and B = e^b = e^{c_{k-1}}/e^η, the two softplus terms
+ * are one log1p(A + B + AB), and σ(-a) = A/(1 + A), σ(b) = B/(1 + B): one exp and one log1p a
+ * row, given the cutpoints' exponentials.
+ *
+ * gap (4 values per category k, from em_ord_logistic_gaps): log1m_exp(c_{k-1} - c_k), g_k,
+ * e^{c_k}, e^{-c_k}. Cutpoints beyond ±300 leave their exponentials at 0, and the rows fall back
+ * to the two-softplus form. */
+enum { EM_ORD_GAP = 4 };
+static inline void em_ord_logistic_gaps(const double *c, size_t K, double *gap) {
+    for (size_t k = 0; k + 1 < K; k++) {
+        int ok = fabs(c[k]) < 300.0;
+        gap[EM_ORD_GAP * k + 2] = ok ? exp(c[k]) : 0.0;
+        gap[EM_ORD_GAP * k + 3] = ok ? exp(-c[k]) : 0.0;
+        if (k > 0) {
+            gap[EM_ORD_GAP * k] = em_math_log1m_exp(c[k - 1] - c[k]);
+            gap[EM_ORD_GAP * k + 1] = 1.0 / expm1(c[k] - c[k - 1]);
+        }
+    }
+}
+
+/* One observation y = k in {0, ..., K-1} given η and the K - 1 cutpoints c: its log probability,
+ * with dhi the partial in c_k - η (k < K-1) and dlo in c_{k-1} - η (k > 0). gap: the logistic
+ * link's cutpoint terms (em_ord_logistic_gaps), or NULL to compute row k's here. */
+static inline double em_ord_term(size_t k, double eta, const double *c, size_t K, int probit, const double *gap,
+                                 double *dhi, double *dlo) {
+    *dhi = *dlo = 0.0;
+    if (probit) {
+        if (k == 0) {
+            *dhi = em_ord_dlogF(c[0] - eta, 1);
+            return em_ord_logF(c[0] - eta, 1);
+        }
+        if (k == K - 1) {
+            *dlo = -em_ord_dlogF(eta - c[K - 2], 1);
+            return em_ord_logF(eta - c[K - 2], 1);
+        }
+        return em_ord_interval(c[k] - eta, c[k - 1] - eta, 1, dhi, dlo);
+    }
+    int mid = k > 0 && k < K - 1;
+    double lg = 0.0, ig = 0.0;
+    if (mid) {
+        lg = gap ? gap[EM_ORD_GAP * k] : em_math_log1m_exp(c[k - 1] - c[k]);
+        ig = gap ? gap[EM_ORD_GAP * k + 1] : 1.0 / expm1(c[k] - c[k - 1]);
+    }
+    if (gap && fabs(eta) < 300.0 && (k == K - 1 || gap[EM_ORD_GAP * k + 3] > 0.0) &&
+        (k == 0 || gap[EM_ORD_GAP * (k - 1) + 2] > 0.0)) {
+        double E = exp(eta), A = k < K - 1 ? E * gap[EM_ORD_GAP * k + 3] : 0.0;
+        double B = k > 0 ? gap[EM_ORD_GAP * (k - 1) + 2] / E : 0.0;
+        if (k < K - 1) *dhi = A / (1.0 + A) + ig;
+        if (k > 0) *dlo = -B / (1.0 + B) - ig;
+        return lg - log1p(A + B + A * B);
+    }
+    double v = lg;
+    if (k < K - 1) { /* -softplus(-a) and σ(-a) from one exp */
+        double a = c[k] - eta, ea = exp(-fabs(a));
+        v -= (a < 0.0 ? -a : 0.0) + log1p(ea);
+        *dhi = (a >= 0.0 ? ea / (1.0 + ea) : 1.0 / (1.0 + ea)) + ig;
+    }
+    if (k > 0) { /* -softplus(b) and -σ(b) */
+        double b = c[k - 1] - eta, eb = exp(-fabs(b));
+        v -= (b > 0.0 ? b : 0.0) + log1p(eb);
+        *dlo = -(b >= 0.0 ? 1.0 / (1.0 + eb) : eb / (1.0 + eb)) - ig;
+    }
+    return v;
+}
 
 /* ---- reparameterised draws of univariate families ------------------------------------- */
 
@@ -330,6 +433,19 @@ em_var em_kl_mvn(const em_dist *p, const em_dist *q);
 
 #define LOG_PROB_FN(fname, desc, norm, kern)                                                  \
     static void fname##_forward(em_tape *t, em_node *o) { uv_forward(&desc, t, o, norm, kern); } \
-    static em_var fname(const em_dist *d, em_var value) { return uv_node(&desc, d, value, fname##_forward); }
+    static em_var fname(const em_dist *d, em_var value) { return uv_node(&desc, d, value, fname##_forward, 0); }
+/* The same and fname##_pw, its pointwise form (one forward function serves both). */
+#define LOG_PROB_PW_FN(fname, desc, norm, kern)                                               \
+    LOG_PROB_FN(fname, desc, norm, kern)                                                   \
+    static em_var fname##_pw(const em_dist *d, em_var value) { return uv_node(&desc, d, value, fname##_forward, 1); }
+
+/* A family's pointwise entry (em_dist_ops.pointwise) from its pointwise log density and log
+ * CDFs (NULL: none). */
+em_var em_dist_pointwise_dispatch(const em_dist *d, em_dist_term which, em_var x, em_var (*lp)(const em_dist *, em_var),
+                                  em_var (*lcdf)(const em_dist *, em_var), em_var (*lccdf)(const em_dist *, em_var));
+#define POINTWISE_FN(fname, lp, lcdf, lccdf)                                                  \
+    static em_var fname(const em_dist *d, em_dist_term which, em_var x) {                  \
+        return em_dist_pointwise_dispatch(d, which, x, lp, lcdf, lccdf);                   \
+    }
 
 #endif

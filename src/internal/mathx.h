@@ -3,9 +3,18 @@
  * em_math_lgamma: log|Γ(x)| without the C library's lgamma, which writes the global `signgam` and so
  * races when chains evaluate densities on several threads. glibc's reentrant lgamma_r is only
  * declared under _DEFAULT_SOURCE, which this build does not enable, so it is declared here.
+ *
+ * The others are the log-scale helpers of Stan's functions reference ("Composed functions"),
+ * written so that neither tail overflows nor loses the small quantity: the ops of ad.c and the
+ * CDFs of dist use the same ones, so a density and the op it could be written with agree.
  */
 #ifndef EMBER_INTERNAL_MATHX_H
 #define EMBER_INTERNAL_MATHX_H
+
+#include <math.h>
+
+#include <gsl/gsl_cdf.h>
+#include <gsl/gsl_sf_erf.h>
 
 double lgamma_r(double x, int *sign);
 
@@ -13,5 +22,54 @@ static inline double em_math_lgamma(double x) {
     int sign;
     return lgamma_r(x, &sign);
 }
+
+/* softplus(x) = log(1 + e^x) without overflow for large x or loss of precision for very
+ * negative x; sigmoid without overflow on either side. */
+static inline double em_math_softplus(double x) { return x > 0 ? x + log1p(exp(-x)) : log1p(exp(x)); }
+static inline double em_math_sigmoid(double x) {
+    if (x >= 0) return 1.0 / (1.0 + exp(-x));
+    double e = exp(x);
+    return e / (1.0 + e);
+}
+
+/* log(1 - e^x) for x <= 0: log(-expm1(x)) near 0, log1p(-e^x) below -log 2 (Mächler 2012,
+ * "Accurately computing log(1 - exp(-|a|))"). NaN for x > 0, -inf at 0. */
+static inline double em_math_log1m_exp(double x) {
+    if (x > 0.0) return NAN;
+    return x > -0.693147180559945309 ? log(-expm1(x)) : log1p(-exp(x));
+}
+
+/* d/dx log(1 - e^x) = -e^x/(1 - e^x) = -1/expm1(-x) */
+static inline double em_math_dlog1m_exp(double x) { return -1.0 / expm1(-x); }
+
+/* log(e^a + e^b): the larger plus log1p of the smaller's share; -inf when both are. */
+static inline double em_math_log_sum_exp2(double a, double b) {
+    double m = a > b ? a : b;
+    if (m == -INFINITY) return -INFINITY;
+    return m + log1p(exp(-fabs(a - b)));
+}
+
+/* ∂/∂a log(e^a + e^b) = σ(a - b); 0 when a = -inf (its share is none, whatever b is). */
+static inline double em_math_dlog_sum_exp2(double a, double b) {
+    return a == -INFINITY ? 0.0 : em_math_sigmoid(a - b);
+}
+
+/* Φ(x) by GSL's gsl_cdf_ugaussian_P (Cody's rational approximations), which keeps its relative
+ * accuracy in the left tail: erfc(-x/√2)/2 loses about x²·ε there, from rounding x/√2. */
+static inline double em_math_Phi(double x) { return gsl_cdf_ugaussian_P(x); }
+
+/* log Φ(x): log1p(-Φ(-x)) for x >= 0, which keeps the tiny 1 - Φ(x) of the right tail;
+ * log Φ(x) down to x = -37, where Φ still has its relative accuracy; below, where Φ underflows,
+ * log(erfc(|x|/√2)/2) by GSL's log_erfc, which follows the asymptotic series (log Φ(-40) =
+ * -804.608...; the rounding of x/√2 costs only ε relative on a value of size x²/2). */
+static inline double em_math_log_Phi(double x) {
+    if (x >= 0.0) return log1p(-gsl_cdf_ugaussian_P(-x));
+    if (x >= -37.0) return log(gsl_cdf_ugaussian_P(x));
+    return -0.69314718055994530942 + gsl_sf_log_erfc(-x * 0.70710678118654752440);
+}
+
+/* d/dx log Φ(x) = φ(x)/Φ(x), the hazard of the standard normal at -x (the inverse Mills ratio,
+ * GSL's gsl_sf_hazard, accurate for large arguments where φ and Φ both underflow). */
+static inline double em_math_dlog_Phi(double x) { return gsl_sf_hazard(-x); }
 
 #endif

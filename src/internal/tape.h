@@ -94,10 +94,6 @@ struct em_tape {
      * (the only ones a replay, a backward pass or a zeroing of adjoints has to visit). */
     int32_t *active;
     size_t nactive;
-    /* Set only inside em_dist_log_prob_pointwise: a log-density node made meanwhile writes
-     * each element's term here (and how many into pointwise_written) besides their sum. */
-    double *pointwise;
-    size_t pointwise_written;
     /* The node whose forward function recorded the error of the last em_tape_forward (-1:
      * none), so that a replayed model density can name the site the node belongs to. */
     int32_t err_node;
