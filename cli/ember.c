@@ -31,8 +31,10 @@ static void usage(FILE *f) {
             "  --chains N        chains (4)             --warmup N    warmup iterations per chain (1000)\n"
             "  --samples N       draws per chain (1000) --seed N      random seed (20260101)\n"
             "  --adapt-delta D   target acceptance (0.8)\n"
-            "  --out DIR         write DIR/fit_<k>.csv (CmdStan CSV, brms names) and DIR/summary.csv\n"
+            "  --out DIR         write DIR/fit_<k>.csv (CmdStan CSV, brms names), DIR/summary.csv and the\n"
+            "                    posterior predictive check DIR/ppc.png (gnuplot; the .gp script and data always)\n"
             "  --loo             PSIS-LOO of the fit (exact refits where Pareto k > 0.7); with --out, DIR/loo.csv\n"
+            "                    and the Pareto k plot DIR/pareto_k.png\n"
             "  --drop-missing    drop rows with a missing value (default: they are an error)\n"
             "  --print-priors    print the priors in force before fitting\n"
             "  --quiet           no progress lines\n"
@@ -147,11 +149,12 @@ static int cmd_fit(int argc, char **argv) {
                 size_t nw = 0;
                 em_status ws = em_posterior_write_cmdstan(post, out_dir, "fit", NULL, &nw, &e2);
                 if (ws == EM_OK) ws = em_posterior_write_summary(post, path, &e2);
+                if (ws == EM_OK) ws = em_regression_ppc_figure(reg, out_dir, "ppc", &e2);
                 if (ws != EM_OK) {
                     fprintf(stderr, "ember: %s\n", e2.msg);
                     s = ws;
                 } else if (!quiet) {
-                    fprintf(stderr, "ember: wrote %zu chain files and summary.csv to %s/\n", nw, out_dir);
+                    fprintf(stderr, "ember: wrote %zu chain files, summary.csv and ppc.gp to %s/\n", nw, out_dir);
                 }
             }
         }
@@ -169,8 +172,17 @@ static int cmd_fit(int argc, char **argv) {
             char path[4096];
             snprintf(path, sizeof path, "%s/loo.csv", out_dir);
             s = em_loo_write_csv(loo, path, &err);
+            if (s == EM_OK) s = em_pareto_k_figure(out_dir, "pareto_k", loo, &err);
         }
         em_loo_free(loo);
+    }
+    if (s == EM_OK && out_dir && system("command -v gnuplot >/dev/null 2>&1") == 0) {
+        /* the figures' scripts are written either way; draw them when gnuplot is there */
+        char cmd[4400];
+        snprintf(cmd, sizeof cmd, "cd '%s' && for f in ppc.gp pareto_k.gp; do [ -f \"$f\" ] && gnuplot \"$f\"; done",
+                 out_dir);
+        if (strchr(out_dir, '\'') || system(cmd) != 0)
+            fprintf(stderr, "ember: gnuplot could not draw the figures in %s (the .gp scripts are there)\n", out_dir);
     }
     if (s == EM_OK) rc = 0;
     else if (s == EM_ERR_INTERRUPTED) {

@@ -472,6 +472,86 @@ static void test_loo_refits(void **state) {
     em_posterior_free(p);
 }
 
+/* ---- posterior predictive check and Pareto k figures ------------------------------------------ */
+
+static size_t count_lines(const char *path, const char *prefix_skip) {
+    FILE *f = fopen(path, "r");
+    if (!f) fail_msg("%s was not written", path);
+    char line[512];
+    size_t n = 0;
+    while (fgets(line, sizeof line, f))
+        if (line[0] != '\n' && strncmp(line, prefix_skip, strlen(prefix_skip))) n++;
+    fclose(f);
+    return n;
+}
+
+static void draw_if_gnuplot(const char *dir, const char *name) {
+    if (system("command -v gnuplot >/dev/null 2>&1") != 0) return;
+    char cmd[512], png[300];
+    snprintf(cmd, sizeof cmd, "cd %s && gnuplot %s.gp 2>/dev/null", dir, name);
+    assert_int_equal(system(cmd), 0);
+    snprintf(png, sizeof png, "%s/%s.png", dir, name);
+    FILE *f = fopen(png, "rb");
+    assert_non_null(f);
+    fclose(f);
+}
+
+static void test_check_figures(void **state) {
+    (void)state;
+    char dir[] = "/tmp/ember_figsXXXXXX";
+    assert_non_null(mkdtemp(dir));
+    em_error err = {0};
+    reg d = {NOBS, XS, YN};
+    em_posterior *p = fit(normal_model, &d);
+    em_predictive *pr = NULL;
+    assert_int_equal(em_posterior_predict(p, NULL, NULL, &pr, &err), EM_OK);
+    const em_pred_site *y = em_predictive_site(pr, "y");
+    assert_int_equal(em_ppc_density_figure(dir, "ppc", YN, NOBS, y->draws, pr->ndraws, 50, &err), EM_OK);
+    char path[300];
+    snprintf(path, sizeof path, "%s/ppc.dat", dir);
+    assert_int_equal(count_lines(path, "#"), 51 * 200); /* y and 50 replicated densities on 200 points */
+    draw_if_gnuplot(dir, "ppc");
+    em_loo_result *l = NULL;
+    assert_int_equal(em_posterior_loo(p, NULL, &l, &err), EM_OK);
+    assert_int_equal(em_pareto_k_figure(dir, "k", l, &err), EM_OK);
+    snprintf(path, sizeof path, "%s/k.dat", dir);
+    assert_int_equal(count_lines(path, "#"), NOBS);
+    draw_if_gnuplot(dir, "k");
+    em_loo_free(l);
+    em_predictive_free(pr);
+    em_posterior_free(p);
+    /* counts: the observed bars sum to the observations */
+    reg dp = {NOBS, XS, YP};
+    p = fit(pois_model, &dp);
+    assert_int_equal(em_posterior_predict(p, NULL, NULL, &pr, &err), EM_OK);
+    y = em_predictive_site(pr, "y");
+    assert_int_equal(em_ppc_bars_figure(dir, "bars", YP, NOBS, y->draws, pr->ndraws, &err), EM_OK);
+    snprintf(path, sizeof path, "%s/bars.dat", dir);
+    FILE *f = fopen(path, "r");
+    char line[256];
+    double total = 0;
+    size_t rows = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (line[0] == '#') continue;
+        double k, o, med, lo, hi;
+        assert_int_equal(sscanf(line, "%lf %lf %lf %lf %lf", &k, &o, &med, &lo, &hi), 5);
+        assert_true(lo <= med && med <= hi);
+        total += o;
+        rows++;
+    }
+    fclose(f);
+    assert_int_equal(rows, 7); /* counts 0..6 */
+    tu_assert_close(total, NOBS, 0, 0);
+    draw_if_gnuplot(dir, "bars");
+    em_error e2 = {0};
+    assert_int_equal(em_ppc_bars_figure(dir, "bad", YN, NOBS, y->draws, pr->ndraws, &e2), EM_ERR_DOMAIN);
+    em_predictive_free(pr);
+    em_posterior_free(p);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 /* ---- misuse ---------------------------------------------------------------------------------------- */
 
 static void test_misuse(void **state) {
@@ -525,6 +605,7 @@ int main(void) {
         cmocka_unit_test(test_data_checked_at_binding),
         cmocka_unit_test(test_pointwise_dist_errors),
         cmocka_unit_test(test_loo_refits),
+        cmocka_unit_test(test_check_figures),
         cmocka_unit_test(test_misuse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -117,6 +117,11 @@ em_status em_regression_fit(em_regression *r, const em_mcmc_config *cfg, em_post
  * observations whose Pareto k̂ exceeds 0.7 (brms's reloo = TRUE); *nrefits may be NULL. */
 em_status em_regression_loo(const em_regression *r, em_loo_result **out, size_t *nrefits, em_error *err);
 
+/* The posterior predictive check of the last fit as a figure: the density of the response
+ * over 100 replicated data sets (gaussian, student) or bars with 90% intervals (the count and
+ * binary families), dir/<name>.dat and dir/<name>.gp (loo.h's em_ppc_*_figure). */
+em_status em_regression_ppc_figure(const em_regression *r, const char *dir, const char *name, em_error *err);
+
 /* brms's summary: family, links, formula, data, draws, then group-level effects per grouping
  * factor, population-level effects and family-specific parameters, each with Estimate,
  * Est.Error, l-95% CI, u-95% CI, Rhat, Bulk_ESS and Tail_ESS; warnings as Stan gives them. */

@@ -218,6 +218,22 @@ em_status em_ks_uniform(const double *u, size_t n, double *D, double *p_value, e
 em_status em_loo_pit_figure(const char *dir, const char *name, const double *pit, size_t n,
                             em_error *err);
 
+/* ---- posterior predictive checks and the Pareto k plot (gnuplot, as the LOO-PIT figure) ---- */
+
+/* Density overlay (bayesplot's ppc_dens_overlay): Gaussian kernel densities (R's bw.nrd0) of y
+ * (n values) and of nshow of the S replicated data sets yrep (S x n, row per draw; nshow 0:
+ * min(S, 100), spread evenly over the draws), as dir/<name>.dat and dir/<name>.gp. */
+em_status em_ppc_density_figure(const char *dir, const char *name, const double *y, size_t n, const double *yrep,
+                                size_t S, size_t nshow, em_error *err);
+/* Bars with intervals for counts or binary data (ppc_bars): how many observations take each
+ * value 0..max(y) (at most 60 bars, the last gathering larger ones), against the median and the
+ * 90% interval of the same frequencies over the replicated data sets. y must be counts. */
+em_status em_ppc_bars_figure(const char *dir, const char *name, const double *y, size_t n, const double *yrep,
+                             size_t S, em_error *err);
+/* Pareto k of each observation (loo's plot of the diagnostic), with the 0.5, 0.7 and 1 lines and
+ * the 2024 threshold; refitted observations marked. */
+em_status em_pareto_k_figure(const char *dir, const char *name, const em_loo_result *l, em_error *err);
+
 #ifdef __cplusplus
 }
 #endif

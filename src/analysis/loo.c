@@ -1245,3 +1245,158 @@ em_status em_loo_pit_figure(const char *dir, const char *name, const double *pit
     em_buf_free(&gp);
     return st;
 }
+
+/* ---- posterior predictive checks and the Pareto k plot ------------------------------------------- */
+
+/* A Gaussian kernel density of x on the grid g (m points), Silverman's bandwidth
+ * 0.9 min(sd, IQR/1.34) n^(-1/5), as R's density(bw = "nrd0") and bayesplot's ppc_dens_overlay. */
+static void kde(const double *x, size_t n, const double *g, size_t m, double *out, double *scratch) {
+    memcpy(scratch, x, n * sizeof *scratch);
+    qsort(scratch, n, sizeof *scratch, cmp_double);
+    double mean = 0, ss = 0;
+    for (size_t i = 0; i < n; i++) mean += x[i] / (double)n;
+    for (size_t i = 0; i < n; i++) ss += (x[i] - mean) * (x[i] - mean);
+    double sd = n > 1 ? sqrt(ss / (double)(n - 1)) : 0.0;
+    double iqr = scratch[(size_t)(0.75 * (double)(n - 1))] - scratch[(size_t)(0.25 * (double)(n - 1))];
+    double lo = fmin(sd, iqr / 1.34);
+    if (!(lo > 0)) lo = sd > 0 ? sd : 1.0;
+    double h = 0.9 * lo * pow((double)n, -0.2);
+    for (size_t j = 0; j < m; j++) {
+        double s = 0;
+        for (size_t i = 0; i < n; i++) {
+            double z = (g[j] - x[i]) / h;
+            s += exp(-0.5 * z * z);
+        }
+        out[j] = s / ((double)n * h * 2.5066282746310002);
+    }
+}
+
+static em_status check_y(const char *what, const double *y, size_t n, const double *yrep, size_t S, em_error *err) {
+    if (!y || !yrep) return em_error_set(err, EM_ERR_ARG, "%s: y and yrep must not be NULL", what);
+    if (n < 2 || S == 0) return em_error_set(err, EM_ERR_ARG, "%s: %zu observations and %zu draws", what, n, S);
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(y[i])) return em_error_set(err, EM_ERR_NONFINITE, "%s: y[%zu] = %g", what, i, y[i]);
+    for (size_t i = 0; i < n * S; i++)
+        if (!isfinite(yrep[i]))
+            return em_error_set(err, EM_ERR_NONFINITE, "%s: yrep draw %zu, observation %zu is %g", what, i / n, i % n,
+                                yrep[i]);
+    return EM_OK;
+}
+
+em_status em_ppc_density_figure(const char *dir, const char *name, const double *y, size_t n, const double *yrep,
+                                size_t S, size_t nshow, em_error *err) {
+    if (!dir || !name) return em_error_set(err, EM_ERR_ARG, "em_ppc_density_figure: dir and name must not be NULL");
+    em_status st = check_y("em_ppc_density_figure", y, n, yrep, S, err);
+    if (st != EM_OK) return st;
+    if (nshow == 0 || nshow > S) nshow = S < 100 ? S : 100;
+    enum { M = 200 };
+    double lo = y[0], hi = y[0];
+    for (size_t i = 0; i < n; i++) lo = fmin(lo, y[i]), hi = fmax(hi, y[i]);
+    for (size_t i = 0; i < n * S; i++) lo = fmin(lo, yrep[i]), hi = fmax(hi, yrep[i]);
+    double pad = 0.05 * (hi - lo > 0 ? hi - lo : 1.0), g[M], dens[M];
+    for (int j = 0; j < M; j++) g[j] = lo - pad + (hi - lo + 2 * pad) * j / (M - 1);
+    double *scratch = malloc(n * sizeof *scratch);
+    if (!scratch) return em_error_set(err, EM_ERR_NOMEM, "em_ppc_density_figure: out of memory");
+    em_buf dat = {0}, gp = {0};
+    /* blocks: 0 = y, 1..nshow = draws spread evenly over the S */
+    em_buf_printf(&dat, "# x density: block 0 is y, then %zu replicated data sets\n", nshow);
+    for (size_t b = 0; b <= nshow; b++) {
+        const double *x = b == 0 ? y : yrep + ((b - 1) * S / nshow) * n;
+        kde(x, n, g, M, dens, scratch);
+        for (int j = 0; j < M; j++) em_buf_printf(&dat, "%.10g %.10g\n", g[j], dens[j]);
+        em_buf_printf(&dat, "\n\n");
+    }
+    free(scratch);
+    em_buf_printf(&gp,
+                  "# %s.gp: the density of y over %zu replicated data sets (posterior predictive check,\n"
+                  "# as bayesplot's ppc_dens_overlay); draw with `gnuplot %s.gp` in this folder.\n"
+                  "if (!exists(\"outfile\")) outfile = \"%s.png\"\n"
+                  "set terminal pngcairo size 720,480\nset output outfile\n"
+                  "set title \"Posterior predictive check\"\nset xlabel \"y\"\nset ylabel \"density\"\nset key top right\n"
+                  "plot for [b=1:%zu] \"%s.dat\" index b u 1:2 w lines lc rgb \"#a6c8e8\" notitle, \\\n"
+                  "     \"%s.dat\" index 1 u 1:2 w lines lc rgb \"#a6c8e8\" title \"y_{rep}\", \\\n"
+                  "     \"%s.dat\" index 0 u 1:2 w lines lw 3 lc rgb \"#08306b\" title \"y\"\n",
+                  name, nshow, name, name, nshow, name, name, name);
+    st = write_in_dir(dir, name, ".dat", &dat, err);
+    if (st == EM_OK) st = write_in_dir(dir, name, ".gp", &gp, err);
+    em_buf_free(&dat);
+    em_buf_free(&gp);
+    return st;
+}
+
+em_status em_ppc_bars_figure(const char *dir, const char *name, const double *y, size_t n, const double *yrep, size_t S,
+                             em_error *err) {
+    if (!dir || !name) return em_error_set(err, EM_ERR_ARG, "em_ppc_bars_figure: dir and name must not be NULL");
+    em_status st = check_y("em_ppc_bars_figure", y, n, yrep, S, err);
+    if (st != EM_OK) return st;
+    double mx = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!(y[i] >= 0 && y[i] == floor(y[i])))
+            return em_error_set(err, EM_ERR_DOMAIN, "em_ppc_bars_figure: y[%zu] = %g is not a count", i, y[i]);
+        mx = fmax(mx, y[i]);
+    }
+    size_t K = (size_t)mx + 1; /* the counts 0..max(y); larger replicated counts share the last bar */
+    if (K > 60) K = 60;
+    double *freq = calloc(K * (S + 1), sizeof *freq), *col = malloc(S * sizeof *col);
+    if (!freq || !col) {
+        free(freq);
+        free(col);
+        return em_error_set(err, EM_ERR_NOMEM, "em_ppc_bars_figure: out of memory");
+    }
+    for (size_t i = 0; i < n; i++) freq[(size_t)fmin(y[i], (double)(K - 1))] += 1;
+    for (size_t s = 0; s < S; s++)
+        for (size_t i = 0; i < n; i++) {
+            double v = yrep[s * n + i];
+            freq[(1 + s) * K + (v < 0 ? 0 : (size_t)fmin(floor(v), (double)(K - 1)))] += 1;
+        }
+    em_buf dat = {0}, gp = {0};
+    em_buf_printf(&dat, "# count observed yrep_median yrep_q5 yrep_q95 (the last count holds every larger one)\n");
+    for (size_t k = 0; k < K; k++) {
+        for (size_t s = 0; s < S; s++) col[s] = freq[(1 + s) * K + k];
+        em_buf_printf(&dat, "%zu %g %g %g %g\n", k, freq[k], em_quantile(col, S, 0.5), em_quantile(col, S, 0.05),
+                      em_quantile(col, S, 0.95));
+    }
+    free(freq);
+    free(col);
+    em_buf_printf(&gp,
+                  "# %s.gp: observed counts (bars) against the replicated data's median and 90%% interval\n"
+                  "# (as bayesplot's ppc_bars); draw with `gnuplot %s.gp` in this folder.\n"
+                  "if (!exists(\"outfile\")) outfile = \"%s.png\"\n"
+                  "set terminal pngcairo size 720,480\nset output outfile\n"
+                  "set title \"Posterior predictive check\"\nset xlabel \"y\"\nset ylabel \"count\"\n"
+                  "set style fill solid 0.6\nset boxwidth 0.8\nset key top right\n"
+                  "plot \"%s.dat\" u 1:2 w boxes lc rgb \"#a6c8e8\" title \"y\", \\\n"
+                  "     \"%s.dat\" u 1:3:4:5 w yerrorbars pt 7 lc rgb \"#08306b\" title \"y_{rep} median, 90%%\"\n",
+                  name, name, name, name, name);
+    st = write_in_dir(dir, name, ".dat", &dat, err);
+    if (st == EM_OK) st = write_in_dir(dir, name, ".gp", &gp, err);
+    em_buf_free(&dat);
+    em_buf_free(&gp);
+    return st;
+}
+
+em_status em_pareto_k_figure(const char *dir, const char *name, const em_loo_result *l, em_error *err) {
+    if (!dir || !name || !l) return em_error_set(err, EM_ERR_ARG, "em_pareto_k_figure: NULL argument");
+    em_buf dat = {0}, gp = {0};
+    em_buf_printf(&dat, "# observation pareto_k exact\n");
+    for (size_t i = 0; i < l->N; i++)
+        em_buf_printf(&dat, "%zu %.10g %d\n", i + 1, isfinite(l->pareto_k[i]) ? l->pareto_k[i] : 2.0, l->exact[i]);
+    em_buf_printf(&gp,
+                  "# %s.gp: Pareto k of each observation's PSIS-LOO estimate (loo's plot of the k diagnostic),\n"
+                  "# with loo 2.5.1's 0.5 / 0.7 / 1 lines and the 2024 threshold %.3f for S = %zu;\n"
+                  "# refitted (exact) observations are drawn as rings. Draw with `gnuplot %s.gp`.\n"
+                  "if (!exists(\"outfile\")) outfile = \"%s.png\"\n"
+                  "set terminal pngcairo size 720,420\nset output outfile\n"
+                  "set title \"PSIS diagnostic plot\"\nset xlabel \"observation\"\nset ylabel \"Pareto k\"\n"
+                  "set key outside right\n"
+                  "plot 0.5 w lines dt 2 lc rgb \"#999999\" title \"0.5\", 0.7 w lines dt 2 lc rgb \"#e6550d\" title \"0.7\", \\\n"
+                  "     1 w lines dt 2 lc rgb \"#a50f15\" title \"1\", %.6g w lines lc rgb \"#31a354\" title \"k threshold\", \\\n"
+                  "     \"%s.dat\" u 1:($3 == 0 ? $2 : 1/0) w points pt 7 ps 0.6 lc rgb \"#08306b\" title \"PSIS\", \\\n"
+                  "     \"%s.dat\" u 1:($3 == 1 ? $2 : 1/0) w points pt 6 lc rgb \"#a50f15\" title \"refitted\"\n",
+                  name, l->k_threshold, l->S, name, name, l->k_threshold, name, name);
+    em_status st = write_in_dir(dir, name, ".dat", &dat, err);
+    if (st == EM_OK) st = write_in_dir(dir, name, ".gp", &gp, err);
+    em_buf_free(&dat);
+    em_buf_free(&gp);
+    return st;
+}

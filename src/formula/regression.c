@@ -832,3 +832,22 @@ em_status em_regression_loo(const em_regression *r, em_loo_result **out, size_t 
     }
     return s;
 }
+
+em_status em_regression_ppc_figure(const em_regression *r, const char *dir, const char *name, em_error *err) {
+    if (!r || !r->internal) return em_error_set(err, EM_ERR_ARG, "em_regression_ppc_figure: no fit yet");
+    em_predictive_options o;
+    memset(&o, 0, sizeof o);
+    const char *site = "y";
+    o.return_sites = &site;
+    o.nreturn = 1;
+    em_predictive *pr = NULL;
+    em_status s = em_posterior_predict(r->internal, NULL, &o, &pr, err);
+    if (s != EM_OK) return s;
+    const em_pred_site *y = em_predictive_site(pr, "y");
+    if (r->family == EM_FAMILY_GAUSSIAN || r->family == EM_FAMILY_STUDENT)
+        s = em_ppc_density_figure(dir, name, r->d.y, r->d.n, y->draws, pr->ndraws, 100, err);
+    else
+        s = em_ppc_bars_figure(dir, name, r->d.y, r->d.n, y->draws, pr->ndraws, err);
+    em_predictive_free(pr);
+    return s;
+}
