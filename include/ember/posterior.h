@@ -47,10 +47,12 @@ typedef enum em_posterior_method {
     EM_POSTERIOR_HMC,         /* static HMC chains (engine = static) */
     EM_POSTERIOR_VARIATIONAL, /* independent draws of a fitted guide (method = variational) */
     EM_POSTERIOR_LAPLACE,     /* independent draws of a Laplace approximation (method = laplace) */
+    EM_POSTERIOR_PATHFINDER,  /* Pathfinder's draws (pathfinder.h; files: method = variational,
+                                 ember_method = pathfinder) */
     EM_POSTERIOR_METHOD_COUNT
 } em_posterior_method;
 
-/* "nuts", "hmc", "variational", "laplace". */
+/* "nuts", "hmc", "variational", "laplace", "pathfinder". */
 const char *em_posterior_method_name(em_posterior_method m);
 
 typedef struct em_posterior em_posterior;

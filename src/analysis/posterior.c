@@ -13,13 +13,15 @@
  */
 #include "internal/posterior_impl.h"
 #include "ember/loo.h"
+#include "ember/pathfinder.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-static const char *const method_names[EM_POSTERIOR_METHOD_COUNT] = {"nuts", "hmc", "variational", "laplace"};
+static const char *const method_names[EM_POSTERIOR_METHOD_COUNT] = {"nuts", "hmc", "variational", "laplace",
+                                                                     "pathfinder"};
 
 const char *em_posterior_method_name(em_posterior_method m) {
     return (unsigned)m < EM_POSTERIOR_METHOD_COUNT ? method_names[m] : "unknown";
@@ -270,6 +272,41 @@ static em_status guide_psis_k(em_posterior *p, em_error *err) {
     return s;
 }
 
+/* A posterior of S independent draws over ld's outputs, with the columns lp__, log_p__ and
+ * log_g__ first, its rows, unconstrained draws and mean row allocated (not filled). */
+static em_posterior *independent_posterior(em_logdensity *ld, size_t S, em_error *err) {
+    size_t K = em_logdensity_dim(ld), nout = em_logdensity_num_outputs(ld), ncols = 3 + nout;
+    if (S > ((size_t)-1 / sizeof(double)) / (ncols + K)) {
+        em_error_set(err, EM_ERR_ARG, "posterior: %zu draws of %zu values do not fit in memory", S, ncols + K);
+        return NULL;
+    }
+    const char **names = malloc(ncols * sizeof *names);
+    if (!names) {
+        em_error_set(err, EM_ERR_NOMEM, "posterior: out of memory");
+        return NULL;
+    }
+    names[0] = "lp__";
+    names[1] = "log_p__";
+    names[2] = "log_g__";
+    for (size_t j = 0; j < nout; j++) names[3 + j] = em_logdensity_output_name(ld, j);
+    em_posterior *p = em_posterior_alloc(1, ncols, 3, names, err);
+    free(names);
+    if (!p) return NULL;
+    p->dim = K;
+    em_posterior_chain *pc = &p->chains[0];
+    pc->id = 1;
+    pc->ndraws = S;
+    pc->rows = malloc(S * ncols * sizeof(double));
+    pc->theta = malloc(S * (K ? K : 1) * sizeof(double));
+    p->mean_row = calloc(ncols, sizeof(double));
+    if (!pc->rows || !pc->theta || !p->mean_row) {
+        em_posterior_free(p);
+        em_error_set(err, EM_ERR_NOMEM, "posterior: out of memory");
+        return NULL;
+    }
+    return p;
+}
+
 em_status em_posterior_from_guide(em_autoguide *g, const em_param_store *params, size_t ndraws, uint64_t seed,
                                   em_model_fn model, const void *data, em_posterior **out, em_error *err) {
     if (!out) return em_error_set(err, EM_ERR_ARG, "em_posterior_from_guide: out is NULL");
@@ -278,34 +315,18 @@ em_status em_posterior_from_guide(em_autoguide *g, const em_param_store *params,
     if (ndraws < 2) return em_error_set(err, EM_ERR_ARG, "em_posterior_from_guide: ndraws = %zu; need at least 2", ndraws);
     size_t K = em_autoguide_dim(g), nout = em_autoguide_num_outputs(g);
     size_t ncols = 3 + nout;
-    if (ndraws > ((size_t)-1 / sizeof(double)) / (ncols + K))
-        return em_error_set(err, EM_ERR_ARG, "em_posterior_from_guide: %zu draws of %zu values do not fit in memory",
-                            ndraws, ncols + K);
-    const char **names = malloc(ncols * sizeof *names);
-    if (!names) return em_error_set(err, EM_ERR_NOMEM, "posterior: out of memory");
-    names[0] = "lp__";
-    names[1] = "log_p__";
-    names[2] = "log_g__";
-    for (size_t j = 0; j < nout; j++) names[3 + j] = em_autoguide_output_name(g, j);
-    em_posterior *p = em_posterior_alloc(1, ncols, 3, names, err);
-    free(names);
-    if (!p) return EM_ERR_NOMEM;
+    em_logdensity *ld = em_autoguide_logdensity(g);
+    em_posterior *p = independent_posterior(ld, ndraws, err);
+    if (!p) return err ? err->status : EM_ERR_NOMEM;
     em_autoguide_kind kind = em_autoguide_kind_of(g);
     p->method = kind == EM_AUTO_LAPLACE ? EM_POSTERIOR_LAPLACE : EM_POSTERIOR_VARIATIONAL;
     p->guide_kind = kind;
     p->seed = seed;
-    p->dim = K;
     em_posterior_chain *pc = &p->chains[0];
-    pc->id = 1;
-    pc->ndraws = ndraws;
-    pc->rows = malloc(ndraws * ncols * sizeof(double));
-    pc->theta = malloc(ndraws * K * sizeof(double));
-    p->mean_row = calloc(ncols, sizeof(double));
     double *outs = malloc(ndraws * (nout ? nout : 1) * sizeof(double));
     double *loc = malloc(K * sizeof *loc), *L = malloc(K * K * sizeof *L), *z = malloc(K * sizeof *z);
     em_rng *rng = em_rng_create(seed, 0x9057);
-    em_logdensity *ld = em_autoguide_logdensity(g);
-    em_status s = pc->rows && pc->theta && p->mean_row && outs && loc && L && z && rng
+    em_status s = outs && loc && L && z && rng
                       ? EM_OK
                       : em_error_set(err, EM_ERR_NOMEM, "posterior: out of memory");
     if (s == EM_OK) s = em_autoguide_sample(g, params, rng, ndraws, pc->theta, outs, err);
@@ -519,6 +540,57 @@ em_status em_fit_laplace(em_model_fn model, const void *data, size_t ndraws, uin
     if (s == EM_OK) (*out)->wall_seconds = wall_now() - t0;
     em_autoguide_destroy(g);
     return s;
+}
+
+em_status em_fit_pathfinder(em_model_fn model, const void *data, const em_pathfinder_config *cfg, em_posterior **out,
+                            em_error *err) {
+    if (!out) return em_error_set(err, EM_ERR_ARG, "em_fit_pathfinder: out is NULL");
+    *out = NULL;
+    em_pathfinder_config c = cfg ? *cfg : em_pathfinder_config_default();
+    double t0 = wall_now();
+    em_logdensity *ld = em_logdensity_from_model(model, data, NULL, err);
+    if (!ld) return err ? err->status : EM_ERR_MODEL;
+    em_pathfinder_result *r = NULL;
+    em_status s = em_pathfinder_run(ld, &c, &r, err);
+    em_posterior *p = s == EM_OK ? independent_posterior(ld, r->num_draws, err) : NULL;
+    if (s == EM_OK && !p) s = err ? err->status : EM_ERR_NOMEM;
+    size_t K = em_logdensity_dim(ld);
+    for (size_t d = 0; s == EM_OK && d < r->num_draws; d++) {
+        double *row = p->chains[0].rows + d * p->ncols;
+        row[0] = 0.0;
+        row[1] = r->log_p[d];
+        row[2] = r->log_q[d];
+        memcpy(p->chains[0].theta + d * K, r->theta + d * K, K * sizeof(double));
+        s = em_logdensity_constrain(ld, r->theta + d * K, row + 3, err);
+    }
+    if (s == EM_OK) {
+        p->method = EM_POSTERIOR_PATHFINDER;
+        p->seed = c.seed;
+        em_posterior_finish(p);
+        s = guide_psis_k(p, err);
+    }
+    /* CmdStan's mean row of a variational file: here the mean of the draws, constrained */
+    for (size_t j = 3; s == EM_OK && j < p->ncols; j++) {
+        double m = 0.0;
+        for (size_t d = 0; d < p->ndraws; d++) m += (p->chains[0].rows[d * p->ncols + j] - m) / (double)(d + 1);
+        p->mean_row[j] = m;
+    }
+    if (s == EM_OK) s = em_posterior_attach_model(p, model, data, err);
+    if (s == EM_OK && c.psis_resample) {
+        em_posterior *q = NULL;
+        s = em_posterior_resample(p, c.num_draws, em_seed_mix(c.seed, 3), &q, err);
+        em_posterior_free(p);
+        p = q;
+    }
+    em_pathfinder_result_free(r);
+    em_logdensity_destroy(ld);
+    if (s != EM_OK) {
+        em_posterior_free(p);
+        return s;
+    }
+    p->wall_seconds = wall_now() - t0;
+    *out = p;
+    return EM_OK;
 }
 
 /* ---- whether variational draws can be trusted ---------------------------------------------------- */
@@ -817,6 +889,9 @@ em_status em_posterior_print(const em_posterior *p, FILE *f, em_error *err) {
                      p->resampled ? "importance-resampled draws" : "independent draws",
                      p->svi_steps ? (p->svi_converged ? ", ELBO converged" : ", ELBO not converged") : "",
                      p->wall_seconds) >= 0;
+    else if (p->method == EM_POSTERIOR_PATHFINDER)
+        ok = fprintf(f, "Pathfinder: %zu %s (%.3g s)\n", p->ndraws,
+                     p->resampled ? "draws importance-resampled from its paths" : "draws of its paths", p->wall_seconds) >= 0;
     else
         ok = fprintf(f, "Laplace approximation: %zu %s (%.3g s)\n", p->ndraws,
                      p->resampled ? "importance-resampled draws" : "independent draws", p->wall_seconds) >= 0;
