@@ -6,8 +6,10 @@
 #include "util/testutil.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define N2 15
 static double X2[N2], Y2[N2];
@@ -36,6 +38,20 @@ static void test_gaussian_exact(void **state) {
     em_error e = {0};
     assert_int_equal(em_fit_pathfinder(reg2_model, NULL, NULL, &p, &e), EM_OK);
     assert_true(em_posterior_psis_k(p) < 0.5);
+    /* a variational CmdStan file that reads back as Pathfinder's */
+    char dir[] = "/tmp/ember_pfXXXXXX", path[64];
+    assert_non_null(mkdtemp(dir));
+    assert_int_equal(em_posterior_write_cmdstan(p, dir, "pf", NULL, NULL, &e), EM_OK);
+    snprintf(path, sizeof path, "%s/pf.csv", dir); /* independent draws: one file, as CmdStan */
+    const char *paths[1] = {path};
+    em_posterior *back = NULL;
+    if (em_posterior_read_cmdstan(paths, 1, &back, &e) != EM_OK) fail_msg("%s", e.msg);
+    assert_int_equal(em_posterior_method_of(back), EM_POSTERIOR_PATHFINDER);
+    assert_string_equal(em_posterior_method_name(EM_POSTERIOR_PATHFINDER), "pathfinder");
+    assert_int_equal(em_posterior_num_draws(back), 1000);
+    em_posterior_free(back);
+    remove(path);
+    rmdir(dir);
     double x[1000], y[1000];
     assert_int_equal(em_posterior_draws(p, "a", x, &e), EM_OK);
     assert_int_equal(em_posterior_draws(p, "b", y, &e), EM_OK);
