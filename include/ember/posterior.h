@@ -80,8 +80,9 @@ typedef struct em_svi_fit_config {
     /* 1: start the guide at the Laplace approximation (its mode and marginal sds) and optimise
      * its location in units of those sds, so that a posterior sd of 1e-3 or 1e4 needs no
      * change of learning rate. When the Laplace fit fails (no mode found, a Hessian that is
-     * not positive definite) the guide starts at init_to_median with unit steps, and the
-     * result says so (em_svi_fit_info.laplace_init). */
+     * not positive definite) a one-path Pathfinder (pathfinder.h) gives the start and the
+     * units instead, and when that fails too the guide starts at init_to_median with unit
+     * steps; the result says which (em_svi_fit_info). */
     int laplace_init;
     size_t elbo_particles;   /* 1000: particles of the final ELBO estimate */
     /* 0: the posterior holds the guide's draws; 1: draws resampled (with replacement) by
@@ -138,7 +139,8 @@ void em_posterior_free(em_posterior *p);
 /* What em_fit_svi did: the run's verdict (svi.h) and how it started. */
 typedef struct em_svi_fit_info {
     em_svi_result run;
-    int laplace_init; /* the guide started at the Laplace approximation, in its units */
+    int laplace_init;    /* the guide started at the Laplace approximation, in its units */
+    int pathfinder_init; /* or, the Laplace fit having failed, at a one-path Pathfinder's */
 } em_svi_fit_info;
 
 /* EM_OK and *info for a posterior made by em_fit_svi; EM_ERR_ARG otherwise. */

@@ -433,6 +433,42 @@ static em_status laplace_start(em_model_fn model, const void *data, uint64_t see
     return s;
 }
 
+/* The same from a one-path Pathfinder (Zhang et al. 2022), for a posterior whose mode or
+ * Hessian the Laplace fit cannot use: the mean and sds of its draws. */
+static em_status pathfinder_start(em_model_fn model, const void *data, uint64_t seed, size_t K, double *values,
+                                  double *sds, int *ok, em_error *err) {
+    *ok = 0;
+    em_error e = {0};
+    em_logdensity *ld = em_logdensity_from_model(model, data, NULL, &e);
+    if (!ld) return e.status == EM_ERR_NOMEM ? em_error_set(err, EM_ERR_NOMEM, "%s", e.msg) : EM_OK;
+    em_pathfinder_config pc = em_pathfinder_config_default();
+    pc.num_paths = 1;
+    pc.num_draws = 200;
+    pc.seed = seed;
+    em_pathfinder_result *r = NULL;
+    double *mean = malloc(K * sizeof *mean);
+    em_status s = mean ? EM_OK : em_error_set(err, EM_ERR_NOMEM, "em_fit_svi: out of memory");
+    if (s == EM_OK && em_pathfinder_run(ld, &pc, &r, &e) == EM_OK && em_logdensity_dim(ld) == K) {
+        for (size_t i = 0; i < K; i++) {
+            double m = 0.0;
+            for (size_t d = 0; d < r->num_draws; d++) m += r->theta[d * K + i] / (double)r->num_draws;
+            mean[i] = m;
+        }
+        double *first = malloc(K * sizeof *first);
+        if (!first) s = em_error_set(err, EM_ERR_NOMEM, "em_fit_svi: out of memory");
+        else if (em_pathfinder_mcmc_init(r, 1, first, sds, &e) == EM_OK &&
+                 em_logdensity_constrain(ld, mean, values, &e) == EM_OK) {
+            *ok = 1;
+            for (size_t i = 0; i < K; i++) sds[i] = sqrt(sds[i]);
+        }
+        free(first);
+    }
+    free(mean);
+    em_pathfinder_result_free(r);
+    em_logdensity_destroy(ld);
+    return s;
+}
+
 /* Optimise each location parameter of the guide in units of sds (the joint "auto_loc", or
  * AutoNormal's per-site "auto_<site>_loc" slices). Scales are exp of their parameter, so a
  * unit step there is already relative. */
@@ -470,9 +506,10 @@ em_status em_fit_svi(em_model_fn model, const void *data, const em_svi_fit_confi
     size_t K = em_autoguide_dim(g), nout = em_autoguide_num_outputs(g);
     double *values = malloc((nout ? nout : 1) * sizeof *values), *sds = malloc((K ? K : 1) * sizeof *sds);
     em_status s = values && sds ? EM_OK : em_error_set(err, EM_ERR_NOMEM, "em_fit_svi: out of memory");
-    int lap_ok = 0;
+    int lap_ok = 0, pf_ok = 0;
     if (s == EM_OK && c.laplace_init && K > 0) s = laplace_start(model, data, c.seed, K, nout, values, sds, &lap_ok, err);
-    if (s == EM_OK && lap_ok) {
+    if (s == EM_OK && c.laplace_init && K > 0 && !lap_ok) s = pathfinder_start(model, data, c.seed, K, values, sds, &pf_ok, err);
+    if (s == EM_OK && (lap_ok || pf_ok)) {
         em_autoguide_destroy(g);
         go.init = EM_INIT_VALUES;
         go.init_values = values;
@@ -495,11 +532,12 @@ em_status em_fit_svi(em_model_fn model, const void *data, const em_svi_fit_confi
         svi = em_svi_create(model, data, em_autoguide_fn, g, &oc, &so, err);
         if (!svi) s = err ? err->status : EM_ERR_MODEL;
     }
-    if (s == EM_OK && lap_ok && c.guide != EM_AUTO_DELTA) s = set_loc_units(svi, g, c.guide, sds, err);
+    if (s == EM_OK && (lap_ok || pf_ok) && c.guide != EM_AUTO_DELTA) s = set_loc_units(svi, g, c.guide, sds, err);
     size_t steps = 0;
     em_svi_fit_info info;
     memset(&info, 0, sizeof info);
     info.laplace_init = lap_ok;
+    info.pathfinder_init = pf_ok;
     if (s == EM_OK) s = em_svi_run(svi, c.num_steps, &steps, err);
     if (s == EM_OK) s = em_svi_result_get(svi, c.elbo_particles, &info.run, err);
     if (s == EM_OK) s = em_posterior_from_guide(g, em_svi_params(svi), c.num_draws, c.seed, model, data, out, err);
@@ -861,7 +899,9 @@ static int print_verdict(const em_posterior *p, FILE *f) {
                             "change %.3g); run longer or raise the learning rate", r->steps, r->window_decrease,
                          r->window_decrease_se, r->rel_change) >= 0;
         ok = ok && fprintf(f, "; ELBO %.6g (MCSE %.2g, %zu particles)%s\n", r->elbo, r->elbo_se, r->elbo_particles,
-                           p->svi_info.laplace_init ? "; started at the Laplace approximation" : "") >= 0;
+                           p->svi_info.laplace_init      ? "; started at the Laplace approximation"
+                           : p->svi_info.pathfinder_init ? "; started at Pathfinder's approximation"
+                                                         : "") >= 0;
     }
     if (isnan(p->psis_k)) return ok;
     double thr = em_psis_k_threshold(p->ndraws);
