@@ -21,6 +21,7 @@
 #include "ember/handlers.h"
 #include "ember/optim.h"
 #include "ember/svi.h"
+#include "ember/pathfinder.h"
 #include "ember/predictive.h"
 #include "ember/calibration.h"
 #include "ember/posterior.h"

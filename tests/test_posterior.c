@@ -186,6 +186,200 @@ static void test_svi_and_laplace(void **state) {
     em_posterior_free(p);
 }
 
+/* ---- SVI that says whether it worked ----------------------------------------------------------- */
+
+/* A regression with posterior sds of 1e-3 (b1), 0.16 (a) and 1e4 (b2), known noise, and
+ * columns orthogonal to each other and to the intercept: the posterior is an independent
+ * Gaussian, so a diagonal guide can be exact. x2 repeats (1, -1, -1, 1), orthogonal to both
+ * the constant and the centred x1 over whole blocks of 4. */
+#define NS 40
+static double XS1[NS], XS2[NS], YS[NS];
+static const double PRIOR_SD[3] = {10.0, 10.0, 1e6};
+
+static void scaled_data(void) {
+    static const double pat[4] = {1, -1, -1, 1};
+    for (int i = 0; i < NS; i++) {
+        XS1[i] = sqrt(1e6 / 5330.0) * (i - 19.5); /* Σ x1² = 1e6 */
+        XS2[i] = sqrt(1e-8 / NS) * pat[i % 4];    /* Σ x2² = 1e-8 */
+        YS[i] = 3.0 + 0.7 * XS1[i] + 3e4 * XS2[i] + sin(3.0 * i);
+    }
+}
+
+static void scaled_model(em_model *m, const void *arg) {
+    (void)arg;
+    em_var a = em_sample(m, "a", em_normal(m, 0.0, PRIOR_SD[0]));
+    em_var b1 = em_sample(m, "b1", em_normal(m, 0.0, PRIOR_SD[1]));
+    em_var b2 = em_sample(m, "b2", em_normal(m, 0.0, PRIOR_SD[2]));
+    em_var mu = em_add(m, a, em_add(m, em_mul(m, b1, em_data(m, XS1, NS)), em_mul(m, b2, em_data(m, XS2, NS))));
+    em_observe(m, "y", em_normal(m, mu, 1.0), YS, NS);
+}
+
+/* The exact posterior: each coefficient's precision Σ x² + 1/prior², its mean Σ x y / that. */
+static void scaled_exact(double mean[3], double sd[3]) {
+    const double *cols[3] = {NULL, XS1, XS2};
+    for (int j = 0; j < 3; j++) {
+        double xx = 0.0, xy = 0.0;
+        for (int i = 0; i < NS; i++) {
+            double x = cols[j] ? cols[j][i] : 1.0;
+            xx += x * x;
+            xy += x * YS[i];
+        }
+        double prec = xx + 1.0 / (PRIOR_SD[j] * PRIOR_SD[j]);
+        mean[j] = xy / prec;
+        sd[j] = 1.0 / sqrt(prec);
+    }
+}
+
+static void test_svi_badly_scaled(void **state) {
+    (void)state;
+    scaled_data();
+    double mean[3], sd[3];
+    scaled_exact(mean, sd);
+    assert_true(sd[1] < 2e-3 && sd[2] > 5e3);
+    static const char *names[3] = {"a", "b1", "b2"};
+    for (int old = 0; old < 2; old++) {
+        em_svi_fit_config c = em_svi_fit_config_default();
+        if (old) {
+            c.stop = EM_SVI_STOP_REL_MEAN;
+            c.average = 0;
+            c.laplace_init = 0;
+        }
+        em_posterior *p = NULL;
+        em_error err = {0};
+        assert_int_equal(em_fit_svi(scaled_model, NULL, &c, &p, &err), EM_OK);
+        em_svi_fit_info info;
+        assert_int_equal(em_posterior_svi_info(p, &info, &err), EM_OK);
+        double k = em_posterior_psis_k(p);
+        em_summary *s = NULL;
+        assert_int_equal(em_posterior_summary(p, &s, &err), EM_OK);
+        int right = 1;
+        for (int j = 0; j < 3; j++) {
+            assert_string_equal(s->params[j].name, names[j]);
+            right &= fabs(s->params[j].mean - mean[j]) < 0.2 * sd[j] && fabs(s->params[j].sd / sd[j] - 1) < 0.1;
+        }
+        if (!old) {
+            /* the new defaults: right, converged, usable, in a few windows */
+            assert_true(info.laplace_init);
+            assert_true(info.run.converged);
+            assert_true(info.run.steps < 2000);
+            assert_true(right);
+            assert_true(k < 0.7);
+            assert_true(isfinite(info.run.elbo) && info.run.elbo_se > 0 && info.run.elbo_se < 0.1);
+        } else {
+            /* the old start and rule: never wrong without saying so */
+            assert_true(right || !info.run.converged || !(k < 0.7));
+        }
+        em_summary_free(s);
+        em_posterior_free(p);
+    }
+}
+
+/* Eight schools, centred: as tau -> 0 with every theta at mu the density grows without bound,
+ * so there is no mode for the Laplace fit and the start comes from Pathfinder (whose best
+ * Gaussian lies along the path, before the funnel); a mean-field guide cannot fit the funnel,
+ * and the result must say so or be right. */
+static const double ES_Y[8] = {28, 8, -3, 7, -1, 1, 18, 12}, ES_SIGMA[8] = {15, 10, 16, 11, 9, 11, 10, 18};
+
+static void eight_centred(em_model *m, const void *arg) {
+    (void)arg;
+    em_var mu = em_sample(m, "mu", em_normal(m, 0.0, 5.0));
+    em_var tau = em_sample(m, "tau", em_half_cauchy(m, 5.0));
+    em_var theta = em_sample(m, "theta", em_expand(em_normal(m, mu, tau), 8));
+    em_observe(m, "y", em_normal(m, theta, em_data(m, ES_SIGMA, 8)), ES_Y, 8);
+}
+
+static void test_svi_pathfinder_start(void **state) {
+    (void)state;
+    em_posterior *p = NULL;
+    em_error err = {0};
+    assert_int_equal(em_fit_svi(eight_centred, NULL, NULL, &p, &err), EM_OK);
+    em_svi_fit_info info;
+    assert_int_equal(em_posterior_svi_info(p, &info, &err), EM_OK);
+    assert_false(info.laplace_init);
+    assert_true(info.pathfinder_init);
+    double mu[1000];
+    assert_int_equal(em_posterior_draws(p, "mu", mu, &err), EM_OK);
+    /* posteriordb's reference for the centred model: mu 4.4 (sd 3.3) */
+    int right = fabs(em_mean(mu, 1000) - 4.4) < 1.0 && fabs(em_sd(mu, 1000) / 3.3 - 1) < 0.2;
+    assert_true(right || !info.run.converged || !(em_posterior_psis_k(p) < 0.7));
+    em_posterior_free(p);
+}
+
+/* Kidscore-like: kid ~ hs + iq + hs:iq with iq uncentred (about 100), so the intercept and
+ * the slopes are correlated near -1 and a diagonal guide cannot fit; after a short run from
+ * the prior the result must be flagged (not converged, or k̂ above 0.7). */
+#define NK 120
+static double XK[NK * 3], YK[NK];
+
+static void kid_model(em_model *m, const void *arg) {
+    (void)arg;
+    em_var a = em_sample(m, "a", em_normal(m, 0.0, 100.0));
+    em_var beta = em_sample(m, "beta", em_expand(em_normal(m, 0.0, 10.0), 3));
+    em_var sigma = em_sample(m, "sigma", em_half_normal(m, 50.0));
+    em_observe(m, "kid", em_normal_id_glm(m, em_data_matrix(m, XK, NK, 3), a, beta, sigma), YK, NK);
+}
+
+static void test_svi_failure_flagged(void **state) {
+    (void)state;
+    for (int i = 0; i < NK; i++) {
+        double hs = (i % 5) != 0, iq = 100.0 + 15.0 * sin(0.7 * i + 0.3);
+        XK[3 * i] = hs;
+        XK[3 * i + 1] = iq;
+        XK[3 * i + 2] = hs * iq;
+        YK[i] = 20.0 + 40.0 * hs + 0.9 * iq - 0.4 * hs * iq + 18.0 * cos(1.3 * i);
+    }
+    for (int lap = 0; lap < 2; lap++) {
+        em_svi_fit_config c = em_svi_fit_config_default();
+        c.num_steps = 500;
+        c.laplace_init = lap;
+        em_posterior *p = NULL;
+        em_error err = {0};
+        assert_int_equal(em_fit_svi(kid_model, NULL, &c, &p, &err), EM_OK);
+        em_svi_fit_info info;
+        assert_int_equal(em_posterior_svi_info(p, &info, &err), EM_OK);
+        double k = em_posterior_psis_k(p);
+        assert_true(!info.run.converged || k > 0.7);
+        if (lap) assert_true(k > 0.7); /* even at the Laplace start the diagonal guide is far off */
+        assert_false(em_posterior_psis_ok(p));
+        /* the print states it */
+        char *buf = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&buf, &len);
+        assert_int_equal(em_posterior_print(p, f, &err), EM_OK);
+        fclose(f);
+        assert_non_null(strstr(buf, "Warning: "));
+        assert_non_null(strstr(buf, "k-hat"));
+        free(buf);
+        em_posterior_free(p);
+    }
+}
+
+/* Importance resampling of a Laplace approximation of a skewed posterior (sigma's): the
+ * resampled draws keep the columns, k̂ is reported, and means move towards NUTS's. */
+static void test_resample(void **state) {
+    (void)state;
+    reg d = {N, XS, YN};
+    em_posterior *p = NULL, *r = NULL;
+    em_error err = {0};
+    assert_int_equal(em_fit_laplace(normal_model, &d, 2000, 5, &p, &err), EM_OK);
+    double k = em_posterior_psis_k(p);
+    assert_true(isfinite(k) && k < 0.7);
+    assert_int_equal(em_posterior_resample(p, 1000, 9, &r, &err), EM_OK);
+    assert_int_equal(em_posterior_num_draws(r), 1000);
+    assert_int_equal(em_posterior_num_columns(r), em_posterior_num_columns(p));
+    assert_true(em_posterior_psis_k(r) == k);
+    double x[2000];
+    assert_int_equal(em_posterior_draws(r, "sigma", x, &err), EM_OK);
+    for (int i = 0; i < 1000; i++) assert_true(x[i] > 0);
+    em_posterior *rr = NULL;
+    assert_int_equal(em_posterior_resample(r, 100, 1, &rr, &err), EM_ERR_ARG); /* not twice */
+    em_predictive *ll = NULL;
+    assert_int_equal(em_posterior_log_lik(r, NULL, &ll, &err), EM_OK); /* the model came along */
+    em_predictive_free(ll);
+    em_posterior_free(r);
+    em_posterior_free(p);
+}
+
 /* ---- files ---------------------------------------------------------------------------------- */
 
 static void test_cmdstan_round_trip(void **state) {
@@ -597,6 +791,10 @@ int main(void) {
         cmocka_unit_test(test_nuts_handle),
         cmocka_unit_test(test_unknown_name),
         cmocka_unit_test(test_svi_and_laplace),
+        cmocka_unit_test(test_svi_badly_scaled),
+        cmocka_unit_test(test_svi_failure_flagged),
+        cmocka_unit_test(test_svi_pathfinder_start),
+        cmocka_unit_test(test_resample),
         cmocka_unit_test(test_cmdstan_round_trip),
         cmocka_unit_test(test_predict_without_response),
         cmocka_unit_test(test_log_lik_normal),

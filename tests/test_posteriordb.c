@@ -524,6 +524,58 @@ static void gp_case(pdb_case *c, tu_pdb_gp *d) {
                     gp_lp_precise, 13, latents, lens, 3, centre, half, 1e-5};
 }
 
+/* ---- Pathfinder --------------------------------------------------------------------------------- */
+
+/* Multi-path Pathfinder (4 paths, PSIS resampling to 1000 draws) against the reference: each
+ * mean within 0.2 reference sds and each sd within 20% — the Monte Carlo error of 1000
+ * resampled draws is about 0.05 sd, the rest is the Gaussian approximation's own error
+ * (these posteriors are close to Gaussian on the unconstrained space) — and k̂ below 0.7. */
+static void check_pathfinder(const pdb_case *c) {
+    reference ref;
+    load_reference(c->posterior, &ref);
+    em_posterior *p = NULL;
+    em_error e = {0};
+    if (em_fit_pathfinder(c->model, c->data, NULL, &p, &e) != EM_OK) fail_msg("%s: %s", c->posterior, e.msg);
+    assert_int_equal(em_posterior_method_of(p), EM_POSTERIOR_PATHFINDER);
+    assert_int_equal(em_posterior_num_draws(p), 1000);
+    double k = em_posterior_psis_k(p);
+    if (!(k < 0.7)) fail_msg("%s: Pathfinder's k-hat %.2f", c->posterior, k);
+    double *x = malloc(1000 * sizeof *x);
+    for (size_t j = 0; j < ref.n; j++) {
+        char nm[40];
+        ember_name(ref.name[j], nm, sizeof nm);
+        if (em_posterior_draws(p, nm, x, &e) != EM_OK) fail_msg("%s: %s", c->posterior, e.msg);
+        double m = em_mean(x, 1000), sd = em_sd(x, 1000);
+        if (fabs(m - ref.mean[j]) > 0.2 * ref.sd[j] || fabs(sd / ref.sd[j] - 1) > 0.2)
+            fail_msg("%s: %s Pathfinder mean %.5g sd %.4g, reference %.5g sd %.4g", c->posterior, nm, m, sd, ref.mean[j],
+                     ref.sd[j]);
+    }
+    free(x);
+    em_posterior_free(p);
+}
+
+static void test_kidiq_pathfinder(void **state) {
+    (void)state;
+    tu_pdb_kidiq d;
+    char err[512];
+    load_or_fail(tu_pdb_kidiq_load(&d, err, sizeof err), err);
+    pdb_case c;
+    kidiq_case(&c, &d);
+    check_pathfinder(&c);
+    tu_pdb_kidiq_free(&d);
+}
+
+static void test_dogs_pathfinder(void **state) {
+    (void)state;
+    tu_pdb_dogs d;
+    char err[512];
+    load_or_fail(tu_pdb_dogs_load(&d, err, sizeof err), err);
+    pdb_case c;
+    dogs_case(&c, &d);
+    check_pathfinder(&c);
+    tu_pdb_dogs_free(&d);
+}
+
 static void test_kidiq_logdensity(void **state) {
     (void)state;
     tu_pdb_kidiq d;
@@ -682,6 +734,8 @@ int main(void) {
         cmocka_unit_test(test_dogs_logdensity),
         cmocka_unit_test(test_gp_logdensity),
         cmocka_unit_test(test_kidiq_nuts),
+        cmocka_unit_test(test_kidiq_pathfinder),
+        cmocka_unit_test(test_dogs_pathfinder),
         cmocka_unit_test(test_eight_schools_nuts),
         cmocka_unit_test(test_dogs_nuts),
         cmocka_unit_test(test_gp_nuts),

@@ -29,6 +29,7 @@ void part2_guide(em_model *m, const void *arg) {
 em_status svi_fit_run(const svi_spec *spec, const rugged_data *d, uint64_t seed, FILE *log, svi_fit *out,
                       em_error *err) {
     memset(out, 0, sizeof *out);
+    out->khat = NAN; /* a hand-written guide's draws have no log_g__ */
     em_autoguide *auto_guide = NULL;
     em_svi *svi = NULL;
     em_predictive *pred = NULL;
@@ -56,27 +57,30 @@ em_status svi_fit_run(const svi_spec *spec, const rugged_data *d, uint64_t seed,
 
     /* SVI: Trace ELBO with one particle per step, Adam */
     em_optim_config adam = em_optim_defaults(EM_OPTIM_ADAM, spec->lr);
-    em_svi_options sopt = {.elbo = EM_ELBO_TRACE, .num_particles = 1, .seed = seed};
+    /* the TREND stopping rule is watched, not obeyed: the tutorials' step counts are kept, and
+     * the step where the rule would have stopped is reported */
+    em_svi_options sopt = {.elbo = EM_ELBO_TRACE, .num_particles = 1, .seed = seed, .stop = EM_SVI_STOP_TREND,
+                           .window = 100};
     svi = em_svi_create(rugged_model, d, guide, guide_data, &adam, &sopt, err);
     if (!svi) {
         s = err && err->status ? err->status : EM_ERR_ARG;
         goto done;
     }
     for (int j = 0; j < spec->steps; j++) {
-        double loss;
-        if ((s = em_svi_step(svi, &loss, err)) != EM_OK) goto done;
+        if ((s = em_svi_run(svi, 1, NULL, err)) != EM_OK) goto done;
+        if (em_svi_converged(svi) && !out->stop_step) out->stop_step = (size_t)j + 1;
+        size_t nh;
+        double loss = em_svi_loss_history(svi, &nh)[nh - 1];
         if (log && spec->log_every && j % spec->log_every == 0)
             fprintf(log, "[iteration %04d] loss: %.4f\n", j + 1, spec->per_datum ? loss / (double)d->n : loss);
     }
     out->skipped = em_svi_num_skipped(svi);
 
     /* the fitted guide: a precise −ELBO, its Gaussian and quantiles, and posterior draws */
-    double elbo = NAN;
-    if (!spec->draws_only)
-        s = em_elbo_estimate(EM_ELBO_TRACE, rugged_model, d, guide, guide_data, em_svi_params(svi), 2000,
-                             em_svi_rng(svi), &elbo, err);
-    if (s != EM_OK) goto done;
-    out->neg_elbo = -elbo;
+    em_svi_result res = {.elbo = NAN, .elbo_se = NAN};
+    if (!spec->draws_only && (s = em_svi_result_get(svi, 2000, &res, err)) != EM_OK) goto done;
+    out->neg_elbo = -res.elbo;
+    out->elbo_se = res.elbo_se;
     if (auto_guide && !spec->draws_only) {
         double L[NPAR * NPAR];
         const double probs[3] = {0.25, 0.5, 0.75};
@@ -98,7 +102,8 @@ em_status svi_fit_run(const svi_spec *spec, const rugged_data *d, uint64_t seed,
         s = em_posterior_from_guide(auto_guide, em_svi_params(svi), spec->ndraws, em_seed_mix(seed, 2), rugged_model, d,
                                     &out->posterior, err);
         if (s == EM_OK)
-            s = em_posterior_set_svi_run(out->posterior, (size_t)spec->steps, spec->lr, em_svi_converged(svi), err);
+            s = em_posterior_set_svi_run(out->posterior, (size_t)spec->steps, spec->lr, out->stop_step != 0, err);
+        out->khat = em_posterior_psis_k(out->posterior);
         if (s == EM_OK) s = post_from_posterior(out->posterior, label, &out->draws, err);
         if (s != EM_OK) goto done;
     } else {

@@ -25,6 +25,9 @@ typedef struct svi_spec {
 typedef struct svi_fit {
     post draws;               /* ndraws draws of the five parameters from the guide */
     double neg_elbo;          /* −ELBO of the fitted guide, averaged over 2000 particles */
+    double elbo_se;           /* its Monte Carlo standard error */
+    size_t stop_step;         /* the step where the TREND stopping rule first fired (0: never) */
+    double khat;              /* Pareto k̂ of the guide's draws (autoguides; NaN otherwise) */
     size_t skipped;           /* steps skipped for a non-finite loss */
     double seconds;
     int has_gaussian;         /* autoguides: their Gaussian on the unconstrained space */

@@ -56,7 +56,19 @@ void print_svi_fit(const svi_spec *spec, const svi_fit *f, const em_summary *s, 
     }
     printf("\nPosterior from %zu draws of the guide:\n", post_rows(&f->draws));
     print_summary(stdout, s, 0);
-    printf("\n-ELBO of the fitted guide (2000-particle estimate): %.2f\n", f->neg_elbo);
+    printf("\n-ELBO of the fitted guide (2000-particle estimate): %.2f (MCSE %.3f)\n", f->neg_elbo, f->elbo_se);
+    if (f->stop_step)
+        printf("Converged: the ELBO stopping rule (no fall beyond its noise over 3 windows of 100 steps) fired at step "
+               "%zu of %d.\n", f->stop_step, spec->steps);
+    else
+        printf("Not converged: the ELBO stopping rule did not fire in %d steps.\n", spec->steps);
+    if (!isnan(f->khat)) {
+        double thr = em_psis_k_threshold(post_rows(&f->draws)); /* 0.7, or less for fewer than 2154 draws */
+        printf("Pareto k-hat of the guide's draws: %.2f, %s %.2f: %s (Yao et al. 2018).\n", f->khat,
+               f->khat < thr ? "below" : "above", thr,
+               f->khat < thr ? "usable, best with importance-corrected expectations"
+                             : "the guide is far from the posterior, its draws not to be trusted");
+    }
     if (ex)
         printf("exact -log p(y): %.2f, so KL(guide || posterior) is about %.2f\n", -ex->log_evidence,
                f->neg_elbo + ex->log_evidence);

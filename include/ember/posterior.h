@@ -48,10 +48,12 @@ typedef enum em_posterior_method {
     EM_POSTERIOR_HMC,         /* static HMC chains (engine = static) */
     EM_POSTERIOR_VARIATIONAL, /* independent draws of a fitted guide (method = variational) */
     EM_POSTERIOR_LAPLACE,     /* independent draws of a Laplace approximation (method = laplace) */
+    EM_POSTERIOR_PATHFINDER,  /* Pathfinder's draws (pathfinder.h; files: method = variational,
+                                 ember_method = pathfinder) */
     EM_POSTERIOR_METHOD_COUNT
 } em_posterior_method;
 
-/* "nuts", "hmc", "variational", "laplace". */
+/* "nuts", "hmc", "variational", "laplace", "pathfinder". */
 const char *em_posterior_method_name(em_posterior_method m);
 
 typedef struct em_posterior em_posterior;
@@ -69,16 +71,35 @@ typedef struct em_svi_fit_config {
     em_autoguide_kind guide; /* EM_AUTO_DIAGONAL_NORMAL */
     em_elbo_kind elbo;       /* EM_ELBO_TRACE */
     size_t num_steps;        /* 10000 at most (the ELBO stopping rule may end it sooner) */
-    double learning_rate;    /* 0.01 (Adam) */
+    double learning_rate;    /* 0.01 (Adam; in units of the initial scale when laplace_init) */
     int num_particles;       /* 1 */
     size_t num_draws;        /* 1000 posterior draws from the fitted guide */
     uint64_t seed;           /* 20260101 */
+    em_svi_stop_rule stop;   /* EM_SVI_STOP_TREND (svi.h), at rel_tol 1e-4 */
+    size_t window;           /* 100 steps per window of the stopping rule and of the averaging */
+    int average;             /* 1: the guide is the iterates' average over the last window(s) */
+    /* 1: start the guide at the Laplace approximation (its mode and marginal sds) and optimise
+     * its location in units of those sds, so that a posterior sd of 1e-3 or 1e4 needs no
+     * change of learning rate. When the Laplace fit fails (no mode found, a Hessian that is
+     * not positive definite) a one-path Pathfinder (pathfinder.h) gives the start and the
+     * units instead, and when that fails too the guide starts at init_to_median with unit
+     * steps; the result says which (em_svi_fit_info). */
+    int laplace_init;
+    size_t elbo_particles;   /* 1000: particles of the final ELBO estimate */
+    /* 0: the posterior holds the guide's draws; 1: draws resampled (with replacement) by
+     * their PSIS weights p/q (em_posterior_resample), which corrects the guide towards the
+     * posterior when k̂ < 0.7 */
+    int resample;
 } em_svi_fit_config;
 
+/* The defaults above. The pre-verdict behaviour (a REL_MEAN rule, the last iterate, the
+ * prior-median start) is stop = EM_SVI_STOP_REL_MEAN, average = 0, laplace_init = 0. */
 em_svi_fit_config em_svi_fit_config_default(void);
 
-/* SVI with an autoguide (Adam, ELBO stopping rule of em_svi_options at rel_tol 1e-4), then
- * cfg->num_draws draws from the guide. cfg NULL: the defaults above. */
+/* SVI with an autoguide (Adam, cfg's stopping rule, averaging and start), the final ELBO
+ * estimated with cfg->elbo_particles particles, then cfg->num_draws draws from the guide with
+ * their Pareto k̂ (em_posterior_psis_k). A run that did not converge is not an error: the
+ * posterior says so (em_posterior_svi_info, em_posterior_print). cfg NULL: the defaults. */
 em_status em_fit_svi(em_model_fn model, const void *data, const em_svi_fit_config *cfg, em_posterior **out,
                      em_error *err);
 
@@ -113,6 +134,36 @@ em_status em_posterior_set_labels(em_posterior *p, const char *model_name, const
 em_status em_posterior_set_svi_run(em_posterior *p, size_t steps, double learning_rate, int converged, em_error *err);
 
 void em_posterior_free(em_posterior *p);
+
+/* ---- whether variational draws can be trusted ---------------------------------------------- */
+
+/* What em_fit_svi did: the run's verdict (svi.h) and how it started. */
+typedef struct em_svi_fit_info {
+    em_svi_result run;
+    int laplace_init;    /* the guide started at the Laplace approximation, in its units */
+    int pathfinder_init; /* or, the Laplace fit having failed, at a one-path Pathfinder's */
+} em_svi_fit_info;
+
+/* EM_OK and *info for a posterior made by em_fit_svi; EM_ERR_ARG otherwise. */
+em_status em_posterior_svi_info(const em_posterior *p, em_svi_fit_info *info, em_error *err);
+
+/* The Pareto k̂ of the log importance ratios log_p__ − log_g__ of independent draws (a guide's,
+ * a Laplace approximation's), by em_psis (loo.h): the diagnostic of Yao, Vehtari, Simpson &
+ * Gelman (2018), "Yes, but did it work?: Evaluating variational inference", ICML. k̂ < 0.7:
+ * the approximation is close enough for PSIS-corrected expectations (em_posterior_resample);
+ * above, its draws are not to be trusted, and its expectations not even after correction. NaN
+ * for MCMC draws, for draws without the two columns, and for fewer than 21 draws. */
+double em_posterior_psis_k(const em_posterior *p);
+/* The verdict em_posterior_print states: k̂ < em_psis_k_threshold(S) (0.7 for S ≥ 2154). */
+int em_posterior_psis_ok(const em_posterior *p);
+
+/* A posterior of ndraws draws resampled with replacement from p's independent draws with
+ * probabilities their PSIS-smoothed importance weights (sampling importance resampling;
+ * Zhang et al. 2022 sec. 2.5 use it for Pathfinder). The draws keep their columns; the
+ * result has no log ratios of its own (k̂ is the source's). Errors: MCMC draws, no log ratios,
+ * non-finite ones. */
+em_status em_posterior_resample(const em_posterior *p, size_t ndraws, uint64_t seed, em_posterior **out,
+                                em_error *err);
 
 /* ---- what it holds ---------------------------------------------------------------------- */
 

@@ -54,8 +54,32 @@ em_status em_elbo_estimate(em_elbo_kind kind, em_model_fn model, const void *mod
 
 /* ---- the SVI loop ------------------------------------------------------------------------------ */
 
+/* The stopping rules of em_svi_run, both over consecutive windows of `window` steps with the
+ * loss means m1 (older) and m2 (newer).
+ *
+ * EM_SVI_STOP_REL_MEAN: stop at the first window boundary where |m2 − m1| / max(|m1|, 1) <
+ * rel_tol. With one particle the loss is noisy (an sd of a few nats for a small regression),
+ * so a tolerance below the noise of a window mean never fires.
+ *
+ * EM_SVI_STOP_TREND: the noise is measured instead of ignored. At each window boundary the
+ * decrease m1 − m2 is compared with its standard error se = sqrt(v1/w + v2/w) (v: the window's
+ * sample variances; a step's loss noise at fixed parameters is independent across steps).
+ * A window passes when the decrease is below max(2·se, rel_tol·max(|m1|, 1)): the loss no
+ * longer falls by more than its own noise (or than the tolerance). The rule fires after
+ * `patience` consecutive passing windows, so a single noisy window does not stop a run that
+ * is still descending (this is the spirit of Stan's ADVI rule, which asks the mean or the
+ * median of the last relative ELBO changes to be small; Kucukelbir et al. 2017, sec. 3.3).
+ * What the rule cannot see is progress slower than the noise; the Pareto k̂ of the fitted
+ * guide (posterior.h) is the check of the answer itself. */
+typedef enum em_svi_stop_rule {
+    EM_SVI_STOP_REL_MEAN = 0,
+    EM_SVI_STOP_TREND,
+    EM_SVI_STOP_RULE_COUNT
+} em_svi_stop_rule;
+
 /* Every field has a range, after its default, that em_svi_options_validate (and so
- * em_svi_create) checks. */
+ * em_svi_create) checks. A zeroed struct is valid (the pre-verdict behaviour: the
+ * REL_MEAN rule, switched off, last iterate kept). */
 typedef struct em_svi_options {
     em_elbo_kind elbo;     /* EM_ELBO_TRACE; EM_ELBO_TRACE or EM_ELBO_TRACE_MEANFIELD */
     int num_particles;     /* particles per step, averaged; 0 means 1; 0..EM_SVI_MAX_PARTICLES */
@@ -70,6 +94,16 @@ typedef struct em_svi_options {
     /* em_svi_run gives up with EM_ERR_NONFINITE after this many consecutive skipped steps
      * (0 means 100). Any value. */
     size_t max_consecutive_skips;
+    /* Which stopping rule em_svi_run applies (with rel_tol and window above). */
+    em_svi_stop_rule stop; /* EM_SVI_STOP_REL_MEAN; one of em_svi_stop_rule */
+    /* EM_SVI_STOP_TREND: the number of consecutive window comparisons that must pass (0
+     * means 3). Any value. */
+    size_t patience;
+    /* Polyak–Ruppert iterate averaging (Polyak & Juditsky 1992): nonzero makes em_svi_run end
+     * with the store holding the average of the iterates over the last `window` steps rather
+     * than the last iterate, whose scatter around the optimum is of the order of the learning
+     * rate. Any value. */
+    int average;
 } em_svi_options;
 
 #define EM_SVI_MAX_PARTICLES 1048576
@@ -104,6 +138,34 @@ const double *em_svi_loss_history(const em_svi *s, size_t *n);
 size_t em_svi_num_steps(const em_svi *s);
 size_t em_svi_num_skipped(const em_svi *s);
 int em_svi_converged(const em_svi *s);
+
+/* Optimise the parameter called param in units: the optimiser sees δ = (x − x₀) / units
+ * (x₀: the value at the first step), so a step of the learning rate moves x by lr·units[i].
+ * For Adam this is a per-coordinate learning rate; for a guide's location it makes the step
+ * size a fraction of the posterior scale, whatever that scale is. n is the parameter's length
+ * (checked at the first step, where a parameter the guide does not declare is an error).
+ * Call before the first step; units must be finite and positive (copied). */
+em_status em_svi_set_units(em_svi *s, const char *param, const double *units, size_t n, em_error *err);
+
+/* What a run says about itself: whether the stopping rule fired, after how many steps, the
+ * last window comparison, and the ELBO at the final parameters with its Monte Carlo error. */
+typedef struct em_svi_result {
+    int converged;        /* the stopping rule fired in the last em_svi_run */
+    size_t steps;         /* steps run in total (em_svi_num_steps) */
+    size_t skipped;       /* of which skipped for a non-finite loss or gradient */
+    /* the last window comparison (NaN before two windows): the decrease of the window mean
+     * loss m1 − m2, its standard error, and |m2 − m1| / max(|m1|, 1) */
+    double window_decrease, window_decrease_se, rel_change;
+    /* the ELBO at the store's current parameters, averaged over elbo_particles particles
+     * drawn independently, and its standard error sd / sqrt(particles) */
+    double elbo, elbo_se;
+    size_t elbo_particles;
+} em_svi_result;
+
+/* Fill r for the SVI's current state, estimating the ELBO with num_particles particles (0
+ * means 1000) drawn from their own stream (the SVI's RNG is not advanced). Errors as
+ * em_svi_step's structural ones; a particle with a non-finite ELBO gives r->elbo = -inf. */
+em_status em_svi_result_get(em_svi *s, size_t num_particles, em_svi_result *r, em_error *err);
 /* The parameter store holding the guide's (and the model's) parameters. */
 em_param_store *em_svi_params(em_svi *s);
 em_model *em_svi_model(em_svi *s);
@@ -134,6 +196,9 @@ typedef struct em_autoguide_options {
      * em_autoguide_output_name (the model's latent sites, CmdStan-style names). */
     const double *init_values;
     double init_scale;       /* initial scale of Normal-type guides; 0 means 0.1 */
+    /* or one initial scale per unconstrained coordinate (dim values, finite and positive;
+     * NULL: init_scale everywhere), e.g. a Laplace approximation's marginal sds */
+    const double *init_scales;
     size_t rank;             /* low rank; 0 means ceil(sqrt(dim)) as Pyro */
     uint64_t seed;           /* prior draws for discovery and initialisation */
     em_param_store *model_params; /* values of the model's own param sites (NULL: their inits) */

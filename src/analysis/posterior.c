@@ -12,13 +12,16 @@
  * attached, which is what lets draws read back from CmdStan files be used for prediction too.
  */
 #include "internal/posterior_impl.h"
+#include "ember/loo.h"
+#include "ember/pathfinder.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-static const char *const method_names[EM_POSTERIOR_METHOD_COUNT] = {"nuts", "hmc", "variational", "laplace"};
+static const char *const method_names[EM_POSTERIOR_METHOD_COUNT] = {"nuts", "hmc", "variational", "laplace",
+                                                                     "pathfinder"};
 
 const char *em_posterior_method_name(em_posterior_method m) {
     return (unsigned)m < EM_POSTERIOR_METHOD_COUNT ? method_names[m] : "unknown";
@@ -37,6 +40,7 @@ em_posterior *em_posterior_alloc(size_t nchains, size_t ncols, size_t nmethod_co
     p->nchains = nchains;
     p->ncols = ncols;
     p->nmethod_cols = nmethod_cols;
+    p->psis_k = NAN;
     for (size_t j = 0; j < ncols; j++)
         if (!(p->names[j] = strdup(names[j]))) goto nomem;
     return p;
@@ -220,6 +224,89 @@ static double gaussian_log_density(const double *theta, const double *loc, const
     return lp;
 }
 
+/* The log importance ratios log_p__ − log_g__ of independent draws (S values, malloc'd). A
+ * draw outside the model's support (log_p__ = −inf) has weight 0: it is given a ratio 800
+ * below the smallest finite one, which exp turns into an exact 0 beside it. NULL when a
+ * ratio is NaN or none is finite. */
+static double *log_ratios(const em_posterior *p, em_error *err) {
+    size_t S = p->ndraws;
+    double *r = malloc(S * sizeof *r), lo = INFINITY;
+    if (!r) {
+        em_error_set(err, EM_ERR_NOMEM, "posterior: out of memory");
+        return NULL;
+    }
+    for (size_t d = 0; d < S; d++) {
+        const double *row = p->chains[0].rows + d * p->ncols;
+        r[d] = row[1] - row[2];
+        if (isnan(r[d]) || r[d] == INFINITY) {
+            free(r);
+            em_error_set(err, EM_ERR_NONFINITE, "posterior: draw %zu has log_p__ %g and log_g__ %g", d + 1, row[1], row[2]);
+            return NULL;
+        }
+        if (isfinite(r[d]) && r[d] < lo) lo = r[d];
+    }
+    if (!isfinite(lo)) {
+        free(r);
+        em_error_set(err, EM_ERR_NONFINITE, "posterior: no draw is inside the model's support");
+        return NULL;
+    }
+    for (size_t d = 0; d < S; d++)
+        if (!isfinite(r[d])) r[d] = lo - 800.0;
+    return r;
+}
+
+/* k̂ of the guide's draws (Yao et al. 2018); NaN when there are too few for PSIS's tail. */
+static em_status guide_psis_k(em_posterior *p, em_error *err) {
+    if (p->ndraws <= 20) return EM_OK;
+    em_error e = {0};
+    double *r = log_ratios(p, &e);
+    if (!r) {
+        if (e.status == EM_ERR_NOMEM) return em_error_set(err, EM_ERR_NOMEM, "%s", e.msg);
+        p->psis_k = INFINITY; /* no usable ratio: the guide misses the posterior entirely */
+        return EM_OK;
+    }
+    em_psis_diag dg;
+    em_status s = em_psis(r, p->ndraws, 1.0, r, &dg, err);
+    if (s == EM_OK) p->psis_k = dg.pareto_k;
+    free(r);
+    return s;
+}
+
+/* A posterior of S independent draws over ld's outputs, with the columns lp__, log_p__ and
+ * log_g__ first, its rows, unconstrained draws and mean row allocated (not filled). */
+static em_posterior *independent_posterior(em_logdensity *ld, size_t S, em_error *err) {
+    size_t K = em_logdensity_dim(ld), nout = em_logdensity_num_outputs(ld), ncols = 3 + nout;
+    if (S > ((size_t)-1 / sizeof(double)) / (ncols + K)) {
+        em_error_set(err, EM_ERR_ARG, "posterior: %zu draws of %zu values do not fit in memory", S, ncols + K);
+        return NULL;
+    }
+    const char **names = malloc(ncols * sizeof *names);
+    if (!names) {
+        em_error_set(err, EM_ERR_NOMEM, "posterior: out of memory");
+        return NULL;
+    }
+    names[0] = "lp__";
+    names[1] = "log_p__";
+    names[2] = "log_g__";
+    for (size_t j = 0; j < nout; j++) names[3 + j] = em_logdensity_output_name(ld, j);
+    em_posterior *p = em_posterior_alloc(1, ncols, 3, names, err);
+    free(names);
+    if (!p) return NULL;
+    p->dim = K;
+    em_posterior_chain *pc = &p->chains[0];
+    pc->id = 1;
+    pc->ndraws = S;
+    pc->rows = malloc(S * ncols * sizeof(double));
+    pc->theta = malloc(S * (K ? K : 1) * sizeof(double));
+    p->mean_row = calloc(ncols, sizeof(double));
+    if (!pc->rows || !pc->theta || !p->mean_row) {
+        em_posterior_free(p);
+        em_error_set(err, EM_ERR_NOMEM, "posterior: out of memory");
+        return NULL;
+    }
+    return p;
+}
+
 em_status em_posterior_from_guide(em_autoguide *g, const em_param_store *params, size_t ndraws, uint64_t seed,
                                   em_model_fn model, const void *data, em_posterior **out, em_error *err) {
     if (!out) return em_error_set(err, EM_ERR_ARG, "em_posterior_from_guide: out is NULL");
@@ -228,34 +315,18 @@ em_status em_posterior_from_guide(em_autoguide *g, const em_param_store *params,
     if (ndraws < 2) return em_error_set(err, EM_ERR_ARG, "em_posterior_from_guide: ndraws = %zu; need at least 2", ndraws);
     size_t K = em_autoguide_dim(g), nout = em_autoguide_num_outputs(g);
     size_t ncols = 3 + nout;
-    if (ndraws > ((size_t)-1 / sizeof(double)) / (ncols + K))
-        return em_error_set(err, EM_ERR_ARG, "em_posterior_from_guide: %zu draws of %zu values do not fit in memory",
-                            ndraws, ncols + K);
-    const char **names = malloc(ncols * sizeof *names);
-    if (!names) return em_error_set(err, EM_ERR_NOMEM, "posterior: out of memory");
-    names[0] = "lp__";
-    names[1] = "log_p__";
-    names[2] = "log_g__";
-    for (size_t j = 0; j < nout; j++) names[3 + j] = em_autoguide_output_name(g, j);
-    em_posterior *p = em_posterior_alloc(1, ncols, 3, names, err);
-    free(names);
-    if (!p) return EM_ERR_NOMEM;
+    em_logdensity *ld = em_autoguide_logdensity(g);
+    em_posterior *p = independent_posterior(ld, ndraws, err);
+    if (!p) return err ? err->status : EM_ERR_NOMEM;
     em_autoguide_kind kind = em_autoguide_kind_of(g);
     p->method = kind == EM_AUTO_LAPLACE ? EM_POSTERIOR_LAPLACE : EM_POSTERIOR_VARIATIONAL;
     p->guide_kind = kind;
     p->seed = seed;
-    p->dim = K;
     em_posterior_chain *pc = &p->chains[0];
-    pc->id = 1;
-    pc->ndraws = ndraws;
-    pc->rows = malloc(ndraws * ncols * sizeof(double));
-    pc->theta = malloc(ndraws * K * sizeof(double));
-    p->mean_row = calloc(ncols, sizeof(double));
     double *outs = malloc(ndraws * (nout ? nout : 1) * sizeof(double));
     double *loc = malloc(K * sizeof *loc), *L = malloc(K * K * sizeof *L), *z = malloc(K * sizeof *z);
     em_rng *rng = em_rng_create(seed, 0x9057);
-    em_logdensity *ld = em_autoguide_logdensity(g);
-    em_status s = pc->rows && pc->theta && p->mean_row && outs && loc && L && z && rng
+    em_status s = outs && loc && L && z && rng
                       ? EM_OK
                       : em_error_set(err, EM_ERR_NOMEM, "posterior: out of memory");
     if (s == EM_OK) s = em_autoguide_sample(g, params, rng, ndraws, pc->theta, outs, err);
@@ -280,6 +351,7 @@ em_status em_posterior_from_guide(em_autoguide *g, const em_param_store *params,
     free(z);
     em_rng_destroy(rng);
     em_posterior_finish(p);
+    if (s == EM_OK && gaussian) s = guide_psis_k(p, err);
     if (s == EM_OK && model) s = em_posterior_attach_model(p, model, data, err);
     if (s != EM_OK) {
         em_posterior_free(p);
@@ -324,7 +396,93 @@ em_svi_fit_config em_svi_fit_config_default(void) {
     c.num_particles = 1;
     c.num_draws = 1000;
     c.seed = 20260101;
+    c.stop = EM_SVI_STOP_TREND;
+    c.window = 100;
+    c.average = 1;
+    c.laplace_init = 1;
+    c.elbo_particles = 1000;
     return c;
+}
+
+/* The Laplace approximation's start for an SVI guide: the mode's constrained values (for
+ * EM_INIT_VALUES) and the marginal sds on the unconstrained space. EM_OK with *ok 0 when
+ * the Laplace fit fails, which is a reason to start elsewhere, not to fail. */
+static em_status laplace_start(em_model_fn model, const void *data, uint64_t seed, size_t K, size_t nout,
+                               double *values, double *sds, int *ok, em_error *err) {
+    *ok = 0;
+    em_autoguide_options go;
+    memset(&go, 0, sizeof go);
+    go.seed = seed;
+    em_error e = {0};
+    em_autoguide *lap = em_autoguide_create(EM_AUTO_LAPLACE, model, data, &go, &e);
+    if (!lap) return e.status == EM_ERR_NOMEM ? em_error_set(err, EM_ERR_NOMEM, "%s", e.msg) : EM_OK;
+    double *L = malloc(K * K * sizeof *L);
+    em_status s = L ? EM_OK : em_error_set(err, EM_ERR_NOMEM, "em_fit_svi: out of memory");
+    if (s == EM_OK && em_autoguide_num_outputs(lap) == nout && em_autoguide_median(lap, NULL, values, &e) == EM_OK &&
+        em_autoguide_gaussian(lap, NULL, NULL, L, &e) == EM_OK) {
+        *ok = 1;
+        for (size_t i = 0; i < K; i++) {
+            double v = 0.0;
+            for (size_t k = 0; k <= i; k++) v += L[i * K + k] * L[i * K + k];
+            sds[i] = sqrt(v);
+            *ok &= sds[i] > 0 && isfinite(sds[i]);
+        }
+    }
+    free(L);
+    em_autoguide_destroy(lap);
+    return s;
+}
+
+/* The same from a one-path Pathfinder (Zhang et al. 2022), for a posterior whose mode or
+ * Hessian the Laplace fit cannot use: the mean and sds of its draws. */
+static em_status pathfinder_start(em_model_fn model, const void *data, uint64_t seed, size_t K, double *values,
+                                  double *sds, int *ok, em_error *err) {
+    *ok = 0;
+    em_error e = {0};
+    em_logdensity *ld = em_logdensity_from_model(model, data, NULL, &e);
+    if (!ld) return e.status == EM_ERR_NOMEM ? em_error_set(err, EM_ERR_NOMEM, "%s", e.msg) : EM_OK;
+    em_pathfinder_config pc = em_pathfinder_config_default();
+    pc.num_paths = 1;
+    pc.num_draws = 200;
+    pc.seed = seed;
+    em_pathfinder_result *r = NULL;
+    double *mean = malloc(K * sizeof *mean);
+    em_status s = mean ? EM_OK : em_error_set(err, EM_ERR_NOMEM, "em_fit_svi: out of memory");
+    if (s == EM_OK && em_pathfinder_run(ld, &pc, &r, &e) == EM_OK && em_logdensity_dim(ld) == K) {
+        for (size_t i = 0; i < K; i++) {
+            double m = 0.0;
+            for (size_t d = 0; d < r->num_draws; d++) m += r->theta[d * K + i] / (double)r->num_draws;
+            mean[i] = m;
+        }
+        double *first = malloc(K * sizeof *first);
+        if (!first) s = em_error_set(err, EM_ERR_NOMEM, "em_fit_svi: out of memory");
+        else if (em_pathfinder_mcmc_init(r, 1, first, sds, &e) == EM_OK &&
+                 em_logdensity_constrain(ld, mean, values, &e) == EM_OK) {
+            *ok = 1;
+            for (size_t i = 0; i < K; i++) sds[i] = sqrt(sds[i]);
+        }
+        free(first);
+    }
+    free(mean);
+    em_pathfinder_result_free(r);
+    em_logdensity_destroy(ld);
+    return s;
+}
+
+/* Optimise each location parameter of the guide in units of sds (the joint "auto_loc", or
+ * AutoNormal's per-site "auto_<site>_loc" slices). Scales are exp of their parameter, so a
+ * unit step there is already relative. */
+static em_status set_loc_units(em_svi *svi, em_autoguide *g, em_autoguide_kind kind, const double *sds, em_error *err) {
+    if (kind != EM_AUTO_NORMAL) return em_svi_set_units(svi, "auto_loc", sds, em_autoguide_dim(g), err);
+    em_logdensity *ld = em_autoguide_logdensity(g);
+    em_status s = EM_OK;
+    for (size_t k = 0; k < em_logdensity_num_latents(ld) && s == EM_OK; k++) {
+        const em_latent_info *li = em_logdensity_latent(ld, k);
+        char name[512];
+        snprintf(name, sizeof name, "auto_%s_loc", li->name);
+        s = em_svi_set_units(svi, name, sds + li->offset, li->free_len, err);
+    }
+    return s;
 }
 
 em_status em_fit_svi(em_model_fn model, const void *data, const em_svi_fit_config *cfg, em_posterior **out,
@@ -342,8 +500,23 @@ em_status em_fit_svi(em_model_fn model, const void *data, const em_svi_fit_confi
     em_autoguide_options go;
     memset(&go, 0, sizeof go);
     go.seed = c.seed;
+    /* discovery first: the guide's dimension sizes the Laplace start */
     em_autoguide *g = em_autoguide_create(c.guide, model, data, &go, err);
     if (!g) return err ? err->status : EM_ERR_MODEL;
+    size_t K = em_autoguide_dim(g), nout = em_autoguide_num_outputs(g);
+    double *values = malloc((nout ? nout : 1) * sizeof *values), *sds = malloc((K ? K : 1) * sizeof *sds);
+    em_status s = values && sds ? EM_OK : em_error_set(err, EM_ERR_NOMEM, "em_fit_svi: out of memory");
+    int lap_ok = 0, pf_ok = 0;
+    if (s == EM_OK && c.laplace_init && K > 0) s = laplace_start(model, data, c.seed, K, nout, values, sds, &lap_ok, err);
+    if (s == EM_OK && c.laplace_init && K > 0 && !lap_ok) s = pathfinder_start(model, data, c.seed, K, values, sds, &pf_ok, err);
+    if (s == EM_OK && (lap_ok || pf_ok)) {
+        em_autoguide_destroy(g);
+        go.init = EM_INIT_VALUES;
+        go.init_values = values;
+        go.init_scales = sds;
+        g = em_autoguide_create(c.guide, model, data, &go, err);
+        if (!g) s = err ? err->status : EM_ERR_MODEL;
+    }
     em_optim_config oc = em_optim_defaults(EM_OPTIM_ADAM, c.learning_rate);
     em_svi_options so;
     memset(&so, 0, sizeof so);
@@ -351,13 +524,41 @@ em_status em_fit_svi(em_model_fn model, const void *data, const em_svi_fit_confi
     so.num_particles = c.num_particles;
     so.seed = c.seed;
     so.rel_tol = 1e-4;
-    em_svi *svi = em_svi_create(model, data, em_autoguide_fn, g, &oc, &so, err);
-    em_status s = svi ? EM_OK : (err ? err->status : EM_ERR_MODEL);
+    so.window = c.window;
+    so.stop = c.stop;
+    so.average = c.average;
+    em_svi *svi = NULL;
+    if (s == EM_OK) {
+        svi = em_svi_create(model, data, em_autoguide_fn, g, &oc, &so, err);
+        if (!svi) s = err ? err->status : EM_ERR_MODEL;
+    }
+    if (s == EM_OK && (lap_ok || pf_ok) && c.guide != EM_AUTO_DELTA) s = set_loc_units(svi, g, c.guide, sds, err);
     size_t steps = 0;
+    em_svi_fit_info info;
+    memset(&info, 0, sizeof info);
+    info.laplace_init = lap_ok;
+    info.pathfinder_init = pf_ok;
     if (s == EM_OK) s = em_svi_run(svi, c.num_steps, &steps, err);
+    if (s == EM_OK) s = em_svi_result_get(svi, c.elbo_particles, &info.run, err);
     if (s == EM_OK) s = em_posterior_from_guide(g, em_svi_params(svi), c.num_draws, c.seed, model, data, out, err);
     if (s == EM_OK) s = em_posterior_set_svi_run(*out, steps, c.learning_rate, em_svi_converged(svi), err);
+    if (s == EM_OK) {
+        (*out)->has_svi_info = 1;
+        (*out)->svi_info = info;
+    }
+    if (s == EM_OK && c.resample) {
+        em_posterior *r = NULL;
+        s = em_posterior_resample(*out, c.num_draws, em_seed_mix(c.seed, 3), &r, err);
+        em_posterior_free(*out);
+        *out = r;
+    }
     if (s == EM_OK) (*out)->wall_seconds = wall_now() - t0;
+    if (s != EM_OK) {
+        em_posterior_free(*out);
+        *out = NULL;
+    }
+    free(values);
+    free(sds);
     em_svi_destroy(svi);
     em_autoguide_destroy(g);
     return s;
@@ -377,6 +578,139 @@ em_status em_fit_laplace(em_model_fn model, const void *data, size_t ndraws, uin
     if (s == EM_OK) (*out)->wall_seconds = wall_now() - t0;
     em_autoguide_destroy(g);
     return s;
+}
+
+em_status em_fit_pathfinder(em_model_fn model, const void *data, const em_pathfinder_config *cfg, em_posterior **out,
+                            em_error *err) {
+    if (!out) return em_error_set(err, EM_ERR_ARG, "em_fit_pathfinder: out is NULL");
+    *out = NULL;
+    em_pathfinder_config c = cfg ? *cfg : em_pathfinder_config_default();
+    double t0 = wall_now();
+    em_logdensity *ld = em_logdensity_from_model(model, data, NULL, err);
+    if (!ld) return err ? err->status : EM_ERR_MODEL;
+    em_pathfinder_result *r = NULL;
+    em_status s = em_pathfinder_run(ld, &c, &r, err);
+    em_posterior *p = s == EM_OK ? independent_posterior(ld, r->num_draws, err) : NULL;
+    if (s == EM_OK && !p) s = err ? err->status : EM_ERR_NOMEM;
+    size_t K = em_logdensity_dim(ld);
+    for (size_t d = 0; s == EM_OK && d < r->num_draws; d++) {
+        double *row = p->chains[0].rows + d * p->ncols;
+        row[0] = 0.0;
+        row[1] = r->log_p[d];
+        row[2] = r->log_q[d];
+        memcpy(p->chains[0].theta + d * K, r->theta + d * K, K * sizeof(double));
+        s = em_logdensity_constrain(ld, r->theta + d * K, row + 3, err);
+    }
+    if (s == EM_OK) {
+        p->method = EM_POSTERIOR_PATHFINDER;
+        p->seed = c.seed;
+        em_posterior_finish(p);
+        s = guide_psis_k(p, err);
+    }
+    /* CmdStan's mean row of a variational file: here the mean of the draws, constrained */
+    for (size_t j = 3; s == EM_OK && j < p->ncols; j++) {
+        double m = 0.0;
+        for (size_t d = 0; d < p->ndraws; d++) m += (p->chains[0].rows[d * p->ncols + j] - m) / (double)(d + 1);
+        p->mean_row[j] = m;
+    }
+    if (s == EM_OK) s = em_posterior_attach_model(p, model, data, err);
+    if (s == EM_OK && c.psis_resample) {
+        em_posterior *q = NULL;
+        s = em_posterior_resample(p, c.num_draws, em_seed_mix(c.seed, 3), &q, err);
+        em_posterior_free(p);
+        p = q;
+    }
+    em_pathfinder_result_free(r);
+    em_logdensity_destroy(ld);
+    if (s != EM_OK) {
+        em_posterior_free(p);
+        return s;
+    }
+    p->wall_seconds = wall_now() - t0;
+    *out = p;
+    return EM_OK;
+}
+
+/* ---- whether variational draws can be trusted ---------------------------------------------------- */
+
+em_status em_posterior_svi_info(const em_posterior *p, em_svi_fit_info *info, em_error *err) {
+    if (!p || !info) return em_error_set(err, EM_ERR_ARG, "em_posterior_svi_info: no posterior or no output");
+    if (!p->has_svi_info) return em_error_set(err, EM_ERR_ARG, "em_posterior_svi_info: the posterior was not made by em_fit_svi");
+    *info = p->svi_info;
+    return EM_OK;
+}
+
+double em_posterior_psis_k(const em_posterior *p) { return p ? p->psis_k : NAN; }
+
+int em_posterior_psis_ok(const em_posterior *p) {
+    return p && p->psis_k < em_psis_k_threshold(p->ndraws);
+}
+
+em_status em_posterior_resample(const em_posterior *p, size_t ndraws, uint64_t seed, em_posterior **out,
+                                em_error *err) {
+    if (!out) return em_error_set(err, EM_ERR_ARG, "em_posterior_resample: out is NULL");
+    *out = NULL;
+    if (!p || has_chains(p) || p->nmethod_cols < 3 || p->resampled)
+        return em_error_set(err, EM_ERR_ARG, "em_posterior_resample: not a posterior of a guide's independent draws");
+    if (ndraws < 2 || p->ndraws <= 20)
+        return em_error_set(err, EM_ERR_ARG, "em_posterior_resample: %zu draws from %zu; need at least 2 from more than 20",
+                            ndraws, p->ndraws);
+    double *w = log_ratios(p, err);
+    if (!w) return err ? err->status : EM_ERR_NONFINITE;
+    size_t S = p->ndraws, nc = p->ncols, K = p->dim;
+    em_status s = em_psis(w, S, 1.0, w, NULL, err);
+    em_posterior *q = s == EM_OK ? em_posterior_alloc(1, nc, p->nmethod_cols, (const char *const *)p->names, err) : NULL;
+    if (s == EM_OK && !q) s = EM_ERR_NOMEM;
+    em_rng *rng = NULL;
+    if (s == EM_OK) {
+        q->method = p->method;
+        q->guide_kind = p->guide_kind;
+        q->seed = seed;
+        q->dim = K;
+        q->svi_steps = p->svi_steps;
+        q->svi_converged = p->svi_converged;
+        q->learning_rate = p->learning_rate;
+        q->has_svi_info = p->has_svi_info;
+        q->svi_info = p->svi_info;
+        q->psis_k = p->psis_k;
+        q->resampled = 1;
+        q->wall_seconds = p->wall_seconds;
+        q->chains[0].id = 1;
+        q->chains[0].ndraws = ndraws;
+        q->chains[0].rows = malloc(ndraws * nc * sizeof(double));
+        q->chains[0].theta = p->chains[0].theta ? malloc(ndraws * (K ? K : 1) * sizeof(double)) : NULL;
+        q->mean_row = p->mean_row ? malloc(nc * sizeof(double)) : NULL;
+        rng = em_rng_create(seed, 0x5e5a);
+        if (!q->chains[0].rows || (p->chains[0].theta && !q->chains[0].theta) || (p->mean_row && !q->mean_row) || !rng)
+            s = em_error_set(err, EM_ERR_NOMEM, "em_posterior_resample: out of memory");
+    }
+    if (s == EM_OK) {
+        if (q->mean_row) memcpy(q->mean_row, p->mean_row, nc * sizeof(double));
+        /* cumulative weights in place, then a binary search per draw */
+        double acc = 0.0;
+        for (size_t d = 0; d < S; d++) w[d] = (acc += exp(w[d]));
+        for (size_t i = 0; i < ndraws; i++) {
+            double u = em_rng_uniform(rng) * acc;
+            size_t lo = 0, hi = S - 1;
+            while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                if (w[mid] > u) hi = mid;
+                else lo = mid + 1;
+            }
+            memcpy(q->chains[0].rows + i * nc, p->chains[0].rows + lo * nc, nc * sizeof(double));
+            if (q->chains[0].theta) memcpy(q->chains[0].theta + i * K, p->chains[0].theta + lo * K, K * sizeof(double));
+        }
+        em_posterior_finish(q);
+        if (p->model) s = em_posterior_attach_model(q, p->model, p->data, err);
+    }
+    em_rng_destroy(rng);
+    free(w);
+    if (s != EM_OK) {
+        em_posterior_free(q);
+        return s;
+    }
+    *out = q;
+    return EM_OK;
 }
 
 /* ---- what it holds ---------------------------------------------------------------------------- */
@@ -552,6 +886,35 @@ static int print_checks(const em_posterior *p, const em_summary *s, FILE *f) {
     return ok;
 }
 
+/* Whether independent draws can be trusted: the SVI run's own verdict, then k̂. */
+static int print_verdict(const em_posterior *p, FILE *f) {
+    int ok = 1;
+    if (p->has_svi_info) {
+        const em_svi_result *r = &p->svi_info.run;
+        if (r->converged)
+            ok = fprintf(f, "SVI: converged at step %zu (last window: loss fell %.3g, se %.3g)", r->steps,
+                         r->window_decrease, r->window_decrease_se) >= 0;
+        else
+            ok = fprintf(f, "Warning: SVI did not converge in %zu steps (last window: loss fell %.3g, se %.3g, relative "
+                            "change %.3g); run longer or raise the learning rate", r->steps, r->window_decrease,
+                         r->window_decrease_se, r->rel_change) >= 0;
+        ok = ok && fprintf(f, "; ELBO %.6g (MCSE %.2g, %zu particles)%s\n", r->elbo, r->elbo_se, r->elbo_particles,
+                           p->svi_info.laplace_init      ? "; started at the Laplace approximation"
+                           : p->svi_info.pathfinder_init ? "; started at Pathfinder's approximation"
+                                                         : "") >= 0;
+    }
+    if (isnan(p->psis_k)) return ok;
+    double thr = em_psis_k_threshold(p->ndraws);
+    if (p->psis_k < thr)
+        ok = ok && fprintf(f, "Pareto k-hat %.2f (below %.2f): the approximation is usable, best with PSIS-corrected "
+                              "expectations (importance resampling)\n", p->psis_k, thr) >= 0;
+    else
+        ok = ok && fprintf(f, "Warning: Pareto k-hat %.2f (above %.2f): the approximation is far from the posterior; "
+                              "its draws and their summaries are not to be trusted (Yao et al. 2018)\n", p->psis_k,
+                           thr) >= 0;
+    return ok;
+}
+
 em_status em_posterior_print(const em_posterior *p, FILE *f, em_error *err) {
     if (!p || !f) return em_error_set(err, EM_ERR_ARG, "em_posterior_print: no posterior or no stream");
     em_summary *s = NULL;
@@ -562,11 +925,17 @@ em_status em_posterior_print(const em_posterior *p, FILE *f, em_error *err) {
         ok = fprintf(f, "%s: %zu chains x %zu draws%s (%.3g s)\n", p->method == EM_POSTERIOR_NUTS ? "NUTS" : "HMC",
                      p->nchains, p->ndraws, p->interrupted ? ", interrupted" : "", p->wall_seconds) >= 0;
     else if (p->method == EM_POSTERIOR_VARIATIONAL)
-        ok = fprintf(f, "SVI (%s): %zu independent draws of the guide%s (%.3g s)\n", em_autoguide_name(p->guide_kind),
-                     p->ndraws, p->svi_steps ? (p->svi_converged ? ", ELBO converged" : ", ELBO not converged") : "",
+        ok = fprintf(f, "SVI (%s): %zu %s of the guide%s (%.3g s)\n", em_autoguide_name(p->guide_kind), p->ndraws,
+                     p->resampled ? "importance-resampled draws" : "independent draws",
+                     p->svi_steps ? (p->svi_converged ? ", ELBO converged" : ", ELBO not converged") : "",
                      p->wall_seconds) >= 0;
+    else if (p->method == EM_POSTERIOR_PATHFINDER)
+        ok = fprintf(f, "Pathfinder: %zu %s (%.3g s)\n", p->ndraws,
+                     p->resampled ? "draws importance-resampled from its paths" : "draws of its paths", p->wall_seconds) >= 0;
     else
-        ok = fprintf(f, "Laplace approximation: %zu independent draws (%.3g s)\n", p->ndraws, p->wall_seconds) >= 0;
+        ok = fprintf(f, "Laplace approximation: %zu %s (%.3g s)\n", p->ndraws,
+                     p->resampled ? "importance-resampled draws" : "independent draws", p->wall_seconds) >= 0;
+    if (ok && !has_chains(p)) ok = print_verdict(p, f);
     em_status ps = em_summary_print(f, s, 4, err);
     if (ok && ps == EM_OK) ok = print_checks(p, s, f);
     em_summary_free(s);

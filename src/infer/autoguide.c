@@ -584,7 +584,14 @@ em_autoguide *em_autoguide_create(em_autoguide_kind kind, em_model_fn model, con
         em_error_set(err, EM_ERR_NOMEM, "autoguide: out of memory");
         goto fail;
     }
-    for (size_t i = 0; i < K; i++) g->init_scale_v[i] = g->init_scale;
+    for (size_t i = 0; i < K; i++) {
+        g->init_scale_v[i] = o.init_scales ? o.init_scales[i] : g->init_scale;
+        if (!(g->init_scale_v[i] > 0) || !isfinite(g->init_scale_v[i])) {
+            em_error_set(err, EM_ERR_ARG, "%s: init_scales[%zu] = %g must be finite and positive", em_autoguide_name(kind),
+                         i, g->init_scale_v[i]);
+            goto fail;
+        }
+    }
     if (kind == EM_AUTO_LOWRANK_MULTIVARIATE_NORMAL) {
         /* Pyro: scale = sqrt(1/2)·init_scale, cov_factor ~ Normal(0, 1/sqrt(rank)), so the
          * initial variance is about init_scale² per coordinate. */
@@ -593,7 +600,7 @@ em_autoguide *em_autoguide_create(em_autoguide_kind kind, em_model_fn model, con
             em_error_set(err, EM_ERR_NOMEM, "autoguide: out of memory");
             goto fail;
         }
-        for (size_t i = 0; i < K; i++) g->init_scale_v[i] = sqrt(0.5) * g->init_scale;
+        for (size_t i = 0; i < K; i++) g->init_scale_v[i] *= sqrt(0.5);
         for (size_t i = 0; i < nl; i++) g->init_lvec[i] = em_rng_normal(r) / sqrt((double)g->rank);
         em_rng_destroy(r);
     }

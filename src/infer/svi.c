@@ -160,6 +160,13 @@ em_status em_elbo_estimate(em_elbo_kind kind, em_model_fn model, const void *mod
 
 /* ---- the SVI object ----------------------------------------------------------------------------- */
 
+/* A parameter optimised in units (em_svi_set_units). */
+typedef struct svi_units {
+    char *name;
+    double *u;
+    size_t n;
+} svi_units;
+
 struct em_svi {
     elbo_ctx c;
     em_svi_options o;
@@ -172,6 +179,17 @@ struct em_svi {
     size_t nhist, caphist;
     size_t skipped, consecutive;
     int converged;
+    /* units: the optimiser works on delta, the store holds x0 + unit ⊙ delta (NULL: directly) */
+    svi_units *units;
+    size_t nunits;
+    double *unit, *x0, *delta;
+    /* iterate averaging: sums over the previous complete block of `window` steps and the
+     * current one */
+    double *avg_prev, *avg_cur;
+    size_t navg_prev, navg_cur;
+    /* the last window comparison and how many in a row passed */
+    double win_dec, win_se, win_rel;
+    size_t passes;
 };
 
 em_status em_svi_options_validate(const em_svi_options *o, em_error *err) {
@@ -185,6 +203,9 @@ em_status em_svi_options_validate(const em_svi_options *o, em_error *err) {
     if (!(o->rel_tol >= 0) || !isfinite(o->rel_tol))
         return em_error_set(err, EM_ERR_ARG, "em_svi_options: rel_tol = %g, must be finite and >= 0 (0: off)",
                             o->rel_tol);
+    if ((unsigned)o->stop >= EM_SVI_STOP_RULE_COUNT)
+        return em_error_set(err, EM_ERR_ARG,
+                            "em_svi_options: stop = %d is not EM_SVI_STOP_REL_MEAN or EM_SVI_STOP_TREND", (int)o->stop);
     if (o->window > EM_SVI_MAX_WINDOW)
         return em_error_set(err, EM_ERR_ARG, "em_svi_options: window = %zu, must be in 0..%zu (0: 100)", o->window,
                             EM_SVI_MAX_WINDOW);
@@ -214,6 +235,8 @@ em_svi *em_svi_create(em_model_fn model, const void *model_data, em_model_fn gui
     if (s->o.num_particles < 1) s->o.num_particles = 1;
     if (s->o.window == 0) s->o.window = 100;
     if (s->o.max_consecutive_skips == 0) s->o.max_consecutive_skips = 100;
+    if (s->o.patience == 0) s->o.patience = 3;
+    s->win_dec = s->win_se = s->win_rel = NAN;
     s->ocfg = *optim;
     s->c.m = em_model_create(s->o.seed, err);
     s->c.kind = s->o.elbo;
@@ -244,7 +267,78 @@ void em_svi_destroy(em_svi *s) {
     em_optim_destroy(s->opt);
     free(s->grad);
     free(s->hist);
+    for (size_t k = 0; k < s->nunits; k++) {
+        free(s->units[k].name);
+        free(s->units[k].u);
+    }
+    free(s->units);
+    free(s->unit);
+    free(s->x0);
+    free(s->delta);
+    free(s->avg_prev);
+    free(s->avg_cur);
     free(s);
+}
+
+em_status em_svi_set_units(em_svi *s, const char *param, const double *units, size_t n, em_error *err) {
+    if (!s || !param || !units || n == 0)
+        return em_error_set(err, EM_ERR_ARG, "em_svi_set_units: an SVI, a parameter name and n > 0 units are required");
+    if (s->grad)
+        return em_error_set(err, EM_ERR_ARG, "em_svi_set_units: '%s': the optimiser has started (call before the first step)",
+                            param);
+    for (size_t i = 0; i < n; i++)
+        if (!(units[i] > 0) || !isfinite(units[i]))
+            return em_error_set(err, EM_ERR_ARG, "em_svi_set_units: '%s': units[%zu] = %g must be finite and positive",
+                                param, i, units[i]);
+    svi_units *nu = realloc(s->units, (s->nunits + 1) * sizeof *nu);
+    if (!nu) return em_error_set(err, EM_ERR_NOMEM, "svi: out of memory");
+    s->units = nu;
+    svi_units *e = &nu[s->nunits];
+    e->name = strdup(param);
+    e->u = malloc(n * sizeof *e->u);
+    e->n = n;
+    if (!e->name || !e->u) {
+        free(e->name);
+        free(e->u);
+        return em_error_set(err, EM_ERR_NOMEM, "svi: out of memory");
+    }
+    memcpy(e->u, units, n * sizeof *units);
+    s->nunits++;
+    return EM_OK;
+}
+
+/* At the first step, when the store holds the guide's parameters: the units of every value
+ * (1 where none were set) and the origin x0. */
+static em_status setup_units(em_svi *s, em_error *err) {
+    size_t dim = s->dim;
+    s->unit = malloc(dim * sizeof *s->unit);
+    s->x0 = malloc(dim * sizeof *s->x0);
+    s->delta = calloc(dim, sizeof *s->delta);
+    if (!s->unit || !s->x0 || !s->delta) return em_error_set(err, EM_ERR_NOMEM, "svi: out of memory");
+    for (size_t i = 0; i < dim; i++) s->unit[i] = 1.0;
+    memcpy(s->x0, em_param_store_values(s->ps), dim * sizeof *s->x0);
+    for (size_t k = 0; k < s->nunits; k++) {
+        long j = em_param_store_find(s->ps, s->units[k].name);
+        if (j < 0)
+            return em_error_set(err, EM_ERR_ARG, "svi: units were set for '%s', which the guide does not declare",
+                                s->units[k].name);
+        if (em_param_store_len(s->ps, (size_t)j) != s->units[k].n)
+            return em_error_set(err, EM_ERR_ARG, "svi: '%s' has %zu values, %zu units were set", s->units[k].name,
+                                em_param_store_len(s->ps, (size_t)j), s->units[k].n);
+        memcpy(s->unit + em_param_store_offset(s->ps, (size_t)j), s->units[k].u, s->units[k].n * sizeof(double));
+    }
+    return EM_OK;
+}
+
+/* The optimiser's update, directly on the store or in units. */
+static em_status optim_update(em_svi *s, em_error *err) {
+    double *x = em_param_store_values(s->ps);
+    if (!s->unit) return em_optim_step(s->opt, x, s->grad, err);
+    for (size_t i = 0; i < s->dim; i++) s->grad[i] *= s->unit[i]; /* dL/dδ = unit ⊙ dL/dx */
+    em_status st = em_optim_step(s->opt, s->delta, s->grad, err);
+    if (st == EM_OK)
+        for (size_t i = 0; i < s->dim; i++) x[i] = s->x0[i] + s->unit[i] * s->delta[i];
+    return st;
 }
 
 static em_status push_loss(em_svi *s, double loss, em_error *err) {
@@ -291,6 +385,13 @@ em_status em_svi_step(em_svi *s, double *loss_out, em_error *err) {
             return em_error_set(err, EM_ERR_NOMEM, "svi: out of memory");
         }
         s->dim = dim;
+        if (s->nunits && (st = setup_units(s, err)) != EM_OK) {
+            free(s->grad); /* the next step tries again and reports the same error */
+            s->grad = NULL;
+            em_optim_destroy(s->opt);
+            s->opt = NULL;
+            return st;
+        }
     } else if (dim != s->dim) {
         return em_error_set(err, EM_ERR_MODEL,
                             "svi step %zu: the parameter store has %zu values, %zu at the first step (a guide must "
@@ -303,7 +404,7 @@ em_status em_svi_step(em_svi *s, double *loss_out, em_error *err) {
         em_param_store_collect_grad(s->ps, t, s->grad);
         for (size_t i = 0; i < dim; i++)
             if (!isfinite(s->grad[i])) return skip_step(s, NAN, loss_out, err);
-        st = em_optim_step(s->opt, em_param_store_values(s->ps), s->grad, &e);
+        st = optim_update(s, &e);
         if (st == EM_ERR_NONFINITE) return skip_step(s, NAN, loss_out, err);
         if (st != EM_OK) return em_error_set(err, st, "svi step %zu: %s", s->nhist + 1, e.msg);
     }
@@ -312,7 +413,8 @@ em_status em_svi_step(em_svi *s, double *loss_out, em_error *err) {
     return push_loss(s, lv, err);
 }
 
-static double window_mean(const double *x, size_t n) {
+/* Mean and sample variance of the finite values among x[0..n). */
+static double window_mean_var(const double *x, size_t n, double *var) {
     double sum = 0.0;
     size_t k = 0;
     for (size_t i = 0; i < n; i++)
@@ -320,7 +422,62 @@ static double window_mean(const double *x, size_t n) {
             sum += x[i];
             k++;
         }
-    return k ? sum / (double)k : NAN;
+    double m = k ? sum / (double)k : NAN, ss = 0.0;
+    for (size_t i = 0; i < n && var; i++)
+        if (isfinite(x[i])) ss += (x[i] - m) * (x[i] - m);
+    if (var) *var = k > 1 ? ss / (double)(k - 1) : NAN;
+    return m;
+}
+
+/* Compare the last two windows; 1 when the rule fires. */
+static int stop_check(em_svi *s) {
+    size_t w = s->o.window;
+    if (s->nhist < 2 * w) return 0;
+    int trend = s->o.stop == EM_SVI_STOP_TREND;
+    if (trend && s->nhist % w != 0) return 0; /* disjoint windows: each comparison is new evidence */
+    if (!trend && s->o.rel_tol <= 0) return 0;
+    double v1, v2;
+    double m1 = window_mean_var(s->hist + s->nhist - 2 * w, w, &v1), m2 = window_mean_var(s->hist + s->nhist - w, w, &v2);
+    if (!isfinite(m1) || !isfinite(m2)) return 0;
+    s->win_dec = m1 - m2;
+    s->win_se = sqrt((v1 + v2) / (double)w);
+    s->win_rel = fabs(m2 - m1) / fmax(fabs(m1), 1.0);
+    if (!trend) return s->win_rel < s->o.rel_tol;
+    int pass = s->win_dec < fmax(2.0 * s->win_se, s->o.rel_tol * fmax(fabs(m1), 1.0));
+    s->passes = pass ? s->passes + 1 : 0;
+    return s->passes >= s->o.patience;
+}
+
+/* Iterate averaging: add the current iterate; at each window boundary the current block
+ * becomes the previous one. */
+static em_status average_push(em_svi *s, em_error *err) {
+    if (!s->avg_cur) {
+        s->avg_prev = calloc(s->dim, sizeof *s->avg_prev);
+        s->avg_cur = calloc(s->dim, sizeof *s->avg_cur);
+        if (!s->avg_prev || !s->avg_cur) return em_error_set(err, EM_ERR_NOMEM, "svi: out of memory");
+    }
+    const double *x = em_param_store_values(s->ps);
+    for (size_t i = 0; i < s->dim; i++) s->avg_cur[i] += x[i];
+    if (++s->navg_cur == s->o.window) {
+        double *t = s->avg_prev;
+        s->avg_prev = s->avg_cur;
+        s->avg_cur = t;
+        memset(s->avg_cur, 0, s->dim * sizeof *s->avg_cur);
+        s->navg_prev = s->navg_cur;
+        s->navg_cur = 0;
+    }
+    return EM_OK;
+}
+
+/* The store's values become the average over the last window to two windows of steps. */
+static void average_apply(em_svi *s) {
+    size_t n = s->navg_prev + s->navg_cur;
+    if (!n || !s->avg_cur) return;
+    double *x = em_param_store_values(s->ps);
+    for (size_t i = 0; i < s->dim; i++) {
+        x[i] = (s->avg_prev[i] + s->avg_cur[i]) / (double)n;
+        if (s->unit) s->delta[i] = (x[i] - s->x0[i]) / s->unit[i]; /* a further run goes on from here */
+    }
 }
 
 static double now_s(void) {
@@ -354,17 +511,61 @@ em_status em_svi_run(em_svi *s, size_t max_steps, size_t *steps_done, em_error *
             tlast = tn;
             last = done;
         }
-        size_t w = s->o.window;
-        if (s->o.rel_tol > 0 && s->nhist >= 2 * w) {
-            double m1 = window_mean(s->hist + s->nhist - 2 * w, w), m2 = window_mean(s->hist + s->nhist - w, w);
-            if (isfinite(m1) && isfinite(m2) && fabs(m2 - m1) / fmax(fabs(m1), 1.0) < s->o.rel_tol) {
-                s->converged = 1;
-                break;
-            }
+        if (s->o.average && s->dim && (st = average_push(s, err)) != EM_OK) break;
+        if (stop_check(s)) {
+            s->converged = 1;
+            break;
         }
     }
+    if (st == EM_OK && s->o.average) average_apply(s);
     if (steps_done) *steps_done = done;
     return st;
+}
+
+em_status em_svi_result_get(em_svi *s, size_t num_particles, em_svi_result *r, em_error *err) {
+    if (!s || !r) return em_error_set(err, EM_ERR_ARG, "em_svi_result_get: no SVI or no result");
+    if (num_particles == 0) num_particles = 1000;
+    memset(r, 0, sizeof *r);
+    r->converged = s->converged;
+    r->steps = s->nhist;
+    r->skipped = s->skipped;
+    r->window_decrease = s->win_dec;
+    r->window_decrease_se = s->win_se;
+    r->rel_change = s->win_rel;
+    r->elbo_particles = num_particles;
+    elbo_ctx c = s->c;
+    c.rng = em_rng_create(s->o.seed, 0x5f2);
+    if (!c.rng) return em_error_set(err, EM_ERR_NOMEM, "svi: out of memory");
+    em_tape *t = em_model_tape(c.m);
+    double sum = 0.0, ss = 0.0;
+    int finite = 1;
+    em_status st = EM_OK;
+    for (size_t k = 0; k < num_particles; k++) {
+        em_tape_reset(t);
+        em_error e = {0};
+        em_var v;
+        st = elbo_particle(&c, &v, &e);
+        double x = st == EM_OK ? em_val_scalar_(t, v) : -INFINITY;
+        if (st == EM_ERR_DOMAIN || st == EM_ERR_NONFINITE) st = EM_OK;
+        if (st != EM_OK) {
+            st = em_error_set(err, st, "em_svi_result_get: %s", e.msg);
+            break;
+        }
+        if (!isfinite(x)) {
+            finite = 0;
+            continue;
+        }
+        /* Welford: the ELBO of a regression is large, its spread small */
+        double d = x - sum;
+        sum += d / (double)(k + 1);
+        ss += d * (x - sum);
+    }
+    em_tape_reset(t);
+    em_rng_destroy(c.rng);
+    if (st != EM_OK) return st;
+    r->elbo = finite ? sum : -INFINITY;
+    r->elbo_se = finite ? sqrt(ss / (double)(num_particles > 1 ? num_particles - 1 : 1) / (double)num_particles) : NAN;
+    return EM_OK;
 }
 
 const double *em_svi_loss_history(const em_svi *s, size_t *n) {

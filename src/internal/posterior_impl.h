@@ -37,6 +37,10 @@ struct em_posterior {
     size_t svi_steps;
     int svi_converged;
     double learning_rate;
+    int has_svi_info;        /* made by em_fit_svi */
+    em_svi_fit_info svi_info;
+    double psis_k;           /* k̂ of log_p__ - log_g__ (NaN: none) */
+    int resampled;           /* draws resampled by their importance weights */
     /* the model, when attached: each latent value's column */
     em_model_fn model;
     const void *data;

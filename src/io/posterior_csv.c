@@ -55,8 +55,9 @@ static void sample_comments(const em_posterior *p, int with_warmup, em_buf *b) {
 }
 
 static void variational_comments(const em_posterior *p, em_buf *b) {
-    int fullrank = p->guide_kind == EM_AUTO_MULTIVARIATE_NORMAL || p->guide_kind == EM_AUTO_LOWRANK_MULTIVARIATE_NORMAL ||
-                   p->guide_kind == EM_AUTO_LAPLACE;
+    int pathfinder = p->method == EM_POSTERIOR_PATHFINDER; /* full-rank Gaussians, no guide */
+    int fullrank = pathfinder || p->guide_kind == EM_AUTO_MULTIVARIATE_NORMAL ||
+                   p->guide_kind == EM_AUTO_LOWRANK_MULTIVARIATE_NORMAL || p->guide_kind == EM_AUTO_LAPLACE;
     em_buf_printf(b, "method = variational\n");
     em_buf_printf(b, "  variational\n");
     em_buf_printf(b, "    algorithm = %s\n", fullrank ? "fullrank" : "meanfield");
@@ -67,7 +68,7 @@ static void variational_comments(const em_posterior *p, em_buf *b) {
     em_buf_printf(b, "    output_samples = %zu\n", p->ndraws);
     /* what Ember actually ran, since CmdStan's tree has no word for it */
     em_buf_printf(b, "    ember_method = %s\n", em_posterior_method_name(p->method));
-    em_buf_printf(b, "    ember_guide = %s\n", em_autoguide_name(p->guide_kind));
+    if (!pathfinder) em_buf_printf(b, "    ember_guide = %s\n", em_autoguide_name(p->guide_kind));
     em_buf_printf(b, "    ember_converged = %d\n", p->svi_converged);
 }
 
@@ -380,8 +381,9 @@ em_status em_posterior_read_cmdstan(const char *const *paths, size_t npaths, em_
             else if ((p = em_posterior_alloc(npaths, d->ncols, nmeth, (const char *const *)d->names, err)) == NULL)
                 s = EM_ERR_NOMEM;
             if (s == EM_OK) {
-                p->method = variational ? (!strcmp(h.ember_method, "laplace") ? EM_POSTERIOR_LAPLACE
-                                                                              : EM_POSTERIOR_VARIATIONAL)
+                p->method = variational ? (!strcmp(h.ember_method, "laplace")      ? EM_POSTERIOR_LAPLACE
+                                           : !strcmp(h.ember_method, "pathfinder") ? EM_POSTERIOR_PATHFINDER
+                                                                                   : EM_POSTERIOR_VARIATIONAL)
                                         : (!strcmp(h.engine, "static") ? EM_POSTERIOR_HMC : EM_POSTERIOR_NUTS);
                 p->seed = h.seed;
                 p->guide_kind = EM_AUTO_DIAGONAL_NORMAL;
