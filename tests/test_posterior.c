@@ -358,7 +358,7 @@ static void test_svi_failure_flagged(void **state) {
  * resampled draws keep the columns, k̂ is reported, and means move towards NUTS's. */
 static void test_resample(void **state) {
     (void)state;
-    reg d = {N, XS, YN};
+    reg d = {NOBS, XS, YN};
     em_posterior *p = NULL, *r = NULL;
     em_error err = {0};
     assert_int_equal(em_fit_laplace(normal_model, &d, 2000, 5, &p, &err), EM_OK);
