@@ -11,6 +11,7 @@
 #                 tests/r/brms_reference.R, and the benchmark against brms; not needed by the tests)
 #   --with-fuzz   clang and its sanitizer runtime (the readers' libFuzzer targets, scripts/fuzz.sh)
 #   --with-python python3-nbformat (validates the exported notebooks)
+#   --with-mpi    OpenMPI (libopenmpi-dev, openmpi-bin): the data-parallel layer, make MPI=1
 set -eu
 
 required="build-essential pkg-config libgsl-dev libopenblas-dev liblapacke-dev libcmocka-dev gnuplot-nox"
@@ -22,6 +23,7 @@ for arg in "$@"; do
     --with-brms) optional="$optional r-base-core r-cran-brms r-cran-rstan r-cran-bh r-cran-rstanarm" ;;
     --with-fuzz) optional="$optional clang libclang-rt-dev" ;;
     --with-python) optional="$optional python3 python3-nbformat" ;;
+    --with-mpi) optional="$optional libopenmpi-dev openmpi-bin" ;;
     *) echo "install-deps.sh: unknown option '$arg'" >&2; exit 2 ;;
   esac
 done
