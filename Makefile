@@ -194,10 +194,11 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/include/ember $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
 	install -m 755 $(CLI_BIN) $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 include/ember.h $(DESTDIR)$(PREFIX)/include/
-	install -m 644 include/ember/*.h $(DESTDIR)$(PREFIX)/include/ember/
+	install -m 644 $(filter-out include/ember/mpi.h,$(wildcard include/ember/*.h)) $(DESTDIR)$(PREFIX)/include/ember/
 	install -m 644 $(LIB_A) $(DESTDIR)$(PREFIX)/lib/
 	install -m 755 $(LIB_SO) $(DESTDIR)$(PREFIX)/lib/
-	if [ "$(MPI)" = 1 ]; then install -m 644 $(MPI_A) $(DESTDIR)$(PREFIX)/lib/; else rm -f $(DESTDIR)$(PREFIX)/include/ember/mpi.h; fi
+	if [ "$(MPI)" = 1 ]; then install -m 644 include/ember/mpi.h $(DESTDIR)$(PREFIX)/include/ember/ && \
+	  install -m 644 $(MPI_A) $(DESTDIR)$(PREFIX)/lib/; fi
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@BLAS_INC@|$(BLAS_INC)|g' -e 's|@VERSION@|$(VERSION)|g' scripts/ember.pc.in \
 	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/ember.pc
 

@@ -29,7 +29,8 @@
  *     em_mpi_fit_nuts(MPI_COMM_WORLD, &spec, &cfg, &post, &err);   the same draws on every rank
  *     if (rank == 0) em_posterior_print(post, stdout, &err);
  *
- * The cost model at 10^8–10^9 rows is in DESIGN notes (README, "Past one machine").
+ * Link with -lember_mpi -lember and mpicc's flags. The cost model at 10^8–10^9 rows is in the
+ * README ("Past one machine").
  */
 #ifndef EMBER_MPI_H
 #define EMBER_MPI_H
@@ -44,6 +45,11 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* Collective: every rank returns the status of the first rank (by rank) whose st is not
+ * EM_OK, and that rank's message in *err; EM_OK when none failed. A program's own checks of
+ * its shard go through this too, so that no rank goes on while another has stopped. */
+em_status em_mpi_agree(MPI_Comm comm, em_status st, em_error *err);
 
 /* Rows per block unless asked otherwise: large enough that a block's model run costs little
  * next to its rows, small enough that the rows split evenly over many ranks. */

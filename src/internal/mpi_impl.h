@@ -22,10 +22,6 @@ typedef struct em_block_arg {
 /* The model function for an em_block_arg. */
 void em_mpi_block_model(em_model *m, const void *arg);
 
-/* Collective: every rank returns the first failing rank's status and message (in *err), or
- * EM_OK when none failed. err is this rank's error when st is not EM_OK (may be NULL). */
-em_status em_mpi_agree(MPI_Comm comm, em_status st, em_error *err);
-
 /* Collective: check spec on every rank and the ranks' rows (consecutive, block-aligned);
  * this rank's first global row, all rows and the common block size. */
 em_status em_mpi_layout_rows(MPI_Comm comm, const em_mpi_model *spec, size_t *first_row, size_t *total_rows,
