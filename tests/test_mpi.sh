@@ -13,7 +13,11 @@ if [ "${MPI:-0}" != 1 ] || [ ! -x "$T" ] || ! command -v mpirun >/dev/null 2>&1;
 fi
 if [ "$(id -u)" = 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
 export OPENBLAS_NUM_THREADS=1
-# OpenMPI keeps some allocations until exit by design; only its own are suppressed
+# Sanitizer build: OpenMPI keeps some allocations until exit by design; only those are
+# suppressed, recognised by OpenMPI's frames on the full allocation stack (its components stay
+# loaded so that their frames have names).
+export OMPI_MCA_mca_base_component_disable_dlclose=1
+export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}fast_unwind_on_malloc=0"
 export LSAN_OPTIONS="suppressions=$(pwd)/tests/mpi/lsan.supp:print_suppressions=0"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

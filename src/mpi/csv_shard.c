@@ -198,7 +198,11 @@ static em_status read_part(const char *path, const char *const *columns, size_t 
     free(buf);
     free(hdr);
     if (fd >= 0) close(fd);
-    return em_mpi_agree(comm, st, err);
+    if ((st = em_mpi_agree(comm, st, err)) != EM_OK) { /* another rank failed: this part is not used */
+        em_csv_table_free(*part);
+        *part = NULL;
+    }
+    return st;
 }
 
 em_status em_mpi_csv_read(MPI_Comm comm, const char *path, const char *const *columns, size_t ncols,
