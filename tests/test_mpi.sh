@@ -47,4 +47,21 @@ if [ $rc = 0 ] || [ "$n" != 4 ]; then
 else
   echo "ok: a bad row in rank 3's rows stops all 4 ranks, each naming bad.csv:4800:1"
 fi
+# SIGTERM as a batch scheduler sends it (Slurm signals every process of the job): it reaches
+# the ranks at different moments; every rank stops after the same iteration and rank 0 writes
+# the draws made so far. (Sent to mpirun instead, it is OpenMPI's to forward: mpirun kills the
+# ranks odls_base_sigkill_timeout seconds later, 1 by default.)
+mpirun -np 2 --oversubscribe "$EX" "$tmp/rows.csv" --chains 1 --warmup 100 --samples 300000 --out "$tmp/sig" \
+  >"$tmp/sig.out" 2>"$tmp/sig.err" &
+pid=$!
+sleep 8
+ranks=$(pgrep -P $pid)
+kill -TERM $ranks 2>/dev/null
+wait $pid
+draws=$(grep -vc '^#\|^lp__' "$tmp/sig/mpi_regression_1.csv" 2>/dev/null || echo 0)
+if ! grep -q "interrupted" "$tmp/sig.out" || [ "$draws" -lt 1 ]; then
+  echo "FAIL: SIGTERM during an MPI run did not keep its draws ($draws rows):"; tail -n 5 "$tmp/sig.out" "$tmp/sig.err"; fail=1
+else
+  echo "ok: SIGTERM stops both ranks at the same iteration and keeps the $draws draws made so far"
+fi
 exit $fail

@@ -177,6 +177,9 @@ int main(int argc, char **argv) {
             else printf("wrote %zu CmdStan CSV file%s to %s/\n", nw, nw == 1 ? "" : "s", out);
         }
     }
+    /* the other ranks wait for rank 0's files: mpirun ends the job when the first rank exits
+     * with a non-zero status (130 after a signal) */
+    MPI_Barrier(MPI_COMM_WORLD);
     int interrupted = st == EM_ERR_INTERRUPTED;
     em_posterior_free(post);
     free(X);
