@@ -51,31 +51,17 @@ int main(int argc, char **argv) {
         return 2;
     }
     double rss0 = peak_mib();
-    const char *cols[REG_MAX_K + 1];
-    char names[REG_MAX_K][16];
-    for (size_t j = 0; j < k; j++) {
-        snprintf(names[j], sizeof names[j], "x%zu", j + 1);
-        cols[j] = names[j];
-    }
-    cols[k] = "y";
     em_error e = {0};
-    em_mpi_table *t = NULL;
     double t0 = now();
-    if (em_mpi_csv_read(MPI_COMM_WORLD, path, cols, k + 1, NULL, 0, &t, &e) != EM_OK) {
+    reg_rows shard;
+    size_t total = 0;
+    if (reg_read_shard(path, k, 0, 0, &shard, &total, NULL, &e) != EM_OK) {
         fprintf(stderr, "bench_mpi (rank %d): %s\n", rank, e.msg);
         MPI_Finalize();
         return 1;
     }
     double t_read = now() - t0;
-    size_t n = t->nrows, total = t->total_rows;
-    double *X = malloc(n * k * sizeof *X), *y = malloc(n * sizeof *y);
-    for (size_t i = 0; i < n; i++) {
-        for (size_t j = 0; j < k; j++) X[i * k + j] = t->cols[j][i];
-        y[i] = t->cols[k][i];
-    }
-    em_mpi_table_free(t);
     double rss_data = peak_mib();
-    reg_rows shard = {X, y, n, k, 0, 0};
     em_mpi_model spec = reg_spec(&shard, 0);
     em_logdensity *ld = em_mpi_logdensity(MPI_COMM_WORLD, &spec, NULL, &e);
     if (!ld) {
@@ -117,8 +103,7 @@ int main(int argc, char **argv) {
         }
     } else if (rank == 0) fprintf(stderr, "bench_mpi: %s\n", e.msg);
     em_posterior_free(post);
-    free(X);
-    free(y);
+    reg_rows_free(&shard);
     double rss1 = peak_mib(), mine[3] = {rss0, rss_data, rss1}, mx[3];
     MPI_Reduce(mine, mx, 3, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD);
     if (rank == 0) {

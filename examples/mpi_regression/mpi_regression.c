@@ -114,33 +114,14 @@ int main(int argc, char **argv) {
 
     em_error e = {0};
     double t0 = now();
-    const char *cols[REG_MAX_K + 1];
-    char names[REG_MAX_K][16];
-    for (size_t j = 0; j < k; j++) {
-        snprintf(names[j], sizeof names[j], "x%zu", j + 1);
-        cols[j] = names[j];
-    }
-    cols[k] = "y";
-    em_mpi_table *t = NULL;
-    if (em_mpi_csv_read(MPI_COMM_WORLD, data, cols, k + 1, NULL, block, &t, &e) != EM_OK) return fail(&e);
-    /* the shard's design matrix, row-major; the column arrays go as soon as it is built */
-    double *X = malloc(t->nrows * k * sizeof *X), *y = malloc(t->nrows * sizeof *y);
-    em_status st = X && y ? EM_OK : em_error_set(&e, EM_ERR_NOMEM, "out of memory for %zu rows", t->nrows);
-    for (size_t i = 0; st == EM_OK && i < t->nrows; i++) {
-        for (size_t j = 0; j < k; j++) X[i * k + j] = t->cols[j][i];
-        y[i] = t->cols[k][i];
-        if (logistic && y[i] != 0.0 && y[i] != 1.0)
-            st = em_error_set(&e, EM_ERR_DOMAIN, "%s:%zu: y = %g, must be 0 or 1 for a logistic regression", data,
-                              t->line[i], y[i]);
-    }
-    size_t total = t->total_rows, nrows = t->nrows;
-    block = t->block_rows;
-    em_mpi_table_free(t);
-    if (em_mpi_agree(MPI_COMM_WORLD, st, &e) != EM_OK) return fail(&e);
+    reg_rows shard;
+    size_t total = 0;
+    if (reg_read_shard(data, k, logistic, block, &shard, &total, &block, &e) != EM_OK) return fail(&e);
+    size_t nrows = shard.n;
     double t_read = now() - t0;
-    reg_rows shard = {X, y, nrows, k, logistic, 0};
     em_mpi_model spec = reg_spec(&shard, block);
     em_posterior *post = NULL;
+    em_status st = EM_OK;
     double t1 = now();
     if (!strcmp(method, "nuts")) {
         cfg.progress = rank_ == 0;
@@ -182,8 +163,7 @@ int main(int argc, char **argv) {
     MPI_Barrier(MPI_COMM_WORLD);
     int interrupted = st == EM_ERR_INTERRUPTED;
     em_posterior_free(post);
-    free(X);
-    free(y);
+    reg_rows_free(&shard);
     MPI_Finalize();
     return interrupted ? 130 : 0;
 }

@@ -3,6 +3,9 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 static const char *const beta_names[REG_MAX_K] = {"beta.1", "beta.2", "beta.3", "beta.4", "beta.5", "beta.6",
                                                   "beta.7", "beta.8", "beta.9", "beta.10", "beta.11", "beta.12",
@@ -67,4 +70,45 @@ void reg_make_rows(size_t first, size_t n, size_t k, int logistic, unsigned long
         double e = std_normal(base + 2 * k + 7);
         y[r] = logistic ? (unif(base + 2 * k + 9) < 1.0 / (1.0 + exp(-eta)) ? 1.0 : 0.0) : eta + 0.8 * e;
     }
+}
+
+em_status reg_read_shard(const char *path, size_t k, int logistic, size_t block_rows, reg_rows *out,
+                         size_t *total_rows, size_t *block_used, em_error *err) {
+    memset(out, 0, sizeof *out);
+    const char *cols[REG_MAX_K + 1];
+    char names[REG_MAX_K][16];
+    for (size_t j = 0; j < k && j < REG_MAX_K; j++) {
+        snprintf(names[j], sizeof names[j], "x%zu", j + 1);
+        cols[j] = names[j];
+    }
+    cols[k] = "y";
+    em_mpi_table *t = NULL;
+    em_status st = em_mpi_csv_read(MPI_COMM_WORLD, path, cols, k + 1, NULL, block_rows, &t, err);
+    if (st != EM_OK) return st;
+    /* the shard's design matrix, row-major; the column arrays go as soon as it is built */
+    double *X = malloc((t->nrows ? t->nrows : 1) * k * sizeof *X), *y = malloc((t->nrows ? t->nrows : 1) * sizeof *y);
+    em_error e = {0};
+    st = X && y ? EM_OK : em_error_set(&e, EM_ERR_NOMEM, "out of memory for %zu rows", t->nrows);
+    for (size_t i = 0; st == EM_OK && i < t->nrows; i++) {
+        for (size_t j = 0; j < k; j++) X[i * k + j] = t->cols[j][i];
+        y[i] = t->cols[k][i];
+        if (logistic && y[i] != 0.0 && y[i] != 1.0)
+            st = em_error_set(&e, EM_ERR_DOMAIN, "%s:%zu: y = %g, must be 0 or 1 for a logistic regression", path,
+                              t->line[i], y[i]);
+    }
+    *out = (reg_rows){X, y, t->nrows, k, logistic, 0};
+    if (total_rows) *total_rows = t->total_rows;
+    if (block_used) *block_used = t->block_rows;
+    em_mpi_table_free(t);
+    if ((st = em_mpi_agree(MPI_COMM_WORLD, st, &e)) != EM_OK) {
+        reg_rows_free(out);
+        return em_error_set(err, st, "%s", e.msg);
+    }
+    return EM_OK;
+}
+
+void reg_rows_free(reg_rows *r) {
+    free((double *)r->X);
+    free((double *)r->y);
+    memset(r, 0, sizeof *r);
 }

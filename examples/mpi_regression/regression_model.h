@@ -32,6 +32,14 @@ void reg_model(em_model *m, const void *rows);
 /* The sharded model of a shard (block_rows 0: the default). */
 em_mpi_model reg_spec(const reg_rows *shard, size_t block_rows);
 
+/* Collective: this rank's rows of a CSV with columns x1..xk and y (em_mpi_csv_read, blocks of
+ * block_rows; 0: the default) as a reg_rows shard owning X (row-major) and y; *total_rows and
+ * *block_used say how the rows were cut. A logistic y must be 0 or 1 (the file's line in the
+ * message). Free with reg_rows_free. */
+em_status reg_read_shard(const char *path, size_t k, int logistic, size_t block_rows, reg_rows *out,
+                         size_t *total_rows, size_t *block_used, em_error *err);
+void reg_rows_free(reg_rows *r);
+
 /* Deterministic synthetic data: row i (global index) of X and y depend only on i and seed,
  * so every rank can make its own rows and a serial run the whole. */
 void reg_make_rows(size_t first, size_t n, size_t k, int logistic, unsigned long long seed, double *X, double *y);
