@@ -125,6 +125,22 @@ size_t em_mpi_logdensity_blocks(const em_logdensity *ld, size_t *local_blocks);
 em_status em_mpi_fit_nuts(MPI_Comm comm, const em_mpi_model *spec, const em_mcmc_config *cfg, em_posterior **out,
                           em_error *err);
 
+/* ---- chains over groups of ranks -------------------------------------------------------------
+ *
+ * Past the ranks that one gradient can use well, more ranks can run more chains at once: the
+ * ranks form `groups` equal groups of consecutive ranks (em_mpi_group_split), each group holds
+ * the whole data sharded over its own ranks (read it with the group's communicator) and runs
+ * its share of the chains, and the chains are then gathered so that every rank has the whole
+ * posterior. Chain k's draws are those it has in a run without groups (its stream is chain k's
+ * and the density's bits do not depend on the ranks). A signal stops the groups it reaches (a
+ * scheduler signals every rank), at an iteration boundary; the others finish their chains, and
+ * the result is EM_ERR_INTERRUPTED with every draw made kept. */
+em_status em_mpi_group_split(MPI_Comm comm, int groups, MPI_Comm *group, int *group_index, em_error *err);
+/* comm: all ranks; group: this rank's group (from em_mpi_group_split); spec: this rank's rows
+ * of its group's data. cfg->num_chains >= the number of groups. Collective over comm. */
+em_status em_mpi_fit_nuts_groups(MPI_Comm comm, MPI_Comm group, const em_mpi_model *spec, const em_mcmc_config *cfg,
+                                 em_posterior **out, em_error *err);
+
 /* ---- data-parallel SVI --------------------------------------------------------------------------
  *
  * Every rank runs SVI on its own shard with its own random stream (its guide draws and its

@@ -112,7 +112,7 @@ em_status em_posterior_from_mcmc(em_mcmc_result *res, em_model_fn model, const v
         const em_mcmc_chain *ch = &res->chains[c];
         if (ch->num_draws == ch->num_warmup_draws) continue;
         em_posterior_chain *pc = &p->chains[k++];
-        pc->id = c + 1;
+        pc->id = (size_t)res->config.first_chain + c + 1;
         pc->nwarmup = ch->num_warmup_draws;
         pc->ndraws = ch->num_draws - ch->num_warmup_draws;
         pc->rows = ch->draws;

@@ -33,23 +33,23 @@ static void on_stop_signal(int sig) {
 static const int stop_signals[] = {SIGINT, SIGTERM, SIGHUP};
 #define NSTOP ((int)(sizeof stop_signals / sizeof stop_signals[0]))
 
-em_status em_mpi_fit_nuts(MPI_Comm comm, const em_mpi_model *spec, const em_mcmc_config *cfg, em_posterior **out,
-                          em_error *err) {
+/* em_mcmc_run over the sharded density of spec on comm; *res also after an interruption
+ * (EM_ERR_INTERRUPTED). The status is the same on every rank of comm. */
+static em_status run_nuts(MPI_Comm comm, const em_mpi_model *spec, const em_mcmc_config *cfg, em_mcmc_result **res,
+                          em_error *e) {
     int rank;
     MPI_Comm_rank(comm, &rank);
-    em_error e = {0};
-    if (out) *out = NULL;
+    *res = NULL;
     em_status st = EM_OK;
-    if (!out) st = em_error_set(&e, EM_ERR_ARG, "em_mpi_fit_nuts: out is NULL");
-    else if (cfg && cfg->cancel)
-        st = em_error_set(&e, EM_ERR_ARG, "em_mpi_fit_nuts: cfg->cancel is not supported over MPI (a flag set on one "
-                                          "rank would stop that rank alone); use handle_sigint");
+    if (cfg && cfg->cancel)
+        st = em_error_set(e, EM_ERR_ARG, "em_mpi_fit_nuts: cfg->cancel is not supported over MPI (a flag set on one "
+                                         "rank would stop that rank alone); use handle_sigint");
     em_mcmc_config c = cfg ? *cfg : em_mcmc_config_default();
-    if (st == EM_OK) st = em_mcmc_config_validate(&c, &e);
-    if ((st = em_mpi_agree(comm, st, &e)) != EM_OK) return em_error_set(err, st, "%s", e.msg);
+    if (st == EM_OK) st = em_mcmc_config_validate(&c, e);
+    if ((st = em_mpi_agree(comm, st, e)) != EM_OK) return st;
 
-    em_logdensity *ld = em_mpi_logdensity(comm, spec, NULL, &e);
-    if (!ld) return em_error_set(err, e.status, "%s", e.msg);
+    em_logdensity *ld = em_mpi_logdensity(comm, spec, NULL, e);
+    if (!ld) return e->status;
     int handle = c.handle_sigint;
     volatile int cancel = 0;
     c.num_threads = 1;
@@ -66,17 +66,26 @@ em_status em_mpi_fit_nuts(MPI_Comm comm, const em_mpi_model *spec, const em_mcmc
         for (int i = 0; i < NSTOP; i++) sigaction(stop_signals[i], &sa, &old[i]);
     }
     em_mpi_logdensity_stop_flags(ld, &stop_requested, &cancel);
-    em_mcmc_result *res = NULL;
-    st = em_mcmc_run(ld, &c, &res, &e);
+    st = em_mcmc_run(ld, &c, res, e);
     if (handle)
         for (int i = 0; i < NSTOP; i++) sigaction(stop_signals[i], &old[i], NULL);
     em_logdensity_destroy(ld);
-    int interrupted = st == EM_ERR_INTERRUPTED && res;
-    em_status agreed = em_mpi_agree(comm, interrupted ? EM_OK : st, &e);
+    int interrupted = st == EM_ERR_INTERRUPTED && *res;
+    em_error msg = *e;
+    em_status agreed = em_mpi_agree(comm, interrupted ? EM_OK : st, e);
     if (agreed != EM_OK) {
-        em_mcmc_result_free(res);
-        return em_error_set(err, agreed, "%s", e.msg);
+        em_mcmc_result_free(*res);
+        *res = NULL;
+        return agreed;
     }
+    /* an interruption is every rank's (the density passed the request on) */
+    if (interrupted) *e = msg;
+    return interrupted ? EM_ERR_INTERRUPTED : EM_OK;
+}
+
+/* The posterior of res on every rank, and the run's status. */
+static em_status to_posterior(MPI_Comm comm, em_status run, em_mcmc_result *res, const em_error *run_err,
+                              em_posterior **out, em_error *err) {
     em_error pe = {0};
     em_status ps = em_posterior_from_mcmc(res, NULL, NULL, out, &pe);
     if ((ps = em_mpi_agree(comm, ps, &pe)) != EM_OK) {
@@ -84,7 +93,194 @@ em_status em_mpi_fit_nuts(MPI_Comm comm, const em_mpi_model *spec, const em_mcmc
         *out = NULL;
         return em_error_set(err, ps, "%s", pe.msg);
     }
-    return interrupted ? em_error_set(err, EM_ERR_INTERRUPTED, "%s", e.msg) : EM_OK;
+    return run == EM_ERR_INTERRUPTED ? em_error_set(err, run, "%s", run_err->msg) : EM_OK;
+}
+
+em_status em_mpi_fit_nuts(MPI_Comm comm, const em_mpi_model *spec, const em_mcmc_config *cfg, em_posterior **out,
+                          em_error *err) {
+    em_error e = {0};
+    em_status st = out ? EM_OK : em_error_set(&e, EM_ERR_ARG, "em_mpi_fit_nuts: out is NULL");
+    if ((st = em_mpi_agree(comm, st, &e)) != EM_OK) return em_error_set(err, st, "%s", e.msg);
+    *out = NULL;
+    em_mcmc_result *res = NULL;
+    st = run_nuts(comm, spec, cfg, &res, &e);
+    if (st != EM_OK && st != EM_ERR_INTERRUPTED) return em_error_set(err, st, "%s", e.msg);
+    return to_posterior(comm, st, res, &e, out, err);
+}
+
+/* ---- chains over groups of ranks ------------------------------------------------------------------- */
+
+em_status em_mpi_group_split(MPI_Comm comm, int groups, MPI_Comm *group, int *group_index, em_error *err) {
+    int rank, size;
+    MPI_Comm_rank(comm, &rank);
+    MPI_Comm_size(comm, &size);
+    em_error e = {0};
+    em_status st = group ? EM_OK : em_error_set(&e, EM_ERR_ARG, "em_mpi_group_split: group is NULL");
+    if (st == EM_OK && (groups < 1 || size % groups != 0))
+        st = em_error_set(&e, EM_ERR_ARG, "em_mpi_group_split: %d groups of %d ranks: the ranks must divide into "
+                                          "equal groups", groups, size);
+    if ((st = em_mpi_agree(comm, st, &e)) != EM_OK) return em_error_set(err, st, "%s", e.msg);
+    int per = size / groups, g = rank / per;
+    if (MPI_Comm_split(comm, g, rank, group) != MPI_SUCCESS)
+        return em_error_set(err, EM_ERR_IO, "em_mpi_group_split: MPI_Comm_split failed");
+    if (group_index) *group_index = g;
+    return EM_OK;
+}
+
+/* One chain as doubles: the counters and figures, then the draws, θ and the inverse metric. */
+enum { CH_NDRAWS, CH_NWARM, CH_WDONE, CH_SDONE, CH_STEP, CH_WSEC, CH_SSEC, CH_DIV, CH_DIVW, CH_TREE, CH_ACC, CH_HEAD };
+
+static size_t chain_doubles(const em_mcmc_result *r, size_t ndraws) {
+    size_t mlen = r->dense_metric ? r->metric_dim * r->metric_dim : r->metric_dim;
+    return CH_HEAD + ndraws * (r->num_columns + r->dim) + mlen;
+}
+
+static void chain_pack(const em_mcmc_result *r, const em_mcmc_chain *c, double *b) {
+    size_t mlen = r->dense_metric ? r->metric_dim * r->metric_dim : r->metric_dim;
+    b[CH_NDRAWS] = (double)c->num_draws;
+    b[CH_NWARM] = (double)c->num_warmup_draws;
+    b[CH_WDONE] = (double)c->warmup_done;
+    b[CH_SDONE] = (double)c->samples_done;
+    b[CH_STEP] = c->stepsize;
+    b[CH_WSEC] = c->warmup_seconds;
+    b[CH_SSEC] = c->sampling_seconds;
+    b[CH_DIV] = (double)c->num_divergent;
+    b[CH_DIVW] = (double)c->num_divergent_warmup;
+    b[CH_TREE] = (double)c->num_max_treedepth;
+    b[CH_ACC] = c->mean_accept_stat;
+    double *p = b + CH_HEAD;
+    memcpy(p, c->draws, c->num_draws * r->num_columns * sizeof *p);
+    p += c->num_draws * r->num_columns;
+    memcpy(p, c->unconstrained, c->num_draws * r->dim * sizeof *p);
+    p += c->num_draws * r->dim;
+    if (c->inv_metric) memcpy(p, c->inv_metric, mlen * sizeof *p);
+    else memset(p, 0, mlen * sizeof *p);
+}
+
+static em_status chain_unpack(const em_mcmc_result *r, const double *b, em_mcmc_chain *c) {
+    size_t mlen = r->dense_metric ? r->metric_dim * r->metric_dim : r->metric_dim;
+    memset(c, 0, sizeof *c);
+    c->num_draws = (size_t)b[CH_NDRAWS];
+    c->num_warmup_draws = (size_t)b[CH_NWARM];
+    c->warmup_done = (size_t)b[CH_WDONE];
+    c->samples_done = (size_t)b[CH_SDONE];
+    c->stepsize = b[CH_STEP];
+    c->warmup_seconds = b[CH_WSEC];
+    c->sampling_seconds = b[CH_SSEC];
+    c->num_divergent = (size_t)b[CH_DIV];
+    c->num_divergent_warmup = (size_t)b[CH_DIVW];
+    c->num_max_treedepth = (size_t)b[CH_TREE];
+    c->mean_accept_stat = b[CH_ACC];
+    size_t nd = c->num_draws ? c->num_draws : 1;
+    c->draws = malloc(nd * r->num_columns * sizeof *c->draws);
+    c->unconstrained = malloc(nd * (r->dim ? r->dim : 1) * sizeof *c->unconstrained);
+    c->inv_metric = malloc((mlen ? mlen : 1) * sizeof *c->inv_metric);
+    if (!c->draws || !c->unconstrained || !c->inv_metric) return EM_ERR_NOMEM;
+    const double *p = b + CH_HEAD;
+    memcpy(c->draws, p, c->num_draws * r->num_columns * sizeof *p);
+    p += c->num_draws * r->num_columns;
+    memcpy(c->unconstrained, p, c->num_draws * r->dim * sizeof *p);
+    p += c->num_draws * r->dim;
+    memcpy(c->inv_metric, p, mlen * sizeof *p);
+    return EM_OK;
+}
+
+em_status em_mpi_fit_nuts_groups(MPI_Comm comm, MPI_Comm group, const em_mpi_model *spec, const em_mcmc_config *cfg,
+                                 em_posterior **out, em_error *err) {
+    int rank, size, grank, gsize;
+    MPI_Comm_rank(comm, &rank);
+    MPI_Comm_size(comm, &size);
+    MPI_Comm_rank(group, &grank);
+    MPI_Comm_size(group, &gsize);
+    em_error e = {0};
+    em_mcmc_config c = cfg ? *cfg : em_mcmc_config_default();
+    int G = gsize > 0 ? size / gsize : 0, g = gsize > 0 ? rank / gsize : 0;
+    em_status st = out ? EM_OK : em_error_set(&e, EM_ERR_ARG, "em_mpi_fit_nuts_groups: out is NULL");
+    if (st == EM_OK && (G * gsize != size))
+        st = em_error_set(&e, EM_ERR_ARG, "em_mpi_fit_nuts_groups: groups of %d ranks do not divide %d ranks "
+                                          "(em_mpi_group_split makes valid groups)", gsize, size);
+    if (st == EM_OK && c.num_chains < G)
+        st = em_error_set(&e, EM_ERR_ARG, "em_mpi_fit_nuts_groups: %d chains for %d groups: every group needs a chain",
+                          c.num_chains, G);
+    if ((st = em_mpi_agree(comm, st, &e)) != EM_OK) return em_error_set(err, st, "%s", e.msg);
+    *out = NULL;
+    /* group g runs the chains [g·C/G, (g+1)·C/G) of the whole run, with their own streams */
+    int C = c.num_chains, lo = (int)((long long)g * C / G), hi = (int)((long long)(g + 1) * C / G);
+    em_mcmc_config cg = c;
+    cg.num_chains = hi - lo;
+    cg.first_chain = c.first_chain + lo;
+    em_mcmc_result *mine = NULL;
+    em_error run_err = {0};
+    em_status run = run_nuts(group, spec, &cg, &mine, &run_err);
+    st = run == EM_OK || run == EM_ERR_INTERRUPTED ? EM_OK : em_error_set(&e, run, "%s", run_err.msg);
+    int any_interrupted = run == EM_ERR_INTERRUPTED;
+    if ((st = em_mpi_agree(comm, st, &e)) != EM_OK) {
+        em_mcmc_result_free(mine);
+        return em_error_set(err, st, "%s", e.msg);
+    }
+    MPI_Allreduce(MPI_IN_PLACE, &any_interrupted, 1, MPI_INT, MPI_MAX, comm);
+    /* every chain to every rank: group h's first rank broadcasts its chains */
+    em_mcmc_chain *all = calloc((size_t)C, sizeof *all);
+    st = all ? EM_OK : em_error_set(&e, EM_ERR_NOMEM, "mpi: out of memory");
+    if ((st = em_mpi_agree(comm, st, &e)) != EM_OK) {
+        em_mcmc_result_free(mine);
+        return em_error_set(err, st, "%s", e.msg);
+    }
+    for (int h = 0; h < G && st == EM_OK; h++) {
+        int hlo = (int)((long long)h * C / G), hhi = (int)((long long)(h + 1) * C / G);
+        for (int k = hlo; k < hhi && st == EM_OK; k++) {
+            unsigned long long n = 0;
+            if (h == g) n = chain_doubles(mine, mine->chains[k - lo].num_draws);
+            MPI_Bcast(&n, 1, MPI_UNSIGNED_LONG_LONG, h * gsize, comm);
+            double *b = malloc((size_t)n * sizeof *b);
+            em_status bs = b ? EM_OK : em_error_set(&e, EM_ERR_NOMEM, "mpi: out of memory for chain %d", k + 1);
+            if ((bs = em_mpi_agree(comm, bs, &e)) != EM_OK) {
+                free(b);
+                st = bs;
+                break;
+            }
+            if (h == g) chain_pack(mine, &mine->chains[k - lo], b);
+            if (n > (unsigned long long)INT32_MAX) {
+                /* a chain of more than 16 GiB: send it in pieces */
+                for (unsigned long long off = 0; off < n; off += INT32_MAX) {
+                    unsigned long long len = n - off < INT32_MAX ? n - off : INT32_MAX;
+                    MPI_Bcast(b + off, (int)len, MPI_DOUBLE, h * gsize, comm);
+                }
+            } else {
+                MPI_Bcast(b, (int)n, MPI_DOUBLE, h * gsize, comm);
+            }
+            bs = chain_unpack(mine, b, &all[k]);
+            free(b);
+            if (bs != EM_OK) bs = em_error_set(&e, bs, "mpi: out of memory for chain %d", k + 1);
+            st = em_mpi_agree(comm, bs, &e);
+        }
+    }
+    if (st != EM_OK) {
+        for (int k = 0; k < C; k++) {
+            free(all[k].draws);
+            free(all[k].unconstrained);
+            free(all[k].inv_metric);
+        }
+        free(all);
+        em_mcmc_result_free(mine);
+        return em_error_set(err, st, "%s", e.msg);
+    }
+    /* the whole run: this group's result with every chain in place of its own */
+    for (size_t k = 0; k < mine->num_chains; k++) {
+        free(mine->chains[k].draws);
+        free(mine->chains[k].unconstrained);
+        free(mine->chains[k].inv_metric);
+    }
+    free(mine->chains);
+    mine->chains = all;
+    mine->num_chains = (size_t)C;
+    mine->config.num_chains = C;
+    mine->config.first_chain = c.first_chain;
+    MPI_Allreduce(MPI_IN_PLACE, &mine->wall_seconds, 1, MPI_DOUBLE, MPI_MAX, comm);
+    if (any_interrupted) mine->status = EM_ERR_INTERRUPTED;
+    if (any_interrupted && run != EM_ERR_INTERRUPTED)
+        em_error_set(&run_err, EM_ERR_INTERRUPTED, "interrupted: another group of ranks was stopped by a signal");
+    return to_posterior(comm, any_interrupted ? EM_ERR_INTERRUPTED : EM_OK, mine, &run_err, out, err);
 }
 
 /* ---- data-parallel SVI ---------------------------------------------------------------------------- */

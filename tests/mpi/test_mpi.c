@@ -113,15 +113,35 @@ static void test_density(int logistic, uint64_t *h) {
     shard_free(&s);
 }
 
-static void test_nuts(uint64_t *h) {
-    shard s;
-    shard_make(&s, 1);
-    em_mpi_model spec = reg_spec(&s.rows, BLOCK);
+/* The digest of a posterior's draws of every parameter and lp__. */
+static uint64_t draws_digest(const em_posterior *post) {
+    size_t n = em_posterior_num_chains(post) * em_posterior_num_draws(post);
+    double *d = malloc(n * sizeof *d);
+    uint64_t h = 0;
+    em_error err = {0};
+    const char *names[] = {"alpha", "beta.1", "beta.2", "beta.3", "lp__"};
+    for (size_t j = 0; d && j < 5; j++) {
+        CHECK(em_posterior_draws(post, names[j], d, &err) == EM_OK, "%s", err.msg);
+        h = digest(h, d, n);
+    }
+    free(d);
+    return h;
+}
+
+static em_mcmc_config nuts_config(void) {
     em_mcmc_config cfg = em_mcmc_config_default();
     cfg.num_chains = 2;
     cfg.num_warmup = 150;
     cfg.num_samples = 100;
     cfg.seed = 7;
+    return cfg;
+}
+
+static void test_nuts(uint64_t *h, uint64_t *draws) {
+    shard s;
+    shard_make(&s, 1);
+    em_mpi_model spec = reg_spec(&s.rows, BLOCK);
+    em_mcmc_config cfg = nuts_config();
     em_posterior *post = NULL;
     em_error err = {0};
     em_status st = em_mpi_fit_nuts(MPI_COMM_WORLD, &spec, &cfg, &post, &err);
@@ -129,12 +149,7 @@ static void test_nuts(uint64_t *h) {
     if (post) {
         size_t n = em_posterior_num_chains(post) * em_posterior_num_draws(post);
         double *d = malloc(n * sizeof *d);
-        uint64_t mine = 0;
-        const char *names[] = {"alpha", "beta.1", "beta.2", "beta.3", "lp__"};
-        for (size_t j = 0; j < 5; j++) {
-            CHECK(em_posterior_draws(post, names[j], d, &err) == EM_OK, "%s", err.msg);
-            mine = digest(mine, d, n);
-        }
+        uint64_t mine = draws_digest(post);
         CHECK(same_everywhere(mine), "NUTS draws differ between ranks");
         /* the truth is alpha = 0.5, beta = (0.25, -0.33, 0.42) */
         CHECK(em_posterior_draws(post, "alpha", d, &err) == EM_OK, "%s", err.msg);
@@ -142,10 +157,57 @@ static void test_nuts(uint64_t *h) {
         for (size_t i = 0; i < n; i++) m += d[i] / (double)n;
         CHECK(fabs(m - 0.5) < 0.1, "alpha's posterior mean %g, far from 0.5", m);
         *h = digest(*h, (double *)&mine, 1);
+        *draws = mine;
         free(d);
     }
     em_posterior_free(post);
     shard_free(&s);
+}
+
+/* Two groups of ranks (when the ranks divide), each with the whole data over its own ranks and
+ * one of the two chains: the same draws as test_nuts's run without groups. */
+static void test_nuts_groups(uint64_t plain) {
+    int groups = size_ % 2 == 0 ? 2 : 1, g = 0, grank, gsize;
+    MPI_Comm group;
+    em_error err = {0};
+    if (em_mpi_group_split(MPI_COMM_WORLD, groups, &group, &g, &err) != EM_OK) {
+        CHECK(0, "%s", err.msg);
+        return;
+    }
+    MPI_Comm_rank(group, &grank);
+    MPI_Comm_size(group, &gsize);
+    size_t first, n;
+    em_mpi_partition(NROWS, BLOCK, gsize, grank, &first, &n);
+    double *X = malloc(n * K * sizeof *X), *y = malloc(n * sizeof *y);
+    reg_make_rows(first, n, K, 1, 42, X, y);
+    reg_rows rows = {X, y, n, K, 1, 0};
+    em_mpi_model spec = reg_spec(&rows, BLOCK);
+    em_mcmc_config cfg = nuts_config();
+    em_posterior *post = NULL;
+    CHECK(em_mpi_fit_nuts_groups(MPI_COMM_WORLD, group, &spec, &cfg, &post, &err) == EM_OK, "%s", err.msg);
+    if (post) {
+        CHECK(em_posterior_num_chains(post) == 2, "%zu chains", em_posterior_num_chains(post));
+        CHECK(draws_digest(post) == plain, "%d groups of %d ranks: the draws differ from the run without groups",
+              groups, gsize);
+    }
+    /* more groups than chains */
+    cfg.num_chains = 1;
+    em_posterior *p2 = NULL;
+    memset(&err, 0, sizeof err);
+    em_status st = em_mpi_fit_nuts_groups(MPI_COMM_WORLD, group, &spec, &cfg, &p2, &err);
+    if (groups > 1) CHECK(st == EM_ERR_ARG && strstr(err.msg, "every group needs a chain"), "%s", err.msg);
+    /* groups that do not divide the ranks */
+    if (size_ > 1) {
+        MPI_Comm bad;
+        memset(&err, 0, sizeof err);
+        st = em_mpi_group_split(MPI_COMM_WORLD, size_ + 1, &bad, NULL, &err);
+        CHECK(st == EM_ERR_ARG && strstr(err.msg, "equal groups"), "%s", err.msg);
+    }
+    em_posterior_free(p2);
+    em_posterior_free(post);
+    MPI_Comm_free(&group);
+    free(X);
+    free(y);
 }
 
 static void write_file(const char *path, const char *text) {
@@ -302,7 +364,9 @@ int main(int argc, char **argv) {
     uint64_t hd = 0, hn = 0, hl = 0;
     test_density(0, &hd);
     test_density(1, &hl);
-    test_nuts(&hn);
+    uint64_t plain = 0;
+    test_nuts(&hn, &plain);
+    test_nuts_groups(plain);
     test_csv(argv[2]);
     test_svi();
     test_errors();
