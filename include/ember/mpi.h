@@ -65,8 +65,9 @@ void em_mpi_partition(size_t total_rows, size_t block_rows, int size, int rank, 
  * Each rank reads the header and one byte range of the file, cut at line ends, parses it with
  * the data CSV reader's grammar and policies (io.h), and the ranks then pass rows to their
  * neighbours so that each holds the standard partition's rows (em_mpi_partition). No rank
- * ever reads or holds the whole file. Quoted fields may not span lines here (a shard boundary
- * could fall inside one): such a file is an error. */
+ * ever reads or holds the whole file. Lines end in LF or CRLF here (a lone CR is not counted as
+ * a line end between ranks), and quoted fields may not span lines (a shard boundary could fall
+ * inside one: such a file is an error). */
 typedef struct em_mpi_table {
     size_t nrows;      /* rows on this rank */
     size_t first_row;  /* global index (0-based, after dropped rows) of its first row */

@@ -11,6 +11,7 @@
  * transit; none ever holds the file.
  */
 #include "internal/mpi_impl.h"
+#include "internal/text.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -183,11 +184,10 @@ static em_status read_part(const char *path, const char *const *columns, size_t 
     if (st == EM_OK) {
         const char *z = memchr(buf + body, '\0', n);
         if (z) {
-            size_t ln = first_line + count_lines(buf + body, (size_t)(z - (buf + body)));
-            const char *ls = z;
-            while (ls > buf + body && ls[-1] != '\n') ls--;
-            st = em_error_set(err, EM_ERR_PARSE, "%s:%zu:%zu: binary data (a NUL byte): not a text file", path, ln,
-                              (size_t)(z - ls) + 1);
+            size_t ln, col;
+            em_text_position(buf + body, (size_t)(z - (buf + body)), &ln, &col);
+            st = em_error_set(err, EM_ERR_PARSE, "%s:%zu:%zu: binary data (a NUL byte): not a text file", path,
+                              first_line + ln - 1, col);
         }
     }
     if (st == EM_OK) {
