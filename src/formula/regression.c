@@ -851,3 +851,7 @@ em_status em_regression_ppc_figure(const em_regression *r, const char *dir, cons
     em_predictive_free(pr);
     return s;
 }
+
+const em_formula *em_regression_formula_of(const em_regression *r) { return r->formula; }
+const em_design *em_regression_design_of(const em_regression *r) { return &r->d; }
+const em_posterior *em_regression_internal_fit(const em_regression *r) { return r->internal; }
