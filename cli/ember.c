@@ -37,7 +37,8 @@ static void usage(FILE *f) {
             "  --samples N       draws per chain (1000) --seed N      random seed (20260101)\n"
             "  --adapt-delta D   target acceptance (0.8)\n"
             "  --out DIR         write DIR/fit_<k>.csv (CmdStan CSV, brms names), DIR/summary.csv, the\n"
-            "                    posterior predictive check DIR/ppc.png (gnuplot; the .gp script and data always),\n"
+            "                    posterior predictive check DIR/ppc.png and the coefficients' intervals\n"
+            "                    DIR/coef.png (gnuplot; the .gp scripts and data always),\n"
             "                    and DIR/model.txt with a copy of the data, DIR/data.csv, for ember predict\n"
             "  --loo             PSIS-LOO of the fit (exact refits where Pareto k > 0.7); with --out, DIR/loo.csv\n"
             "                    and the Pareto k plot DIR/pareto_k.png\n"
@@ -233,12 +234,14 @@ static int cmd_fit(int argc, char **argv) {
                 em_status ws = em_posterior_write_cmdstan(post, out_dir, "fit", NULL, &nw, &e2);
                 if (ws == EM_OK) ws = em_posterior_write_summary(post, path, &e2);
                 if (ws == EM_OK) ws = em_regression_ppc_figure(reg, out_dir, "ppc", &e2);
+                if (ws == EM_OK && (em_regression_num_coefs(reg) || em_regression_has_intercept(reg)))
+                    ws = em_regression_coef_figure(reg, post, out_dir, "coef", &e2);
                 if (ws == EM_OK) ws = save_model(out_dir, data_path, formula, ro.family, priors, npriors, ro.drop_missing, &e2);
                 if (ws != EM_OK) {
                     fprintf(stderr, "ember: %s\n", e2.msg);
                     s = ws;
                 } else if (!quiet) {
-                    fprintf(stderr, "ember: wrote %zu chain files, summary.csv, ppc.gp and model.txt to %s/\n", nw, out_dir);
+                    fprintf(stderr, "ember: wrote %zu chain files, summary.csv, ppc.gp, coef.gp and model.txt to %s/\n", nw, out_dir);
                 }
             }
         }
@@ -263,7 +266,7 @@ static int cmd_fit(int argc, char **argv) {
     if (s == EM_OK && out_dir && system("command -v gnuplot >/dev/null 2>&1") == 0) {
         /* the figures' scripts are written either way; draw them when gnuplot is there */
         char cmd[4400];
-        snprintf(cmd, sizeof cmd, "cd '%s' && for f in ppc.gp pareto_k.gp; do if [ -f \"$f\" ]; then gnuplot \"$f\" || exit 1; fi; done",
+        snprintf(cmd, sizeof cmd, "cd '%s' && for f in ppc.gp coef.gp pareto_k.gp; do if [ -f \"$f\" ]; then gnuplot \"$f\" || exit 1; fi; done",
                  out_dir);
         if (strchr(out_dir, '\'') || system(cmd) != 0)
             fprintf(stderr, "ember: gnuplot could not draw the figures in %s (the .gp scripts are there)\n", out_dir);

@@ -27,6 +27,8 @@ for want in " Family: gaussian" "Group-Level Effects:" "~g (Number of levels: 6)
 done
 awk '$1 == "x" { ok = ($2 > 0.35 && $2 < 0.65) } END { exit !ok }' "$tmp/fit.txt" || fail "the slope of x is not near 0.5"
 [ -s "$tmp/out/fit_1.csv" ] && [ -s "$tmp/out/fit_2.csv" ] && [ -s "$tmp/out/summary.csv" ] || fail "files missing in --out"
+[ -s "$tmp/out/coef.gp" ] && [ "$(grep -c '^[0-9]' "$tmp/out/coef.dat")" = 4 ] || fail "--out lacks the coefficient figure's script and data"
+if command -v gnuplot > /dev/null; then [ -s "$tmp/out/coef.png" ] || fail "gnuplot is there but coef.png was not drawn"; fi
 header=$(awk '!/^#/ { print; exit }' "$tmp/out/fit_1.csv")
 case "$header" in
   lp__,*,energy__,b_Intercept,b_x,b_trtdrugA,b_trtdrugB,sd_g__Intercept,sigma,r_g\[G0.Intercept\],*) ;;

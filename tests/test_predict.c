@@ -219,6 +219,32 @@ static void test_training_rows_and_files(void **state) {
     assert_int_equal(em_regression_predict(r, back, NULL, NULL, &files, &err), EM_OK);
     const double *l3 = em_prediction_draws(files, EM_PREDICT_LINPRED);
     for (size_t k = 0; k < S * n; k++) tu_assert_close(l3[k], l1[k], 1e-13, 1e-13);
+    /* the coefficient figure: each b_'s median and intervals, the first on the top line */
+    assert_int_equal(em_regression_coef_figure(r, back, dir, "coef", &err), EM_OK);
+    char cp[128], lab[64];
+    snprintf(cp, sizeof cp, "%s/coef.dat", dir);
+    FILE *cf = fopen(cp, "r");
+    assert_non_null(cf);
+    char line[512];
+    assert_non_null(fgets(line, sizeof line, cf)); /* the comment */
+    int lines = 0;
+    double *bx = draws_of(p, "b_x");
+    while (fgets(line, sizeof line, cf)) {
+        double pos, q[5];
+        assert_int_equal(sscanf(line, "%lf %63s %lf %lf %lf %lf %lf", &pos, lab, &q[0], &q[1], &q[2], &q[3], &q[4]), 7);
+        assert_true(q[1] < q[2] && q[2] < q[0] && q[0] < q[3] && q[3] < q[4]);
+        if (lines == 0) assert_string_equal(lab, "b_Intercept"), assert_true(pos == 5);
+        if (!strcmp(lab, "b_x")) tu_assert_close(q[0], em_quantile(bx, S, 0.5), 1e-9, 0);
+        lines++;
+    }
+    fclose(cf);
+    assert_int_equal(lines, 5); /* Intercept, x, trtdrugA, trtdrugB, scalez */
+    free(bx);
+    snprintf(cp, sizeof cp, "%s/coef.gp", dir);
+    assert_int_equal(access(cp, R_OK), 0);
+    unlink(cp);
+    snprintf(cp, sizeof cp, "%s/coef.dat", dir);
+    unlink(cp);
     /* the summary file */
     char sp[128];
     snprintf(sp, sizeof sp, "%s/pred.csv", dir);

@@ -122,6 +122,13 @@ em_status em_regression_loo(const em_regression *r, em_loo_result **out, size_t 
  * binary families), dir/<name>.dat and dir/<name>.gp (loo.h's em_ppc_*_figure). */
 em_status em_regression_ppc_figure(const em_regression *r, const char *dir, const char *name, em_error *err);
 
+/* The population-level coefficients of fit (b_Intercept, b_x, ...: brms's names, as
+ * em_regression_fit returns or CmdStan files hold them) as a figure: medians with 50% and 95%
+ * central intervals, one line each (bayesplot's mcmc_intervals), dir/<name>.dat and
+ * dir/<name>.gp for gnuplot. */
+em_status em_regression_coef_figure(const em_regression *r, const em_posterior *fit, const char *dir, const char *name,
+                                    em_error *err);
+
 /* brms's summary: family, links, formula, data, draws, then group-level effects per grouping
  * factor, population-level effects and family-specific parameters, each with Estimate,
  * Est.Error, l-95% CI, u-95% CI, Rhat, Bulk_ESS and Tail_ESS; warnings as Stan gives them. */
