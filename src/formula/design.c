@@ -643,6 +643,7 @@ void em_design_free(em_design *d) {
     free(d->rows);
     free(d->y);
     free(d->trials);
+    free(d->weights);
     free(d->offset);
     for (size_t j = 0; j < d->P; j++) free(d->names ? d->names[j] : NULL);
     free(d->names);
@@ -788,7 +789,7 @@ static em_status build(const em_formula *f, const em_frame *fr, em_family fam, i
     c.err = err;
     c.ref = ref;
     c.bad = calloc(N, 1);
-    double *y = malloc(N * sizeof *y), *trials = NULL;
+    double *y = malloc(N * sizeof *y), *trials = NULL, *weights = NULL;
     em_status s = c.bad && y ? EM_OK : em_error_set(err, EM_ERR_NOMEM, "formula: out of memory");
     termlist terms = {.intercept = 1};
     fnode *groups[32], *offsets[16];
@@ -823,9 +824,13 @@ static em_status build(const em_formula *f, const em_frame *fr, em_family fam, i
                                         em_family_name(fam));
             else if (!(trials = malloc(N * sizeof *trials))) s = em_error_set(err, EM_ERR_NOMEM, "formula: out of memory");
             else if ((s = eval_num(&c, ad->args[0], trials)) == EM_OK) mark_missing(&c, trials, "trials()");
+        } else if (!strcmp(ad->name, "weights")) {
+            if (ref) continue; /* new data: weights do not change a prediction */
+            if (!(weights = malloc(N * sizeof *weights))) s = em_error_set(err, EM_ERR_NOMEM, "formula: out of memory");
+            else if ((s = eval_num(&c, ad->args[0], weights)) == EM_OK) mark_missing(&c, weights, "weights()");
         } else {
-            s = em_formula_error_at(err, EM_ERR_ARG, f->text, ad->col, "'%s()' on the response is not supported (trials() is)",
-                                    ad->name);
+            s = em_formula_error_at(err, EM_ERR_ARG, f->text, ad->col,
+                                    "'%s()' on the response is not supported (trials() and weights() are)", ad->name);
         }
     }
     if (s == EM_OK && fam == EM_FAMILY_BINOMIAL && !trials)
@@ -918,6 +923,7 @@ static em_status build(const em_formula *f, const em_frame *fr, em_family fam, i
         out->rows = malloc(kept * sizeof *out->rows);
         if (!ref) out->y = malloc(kept * sizeof *out->y);
         if (trials) out->trials = malloc(kept * sizeof *out->trials);
+        if (weights) out->weights = malloc(kept * sizeof *out->weights);
         if (c.offset) out->offset = malloc(kept * sizeof *out->offset);
         out->P = pop.n;
         out->names = calloc(pop.n ? pop.n : 1, sizeof *out->names);
@@ -926,7 +932,7 @@ static em_status build(const em_formula *f, const em_frame *fr, em_family fam, i
         out->Xc = malloc(cells * sizeof *out->Xc);
         out->means = calloc(pop.n ? pop.n : 1, sizeof *out->means);
         out->intercept = terms.intercept;
-        if (!out->rows || (!ref && !out->y) || (trials && !out->trials) || (c.offset && !out->offset) || !out->names || !out->X ||
+        if (!out->rows || (!ref && !out->y) || (trials && !out->trials) || (weights && !out->weights) || (c.offset && !out->offset) || !out->names || !out->X ||
             !out->Xc || !out->means)
             s = em_error_set(err, EM_ERR_NOMEM, "formula: out of memory");
     }
@@ -937,12 +943,16 @@ static em_status build(const em_formula *f, const em_frame *fr, em_family fam, i
         if (trials && !(tr >= 0 && tr == floor(tr)))
             s = em_error_set(err, EM_ERR_DOMAIN, "%s:%zu: trials = %g is not a non-negative whole number", fr->name,
                              em_frame_line(fr, i), tr);
+        else if (weights && !(weights[i] >= 0 && isfinite(weights[i])))
+            s = em_error_set(err, EM_ERR_DOMAIN, "%s:%zu: weights = %g: a weight is a finite non-negative number",
+                             fr->name, em_frame_line(fr, i), weights[i]);
         else if (!ref && !support_ok(fam, y[i], tr, &why))
             s = em_error_set(err, EM_ERR_DOMAIN, "%s:%zu: response %s = %.17g is outside the %s family's support: %s",
                              fr->name, em_frame_line(fr, i), out->response_name, y[i], em_family_name(fam), why);
         out->rows[k] = i;
         if (!ref) out->y[k] = y[i];
         if (trials) out->trials[k] = tr;
+        if (weights) out->weights[k] = weights[i];
         if (c.offset) out->offset[k] = c.offset[i];
         for (size_t j = 0; j < pop.n; j++) out->X[k * pop.n + j] = pop.v[j][i];
         k++;
@@ -1070,6 +1080,7 @@ static em_status build(const em_formula *f, const em_frame *fr, em_family fam, i
     free(c.offset);
     free(y);
     free(trials);
+    free(weights);
     if (s != EM_OK) em_design_free(out);
     return s;
 }

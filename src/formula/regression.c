@@ -454,19 +454,21 @@ void em_regression_model(em_model *m, const void *arg) {
     em_var a = em_var_ok(alpha) ? (em_var_ok(extra) ? em_add(m, alpha, extra) : alpha)
                                 : (em_var_ok(extra) ? extra : em_scalar(t, 0.0));
     em_var X = d->P ? em_data_matrix(m, d->Xc, n, d->P) : EM_VAR_INVALID;
+    int glm = d->P && !d->weights; /* a fused GLM has no pointwise terms to weight */
     em_var eta = d->P ? EM_VAR_INVALID : a;
-    if (d->P && r->family != EM_FAMILY_GAUSSIAN && r->family != EM_FAMILY_BERNOULLI && r->family != EM_FAMILY_POISSON)
+    if (d->P && (!glm || (r->family != EM_FAMILY_GAUSSIAN && r->family != EM_FAMILY_BERNOULLI && r->family != EM_FAMILY_POISSON)))
         eta = em_matvec_add(m, X, b, a);
     em_dist lik;
     switch (r->family) {
-    case EM_FAMILY_GAUSSIAN: lik = d->P ? em_normal_id_glm(m, X, a, b, sigma) : em_normal(m, eta, sigma); break;
+    case EM_FAMILY_GAUSSIAN: lik = glm ? em_normal_id_glm(m, X, a, b, sigma) : em_normal(m, eta, sigma); break;
     case EM_FAMILY_STUDENT: lik = em_student_t(m, nu, eta, sigma); break;
-    case EM_FAMILY_BERNOULLI: lik = d->P ? em_bernoulli_logit_glm(m, X, a, b) : em_bernoulli_logit(m, eta); break;
+    case EM_FAMILY_BERNOULLI: lik = glm ? em_bernoulli_logit_glm(m, X, a, b) : em_bernoulli_logit(m, eta); break;
     case EM_FAMILY_BINOMIAL: lik = em_binomial_logit(m, d->trials, n, eta); break;
-    case EM_FAMILY_POISSON: lik = d->P ? em_poisson_log_glm(m, X, a, b) : em_poisson_log(m, eta); break;
+    case EM_FAMILY_POISSON: lik = glm ? em_poisson_log_glm(m, X, a, b) : em_poisson_log(m, eta); break;
     default: lik = em_neg_binomial2(m, em_exp(m, eta), shape); break;
     }
     if (em_len(t, eta) == 1 && n > 1) lik = em_expand(lik, n);
+    if (d->weights) lik = em_dist_weighted(&lik, d->weights, n); /* brms: target += weights[n] * log_lik[n] */
     em_observe(m, "y", lik, d->y, n);
 }
 

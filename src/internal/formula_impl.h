@@ -86,6 +86,7 @@ typedef struct em_design {
     size_t *rows;        /* [n] the frame row of each used row */
     double *y;           /* [n] the response */
     double *trials;      /* [n] binomial trials, or NULL */
+    double *weights;     /* [n] weights(w): each row's log-likelihood multiplied by it, or NULL */
     double *offset;      /* [n] summed offsets, or NULL */
     int intercept;
     size_t P;            /* population-level columns (no intercept column) */
