@@ -2,7 +2,7 @@
  *
  *   ember fit DATA.csv "y ~ x + (1 | g)" [--family F] [--prior "b ~ normal(0, 2.5)"]...
  *             [--chains 4] [--warmup 1000] [--samples 1000] [--seed N] [--adapt-delta 0.8]
- *             [--out DIR] [--loo] [--drop-missing] [--print-priors] [--quiet]
+ *             [--method nuts|svi] [--out DIR] [--loo] [--drop-missing] [--print-priors] [--quiet]
  *   ember predict FIT_DIR [NEWDATA.csv] [--type predict|epred|linpred] [--out FILE.csv]
  *             [--draws FILE.csv] [--seed N] [--new-levels uncertainty|gaussian|error]
  *             [--population-only] [--drop-missing]
@@ -30,7 +30,9 @@ static void usage(FILE *f) {
             "       ember summary FILE.csv...\n"
             "       ember loo-compare DIR... (or their loo.csv files)\n"
             "\n"
-            "fit: a Bayesian regression written as a brms formula, by NUTS (Stan's sampler)\n"
+            "fit: a Bayesian regression written as a brms formula, by NUTS (Stan's sampler) or SVI\n"
+            "  --method M        nuts (default) or svi (a variational approximation: --seed, and chains x samples\n"
+            "                    independent draws; the summary gives its Pareto k-hat verdict)\n"
             "  --family F        gaussian (default), student, bernoulli, binomial, poisson, negbinomial\n"
             "  --prior P         a prior, e.g. \"b ~ normal(0, 2.5)\", \"sd_g ~ exponential(1)\" (repeatable)\n"
             "  --chains N        chains (4)             --warmup N    warmup iterations per chain (1000)\n"
@@ -148,7 +150,8 @@ static int cmd_fit(int argc, char **argv) {
     size_t npriors = 0;
     em_regression_options ro = {0};
     em_mcmc_config cfg = em_mcmc_config_default();
-    int print_priors = 0, quiet = 0, want_loo = 0;
+    int print_priors = 0, quiet = 0, want_loo = 0, svi = 0;
+    em_svi_fit_config scfg = em_svi_fit_config_default();
     cfg.progress = isatty(2);
     cfg.handle_sigint = 1;
     for (int i = 2; i < argc; i++) {
@@ -180,7 +183,13 @@ static int cmd_fit(int argc, char **argv) {
             priors[npriors++] = v;
             i++;
         } else if (!strcmp(a, "--out")) out_dir = v, i++;
-        else if (!strcmp(a, "--chains")) {
+        else if (!strcmp(a, "--method")) {
+            if (strcmp(v, "nuts") && strcmp(v, "svi")) {
+                fprintf(stderr, "ember: --method %s: expected nuts or svi\n", v);
+                return 2;
+            }
+            svi = !strcmp(v, "svi"), i++;
+        } else if (!strcmp(a, "--chains")) {
             if (!parse_int(a, v, 1, 64, &n)) return 2;
             cfg.num_chains = (int)n, i++;
         } else if (!strcmp(a, "--warmup")) {
@@ -206,6 +215,8 @@ static int cmd_fit(int argc, char **argv) {
         }
     }
     if (quiet) cfg.progress = 0;
+    scfg.seed = cfg.seed;
+    scfg.num_draws = (size_t)cfg.num_samples * (size_t)cfg.num_chains; /* as many draws as NUTS would give */
     ro.priors = priors;
     ro.npriors = npriors;
     em_error err = {0};
@@ -219,7 +230,7 @@ static int cmd_fit(int argc, char **argv) {
         fprintf(stderr, "ember: %zu rows with missing values dropped (%zu used)\n", em_regression_num_dropped(reg),
                 em_regression_num_rows(reg));
     if (s == EM_OK && print_priors) s = em_regression_print_priors(reg, stdout, &err);
-    if (s == EM_OK) s = em_regression_fit(reg, &cfg, &post, &err);
+    if (s == EM_OK) s = svi ? em_regression_fit_svi(reg, &scfg, &post, &err) : em_regression_fit(reg, &cfg, &post, &err);
     if ((s == EM_OK || s == EM_ERR_INTERRUPTED) && post) {
         em_error e2 = {0};
         if (em_regression_print_summary(reg, post, stdout, &e2) != EM_OK) fprintf(stderr, "ember: %s\n", e2.msg);
@@ -251,7 +262,7 @@ static int cmd_fit(int argc, char **argv) {
         size_t nref = 0;
         s = em_regression_loo(reg, &loo, &nref, &err);
         if (s == EM_OK) {
-            printf("\nPSIS-LOO%s:\n", nref ? "" : " (every Pareto k below 0.7)");
+            printf("\nPSIS-LOO%s:\n", svi ? " (no exact refits of a variational fit)" : nref ? "" : " (every Pareto k below 0.7)");
             if (nref) printf("(%zu observation%s with Pareto k > 0.7 refitted exactly)\n", nref, nref == 1 ? "" : "s");
             s = em_loo_print(stdout, loo, 1, &err);
         }
@@ -397,11 +408,16 @@ static int cmd_predict(int argc, char **argv) {
     em_status s = em_family_from_name(sp.family, &ro.family, &err);
     if (s == EM_OK) s = em_frame_read_csv(path, &train, &err);
     if (s == EM_OK) s = em_regression_create(sp.formula, train, &ro, &reg, &err);
-    for (; s == EM_OK && nchains < 64; nchains++) {
+    for (; s == EM_OK && nchains < 64; nchains++) { /* fit_<k>.csv, one per chain, or fit.csv (svi) */
         struct stat st;
         snprintf(path, sizeof path, "%s/fit_%zu.csv", dir, nchains + 1);
-        if (stat(path, &st) != 0) break;
+        if (stat(path, &st) != 0 && (nchains || (snprintf(path, sizeof path, "%s/fit.csv", dir), stat(path, &st) != 0)))
+            break;
         if (!(chains[nchains] = strdup(path))) s = em_error_set(&err, EM_ERR_NOMEM, "out of memory");
+        if (strstr(path, "/fit.csv")) {
+            nchains++;
+            break;
+        }
     }
     if (s == EM_OK && !nchains) s = em_error_set(&err, EM_ERR_IO, "%s has no fit_1.csv (the draws of 'ember fit --out')", dir);
     if (s == EM_OK) s = em_posterior_read_cmdstan((const char *const *)chains, nchains, &fit, &err);

@@ -79,6 +79,16 @@ set -e
 [ $p6 = 2 ] && grep -q "expected predict, epred or linpred" "$tmp/p6" || fail "--type mean: rc $p6, $(cat "$tmp/p6")"
 [ $p7 = 2 ] && [ $p8 = 0 ] && grep -q "ember predict FIT_DIR" "$tmp/ph" || fail "predict's exit codes: $p7 $p8"
 
+# --method svi: the same names, the approximation's verdict, a fit.csv that predict reads
+"$ember" fit "$tmp/d.csv" "y ~ x + trt" --method svi --seed 2 --quiet --out "$tmp/vi" > "$tmp/vi.txt" || fail "--method svi: $(cat "$tmp/vi.txt")"
+grep -q "variational approximation (SVI" "$tmp/vi.txt" && grep -q "Pareto k-hat" "$tmp/vi.txt" && grep -q "^trtdrugA" "$tmp/vi.txt" \
+  || fail "--method svi's summary: $(cat "$tmp/vi.txt")"
+[ -s "$tmp/vi/fit.csv" ] && grep -q "method = variational" "$tmp/vi/fit.csv" || fail "--method svi wrote no variational fit.csv"
+"$ember" predict "$tmp/vi" "$tmp/new.csv" --type epred > "$tmp/vip.csv" 2>/dev/null && [ "$(wc -l < "$tmp/vip.csv")" = 4 ] \
+  || fail "predict from an SVI fit: $(cat "$tmp/vip.csv")"
+set +e; "$ember" fit "$tmp/d.csv" "y ~ x" --method advi > /dev/null 2> "$tmp/e8"; rc8=$?; set -e
+[ $rc8 = 2 ] && grep -q "expected nuts or svi" "$tmp/e8" || fail "--method advi: rc $rc8, $(cat "$tmp/e8")"
+
 # PSIS-LOO of two models and their comparison
 "$ember" fit "$tmp/d.csv" "y ~ x + trt + (1 | g)" --chains 2 --samples 500 --warmup 500 --quiet --loo --out "$tmp/m1" > "$tmp/l1.txt"
 "$ember" fit "$tmp/d.csv" "y ~ x" --chains 2 --samples 500 --warmup 500 --quiet --loo --out "$tmp/m2" > /dev/null

@@ -329,6 +329,55 @@ static void test_weights(void **state) {
                         "d.csv:3: weights = -1");
 }
 
+/* SVI on a formula: the same brms names as NUTS, means within 0.2 posterior sd of NUTS's (a
+ * near-Gaussian posterior, where a mean-field guide's means are right), and the Pareto k̂ verdict
+ * printed in the summary. */
+static void test_svi(void **state) {
+    (void)state;
+    em_frame *f = frame(REF "gauss_vint.csv");
+    em_regression *r = NULL;
+    em_error err = {0};
+    assert_int_equal(em_regression_create("y ~ x + trt", f, NULL, &r, &err), EM_OK);
+    em_svi_fit_config sc = em_svi_fit_config_default();
+    sc.seed = 3;
+    em_posterior *vi = NULL, *nuts = NULL;
+    if (em_regression_fit_svi(r, &sc, &vi, &err) != EM_OK) fail_msg("%s", err.msg);
+    assert_int_equal(em_posterior_method_of(vi), EM_POSTERIOR_VARIATIONAL);
+    double k = em_posterior_psis_k(vi);
+    assert_true(k < 0.7);
+    em_mcmc_config c = em_mcmc_config_default();
+    c.seed = 3;
+    assert_int_equal(em_regression_fit(r, &c, &nuts, &err), EM_OK);
+    static const char *const names[5] = {"b_Intercept", "b_x", "b_trtdrugA", "b_trtdrugB", "sigma"};
+    double x[4000], worst = 0;
+    for (int j = 0; j < 5; j++) {
+        assert_int_equal(em_posterior_draws(vi, names[j], x, &err), EM_OK);
+        double mv = em_mean(x, 1000);
+        assert_int_equal(em_posterior_draws(nuts, names[j], x, &err), EM_OK);
+        double mn = em_mean(x, 4000), sd = em_sd(x, 4000), z = fabs(mv - mn) / sd;
+        if (z > worst) worst = z;
+        if (!(z < 0.2)) fail_msg("%s: SVI mean %.4g, NUTS %.4g (sd %.3g)", names[j], mv, mn, sd);
+    }
+    print_message("SVI: Pareto k-hat %.2f; means within %.3f posterior sd of NUTS's\n", k, worst);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&buf, &len);
+    assert_non_null(mem);
+    em_regression_free(r);
+    assert_int_equal(em_regression_create("y ~ x + trt", f, NULL, &r, &err), EM_OK);
+    em_posterior_free(vi);
+    assert_int_equal(em_regression_fit_svi(r, &sc, &vi, &err), EM_OK);
+    assert_int_equal(em_regression_print_summary(r, vi, mem, &err), EM_OK);
+    fclose(mem);
+    if (!strstr(buf, "variational approximation") || !strstr(buf, ": the approximation is usable"))
+        fail_msg("the summary of an SVI fit lacks its verdict:\n%s", buf);
+    free(buf);
+    em_posterior_free(vi);
+    em_posterior_free(nuts);
+    em_regression_free(r);
+    em_frame_free(f);
+}
+
 static void test_brms_gauss_vint(void **state) { (void)state; compare_with_brms("gauss_vint"); }
 static void test_brms_gauss_vslope(void **state) { (void)state; compare_with_brms("gauss_vslope"); }
 static void test_brms_bern(void **state) { (void)state; compare_with_brms("bern"); }
@@ -342,7 +391,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_syntax_errors),     cmocka_unit_test(test_model_matrix),
         cmocka_unit_test(test_data_errors),       cmocka_unit_test(test_default_priors),
-        cmocka_unit_test(test_weights),
+        cmocka_unit_test(test_weights),          cmocka_unit_test(test_svi),
         cmocka_unit_test(test_brms_gauss_vint),   cmocka_unit_test(test_brms_gauss_vslope),
         cmocka_unit_test(test_brms_bern),         cmocka_unit_test(test_brms_binom_vint),
         cmocka_unit_test(test_brms_pois_unc),     cmocka_unit_test(test_brms_negbin),

@@ -113,8 +113,14 @@ em_status em_regression_print_priors(const em_regression *r, FILE *f, em_error *
  * attached to the draws' internal form for prediction and log-likelihood. */
 em_status em_regression_fit(em_regression *r, const em_mcmc_config *cfg, em_posterior **out, em_error *err);
 
+/* SVI on the model instead (em_fit_svi: an autoguide started at the Laplace approximation, the
+ * ELBO stopping rule, cfg->num_draws independent draws with their Pareto k̂; cfg NULL: the
+ * defaults), the draws in the same brms names; the summary states the approximation's verdict. */
+em_status em_regression_fit_svi(em_regression *r, const em_svi_fit_config *cfg, em_posterior **out, em_error *err);
+
 /* PSIS-LOO of the last fit (its response's pointwise log-likelihood), with exact refits of the
- * observations whose Pareto k̂ exceeds 0.7 (brms's reloo = TRUE); *nrefits may be NULL. */
+ * observations whose Pareto k̂ exceeds 0.7 (brms's reloo = TRUE; NUTS fits only, a variational
+ * fit keeps PSIS's estimates and their k̂); *nrefits may be NULL. */
 em_status em_regression_loo(const em_regression *r, em_loo_result **out, size_t *nrefits, em_error *err);
 
 /* The posterior predictive check of the last fit as a figure: the density of the response
