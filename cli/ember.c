@@ -422,6 +422,7 @@ static int cmd_predict(int argc, char **argv) {
     if (s == EM_OK && !nchains) s = em_error_set(&err, EM_ERR_IO, "%s has no fit_1.csv (the draws of 'ember fit --out')", dir);
     if (s == EM_OK) s = em_posterior_read_cmdstan((const char *const *)chains, nchains, &fit, &err);
     if (s == EM_OK && newdata) s = em_frame_read_csv(newdata, &nd, &err);
+    po.kinds = 1u << kind; /* only the draws asked for: S x rows doubles each */
     if (s == EM_OK) s = em_regression_predict(reg, fit, nd, &po, &pr, &err);
     if (s == EM_OK && em_prediction_num_new_levels(pr))
         fprintf(stderr, "ember: %zu grouping level%s not in the training data, drawn as brms's sample_new_levels = \"%s\"\n",

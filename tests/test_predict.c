@@ -152,6 +152,16 @@ static void test_linpred_by_hand(void **state) {
     double N = (double)(S * n);
     assert_true(fabs(zsum / N) < 4 / sqrt(N));
     assert_true(fabs(z2 / N - 1) < 4 * sqrt(2 / N));
+    /* only the linear predictor asked for: the same numbers, the other kinds not made */
+    em_prediction *only = NULL;
+    o.kinds = 1u << EM_PREDICT_LINPRED;
+    assert_int_equal(em_regression_predict(r, p, nd, &o, &only, &err), EM_OK);
+    assert_null(em_prediction_draws(only, EM_PREDICT_EPRED));
+    assert_null(em_prediction_draws(only, EM_PREDICT_RESPONSE));
+    assert_int_equal(em_prediction_summary(only, EM_PREDICT_EPRED, 0.025, 0.975, (double[16]){0}, &err), EM_ERR_ARG);
+    const double *lo = em_prediction_draws(only, EM_PREDICT_LINPRED);
+    for (size_t k = 0; k < S * n; k++) assert_true(lo[k] == lin[k]); /* the new level's draws too */
+    em_prediction_free(only);
     /* the summary is the draws' mean, sd and quantiles */
     double sm[16];
     assert_int_equal(em_prediction_summary(pr, EM_PREDICT_EPRED, 0.025, 0.975, sm, &err), EM_OK);

@@ -156,6 +156,8 @@ typedef struct em_predict_options {
     int population_only; /* brms's re_formula = NA: the group-level terms left out */
     int drop_missing;    /* 0: a missing value in the new data is an error; 1: the row is skipped */
     uint64_t seed;       /* the predictive draws' and new levels' random numbers */
+    unsigned kinds;      /* which draws to keep: a mask of 1u << em_predict_kind (0: all three;
+                          * S x rows doubles each, so a large newdata may want one) */
 } em_predict_options;
 
 typedef enum em_predict_kind {
@@ -183,7 +185,8 @@ size_t em_prediction_num_rows(const em_prediction *p);
 size_t em_prediction_frame_row(const em_prediction *p, size_t i);
 /* Distinct grouping-factor levels of newdata that the training data did not have. */
 size_t em_prediction_num_new_levels(const em_prediction *p);
-/* The draws × rows matrix of kind k, row-major: x[d * rows + i], draws chain-major. */
+/* The draws × rows matrix of kind k, row-major: x[d * rows + i], draws chain-major (NULL for a
+ * kind that opt->kinds left out). */
 const double *em_prediction_draws(const em_prediction *p, em_predict_kind k);
 /* Per row, as brms's predict() and fitted() summarise: out[4 i ..] = Estimate (mean),
  * Est.Error (sd), and the lo and hi quantiles (R's type 7; brms: 0.025 and 0.975). */

@@ -236,6 +236,7 @@ em_status em_regression_predict(const em_regression *r, const em_posterior *fit,
     em_predict_options o;
     memset(&o, 0, sizeof o);
     if (opt) o = *opt;
+    if (!o.kinds) o.kinds = (1u << EM_PREDICT_KIND_COUNT) - 1;
     if ((unsigned)o.new_levels > EM_NEW_LEVELS_ERROR)
         return em_error_set(err, EM_ERR_ARG, "em_regression_predict: new_levels %d is out of range", (int)o.new_levels);
     const em_design *tr = em_regression_design_of(r);
@@ -256,14 +257,17 @@ em_status em_regression_predict(const em_regression *r, const em_posterior *fit,
     group_pred *gp = calloc(ng ? ng : 1, sizeof *gp);
     double *eta = malloc((n ? n : 1) * sizeof *eta), *Lw = NULL;
     em_tape *t = em_tape_create();
-    em_rng *rng = em_rng_create(o.seed, 0);
-    if (!p || !b || !gp || !eta || !t || !rng) s = em_error_set(err, EM_ERR_NOMEM, "predict: out of memory");
+    /* two streams, so the new levels' effects do not depend on which kinds are asked for */
+    em_rng *rng = em_rng_create(o.seed, 0), *yrng = em_rng_create(o.seed, 1);
+    if (!p || !b || !gp || !eta || !t || !rng || !yrng) s = em_error_set(err, EM_ERR_NOMEM, "predict: out of memory");
     if (s == EM_OK && S == 0) s = em_error_set(err, EM_ERR_ARG, "em_regression_predict: the fit has no draws");
     if (s == EM_OK) {
         p->S = S, p->n = n;
         p->rows = malloc(n * sizeof *p->rows);
-        for (int k = 0; k < EM_PREDICT_KIND_COUNT; k++) p->x[k] = malloc(S * n * sizeof(double));
-        if (!p->rows || !p->x[0] || !p->x[1] || !p->x[2]) s = em_error_set(err, EM_ERR_NOMEM, "predict: out of memory");
+        int short_of = !p->rows;
+        for (int k = 0; k < EM_PREDICT_KIND_COUNT; k++)
+            if (o.kinds >> k & 1) short_of |= !(p->x[k] = malloc(S * n * sizeof(double)));
+        if (short_of) s = em_error_set(err, EM_ERR_NOMEM, "predict: out of memory (%zu draws x %zu rows)", S, n);
         else memcpy(p->rows, d->rows, n * sizeof *p->rows);
     }
     if (s == EM_OK && d->intercept && !(alpha = column(fit, "b_Intercept", S, err))) s = err->status;
@@ -311,7 +315,8 @@ em_status em_regression_predict(const em_regression *r, const em_posterior *fit,
         if (s != EM_OK) break;
         double fp[FP_COUNT];
         for (int k = 0; k < FP_COUNT; k++) fp[k] = fpar[k] ? fpar[k][it] : NAN;
-        memcpy(p->x[EM_PREDICT_LINPRED] + it * n, eta, n * sizeof *eta);
+        if (p->x[EM_PREDICT_LINPRED]) memcpy(p->x[EM_PREDICT_LINPRED] + it * n, eta, n * sizeof *eta);
+        if (!p->x[EM_PREDICT_EPRED] && !p->x[EM_PREDICT_RESPONSE]) continue;
         em_tape_reset(t);
         em_dist dist = family_dist(t, fam, em_const(t, eta, n), d->trials, n, fp);
         if (em_tape_status(t) != EM_OK) {
@@ -319,11 +324,13 @@ em_status em_regression_predict(const em_regression *r, const em_posterior *fit,
             break;
         }
         dist = em_expand(dist, n);
-        s = em_dist_mean(&dist, p->x[EM_PREDICT_EPRED] + it * n, n, err);
-        if (s == EM_OK) s = em_dist_sample(&dist, rng, p->x[EM_PREDICT_RESPONSE] + it * n, n, err);
+        if (p->x[EM_PREDICT_EPRED]) s = em_dist_mean(&dist, p->x[EM_PREDICT_EPRED] + it * n, n, err);
+        if (s == EM_OK && p->x[EM_PREDICT_RESPONSE])
+            s = em_dist_sample(&dist, yrng, p->x[EM_PREDICT_RESPONSE] + it * n, n, err);
     }
     em_tape_destroy(t);
     em_rng_destroy(rng);
+    em_rng_destroy(yrng);
     free(Lw);
     free(eta);
     for (size_t g = 0; gp && g < ng; g++) group_free(&gp[g]);
@@ -345,8 +352,8 @@ em_status em_regression_predict(const em_regression *r, const em_posterior *fit,
 
 em_status em_prediction_summary(const em_prediction *p, em_predict_kind k, double lo, double hi, double *out,
                                 em_error *err) {
-    if (!p || !out || (unsigned)k >= EM_PREDICT_KIND_COUNT)
-        return em_error_set(err, EM_ERR_ARG, "em_prediction_summary: NULL argument or unknown kind");
+    if (!p || !out || (unsigned)k >= EM_PREDICT_KIND_COUNT || !p->x[k])
+        return em_error_set(err, EM_ERR_ARG, "em_prediction_summary: NULL argument, or a kind not predicted");
     if (!(lo >= 0 && lo <= hi && hi <= 1))
         return em_error_set(err, EM_ERR_ARG, "em_prediction_summary: quantiles %g and %g are not 0 <= lo <= hi <= 1", lo, hi);
     double *col = malloc(p->S * sizeof *col);
@@ -363,8 +370,8 @@ em_status em_prediction_summary(const em_prediction *p, em_predict_kind k, doubl
 }
 
 em_status em_prediction_write_csv(const em_prediction *p, em_predict_kind k, int draws, const char *path, em_error *err) {
-    if (!p || (unsigned)k >= EM_PREDICT_KIND_COUNT)
-        return em_error_set(err, EM_ERR_ARG, "em_prediction_write_csv: NULL prediction or unknown kind");
+    if (!p || (unsigned)k >= EM_PREDICT_KIND_COUNT || !p->x[k])
+        return em_error_set(err, EM_ERR_ARG, "em_prediction_write_csv: NULL prediction, or a kind not predicted");
     static const char *const prefix[EM_PREDICT_KIND_COUNT] = {"yrep", "epred", "linpred"};
     em_buf b = {0};
     em_status s = EM_OK;
