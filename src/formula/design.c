@@ -226,8 +226,9 @@ static int cmp_dbl(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* A factor's levels in R's order (sorted: numbers numerically, text by bytes as in the C
- * locale) and each row's code. Text from text[i] (NULL: use the numbers). */
+/* New data's factor: the training levels in their order, each row's code among them (a value
+ * the training data did not have is an error naming the place). Text from text[i] (NULL: the
+ * numbers, spelled as the training levels were). */
 static em_status factor_from_training(ctx *c, fvar *v, const em_coded_var *cv, const char *const *text,
                                       const double *num) {
     size_t N = c->fr->nrows;
@@ -267,6 +268,9 @@ static em_status factor_from_training(ctx *c, fvar *v, const em_coded_var *cv, c
     return EM_OK;
 }
 
+/* A factor's levels in R's order (sorted: numbers numerically, text by bytes as in the C
+ * locale) and each row's code. Text from text[i] (NULL: use the numbers). For new data, a
+ * variable that was a factor in training takes the training coding instead. */
 static em_status make_factor(ctx *c, fvar *v, const char *const *text, const double *num) {
     const em_coded_var *cv = coded_find(c, v->label, 1);
     if (cv) return factor_from_training(c, v, cv, text, num);
@@ -932,8 +936,8 @@ static em_status build(const em_formula *f, const em_frame *fr, em_family fam, i
         out->Xc = malloc(cells * sizeof *out->Xc);
         out->means = calloc(pop.n ? pop.n : 1, sizeof *out->means);
         out->intercept = terms.intercept;
-        if (!out->rows || (!ref && !out->y) || (trials && !out->trials) || (weights && !out->weights) || (c.offset && !out->offset) || !out->names || !out->X ||
-            !out->Xc || !out->means)
+        if (!out->rows || (!ref && !out->y) || (trials && !out->trials) || (weights && !out->weights) ||
+            (c.offset && !out->offset) || !out->names || !out->X || !out->Xc || !out->means)
             s = em_error_set(err, EM_ERR_NOMEM, "formula: out of memory");
     }
     for (size_t i = 0, k = 0; s == EM_OK && i < N; i++) {
