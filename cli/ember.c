@@ -66,6 +66,12 @@ static void usage(FILE *f) {
             "where), 2 a usage error, 130 interrupted.\n");
 }
 
+static int wants_help(int argc, char **argv) {
+    for (int i = 0; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return 1;
+    return 0;
+}
+
 static int parse_int(const char *opt, const char *s, long lo, long hi, long *out) {
     char *end;
     errno = 0;
@@ -141,6 +147,10 @@ static em_status save_model(const char *dir, const char *data_path, const char *
 }
 
 static int cmd_fit(int argc, char **argv) {
+    if (wants_help(argc, argv)) {
+        usage(stdout);
+        return 0;
+    }
     if (argc < 2) {
         usage(stderr);
         return 2;
@@ -442,6 +452,10 @@ static int cmd_predict(int argc, char **argv) {
 }
 
 static int cmd_summary(int argc, char **argv) {
+    if (wants_help(argc, argv)) {
+        usage(stdout);
+        return 0;
+    }
     if (argc < 1) {
         usage(stderr);
         return 2;
@@ -460,6 +474,10 @@ static int cmd_summary(int argc, char **argv) {
 
 /* ember loo-compare: each argument a directory written by `fit --loo --out` or its loo.csv. */
 static int cmd_loo_compare(int argc, char **argv) {
+    if (wants_help(argc, argv)) {
+        usage(stdout);
+        return 0;
+    }
     if (argc < 2) {
         fprintf(stderr, "ember: loo-compare needs at least two models (directories of 'ember fit --loo --out')\n");
         return 2;

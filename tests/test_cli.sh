@@ -78,6 +78,9 @@ set -e
 [ $p5 = 1 ] && grep -q "bad5.csv:2" "$tmp/p5" || fail "a malformed data file: rc $p5, $(cat "$tmp/p5")"
 [ $p6 = 2 ] && grep -q "expected predict, epred or linpred" "$tmp/p6" || fail "--type mean: rc $p6, $(cat "$tmp/p6")"
 [ $p7 = 2 ] && [ $p8 = 0 ] && grep -q "ember predict FIT_DIR" "$tmp/ph" || fail "predict's exit codes: $p7 $p8"
+for sub in fit summary loo-compare; do
+  "$ember" $sub --help > "$tmp/h_$sub" && grep -q "^usage: ember fit" "$tmp/h_$sub" || fail "ember $sub --help"
+done
 
 # --method svi: the same names, the approximation's verdict, a fit.csv that predict reads
 "$ember" fit "$tmp/d.csv" "y ~ x + trt" --method svi --seed 2 --quiet --out "$tmp/vi" > "$tmp/vi.txt" || fail "--method svi: $(cat "$tmp/vi.txt")"
