@@ -11,7 +11,10 @@
  *     levels in the C locale's order, the first the reference), `factor(x)`, interactions `a:b`
  *     and `a * b`, `(a + b)^2`, `-` to drop a term, `offset(expr)`, and `log`, `exp`, `sqrt`,
  *     `scale`, `I(...)` with + - * / ^ inside;
- *   - on the response: `y | trials(n)` (binomial), `y | weights(w)`;
+ *   - on the response: `y | trials(n)` (binomial), `y | cens(c)` and `y | cens(c, y2)` (censoring
+ *     per row, c "left" / "none" / "right" / "interval" or -1 / 0 / 1 / 2, y2 the upper end of an
+ *     interval), `y | trunc(lb = 0, ub = 10)` (bounds constants or columns), for the continuous
+ *     families;
  *   - group-level terms `(1 | g)`, `(1 + x | g)` (correlated, LKJ prior on the correlation
  *     Cholesky factor), `(1 + x || g)` (uncorrelated), `(1 | a:b)`, `(1 | a/b)` (= `(1 | a) +
  *     (1 | a:b)`), several of them, non-centred as brms writes them (r = diag(sd) L z).
@@ -58,12 +61,34 @@ typedef enum em_family {
     EM_FAMILY_BINOMIAL,     /* logit link; y | trials(n) */
     EM_FAMILY_POISSON,      /* log link */
     EM_FAMILY_NEGBINOMIAL,  /* log link; shape (Stan's neg_binomial_2 phi) */
+    EM_FAMILY_GAMMA,        /* log link; shape: y ~ Gamma(shape, shape / mu) */
+    EM_FAMILY_LOGNORMAL,    /* identity link on the mean of log(y); sigma */
+    EM_FAMILY_BETA,         /* logit link; phi: y ~ Beta(mu phi, (1 - mu) phi) */
+    EM_FAMILY_CUMULATIVE,   /* logit or probit; thresholds b_Intercept[1..K-1], y in 1..K */
+    EM_FAMILY_ZERO_INFLATED_POISSON,     /* log link; zi */
+    EM_FAMILY_ZERO_INFLATED_NEGBINOMIAL, /* log link; shape, zi */
+    EM_FAMILY_HURDLE_POISSON,            /* log link; hu */
+    EM_FAMILY_HURDLE_NEGBINOMIAL,        /* log link; shape, hu */
+    EM_FAMILY_WEIBULL,      /* log link on the mean; shape: scale = mu / Gamma(1 + 1/shape) */
     EM_FAMILY_COUNT
 } em_family;
 
-/* "gaussian", "student", "bernoulli", "binomial", "poisson", "negbinomial" (brms's names). */
+/* The link of the mean; EM_LINK_DEFAULT is the family's (the one above). Only cumulative has a
+ * choice (logit or probit). */
+typedef enum em_link { EM_LINK_DEFAULT = 0, EM_LINK_IDENTITY, EM_LINK_LOG, EM_LINK_LOGIT, EM_LINK_PROBIT, EM_LINK_COUNT } em_link;
+
+/* brms's family names: "gaussian", "student", "bernoulli", "binomial", "poisson", "negbinomial",
+ * "gamma" (or "Gamma"), "lognormal", "beta" (or "Beta"), "cumulative", "zero_inflated_poisson",
+ * "zero_inflated_negbinomial", "hurdle_poisson", "hurdle_negbinomial", "weibull". */
 em_status em_family_from_name(const char *name, em_family *out, em_error *err);
 const char *em_family_name(em_family f);
+/* A family as brms writes it, with its link: "poisson", "cumulative(\"probit\")",
+ * "cumulative(link = 'probit')", "Gamma(link = \"log\")", "cumulative(probit)"; a link the
+ * family does not have is EM_ERR_ARG naming the ones it has. */
+em_status em_family_parse(const char *spec, em_family *family, em_link *link, em_error *err);
+/* "identity", "log", "logit", "probit" ("default" for EM_LINK_DEFAULT); em_link_from_name reads them. */
+const char *em_link_name(em_link l);
+em_status em_link_from_name(const char *name, em_link *out, em_error *err);
 
 /* ---- data frames: columns of numbers or of text (factors) ------------------------------------- */
 
@@ -82,6 +107,7 @@ typedef struct em_regression em_regression;
 
 typedef struct em_regression_options {
     em_family family;          /* EM_FAMILY_GAUSSIAN */
+    em_link link;              /* EM_LINK_DEFAULT: the family's */
     const char *const *priors; /* brms-style prior lines, in order (a later one wins) */
     size_t npriors;
     int drop_missing;          /* 0: a missing value is an error; 1: rows with one are dropped */
