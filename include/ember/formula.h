@@ -24,8 +24,9 @@
  *
  * Priors take brms's classes and defaults (brms 2.18): flat on b, student_t(3, location,
  * scale) on the centred Intercept and student_t(3, 0, scale) on sigma and sd (scale and
- * location from the response as brms computes them), lkj(1) on cor, gamma(2, 0.1) on nu,
- * gamma(0.01, 0.01) on shape. A user prior is a line such as "b ~ normal(0, 2.5)",
+ * location from the response as brms computes them: from log(y) for the log links and
+ * lognormal, none for the logit ones), lkj(1) on cor, gamma(2, 0.1) on nu, gamma(0.01, 0.01) on
+ * shape and phi, beta(1, 1) on zi and hu. A user prior is a line such as "b ~ normal(0, 2.5)",
  * "b_x ~ normal(0, 1)", "sd_g ~ exponential(1)", "sigma ~ student_t(3, 0, 5)", "cor ~ lkj(2)".
  * Predictors are centred internally as brms does; b_Intercept is reported on the original scale.
  *
@@ -143,9 +144,18 @@ em_status em_regression_fit(em_regression *r, const em_mcmc_config *cfg, em_post
  * observations whose Pareto k̂ exceeds 0.7 (brms's reloo = TRUE); *nrefits may be NULL. */
 em_status em_regression_loo(const em_regression *r, em_loo_result **out, size_t *nrefits, em_error *err);
 
+/* The last fit's pointwise log-likelihood of the response, draws × rows row-major (brms's
+ * log_lik(): a censored row scores its CDF term, a truncated one its renormalised density),
+ * and posterior predictive draws of the response in the same layout (brms's
+ * posterior_predict(): categories 1..K for cumulative, the uncensored latent values for a
+ * censored response, draws inside the bounds for a truncated one). *out is malloc'd; draws
+ * are chain-major as in em_posterior_draws. */
+em_status em_regression_log_lik(const em_regression *r, double **out, size_t *ndraws, em_error *err);
+em_status em_regression_yrep(const em_regression *r, double **out, size_t *ndraws, em_error *err);
+
 /* The posterior predictive check of the last fit as a figure: the density of the response
- * over 100 replicated data sets (gaussian, student) or bars with 90% intervals (the count and
- * binary families), dir/<name>.dat and dir/<name>.gp (loo.h's em_ppc_*_figure). */
+ * over 100 replicated data sets (the continuous families) or bars with 90% intervals (the count,
+ * binary and ordinal families), dir/<name>.dat and dir/<name>.gp (loo.h's em_ppc_*_figure). */
 em_status em_regression_ppc_figure(const em_regression *r, const char *dir, const char *name, em_error *err);
 
 /* brms's summary: family, links, formula, data, draws, then group-level effects per grouping

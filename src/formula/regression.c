@@ -1070,23 +1070,54 @@ em_status em_regression_loo(const em_regression *r, em_loo_result **out, size_t 
     return s;
 }
 
-em_status em_regression_ppc_figure(const em_regression *r, const char *dir, const char *name, em_error *err) {
-    if (!r || !r->internal) return em_error_set(err, EM_ERR_ARG, "em_regression_ppc_figure: no fit yet");
-    em_predictive_options o;
-    memset(&o, 0, sizeof o);
-    const char *site = "y";
-    o.return_sites = &site;
-    o.nreturn = 1;
+/* One site's draws × rows of the last fit, from a predictive made by make. */
+static em_status response_draws(const em_regression *r, int loglik, double **out, size_t *ndraws, em_error *err) {
+    if (!out || !ndraws) return em_error_set(err, EM_ERR_ARG, "em_regression_%s: NULL output", loglik ? "log_lik" : "yrep");
+    *out = NULL;
+    *ndraws = 0;
+    if (!r || !r->internal) return em_error_set(err, EM_ERR_ARG, "em_regression_%s: no fit yet", loglik ? "log_lik" : "yrep");
     em_predictive *pr = NULL;
-    em_status s = em_posterior_predict(r->internal, NULL, &o, &pr, err);
+    em_status s;
+    if (loglik) s = em_posterior_log_lik(r->internal, "y", &pr, err);
+    else {
+        em_predictive_options o;
+        memset(&o, 0, sizeof o);
+        const char *site = "y";
+        o.return_sites = &site;
+        o.nreturn = 1;
+        s = em_posterior_predict(r->internal, NULL, &o, &pr, err);
+    }
     if (s != EM_OK) return s;
     const em_pred_site *y = em_predictive_site(pr, "y");
-    if (r->ycat) /* Ember's categories 0..K-1 back to the response's 1..K */
-        for (size_t i = 0; i < pr->ndraws * y->len; i++) y->draws[i] += 1.0;
-    if (families[r->family].continuous)
-        s = em_ppc_density_figure(dir, name, r->d.y, r->d.n, y->draws, pr->ndraws, 100, err);
-    else
-        s = em_ppc_bars_figure(dir, name, r->d.y, r->d.n, y->draws, pr->ndraws, err);
+    size_t cells = pr->ndraws * r->d.n;
+    if (!y || y->len != r->d.n) s = em_error_set(err, EM_ERR_ARG, "em_regression: the response site is missing");
+    else if (!(*out = malloc((cells ? cells : 1) * sizeof **out))) s = em_error_set(err, EM_ERR_NOMEM, "formula: out of memory");
+    if (s == EM_OK) {
+        memcpy(*out, y->draws, cells * sizeof **out);
+        if (!loglik && r->ycat) /* Ember's categories 0..K-1 back to the response's 1..K */
+            for (size_t i = 0; i < cells; i++) (*out)[i] += 1.0;
+        *ndraws = pr->ndraws;
+    }
     em_predictive_free(pr);
+    return s;
+}
+
+em_status em_regression_log_lik(const em_regression *r, double **out, size_t *ndraws, em_error *err) {
+    return response_draws(r, 1, out, ndraws, err);
+}
+
+em_status em_regression_yrep(const em_regression *r, double **out, size_t *ndraws, em_error *err) {
+    return response_draws(r, 0, out, ndraws, err);
+}
+
+em_status em_regression_ppc_figure(const em_regression *r, const char *dir, const char *name, em_error *err) {
+    if (!r || !r->internal) return em_error_set(err, EM_ERR_ARG, "em_regression_ppc_figure: no fit yet");
+    double *yrep = NULL;
+    size_t S = 0;
+    em_status s = em_regression_yrep(r, &yrep, &S, err);
+    if (s != EM_OK) return s;
+    if (families[r->family].continuous) s = em_ppc_density_figure(dir, name, r->d.y, r->d.n, yrep, S, 100, err);
+    else s = em_ppc_bars_figure(dir, name, r->d.y, r->d.n, yrep, S, err);
+    free(yrep);
     return s;
 }
