@@ -95,6 +95,8 @@ em_var em_dist_log_prob_at(const em_dist *d, em_var value, const size_t *idx, si
                                 idx[j], n);
     if (em_dist_event_len(d) != 1)
         return em_tape_fail(t, EM_ERR_ARG, "%s: leaving single observations out needs a univariate family", d->ops->name);
+    if (d->impl && d->ops->pointwise) /* a wrapper (censored, truncated, mixture): its terms, selected */
+        return em_op_sum(t, em_op_gather(t, em_dist_pointwise(d, EM_TERM_LOG_PROB, value), idx, k));
     em_dist sub = *d;
     sub.batch_len = k;
     int glm = em_dist_is_glm(d);
