@@ -848,15 +848,16 @@ static void ordered_pw_forward(em_tape *t, em_node *o) {
 static void ordered_pw_backward(em_tape *t, em_node *self) {
     const ordered_pw_aux *p = self->aux;
     const em_node *yv = em_node_get(t, (em_var){self->in[0]});
-    em_node *ev = em_node_get(t, (em_var){self->in[1]}), *cv = em_node_get(t, (em_var){self->in[2]});
+    em_node *ev = &t->nodes[self->in[1]], *cv = &t->nodes[self->in[2]];
     size_t K = p->a.K, sy = yv->n == 1 ? 0 : 1, se = ev->n == 1 ? 0 : 1;
+    double *ea = em_adj_target(ev), *ca = em_adj_target(cv);
     for (size_t i = 0; i < p->a.n; i++) {
         double g = self->adj[i];
         size_t k = (size_t)yv->val[i * sy];
-        if (ev->adj) ev->adj[i * se] -= g * (p->dhi[i] + p->dlo[i]);
-        if (cv->adj) {
-            if (k < K - 1) cv->adj[k] += g * p->dhi[i];
-            if (k > 0) cv->adj[k - 1] += g * p->dlo[i];
+        if (ea) ea[i * se] -= g * (p->dhi[i] + p->dlo[i]);
+        if (ca) {
+            if (k < K - 1) ca[k] += g * p->dhi[i];
+            if (k > 0) ca[k - 1] += g * p->dlo[i];
         }
     }
 }

@@ -211,10 +211,11 @@ typedef struct {
     const double *upper;
 } cens_impl;
 
-/* The value's length and, for data, every interval above its value; 0 (failed on the tape) if not. */
-static int censored_check(em_tape *t, const cens_impl *c, em_var x) {
+/* The value's length and, for data, every interval above its value; 0 (failed on the tape, *fail
+ * the result to return: invalid, or the constant -inf of a value outside the domain) if not. */
+static int censored_check(em_tape *t, const cens_impl *c, em_var x, em_var *fail) {
     if (em_len(t, x) != c->n) {
-        em_tape_fail(t, EM_ERR_SHAPE, "Censored %s: the value has length %zu, the censoring %zu", c->base.ops->name,
+        *fail = em_tape_fail(t, EM_ERR_SHAPE, "Censored %s: the value has length %zu, the censoring %zu", c->base.ops->name,
                      em_len(t, x), c->n);
         return 0;
     }
@@ -227,7 +228,7 @@ static int censored_check(em_tape *t, const cens_impl *c, em_var x) {
                 em_error_clear(&e);
                 em_error_set(&e, EM_ERR_DOMAIN, "Censored %s: upper[%zu] = %g must be above value[%zu] = %g",
                              c->base.ops->name, i, c->upper[i], i, xn->val[i]);
-                em_dist_domain_fail(t, &e);
+                *fail = em_dist_domain_fail(t, &e);
                 return 0;
             }
         }
@@ -264,7 +265,8 @@ static size_t censored_terms(const cens_impl *c, em_tape *t, em_var x, int point
 static em_var censored_lp(const em_dist *d, em_var x) {
     em_tape *t = d->tape;
     const cens_impl *c = d->impl;
-    if (!censored_check(t, c, x)) return EM_VAR_INVALID;
+    em_var fail;
+    if (!censored_check(t, c, x, &fail)) return fail;
     em_var terms[CENS_KINDS];
     size_t k = censored_terms(c, t, x, 0, terms);
     return em_op_add_many(t, terms, k);
@@ -277,7 +279,8 @@ static em_var censored_pointwise(const em_dist *d, em_dist_term which, em_var x)
     const cens_impl *c = d->impl;
     if (which != EM_TERM_LOG_PROB)
         return em_tape_fail(t, EM_ERR_ARG, "Censored %s: a censored family has no CDF terms", c->base.ops->name);
-    if (!censored_check(t, c, x)) return EM_VAR_INVALID;
+    em_var fail;
+    if (!censored_check(t, c, x, &fail)) return fail;
     size_t *pos = em_arena_alloc(em_tape_arena(t), c->n * sizeof *pos);
     if (!pos) return em_tape_fail(t, EM_ERR_NOMEM, "Censored: out of memory");
     for (int kind = 0, off = 0; kind < CENS_KINDS; off += (int)c->m[kind], kind++)
@@ -376,14 +379,15 @@ static int is_bound(const em_tape *t, em_var b, double none) {
 }
 
 /* The lengths of bounds, parameters and value, and every value inside its bounds: the common
- * length of bounds and parameters, or 0 (failed on the tape). */
-static size_t truncated_check(const em_dist *d, em_var x) {
+ * length of bounds and parameters, or 0 (failed on the tape, *fail the result to return). */
+static size_t truncated_check(const em_dist *d, em_var x, em_var *fail) {
     em_tape *t = d->tape;
     const trunc_impl *tr = d->impl;
     const em_dist *b = &tr->base;
     size_t n = em_len(t, x);
     em_var bounds[2] = {tr->lb, tr->ub};
     size_t m = em_dist_common_len(t, "Truncated", bounds, 2);
+    *fail = EM_VAR_INVALID;
     if (!m) return 0;
     if (b->batch_len > m) m = b->batch_len;
     if (m != 1 && m != n) {
@@ -402,7 +406,7 @@ static size_t truncated_check(const em_dist *d, em_var x) {
             em_error_clear(&e);
             em_error_set(&e, EM_ERR_DOMAIN, "Truncated %s: value[%zu] = %g is outside the truncation [%g, %g]",
                          b->ops->name, i, xi, lo, hi);
-            em_dist_domain_fail(t, &e);
+            *fail = em_dist_domain_fail(t, &e);
             return 0;
         }
     }
@@ -422,8 +426,9 @@ static em_var truncated_log_mass(const trunc_impl *tr, em_tape *t) {
 static em_var truncated_lp(const em_dist *d, em_var x) {
     em_tape *t = d->tape;
     const trunc_impl *tr = d->impl;
-    size_t n = em_len(t, x), m = truncated_check(d, x);
-    if (!m) return EM_VAR_INVALID;
+    em_var fail;
+    size_t n = em_len(t, x), m = truncated_check(d, x, &fail);
+    if (!m) return fail;
     em_var z;
     if (tr->has_lb && tr->has_ub) z = em_op_sum(t, truncated_log_mass(tr, t));
     else if (tr->has_lb) z = em_dist_log_ccdf(&tr->base, tr->lb); /* summed forms: faster where a sum is all */
@@ -438,7 +443,8 @@ static em_var truncated_pointwise(const em_dist *d, em_dist_term which, em_var x
     const trunc_impl *tr = d->impl;
     if (which != EM_TERM_LOG_PROB)
         return em_tape_fail(t, EM_ERR_ARG, "Truncated %s: no CDF terms of a truncated family", tr->base.ops->name);
-    if (!truncated_check(d, x)) return EM_VAR_INVALID;
+    em_var fail;
+    if (!truncated_check(d, x, &fail)) return fail;
     return em_op_sub(t, em_dist_pointwise(&tr->base, EM_TERM_LOG_PROB, x), truncated_log_mass(tr, t));
 }
 
