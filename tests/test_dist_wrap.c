@@ -299,6 +299,44 @@ static void test_truncated_gradients(void **state) {
     }
 }
 
+/* Weighted: Σ w_i log p(x_i), each term weighted in the pointwise form, gradients through both */
+static const double WX[4] = {0.4, 1.7, -0.8, 2.2}, WW[4] = {1.0, 0.0, 2.5, 0.3};
+static em_var weighted_fn(em_tape *t, const double *x, size_t n, em_var *lv, size_t *nl, void *ctx) {
+    (void)n;
+    em_var th = lv[0] = em_leaf(t, x, 2);
+    *nl = 1;
+    em_dist base = em_dist_student_t(t, em_scalar(t, 4.0), em_slice(t, th, 0, 1), em_exp(t, em_slice(t, th, 1, 1)));
+    em_dist d = em_dist_weighted(&base, WW, 4);
+    if (*(const int *)ctx) {
+        static const double v[4] = {0.3, -1.0, 0.8, 1.9};
+        return em_op_dot(t, em_dist_pointwise(&d, EM_TERM_LOG_PROB, em_const(t, WX, 4)), em_const(t, v, 4));
+    }
+    return em_dist_log_prob(&d, em_const(t, WX, 4));
+}
+
+static void test_weighted(void **state) {
+    (void)state;
+    em_tape *t = em_tape_create();
+    em_dist base = em_dist_normal(t, em_scalar(t, 0.5), em_scalar(t, 1.5));
+    em_dist d = em_dist_weighted(&base, WW, 4);
+    double want = 0;
+    for (int i = 0; i < 4; i++) want += WW[i] * log(gsl_ran_gaussian_pdf(WX[i] - 0.5, 1.5));
+    tu_assert_close(em_value_scalar(t, em_dist_log_prob(&d, em_const(t, WX, 4))), want, 1e-14, 0);
+    double pw[4];
+    em_error e = {0};
+    assert_int_equal(em_dist_log_prob_pointwise(&d, WX, 4, pw, &e), EM_OK);
+    for (int i = 0; i < 4; i++) tu_assert_close(pw[i], WW[i] * log(gsl_ran_gaussian_pdf(WX[i] - 0.5, 1.5)), 1e-14, 1e-300);
+    /* a negative weight, named */
+    static const double bad[4] = {1, 1, -2, 1};
+    em_dist b2 = em_dist_weighted(&base, bad, 4);
+    assert_null(b2.ops);
+    assert_non_null(strstr(em_tape_error(t)->msg, "Weighted Normal: weight[2] = -2 must be finite and non-negative"));
+    em_tape_destroy(t);
+    double x[2] = {0.3, log(0.9)};
+    for (int pwise = 0; pwise < 2; pwise++)
+        tu_check_gradient(weighted_fn, x, 2, &pwise, 1e-6, 1e-6, 1e-8, pwise ? "weighted pointwise" : "weighted");
+}
+
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
@@ -407,6 +445,7 @@ int main(void) {
         cmocka_unit_test(test_censored_gradients),  cmocka_unit_test(test_censored_errors),
         cmocka_unit_test(test_truncated_values_and_support), cmocka_unit_test(test_truncated_gradients),
         cmocka_unit_test(test_truncated_sampling),  cmocka_unit_test(test_model_sites),
+        cmocka_unit_test(test_weighted),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -261,7 +261,9 @@ static void test_family_data_errors(void **state) {
     expect_create_error(d, "y | trunc(low = 0) ~ x", EM_FAMILY_GAUSSIAN, 0, "trunc() takes lb and ub, not 'low'");
     expect_create_error(d, "y | trunc() ~ x", EM_FAMILY_GAUSSIAN, 0, "trunc() needs lb, ub or both");
     expect_create_error(d, "y | cens(st, lo) + trunc(lb = 0) ~ x", EM_FAMILY_GAUSSIAN, 0, "cens() and trunc() together");
-    expect_create_error(d, "y | weights(x) ~ x", EM_FAMILY_GAUSSIAN, 0, "'weights()' on the response is not supported");
+    expect_create_error(d, "y | weights(x) ~ x", EM_FAMILY_GAUSSIAN, 0,
+                        "d.csv:4: weights() = -0.3 is not a finite non-negative number");
+    expect_create_error(d, "y | se(x) ~ x", EM_FAMILY_GAUSSIAN, 0, "'se()' on the response is not supported");
     /* a link the family does not have */
     em_frame *f = NULL;
     em_error err = {0};
@@ -409,11 +411,14 @@ static int in_support(em_family fam, double v) {
 static void run_family_case(const family_case *c) {
     const size_t n = 24;
     char csv[4096];
-    size_t at = (size_t)snprintf(csv, sizeof csv, "y,x,st\n");
-    double x[24];
+    size_t at = (size_t)snprintf(csv, sizeof csv, "y,x,st,w\n");
+    double x[24], w[24];
+    int weighted = strstr(c->formula, "weights(w)") != NULL;
     for (size_t i = 0; i < n; i++) {
         x[i] = round(1e4 * sin(1.0 + 1.7 * (double)i)) / 1e4;
-        at += (size_t)snprintf(csv + at, sizeof csv - at, "%.17g,%.4f,%s\n", c->y[i], x[i], c->cens[i] ? c->cens[i] : "none");
+        w[i] = weighted ? 0.5 * (double)(i % 4) : 1.0; /* weight 0 included: the row counts for nothing */
+        at += (size_t)snprintf(csv + at, sizeof csv - at, "%.17g,%.4f,%s,%g\n", c->y[i], x[i],
+                               c->cens[i] ? c->cens[i] : "none", w[i]);
     }
     em_frame *f = NULL;
     em_error err = {0};
@@ -466,7 +471,7 @@ static void run_family_case(const family_case *c) {
         for (size_t i = 0; i < n; i++) {
             double t3[3] = {cum ? th[0][s] : 0, cum ? th[1][s] : 0, cum ? th[2][s] : 0};
             double eta = (cum ? 0 : b0[s]) + b1[s] * x[i];
-            double want = direct_lpdf(c, c->y[i], c->cens[i], eta, t3, sh[s], sg[s], ph[s], zi[s]);
+            double want = w[i] * direct_lpdf(c, c->y[i], c->cens[i], eta, t3, sh[s], sg[s], ph[s], zi[s]);
             double got = ll[s * n + i];
             double e = fabs(got - want) / (1 + fabs(want));
             if (e > worst) worst = e;
@@ -505,6 +510,10 @@ static void test_family_loglik_yrep(void **state) {
         {EM_FAMILY_ZERO_INFLATED_NEGBINOMIAL, 0, "y ~ x", {0, 2, 0, 3, 1, 0, 4, 0, 2, 5, 0, 1, 0, 3, 2, 0, 6, 0, 1, 2, 0, 0, 3, 1}, {0}},
         {EM_FAMILY_HURDLE_POISSON, 0, "y ~ x", {0, 2, 0, 3, 1, 0, 4, 0, 2, 5, 0, 1, 0, 3, 2, 0, 6, 0, 1, 2, 0, 0, 3, 1}, {0}},
         {EM_FAMILY_HURDLE_NEGBINOMIAL, 0, "y ~ x", {0, 2, 0, 3, 1, 0, 4, 0, 2, 5, 0, 1, 0, 3, 2, 0, 6, 0, 1, 2, 0, 0, 3, 1}, {0}},
+        /* weights(), alone and with cens() */
+        {EM_FAMILY_ZERO_INFLATED_POISSON, 0, "y | weights(w) ~ x", {0, 2, 0, 3, 1, 0, 4, 0, 2, 5, 0, 1, 0, 3, 2, 0, 6, 0, 1, 2, 0, 0, 3, 1}, {0}},
+        {EM_FAMILY_WEIBULL, 0, "y | weights(w) + cens(st) ~ x", {1.2, 0.4, 2.2, 3.1, 0.7, 1.9, 0.3, 1.1, 2.8, 0.9, 1.5, 0.6, 4.0, 1.3, 0.8, 2.0, 1.7, 0.5, 2.5, 1.0, 0.2, 3.3, 1.4, 0.9},
+         {"none", "none", "right", "none", "left", "none", "none", "right", "none", "none", "none", "right", "none", "none", "none", "right", "none", "none", "none", "none", "left", "right", "none", "none"}},
     };
     for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) run_family_case(&cases[k]);
 }

@@ -11,7 +11,8 @@
  *     levels in the C locale's order, the first the reference), `factor(x)`, interactions `a:b`
  *     and `a * b`, `(a + b)^2`, `-` to drop a term, `offset(expr)`, and `log`, `exp`, `sqrt`,
  *     `scale`, `I(...)` with + - * / ^ inside;
- *   - on the response: `y | trials(n)` (binomial), `y | cens(c)` and `y | cens(c, y2)` (censoring
+ *   - on the response: `y | trials(n)` (binomial), `y | weights(w)` (each row's log-likelihood
+ *     times w, any family, with the others as in `y | weights(w) + cens(c)`), `y | cens(c)` and `y | cens(c, y2)` (censoring
  *     per row, c "left" / "none" / "right" / "interval" or -1 / 0 / 1 / 2, y2 the upper end of an
  *     interval), `y | trunc(lb = 0, ub = 10)` (bounds constants or columns), for the continuous
  *     families;

@@ -2,7 +2,8 @@
  * (log Σ_k w_k p_k(x), as log_sum_exp over the components' pointwise terms), censored
  * observations (brms's cens(): each element scored by its density, log CDF, log CCDF or the log
  * probability of an interval) and truncation to [lb, ub] (brms's trunc(): the density over the
- * mass inside). Their log densities are graphs of ordinary tape nodes — gathers, pointwise terms,
+ * mass inside), and weighted observations (brms's weights(): each element's log density times
+ * its weight). Their log densities are graphs of ordinary tape nodes — gathers, pointwise terms,
  * log CDFs, log_sum_exp — so they differentiate and replay like any model code; the wrappers add
  * no node type of their own. Their state lives in the tape's arena (em_dist.impl). */
 #include "internal/dist_impl.h"
@@ -563,5 +564,85 @@ em_dist em_dist_truncated(const em_dist *base, em_var lb, em_var ub) {
     d.ops = &truncated_ops;
     d.batch_len = base->batch_len;
     d.impl = tr;
+    return d;
+}
+
+/* ---- weights ---------------------------------------------------------------------------------- */
+
+typedef struct {
+    em_dist base;
+    const double *w;
+    size_t n;
+} weight_impl;
+
+static em_var weighted_terms(const em_dist *d, em_var x, int sum) {
+    em_tape *t = d->tape;
+    const weight_impl *wi = d->impl;
+    if (em_len(t, x) != wi->n)
+        return em_tape_fail(t, EM_ERR_SHAPE, "Weighted %s: the value has length %zu, the weights %zu", wi->base.ops->name,
+                            em_len(t, x), wi->n);
+    em_var pw = em_dist_pointwise(&wi->base, EM_TERM_LOG_PROB, x), w = em_const(t, wi->w, wi->n);
+    return sum ? em_op_dot(t, pw, w) : em_op_mul(t, pw, w);
+}
+static em_var weighted_lp(const em_dist *d, em_var x) { return weighted_terms(d, x, 1); }
+static em_var weighted_pointwise(const em_dist *d, em_dist_term which, em_var x) {
+    const weight_impl *wi = d->impl;
+    if (which != EM_TERM_LOG_PROB)
+        return em_tape_fail(d->tape, EM_ERR_ARG, "Weighted %s: no CDF terms of a weighted family", wi->base.ops->name);
+    return weighted_terms(d, x, 0);
+}
+static em_status weighted_sample(const em_dist *d, em_rng *r, double *out, size_t n, em_error *err) {
+    const weight_impl *wi = d->impl;
+    return em_dist_sample(&wi->base, r, out, n, err);
+}
+static em_status weighted_mean(const em_dist *d, double *out, size_t n, em_error *err) {
+    const weight_impl *wi = d->impl;
+    return em_dist_mean(&wi->base, out, n, err);
+}
+static em_status weighted_var(const em_dist *d, double *out, size_t n, em_error *err) {
+    const weight_impl *wi = d->impl;
+    return em_dist_variance(&wi->base, out, n, err);
+}
+static em_support weighted_support(const em_dist *d) {
+    const weight_impl *wi = d->impl;
+    return em_dist_support(&wi->base);
+}
+static const em_dist_ops weighted_ops = {.name = "Weighted", .event_len = ev_one, .support = weighted_support,
+                                         .log_prob = weighted_lp, .sample = weighted_sample, .mean = weighted_mean,
+                                         .variance = weighted_var, .pointwise = weighted_pointwise};
+static const em_dist_ops weighted_discrete_ops = {.name = "Weighted", .discrete = 1, .event_len = ev_one,
+                                                  .support = weighted_support, .log_prob = weighted_lp,
+                                                  .sample = weighted_sample, .mean = weighted_mean,
+                                                  .variance = weighted_var, .pointwise = weighted_pointwise};
+
+em_dist em_dist_weighted(const em_dist *base, const double *w, size_t n) {
+    em_tape *t = base ? base->tape : NULL;
+    em_dist d = invalid_dist(t);
+    if (!t || !base->ops) return d; /* the base's constructor failed: the tape says why */
+    if (!base->ops->pointwise || em_dist_event_len(base) != 1) {
+        em_tape_fail(t, EM_ERR_ARG, "Weighted: %s has no pointwise terms (a univariate family is needed)", base->ops->name);
+        return d;
+    }
+    if (!w || n == 0 || (base->batch_len != 1 && base->batch_len != n)) {
+        em_tape_fail(t, EM_ERR_SHAPE, "Weighted %s: %zu weights for a batch of %zu", base->ops->name, n, base->batch_len);
+        return d;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (!(w[i] >= 0 && w[i] < INFINITY)) {
+            em_tape_fail(t, EM_ERR_DOMAIN, "Weighted %s: weight[%zu] = %g must be finite and non-negative",
+                         base->ops->name, i, w[i]);
+            return d;
+        }
+    weight_impl *wi = em_arena_alloc(em_tape_arena(t), sizeof *wi);
+    if (!wi) {
+        em_tape_fail(t, EM_ERR_NOMEM, "Weighted: out of memory");
+        return d;
+    }
+    wi->base = *base;
+    wi->w = w;
+    wi->n = n;
+    d.ops = base->ops->discrete ? &weighted_discrete_ops : &weighted_ops;
+    d.batch_len = n;
+    d.impl = wi;
     return d;
 }

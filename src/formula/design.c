@@ -574,6 +574,7 @@ void em_design_free(em_design *d) {
     free(d->cens_upper);
     free(d->lb);
     free(d->ub);
+    free(d->weights);
     for (size_t j = 0; j < d->P; j++) free(d->names ? d->names[j] : NULL);
     free(d->names);
     free(d->X);
@@ -805,12 +806,13 @@ em_status em_design_build(const em_formula *f, const em_frame *fr, em_family fam
         else s = eval_num(&c, f->response, y);
         if (s == EM_OK) mark_missing(&c, y, "the response");
     }
-    double *cens = NULL, *cens_up = NULL, *lb = NULL, *ub = NULL;
+    double *cens = NULL, *cens_up = NULL, *lb = NULL, *ub = NULL, *wts = NULL;
     for (int a = 0; s == EM_OK && a < f->naddition; a++) {
         const fnode *ad = f->addition[a];
         if (ad->kind != FN_CALL) {
             s = em_formula_error_at(err, EM_ERR_PARSE, f->text, ad->col,
-                                    "after '|' on the response: trials(n), cens(c), cens(c, y2) or trunc(lb = , ub = )");
+                                    "after '|' on the response: trials(n), weights(w), cens(c), cens(c, y2) or "
+                                    "trunc(lb = , ub = )");
         } else if ((!strcmp(ad->name, "cens") || !strcmp(ad->name, "trunc")) && !em_family_info_of(fam)->continuous) {
             s = em_formula_error_at(err, EM_ERR_ARG, f->text, ad->col,
                                     "%s() needs a continuous family (gaussian, student, lognormal, gamma, weibull, beta), "
@@ -838,6 +840,11 @@ em_status em_design_build(const em_formula *f, const em_frame *fr, em_family fam
                     mark_missing(&c, cens_up, "cens(, y2)");
                 }
             }
+        } else if (!strcmp(ad->name, "weights")) {
+            if (ad->nargs != 1 || wts)
+                s = em_formula_error_at(err, EM_ERR_ARG, f->text, ad->col, "weights() takes one column, once");
+            else if (!(wts = malloc(N * sizeof *wts))) s = em_error_set(err, EM_ERR_NOMEM, "formula: out of memory");
+            else if ((s = eval_num(&c, ad->args[0], wts)) == EM_OK) mark_missing(&c, wts, "weights()");
         } else if (!strcmp(ad->name, "trunc")) {
             if (lb) s = em_formula_error_at(err, EM_ERR_ARG, f->text, ad->col, "trunc() twice");
             else if (!(lb = malloc(N * sizeof *lb)) || !(ub = malloc(N * sizeof *ub)))
@@ -845,7 +852,8 @@ em_status em_design_build(const em_formula *f, const em_frame *fr, em_family fam
             else s = eval_trunc(&c, ad, lb, ub);
         } else {
             s = em_formula_error_at(err, EM_ERR_ARG, f->text, ad->col,
-                                    "'%s()' on the response is not supported (trials(), cens() and trunc() are)", ad->name);
+                                    "'%s()' on the response is not supported (trials(), weights(), cens() and trunc() "
+                                    "are)", ad->name);
         }
     }
     if (s == EM_OK && cens && lb)
@@ -946,6 +954,7 @@ em_status em_design_build(const em_formula *f, const em_frame *fr, em_family fam
         if (cens) out->cens_upper = calloc(kept, sizeof *out->cens_upper);
         if (lb) out->lb = malloc(kept * sizeof *out->lb);
         if (lb) out->ub = malloc(kept * sizeof *out->ub);
+        if (wts) out->weights = malloc(kept * sizeof *out->weights);
         out->P = pop.n;
         out->names = calloc(pop.n ? pop.n : 1, sizeof *out->names);
         size_t cells = kept * pop.n > 0 ? kept * pop.n : 1;
@@ -954,7 +963,8 @@ em_status em_design_build(const em_formula *f, const em_frame *fr, em_family fam
         out->means = calloc(pop.n ? pop.n : 1, sizeof *out->means);
         out->intercept = terms.intercept;
         if (!out->rows || !out->y || (trials && !out->trials) || (c.offset && !out->offset) || !out->names || !out->X ||
-            !out->Xc || !out->means || (cens && (!out->cens || !out->cens_upper)) || (lb && (!out->lb || !out->ub)))
+            !out->Xc || !out->means || (cens && (!out->cens || !out->cens_upper)) || (lb && (!out->lb || !out->ub)) ||
+            (wts && !out->weights))
             s = em_error_set(err, EM_ERR_NOMEM, "formula: out of memory");
     }
     for (size_t i = 0, k = 0; s == EM_OK && i < N; i++) {
@@ -976,6 +986,9 @@ em_status em_design_build(const em_formula *f, const em_frame *fr, em_family fam
         else if (cens && cens[i] == 2 && !support_ok(fam, cens_up[i], tr, &why))
             s = em_error_set(err, EM_ERR_DOMAIN, "%s:%zu: the interval's upper end y2 = %.17g is outside the %s family's "
                              "support: %s", fr->name, em_frame_line(fr, i), cens_up[i], em_family_name(fam), why);
+        else if (wts && !(wts[i] >= 0 && wts[i] < INFINITY))
+            s = em_error_set(err, EM_ERR_DOMAIN, "%s:%zu: weights() = %g is not a finite non-negative number", fr->name,
+                             em_frame_line(fr, i), wts[i]);
         else if (lb && !(lb[i] < ub[i]))
             s = em_error_set(err, EM_ERR_DOMAIN, "%s:%zu: trunc() needs lb < ub (lb = %g, ub = %g)", fr->name,
                              em_frame_line(fr, i), lb[i], ub[i]);
@@ -986,6 +999,7 @@ em_status em_design_build(const em_formula *f, const em_frame *fr, em_family fam
         if (cens) out->cens[k] = cens[i];
         if (cens_up) out->cens_upper[k] = cens_up[i];
         if (lb) out->lb[k] = lb[i], out->ub[k] = ub[i];
+        if (wts) out->weights[k] = wts[i];
         if (fam == EM_FAMILY_CUMULATIVE && (size_t)y[i] > out->ncat) out->ncat = (size_t)y[i];
         out->rows[k] = i;
         out->y[k] = y[i];
@@ -1091,6 +1105,7 @@ em_status em_design_build(const em_formula *f, const em_frame *fr, em_family fam
     free(cens_up);
     free(lb);
     free(ub);
+    free(wts);
     if (s == EM_OK && fam == EM_FAMILY_CUMULATIVE && out->ncat < 2)
         s = em_error_set(err, EM_ERR_ARG, "%s: a cumulative model needs at least two categories (the largest response "
                                           "is %zu)", fr->name, out->ncat);

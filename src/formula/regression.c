@@ -541,7 +541,7 @@ static em_var bound_var(em_model *m, const double *v, size_t n) {
 static em_dist likelihood(em_model *m, const em_regression *r, const lik_parts *p) {
     const em_design *d = &r->d;
     size_t n = d->n;
-    int fused = !d->cens && !d->lb && d->P;
+    int fused = !d->cens && !d->lb && !d->weights && d->P; /* the fused kernels take no weights */
     switch (r->family) { /* the families with a fused GLM */
     case EM_FAMILY_GAUSSIAN:
     case EM_FAMILY_BERNOULLI:
@@ -598,9 +598,9 @@ static em_dist likelihood(em_model *m, const em_regression *r, const lik_parts *
     default: base = em_normal(m, eta, 1.0); break; /* unreachable: the family was checked */
     }
     if (em_dist_event_len(&base) == 1 && base.batch_len == 1 && n > 1) base = em_expand(base, n);
-    if (d->cens) return em_censored(&base, d->cens, d->cens_upper, n);
-    if (d->lb) return em_truncated(m, &base, bound_var(m, d->lb, n), bound_var(m, d->ub, n));
-    return base;
+    if (d->cens) base = em_censored(&base, d->cens, d->cens_upper, n);
+    else if (d->lb) base = em_truncated(m, &base, bound_var(m, d->lb, n), bound_var(m, d->ub, n));
+    return d->weights ? em_weighted(&base, d->weights, n) : base;
 }
 
 void em_regression_model(em_model *m, const void *arg) {

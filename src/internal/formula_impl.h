@@ -80,6 +80,7 @@ typedef struct em_design {
     double *cens;        /* [n] cens(): -1 left, 0 none, 1 right, 2 interval; or NULL */
     double *cens_upper;  /* [n] cens(c, y2): the upper end of an interval (else 0), or NULL */
     double *lb, *ub;     /* [n] trunc() bounds (-inf / inf where absent), or NULL */
+    double *weights;     /* [n] weights(): each row's log-likelihood multiplied, or NULL */
     size_t ncat;         /* cumulative: categories K = the largest response (y in 1..K) */
     int intercept;
     size_t P;            /* population-level columns (no intercept column) */
