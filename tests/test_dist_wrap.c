@@ -1,5 +1,5 @@
-/* test_dist_wrap.c — families made of other families (dist_wrap.c): finite mixtures, censored
- * and truncated sites. Log densities against the same quantities computed from GSL, gradients
+/* test_dist_wrap.c — families made of other families (dist_wrap.c): finite mixtures, censored,
+ * truncated and weighted sites. Log densities and their pointwise terms against the same quantities computed from GSL, gradients
  * (values, component parameters, weights through the simplex transform, bounds) against finite
  * differences, draws (mixture moments, truncated draws inside their bounds with the right mean),
  * supports, and the errors named on the tape. */
