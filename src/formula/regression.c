@@ -93,6 +93,11 @@ static int link_allowed(em_family f, em_link l) {
 
 static em_link link_of(em_family f, em_link l) { return l == EM_LINK_DEFAULT ? families[f].link : l; }
 
+static em_status link_error(em_error *err, em_family f, em_link l) {
+    return em_error_set(err, EM_ERR_ARG, "family %s takes the %s link%s, not %s", families[f].name,
+                        link_names[families[f].link], f == EM_FAMILY_CUMULATIVE ? " or probit" : "", em_link_name(l));
+}
+
 em_status em_family_parse(const char *spec, em_family *family, em_link *link, em_error *err) {
     if (!spec || !family || !link) return em_error_set(err, EM_ERR_ARG, "em_family_parse: NULL argument");
     /* name, then optionally ( [link =] "l" | 'l' | l ) */
@@ -133,9 +138,7 @@ em_status em_family_parse(const char *spec, em_family *family, em_link *link, em
     if (s != EM_OK) return s;
     em_link l = EM_LINK_DEFAULT;
     if (lname[0] && (s = em_link_from_name(lname, &l, err)) != EM_OK) return s;
-    if (!link_allowed(f, l))
-        return em_error_set(err, EM_ERR_ARG, "family %s takes the %s link%s, not %s", families[f].name,
-                            link_names[families[f].link], f == EM_FAMILY_CUMULATIVE ? " or probit" : "", link_names[l]);
+    if (!link_allowed(f, l)) return link_error(err, f, l);
     *family = f;
     *link = l;
     return EM_OK;
@@ -385,10 +388,7 @@ em_status em_regression_create(const char *formula, const em_frame *data, const 
     if (!r) return em_error_set(err, EM_ERR_NOMEM, "formula: out of memory");
     r->family = o.family;
     em_status s = EM_OK;
-    if ((unsigned)o.link >= EM_LINK_COUNT || !link_allowed(o.family, o.link))
-        s = em_error_set(err, EM_ERR_ARG, "family %s takes the %s link%s, not %s", families[o.family].name,
-                         link_names[families[o.family].link], o.family == EM_FAMILY_CUMULATIVE ? " or probit" : "",
-                         em_link_name(o.link));
+    if ((unsigned)o.link >= EM_LINK_COUNT || !link_allowed(o.family, o.link)) s = link_error(err, o.family, o.link);
     r->link = link_of(o.family, o.link);
     if (s == EM_OK) s = em_formula_parse(formula, &r->formula, err);
     if (s == EM_OK) s = em_design_build(r->formula, data, o.family, o.drop_missing, &r->d, err);

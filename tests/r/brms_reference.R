@@ -23,6 +23,7 @@ iter_warmup <- 1000; iter_sampling <- 10000; chains <- 4
 write_data <- function(name, d) write.csv(d, file.path(out, paste0(name, ".csv")), row.names = FALSE, quote = TRUE)
 
 fit_one <- function(name, d, formula, family, priors = character(0)) {
+  force(d) # its random numbers are drawn whether or not the model is fitted: later data stay put
   if (!is.null(only) && !(name %in% only)) return(invisible(NULL))
   write_data(name, d)
   spec <- c(paste0("formula: ", formula), paste0("family: ", family$family), paste0("prior: ", priors))
@@ -111,6 +112,11 @@ fit_one("zip", data.frame(k = k12, x = x2), "k ~ x", zero_inflated_poisson())
 mu13 <- plogis(-0.3 + 0.6 * x2 + 0.4 * (arm == "treated"))
 fit_one("beta", data.frame(y = round(pmin(pmax(rbeta(n2, mu13 * 8, (1 - mu13) * 8), 1e-4), 1 - 1e-4), 5), x = x2, arm),
         "y ~ x + arm", Beta())
+# 14. the survival data of 9 with frequency weights (brms's weights(): each row's log-likelihood
+# times its weight) beside the censoring
+fit_one("weibull_wcens", data.frame(time = round(pmin(t9, follow), 4), status = ifelse(t9 > follow, "right", "none"),
+                                    x = x2, arm, w = sample(c(0.5, 1, 2), n2, TRUE)),
+        "time | cens(status) + weights(w) ~ x + arm", weibull())
 
 # R's model.matrix on one data set, for the coding test
 d <- data.frame(x, z, trt, h, stringsAsFactors = TRUE)[1:40, ]
