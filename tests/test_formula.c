@@ -2,7 +2,7 @@
  * interactions against R's model.matrix, brms's default priors and prior lines, the errors a
  * user makes with data, the families of issue 16 (names, support, default priors, log-likelihood
  * against the density written out, predictive draws in the support), and the posteriors of
- * fourteen models against brms's on the same data and priors (tests/data/brms/, made by tests/r/brms_reference.R: means within 4 combined MCSE, sds
+ * sixteen models against brms's on the same data and priors (tests/data/brms/, made by tests/r/brms_reference.R: means within 4 combined MCSE, sds
  * within 10%).
  *
  * Run from the repository root (make check does). */
@@ -609,6 +609,8 @@ static void test_brms_gamma(void **state) { (void)state; compare_with_brms("gamm
 static void test_brms_zip(void **state) { (void)state; compare_with_brms("zip"); }
 static void test_brms_beta(void **state) { (void)state; compare_with_brms("beta"); }
 static void test_brms_weibull_wcens(void **state) { (void)state; compare_with_brms("weibull_wcens"); }
+static void test_brms_gauss_trunc(void **state) { (void)state; compare_with_brms("gauss_trunc"); }
+static void test_brms_lognormal(void **state) { (void)state; compare_with_brms("lognormal"); }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
@@ -623,6 +625,7 @@ int main(void) {
         cmocka_unit_test(test_brms_weibull_cens), cmocka_unit_test(test_brms_cumul),
         cmocka_unit_test(test_brms_gamma),        cmocka_unit_test(test_brms_zip),
         cmocka_unit_test(test_brms_beta),         cmocka_unit_test(test_brms_weibull_wcens),
+        cmocka_unit_test(test_brms_gauss_trunc),  cmocka_unit_test(test_brms_lognormal),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -117,6 +117,11 @@ fit_one("beta", data.frame(y = round(pmin(pmax(rbeta(n2, mu13 * 8, (1 - mu13) * 
 fit_one("weibull_wcens", data.frame(time = round(pmin(t9, follow), 4), status = ifelse(t9 > follow, "right", "none"),
                                     x = x2, arm, w = sample(c(0.5, 1, 2), n2, TRUE)),
         "time | cens(status) + weights(w) ~ x + arm", weibull())
+# 15. a Normal response truncated at 0 (drawn by rejection), and 16. a lognormal one
+mu15 <- 0.4 + 0.8 * x2; y15 <- rnorm(n2, mu15, 1)
+while (any(y15 <= 0)) y15[y15 <= 0] <- rnorm(sum(y15 <= 0), mu15[y15 <= 0], 1)
+fit_one("gauss_trunc", data.frame(y = round(y15, 5), x = x2), "y | trunc(lb = 0) ~ x", gaussian())
+fit_one("lognormal", data.frame(y = round(rlnorm(n2, 0.3 + 0.5 * x2, 0.6), 5), x = x2, arm), "y ~ x + arm", lognormal())
 
 # R's model.matrix on one data set, for the coding test
 d <- data.frame(x, z, trt, h, stringsAsFactors = TRUE)[1:40, ]
