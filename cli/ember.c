@@ -1,6 +1,6 @@
 /* ember.c — the `ember` command: brms formulas fitted from the shell, on the public API only.
  *
- *   ember fit DATA.csv "y ~ x + (1 | g)" [--family F] [--prior "b ~ normal(0, 2.5)"]...
+ *   ember fit DATA.csv "y ~ x + (1 | g)" [--family F] [--link L] [--prior "b ~ normal(0, 2.5)"]...
  *             [--chains 4] [--warmup 1000] [--samples 1000] [--seed N] [--adapt-delta 0.8]
  *             [--method nuts|svi] [--out DIR] [--loo] [--drop-missing] [--print-priors] [--quiet]
  *   ember predict FIT_DIR [NEWDATA.csv] [--type predict|epred|linpred] [--out FILE.csv]
@@ -30,10 +30,16 @@ static void usage(FILE *f) {
             "       ember summary FILE.csv...\n"
             "       ember loo-compare DIR... (or their loo.csv files)\n"
             "\n"
-            "fit: a Bayesian regression written as a brms formula, by NUTS (Stan's sampler) or SVI\n"
+            "fit: a Bayesian regression written as a brms formula, by NUTS (Stan's sampler) or SVI; the\n"
+            "     response may carry brms's addition terms: y | trials(n), weights(w), cens(c) or cens(c, y2),\n"
+            "     trunc(lb = 0, ub = 10), several joined by '+'\n"
             "  --method M        nuts (default) or svi (a variational approximation: --seed, and chains x samples\n"
             "                    independent draws; the summary gives its Pareto k-hat verdict)\n"
-            "  --family F        gaussian (default), student, bernoulli, binomial, poisson, negbinomial\n"
+            "  --family F        gaussian (default), student, bernoulli, binomial, poisson, negbinomial, gamma,\n"
+            "                    lognormal, beta, cumulative, zero_inflated_poisson, zero_inflated_negbinomial,\n"
+            "                    hurdle_poisson, hurdle_negbinomial, weibull; brms's spelling, a link in\n"
+            "                    parentheses as brms writes it: Gamma, Beta, 'cumulative(\"probit\")'\n"
+            "  --link L          the mean's link (cumulative: logit or probit; the others take their default)\n"
             "  --prior P         a prior, e.g. \"b ~ normal(0, 2.5)\", \"sd_g ~ exponential(1)\" (repeatable)\n"
             "  --chains N        chains (4)             --warmup N    warmup iterations per chain (1000)\n"
             "  --samples N       draws per chain (1000) --seed N      random seed (20260101)\n"
@@ -180,7 +186,16 @@ static int cmd_fit(int argc, char **argv) {
             return 2;
         } else if (!strcmp(a, "--family")) {
             em_error e = {0};
-            if (em_family_from_name(v, &ro.family, &e) != EM_OK) {
+            em_link l = EM_LINK_DEFAULT;
+            if (em_family_parse(v, &ro.family, &l, &e) != EM_OK) {
+                fprintf(stderr, "ember: %s\n", e.msg);
+                return 2;
+            }
+            if (l != EM_LINK_DEFAULT) ro.link = l; /* a --link before or after says the same */
+            i++;
+        } else if (!strcmp(a, "--link")) {
+            em_error e = {0};
+            if (em_link_from_name(v, &ro.link, &e) != EM_OK) {
                 fprintf(stderr, "ember: %s\n", e.msg);
                 return 2;
             }

@@ -345,6 +345,17 @@ static void test_ordered_values(void **state) {
             assert_int_equal(em_tape_status(t), EM_OK);
             em_tape_destroy(t);
         }
+    /* the pointwise terms are the summed density's, element by element */
+    for (int probit = 0; probit < 2; probit++) {
+        em_tape *t = em_tape_create();
+        static const double yv[5] = {0, 3, 1, 2, 1}, ev[5] = {0.3, -1.2, 2.5, 0.0, -0.4};
+        em_dist d = mk_ordered(t, em_const(t, ev, 5), em_const(t, CUTS, 3), probit);
+        double pw[5];
+        em_error e = {0};
+        assert_int_equal(em_dist_log_prob_pointwise(&d, yv, 5, pw, &e), EM_OK);
+        for (int i = 0; i < 5; i++) tu_assert_close(pw[i], ord_ref(yv[i], ev[i], CUTS, 4, probit), 1e-12, 0);
+        em_tape_destroy(t);
+    }
     /* η = 30: category 1 has probability F(-29.7) - F(-31), both tiny (computed on the lower
      * tails, not as a difference of two numbers near 1) */
     em_tape *t = em_tape_create();
@@ -359,7 +370,7 @@ static void test_ordered_values(void **state) {
 }
 
 typedef struct {
-    int probit, vec_eta, via_transform;
+    int probit, vec_eta, via_transform, pointwise;
     const double *y;
 } ord_ctx;
 
@@ -374,6 +385,10 @@ static em_var ord_fn(em_tape *t, const double *x, size_t n, em_var *leaves, size
         cut = em_transform_forward(t, &ord, cut, NULL);
     }
     em_dist d = mk_ordered(t, eta, cut, c->probit);
+    if (c->pointwise) { /* the terms one per element, each weighted: every element's partials */
+        static const double w[6] = {1.3, -0.7, 2.1, 0.4, -1.6, 0.9};
+        return em_op_dot(t, em_dist_pointwise(&d, EM_TERM_LOG_PROB, em_const(t, c->y, 6)), em_const(t, w, 6));
+    }
     return em_op_mul(t, em_dist_log_prob(&d, em_const(t, c->y, 6)), em_scalar(t, 1.3));
 }
 
@@ -392,11 +407,13 @@ static void test_ordered_gradients(void **state) {
                 } else {
                     memcpy(x + ne, CUTS, sizeof CUTS);
                 }
-                ord_ctx c = {probit, vec, tr, y};
-                char label[64];
-                snprintf(label, sizeof label, "Ordered%s eta%s%s", probit ? "Probit" : "Logistic", vec ? " vector" : "",
-                         tr ? " via transform" : "");
-                tu_check_gradient(ord_fn, x, ne + 3, &c, 1e-6, 1e-6, 1e-8, label);
+                for (int pw = 0; pw < 2; pw++) {
+                    ord_ctx c = {probit, vec, tr, pw, y};
+                    char label[80];
+                    snprintf(label, sizeof label, "Ordered%s eta%s%s%s", probit ? "Probit" : "Logistic",
+                             vec ? " vector" : "", tr ? " via transform" : "", pw ? " pointwise" : "");
+                    tu_check_gradient(ord_fn, x, ne + 3, &c, 1e-6, 1e-6, 1e-8, label);
+                }
             }
 }
 

@@ -1,5 +1,5 @@
-/* test_dist_wrap.c — families made of other families (dist_wrap.c): finite mixtures, censored
- * and truncated sites. Log densities against the same quantities computed from GSL, gradients
+/* test_dist_wrap.c — families made of other families (dist_wrap.c): finite mixtures, censored,
+ * truncated and weighted sites. Log densities and their pointwise terms against the same quantities computed from GSL, gradients
  * (values, component parameters, weights through the simplex transform, bounds) against finite
  * differences, draws (mixture moments, truncated draws inside their bounds with the right mean),
  * supports, and the errors named on the tape. */
@@ -140,6 +140,17 @@ static void test_censored_values(void **state) {
     em_dist base = em_dist_normal(t, em_const(t, mu, 6), em_scalar(t, 1.3));
     em_dist d = em_dist_censored(&base, CENS, UPPER, 6);
     tu_assert_close(em_value_scalar(t, em_dist_log_prob(&d, em_const(t, X6, 6))), censored_ref(mu, 1.3), 1e-13, 0);
+    /* its pointwise terms, in the elements' order, sum to it and are each the element's own */
+    double pw[6], sum = 0;
+    em_error e = {0};
+    assert_int_equal(em_dist_log_prob_pointwise(&d, X6, 6, pw, &e), EM_OK);
+    for (int i = 0; i < 6; i++) {
+        em_dist bi = em_dist_normal(t, em_scalar(t, mu[i]), em_scalar(t, 1.3));
+        em_dist di = em_dist_censored(&bi, CENS + i, UPPER + i, 1);
+        tu_assert_close(pw[i], em_value_scalar(t, em_dist_log_prob(&di, em_const(t, X6 + i, 1))), 1e-13, 0);
+        sum += pw[i];
+    }
+    tu_assert_close(sum, censored_ref(mu, 1.3), 1e-13, 0);
     /* nothing censored: the base's log density */
     static const double none[6] = {0};
     em_dist d0 = em_dist_censored(&base, none, NULL, 6);
@@ -160,18 +171,20 @@ static em_var censored_fn(em_tape *t, const double *x, size_t n, em_var *lv, siz
     em_var mu = lv[0] = em_leaf(t, x, 6), ls = lv[1] = em_leaf(t, x + 6, 1);
     *nl = 2;
     int family = *(const int *)ctx;
-    em_dist base = family == 0 ? em_dist_normal(t, mu, em_exp(t, ls))
+    em_dist base = family != 1 ? em_dist_normal(t, mu, em_exp(t, ls))
                                : em_dist_weibull(t, em_exp(t, ls), em_exp(t, mu)); /* shape, scale per element */
     em_dist d = em_dist_censored(&base, CENS, UPPER, 6);
-    static const double pos[6] = {0.5, 1.2, 0.9, 2.5, 0.3, 4.0};
+    static const double pos[6] = {0.5, 1.2, 0.9, 2.5, 0.3, 4.0}, w[6] = {0.7, -1.1, 0.3, 2.0, -0.4, 1.3};
+    if (family == 2) /* the terms one per element (log_lik), each weighted */
+        return em_op_dot(t, em_dist_pointwise(&d, EM_TERM_LOG_PROB, em_const(t, X6, 6)), em_const(t, w, 6));
     return em_op_mul(t, em_dist_log_prob(&d, em_const(t, family == 0 ? X6 : pos, 6)), em_scalar(t, 0.7));
 }
 
 static void test_censored_gradients(void **state) {
     (void)state;
     double x[7] = {0.5, -0.2, 1.0, 2.0, 0.1, 1.5, log(1.3)};
-    for (int family = 0; family < 2; family++)
-        tu_check_gradient(censored_fn, x, 7, &family, 1e-6, 1e-6, 1e-8, family ? "censored Weibull" : "censored Normal");
+    const char *names[3] = {"censored Normal", "censored Weibull", "censored Normal pointwise"};
+    for (int family = 0; family < 3; family++) tu_check_gradient(censored_fn, x, 7, &family, 1e-6, 1e-6, 1e-8, names[family]);
 }
 
 static void test_censored_errors(void **state) {
@@ -263,21 +276,65 @@ static em_var truncated_fn(em_tape *t, const double *x, size_t n, em_var *lv, si
     em_var th = lv[0] = em_leaf(t, x, 4);
     *nl = 1;
     em_var loc = em_slice(t, th, 0, 1), sc = em_exp(t, em_slice(t, th, 1, 1));
-    em_dist base = family == 0 ? em_dist_normal(t, loc, sc)
+    em_dist base = family == 0 || family == 3 ? em_dist_normal(t, loc, sc)
                  : family == 1 ? em_dist_gamma(t, em_exp(t, loc), sc)
                                : em_dist_student_t(t, em_scalar(t, 3.0), loc, sc);
     em_dist d = em_dist_truncated(&base, em_slice(t, th, 2, 1), em_slice(t, th, 3, 1));
-    static const double xs[3] = {0.5, 2.0, 2.9};
+    static const double xs[3] = {0.5, 2.0, 2.9}, w[3] = {1.4, -0.6, 0.8};
+    if (family >= 3) { /* the pointwise terms, weighted, and they sum to the density */
+        em_var pw = em_dist_pointwise(&d, EM_TERM_LOG_PROB, em_const(t, xs, 3));
+        tu_assert_close(em_value_scalar(t, em_sum(t, pw)), em_value_scalar(t, em_dist_log_prob(&d, em_const(t, xs, 3))),
+                        1e-13, 0);
+        return em_op_dot(t, pw, em_const(t, w, 3));
+    }
     return em_dist_log_prob(&d, em_const(t, xs, 3));
 }
 
 static void test_truncated_gradients(void **state) {
     (void)state;
-    const char *names[3] = {"truncated Normal", "truncated Gamma", "truncated StudentT"};
-    for (int family = 0; family < 3; family++) {
+    const char *names[4] = {"truncated Normal", "truncated Gamma", "truncated StudentT", "truncated Normal pointwise"};
+    for (int family = 0; family < 4; family++) {
         double x[4] = {0.8, log(1.5), 0.2, 3.4};
         tu_check_gradient(truncated_fn, x, 4, &family, 1e-6, 1e-6, 1e-8, names[family]);
     }
+}
+
+/* Weighted: Σ w_i log p(x_i), each term weighted in the pointwise form, gradients through both */
+static const double WX[4] = {0.4, 1.7, -0.8, 2.2}, WW[4] = {1.0, 0.0, 2.5, 0.3};
+static em_var weighted_fn(em_tape *t, const double *x, size_t n, em_var *lv, size_t *nl, void *ctx) {
+    (void)n;
+    em_var th = lv[0] = em_leaf(t, x, 2);
+    *nl = 1;
+    em_dist base = em_dist_student_t(t, em_scalar(t, 4.0), em_slice(t, th, 0, 1), em_exp(t, em_slice(t, th, 1, 1)));
+    em_dist d = em_dist_weighted(&base, WW, 4);
+    if (*(const int *)ctx) {
+        static const double v[4] = {0.3, -1.0, 0.8, 1.9};
+        return em_op_dot(t, em_dist_pointwise(&d, EM_TERM_LOG_PROB, em_const(t, WX, 4)), em_const(t, v, 4));
+    }
+    return em_dist_log_prob(&d, em_const(t, WX, 4));
+}
+
+static void test_weighted(void **state) {
+    (void)state;
+    em_tape *t = em_tape_create();
+    em_dist base = em_dist_normal(t, em_scalar(t, 0.5), em_scalar(t, 1.5));
+    em_dist d = em_dist_weighted(&base, WW, 4);
+    double want = 0;
+    for (int i = 0; i < 4; i++) want += WW[i] * log(gsl_ran_gaussian_pdf(WX[i] - 0.5, 1.5));
+    tu_assert_close(em_value_scalar(t, em_dist_log_prob(&d, em_const(t, WX, 4))), want, 1e-14, 0);
+    double pw[4];
+    em_error e = {0};
+    assert_int_equal(em_dist_log_prob_pointwise(&d, WX, 4, pw, &e), EM_OK);
+    for (int i = 0; i < 4; i++) tu_assert_close(pw[i], WW[i] * log(gsl_ran_gaussian_pdf(WX[i] - 0.5, 1.5)), 1e-14, 1e-300);
+    /* a negative weight, named */
+    static const double bad[4] = {1, 1, -2, 1};
+    em_dist b2 = em_dist_weighted(&base, bad, 4);
+    assert_null(b2.ops);
+    assert_non_null(strstr(em_tape_error(t)->msg, "Weighted Normal: weight[2] = -2 must be finite and non-negative"));
+    em_tape_destroy(t);
+    double x[2] = {0.3, log(0.9)};
+    for (int pwise = 0; pwise < 2; pwise++)
+        tu_check_gradient(weighted_fn, x, 2, &pwise, 1e-6, 1e-6, 1e-8, pwise ? "weighted pointwise" : "weighted");
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -388,6 +445,7 @@ int main(void) {
         cmocka_unit_test(test_censored_gradients),  cmocka_unit_test(test_censored_errors),
         cmocka_unit_test(test_truncated_values_and_support), cmocka_unit_test(test_truncated_gradients),
         cmocka_unit_test(test_truncated_sampling),  cmocka_unit_test(test_model_sites),
+        cmocka_unit_test(test_weighted),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

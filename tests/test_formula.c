@@ -1,7 +1,8 @@
 /* test_formula.c — the formula front end: syntax errors with a caret, the coding of factors and
  * interactions against R's model.matrix, brms's default priors and prior lines, the errors a
- * user makes with data, and the posteriors of eight models against brms's on the same data and
- * priors (tests/data/brms/, made by tests/r/brms_reference.R: means within 4 combined MCSE, sds
+ * user makes with data, the families of issue 16 (names, support, default priors, log-likelihood
+ * against the density written out, predictive draws in the support), and the posteriors of
+ * sixteen models against brms's on the same data and priors (tests/data/brms/, made by tests/r/brms_reference.R: means within 4 combined MCSE, sds
  * within 10%).
  *
  * Run from the repository root (make check does). */
@@ -14,6 +15,11 @@
 
 #include "ember/formula.h"
 #include "internal/formula_impl.h"
+
+#include <gsl/gsl_cdf.h>
+#include <gsl/gsl_randist.h>
+#include <gsl/gsl_sf_erf.h>
+#include <gsl/gsl_sf_gamma.h>
 
 #define REF "tests/data/brms/"
 
@@ -186,6 +192,331 @@ static void test_default_priors(void **state) {
     free(buf);
     em_regression_free(r);
     em_frame_free(f);
+}
+
+/* ---- the families of issue 16: names, support, priors, log-likelihood, predictive draws ------------ */
+
+static void test_family_names(void **state) {
+    (void)state;
+    em_error err = {0};
+    for (int k = 0; k < EM_FAMILY_COUNT; k++) { /* every name reads back as its family */
+        em_family f;
+        assert_int_equal(em_family_from_name(em_family_name((em_family)k), &f, &err), EM_OK);
+        assert_int_equal(f, k);
+    }
+    em_family f;
+    em_link l;
+    assert_int_equal(em_family_parse("Gamma", &f, &l, &err), EM_OK);
+    assert_int_equal(f, EM_FAMILY_GAMMA);
+    assert_int_equal(l, EM_LINK_DEFAULT);
+    assert_int_equal(em_family_parse("Beta", &f, &l, &err), EM_OK);
+    assert_int_equal(f, EM_FAMILY_BETA);
+    assert_int_equal(em_family_parse("cumulative(\"probit\")", &f, &l, &err), EM_OK);
+    assert_int_equal(f, EM_FAMILY_CUMULATIVE);
+    assert_int_equal(l, EM_LINK_PROBIT);
+    assert_int_equal(em_family_parse(" cumulative( link = 'logit' ) ", &f, &l, &err), EM_OK);
+    assert_int_equal(l, EM_LINK_LOGIT);
+    assert_int_equal(em_family_parse("Gamma(link = \"log\")", &f, &l, &err), EM_OK);
+    assert_int_equal(f, EM_FAMILY_GAMMA);
+    em_error e1 = {0}, e2 = {0}, e3 = {0};
+    assert_int_equal(em_family_parse("poisson(\"probit\")", &f, &l, &e1), EM_ERR_ARG);
+    assert_non_null(strstr(e1.msg, "family poisson takes the log link, not probit"));
+    assert_int_equal(em_family_parse("gama", &f, &l, &e2), EM_ERR_ARG);
+    assert_non_null(strstr(e2.msg, "unknown family 'gama'"));
+    assert_non_null(strstr(e2.msg, "hurdle_negbinomial"));
+    assert_int_equal(em_family_parse("cumulative(\"probit\"", &f, &l, &e3), EM_ERR_ARG);
+    assert_non_null(strstr(e3.msg, "expected a name and optionally its link"));
+}
+
+static void test_family_data_errors(void **state) {
+    (void)state;
+    const char *d = "y,x,k,u,st,num,lo\n1.5,0.1,2,0.5,none,0,1\n2.5,0.7,0,0.2,right,1,2\n0.5,-0.3,3,0.9,left,-1,0.2\n"
+                    "1.0,0.2,1,0.4,interval,2,0.5\n";
+    const char *z = "y,x\n0,0.1\n2.5,0.7\n";
+    expect_create_error(z, "y ~ x", EM_FAMILY_GAMMA, 0, "d.csv:2: response y = 0 is outside the gamma family's support: "
+                                                        "the response must be positive");
+    expect_create_error(z, "y ~ x", EM_FAMILY_WEIBULL, 0, "outside the weibull family's support");
+    expect_create_error(z, "y ~ x", EM_FAMILY_LOGNORMAL, 0, "outside the lognormal family's support");
+    expect_create_error(d, "y ~ x", EM_FAMILY_BETA, 0, "d.csv:2: response y = 1.5 is outside the beta family's support: "
+                                                       "a beta response lies strictly between 0 and 1");
+    expect_create_error(d, "y ~ x", EM_FAMILY_CUMULATIVE, 0, "d.csv:2: response y = 1.5 is outside the cumulative "
+                                                             "family's support: an ordinal response is a category 1, 2");
+    expect_create_error(d, "k ~ x", EM_FAMILY_CUMULATIVE, 0, "d.csv:3: response k = 0 is outside the cumulative");
+    expect_create_error("y,x\n1,0.1\n1,0.7\n", "y ~ x", EM_FAMILY_CUMULATIVE, 0, "at least two categories");
+    expect_create_error(d, "k + 1 ~ 0 + x", EM_FAMILY_CUMULATIVE, 0, "thresholds take the place of the intercept");
+    expect_create_error(d, "y ~ x", EM_FAMILY_ZERO_INFLATED_POISSON, 0, "a count is a non-negative whole number");
+    expect_create_error(d, "y ~ x", EM_FAMILY_HURDLE_NEGBINOMIAL, 0, "d.csv:2: response y = 1.5 is outside the "
+                                                                    "hurdle_negbinomial family's support");
+    /* cens() and trunc() */
+    expect_create_error(d, "y | cens(x) ~ 1", EM_FAMILY_GAUSSIAN, 0, "d.csv:2: cens() = 0.1 is not -1 (left)");
+    expect_create_error("y,s\n1,none\n2,up\n", "y | cens(s) ~ 1", EM_FAMILY_GAUSSIAN, 0,
+                        "d.csv:3: cens(s) = 'up' is not left, none, right or interval");
+    expect_create_error(d, "y | cens(st) ~ x", EM_FAMILY_GAMMA, 0, "d.csv:5: the row is interval-censored: give the upper "
+                                                                   "ends as cens(c, y2)");
+    expect_create_error(d, "y | cens(num, lo) ~ x", EM_FAMILY_LOGNORMAL, 0,
+                        "d.csv:5: an interval-censored row needs y2 > y (y = 1, y2 = 0.5)");
+    expect_create_error(d, "k | cens(st) ~ x", EM_FAMILY_POISSON, 0, "cens() needs a continuous family");
+    expect_create_error(d, "y | trunc(lb = 1) ~ x", EM_FAMILY_GAUSSIAN, 0,
+                        "d.csv:4: response y = 0.5 is outside its truncation bounds [1, inf]");
+    expect_create_error(d, "y | trunc(lb = 3, ub = lo) ~ x", EM_FAMILY_GAUSSIAN, 0, "trunc() needs lb < ub (lb = 3, ub = 1)");
+    expect_create_error(d, "y | trunc(low = 0) ~ x", EM_FAMILY_GAUSSIAN, 0, "trunc() takes lb and ub, not 'low'");
+    expect_create_error(d, "y | trunc() ~ x", EM_FAMILY_GAUSSIAN, 0, "trunc() needs lb, ub or both");
+    expect_create_error(d, "y | cens(st, lo) + trunc(lb = 0) ~ x", EM_FAMILY_GAUSSIAN, 0, "cens() and trunc() together");
+    expect_create_error(d, "y | weights(x) ~ x", EM_FAMILY_GAUSSIAN, 0,
+                        "d.csv:4: weights() = -0.3 is not a finite non-negative number");
+    expect_create_error(d, "y | se(x) ~ x", EM_FAMILY_GAUSSIAN, 0, "'se()' on the response is not supported");
+    /* a link the family does not have */
+    em_frame *f = NULL;
+    em_error err = {0};
+    assert_int_equal(em_frame_parse_csv("d.csv", d, strlen(d), &f, &err), EM_OK);
+    em_regression_options o = {.family = EM_FAMILY_GAMMA, .link = EM_LINK_PROBIT};
+    em_regression *r = NULL;
+    em_error e = {0};
+    assert_int_equal(em_regression_create("y ~ x", f, &o, &r, &e), EM_ERR_ARG);
+    assert_non_null(strstr(e.msg, "family gamma takes the log link, not probit"));
+    /* a prior on a parameter the family has not */
+    const char *pr[1] = {"phi ~ gamma(1, 1)"};
+    o = (em_regression_options){.family = EM_FAMILY_GAMMA, .priors = pr, .npriors = 1};
+    em_error e2 = {0};
+    assert_int_equal(em_regression_create("y ~ x", f, &o, &r, &e2), EM_ERR_ARG);
+    assert_non_null(strstr(e2.msg, "matches no parameter"));
+    em_frame_free(f);
+}
+
+static char *priors_text(const char *csv, const char *formula, em_family fam, const char *prior) {
+    em_frame *f = NULL;
+    em_error err = {0};
+    assert_int_equal(em_frame_parse_csv("d.csv", csv, strlen(csv), &f, &err), EM_OK);
+    const char *pr[1] = {prior};
+    em_regression_options o = {.family = fam, .priors = pr, .npriors = prior ? 1 : 0};
+    em_regression *r = NULL;
+    if (em_regression_create(formula, f, &o, &r, &err) != EM_OK) fail_msg("%s", err.msg);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&buf, &len);
+    assert_int_equal(em_regression_print_priors(r, m, &err), EM_OK);
+    fclose(m);
+    em_regression_free(r);
+    em_frame_free(f);
+    return buf;
+}
+
+static void expect_in(char *text, const char *what) {
+    if (!strstr(text, what)) fail_msg("the priors lack '%s':\n%s", what, text);
+}
+
+static void test_family_priors(void **state) {
+    (void)state;
+    /* brms 2.18's get_prior: the Intercept's location and scale from log(y) for the log links
+     * and lognormal (median log y = 2.3, mad 1.4826 * 2.303 = 3.4 here), none for logit and
+     * cumulative */
+    const char *d = "y,x,k\n1,0.1,1\n10,0.7,2\n100,-0.3,3\n0.5,0.2,1\n30,1.1,2\n";
+    char *t = priors_text(d, "y ~ x", EM_FAMILY_GAMMA, NULL);
+    expect_in(t, "student_t(3, 2.3, 3.4)       Intercept");
+    expect_in(t, "gamma(0.01, 0.01)            shape");
+    free(t);
+    t = priors_text(d, "y ~ x", EM_FAMILY_LOGNORMAL, NULL);
+    expect_in(t, "student_t(3, 2.3, 3.4)       Intercept");
+    expect_in(t, "student_t(3, 0, 3.4)         sigma");
+    free(t);
+    t = priors_text(d, "y ~ x", EM_FAMILY_WEIBULL, NULL);
+    expect_in(t, "gamma(0.01, 0.01)            shape");
+    free(t);
+    t = priors_text("y,x\n0.1,0.1\n0.5,0.7\n0.9,-0.3\n", "y ~ x", EM_FAMILY_BETA, NULL);
+    expect_in(t, "student_t(3, 0, 2.5)         Intercept");
+    expect_in(t, "gamma(0.01, 0.01)            phi");
+    free(t);
+    t = priors_text(d, "k ~ x", EM_FAMILY_CUMULATIVE, NULL);
+    expect_in(t, "student_t(3, 0, 2.5)         Intercept");
+    assert_null(strstr(t, "sigma"));
+    free(t);
+    t = priors_text(d, "k ~ x", EM_FAMILY_ZERO_INFLATED_NEGBINOMIAL, "zi ~ beta(2, 5)");
+    expect_in(t, "gamma(0.01, 0.01)            shape");
+    expect_in(t, "beta(2, 5)                   zi");
+    expect_in(t, "student_t(3, 0.7, 2.5)       Intercept"); /* log of the counts, as brms (get_prior, 2.18) */
+    free(t);
+    t = priors_text(d, "k ~ x", EM_FAMILY_HURDLE_POISSON, NULL);
+    expect_in(t, "beta(1, 1)                   hu");
+    free(t);
+}
+
+/* One small fit per family: the log-likelihood of every draw and row against the density
+ * written out here from brms's parameter names, and the predictive draws inside the support. */
+typedef struct family_case {
+    em_family fam;
+    em_link link;
+    const char *formula;
+    double y[24];
+    const char *cens[24]; /* or NULL */
+} family_case;
+
+static double log_phi_ccdf(double z) { return log(gsl_sf_erf_Q(z)); }
+
+static double nb_lpmf(double k, double mu, double phi) {
+    return gsl_sf_lngamma(k + phi) - gsl_sf_lngamma(phi) - gsl_sf_lngamma(k + 1) + phi * log(phi / (phi + mu)) +
+           k * log(mu / (phi + mu));
+}
+
+/* log p(y | draw) written from brms's definitions of each family */
+static double direct_lpdf(const family_case *c, double y, const char *cens, double eta, const double *th, double sh,
+                          double sigma, double phi, double zi) {
+    double mu = exp(eta);
+    switch (c->fam) {
+    case EM_FAMILY_GAMMA: return log(gsl_ran_gamma_pdf(y, sh, mu / sh));
+    case EM_FAMILY_LOGNORMAL: return log(gsl_ran_lognormal_pdf(y, eta, sigma));
+    case EM_FAMILY_BETA: {
+        double m = 1 / (1 + exp(-eta));
+        return log(gsl_ran_beta_pdf(y, m * phi, (1 - m) * phi));
+    }
+    case EM_FAMILY_WEIBULL: {
+        double scale = mu / gsl_sf_gamma(1 + 1 / sh);
+        if (cens && !strcmp(cens, "right")) return -pow(y / scale, sh);
+        if (cens && !strcmp(cens, "left")) return log1p(-exp(-pow(y / scale, sh)));
+        return log(gsl_ran_weibull_pdf(y, scale, sh));
+    }
+    case EM_FAMILY_GAUSSIAN: /* trunc(lb = 0) */
+        return log(gsl_ran_gaussian_pdf(y - eta, sigma)) - log_phi_ccdf(-eta / sigma);
+    case EM_FAMILY_CUMULATIVE: {
+        int k = (int)y; /* P(y = k) = F(θ_k - η) - F(θ_{k-1} - η) */
+        double hi = k <= 3 ? th[k - 1] - eta : INFINITY, lo = k >= 2 ? th[k - 2] - eta : -INFINITY;
+        double Fh, Fl;
+        if (c->link == EM_LINK_PROBIT) Fh = gsl_cdf_ugaussian_P(hi), Fl = gsl_cdf_ugaussian_P(lo);
+        else Fh = 1 / (1 + exp(-hi)), Fl = 1 / (1 + exp(-lo));
+        return log(Fh - Fl);
+    }
+    case EM_FAMILY_ZERO_INFLATED_POISSON:
+        return y == 0 ? log(zi + (1 - zi) * exp(-mu)) : log(1 - zi) + log(gsl_ran_poisson_pdf((unsigned)y, mu));
+    case EM_FAMILY_ZERO_INFLATED_NEGBINOMIAL:
+        return y == 0 ? log(zi + (1 - zi) * exp(nb_lpmf(0, mu, sh))) : log(1 - zi) + nb_lpmf(y, mu, sh);
+    case EM_FAMILY_HURDLE_POISSON:
+        return y == 0 ? log(zi) : log(1 - zi) + log(gsl_ran_poisson_pdf((unsigned)y, mu)) - log1p(-exp(-mu));
+    case EM_FAMILY_HURDLE_NEGBINOMIAL:
+        return y == 0 ? log(zi) : log(1 - zi) + nb_lpmf(y, mu, sh) - log1p(-exp(nb_lpmf(0, mu, sh)));
+    default: fail_msg("no direct density for %s", em_family_name(c->fam));
+    }
+    return NAN;
+}
+
+static int in_support(em_family fam, double v) {
+    switch (fam) {
+    case EM_FAMILY_GAMMA:
+    case EM_FAMILY_LOGNORMAL:
+    case EM_FAMILY_WEIBULL: return v > 0 && isfinite(v);
+    case EM_FAMILY_GAUSSIAN: return v >= 0 && isfinite(v); /* truncated at 0 */
+    case EM_FAMILY_BETA: return v > 0 && v < 1;
+    case EM_FAMILY_CUMULATIVE: return v == 1 || v == 2 || v == 3 || v == 4;
+    default: return v >= 0 && v == floor(v);
+    }
+}
+
+static void run_family_case(const family_case *c) {
+    const size_t n = 24;
+    char csv[4096];
+    size_t at = (size_t)snprintf(csv, sizeof csv, "y,x,st,w\n");
+    double x[24], w[24];
+    int weighted = strstr(c->formula, "weights(w)") != NULL;
+    for (size_t i = 0; i < n; i++) {
+        x[i] = round(1e4 * sin(1.0 + 1.7 * (double)i)) / 1e4;
+        w[i] = weighted ? 0.5 * (double)(i % 4) : 1.0; /* weight 0 included: the row counts for nothing */
+        at += (size_t)snprintf(csv + at, sizeof csv - at, "%.17g,%.4f,%s,%g\n", c->y[i], x[i],
+                               c->cens[i] ? c->cens[i] : "none", w[i]);
+    }
+    em_frame *f = NULL;
+    em_error err = {0};
+    assert_int_equal(em_frame_parse_csv("fam.csv", csv, at, &f, &err), EM_OK);
+    em_regression_options o = {.family = c->fam, .link = c->link};
+    em_regression *r = NULL;
+    if (em_regression_create(c->formula, f, &o, &r, &err) != EM_OK) fail_msg("%s: %s", c->formula, err.msg);
+    em_mcmc_config cfg = em_mcmc_config_default();
+    cfg.num_chains = 2;
+    cfg.num_warmup = 300;
+    cfg.num_samples = 40;
+    cfg.seed = 7;
+    em_posterior *p = NULL;
+    if (em_regression_fit(r, &cfg, &p, &err) != EM_OK) fail_msg("%s %s: %s", em_family_name(c->fam), c->formula, err.msg);
+    double *ll = NULL, *yrep = NULL;
+    size_t S = 0, S2 = 0;
+    if (em_regression_log_lik(r, &ll, &S, &err) != EM_OK) fail_msg("%s: %s", em_family_name(c->fam), err.msg);
+    assert_int_equal(em_regression_yrep(r, &yrep, &S2, &err), EM_OK);
+    assert_int_equal(S, 80);
+    assert_int_equal(S2, 80);
+    /* brms's parameters, by their names */
+    double b0[80], b1[80], th[3][80], sh[80], sg[80], ph[80], zi[80];
+    const char *dpar = NULL;
+    int cum = c->fam == EM_FAMILY_CUMULATIVE;
+    if (cum)
+        for (int k = 0; k < 3; k++) {
+            char nm[32];
+            snprintf(nm, sizeof nm, "b_Intercept[%d]", k + 1);
+            if (em_posterior_draws(p, nm, th[k], &err) != EM_OK) fail_msg("%s", err.msg);
+        }
+    else assert_int_equal(em_posterior_draws(p, "b_Intercept", b0, &err), EM_OK);
+    assert_int_equal(em_posterior_draws(p, "b_x", b1, &err), EM_OK);
+    switch (c->fam) {
+    case EM_FAMILY_GAMMA:
+    case EM_FAMILY_WEIBULL: dpar = "shape"; break;
+    case EM_FAMILY_LOGNORMAL:
+    case EM_FAMILY_GAUSSIAN: dpar = "sigma"; break;
+    case EM_FAMILY_BETA: dpar = "phi"; break;
+    default: break;
+    }
+    if (dpar) assert_int_equal(em_posterior_draws(p, dpar, !strcmp(dpar, "sigma") ? sg : !strcmp(dpar, "phi") ? ph : sh, &err), EM_OK);
+    if (c->fam == EM_FAMILY_ZERO_INFLATED_NEGBINOMIAL || c->fam == EM_FAMILY_HURDLE_NEGBINOMIAL)
+        assert_int_equal(em_posterior_draws(p, "shape", sh, &err), EM_OK);
+    if (c->fam == EM_FAMILY_ZERO_INFLATED_POISSON || c->fam == EM_FAMILY_ZERO_INFLATED_NEGBINOMIAL)
+        assert_int_equal(em_posterior_draws(p, "zi", zi, &err), EM_OK);
+    if (c->fam == EM_FAMILY_HURDLE_POISSON || c->fam == EM_FAMILY_HURDLE_NEGBINOMIAL)
+        assert_int_equal(em_posterior_draws(p, "hu", zi, &err), EM_OK);
+    double worst = 0;
+    for (size_t s = 0; s < S; s++)
+        for (size_t i = 0; i < n; i++) {
+            double t3[3] = {cum ? th[0][s] : 0, cum ? th[1][s] : 0, cum ? th[2][s] : 0};
+            double eta = (cum ? 0 : b0[s]) + b1[s] * x[i];
+            double want = w[i] * direct_lpdf(c, c->y[i], c->cens[i], eta, t3, sh[s], sg[s], ph[s], zi[s]);
+            double got = ll[s * n + i];
+            double e = fabs(got - want) / (1 + fabs(want));
+            if (e > worst) worst = e;
+            if (!(e < 1e-8))
+                fail_msg("%s (%s), draw %zu, row %zu: log_lik %.15g, direct %.15g", em_family_name(c->fam), c->formula, s, i,
+                         got, want);
+            if (!in_support(c->fam, yrep[s * n + i]))
+                fail_msg("%s: predictive draw %zu of row %zu is %g, outside the support", em_family_name(c->fam), s, i,
+                         yrep[s * n + i]);
+        }
+    /* loo runs on it (every family has pointwise terms) */
+    em_loo_result *loo = NULL;
+    if (em_regression_loo(r, &loo, NULL, &err) != EM_OK) fail_msg("%s loo: %s", em_family_name(c->fam), err.msg);
+    em_loo_free(loo);
+    print_message("%-26s %-28s log_lik of %zu draws x %zu rows within %.1e of the direct density\n",
+                  em_family_name(c->fam), c->formula, S, n, worst);
+    free(ll);
+    free(yrep);
+    em_posterior_free(p);
+    em_regression_free(r);
+    em_frame_free(f);
+}
+
+static void test_family_loglik_yrep(void **state) {
+    (void)state;
+    static const family_case cases[] = {
+        {EM_FAMILY_GAMMA, 0, "y ~ x", {1.2, 0.4, 2.2, 3.1, 0.7, 1.9, 0.3, 1.1, 2.8, 0.9, 1.5, 0.6, 4.0, 1.3, 0.8, 2.0, 1.7, 0.5, 2.5, 1.0, 0.2, 3.3, 1.4, 0.9}, {0}},
+        {EM_FAMILY_LOGNORMAL, 0, "y ~ x", {1.2, 0.4, 2.2, 3.1, 0.7, 1.9, 0.3, 1.1, 2.8, 0.9, 1.5, 0.6, 4.0, 1.3, 0.8, 2.0, 1.7, 0.5, 2.5, 1.0, 0.2, 3.3, 1.4, 0.9}, {0}},
+        {EM_FAMILY_BETA, 0, "y ~ x", {0.2, 0.4, 0.65, 0.8, 0.1, 0.5, 0.33, 0.71, 0.9, 0.45, 0.25, 0.6, 0.15, 0.55, 0.38, 0.82, 0.47, 0.3, 0.68, 0.52, 0.05, 0.77, 0.42, 0.58}, {0}},
+        {EM_FAMILY_WEIBULL, 0, "y | cens(st) ~ x", {1.2, 0.4, 2.2, 3.1, 0.7, 1.9, 0.3, 1.1, 2.8, 0.9, 1.5, 0.6, 4.0, 1.3, 0.8, 2.0, 1.7, 0.5, 2.5, 1.0, 0.2, 3.3, 1.4, 0.9},
+         {"none", "none", "right", "none", "left", "none", "none", "right", "none", "none", "none", "right", "none", "none", "none", "right", "none", "none", "none", "none", "left", "right", "none", "none"}},
+        {EM_FAMILY_GAUSSIAN, 0, "y | trunc(lb = 0) ~ x", {1.2, 0.4, 2.2, 3.1, 0.7, 1.9, 0.3, 1.1, 2.8, 0.9, 1.5, 0.6, 4.0, 1.3, 0.8, 2.0, 1.7, 0.5, 2.5, 1.0, 0.2, 3.3, 1.4, 0.9}, {0}},
+        {EM_FAMILY_CUMULATIVE, 0, "y ~ x", {1, 2, 4, 3, 1, 2, 2, 3, 4, 1, 3, 2, 4, 1, 2, 3, 3, 1, 4, 2, 1, 4, 2, 3}, {0}},
+        {EM_FAMILY_CUMULATIVE, EM_LINK_PROBIT, "y ~ x", {1, 2, 4, 3, 1, 2, 2, 3, 4, 1, 3, 2, 4, 1, 2, 3, 3, 1, 4, 2, 1, 4, 2, 3}, {0}},
+        {EM_FAMILY_ZERO_INFLATED_POISSON, 0, "y ~ x", {0, 2, 0, 3, 1, 0, 4, 0, 2, 5, 0, 1, 0, 3, 2, 0, 6, 0, 1, 2, 0, 0, 3, 1}, {0}},
+        {EM_FAMILY_ZERO_INFLATED_NEGBINOMIAL, 0, "y ~ x", {0, 2, 0, 3, 1, 0, 4, 0, 2, 5, 0, 1, 0, 3, 2, 0, 6, 0, 1, 2, 0, 0, 3, 1}, {0}},
+        {EM_FAMILY_HURDLE_POISSON, 0, "y ~ x", {0, 2, 0, 3, 1, 0, 4, 0, 2, 5, 0, 1, 0, 3, 2, 0, 6, 0, 1, 2, 0, 0, 3, 1}, {0}},
+        {EM_FAMILY_HURDLE_NEGBINOMIAL, 0, "y ~ x", {0, 2, 0, 3, 1, 0, 4, 0, 2, 5, 0, 1, 0, 3, 2, 0, 6, 0, 1, 2, 0, 0, 3, 1}, {0}},
+        /* weights(), alone and with cens() */
+        {EM_FAMILY_ZERO_INFLATED_POISSON, 0, "y | weights(w) ~ x", {0, 2, 0, 3, 1, 0, 4, 0, 2, 5, 0, 1, 0, 3, 2, 0, 6, 0, 1, 2, 0, 0, 3, 1}, {0}},
+        {EM_FAMILY_WEIBULL, 0, "y | weights(w) + cens(st) ~ x", {1.2, 0.4, 2.2, 3.1, 0.7, 1.9, 0.3, 1.1, 2.8, 0.9, 1.5, 0.6, 4.0, 1.3, 0.8, 2.0, 1.7, 0.5, 2.5, 1.0, 0.2, 3.3, 1.4, 0.9},
+         {"none", "none", "right", "none", "left", "none", "none", "right", "none", "none", "none", "right", "none", "none", "none", "right", "none", "none", "none", "none", "left", "right", "none", "none"}},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) run_family_case(&cases[k]);
 }
 
 /* ---- posteriors against brms ----------------------------------------------------------------------- */
@@ -386,6 +717,14 @@ static void test_brms_pois_unc(void **state) { (void)state; compare_with_brms("p
 static void test_brms_negbin(void **state) { (void)state; compare_with_brms("negbin"); }
 static void test_brms_student(void **state) { (void)state; compare_with_brms("student"); }
 static void test_brms_nested(void **state) { (void)state; compare_with_brms("nested"); }
+static void test_brms_weibull_cens(void **state) { (void)state; compare_with_brms("weibull_cens"); }
+static void test_brms_cumul(void **state) { (void)state; compare_with_brms("cumul"); }
+static void test_brms_gamma(void **state) { (void)state; compare_with_brms("gamma"); }
+static void test_brms_zip(void **state) { (void)state; compare_with_brms("zip"); }
+static void test_brms_beta(void **state) { (void)state; compare_with_brms("beta"); }
+static void test_brms_weibull_wcens(void **state) { (void)state; compare_with_brms("weibull_wcens"); }
+static void test_brms_gauss_trunc(void **state) { (void)state; compare_with_brms("gauss_trunc"); }
+static void test_brms_lognormal(void **state) { (void)state; compare_with_brms("lognormal"); }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
@@ -396,6 +735,12 @@ int main(void) {
         cmocka_unit_test(test_brms_bern),         cmocka_unit_test(test_brms_binom_vint),
         cmocka_unit_test(test_brms_pois_unc),     cmocka_unit_test(test_brms_negbin),
         cmocka_unit_test(test_brms_student),      cmocka_unit_test(test_brms_nested),
+        cmocka_unit_test(test_family_names),      cmocka_unit_test(test_family_data_errors),
+        cmocka_unit_test(test_family_priors),     cmocka_unit_test(test_family_loglik_yrep),
+        cmocka_unit_test(test_brms_weibull_cens), cmocka_unit_test(test_brms_cumul),
+        cmocka_unit_test(test_brms_gamma),        cmocka_unit_test(test_brms_zip),
+        cmocka_unit_test(test_brms_beta),         cmocka_unit_test(test_brms_weibull_wcens),
+        cmocka_unit_test(test_brms_gauss_trunc),  cmocka_unit_test(test_brms_lognormal),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -498,11 +498,67 @@ static void test_brms_predictions(void **state) {
     em_frame_free(nd);
 }
 
+/* The families of issue 16: the expected value of each draw at a training row against the
+ * mean written out from the draws' parameters (brms's names), and predictive draws in the
+ * support. gamma and weibull: e^eta; Beta: logistic(eta); zero-inflated Poisson (1 - zi) e^eta. */
+static void test_new_families(void **state) {
+    (void)state;
+    static const struct {
+        const char *file, *formula, *family, *x;
+        int kind; /* 0 exp, 1 logistic, 2 zi·exp */
+    } cases[] = {
+        {REF "gamma.csv", "y ~ x", "gamma", "x", 0},
+        {REF "weibull_cens.csv", "time | cens(status) ~ x", "weibull", "x", 0},
+        {REF "beta.csv", "y ~ x", "beta", "x", 1},
+        {REF "zip.csv", "k ~ x", "zero_inflated_poisson", "x", 2},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        em_frame *d = NULL;
+        em_error err = {0};
+        if (em_frame_read_csv(cases[c].file, &d, &err) != EM_OK) fail_msg("%s", err.msg);
+        em_regression_options ro = {0};
+        if (em_family_from_name(cases[c].family, &ro.family, &err) != EM_OK) fail_msg("%s", err.msg);
+        em_regression *r = NULL;
+        if (em_regression_create(cases[c].formula, d, &ro, &r, &err) != EM_OK) fail_msg("%s: %s", cases[c].family, err.msg);
+        em_posterior *p = fit(r, 1, 100);
+        em_prediction *pr = NULL;
+        em_predict_options o = {.seed = 3};
+        if (em_regression_predict(r, p, NULL, &o, &pr, &err) != EM_OK) fail_msg("%s: %s", cases[c].family, err.msg);
+        size_t S = em_prediction_num_draws(pr), n = em_prediction_num_rows(pr);
+        const double *ep = em_prediction_draws(pr, EM_PREDICT_EPRED), *yr = em_prediction_draws(pr, EM_PREDICT_RESPONSE);
+        double *a = draws_of(p, "b_Intercept"), *b = draws_of(p, "b_x");
+        double *zi = cases[c].kind == 2 ? draws_of(p, "zi") : NULL;
+        const em_design *ds = em_regression_design_of(r);
+        double worst = 0;
+        for (size_t it = 0; it < S; it++) {
+            double x0 = ds->X[0], eta = a[it] + b[it] * x0;
+            double mean = cases[c].kind == 0 ? exp(eta) : cases[c].kind == 1 ? 1 / (1 + exp(-eta)) : (1 - zi[it]) * exp(eta);
+            double rel = fabs(ep[it * n] - mean) / fabs(mean);
+            if (rel > worst) worst = rel;
+        }
+        for (size_t k = 0; k < S * n; k++) {
+            int ok = cases[c].kind == 1 ? yr[k] > 0 && yr[k] < 1 : cases[c].kind == 2 ? yr[k] >= 0 && yr[k] == floor(yr[k]) : yr[k] > 0;
+            if (!ok) fail_msg("%s: predictive draw %zu = %g outside the support", cases[c].family, k, yr[k]);
+        }
+        printf("%-22s expected value at row 1 against the written-out mean: largest relative difference %.2g\n",
+               cases[c].family, worst);
+        assert_true(worst < 1e-12);
+        free(a);
+        free(b);
+        free(zi);
+        em_prediction_free(pr);
+        em_posterior_free(p);
+        em_regression_free(r);
+        em_frame_free(d);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_linpred_by_hand), cmocka_unit_test(test_training_rows_and_files),
         cmocka_unit_test(test_binomial),        cmocka_unit_test(test_errors),
         cmocka_unit_test(test_new_levels),      cmocka_unit_test(test_brms_predictions),
+        cmocka_unit_test(test_new_families),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

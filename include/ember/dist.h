@@ -20,8 +20,8 @@
  *
  * Beyond the density: log CDFs and CCDFs with gradients (em_dist_log_cdf / em_dist_log_ccdf),
  * the per-element terms of either (em_dist_pointwise), and families built from others on them:
- * finite mixtures, censored sites (brms's cens()) and truncated ones (brms's trunc()), in
- * dist_wrap.c.
+ * finite mixtures, censored sites (brms's cens()), truncated ones (brms's trunc()) and weighted
+ * ones (brms's weights()), in dist_wrap.c.
  *
  * Multivariate layouts: an MVNormal value is one or more K-vectors end to end (loc of length K,
  * or one loc per event); an LKJCholesky value is one or more row-major K×K factors (K is kept
@@ -230,11 +230,6 @@ em_dist em_dist_mixture(em_tape *t, em_var weights, const em_dist *components, s
  * parameters have length 1 or n. Draws, mean and variance are the base's (the uncensored
  * latent values, as brms's posterior_predict gives). */
 em_dist em_dist_censored(const em_dist *base, const double *cens, const double *upper, size_t n);
-/* Weighted observations, as brms's weights(): log p(x) = Σ_i w_i log p_base(x_i), and the
- * pointwise terms (log_lik) w_i log p_base(x_i). w (n finite non-negative weights) is
- * referenced; the base is a univariate family with pointwise terms (not a fused GLM) whose
- * batch is 1 or n. Draws, mean and variance are the base's. */
-em_dist em_dist_weighted(const em_dist *base, const double *w, size_t n);
 /* The base truncated to [lb, ub] (brms's trunc()): log p(x) - log(F(ub) - F(lb)), -inf outside.
  * lb = -inf (a constant scalar) or ub = +inf means no bound on that side: em_truncated(m, d,
  * 0.0, INFINITY) is a generic lower-truncated prior. Bounds are scalars or one per element and
@@ -243,6 +238,12 @@ em_dist em_dist_weighted(const em_dist *base, const double *w, size_t n);
  * site gets the matching transform. Draws are the base's, redrawn until inside, or where the
  * bounds keep little of its mass by inverting its CDF; mean and variance are not available. */
 em_dist em_dist_truncated(const em_dist *base, em_var lb, em_var ub);
+/* Weighted observations, as brms's weights(): log p = Σ_i w_i log p_base(x_i), w referenced
+ * (n finite non-negative constants, the value's length); the base is any univariate family with
+ * pointwise terms. Draws, mean and variance are the base's (brms's posterior_predict ignores
+ * the weights); the pointwise terms are the weighted ones (brms's log_lik). */
+em_dist em_dist_weighted(const em_dist *base, const double *w, size_t n);
+#define em_weighted(d, w, n) em_dist_weighted((d), (w), (n))
 #define em_mixture(c, w, comps, K) em_dist_mixture(EM_T(c), (w), (comps), (K))
 #define em_censored(d, cens, upper, n) em_dist_censored((d), (cens), (upper), (n))
 #define em_truncated(c, d, lb, ub) em_dist_truncated((d), EM_V(c, lb), EM_V(c, ub))

@@ -11,7 +11,11 @@
  *     levels in the C locale's order, the first the reference), `factor(x)`, interactions `a:b`
  *     and `a * b`, `(a + b)^2`, `-` to drop a term, `offset(expr)`, and `log`, `exp`, `sqrt`,
  *     `scale`, `I(...)` with + - * / ^ inside;
- *   - on the response: `y | trials(n)` (binomial), `y | weights(w)`;
+ *   - on the response: `y | trials(n)` (binomial), `y | weights(w)` (each row's log-likelihood
+ *     times w, any family, with the others as in `y | weights(w) + cens(c)`), `y | cens(c)` and `y | cens(c, y2)` (censoring
+ *     per row, c "left" / "none" / "right" / "interval" or -1 / 0 / 1 / 2, y2 the upper end of an
+ *     interval), `y | trunc(lb = 0, ub = 10)` (bounds constants or columns), for the continuous
+ *     families;
  *   - group-level terms `(1 | g)`, `(1 + x | g)` (correlated, LKJ prior on the correlation
  *     Cholesky factor), `(1 + x || g)` (uncorrelated), `(1 | a:b)`, `(1 | a/b)` (= `(1 | a) +
  *     (1 | a:b)`), several of them, non-centred as brms writes them (r = diag(sd) L z).
@@ -21,8 +25,9 @@
  *
  * Priors take brms's classes and defaults (brms 2.18): flat on b, student_t(3, location,
  * scale) on the centred Intercept and student_t(3, 0, scale) on sigma and sd (scale and
- * location from the response as brms computes them), lkj(1) on cor, gamma(2, 0.1) on nu,
- * gamma(0.01, 0.01) on shape. A user prior is a line such as "b ~ normal(0, 2.5)",
+ * location from the response as brms computes them: from log(y) for the log links and
+ * lognormal, none for the logit ones), lkj(1) on cor, gamma(2, 0.1) on nu, gamma(0.01, 0.01) on
+ * shape and phi, beta(1, 1) on zi and hu. A user prior is a line such as "b ~ normal(0, 2.5)",
  * "b_x ~ normal(0, 1)", "sd_g ~ exponential(1)", "sigma ~ student_t(3, 0, 5)", "cor ~ lkj(2)".
  * Predictors are centred internally as brms does; b_Intercept is reported on the original scale.
  *
@@ -58,12 +63,34 @@ typedef enum em_family {
     EM_FAMILY_BINOMIAL,     /* logit link; y | trials(n) */
     EM_FAMILY_POISSON,      /* log link */
     EM_FAMILY_NEGBINOMIAL,  /* log link; shape (Stan's neg_binomial_2 phi) */
+    EM_FAMILY_GAMMA,        /* log link; shape: y ~ Gamma(shape, shape / mu) */
+    EM_FAMILY_LOGNORMAL,    /* identity link on the mean of log(y); sigma */
+    EM_FAMILY_BETA,         /* logit link; phi: y ~ Beta(mu phi, (1 - mu) phi) */
+    EM_FAMILY_CUMULATIVE,   /* logit or probit; thresholds b_Intercept[1..K-1], y in 1..K */
+    EM_FAMILY_ZERO_INFLATED_POISSON,     /* log link; zi */
+    EM_FAMILY_ZERO_INFLATED_NEGBINOMIAL, /* log link; shape, zi */
+    EM_FAMILY_HURDLE_POISSON,            /* log link; hu */
+    EM_FAMILY_HURDLE_NEGBINOMIAL,        /* log link; shape, hu */
+    EM_FAMILY_WEIBULL,      /* log link on the mean; shape: scale = mu / Gamma(1 + 1/shape) */
     EM_FAMILY_COUNT
 } em_family;
 
-/* "gaussian", "student", "bernoulli", "binomial", "poisson", "negbinomial" (brms's names). */
+/* The link of the mean; EM_LINK_DEFAULT is the family's (the one above). Only cumulative has a
+ * choice (logit or probit). */
+typedef enum em_link { EM_LINK_DEFAULT = 0, EM_LINK_IDENTITY, EM_LINK_LOG, EM_LINK_LOGIT, EM_LINK_PROBIT, EM_LINK_COUNT } em_link;
+
+/* brms's family names: "gaussian", "student", "bernoulli", "binomial", "poisson", "negbinomial",
+ * "gamma" (or "Gamma"), "lognormal", "beta" (or "Beta"), "cumulative", "zero_inflated_poisson",
+ * "zero_inflated_negbinomial", "hurdle_poisson", "hurdle_negbinomial", "weibull". */
 em_status em_family_from_name(const char *name, em_family *out, em_error *err);
 const char *em_family_name(em_family f);
+/* A family as brms writes it, with its link: "poisson", "cumulative(\"probit\")",
+ * "cumulative(link = 'probit')", "Gamma(link = \"log\")", "cumulative(probit)"; a link the
+ * family does not have is EM_ERR_ARG naming the ones it has. */
+em_status em_family_parse(const char *spec, em_family *family, em_link *link, em_error *err);
+/* "identity", "log", "logit", "probit" ("default" for EM_LINK_DEFAULT); em_link_from_name reads them. */
+const char *em_link_name(em_link l);
+em_status em_link_from_name(const char *name, em_link *out, em_error *err);
 
 /* ---- data frames: columns of numbers or of text (factors) ------------------------------------- */
 
@@ -82,6 +109,7 @@ typedef struct em_regression em_regression;
 
 typedef struct em_regression_options {
     em_family family;          /* EM_FAMILY_GAUSSIAN */
+    em_link link;              /* EM_LINK_DEFAULT: the family's */
     const char *const *priors; /* brms-style prior lines, in order (a later one wins) */
     size_t npriors;
     int drop_missing;          /* 0: a missing value is an error; 1: rows with one are dropped */
@@ -123,9 +151,18 @@ em_status em_regression_fit_svi(em_regression *r, const em_svi_fit_config *cfg, 
  * fit keeps PSIS's estimates and their k̂); *nrefits may be NULL. */
 em_status em_regression_loo(const em_regression *r, em_loo_result **out, size_t *nrefits, em_error *err);
 
+/* The last fit's pointwise log-likelihood of the response, draws × rows row-major (brms's
+ * log_lik(): a censored row scores its CDF term, a truncated one its renormalised density),
+ * and posterior predictive draws of the response in the same layout (brms's
+ * posterior_predict(): categories 1..K for cumulative, the uncensored latent values for a
+ * censored response, draws inside the bounds for a truncated one). *out is malloc'd; draws
+ * are chain-major as in em_posterior_draws. */
+em_status em_regression_log_lik(const em_regression *r, double **out, size_t *ndraws, em_error *err);
+em_status em_regression_yrep(const em_regression *r, double **out, size_t *ndraws, em_error *err);
+
 /* The posterior predictive check of the last fit as a figure: the density of the response
- * over 100 replicated data sets (gaussian, student) or bars with 90% intervals (the count and
- * binary families), dir/<name>.dat and dir/<name>.gp (loo.h's em_ppc_*_figure). */
+ * over 100 replicated data sets (the continuous families) or bars with 90% intervals (the count,
+ * binary and ordinal families), dir/<name>.dat and dir/<name>.gp (loo.h's em_ppc_*_figure). */
 em_status em_regression_ppc_figure(const em_regression *r, const char *dir, const char *name, em_error *err);
 
 /* The population-level coefficients of fit (b_Intercept, b_x, ...: brms's names, as

@@ -61,7 +61,7 @@ em_status em_dist_log_prob_pointwise(const em_dist *d, const double *value, size
         return em_error_set(err, EM_ERR_SHAPE,
                             "%s log_prob_pointwise: n = %zu is not a positive multiple of the event length %zu",
                             d->ops->name, n, ev);
-    if (d->ops == &em_ops_normal_id_glm || d->ops == &em_ops_bernoulli_logit_glm || d->ops == &em_ops_poisson_log_glm)
+    if (em_dist_is_glm(d))
         return em_glm_log_prob_pointwise(d, value, n, out, err);
     /* The family's pointwise node (em_dist_pointwise) on the values, read and dropped again by
      * rewinding the tape to where it was; a family without one can still score one event. */
@@ -95,9 +95,11 @@ em_var em_dist_log_prob_at(const em_dist *d, em_var value, const size_t *idx, si
                                 idx[j], n);
     if (em_dist_event_len(d) != 1)
         return em_tape_fail(t, EM_ERR_ARG, "%s: leaving single observations out needs a univariate family", d->ops->name);
+    if (d->impl && d->ops->pointwise) /* a wrapper (censored, truncated, mixture): its terms, selected */
+        return em_op_sum(t, em_op_gather(t, em_dist_pointwise(d, EM_TERM_LOG_PROB, value), idx, k));
     em_dist sub = *d;
     sub.batch_len = k;
-    int glm = d->ops == &em_ops_normal_id_glm || d->ops == &em_ops_bernoulli_logit_glm || d->ops == &em_ops_poisson_log_glm;
+    int glm = em_dist_is_glm(d);
     for (int q = 0; q < 4 && em_var_ok(d->p[q]); q++) {
         size_t len = em_len(t, d->p[q]);
         if (glm && q == 0) { /* the rows of X */
@@ -107,8 +109,8 @@ em_var em_dist_log_prob_at(const em_dist *d, em_var value, const size_t *idx, si
             const double *X = em_val_(t, d->p[0]);
             for (size_t j = 0; j < k; j++) memcpy(rows + j * cols, X + idx[j] * cols, cols * sizeof *rows);
             sub.p[0] = em_const_matrix(t, rows, k, cols);
-        } else if (glm && q == 2) {
-            continue; /* beta: one per column, not per row */
+        } else if (glm && (q == 2 || (q == 3 && d->ops == &em_ops_ordered_logistic_glm))) {
+            continue; /* beta: one per column, not per row; the cutpoints: shared by every row */
         } else if (len == n && n > 1) {
             sub.p[q] = em_gather(t, d->p[q], idx, k);
         }

@@ -810,6 +810,81 @@ static em_var ordered_lp(const em_dist *d, em_var value) {
     return em_dist_node_finish(t, o, out, ordered_forward, ordered_compute);
 }
 
+/* The terms one per element (log_lik): the same em_ord_term, each element's partials kept for the
+ * backward pass (a vector output: element i's adjoint scales its own partials). */
+typedef struct {
+    ordered_aux a;
+    double *dhi, *dlo; /* [n] */
+} ordered_pw_aux;
+
+static int ordered_pw_compute(em_tape *t, em_node *o, em_error *e) {
+    ordered_pw_aux *p = o->aux;
+    const ordered_aux *a = &p->a;
+    if (!ord_check(t, a, e)) return 0;
+    const em_node *yv = em_node_get(t, (em_var){o->in[0]}), *ev = em_node_get(t, (em_var){o->in[1]});
+    const double *c = em_node_get(t, (em_var){o->in[2]})->val;
+    size_t K = a->K, sy = yv->n == 1 ? 0 : 1, se = ev->n == 1 ? 0 : 1;
+    for (size_t i = 0; i < a->n; i++) {
+        double y = yv->val[i * sy];
+        if (!(y >= 0.0 && y <= (double)(K - 1) && y == floor(y))) {
+            em_error_set(e, EM_ERR_DOMAIN, "%s: value[%zu] = %g is outside the support {0, ..., %zu}", ord_name(a), i * sy,
+                         y, K - 1);
+            return 0;
+        }
+        o->val[i] = em_ord_term((size_t)y, ev->val[i * se], c, K, a->probit, NULL, &p->dhi[i], &p->dlo[i]);
+    }
+    return 1;
+}
+
+static void ordered_pw_forward(em_tape *t, em_node *o) {
+    em_error e;
+    em_error_clear(&e);
+    if (!ordered_pw_compute(t, o, &e)) {
+        for (size_t i = 0; i < o->n; i++) o->val[i] = -INFINITY;
+        em_tape_fail(t, e.status, "%s", e.msg);
+    }
+}
+
+static void ordered_pw_backward(em_tape *t, em_node *self) {
+    const ordered_pw_aux *p = self->aux;
+    const em_node *yv = em_node_get(t, (em_var){self->in[0]});
+    em_node *ev = &t->nodes[self->in[1]], *cv = &t->nodes[self->in[2]];
+    size_t K = p->a.K, sy = yv->n == 1 ? 0 : 1, se = ev->n == 1 ? 0 : 1;
+    double *ea = em_adj_target(ev), *ca = em_adj_target(cv);
+    for (size_t i = 0; i < p->a.n; i++) {
+        double g = self->adj[i];
+        size_t k = (size_t)yv->val[i * sy];
+        if (ea) ea[i * se] -= g * (p->dhi[i] + p->dlo[i]);
+        if (ca) {
+            if (k < K - 1) ca[k] += g * p->dhi[i];
+            if (k > 0) ca[k - 1] += g * p->dlo[i];
+        }
+    }
+}
+
+static em_var ordered_pointwise(const em_dist *d, em_dist_term which, em_var value) {
+    em_tape *t = d->tape;
+    int probit = (int)d->data_len;
+    const char *name = probit ? "OrderedProbit" : "OrderedLogistic";
+    if (which != EM_TERM_LOG_PROB) return em_tape_fail(t, EM_ERR_ARG, "%s: no CDF terms (a discrete family)", name);
+    em_var in[3] = {value, d->p[0], d->p[1]};
+    if (!em_inputs_ok(in, 3)) return EM_VAR_INVALID;
+    size_t n = em_dist_common_len(t, name, in, 2);
+    if (!n) return EM_VAR_INVALID;
+    em_var out;
+    em_node *o = em_node_new(t, n, 1, in, 3, ordered_pw_backward, &out);
+    if (!o) return EM_VAR_INVALID;
+    em_arena *ar = em_tape_arena(t);
+    ordered_pw_aux *p = em_arena_calloc(ar, sizeof *p);
+    double *buf = p ? em_arena_alloc(ar, 2 * n * sizeof *buf) : NULL;
+    if (!buf) return em_tape_fail(t, EM_ERR_NOMEM, "%s: out of memory", name);
+    p->a = (ordered_aux){n, em_len_(t, d->p[1]) + 1, NULL, NULL, *d, probit};
+    p->dhi = buf;
+    p->dlo = buf + n;
+    o->aux = p;
+    return em_dist_node_finish(t, o, out, ordered_pw_forward, ordered_pw_compute);
+}
+
 /* P(y > k) = F(η - c_k) */
 static inline double ord_above(double eta, double ck, int probit) { return exp(em_ord_logF(eta - ck, probit)); }
 
@@ -858,10 +933,10 @@ static em_support ordered_support(const em_dist *d) {
 }
 const em_dist_ops em_ops_ordered_logistic = {"OrderedLogistic", 2, {"eta", "cutpoints"}, 1, 0, ev_one,
                                              ordered_support, ordered_lp, ordered_sample, NULL, ordered_mean,
-                                             ordered_var, NULL, NULL, NULL};
+                                             ordered_var, NULL, NULL, ordered_pointwise};
 const em_dist_ops em_ops_ordered_probit = {"OrderedProbit", 2, {"eta", "cutpoints"}, 1, 0, ev_one, ordered_support,
                                            ordered_lp, ordered_sample, NULL, ordered_mean, ordered_var, NULL, NULL,
-                                           NULL};
+                                           ordered_pointwise};
 
 /* data_len carries the link (0 logistic, 1 probit); the batch is eta's, the cutpoints are one
  * vector for every element */

@@ -779,6 +779,25 @@ em_status em_glm_log_prob_pointwise(const em_dist *d, const double *y, size_t n,
     size_t rows = em_rows(d->tape, d->p[0]);
     if (n != rows)
         return em_error_set(err, EM_ERR_SHAPE, "%s: %zu values for the %zu rows of X", glm_name(kind), n, rows);
+    if (kind >= GLM_NB2) {
+        /* the unfused family on η: the same density, element by element, from the one place
+         * that defines it (its pointwise node, made and dropped again by the call) */
+        double *eta = malloc(n * sizeof *eta);
+        if (!eta) return em_error_set(err, EM_ERR_NOMEM, "%s: out of memory", glm_name(kind));
+        glm_eta(d->tape, d, eta);
+        em_tape *t = d->tape;
+        size_t mark = em_tape_size(t);
+        em_arena_mark am = em_arena_mark_get(em_tape_arena(t));
+        em_var e = em_const(t, eta, n), q = d->p[3];
+        em_dist u = kind == GLM_NB2     ? em_dist_neg_binomial2_log(t, e, q)
+                    : kind == GLM_GAMMA ? em_dist_gamma(t, q, em_op_mul(t, q, em_op_exp(t, em_op_neg(t, e))))
+                                        : em_dist_ordered_logistic(t, e, q);
+        st = em_dist_log_prob_pointwise(&u, y, n, out, err);
+        t->count = mark;
+        em_arena_rewind(em_tape_arena(t), am);
+        free(eta);
+        return st;
+    }
     glm_eta(d->tape, d, out);
     /* a scalar sigma (the usual case): its log once, not per row */
     int sigma_vec = kind == GLM_NORMAL && em_len(d->tape, d->p[3]) > 1;
@@ -829,6 +848,12 @@ const em_dist_ops em_ops_gamma_log_glm = {"GammaLogGLM", 4, {"X", "alpha", "beta
 const em_dist_ops em_ops_ordered_logistic_glm = {"OrderedLogisticGLM", 4, {"X", "alpha", "beta", "cutpoints"}, 1, 0,
                                                  ev_one, ordered_glm_support, ordered_glm_lp, glm_sample, NULL,
                                                  glm_mean, glm_var, NULL, NULL, NULL};
+
+int em_dist_is_glm(const em_dist *d) {
+    const em_dist_ops *o = d->ops;
+    return o == &em_ops_normal_id_glm || o == &em_ops_bernoulli_logit_glm || o == &em_ops_poisson_log_glm ||
+           o == &em_ops_neg_binomial2_log_glm || o == &em_ops_gamma_log_glm || o == &em_ops_ordered_logistic_glm;
+}
 
 static glm_kind kind_of(const em_dist *d) {
     const em_dist_ops *ops[] = {&em_ops_normal_id_glm, &em_ops_bernoulli_logit_glm, &em_ops_poisson_log_glm,

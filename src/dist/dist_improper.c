@@ -37,7 +37,8 @@ static em_var flat_log_prob(const em_dist *d, em_var value) {
     for (size_t i = 0; i < n; i++) {
         double x = v[i];
         int inside = isfinite(x) && (tr.kind == EM_TRANSFORM_IDENTITY || (tr.kind == EM_TRANSFORM_POSITIVE && x > 0) ||
-                                     (tr.kind == EM_TRANSFORM_INTERVAL && x > tr.lo && x < tr.hi));
+                                     (tr.kind == EM_TRANSFORM_INTERVAL && x > tr.lo && x < tr.hi) ||
+                                     (tr.kind == EM_TRANSFORM_UNIT && x > 0 && x < 1));
         if (!inside) {
             em_tape_fail(t, EM_ERR_DOMAIN, "ImproperUniform: value[%zu] = %g is outside the support", i, x);
             return em_scalar(t, -INFINITY);

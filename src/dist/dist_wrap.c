@@ -3,7 +3,8 @@
  * observations (brms's weights(): Σ_i w_i log p(x_i)), censored
  * observations (brms's cens(): each element scored by its density, log CDF, log CCDF or the log
  * probability of an interval) and truncation to [lb, ub] (brms's trunc(): the density over the
- * mass inside). Their log densities are graphs of ordinary tape nodes — gathers, pointwise terms,
+ * mass inside), and weighted observations (brms's weights(): each element's log density times
+ * its weight). Their log densities are graphs of ordinary tape nodes — gathers, pointwise terms,
  * log CDFs, log_sum_exp — so they differentiate and replay like any model code; the wrappers add
  * no node type of their own. Their state lives in the tape's arena (em_dist.impl). */
 #include "internal/dist_impl.h"
@@ -212,12 +213,14 @@ typedef struct {
     const double *upper;
 } cens_impl;
 
-static em_var censored_lp(const em_dist *d, em_var x) {
-    em_tape *t = d->tape;
-    const cens_impl *c = d->impl;
-    if (em_len(t, x) != c->n)
-        return em_tape_fail(t, EM_ERR_SHAPE, "Censored %s: the value has length %zu, the censoring %zu",
-                            c->base.ops->name, em_len(t, x), c->n);
+/* The value's length and, for data, every interval above its value; 0 (failed on the tape, *fail
+ * the result to return: invalid, or the constant -inf of a value outside the domain) if not. */
+static int censored_check(em_tape *t, const cens_impl *c, em_var x, em_var *fail) {
+    if (em_len(t, x) != c->n) {
+        *fail = em_tape_fail(t, EM_ERR_SHAPE, "Censored %s: the value has length %zu, the censoring %zu", c->base.ops->name,
+                     em_len(t, x), c->n);
+        return 0;
+    }
     const em_node *xn = em_node_get(t, x);
     if (!xn->adj) /* data: an interval must lie above its value */
         for (size_t j = 0; j < c->m[CENS_INTERVAL]; j++) {
@@ -227,10 +230,15 @@ static em_var censored_lp(const em_dist *d, em_var x) {
                 em_error_clear(&e);
                 em_error_set(&e, EM_ERR_DOMAIN, "Censored %s: upper[%zu] = %g must be above value[%zu] = %g",
                              c->base.ops->name, i, c->upper[i], i, xn->val[i]);
-                return em_dist_domain_fail(t, &e);
+                *fail = em_dist_domain_fail(t, &e);
+                return 0;
             }
         }
-    em_var terms[CENS_KINDS];
+    return 1;
+}
+
+/* The terms of each kind of element: summed (pointwise = 0) or one per element of the kind. */
+static size_t censored_terms(const cens_impl *c, em_tape *t, em_var x, int pointwise, em_var *terms) {
     size_t k = 0;
     for (int kind = 0; kind < CENS_KINDS; kind++) {
         size_t m = c->m[kind];
@@ -238,18 +246,50 @@ static em_var censored_lp(const em_dist *d, em_var x) {
         const size_t *idx = c->idx[kind];
         em_dist b = restrict_dist(&c->base, c->n, idx, m, "Censored");
         em_var xg = m == c->n ? x : em_op_gather(t, x, idx, m);
-        switch (kind) {
-        case CENS_NONE: terms[k++] = em_dist_log_prob(&b, xg); break;
-        case CENS_LEFT: terms[k++] = em_dist_log_cdf(&b, xg); break;
-        case CENS_RIGHT: terms[k++] = em_dist_log_ccdf(&b, xg); break;
-        default: { /* log(F(upper) - F(x)), the lower CDFs accurate near 1 as well (log1p of the tail) */
+        static const em_dist_term which[CENS_KINDS] = {EM_TERM_LOG_PROB, EM_TERM_LOG_CDF, EM_TERM_LOG_CCDF,
+                                                       EM_TERM_LOG_CDF};
+        if (kind == CENS_INTERVAL) { /* log(F(upper) - F(x)), the lower CDFs accurate near 1 as well (log1p of the tail) */
             em_var u = em_op_gather(t, em_const(t, c->upper, c->n), idx, m);
-            terms[k++] = em_op_sum(t, em_op_log_diff_exp(t, em_dist_pointwise(&b, EM_TERM_LOG_CDF, u),
-                                                         em_dist_pointwise(&b, EM_TERM_LOG_CDF, xg)));
-        }
+            em_var v = em_op_log_diff_exp(t, em_dist_pointwise(&b, EM_TERM_LOG_CDF, u),
+                                          em_dist_pointwise(&b, EM_TERM_LOG_CDF, xg));
+            terms[k++] = pointwise ? v : em_op_sum(t, v);
+        } else if (pointwise) {
+            terms[k++] = em_dist_pointwise(&b, which[kind], xg);
+        } else {
+            terms[k++] = kind == CENS_NONE ? em_dist_log_prob(&b, xg)
+                         : kind == CENS_LEFT ? em_dist_log_cdf(&b, xg)
+                                             : em_dist_log_ccdf(&b, xg);
         }
     }
+    return k;
+}
+
+static em_var censored_lp(const em_dist *d, em_var x) {
+    em_tape *t = d->tape;
+    const cens_impl *c = d->impl;
+    em_var fail;
+    if (!censored_check(t, c, x, &fail)) return fail;
+    em_var terms[CENS_KINDS];
+    size_t k = censored_terms(c, t, x, 0, terms);
     return em_op_add_many(t, terms, k);
+}
+
+/* One log density term per element (loo's log_lik): the kinds' terms end to end, gathered back
+ * into the elements' order. */
+static em_var censored_pointwise(const em_dist *d, em_dist_term which, em_var x) {
+    em_tape *t = d->tape;
+    const cens_impl *c = d->impl;
+    if (which != EM_TERM_LOG_PROB)
+        return em_tape_fail(t, EM_ERR_ARG, "Censored %s: a censored family has no CDF terms", c->base.ops->name);
+    em_var fail;
+    if (!censored_check(t, c, x, &fail)) return fail;
+    size_t *pos = em_arena_alloc(em_tape_arena(t), c->n * sizeof *pos);
+    if (!pos) return em_tape_fail(t, EM_ERR_NOMEM, "Censored: out of memory");
+    for (int kind = 0, off = 0; kind < CENS_KINDS; off += (int)c->m[kind], kind++)
+        for (size_t j = 0; j < c->m[kind]; j++) pos[c->idx[kind][j]] = (size_t)off + j;
+    em_var terms[CENS_KINDS];
+    size_t k = censored_terms(c, t, x, 1, terms);
+    return em_op_gather(t, k == 1 ? terms[0] : em_op_concat(t, terms, k), pos, c->n);
 }
 
 static em_status censored_sample(const em_dist *d, em_rng *r, double *out, size_t n, em_error *err) {
@@ -271,7 +311,7 @@ static em_support censored_support(const em_dist *d) {
 static const em_dist_ops censored_ops = {.name = "Censored", .nparams = 0, .event_len = ev_one,
                                          .support = censored_support, .log_prob = censored_lp,
                                          .sample = censored_sample, .mean = censored_mean,
-                                         .variance = censored_var};
+                                         .variance = censored_var, .pointwise = censored_pointwise};
 
 em_dist em_dist_censored(const em_dist *base, const double *cens, const double *upper, size_t n) {
     em_tape *t = base ? base->tape : NULL;
@@ -326,83 +366,6 @@ em_dist em_dist_censored(const em_dist *base, const double *cens, const double *
     return d;
 }
 
-/* ---- weights ---------------------------------------------------------------------------------- */
-
-typedef struct {
-    em_dist base;
-    size_t n;
-    const double *w;
-} weighted_impl;
-
-/* w_i log p(x_i), the terms brms's weights() put in the target and in log_lik */
-static em_var weighted_terms(const em_dist *d, em_var x) {
-    em_tape *t = d->tape;
-    const weighted_impl *w = d->impl;
-    if (em_len(t, x) != w->n) /* em_dist_log_prob_at hands over a subset: the weights do not follow it */
-        return em_tape_fail(t, EM_ERR_SHAPE, "Weighted %s: the value has length %zu, the weights %zu (leaving "
-                                             "observations out of a weighted likelihood is not supported)",
-                            w->base.ops->name, em_len(t, x), w->n);
-    return em_op_mul(t, em_const(t, w->w, w->n), em_dist_pointwise(&w->base, EM_TERM_LOG_PROB, x));
-}
-static em_var weighted_lp(const em_dist *d, em_var x) { return em_op_sum(d->tape, weighted_terms(d, x)); }
-static em_var weighted_pw(const em_dist *d, em_dist_term which, em_var x) {
-    if (which != EM_TERM_LOG_PROB) return em_tape_fail(d->tape, EM_ERR_ARG, "Weighted: log CDFs are not available");
-    return weighted_terms(d, x);
-}
-static em_status weighted_sample(const em_dist *d, em_rng *r, double *out, size_t n, em_error *err) {
-    return em_dist_sample(&((const weighted_impl *)d->impl)->base, r, out, n, err);
-}
-static em_status weighted_mean(const em_dist *d, double *out, size_t n, em_error *err) {
-    return em_dist_mean(&((const weighted_impl *)d->impl)->base, out, n, err);
-}
-static em_status weighted_var(const em_dist *d, double *out, size_t n, em_error *err) {
-    return em_dist_variance(&((const weighted_impl *)d->impl)->base, out, n, err);
-}
-static em_support weighted_support(const em_dist *d) { return em_dist_support(&((const weighted_impl *)d->impl)->base); }
-static const em_dist_ops weighted_ops = {.name = "Weighted", .nparams = 0, .event_len = ev_one,
-                                         .support = weighted_support, .log_prob = weighted_lp,
-                                         .sample = weighted_sample, .mean = weighted_mean, .variance = weighted_var,
-                                         .pointwise = weighted_pw};
-static const em_dist_ops weighted_discrete_ops = {.name = "Weighted", .nparams = 0, .discrete = 1, .event_len = ev_one,
-                                                  .support = weighted_support, .log_prob = weighted_lp,
-                                                  .sample = weighted_sample, .mean = weighted_mean,
-                                                  .variance = weighted_var, .pointwise = weighted_pw};
-
-em_dist em_dist_weighted(const em_dist *base, const double *w, size_t n) {
-    em_tape *t = base ? base->tape : NULL;
-    em_dist d = invalid_dist(t);
-    if (!t || !base->ops) return d; /* the base's constructor failed: the tape says why */
-    if (!base->ops->pointwise || em_dist_event_len(base) != 1) {
-        em_tape_fail(t, EM_ERR_ARG, "Weighted: %s has no pointwise log density (a univariate family is needed)",
-                     base->ops->name);
-        return d;
-    }
-    if (!w || n == 0 || (base->batch_len != 1 && base->batch_len != n)) {
-        em_tape_fail(t, EM_ERR_SHAPE, "Weighted %s: %zu weights for a batch of %zu", base->ops->name, n, base->batch_len);
-        return d;
-    }
-    for (size_t i = 0; i < n; i++)
-        if (!(w[i] >= 0 && w[i] < INFINITY)) {
-            em_tape_fail(t, EM_ERR_DOMAIN, "Weighted %s: weight[%zu] = %g must be finite and non-negative",
-                         base->ops->name, i, w[i]);
-            return d;
-        }
-    weighted_impl *wi = em_arena_alloc(em_tape_arena(t), sizeof *wi);
-    if (!wi) {
-        em_tape_fail(t, EM_ERR_NOMEM, "Weighted: out of memory");
-        return d;
-    }
-    wi->base = *base;
-    wi->n = n;
-    wi->w = w;
-    d.ops = base->ops->discrete ? &weighted_discrete_ops : &weighted_ops;
-    d.batch_len = n;
-    d.data = base->data; /* the binomial totals, for the data's support check */
-    d.data_len = base->data_len;
-    d.impl = wi;
-    return d;
-}
-
 /* ---- truncation ----------------------------------------------------------------------------- */
 
 typedef struct {
@@ -417,18 +380,22 @@ static int is_bound(const em_tape *t, em_var b, double none) {
     return nb->adj || nb->n != 1 || nb->val[0] != none;
 }
 
-static em_var truncated_lp(const em_dist *d, em_var x) {
+/* The lengths of bounds, parameters and value, and every value inside its bounds: the common
+ * length of bounds and parameters, or 0 (failed on the tape, *fail the result to return). */
+static size_t truncated_check(const em_dist *d, em_var x, em_var *fail) {
     em_tape *t = d->tape;
     const trunc_impl *tr = d->impl;
     const em_dist *b = &tr->base;
     size_t n = em_len(t, x);
     em_var bounds[2] = {tr->lb, tr->ub};
     size_t m = em_dist_common_len(t, "Truncated", bounds, 2);
-    if (!m) return EM_VAR_INVALID;
+    *fail = EM_VAR_INVALID;
+    if (!m) return 0;
     if (b->batch_len > m) m = b->batch_len;
-    if (m != 1 && m != n)
-        return em_tape_fail(t, EM_ERR_SHAPE, "Truncated %s: bounds and parameters of length %zu, the value %zu",
-                            b->ops->name, m, n);
+    if (m != 1 && m != n) {
+        em_tape_fail(t, EM_ERR_SHAPE, "Truncated %s: bounds and parameters of length %zu, the value %zu", b->ops->name, m, n);
+        return 0;
+    }
     /* A value outside [lb, ub] has density 0 (the base's own support is its log_prob's affair).
      * Bounds that are parameters are read with em_value, which marks the tape: the model then
      * runs again at every evaluation instead of replaying a check made at other bounds. */
@@ -441,20 +408,46 @@ static em_var truncated_lp(const em_dist *d, em_var x) {
             em_error_clear(&e);
             em_error_set(&e, EM_ERR_DOMAIN, "Truncated %s: value[%zu] = %g is outside the truncation [%g, %g]",
                          b->ops->name, i, xi, lo, hi);
-            return em_dist_domain_fail(t, &e);
+            *fail = em_dist_domain_fail(t, &e);
+            return 0;
         }
     }
-    /* log of the mass inside: log(F(ub) - F(lb)), log(1 - F(lb)) or log F(ub) */
-    em_var z;
+    return m;
+}
+
+/* log of the mass inside: log(F(ub) - F(lb)), log(1 - F(lb)) or log F(ub), one per element of
+ * the common length of bounds and parameters */
+static em_var truncated_log_mass(const trunc_impl *tr, em_tape *t) {
+    const em_dist *b = &tr->base;
     if (tr->has_lb && tr->has_ub)
-        z = em_op_sum(t, em_op_log_diff_exp(t, em_dist_pointwise(b, EM_TERM_LOG_CDF, tr->ub),
-                                            em_dist_pointwise(b, EM_TERM_LOG_CDF, tr->lb)));
-    else if (tr->has_lb)
-        z = em_dist_log_ccdf(b, tr->lb);
-    else
-        z = em_dist_log_cdf(b, tr->ub);
+        return em_op_log_diff_exp(t, em_dist_pointwise(b, EM_TERM_LOG_CDF, tr->ub),
+                                  em_dist_pointwise(b, EM_TERM_LOG_CDF, tr->lb));
+    return tr->has_lb ? em_dist_pointwise(b, EM_TERM_LOG_CCDF, tr->lb) : em_dist_pointwise(b, EM_TERM_LOG_CDF, tr->ub);
+}
+
+static em_var truncated_lp(const em_dist *d, em_var x) {
+    em_tape *t = d->tape;
+    const trunc_impl *tr = d->impl;
+    em_var fail;
+    size_t n = em_len(t, x), m = truncated_check(d, x, &fail);
+    if (!m) return fail;
+    em_var z;
+    if (tr->has_lb && tr->has_ub) z = em_op_sum(t, truncated_log_mass(tr, t));
+    else if (tr->has_lb) z = em_dist_log_ccdf(&tr->base, tr->lb); /* summed forms: faster where a sum is all */
+    else z = em_dist_log_cdf(&tr->base, tr->ub);
     if (m == 1 && n > 1) z = em_op_mul(t, z, em_scalar(t, (double)n));
-    return em_op_sub(t, em_dist_log_prob(b, x), z);
+    return em_op_sub(t, em_dist_log_prob(&tr->base, x), z);
+}
+
+/* One term per element: log p(x_i) - log(mass inside element i's bounds). */
+static em_var truncated_pointwise(const em_dist *d, em_dist_term which, em_var x) {
+    em_tape *t = d->tape;
+    const trunc_impl *tr = d->impl;
+    if (which != EM_TERM_LOG_PROB)
+        return em_tape_fail(t, EM_ERR_ARG, "Truncated %s: no CDF terms of a truncated family", tr->base.ops->name);
+    em_var fail;
+    if (!truncated_check(d, x, &fail)) return fail;
+    return em_op_sub(t, em_dist_pointwise(&tr->base, EM_TERM_LOG_PROB, x), truncated_log_mass(tr, t));
 }
 
 /* One draw of element i by inverting the base's CDF inside [lo, hi], for a truncation that keeps
@@ -540,7 +533,7 @@ static em_support truncated_support(const em_dist *d) {
 }
 static const em_dist_ops truncated_ops = {.name = "Truncated", .nparams = 0, .event_len = ev_one,
                                           .support = truncated_support, .log_prob = truncated_lp,
-                                          .sample = truncated_sample};
+                                          .sample = truncated_sample, .pointwise = truncated_pointwise};
 
 em_dist em_dist_truncated(const em_dist *base, em_var lb, em_var ub) {
     em_tape *t = base ? base->tape : NULL;
@@ -572,5 +565,85 @@ em_dist em_dist_truncated(const em_dist *base, em_var lb, em_var ub) {
     d.ops = &truncated_ops;
     d.batch_len = base->batch_len;
     d.impl = tr;
+    return d;
+}
+
+/* ---- weights ---------------------------------------------------------------------------------- */
+
+typedef struct {
+    em_dist base;
+    const double *w;
+    size_t n;
+} weight_impl;
+
+static em_var weighted_terms(const em_dist *d, em_var x, int sum) {
+    em_tape *t = d->tape;
+    const weight_impl *wi = d->impl;
+    if (em_len(t, x) != wi->n)
+        return em_tape_fail(t, EM_ERR_SHAPE, "Weighted %s: the value has length %zu, the weights %zu", wi->base.ops->name,
+                            em_len(t, x), wi->n);
+    em_var pw = em_dist_pointwise(&wi->base, EM_TERM_LOG_PROB, x), w = em_const(t, wi->w, wi->n);
+    return sum ? em_op_dot(t, pw, w) : em_op_mul(t, pw, w);
+}
+static em_var weighted_lp(const em_dist *d, em_var x) { return weighted_terms(d, x, 1); }
+static em_var weighted_pointwise(const em_dist *d, em_dist_term which, em_var x) {
+    const weight_impl *wi = d->impl;
+    if (which != EM_TERM_LOG_PROB)
+        return em_tape_fail(d->tape, EM_ERR_ARG, "Weighted %s: no CDF terms of a weighted family", wi->base.ops->name);
+    return weighted_terms(d, x, 0);
+}
+static em_status weighted_sample(const em_dist *d, em_rng *r, double *out, size_t n, em_error *err) {
+    const weight_impl *wi = d->impl;
+    return em_dist_sample(&wi->base, r, out, n, err);
+}
+static em_status weighted_mean(const em_dist *d, double *out, size_t n, em_error *err) {
+    const weight_impl *wi = d->impl;
+    return em_dist_mean(&wi->base, out, n, err);
+}
+static em_status weighted_var(const em_dist *d, double *out, size_t n, em_error *err) {
+    const weight_impl *wi = d->impl;
+    return em_dist_variance(&wi->base, out, n, err);
+}
+static em_support weighted_support(const em_dist *d) {
+    const weight_impl *wi = d->impl;
+    return em_dist_support(&wi->base);
+}
+static const em_dist_ops weighted_ops = {.name = "Weighted", .event_len = ev_one, .support = weighted_support,
+                                         .log_prob = weighted_lp, .sample = weighted_sample, .mean = weighted_mean,
+                                         .variance = weighted_var, .pointwise = weighted_pointwise};
+static const em_dist_ops weighted_discrete_ops = {.name = "Weighted", .discrete = 1, .event_len = ev_one,
+                                                  .support = weighted_support, .log_prob = weighted_lp,
+                                                  .sample = weighted_sample, .mean = weighted_mean,
+                                                  .variance = weighted_var, .pointwise = weighted_pointwise};
+
+em_dist em_dist_weighted(const em_dist *base, const double *w, size_t n) {
+    em_tape *t = base ? base->tape : NULL;
+    em_dist d = invalid_dist(t);
+    if (!t || !base->ops) return d; /* the base's constructor failed: the tape says why */
+    if (!base->ops->pointwise || em_dist_event_len(base) != 1) {
+        em_tape_fail(t, EM_ERR_ARG, "Weighted: %s has no pointwise terms (a univariate family is needed)", base->ops->name);
+        return d;
+    }
+    if (!w || n == 0 || (base->batch_len != 1 && base->batch_len != n)) {
+        em_tape_fail(t, EM_ERR_SHAPE, "Weighted %s: %zu weights for a batch of %zu", base->ops->name, n, base->batch_len);
+        return d;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (!(w[i] >= 0 && w[i] < INFINITY)) {
+            em_tape_fail(t, EM_ERR_DOMAIN, "Weighted %s: weight[%zu] = %g must be finite and non-negative",
+                         base->ops->name, i, w[i]);
+            return d;
+        }
+    weight_impl *wi = em_arena_alloc(em_tape_arena(t), sizeof *wi);
+    if (!wi) {
+        em_tape_fail(t, EM_ERR_NOMEM, "Weighted: out of memory");
+        return d;
+    }
+    wi->base = *base;
+    wi->w = w;
+    wi->n = n;
+    d.ops = base->ops->discrete ? &weighted_discrete_ops : &weighted_ops;
+    d.batch_len = n;
+    d.impl = wi;
     return d;
 }

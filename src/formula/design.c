@@ -649,6 +649,10 @@ void em_design_free(em_design *d) {
     free(d->trials);
     free(d->weights);
     free(d->offset);
+    free(d->cens);
+    free(d->cens_upper);
+    free(d->lb);
+    free(d->ub);
     for (size_t j = 0; j < d->P; j++) free(d->names ? d->names[j] : NULL);
     free(d->names);
     free(d->X);
@@ -774,10 +778,83 @@ static int support_ok(em_family fam, double y, double trials, const char **why) 
         return y >= 0 && y == floor(y) && y <= trials;
     case EM_FAMILY_POISSON:
     case EM_FAMILY_NEGBINOMIAL:
+    case EM_FAMILY_ZERO_INFLATED_POISSON:
+    case EM_FAMILY_ZERO_INFLATED_NEGBINOMIAL:
+    case EM_FAMILY_HURDLE_POISSON:
+    case EM_FAMILY_HURDLE_NEGBINOMIAL:
         *why = "a count is a non-negative whole number";
         return y >= 0 && y == floor(y) && y < 9.007199254740992e15;
+    case EM_FAMILY_GAMMA:
+    case EM_FAMILY_LOGNORMAL:
+    case EM_FAMILY_WEIBULL:
+        *why = "the response must be positive";
+        return y > 0 && isfinite(y);
+    case EM_FAMILY_BETA:
+        *why = "a beta response lies strictly between 0 and 1";
+        return y > 0 && y < 1;
+    case EM_FAMILY_CUMULATIVE:
+        *why = "an ordinal response is a category 1, 2, ..., K";
+        return y >= 1 && y == floor(y) && y <= 1e6;
     default: *why = "the response must be finite"; return isfinite(y);
     }
+}
+
+/* cens(c): a column of "left" / "none" / "right" / "interval" (or TRUE / FALSE, TRUE meaning
+ * right, as brms reads a logical), or numbers -1 / 0 / 1 / 2, into out[nrows] (NaN where missing). */
+static em_status eval_cens(ctx *c, const fnode *n, double *out) {
+    size_t N = c->fr->nrows;
+    long j = n->kind == FN_VAR ? em_frame_find(c->fr, n->name) : -1;
+    if (j >= 0 && !c->fr->num[j]) {
+        static const char *const words[] = {"left", "none", "right", "interval", "FALSE", "TRUE"};
+        static const double codes[] = {-1, 0, 1, 2, 0, 1};
+        for (size_t i = 0; i < N; i++) {
+            if (em_frame_text_missing(c->fr, (size_t)j, i)) {
+                out[i] = NAN;
+                continue;
+            }
+            const char *v = em_frame_text(c->fr, (size_t)j, i);
+            int k = 0;
+            while (k < 6 && strcmp(v, words[k])) k++;
+            if (k == 6)
+                return em_error_set(c->err, EM_ERR_DOMAIN, "%s:%zu: cens(%s) = '%s' is not left, none, right or interval",
+                                    c->fr->name, em_frame_line(c->fr, i), n->name, v);
+            out[i] = codes[k];
+        }
+        return EM_OK;
+    }
+    em_status s = eval_num(c, n, out);
+    for (size_t i = 0; s == EM_OK && i < N; i++)
+        if (!isnan(out[i]) && out[i] != -1 && out[i] != 0 && out[i] != 1 && out[i] != 2)
+            s = em_error_set(c->err, EM_ERR_DOMAIN, "%s:%zu: cens() = %g is not -1 (left), 0 (none), 1 (right) or 2 (interval)",
+                             c->fr->name, em_frame_line(c->fr, i), out[i]);
+    return s;
+}
+
+/* trunc(lb = , ub = ) or trunc(lb, ub): each bound a constant or an expression of columns. */
+static em_status eval_trunc(ctx *c, const fnode *ad, double *lb, double *ub) {
+    size_t N = c->fr->nrows;
+    for (size_t i = 0; i < N; i++) lb[i] = -INFINITY, ub[i] = INFINITY;
+    int have[2] = {0, 0};
+    for (int k = 0; k < ad->nargs; k++) {
+        const fnode *a = ad->args[k];
+        int which = k;
+        if (a->kind == FN_BIN && a->op == '=') {
+            if (!strcmp(a->a->name, "lb")) which = 0;
+            else if (!strcmp(a->a->name, "ub")) which = 1;
+            else return em_formula_error_at(c->err, EM_ERR_ARG, c->f->text, a->a->col, "trunc() takes lb and ub, not '%s'",
+                                            a->a->name);
+            a = a->b;
+        }
+        if (which > 1 || have[which])
+            return em_formula_error_at(c->err, EM_ERR_ARG, c->f->text, a->col, "trunc() takes one lb and one ub");
+        have[which] = 1;
+        em_status s = eval_num(c, a, which ? ub : lb);
+        if (s != EM_OK) return s;
+        mark_missing(c, which ? ub : lb, which ? "trunc(ub)" : "trunc(lb)");
+    }
+    if (!have[0] && !have[1])
+        return em_formula_error_at(c->err, EM_ERR_ARG, c->f->text, ad->col, "trunc() needs lb, ub or both");
+    return EM_OK;
 }
 
 /* The design of f on fr; ref is NULL for training data, else the training design (new data). */
@@ -817,26 +894,61 @@ static em_status build(const em_formula *f, const em_frame *fr, em_family fam, i
         else s = eval_num(&c, f->response, y);
         if (s == EM_OK && !ref) mark_missing(&c, y, "the response");
     }
+    double *cens = NULL, *cens_up = NULL, *lb = NULL, *ub = NULL;
     for (int a = 0; s == EM_OK && a < f->naddition; a++) {
         const fnode *ad = f->addition[a];
-        if (ad->kind != FN_CALL || ad->nargs != 1) {
+        if (ad->kind != FN_CALL) {
             s = em_formula_error_at(err, EM_ERR_PARSE, f->text, ad->col,
-                                    "after '|' on the response: trials(n) (binomial) or weights(w)");
+                                    "after '|' on the response: trials(n), weights(w), cens(c), cens(c, y2) or "
+                                    "trunc(lb = , ub = )");
+        } else if ((!strcmp(ad->name, "cens") || !strcmp(ad->name, "trunc")) && !em_family_info_of(fam)->continuous) {
+            s = em_formula_error_at(err, EM_ERR_ARG, f->text, ad->col,
+                                    "%s() needs a continuous family (gaussian, student, lognormal, gamma, weibull, beta), "
+                                    "not %s", ad->name, em_family_name(fam));
         } else if (!strcmp(ad->name, "trials")) {
-            if (fam != EM_FAMILY_BINOMIAL)
+            if (ad->nargs != 1)
+                s = em_formula_error_at(err, EM_ERR_ARG, f->text, ad->col, "trials() takes one argument");
+            else if (fam != EM_FAMILY_BINOMIAL)
                 s = em_formula_error_at(err, EM_ERR_ARG, f->text, ad->col, "trials() is for the binomial family, not %s",
                                         em_family_name(fam));
             else if (!(trials = malloc(N * sizeof *trials))) s = em_error_set(err, EM_ERR_NOMEM, "formula: out of memory");
             else if ((s = eval_num(&c, ad->args[0], trials)) == EM_OK) mark_missing(&c, trials, "trials()");
+        } else if (ref && (!strcmp(ad->name, "cens") || !strcmp(ad->name, "weights") || !strcmp(ad->name, "trunc"))) {
+            continue; /* new data: censoring, weights and truncation bounds do not change a prediction */
+        } else if (!strcmp(ad->name, "cens")) {
+            if (ad->nargs < 1 || ad->nargs > 2 || cens)
+                s = em_formula_error_at(err, EM_ERR_ARG, f->text, ad->col, "cens() takes the censoring column and, for "
+                                                                          "interval censoring, the upper ends: cens(c, y2)");
+            else if (!(cens = malloc(N * sizeof *cens)) || (ad->nargs == 2 && !(cens_up = malloc(N * sizeof *cens_up))))
+                s = em_error_set(err, EM_ERR_NOMEM, "formula: out of memory");
+            else if ((s = eval_cens(&c, ad->args[0], cens)) == EM_OK) {
+                mark_missing(&c, cens, "cens()");
+                if (cens_up && (s = eval_num(&c, ad->args[1], cens_up)) == EM_OK) {
+                    /* y2 matters on the interval-censored rows only (brms reads no other) */
+                    for (size_t i = 0; i < N; i++)
+                        if (cens[i] != 2) cens_up[i] = 0;
+                    mark_missing(&c, cens_up, "cens(, y2)");
+                }
+            }
         } else if (!strcmp(ad->name, "weights")) {
-            if (ref) continue; /* new data: weights do not change a prediction */
-            if (!(weights = malloc(N * sizeof *weights))) s = em_error_set(err, EM_ERR_NOMEM, "formula: out of memory");
+            if (ad->nargs != 1 || weights)
+                s = em_formula_error_at(err, EM_ERR_ARG, f->text, ad->col, "weights() takes one column, once");
+            else if (!(weights = malloc(N * sizeof *weights))) s = em_error_set(err, EM_ERR_NOMEM, "formula: out of memory");
             else if ((s = eval_num(&c, ad->args[0], weights)) == EM_OK) mark_missing(&c, weights, "weights()");
+        } else if (!strcmp(ad->name, "trunc")) {
+            if (lb) s = em_formula_error_at(err, EM_ERR_ARG, f->text, ad->col, "trunc() twice");
+            else if (!(lb = malloc(N * sizeof *lb)) || !(ub = malloc(N * sizeof *ub)))
+                s = em_error_set(err, EM_ERR_NOMEM, "formula: out of memory");
+            else s = eval_trunc(&c, ad, lb, ub);
         } else {
             s = em_formula_error_at(err, EM_ERR_ARG, f->text, ad->col,
-                                    "'%s()' on the response is not supported (trials() and weights() are)", ad->name);
+                                    "'%s()' on the response is not supported (trials(), weights(), cens() and trunc() "
+                                    "are)", ad->name);
         }
     }
+    if (s == EM_OK && cens && lb)
+        s = em_formula_error_at(err, EM_ERR_ARG, f->text, f->response->col,
+                                "cens() and trunc() together are not supported yet: use one of them");
     if (s == EM_OK && fam == EM_FAMILY_BINOMIAL && !trials)
         s = em_formula_error_at(err, EM_ERR_ARG, f->text, f->response->col,
                                 "the binomial family needs the trials: write '%s | trials(n) ~ ...'", out->response_name);
@@ -929,6 +1041,10 @@ static em_status build(const em_formula *f, const em_frame *fr, em_family fam, i
         if (trials) out->trials = malloc(kept * sizeof *out->trials);
         if (weights) out->weights = malloc(kept * sizeof *out->weights);
         if (c.offset) out->offset = malloc(kept * sizeof *out->offset);
+        if (cens) out->cens = malloc(kept * sizeof *out->cens);
+        if (cens) out->cens_upper = calloc(kept, sizeof *out->cens_upper);
+        if (lb) out->lb = malloc(kept * sizeof *out->lb);
+        if (lb) out->ub = malloc(kept * sizeof *out->ub);
         out->P = pop.n;
         out->names = calloc(pop.n ? pop.n : 1, sizeof *out->names);
         size_t cells = kept * pop.n > 0 ? kept * pop.n : 1;
@@ -937,7 +1053,8 @@ static em_status build(const em_formula *f, const em_frame *fr, em_family fam, i
         out->means = calloc(pop.n ? pop.n : 1, sizeof *out->means);
         out->intercept = terms.intercept;
         if (!out->rows || (!ref && !out->y) || (trials && !out->trials) || (weights && !out->weights) ||
-            (c.offset && !out->offset) || !out->names || !out->X || !out->Xc || !out->means)
+            (c.offset && !out->offset) || !out->names || !out->X || !out->Xc || !out->means ||
+            (cens && (!out->cens || !out->cens_upper)) || (lb && (!out->lb || !out->ub)))
             s = em_error_set(err, EM_ERR_NOMEM, "formula: out of memory");
     }
     for (size_t i = 0, k = 0; s == EM_OK && i < N; i++) {
@@ -953,6 +1070,26 @@ static em_status build(const em_formula *f, const em_frame *fr, em_family fam, i
         else if (!ref && !support_ok(fam, y[i], tr, &why))
             s = em_error_set(err, EM_ERR_DOMAIN, "%s:%zu: response %s = %.17g is outside the %s family's support: %s",
                              fr->name, em_frame_line(fr, i), out->response_name, y[i], em_family_name(fam), why);
+        else if (cens && cens[i] == 2 && !cens_up)
+            s = em_error_set(err, EM_ERR_ARG, "%s:%zu: the row is interval-censored: give the upper ends as cens(c, y2)",
+                             fr->name, em_frame_line(fr, i));
+        else if (cens && cens[i] == 2 && !(cens_up[i] > y[i]))
+            s = em_error_set(err, EM_ERR_DOMAIN, "%s:%zu: an interval-censored row needs y2 > y (y = %.17g, y2 = %.17g)",
+                             fr->name, em_frame_line(fr, i), y[i], cens_up[i]);
+        else if (cens && cens[i] == 2 && !support_ok(fam, cens_up[i], tr, &why))
+            s = em_error_set(err, EM_ERR_DOMAIN, "%s:%zu: the interval's upper end y2 = %.17g is outside the %s family's "
+                             "support: %s", fr->name, em_frame_line(fr, i), cens_up[i], em_family_name(fam), why);
+        else if (lb && !(lb[i] < ub[i]))
+            s = em_error_set(err, EM_ERR_DOMAIN, "%s:%zu: trunc() needs lb < ub (lb = %g, ub = %g)", fr->name,
+                             em_frame_line(fr, i), lb[i], ub[i]);
+        else if (lb && !(y[i] >= lb[i] && y[i] <= ub[i]))
+            s = em_error_set(err, EM_ERR_DOMAIN, "%s:%zu: response %s = %.17g is outside its truncation bounds [%g, %g]",
+                             fr->name, em_frame_line(fr, i), out->response_name, y[i], lb[i], ub[i]);
+        if (s != EM_OK) break;
+        if (cens) out->cens[k] = cens[i];
+        if (cens_up) out->cens_upper[k] = cens_up[i];
+        if (lb) out->lb[k] = lb[i], out->ub[k] = ub[i];
+        if (!ref && fam == EM_FAMILY_CUMULATIVE && (size_t)y[i] > out->ncat) out->ncat = (size_t)y[i];
         out->rows[k] = i;
         if (!ref) out->y[k] = y[i];
         if (trials) out->trials[k] = tr;
@@ -1085,6 +1222,13 @@ static em_status build(const em_formula *f, const em_frame *fr, em_family fam, i
     free(y);
     free(trials);
     free(weights);
+    free(cens);
+    free(cens_up);
+    free(lb);
+    free(ub);
+    if (s == EM_OK && !ref && fam == EM_FAMILY_CUMULATIVE && out->ncat < 2)
+        s = em_error_set(err, EM_ERR_ARG, "%s: a cumulative model needs at least two categories (the largest response "
+                                          "is %zu)", fr->name, out->ncat);
     if (s != EM_OK) em_design_free(out);
     return s;
 }

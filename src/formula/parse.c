@@ -180,6 +180,28 @@ static fnode *parse_primary(lexer *lx, int in_group) {
                     em_fnode_free(n);
                     return NULL;
                 }
+                if (is_op(lx, "=")) {
+                    /* a named argument, trunc(lb = 0): a '=' node, the name on its left */
+                    int ecol = lx->col;
+                    if (arg->kind != FN_VAR) {
+                        em_fnode_free(arg);
+                        em_fnode_free(n);
+                        return fail(lx, "'=' names an argument: the name must be on its left%s", "");
+                    }
+                    next(lx);
+                    fnode *val = parse_expr(lx, 0, 0);
+                    fnode *named = val ? node(lx, FN_BIN, ecol) : NULL;
+                    if (!named) {
+                        em_fnode_free(val);
+                        em_fnode_free(arg);
+                        em_fnode_free(n);
+                        return NULL;
+                    }
+                    named->op = '=';
+                    named->a = arg;
+                    named->b = val;
+                    arg = named;
+                }
                 fnode **na = realloc(n->args, (size_t)(n->nargs + 1) * sizeof *na);
                 if (!na) {
                     em_fnode_free(arg);

@@ -49,30 +49,58 @@ const double *em_prediction_draws(const em_prediction *p, em_predict_kind k) {
 
 /* ---- the family: a draw's linear predictor as the distribution of the response --------------- */
 
-enum { FP_SIGMA, FP_NU, FP_SHAPE, FP_COUNT };
+enum { FP_SIGMA, FP_NU, FP_SHAPE, FP_PHI, FP_ZI, FP_HU, FP_COUNT };
 
 /* The family's parameters beyond the linear predictor, by their brms names (NULL: unused). */
 static const char *family_param(em_family f, int k) {
     switch (k) {
-    case FP_SIGMA: return f == EM_FAMILY_GAUSSIAN || f == EM_FAMILY_STUDENT ? "sigma" : NULL;
+    case FP_SIGMA:
+        return f == EM_FAMILY_GAUSSIAN || f == EM_FAMILY_STUDENT || f == EM_FAMILY_LOGNORMAL ? "sigma" : NULL;
     case FP_NU: return f == EM_FAMILY_STUDENT ? "nu" : NULL;
-    case FP_SHAPE: return f == EM_FAMILY_NEGBINOMIAL ? "shape" : NULL;
+    case FP_SHAPE:
+        return f == EM_FAMILY_NEGBINOMIAL || f == EM_FAMILY_GAMMA || f == EM_FAMILY_WEIBULL ||
+                       f == EM_FAMILY_ZERO_INFLATED_NEGBINOMIAL || f == EM_FAMILY_HURDLE_NEGBINOMIAL
+                   ? "shape"
+                   : NULL;
+    case FP_PHI: return f == EM_FAMILY_BETA ? "phi" : NULL;
+    case FP_ZI:
+        return f == EM_FAMILY_ZERO_INFLATED_POISSON || f == EM_FAMILY_ZERO_INFLATED_NEGBINOMIAL ? "zi" : NULL;
+    case FP_HU: return f == EM_FAMILY_HURDLE_POISSON || f == EM_FAMILY_HURDLE_NEGBINOMIAL ? "hu" : NULL;
     default: return NULL;
     }
 }
 
+/* As the model's likelihood (regression.c) writes each family, at one draw's parameters. */
 static em_dist family_dist(em_tape *t, em_family f, em_var eta, const double *trials, size_t n, const double *fp) {
+    em_var shape = em_scalar(t, fp[FP_SHAPE]);
     switch (f) {
     case EM_FAMILY_GAUSSIAN: return em_dist_normal(t, eta, em_scalar(t, fp[FP_SIGMA]));
     case EM_FAMILY_STUDENT: return em_dist_student_t(t, em_scalar(t, fp[FP_NU]), eta, em_scalar(t, fp[FP_SIGMA]));
     case EM_FAMILY_BERNOULLI: return em_dist_bernoulli_logit(t, eta);
     case EM_FAMILY_BINOMIAL: return em_dist_binomial_logit(t, trials, n, eta);
     case EM_FAMILY_POISSON: return em_dist_poisson_log(t, eta);
-    case EM_FAMILY_NEGBINOMIAL: return em_dist_neg_binomial2(t, em_op_exp(t, eta), em_scalar(t, fp[FP_SHAPE]));
+    case EM_FAMILY_NEGBINOMIAL: return em_dist_neg_binomial2(t, em_op_exp(t, eta), shape);
+    case EM_FAMILY_GAMMA: /* mean e^eta: rate = shape e^-eta */
+        return em_dist_gamma(t, shape, em_op_mul(t, shape, em_op_exp(t, em_op_mul(t, eta, em_scalar(t, -1.0)))));
+    case EM_FAMILY_LOGNORMAL: return em_dist_lognormal(t, eta, em_scalar(t, fp[FP_SIGMA]));
+    case EM_FAMILY_BETA: { /* brms's mean and precision: Beta(mu phi, (1 - mu) phi) */
+        em_var mu = em_op_sigmoid(t, eta), phi = em_scalar(t, fp[FP_PHI]);
+        return em_dist_beta(t, em_op_mul(t, mu, phi), em_op_mul(t, em_op_sub(t, em_scalar(t, 1.0), mu), phi));
+    }
+    case EM_FAMILY_WEIBULL: /* brms: mean e^eta, scale e^eta / Γ(1 + 1/shape) */
+        return em_dist_weibull(t, shape, em_op_exp(t, em_op_sub(t, eta, em_scalar(t, lgamma(1.0 + 1.0 / fp[FP_SHAPE])))));
+    case EM_FAMILY_ZERO_INFLATED_POISSON: return em_dist_zero_inflated_poisson(t, em_op_exp(t, eta), em_scalar(t, fp[FP_ZI]));
+    case EM_FAMILY_ZERO_INFLATED_NEGBINOMIAL:
+        return em_dist_zero_inflated_neg_binomial2(t, em_op_exp(t, eta), shape, em_scalar(t, fp[FP_ZI]));
+    case EM_FAMILY_HURDLE_POISSON: return em_dist_hurdle_poisson(t, em_op_exp(t, eta), em_scalar(t, fp[FP_HU]));
+    case EM_FAMILY_HURDLE_NEGBINOMIAL:
+        return em_dist_hurdle_neg_binomial2(t, em_op_exp(t, eta), shape, em_scalar(t, fp[FP_HU]));
     default: {
+        /* cumulative: a prediction is a distribution over K categories per row, not one value */
         em_dist d;
         memset(&d, 0, sizeof d);
-        em_tape_fail(t, EM_ERR_ARG, "predict: no predictive distribution for the %s family", em_family_name(f));
+        em_tape_fail(t, EM_ERR_ARG, "predict: the %s family is not supported by predict yet (its prediction is a "
+                                    "probability per category)", em_family_name(f));
         return d;
     }
     }

@@ -21,27 +21,137 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const family_names[EM_FAMILY_COUNT] = {"gaussian", "student", "bernoulli",
-                                                          "binomial", "poisson", "negbinomial"};
+/* ---- the families: one row each (brms 2.18's names, links and distributional parameters) -------- */
 
-const char *em_family_name(em_family f) { return (unsigned)f < EM_FAMILY_COUNT ? family_names[f] : "unknown"; }
+static const em_family_info families[EM_FAMILY_COUNT] = {
+    [EM_FAMILY_GAUSSIAN] = {"gaussian", NULL, EM_LINK_IDENTITY, EM_DP_SIGMA, EM_PRIOR_FROM_Y, 1},
+    [EM_FAMILY_STUDENT] = {"student", NULL, EM_LINK_IDENTITY, EM_DP_SIGMA | EM_DP_NU, EM_PRIOR_FROM_Y, 1},
+    [EM_FAMILY_BERNOULLI] = {"bernoulli", NULL, EM_LINK_LOGIT, 0, EM_PRIOR_FIXED, 0},
+    [EM_FAMILY_BINOMIAL] = {"binomial", NULL, EM_LINK_LOGIT, 0, EM_PRIOR_FIXED, 0},
+    [EM_FAMILY_POISSON] = {"poisson", NULL, EM_LINK_LOG, 0, EM_PRIOR_FROM_LOG_Y, 0},
+    [EM_FAMILY_NEGBINOMIAL] = {"negbinomial", NULL, EM_LINK_LOG, EM_DP_SHAPE, EM_PRIOR_FROM_LOG_Y, 0},
+    [EM_FAMILY_GAMMA] = {"gamma", "Gamma", EM_LINK_LOG, EM_DP_SHAPE, EM_PRIOR_FROM_LOG_Y, 1},
+    /* brms's has_logscale: the defaults come from log(y) although the link is the identity */
+    [EM_FAMILY_LOGNORMAL] = {"lognormal", NULL, EM_LINK_IDENTITY, EM_DP_SIGMA, EM_PRIOR_FROM_LOG_Y, 1},
+    [EM_FAMILY_BETA] = {"beta", "Beta", EM_LINK_LOGIT, EM_DP_PHI, EM_PRIOR_FIXED, 1},
+    [EM_FAMILY_CUMULATIVE] = {"cumulative", NULL, EM_LINK_LOGIT, 0, EM_PRIOR_FIXED, 0},
+    [EM_FAMILY_ZERO_INFLATED_POISSON] = {"zero_inflated_poisson", NULL, EM_LINK_LOG, EM_DP_ZI, EM_PRIOR_FROM_LOG_Y, 0},
+    [EM_FAMILY_ZERO_INFLATED_NEGBINOMIAL] = {"zero_inflated_negbinomial", NULL, EM_LINK_LOG, EM_DP_SHAPE | EM_DP_ZI,
+                                             EM_PRIOR_FROM_LOG_Y, 0},
+    [EM_FAMILY_HURDLE_POISSON] = {"hurdle_poisson", NULL, EM_LINK_LOG, EM_DP_HU, EM_PRIOR_FROM_LOG_Y, 0},
+    [EM_FAMILY_HURDLE_NEGBINOMIAL] = {"hurdle_negbinomial", NULL, EM_LINK_LOG, EM_DP_SHAPE | EM_DP_HU,
+                                      EM_PRIOR_FROM_LOG_Y, 0},
+    [EM_FAMILY_WEIBULL] = {"weibull", NULL, EM_LINK_LOG, EM_DP_SHAPE, EM_PRIOR_FROM_LOG_Y, 1},
+};
+
+/* The distributional parameters in the order brms's summary lists them, with their names. */
+static const struct {
+    unsigned bit;
+    const char *name;
+} dpar_names[] = {{EM_DP_SIGMA, "sigma"}, {EM_DP_NU, "nu"}, {EM_DP_SHAPE, "shape"},
+                  {EM_DP_PHI, "phi"},     {EM_DP_ZI, "zi"}, {EM_DP_HU, "hu"}};
+#define NDPARS (sizeof dpar_names / sizeof *dpar_names)
+
+const em_family_info *em_family_info_of(em_family f) {
+    return (unsigned)f < EM_FAMILY_COUNT ? &families[f] : &families[EM_FAMILY_GAUSSIAN];
+}
+
+const char *em_family_name(em_family f) { return (unsigned)f < EM_FAMILY_COUNT ? families[f].name : "unknown"; }
+
+static const char *const link_names[EM_LINK_COUNT] = {"default", "identity", "log", "logit", "probit"};
+
+const char *em_link_name(em_link l) { return (unsigned)l < EM_LINK_COUNT ? link_names[l] : "unknown"; }
+
+em_status em_link_from_name(const char *name, em_link *out, em_error *err) {
+    for (int k = 1; name && k < EM_LINK_COUNT; k++)
+        if (!strcmp(name, link_names[k])) {
+            *out = (em_link)k;
+            return EM_OK;
+        }
+    return em_error_set(err, EM_ERR_ARG, "unknown link '%s' (known: identity, log, logit, probit)", name ? name : "(null)");
+}
 
 em_status em_family_from_name(const char *name, em_family *out, em_error *err) {
     for (int k = 0; name && k < EM_FAMILY_COUNT; k++)
-        if (!strcmp(name, family_names[k])) {
+        if (!strcmp(name, families[k].name) || (families[k].alias && !strcmp(name, families[k].alias))) {
             *out = (em_family)k;
             return EM_OK;
         }
-    return em_error_set(err, EM_ERR_ARG, "unknown family '%s' (known: gaussian, student, bernoulli, binomial, poisson, "
-                                         "negbinomial)", name ? name : "(null)");
+    em_buf b = {0};
+    for (int k = 0; k < EM_FAMILY_COUNT; k++) em_buf_printf(&b, "%s%s", k ? ", " : "", families[k].name);
+    em_status s = em_error_set(err, EM_ERR_ARG, "unknown family '%s' (known: %s)", name ? name : "(null)",
+                               b.data && !b.failed ? b.data : "");
+    em_buf_free(&b);
+    return s;
+}
+
+/* The links a family takes: its default, and probit beside logit for cumulative (brms has more;
+ * Ember's ordinal densities are these two). */
+static int link_allowed(em_family f, em_link l) {
+    return l == EM_LINK_DEFAULT || l == families[f].link || (f == EM_FAMILY_CUMULATIVE && l == EM_LINK_PROBIT);
+}
+
+static em_link link_of(em_family f, em_link l) { return l == EM_LINK_DEFAULT ? families[f].link : l; }
+
+static em_status link_error(em_error *err, em_family f, em_link l) {
+    return em_error_set(err, EM_ERR_ARG, "family %s takes the %s link%s, not %s", families[f].name,
+                        link_names[families[f].link], f == EM_FAMILY_CUMULATIVE ? " or probit" : "", em_link_name(l));
+}
+
+em_status em_family_parse(const char *spec, em_family *family, em_link *link, em_error *err) {
+    if (!spec || !family || !link) return em_error_set(err, EM_ERR_ARG, "em_family_parse: NULL argument");
+    /* name, then optionally ( [link =] "l" | 'l' | l ) */
+    const char *p = spec;
+    while (isspace((unsigned char)*p)) p++;
+    const char *n0 = p;
+    while (isalnum((unsigned char)*p) || *p == '_') p++;
+    char name[64], lname[32] = "";
+    snprintf(name, sizeof name, "%.*s", (int)(p - n0), n0);
+    while (isspace((unsigned char)*p)) p++;
+    if (*p == '(') {
+        p++;
+        while (isspace((unsigned char)*p)) p++;
+        if (!strncmp(p, "link", 4) && !isalnum((unsigned char)p[4])) {
+            const char *q = p + 4;
+            while (isspace((unsigned char)*q)) q++;
+            if (*q == '=') {
+                p = q + 1;
+                while (isspace((unsigned char)*p)) p++;
+            }
+        }
+        char quote = (*p == '"' || *p == '\'') ? *p++ : 0;
+        const char *l0 = p;
+        while (isalnum((unsigned char)*p) || *p == '_') p++;
+        snprintf(lname, sizeof lname, "%.*s", (int)(p - l0), l0);
+        if (quote && *p == quote) p++;
+        else if (quote) p = "?";
+        while (isspace((unsigned char)*p)) p++;
+        if (*p == ')') p++;
+        else p = "?";
+        while (isspace((unsigned char)*p)) p++;
+    }
+    if (*p)
+        return em_error_set(err, EM_ERR_ARG, "family '%s': expected a name and optionally its link, e.g. "
+                                             "cumulative(\"probit\")", spec);
+    em_family f;
+    em_status s = em_family_from_name(name, &f, err);
+    if (s != EM_OK) return s;
+    em_link l = EM_LINK_DEFAULT;
+    if (lname[0] && (s = em_link_from_name(lname, &l, err)) != EM_OK) return s;
+    if (!link_allowed(f, l)) return link_error(err, f, l);
+    *family = f;
+    *link = l;
+    return EM_OK;
 }
 
 /* ---- priors ------------------------------------------------------------------------------------ */
 
-typedef enum { PR_FLAT, PR_NORMAL, PR_STUDENT_T, PR_CAUCHY, PR_EXPONENTIAL, PR_GAMMA, PR_LOGNORMAL, PR_LKJ, PR_COUNT } prior_kind;
+typedef enum {
+    PR_FLAT, PR_NORMAL, PR_STUDENT_T, PR_CAUCHY, PR_EXPONENTIAL, PR_GAMMA, PR_LOGNORMAL, PR_BETA, PR_LKJ, PR_COUNT
+} prior_kind;
 static const char *const prior_names[PR_COUNT] = {"flat", "normal", "student_t", "cauchy", "exponential", "gamma",
-                                                  "lognormal", "lkj"};
-static const int prior_nargs[PR_COUNT] = {0, 2, 3, 2, 1, 2, 2, 1};
+                                                  "lognormal", "beta", "lkj"};
+static const int prior_nargs[PR_COUNT] = {0, 2, 3, 2, 1, 2, 2, 2, 1};
 
 typedef struct prior {
     prior_kind kind;
@@ -73,6 +183,7 @@ static em_var prior_lp(em_model *m, const prior *p, em_var v) {
     case PR_EXPONENTIAL: d = em_exponential(m, p->a[0]); break;
     case PR_GAMMA: d = em_gamma(m, p->a[0], p->a[1]); break;
     case PR_LOGNORMAL: d = em_lognormal(m, p->a[0], p->a[1]); break;
+    case PR_BETA: d = em_beta(m, p->a[0], p->a[1]); break;
     default: return em_scalar(em_model_tape(m), 0.0);
     }
     return em_dist_log_prob(&d, v);
@@ -98,7 +209,7 @@ static em_status parse_prior(const char *line, prior_rule *r, em_error *err) {
         if (!isspace((unsigned char)*c)) target[tl++] = *c;
     target[tl] = '\0';
     if (!tl) return prior_error(err, line, 0, "no parameter class before '~'");
-    static const char *const classes[] = {"Intercept", "b", "sigma", "sd", "cor", "nu", "shape"};
+    static const char *const classes[] = {"Intercept", "b", "sigma", "sd", "cor", "nu", "shape", "phi", "zi", "hu"};
     int found = 0;
     for (size_t k = 0; k < sizeof classes / sizeof *classes && !found; k++) {
         size_t cl = strlen(classes[k]);
@@ -118,7 +229,7 @@ static em_status parse_prior(const char *line, prior_rule *r, em_error *err) {
     }
     if (!found)
         return prior_error(err, line, 0, "unknown class (known: b, b_<coef>, Intercept, sigma, sd, sd_<group>, "
-                                         "sd_<group>__<coef>, cor, cor_<group>, nu, shape)");
+                                         "sd_<group>__<coef>, cor, cor_<group>, nu, shape, phi, zi, hu)");
     const char *p = tilde + 1;
     while (isspace((unsigned char)*p)) p++;
     size_t at = (size_t)(p - line);
@@ -131,7 +242,7 @@ static em_status parse_prior(const char *line, prior_rule *r, em_error *err) {
         if (!strcmp(dname, prior_names[k])) kind = k;
     if (kind < 0)
         return prior_error(err, line, at, "unknown distribution (known: flat, normal, student_t, cauchy, exponential, "
-                                          "gamma, lognormal, lkj)");
+                                          "gamma, lognormal, beta, lkj)");
     r->p.kind = (prior_kind)kind;
     while (isspace((unsigned char)*p)) p++;
     int na = 0;
@@ -163,7 +274,8 @@ static em_status parse_prior(const char *line, prior_rule *r, em_error *err) {
     case PR_LOGNORMAL: ok = isfinite(a[0]) && a[1] > 0 && isfinite(a[1]); break;
     case PR_STUDENT_T: ok = a[0] > 0 && isfinite(a[1]) && a[2] > 0 && isfinite(a[2]); break;
     case PR_EXPONENTIAL: ok = a[0] > 0 && isfinite(a[0]); break;
-    case PR_GAMMA: ok = a[0] > 0 && a[1] > 0 && isfinite(a[0]) && isfinite(a[1]); break;
+    case PR_GAMMA:
+    case PR_BETA: ok = a[0] > 0 && a[1] > 0 && isfinite(a[0]) && isfinite(a[1]); break;
     case PR_LKJ: ok = a[0] > 0 && isfinite(a[0]); break;
     default: break;
     }
@@ -179,10 +291,13 @@ static em_status parse_prior(const char *line, prior_rule *r, em_error *err) {
 struct em_regression {
     em_formula *formula;
     em_family family;
+    em_link link;        /* resolved: never EM_LINK_DEFAULT */
     em_design d;
+    double *ycat;        /* cumulative: the response as Ember's categories 0..K-1 */
     char *data_name;
     prior *b_prior;      /* [P] */
-    prior intercept_prior, sigma_prior, nu_prior, shape_prior;
+    prior intercept_prior;
+    prior dpar_prior[NDPARS]; /* sigma, nu, shape, phi, zi, hu (dpar_names' order) */
     prior **sd_prior;    /* [ngroups][K] */
     prior *cor_prior;    /* [ngroups] */
     em_posterior *internal; /* the last fit, in the model's own names */
@@ -202,6 +317,7 @@ void em_regression_free(em_regression *r) {
     free(r->sd_prior);
     free(r->cor_prior);
     free(r->b_prior);
+    free(r->ycat);
     em_design_free(&r->d);
     em_formula_free(r->formula);
     em_posterior_free(r->internal);
@@ -226,7 +342,8 @@ static double round1(double x) { return nearbyint(x * 10.0) / 10.0; }
 static void default_scale(const em_regression *r, double *loc, double *scale) {
     *loc = 0.0;
     *scale = 2.5;
-    if (r->family == EM_FAMILY_BERNOULLI || r->family == EM_FAMILY_BINOMIAL) return;
+    em_prior_source src = families[r->family].prior;
+    if (src == EM_PRIOR_FIXED) return;
     size_t n = r->d.n;
     double *y = malloc(n * sizeof *y), *dev = malloc(n * sizeof *dev);
     if (!y || !dev) {
@@ -234,7 +351,7 @@ static void default_scale(const em_regression *r, double *loc, double *scale) {
         free(dev);
         return;
     }
-    int logl = r->family == EM_FAMILY_POISSON || r->family == EM_FAMILY_NEGBINOMIAL;
+    int logl = src == EM_PRIOR_FROM_LOG_Y;
     for (size_t i = 0; i < n; i++) y[i] = logl ? log(r->d.y[i] == 0 ? 0.1 : r->d.y[i]) : r->d.y[i];
     double med = median_of(y, n);
     for (size_t i = 0; i < n; i++) dev[i] = fabs(y[i] - med);
@@ -244,6 +361,13 @@ static void default_scale(const em_regression *r, double *loc, double *scale) {
     *loc = round1(med);
     free(y);
     free(dev);
+}
+
+/* The index of a distributional parameter's class in dpar_names, or -1. */
+static int dpar_index(const char *cls) {
+    for (size_t k = 0; k < NDPARS; k++)
+        if (!strcmp(cls, dpar_names[k].name)) return (int)k;
+    return -1;
 }
 
 static int rule_matches_group(const prior_rule *pr, const em_group_term *gt) {
@@ -263,8 +387,19 @@ em_status em_regression_create(const char *formula, const em_frame *data, const 
     em_regression *r = calloc(1, sizeof *r);
     if (!r) return em_error_set(err, EM_ERR_NOMEM, "formula: out of memory");
     r->family = o.family;
-    em_status s = em_formula_parse(formula, &r->formula, err);
+    em_status s = EM_OK;
+    if ((unsigned)o.link >= EM_LINK_COUNT || !link_allowed(o.family, o.link)) s = link_error(err, o.family, o.link);
+    r->link = link_of(o.family, o.link);
+    if (s == EM_OK) s = em_formula_parse(formula, &r->formula, err);
     if (s == EM_OK) s = em_design_build(r->formula, data, o.family, o.drop_missing, &r->d, err);
+    if (s == EM_OK && o.family == EM_FAMILY_CUMULATIVE && !r->d.intercept)
+        s = em_error_set(err, EM_ERR_ARG, "formula: a cumulative model's thresholds take the place of the intercept; "
+                                          "write it without '0 +' or '- 1'");
+    if (s == EM_OK && o.family == EM_FAMILY_CUMULATIVE) {
+        /* Ember's ordinal densities take the categories 0..K-1 */
+        if (!(r->ycat = malloc(r->d.n * sizeof *r->ycat))) s = em_error_set(err, EM_ERR_NOMEM, "formula: out of memory");
+        for (size_t i = 0; s == EM_OK && i < r->d.n; i++) r->ycat[i] = r->d.y[i] - 1.0;
+    }
     if (s == EM_OK && !(r->data_name = strdup(data->name))) s = em_error_set(err, EM_ERR_NOMEM, "formula: out of memory");
     if (s == EM_OK && !r->d.intercept && r->d.P == 0 && r->d.ngroups == 0)
         s = em_error_set(err, EM_ERR_ARG, "formula: no terms to estimate ('%s' has no intercept and no predictors)",
@@ -274,9 +409,13 @@ em_status em_regression_create(const char *formula, const em_frame *data, const 
     if (s == EM_OK) {
         default_scale(r, &loc, &scale);
         r->intercept_prior = (prior){PR_STUDENT_T, {3, loc, scale}};
-        r->sigma_prior = (prior){PR_STUDENT_T, {3, 0, scale}};
-        r->nu_prior = (prior){PR_GAMMA, {2, 0.1, 0}};
-        r->shape_prior = (prior){PR_GAMMA, {0.01, 0.01, 0}};
+        /* brms 2.18: sigma student_t(3, 0, scale), nu gamma(2, 0.1), shape and phi gamma(0.01,
+         * 0.01), zi and hu beta(1, 1) */
+        static const prior fixed[NDPARS] = {{PR_STUDENT_T, {3, 0, 0}}, {PR_GAMMA, {2, 0.1, 0}},
+                                            {PR_GAMMA, {0.01, 0.01, 0}}, {PR_GAMMA, {0.01, 0.01, 0}},
+                                            {PR_BETA, {1, 1, 0}},        {PR_BETA, {1, 1, 0}}};
+        memcpy(r->dpar_prior, fixed, sizeof fixed);
+        r->dpar_prior[0].a[2] = scale;
         r->b_prior = calloc(r->d.P ? r->d.P : 1, sizeof *r->b_prior); /* flat */
         r->sd_prior = calloc(r->d.ngroups ? r->d.ngroups : 1, sizeof *r->sd_prior);
         r->cor_prior = calloc(r->d.ngroups ? r->d.ngroups : 1, sizeof *r->cor_prior);
@@ -306,12 +445,9 @@ em_status em_regression_create(const char *formula, const em_frame *data, const 
             }
         } else if (!strcmp(pr.cls, "Intercept")) {
             r->intercept_prior = pr.p, used = r->d.intercept;
-        } else if (!strcmp(pr.cls, "sigma")) {
-            r->sigma_prior = pr.p, used = r->family == EM_FAMILY_GAUSSIAN || r->family == EM_FAMILY_STUDENT;
-        } else if (!strcmp(pr.cls, "nu")) {
-            r->nu_prior = pr.p, used = r->family == EM_FAMILY_STUDENT;
-        } else if (!strcmp(pr.cls, "shape")) {
-            r->shape_prior = pr.p, used = r->family == EM_FAMILY_NEGBINOMIAL;
+        } else if (dpar_index(pr.cls) >= 0) {
+            int k = dpar_index(pr.cls);
+            r->dpar_prior[k] = pr.p, used = (families[r->family].dpars & dpar_names[k].bit) != 0;
         } else {
             for (size_t g = 0; g < r->d.ngroups; g++) {
                 const em_group_term *gt = &r->d.groups[g];
@@ -362,9 +498,8 @@ em_status em_regression_print_priors(const em_regression *r, FILE *f, em_error *
         if (gt->correlated) ROW(&r->cor_prior[g], "L", "", gt->group);
         for (size_t k = 0; k < gt->K; k++) ROW(&r->sd_prior[g][k], "sd", gt->names[k], gt->group);
     }
-    if (r->family == EM_FAMILY_GAUSSIAN || r->family == EM_FAMILY_STUDENT) ROW(&r->sigma_prior, "sigma", "", "");
-    if (r->family == EM_FAMILY_STUDENT) ROW(&r->nu_prior, "nu", "", "");
-    if (r->family == EM_FAMILY_NEGBINOMIAL) ROW(&r->shape_prior, "shape", "", "");
+    for (size_t k = 0; k < NDPARS; k++)
+        if (families[r->family].dpars & dpar_names[k].bit) ROW(&r->dpar_prior[k], dpar_names[k].name, "", "");
 #undef ROW
     em_buf_free(&pt);
     int ok = !b.failed && fwrite(b.data, 1, b.len, f) == b.len;
@@ -384,6 +519,90 @@ static em_var elementwise_priors(em_model *m, const prior *p, size_t n, em_var v
     return acc;
 }
 
+/* What the likelihood is made of: the centred design X (invalid without columns), b, the
+ * intercept plus the group-level terms and offsets a (scalar or one per row), the thresholds
+ * (cumulative) and the distributional parameters in dpar_names' order. */
+typedef struct lik_parts {
+    em_var X, b, a, cuts;
+    const em_var *dp;
+} lik_parts;
+
+enum { DPI_SIGMA, DPI_NU, DPI_SHAPE, DPI_PHI, DPI_ZI, DPI_HU }; /* indices into dpar_names */
+
+/* A trunc() bound as a var: one scalar when every row has the same (the usual constant). */
+static em_var bound_var(em_model *m, const double *v, size_t n) {
+    size_t i = 1;
+    while (i < n && v[i] == v[0]) i++;
+    return i == n ? em_scalar(em_model_tape(m), v[0]) : em_data(m, v, n);
+}
+
+/* The response's distribution, one case per family. A fused GLM (one node, one pass over X)
+ * wherever Ember has one and no censoring or truncation needs the family's CDFs. */
+static em_dist likelihood(em_model *m, const em_regression *r, const lik_parts *p) {
+    const em_design *d = &r->d;
+    size_t n = d->n;
+    int fused = !d->cens && !d->lb && !d->weights && d->P; /* the fused kernels take no weights */
+    switch (r->family) { /* the families with a fused GLM */
+    case EM_FAMILY_GAUSSIAN:
+    case EM_FAMILY_BERNOULLI:
+    case EM_FAMILY_POISSON:
+    case EM_FAMILY_NEGBINOMIAL:
+    case EM_FAMILY_GAMMA: break;
+    case EM_FAMILY_CUMULATIVE: fused = fused && r->link == EM_LINK_LOGIT && !d->ngroups; break;
+    default: fused = 0;
+    }
+    const em_var *dp = p->dp;
+    em_var X = p->X, b = p->b, a = p->a;
+    em_var eta = fused ? EM_VAR_INVALID : d->P ? em_matvec_add(m, X, b, a) : a;
+    em_dist base;
+    switch (r->family) {
+    case EM_FAMILY_GAUSSIAN:
+        base = fused ? em_normal_id_glm(m, X, a, b, dp[DPI_SIGMA]) : em_normal(m, eta, dp[DPI_SIGMA]);
+        break;
+    case EM_FAMILY_STUDENT: base = em_student_t(m, dp[DPI_NU], eta, dp[DPI_SIGMA]); break;
+    case EM_FAMILY_BERNOULLI: base = fused ? em_bernoulli_logit_glm(m, X, a, b) : em_bernoulli_logit(m, eta); break;
+    case EM_FAMILY_BINOMIAL: base = em_binomial_logit(m, d->trials, n, eta); break;
+    case EM_FAMILY_POISSON: base = fused ? em_poisson_log_glm(m, X, a, b) : em_poisson_log(m, eta); break;
+    case EM_FAMILY_NEGBINOMIAL:
+        base = fused ? em_neg_binomial2_log_glm(m, X, a, b, dp[DPI_SHAPE], NULL)
+                     : em_neg_binomial2_log(m, eta, dp[DPI_SHAPE]);
+        break;
+    case EM_FAMILY_GAMMA: /* mean e^eta: rate = shape e^-eta (the plain Gamma has the CDFs censoring needs) */
+        base = fused ? em_gamma_log_glm(m, X, a, b, dp[DPI_SHAPE], NULL)
+                     : em_gamma(m, dp[DPI_SHAPE], em_mul(m, dp[DPI_SHAPE], em_exp(m, em_neg(m, eta))));
+        break;
+    case EM_FAMILY_LOGNORMAL: base = em_lognormal(m, eta, dp[DPI_SIGMA]); break;
+    case EM_FAMILY_BETA: { /* brms's mean / precision: Beta(mu phi, (1 - mu) phi) */
+        em_var mu = em_sigmoid(m, eta);
+        base = em_beta(m, em_mul(m, mu, dp[DPI_PHI]), em_mul(m, em_sub(m, 1.0, mu), dp[DPI_PHI]));
+        break;
+    }
+    case EM_FAMILY_CUMULATIVE:
+        if (fused) /* the offset is the GLM's own argument; a holds nothing else */
+            base = em_ordered_logistic_glm(m, X, b, p->cuts, d->offset);
+        else if (r->link == EM_LINK_PROBIT) base = em_ordered_probit(m, eta, p->cuts);
+        else base = em_ordered_logistic(m, eta, p->cuts);
+        break;
+    case EM_FAMILY_ZERO_INFLATED_POISSON: base = em_zero_inflated_poisson(m, em_exp(m, eta), dp[DPI_ZI]); break;
+    case EM_FAMILY_ZERO_INFLATED_NEGBINOMIAL:
+        base = em_zero_inflated_neg_binomial2(m, em_exp(m, eta), dp[DPI_SHAPE], dp[DPI_ZI]);
+        break;
+    case EM_FAMILY_HURDLE_POISSON: base = em_hurdle_poisson(m, em_exp(m, eta), dp[DPI_HU]); break;
+    case EM_FAMILY_HURDLE_NEGBINOMIAL: base = em_hurdle_neg_binomial2(m, em_exp(m, eta), dp[DPI_SHAPE], dp[DPI_HU]); break;
+    case EM_FAMILY_WEIBULL: { /* brms: mean mu = e^eta, scale mu / Γ(1 + 1/shape) */
+        em_var shape = dp[DPI_SHAPE];
+        em_var lg = em_lgamma(m, em_add(m, em_div(m, 1.0, shape), 1.0));
+        base = em_weibull(m, shape, em_exp(m, em_sub(m, eta, lg)));
+        break;
+    }
+    default: base = em_normal(m, eta, 1.0); break; /* unreachable: the family was checked */
+    }
+    if (em_dist_event_len(&base) == 1 && base.batch_len == 1 && n > 1) base = em_expand(base, n);
+    if (d->cens) base = em_censored(&base, d->cens, d->cens_upper, n);
+    else if (d->lb) base = em_truncated(m, &base, bound_var(m, d->lb, n), bound_var(m, d->ub, n));
+    return d->weights ? em_weighted(&base, d->weights, n) : base;
+}
+
 void em_regression_model(em_model *m, const void *arg) {
     const em_regression *r = arg;
     const em_design *d = &r->d;
@@ -395,25 +614,33 @@ void em_regression_model(em_model *m, const void *arg) {
         b = em_sample(m, "b", em_flat(m, d->P));
         lp_priors = elementwise_priors(m, r->b_prior, d->P, b, lp_priors);
     }
-    if (d->intercept) {
+    if (d->intercept && r->family == EM_FAMILY_CUMULATIVE) {
+        /* brms's ordered thresholds: a free vector through the ordered transform, its
+         * Jacobian in the factor (the thresholds are flat up to their prior, as in Stan) */
+        static const em_transform ord = {EM_TRANSFORM_ORDERED, 0, 0};
+        em_var raw = em_sample(m, "Intercept_raw", em_flat(m, d->ncat - 1));
+        em_var logdet = em_scalar(t, 0.0);
+        alpha = em_transform_forward(t, &ord, raw, &logdet);
+        lp_priors = em_add(m, lp_priors, logdet);
+        if (r->intercept_prior.kind != PR_FLAT) lp_priors = em_add(m, lp_priors, prior_lp(m, &r->intercept_prior, alpha));
+    } else if (d->intercept) {
         const prior *ip = &r->intercept_prior;
         alpha = em_sample(m, "Intercept", em_flat(m, 1)); /* its prior as a factor, like the others */
         if (ip->kind != PR_FLAT) lp_priors = em_add(m, lp_priors, prior_lp(m, ip, alpha));
     }
-    em_var sigma = EM_VAR_INVALID, nu = EM_VAR_INVALID, shape = EM_VAR_INVALID;
-    if (r->family == EM_FAMILY_GAUSSIAN || r->family == EM_FAMILY_STUDENT) {
-        sigma = em_sample(m, "sigma", em_flat_positive(m, 1));
-        lp_priors = em_add(m, lp_priors, prior_lp(m, &r->sigma_prior, sigma));
-    }
-    if (r->family == EM_FAMILY_STUDENT) {
-        /* brms's nu > 1: a positive nu - 1 (the shift has a unit Jacobian) */
-        em_var nu1 = em_sample(m, "nu_minus_1", em_flat_positive(m, 1));
-        nu = em_add(m, nu1, 1.0);
-        lp_priors = em_add(m, lp_priors, prior_lp(m, &r->nu_prior, nu));
-    }
-    if (r->family == EM_FAMILY_NEGBINOMIAL) {
-        shape = em_sample(m, "shape", em_flat_positive(m, 1));
-        lp_priors = em_add(m, lp_priors, prior_lp(m, &r->shape_prior, shape));
+    /* the distributional parameters, each flat on its support with its prior as a factor */
+    em_var dp[NDPARS];
+    for (size_t k = 0; k < NDPARS; k++) {
+        dp[k] = EM_VAR_INVALID;
+        unsigned bit = dpar_names[k].bit;
+        if (!(families[r->family].dpars & bit)) continue;
+        if (bit == EM_DP_NU) /* brms's nu > 1: a positive nu - 1 (the shift has a unit Jacobian) */
+            dp[k] = em_add(m, em_sample(m, "nu_minus_1", em_flat_positive(m, 1)), 1.0);
+        else if (bit == EM_DP_ZI || bit == EM_DP_HU)
+            dp[k] = em_sample(m, dpar_names[k].name, em_dist_improper_uniform(t, (em_support){EM_SUPPORT_UNIT, 0, 1}, 1));
+        else
+            dp[k] = em_sample(m, dpar_names[k].name, em_flat_positive(m, 1));
+        lp_priors = em_add(m, lp_priors, prior_lp(m, &r->dpar_prior[k], dp[k]));
     }
     /* group-level terms: r = diag(sd) L z, gathered per row */
     for (size_t g = 0; g < d->ngroups; g++) {
@@ -450,26 +677,17 @@ void em_regression_model(em_model *m, const void *arg) {
         extra = em_var_ok(extra) ? em_add(m, extra, off) : off;
     }
     em_factor(m, "priors", lp_priors);
-    /* the intercept plus everything that is not X·b */
-    em_var a = em_var_ok(alpha) ? (em_var_ok(extra) ? em_add(m, alpha, extra) : alpha)
+    lik_parts lp = {.X = d->P ? em_data_matrix(m, d->Xc, n, d->P) : EM_VAR_INVALID, .b = b, .dp = dp};
+    if (r->family == EM_FAMILY_CUMULATIVE) {
+        /* the thresholds hold the intercept; the linear predictor is everything else */
+        lp.cuts = alpha;
+        lp.a = em_var_ok(extra) ? extra : em_scalar(t, 0.0);
+    } else {
+        lp.a = em_var_ok(alpha) ? (em_var_ok(extra) ? em_add(m, alpha, extra) : alpha)
                                 : (em_var_ok(extra) ? extra : em_scalar(t, 0.0));
-    em_var X = d->P ? em_data_matrix(m, d->Xc, n, d->P) : EM_VAR_INVALID;
-    int glm = d->P && !d->weights; /* a fused GLM has no pointwise terms to weight */
-    em_var eta = d->P ? EM_VAR_INVALID : a;
-    if (d->P && (!glm || (r->family != EM_FAMILY_GAUSSIAN && r->family != EM_FAMILY_BERNOULLI && r->family != EM_FAMILY_POISSON)))
-        eta = em_matvec_add(m, X, b, a);
-    em_dist lik;
-    switch (r->family) {
-    case EM_FAMILY_GAUSSIAN: lik = glm ? em_normal_id_glm(m, X, a, b, sigma) : em_normal(m, eta, sigma); break;
-    case EM_FAMILY_STUDENT: lik = em_student_t(m, nu, eta, sigma); break;
-    case EM_FAMILY_BERNOULLI: lik = glm ? em_bernoulli_logit_glm(m, X, a, b) : em_bernoulli_logit(m, eta); break;
-    case EM_FAMILY_BINOMIAL: lik = em_binomial_logit(m, d->trials, n, eta); break;
-    case EM_FAMILY_POISSON: lik = glm ? em_poisson_log_glm(m, X, a, b) : em_poisson_log(m, eta); break;
-    default: lik = em_neg_binomial2(m, em_exp(m, eta), shape); break;
     }
-    if (em_len(t, eta) == 1 && n > 1) lik = em_expand(lik, n);
-    if (d->weights) lik = em_dist_weighted(&lik, d->weights, n); /* brms: target += weights[n] * log_lik[n] */
-    em_observe(m, "y", lik, d->y, n);
+    em_dist lik = likelihood(m, r, &lp);
+    em_observe(m, "y", lik, r->ycat ? r->ycat : d->y, n);
 }
 
 /* ---- brms's names for the draws ------------------------------------------------------------------ */
@@ -500,7 +718,9 @@ static em_status brms_names(const em_regression *r, em_buf *names, size_t *count
         em_buf_append(names, "", 1);             \
         n++;                                     \
     } while (0)
-    if (d->intercept) NAME("b_Intercept");
+    if (d->intercept && r->family == EM_FAMILY_CUMULATIVE)
+        for (size_t k = 0; k + 1 < d->ncat; k++) NAME("b_Intercept[%zu]", k + 1);
+    else if (d->intercept) NAME("b_Intercept");
     for (size_t j = 0; j < d->P; j++) {
         em_buf nm = {0};
         em_brms_rename(d->names[j], &nm);
@@ -514,9 +734,8 @@ static em_status brms_names(const em_regression *r, em_buf *names, size_t *count
             for (size_t a = 0; a < d->groups[g].K; a++)
                 for (size_t c = a + 1; c < d->groups[g].K; c++)
                     NAME("cor_%s__%s__%s", d->groups[g].group, d->groups[g].names[a], d->groups[g].names[c]);
-    if (r->family == EM_FAMILY_GAUSSIAN || r->family == EM_FAMILY_STUDENT) NAME("sigma");
-    if (r->family == EM_FAMILY_STUDENT) NAME("nu");
-    if (r->family == EM_FAMILY_NEGBINOMIAL) NAME("shape");
+    for (size_t k = 0; k < NDPARS; k++)
+        if (families[r->family].dpars & dpar_names[k].bit) NAME("%s", dpar_names[k].name);
     /* r_g[level,term] in brms; a CSV header cannot hold the comma, so it is a '.' here */
     for (size_t g = 0; g < d->ngroups; g++)
         for (size_t k = 0; k < d->groups[g].K; k++)
@@ -533,10 +752,20 @@ static void brms_row(const em_regression *r, const em_posterior *p, const double
     size_t o = 0;
     double *b = malloc((d->P ? d->P : 1) * sizeof *b);
     for (size_t j = 0; j < d->P; j++) b[j] = row[col_of(p, "b", d->P, j)];
-    if (d->intercept) {
-        double a = row[col_of(p, "Intercept", 1, 0)];
-        for (size_t j = 0; j < d->P; j++) a -= d->means[j] * b[j];
-        out[o++] = a;
+    double shift = 0; /* Σ mean_j b_j: the centred intercept's distance from the uncentred one */
+    for (size_t j = 0; j < d->P; j++) shift += d->means[j] * b[j];
+    if (d->intercept && r->family == EM_FAMILY_CUMULATIVE) {
+        /* thresholds from the ordered transform's free values; P(y <= k) = F(τ_k - Xc b), so the
+         * uncentred thresholds are τ_k + Σ mean_j b_j (brms's b_Intercept) */
+        size_t K1 = d->ncat - 1;
+        double tau = 0;
+        for (size_t k = 0; k < K1; k++) {
+            double x = row[col_of(p, "Intercept_raw", K1, k)];
+            tau = k ? tau + exp(x) : x;
+            out[o++] = tau + shift;
+        }
+    } else if (d->intercept) {
+        out[o++] = row[col_of(p, "Intercept", 1, 0)] - shift;
     }
     for (size_t j = 0; j < d->P; j++) out[o++] = b[j];
     char nm[32];
@@ -554,9 +783,10 @@ static void brms_row(const em_regression *r, const em_posterior *p, const double
                 out[o++] = s;
             }
     }
-    if (r->family == EM_FAMILY_GAUSSIAN || r->family == EM_FAMILY_STUDENT) out[o++] = row[col_of(p, "sigma", 1, 0)];
-    if (r->family == EM_FAMILY_STUDENT) out[o++] = row[col_of(p, "nu_minus_1", 1, 0)] + 1.0;
-    if (r->family == EM_FAMILY_NEGBINOMIAL) out[o++] = row[col_of(p, "shape", 1, 0)];
+    for (size_t k = 0; k < NDPARS; k++)
+        if (families[r->family].dpars & dpar_names[k].bit)
+            out[o++] = dpar_names[k].bit == EM_DP_NU ? row[col_of(p, "nu_minus_1", 1, 0)] + 1.0
+                                                     : row[col_of(p, dpar_names[k].name, 1, 0)];
     for (size_t g = 0; g < d->ngroups; g++) {
         const em_group_term *gt = &d->groups[g];
         size_t K = gt->K, J = gt->J;
@@ -772,13 +1002,13 @@ em_status em_regression_print_summary(const em_regression *r, const em_posterior
     if (!r || !p || !f) return em_error_set(err, EM_ERR_ARG, "em_regression_print_summary: NULL argument");
     if (p->ndraws == 0) return em_error_set(err, EM_ERR_ARG, "em_regression_print_summary: no draws");
     const em_design *d = &r->d;
-    static const char *const links[EM_FAMILY_COUNT] = {"mu = identity; sigma = identity",
-                                                       "mu = identity; sigma = identity; nu = identity",
-                                                       "mu = logit",
-                                                       "mu = logit",
-                                                       "mu = log",
-                                                       "mu = log; shape = identity"};
-    fprintf(f, " Family: %s \n  Links: %s \nFormula: %s \n", em_family_name(r->family), links[r->family], r->formula->text);
+    /* "mu = log; shape = identity": the mean's link, then every distributional parameter's
+     * (brms 2.18 models them on the identity when they are not predicted; cumulative's disc) */
+    fprintf(f, " Family: %s \n  Links: mu = %s", em_family_name(r->family), link_names[r->link]);
+    for (size_t k = 0; k < NDPARS; k++)
+        if (families[r->family].dpars & dpar_names[k].bit) fprintf(f, "; %s = identity", dpar_names[k].name);
+    if (r->family == EM_FAMILY_CUMULATIVE) fprintf(f, "; disc = identity");
+    fprintf(f, " \nFormula: %s \n", r->formula->text);
     fprintf(f, "   Data: %s (Number of observations: %zu) \n", r->data_name, d->n);
     if (d->dropped) fprintf(f, "         (%zu rows with missing values dropped)\n", d->dropped);
     int thin = p->has_cfg ? p->cfg.thin : 1;
@@ -809,7 +1039,13 @@ em_status em_regression_print_summary(const em_regression *r, const em_posterior
         fprintf(f, "\n");
     }
     brms_table t = {0};
-    if (d->intercept) table_add(&t, p, "b_Intercept", "Intercept");
+    if (d->intercept && r->family == EM_FAMILY_CUMULATIVE)
+        for (size_t k = 0; k + 1 < d->ncat; k++) {
+            snprintf(col, sizeof col, "b_Intercept[%zu]", k + 1);
+            snprintf(lab, sizeof lab, "Intercept[%zu]", k + 1);
+            table_add(&t, p, col, lab);
+        }
+    else if (d->intercept) table_add(&t, p, "b_Intercept", "Intercept");
     for (size_t j = 0; j < d->P; j++) {
         em_buf nm = {0};
         em_brms_rename(d->names[j], &nm);
@@ -823,9 +1059,8 @@ em_status em_regression_print_summary(const em_regression *r, const em_posterior
         fprintf(f, "\n");
     }
     table_reset(&t);
-    table_add(&t, p, "sigma", "sigma");
-    table_add(&t, p, "nu", "nu");
-    table_add(&t, p, "shape", "shape");
+    for (size_t k = 0; k < NDPARS; k++)
+        if (families[r->family].dpars & dpar_names[k].bit) table_add(&t, p, dpar_names[k].name, dpar_names[k].name);
     if (t.n) {
         fprintf(f, "Family Specific Parameters: \n");
         table_print(f, &t, &worst);
@@ -876,21 +1111,34 @@ em_status em_regression_loo(const em_regression *r, em_loo_result **out, size_t 
     return s;
 }
 
-em_status em_regression_ppc_figure(const em_regression *r, const char *dir, const char *name, em_error *err) {
-    if (!r || !r->internal) return em_error_set(err, EM_ERR_ARG, "em_regression_ppc_figure: no fit yet");
-    em_predictive_options o;
-    memset(&o, 0, sizeof o);
-    const char *site = "y";
-    o.return_sites = &site;
-    o.nreturn = 1;
+/* One site's draws × rows of the last fit, from a predictive made by make. */
+static em_status response_draws(const em_regression *r, int loglik, double **out, size_t *ndraws, em_error *err) {
+    if (!out || !ndraws) return em_error_set(err, EM_ERR_ARG, "em_regression_%s: NULL output", loglik ? "log_lik" : "yrep");
+    *out = NULL;
+    *ndraws = 0;
+    if (!r || !r->internal) return em_error_set(err, EM_ERR_ARG, "em_regression_%s: no fit yet", loglik ? "log_lik" : "yrep");
     em_predictive *pr = NULL;
-    em_status s = em_posterior_predict(r->internal, NULL, &o, &pr, err);
+    em_status s;
+    if (loglik) s = em_posterior_log_lik(r->internal, "y", &pr, err);
+    else {
+        em_predictive_options o;
+        memset(&o, 0, sizeof o);
+        const char *site = "y";
+        o.return_sites = &site;
+        o.nreturn = 1;
+        s = em_posterior_predict(r->internal, NULL, &o, &pr, err);
+    }
     if (s != EM_OK) return s;
     const em_pred_site *y = em_predictive_site(pr, "y");
-    if (r->family == EM_FAMILY_GAUSSIAN || r->family == EM_FAMILY_STUDENT)
-        s = em_ppc_density_figure(dir, name, r->d.y, r->d.n, y->draws, pr->ndraws, 100, err);
-    else
-        s = em_ppc_bars_figure(dir, name, r->d.y, r->d.n, y->draws, pr->ndraws, err);
+    size_t cells = pr->ndraws * r->d.n;
+    if (!y || y->len != r->d.n) s = em_error_set(err, EM_ERR_ARG, "em_regression: the response site is missing");
+    else if (!(*out = malloc((cells ? cells : 1) * sizeof **out))) s = em_error_set(err, EM_ERR_NOMEM, "formula: out of memory");
+    if (s == EM_OK) {
+        memcpy(*out, y->draws, cells * sizeof **out);
+        if (!loglik && r->ycat) /* Ember's categories 0..K-1 back to the response's 1..K */
+            for (size_t i = 0; i < cells; i++) (*out)[i] += 1.0;
+        *ndraws = pr->ndraws;
+    }
     em_predictive_free(pr);
     return s;
 }
@@ -898,3 +1146,23 @@ em_status em_regression_ppc_figure(const em_regression *r, const char *dir, cons
 const em_formula *em_regression_formula_of(const em_regression *r) { return r->formula; }
 const em_design *em_regression_design_of(const em_regression *r) { return &r->d; }
 const em_posterior *em_regression_internal_fit(const em_regression *r) { return r->internal; }
+
+em_status em_regression_log_lik(const em_regression *r, double **out, size_t *ndraws, em_error *err) {
+    return response_draws(r, 1, out, ndraws, err);
+}
+
+em_status em_regression_yrep(const em_regression *r, double **out, size_t *ndraws, em_error *err) {
+    return response_draws(r, 0, out, ndraws, err);
+}
+
+em_status em_regression_ppc_figure(const em_regression *r, const char *dir, const char *name, em_error *err) {
+    if (!r || !r->internal) return em_error_set(err, EM_ERR_ARG, "em_regression_ppc_figure: no fit yet");
+    double *yrep = NULL;
+    size_t S = 0;
+    em_status s = em_regression_yrep(r, &yrep, &S, err);
+    if (s != EM_OK) return s;
+    if (families[r->family].continuous) s = em_ppc_density_figure(dir, name, r->d.y, r->d.n, yrep, S, 100, err);
+    else s = em_ppc_bars_figure(dir, name, r->d.y, r->d.n, yrep, S, err);
+    free(yrep);
+    return s;
+}

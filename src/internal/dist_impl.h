@@ -404,7 +404,10 @@ void rs_backward(em_tape *t, em_node *self);
 em_node *rs_node(em_tape *t, const em_dist *d, size_t n, em_var *out, rs_aux **aux);
 
 /* ---- pointwise terms of the fused GLMs (em_dist_log_prob_pointwise) -------------------- */
-extern const em_dist_ops em_ops_normal_id_glm, em_ops_bernoulli_logit_glm, em_ops_poisson_log_glm;
+extern const em_dist_ops em_ops_normal_id_glm, em_ops_bernoulli_logit_glm, em_ops_poisson_log_glm,
+    em_ops_neg_binomial2_log_glm, em_ops_gamma_log_glm, em_ops_ordered_logistic_glm;
+/* Is d one of the fused GLMs (parameter 0 the design matrix, 2 the coefficients)? */
+int em_dist_is_glm(const em_dist *d);
 em_status em_glm_log_prob_pointwise(const em_dist *d, const double *y, size_t n, double *out, em_error *err);
 
 /* ---- KL and shared tables ------------------------------------------------------------------ */

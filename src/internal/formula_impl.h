@@ -16,7 +16,7 @@ typedef enum fnode_kind {
     FN_NUM,   /* a number */
     FN_VAR,   /* a column name */
     FN_CALL,  /* name(args): log, exp, sqrt, I, scale, factor, offset, trials, weights */
-    FN_BIN,   /* l op r, op one of + - * / : ^ */
+    FN_BIN,   /* l op r, op one of + - * / : ^, or = (a named argument: name = value) */
     FN_NEG,   /* -a */
     FN_GROUP, /* (lhs | g) or (lhs || g): a group-level term */
 } fnode_kind;
@@ -88,6 +88,10 @@ typedef struct em_design {
     double *trials;      /* [n] binomial trials, or NULL */
     double *weights;     /* [n] weights(w): each row's log-likelihood multiplied by it, or NULL */
     double *offset;      /* [n] summed offsets, or NULL */
+    double *cens;        /* [n] cens(): -1 left, 0 none, 1 right, 2 interval; or NULL */
+    double *cens_upper;  /* [n] cens(c, y2): the upper end of an interval (else 0), or NULL */
+    double *lb, *ub;     /* [n] trunc() bounds (-inf / inf where absent), or NULL */
+    size_t ncat;         /* cumulative: categories K = the largest response (y in 1..K) */
     int intercept;
     size_t P;            /* population-level columns (no intercept column) */
     char **names;        /* [P] model.matrix names: "x", "TrtB", "x:TrtB" */
@@ -100,6 +104,25 @@ typedef struct em_design {
     size_t ncoded;       /* the coding of the training data (empty in a design for new data) */
     em_coded_var *coded;
 } em_design;
+
+/* ---- the families (regression.c), one row each ------------------------------------------------ */
+
+/* Distributional parameters beside the mean, as brms names them. */
+enum { EM_DP_SIGMA = 1, EM_DP_NU = 2, EM_DP_SHAPE = 4, EM_DP_PHI = 8, EM_DP_ZI = 16, EM_DP_HU = 32 };
+/* Where brms 2.18 takes the default Intercept location and the default scales from: nowhere
+ * (location 0, scale 2.5), the response, or its log (log links and lognormal's log scale). */
+typedef enum { EM_PRIOR_FIXED, EM_PRIOR_FROM_Y, EM_PRIOR_FROM_LOG_Y } em_prior_source;
+
+typedef struct em_family_info {
+    const char *name;       /* brms's family$family */
+    const char *alias;      /* brms's constructor when it differs ("Gamma", "Beta"), or NULL */
+    em_link link;           /* the default link of the mean */
+    unsigned dpars;         /* EM_DP_* */
+    em_prior_source prior;
+    int continuous;         /* a density on the real line or part of it: cens() and trunc() apply,
+                             * the predictive check is a density (else bars) */
+} em_family_info;
+const em_family_info *em_family_info_of(em_family f);
 
 /* Build the design of formula f on frame fr for a family; err names the place of any problem. */
 em_status em_design_build(const em_formula *f, const em_frame *fr, em_family fam, int drop_missing, em_design *out,
