@@ -312,6 +312,44 @@ static void test_errors(void **state) {
     em_tape_destroy(t);
 }
 
+/* A large precision a + b: the density must tend to the binomial's and keep its gradient. As
+ * differences of lgamma it lost every digit (at a + b = 1e28 it came out near +4e14, a spurious
+ * mode a NUTS chain ran to in bench/sbc_families.c). The references are the rising factorials
+ * written out, log C(N, y) + Σ_{j<y} log(a + j) + Σ_{j<N-y} log(b + j) - Σ_{j<N} log(a + b + j),
+ * and their derivatives Σ 1/(a + j) - Σ 1/(a + b + j); 2e4 is just past the switch to
+ * Stirling's series, 500 just before it. */
+static void test_beta_binomial_large_precision(void **state) {
+    (void)state;
+    static const double NT[1] = {10}, ys[11] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
+    static const double phis[] = {500, 2e4, 1e8, 1e16, 1e28};
+    const double mu = 0.3, N = 10;
+    for (size_t k = 0; k < sizeof phis / sizeof *phis; k++) {
+        double a = mu * phis[k], b = (1 - mu) * phis[k];
+        for (size_t yi = 0; yi < 11; yi++) {
+            double y = ys[yi], ref = lgamma(N + 1) - lgamma(y + 1) - lgamma(N - y + 1), da = 0, db = 0;
+            for (int j = 0; j < (int)y; j++) ref += log(a + j), da += 1 / (a + j);
+            for (int j = 0; j < (int)(N - y); j++) ref += log(b + j), db += 1 / (b + j);
+            for (int j = 0; j < (int)N; j++) ref -= log(a + b + j), da -= 1 / (a + b + j), db -= 1 / (a + b + j);
+            em_tape *t = em_tape_create();
+            em_var va = em_leaf_scalar(t, a), vb = em_leaf_scalar(t, b);
+            em_dist d = em_dist_beta_binomial(t, NT, 1, va, vb);
+            em_var lp = em_dist_log_prob(&d, em_scalar(t, y));
+            assert_int_equal(em_backward(t, lp), EM_OK);
+            double v = em_value_scalar(t, lp), ga = em_adjoint(t, va)[0], gb = em_adjoint(t, vb)[0];
+            /* the derivatives' terms are ~N / phi and cancel to far less: their error is judged
+             * against that scale (what a chain on log phi sees, times phi) */
+            double gtol = 1e-12 * N / phis[k];
+            if (fabs(v - ref) > 1e-9 * (1 + fabs(ref)) || fabs(ga - da) > 1e-7 * fabs(da) + gtol ||
+                fabs(gb - db) > 1e-7 * fabs(db) + gtol)
+                fail_msg("BetaBinomial(10, %g, %g) at y = %g: lp %.15g (ref %.15g), d/da %.10g (ref %.10g), d/db %.10g "
+                         "(ref %.10g)", a, b, y, v, ref, ga, da, gb, db);
+            if (phis[k] == 1e28) /* the binomial limit */
+                assert_true(fabs(v - log(gsl_ran_binomial_pdf((unsigned)y, mu, 10))) < 1e-9);
+            em_tape_destroy(t);
+        }
+    }
+}
+
 /* ---- ordered logistic and probit ------------------------------------------------------------ */
 
 static const double CUTS[3] = {-1.0, 0.3, 2.0};
@@ -449,6 +487,7 @@ int main(void) {
         cmocka_unit_test(test_pointwise_sums),
         cmocka_unit_test(test_sampling_and_moments),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_beta_binomial_large_precision),
         cmocka_unit_test(test_ordered_values),
         cmocka_unit_test(test_ordered_gradients),
         cmocka_unit_test(test_ordered_sampling_and_errors),
