@@ -581,7 +581,9 @@ void em_design_free(em_design *d) {
         for (size_t j = 0; j < gt->J; j++) free(gt->levels[j]);
         free(gt->levels);
         free(gt->index);
-        for (size_t k = 0; k < gt->K; k++) free(gt->names[k]);
+        /* K is known before the names are made: a design that failed in between (an unknown
+         * grouping column, a response outside the family's support) has K terms and no names */
+        for (size_t k = 0; gt->names && k < gt->K; k++) free(gt->names[k]);
         free(gt->names);
         free(gt->Z);
     }
