@@ -210,19 +210,24 @@ static void m_hurdle_nb(em_model *m, const void *arg) {
     em_observe(m, "y", em_hurdle_neg_binomial2(m, mu, phi, hu), D.zeros, N);
 }
 
-/* Two normal components sharing a slope and a scale, weights on the simplex. The priors keep
- * the components' locations apart (-1.5 and 1.5, sd 0.5) so that the labels do not switch: a
- * switching posterior has two symmetric modes and one chain sees only one of them. */
-static const double MIX_CONC[2] = {4.0, 4.0};
+/* Two normal components sharing a slope and a scale, weights on the simplex. The locations are
+ * ordered (brms's mixture(order = TRUE)) through the ordered transform: mu = (m_1, m_1 + e^g),
+ * the prior on the free values m_1 ~ N(-1.5, 0.5) and g ~ N(log 3, 0.2). Unordered, the labels
+ * are not identified: a chain that starts with the components the wrong way round stays in that
+ * mirror mode (its prior weight is e^-36 of the other, yet 50 observations wall it off), which
+ * cost the 90% intervals of mu 4 points of coverage over 600 replications. */
+static const double MIX_CONC[2] = {4.0, 4.0}, MU_LOC[2] = {-1.5, 1.0986122886681098}, MU_SD[2] = {0.5, 0.2};
 static void m_mixture(em_model *m, const void *arg) {
     (void)arg;
+    static const em_transform ord = {EM_TRANSFORM_ORDERED, 0, 0};
     em_var w = em_sample(m, "w", em_dirichlet(m, em_data(m, MIX_CONC, 2)));
-    em_var mu1 = em_sample(m, "mu1", em_normal(m, -1.5, 0.5));
-    em_var mu2 = em_sample(m, "mu2", em_normal(m, 1.5, 0.5));
+    em_var raw = em_sample(m, "mu_raw", em_normal(m, em_data(m, MU_LOC, 2), em_data(m, MU_SD, 2)));
+    em_var mu = em_transform_forward(EM_T(m), &ord, raw, NULL);
     em_var b = em_sample(m, "b", em_normal(m, 0.0, 0.5));
     em_var sigma = em_sample(m, "sigma", em_lognormal(m, -0.5, 0.25));
     em_var bx = em_mul(m, b, em_data(m, D.x, NMIX));
-    em_dist comp[2] = {em_normal(m, em_add(m, mu1, bx), sigma), em_normal(m, em_add(m, mu2, bx), sigma)};
+    em_dist comp[2] = {em_normal(m, em_add(m, em_slice(m, mu, 0, 1), bx), sigma),
+                       em_normal(m, em_add(m, em_slice(m, mu, 1, 1), bx), sigma)};
     em_observe(m, "y", em_mixture(m, w, comp, 2), D.zeros, NMIX);
 }
 
