@@ -156,9 +156,11 @@ static void glm_eta(const em_tape *t, const em_dist *d, double *eta) {
  *     instruction count and on the latency of the running sums; four lanes cut both fourfold.
  *   - many coefficients: rows in blocks of four; each row's x_i·β on vectors along the row,
  *     and the gradient updated once per block, Σ_j over four rows at a time. */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__SANITIZE_THREAD__)
 /* The build is portable (-O2, no -march); these kernels alone are cloned for AVX2, chosen at
- * load time by the CPU it runs on (no FMA: contracting would change the bits). */
+ * load time by the CPU it runs on (no FMA: contracting would change the bits). Not under
+ * ThreadSanitizer (make check-tsan): the clones' ifunc resolvers run during relocation, before
+ * the TSan runtime is up, and their instrumented entry crashes the program at load. */
 #define GLM_KERNEL __attribute__((optimize("O3"), target_clones("avx2", "default")))
 #else
 #define GLM_KERNEL
