@@ -25,8 +25,8 @@
  * fail a correct sampler about once in 140 parameters, and there are 75; the family mean has a
  * smaller error, and each parameter's coverage is printed beside it. The seed is fixed, so the
  * verdict is the same on every run. Without --sbc a short run (R = 20, nothing checked) serves
- * as the benchmark of `make bench`. The table goes to stdout, one JSON line per family to
- * stderr.
+ * as the benchmark of `make bench`. The table goes to stderr, one JSON line per family to
+ * stdout (as for the other benchmarks).
  */
 #include "ember.h"
 
@@ -454,7 +454,7 @@ static int run_family(const family *f, const em_sbc_config *base, int check, int
     em_sbc_result *r = NULL;
     em_error err = {0};
     if (em_sbc_run(f->model, NULL, &c, &r, &err) != EM_OK) {
-        printf("%-26s ERROR %s\n", f->name, err.msg);
+        fprintf(stderr, "%-26s ERROR %s\n", f->name, err.msg);
         *error = 1;
         return 0;
     }
@@ -467,21 +467,19 @@ static int run_family(const family *f, const em_sbc_config *base, int check, int
         cov_sum += st.coverage[2];
         min_p = fmin(min_p, st.chi2_p);
         p_ok &= st.chi2_p > P_MIN;
-        printf("%-26s %-10s %5zu %9.4f %6s %7.3f %6.3f %s\n", j ? "" : f->name, st.name, st.n, st.chi2_p,
-               st.ecdf_outside ? "out" : "in", st.coverage[2], st.coverage_se[2],
-               st.chi2_p > P_MIN ? "" : "p <= 0.001");
+        fprintf(stderr, "%-26s %-10s %5zu %9.4f %6s %7.3f %6.3f %s\n", j ? "" : f->name, st.name, st.n, st.chi2_p,
+                st.ecdf_outside ? "out" : "in", st.coverage[2], st.coverage_se[2], st.chi2_p > P_MIN ? "" : "p <= 0.001");
     }
     double cov = cov_sum / (double)P;
     int ok = p_ok && failed == 0 && cov >= COV_LO && cov <= COV_HI;
-    printf("%-26s %-10s %5zu %9.4f %6s %7.3f %6s %s  (%zu failed, %zu divergent in %zu replications, %.1f s)\n", "",
-           "(family)", em_sbc_num_used(r), min_p, "", cov, "", !check ? "-" : ok ? "PASS" : "FAIL", failed,
-           em_sbc_num_divergent(r), em_sbc_num_divergent_replications(r), em_sbc_seconds(r));
-    if (failed) printf("%-26s first failure: %s\n", "", em_sbc_first_failure(r));
+    fprintf(stderr, "%-26s %-10s %5zu %9.4f %6s %7.3f %6s %s  (%zu failed, %zu divergent in %zu replications, %.1f s)\n",
+            "", "(family)", em_sbc_num_used(r), min_p, "", cov, "", !check ? "-" : ok ? "PASS" : "FAIL", failed,
+            em_sbc_num_divergent(r), em_sbc_num_divergent_replications(r), em_sbc_seconds(r));
+    if (failed) fprintf(stderr, "%-26s first failure: %s\n", "", em_sbc_first_failure(r));
+    printf("{\"bench\":\"sbc_families\",\"family\":\"%s\",\"R\":%zu,\"params\":%zu,\"min_chi2_p\":%.4g,"
+           "\"cov90_mean\":%.4f,\"failed\":%zu,\"divergent\":%zu,\"seconds\":%.2f,\"pass\":%d}\n",
+           f->name, c.num_replications, P, min_p, cov, failed, em_sbc_num_divergent(r), em_sbc_seconds(r), ok);
     fflush(stdout);
-    fprintf(stderr,
-            "{\"bench\":\"sbc_families\",\"family\":\"%s\",\"R\":%zu,\"params\":%zu,\"min_chi2_p\":%.4g,"
-            "\"cov90_mean\":%.4f,\"failed\":%zu,\"divergent\":%zu,\"seconds\":%.2f,\"pass\":%d}\n",
-            f->name, c.num_replications, P, min_p, cov, failed, em_sbc_num_divergent(r), em_sbc_seconds(r), ok);
     em_sbc_free(r);
     return !check || ok;
 }
@@ -528,11 +526,13 @@ int main(int argc, char **argv) {
         return 2;
     }
     data_init();
-    printf("SBC of NUTS, R = %zu replications, L = %zu draws, %d warmup + %d samples, seed %llu\n",
-           c.num_replications, c.num_draws, c.mcmc.num_warmup, c.mcmc.num_samples, (unsigned long long)c.seed);
-    printf("acceptance: chi-square p > %g for every parameter, family mean 90%% coverage in [%.2f, %.2f], "
-           "no failed replication\n\n", P_MIN, COV_LO, COV_HI);
-    printf("%-26s %-10s %5s %9s %6s %7s %6s\n", "family", "param", "n", "chi2_p", "ECDF", "cov90", "se");
+    fprintf(stderr, "SBC of NUTS, R = %zu replications, L = %zu draws, %d warmup + %d samples, seed %llu\n",
+            c.num_replications, c.num_draws, c.mcmc.num_warmup, c.mcmc.num_samples, (unsigned long long)c.seed);
+    fprintf(stderr,
+            "acceptance: chi-square p > %g for every parameter, family mean 90%% coverage in [%.2f, %.2f], "
+            "no failed replication\n\n",
+            P_MIN, COV_LO, COV_HI);
+    fprintf(stderr, "%-26s %-10s %5s %9s %6s %7s %6s\n", "family", "param", "n", "chi2_p", "ECDF", "cov90", "se");
     double t0 = bench_now();
     size_t npass = 0, nrun = 0;
     int error = 0;
@@ -541,7 +541,7 @@ int main(int argc, char **argv) {
         nrun++;
         npass += (size_t)run_family(&FAMILIES[k], &c, check, &error);
     }
-    printf("\n%zu of %zu families %s in %.1f s\n", npass, nrun, check ? "pass" : "run (nothing checked)",
-           bench_now() - t0);
+    fprintf(stderr, "\n%zu of %zu families %s in %.1f s\n", npass, nrun, check ? "pass" : "run (nothing checked)",
+            bench_now() - t0);
     return error || npass != nrun ? 1 : 0;
 }
