@@ -78,7 +78,7 @@ HEADERS   := $(wildcard include/*.h include/ember/*.h src/internal/*.h)
 # The `ember` command, on the public API only (installed beside the library).
 CLI_BIN   := $(BUILD)/bin/ember
 
-.PHONY: all lib deps run check bench install clean notebooks tests examples sbc sbc-rugged check-tsan fuzz
+.PHONY: all lib deps run check bench install clean notebooks tests examples sbc fuzz
 .DEFAULT_GOAL := all
 
 all: deps lib $(CLI_BIN)
@@ -151,6 +151,7 @@ bench: deps all $(BENCH_BIN)
 sbc: deps all $(BUILD)/bench/sbc_families
 	./$(BUILD)/bench/sbc_families --sbc 400
 
+.PHONY: sbc-rugged check-tsan
 sbc-rugged: deps all $(BUILD)/bench/sbc_rugged
 	./$(BUILD)/bench/sbc_rugged --sbc 500 --method nuts --out $(BUILD)/sbc/nuts
 
