@@ -9,6 +9,8 @@
 #   make check-tsan the test programs that run threads, built with ThreadSanitizer (TSAN=1)
 #   make install    PREFIX=/usr/local: headers, both libraries, pkg-config file ember.pc
 #   make notebooks  regenerate notebooks-export/ from a real run
+#   make run-mpi    the MPI example on generated data (N=rows, NP=ranks); needs OpenMPI
+#   make bench-mpi  the MPI layer's scaling and memory per rank for 1, 2, 4 ranks
 #   make fuzz       build every libFuzzer target in tests/fuzz/ and run each for FUZZ_SECONDS (60; needs clang)
 #   make clean
 #
@@ -53,7 +55,8 @@ LDLIBS    := -lgsl -lopenblas -llapacke -lm -lpthread
 LDFLAGS   := $(LDSAN)
 
 # One folder of src/ per layer (../DESIGN.md); src/internal holds private headers only.
-LIB_SRC   := $(wildcard src/*/*.c)
+# src/mpi is the optional MPI layer: a library of its own (libember_mpi), never part of libember.
+LIB_SRC   := $(filter-out src/mpi/%,$(wildcard src/*/*.c))
 LIB_OBJ   := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(LIB_SRC))
 LIB_A     := $(BUILD)/lib/libember.a
 LIB_SO    := $(BUILD)/lib/libember.so
@@ -78,10 +81,27 @@ HEADERS   := $(wildcard include/*.h include/ember/*.h src/internal/*.h)
 # The `ember` command, on the public API only (installed beside the library).
 CLI_BIN   := $(BUILD)/bin/ember
 
-.PHONY: all lib deps run check bench install clean notebooks tests examples sbc fuzz
+# The MPI layer (include/ember/mpi.h): built when mpicc is found (MPI=0 turns it off, MPI=1
+# insists). Its library, test, example and benchmark link OpenMPI; libember does not.
+MPI       ?= $(shell command -v mpicc >/dev/null 2>&1 && echo 1 || echo 0)
+MPI_SRC   := $(wildcard src/mpi/*.c)
+MPI_OBJ   := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(MPI_SRC))
+MPI_A     := $(BUILD)/lib/libember_mpi.a
+MPI_TEST  := $(BUILD)/tests/mpi/test_mpi
+MPI_EX    := $(BUILD)/examples/mpi_regression
+MPI_BENCH := $(BUILD)/bench/mpi/bench_mpi
+ifeq ($(MPI),1)
+  MPI_CFLAGS := $(shell mpicc --showme:compile)
+  MPI_LIBS   := $(shell mpicc --showme:link)
+  MPI_ALL    := $(MPI_A) $(MPI_TEST) $(MPI_EX) $(MPI_BENCH)
+else
+  MPI_ALL    :=
+endif
+
+.PHONY: all lib deps run check bench install clean notebooks tests examples sbc fuzz run-mpi bench-mpi
 .DEFAULT_GOAL := all
 
-all: deps lib $(CLI_BIN)
+all: deps lib $(CLI_BIN) $(MPI_ALL)
 	@mkdir -p lib bin && cp $(LIB_A) $(LIB_SO) lib/ && cp $(CLI_BIN) bin/
 
 lib: $(LIB_A) $(LIB_SO)
@@ -113,6 +133,35 @@ $(BUILD)/bench/%: bench/%.c $(EX_MODEL) $(LIB_A) $(EX_DIR)/rugged_model.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -I$(EX_DIR) $(CFLAGS) $< $(EX_MODEL) -o $@ $(LDFLAGS) $(LIB_A) $(LDLIBS)
 
+$(MPI_OBJ): CPPFLAGS += $(MPI_CFLAGS)
+
+$(MPI_A): $(MPI_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+MPI_MODEL := examples/mpi_regression/regression_model.c
+$(MPI_TEST): tests/mpi/test_mpi.c $(MPI_MODEL) $(MPI_A) $(LIB_A) $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -Iexamples/mpi_regression $(MPI_CFLAGS) $(CFLAGS) $< $(MPI_MODEL) -o $@ $(LDFLAGS) $(MPI_A) $(LIB_A) $(LDLIBS) $(MPI_LIBS)
+
+$(MPI_EX): examples/mpi_regression/mpi_regression.c $(MPI_MODEL) $(MPI_A) $(LIB_A) $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -Iexamples/mpi_regression $(MPI_CFLAGS) $(CFLAGS) $< $(MPI_MODEL) -o $@ $(LDFLAGS) $(MPI_A) $(LIB_A) $(LDLIBS) $(MPI_LIBS)
+
+$(MPI_BENCH): bench/mpi/bench_mpi.c $(MPI_MODEL) $(MPI_A) $(LIB_A) $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -Iexamples/mpi_regression $(MPI_CFLAGS) $(CFLAGS) $< $(MPI_MODEL) -o $@ $(LDFLAGS) $(MPI_A) $(LIB_A) $(LDLIBS) $(MPI_LIBS)
+
+# The MPI example on generated data: N rows (1e5), NP ranks (2), its CSVs in build/mpi-run.
+N  ?= 100000
+NP ?= 2
+run-mpi: deps all
+	bash examples/mpi_regression/run.sh $(MPI_EX) $(N) $(NP) build/mpi-run
+
+# Gradient throughput, NUTS ESS/s and memory per rank for 1, 2, 4 ranks (bench/mpi/README.md).
+bench-mpi: deps all
+	bash bench/mpi/run.sh $(MPI_EX) $(MPI_BENCH)
+
 $(CLI_BIN): cli/ember.c $(LIB_A) $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) cli/ember.c -o $@ $(LDFLAGS) $(LIB_A) $(LDLIBS)
@@ -139,7 +188,7 @@ check: deps all $(TEST_BIN) $(EX_BIN)
 	for t in $(TEST_BIN); do n=$$((n+1)); echo "== $$t"; \
 	  EMBER_BUILD=$(BUILD) ./$$t || { echo "FAILED: $$t"; fail=$$((fail+1)); }; done; \
 	for t in $(TEST_SH); do n=$$((n+1)); echo "== $$t"; \
-	  EMBER_BUILD=$(BUILD) SANITIZE=$(SANITIZE) CC=$(CC) bash $$t || { echo "FAILED: $$t"; fail=$$((fail+1)); }; done; \
+	  EMBER_BUILD=$(BUILD) SANITIZE=$(SANITIZE) MPI=$(MPI) CC=$(CC) bash $$t || { echo "FAILED: $$t"; fail=$$((fail+1)); }; done; \
 	echo "$$n test programs, $$fail failed"; test $$fail -eq 0
 
 bench: deps all $(BENCH_BIN)
@@ -172,9 +221,11 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/include/ember $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
 	install -m 755 $(CLI_BIN) $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 include/ember.h $(DESTDIR)$(PREFIX)/include/
-	install -m 644 include/ember/*.h $(DESTDIR)$(PREFIX)/include/ember/
+	install -m 644 $(filter-out include/ember/mpi.h,$(wildcard include/ember/*.h)) $(DESTDIR)$(PREFIX)/include/ember/
 	install -m 644 $(LIB_A) $(DESTDIR)$(PREFIX)/lib/
 	install -m 755 $(LIB_SO) $(DESTDIR)$(PREFIX)/lib/
+	if [ "$(MPI)" = 1 ]; then install -m 644 include/ember/mpi.h $(DESTDIR)$(PREFIX)/include/ember/ && \
+	  install -m 644 $(MPI_A) $(DESTDIR)$(PREFIX)/lib/; fi
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@BLAS_INC@|$(BLAS_INC)|g' -e 's|@VERSION@|$(VERSION)|g' scripts/ember.pc.in \
 	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/ember.pc
 

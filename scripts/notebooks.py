@@ -36,6 +36,29 @@ ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)),
 
 # ---- running the example -----------------------------------------------------------------------
 
+
+NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
+
+
+def last_digit_only(a, b):
+    """True when a and b are the same text except for decimal numbers printed with the same
+    digits after the point (and the same exponent) that differ by at most one unit in that
+    place. Integers (counts) must be equal."""
+    if NUMBER.split(a) != NUMBER.split(b):
+        return False
+    for x, y in zip(NUMBER.findall(a), NUMBER.findall(b)):
+        if x == y:
+            continue
+        mx, _, ex = x.lower().partition("e")
+        my, _, ey = y.lower().partition("e")
+        places = len(mx.partition(".")[2])
+        if ex != ey or places == 0 or places != len(my.partition(".")[2]):  # counts stay exact
+            return False
+        if abs(float(mx) - float(my)) > 1.5 * 10.0 ** -places:
+            return False
+    return True
+
+
 def run_example(binary, args):
     """Run the example in a fresh folder with data/rugged_data.csv; return (stdout, folder)."""
     work = tempfile.mkdtemp(prefix="ember-notebooks-")
@@ -483,7 +506,10 @@ def cmd_check(args):
                 print("FAIL: %s has %d printed outputs, the current code gives %d" % (name, len(old), len(new)))
                 failures += 1
             for (cid, a), (_, b) in zip(old, new):
-                if a != b:
+                if a != b and last_digit_only(a, b):
+                    print("note: %s cell %s: a printed number differs in its last digit only (a value at a rounding "
+                          "boundary; OpenBLAS picks its kernels by CPU, which moves the last bits)" % (name, cid))
+                elif a != b:
                     failures += 1
                     print("FAIL: %s cell %s differs from a fresh run with %s:" % (name, cid, " ".join(run_args)))
                     al, bl = a.splitlines(), b.splitlines()

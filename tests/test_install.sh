@@ -51,3 +51,33 @@ if [ "$out" != "$expect" ]; then
   exit 1
 fi
 echo "installed library OK: $out"
+
+# With the MPI layer: its header and library are installed, and a program built with mpicc
+# against them (-lember_mpi before pkg-config's flags) runs under mpirun.
+if [ "${MPI:-0}" = 1 ] && command -v mpicc >/dev/null 2>&1; then
+  test -f "$tmp/prefix/include/ember/mpi.h"
+  test -f "$tmp/prefix/lib/libember_mpi.a"
+  cat > "$tmp/mpiprog.c" <<'C'
+#include <ember.h>
+#include <ember/mpi.h>
+#include <stdio.h>
+
+int main(int argc, char **argv) {
+    MPI_Init(&argc, &argv);
+    size_t first, n;
+    em_mpi_partition(10000, 0, 2, 1, &first, &n); /* rank 1 of 2: blocks 1..2 of 3 */
+    printf("%zu %zu\n", first, n);
+    MPI_Finalize();
+    return 0;
+}
+C
+  mpicc -std=c11 $extra "$tmp/mpiprog.c" -L"$tmp/prefix/lib" -l:libember_mpi.a $(pkg-config --cflags --libs --static ember) -o "$tmp/mpiprog"
+  if [ "$(id -u)" = 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
+  # as in test_mpi.sh: under the sanitizers, OpenMPI's own lasting allocations are suppressed
+  export OMPI_MCA_mca_base_component_disable_dlclose=1
+  export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}fast_unwind_on_malloc=0"
+  export LSAN_OPTIONS="suppressions=$(pwd)/tests/mpi/lsan.supp:print_suppressions=0"
+  got=$(mpirun -np 1 "$tmp/mpiprog")
+  [ "$got" = "4096 5904" ] || { echo "installed MPI layer printed '$got', expected '4096 5904'" >&2; exit 1; }
+  echo "installed MPI layer OK: $got"
+fi

@@ -787,6 +787,35 @@ static void test_two_models_on_two_threads(void **state) {
     }
 }
 
+/* A run of chains 3..4 alone (first_chain = 2) has the draws chains 3 and 4 have in a run of
+ * all four: what lets groups of processes split the chains of one run (mpi.h). */
+static void test_first_chain(void **state) {
+    (void)state;
+    double *p = unit_diag(3, 1.0);
+    gauss g = {.d = 3, .prec_diag = p};
+    em_logdensity *ld = em_logdensity_from_fn(3, gauss_fn, &g, NULL);
+    em_mcmc_config c = small_config();
+    c.num_chains = 4;
+    c.seed = 5;
+    em_mcmc_result *all = run_ok(ld, &c);
+    c.num_chains = 2;
+    c.first_chain = 2;
+    em_mcmc_result *part = run_ok(ld, &c);
+    for (size_t k = 0; k < 2; k++) {
+        const em_mcmc_chain *x = &all->chains[k + 2], *y = &part->chains[k];
+        assert_int_equal(x->num_draws, y->num_draws);
+        assert_memory_equal(x->draws, y->draws, x->num_draws * all->num_columns * sizeof(double));
+    }
+    em_error err = {0};
+    c.first_chain = EM_MCMC_MAX_CHAINS - 1; /* with 2 chains: past the last chain */
+    assert_int_equal(em_mcmc_config_validate(&c, &err), EM_ERR_ARG);
+    assert_non_null(strstr(err.msg, "first_chain"));
+    em_mcmc_result_free(all);
+    em_mcmc_result_free(part);
+    em_logdensity_destroy(ld);
+    free(p);
+}
+
 /* ---- failing densities -------------------------------------------------------------------- */
 
 static void test_domain_errors_divergences(void **state) {
@@ -1142,6 +1171,7 @@ int main(void) {
         cmocka_unit_test(test_static_hmc),
         cmocka_unit_test(test_threads_bit_identical),
         cmocka_unit_test(test_two_models_on_two_threads),
+        cmocka_unit_test(test_first_chain),
         cmocka_unit_test(test_domain_errors_divergences),
         cmocka_unit_test(test_never_finite),
         cmocka_unit_test(test_init_values),

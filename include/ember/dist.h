@@ -230,6 +230,11 @@ em_dist em_dist_mixture(em_tape *t, em_var weights, const em_dist *components, s
  * parameters have length 1 or n. Draws, mean and variance are the base's (the uncensored
  * latent values, as brms's posterior_predict gives). */
 em_dist em_dist_censored(const em_dist *base, const double *cens, const double *upper, size_t n);
+/* Weighted observations, as brms's weights(): log p(x) = Σ_i w_i log p_base(x_i), and the
+ * pointwise terms (log_lik) w_i log p_base(x_i). w (n finite non-negative weights) is
+ * referenced; the base is a univariate family with pointwise terms (not a fused GLM) whose
+ * batch is 1 or n. Draws, mean and variance are the base's. */
+em_dist em_dist_weighted(const em_dist *base, const double *w, size_t n);
 /* The base truncated to [lb, ub] (brms's trunc()): log p(x) - log(F(ub) - F(lb)), -inf outside.
  * lb = -inf (a constant scalar) or ub = +inf means no bound on that side: em_truncated(m, d,
  * 0.0, INFINITY) is a generic lower-truncated prior. Bounds are scalars or one per element and

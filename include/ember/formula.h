@@ -113,8 +113,14 @@ em_status em_regression_print_priors(const em_regression *r, FILE *f, em_error *
  * attached to the draws' internal form for prediction and log-likelihood. */
 em_status em_regression_fit(em_regression *r, const em_mcmc_config *cfg, em_posterior **out, em_error *err);
 
+/* SVI on the model instead (em_fit_svi: an autoguide started at the Laplace approximation, the
+ * ELBO stopping rule, cfg->num_draws independent draws with their Pareto k̂; cfg NULL: the
+ * defaults), the draws in the same brms names; the summary states the approximation's verdict. */
+em_status em_regression_fit_svi(em_regression *r, const em_svi_fit_config *cfg, em_posterior **out, em_error *err);
+
 /* PSIS-LOO of the last fit (its response's pointwise log-likelihood), with exact refits of the
- * observations whose Pareto k̂ exceeds 0.7 (brms's reloo = TRUE); *nrefits may be NULL. */
+ * observations whose Pareto k̂ exceeds 0.7 (brms's reloo = TRUE; NUTS fits only, a variational
+ * fit keeps PSIS's estimates and their k̂); *nrefits may be NULL. */
 em_status em_regression_loo(const em_regression *r, em_loo_result **out, size_t *nrefits, em_error *err);
 
 /* The posterior predictive check of the last fit as a figure: the density of the response
@@ -122,10 +128,74 @@ em_status em_regression_loo(const em_regression *r, em_loo_result **out, size_t 
  * binary families), dir/<name>.dat and dir/<name>.gp (loo.h's em_ppc_*_figure). */
 em_status em_regression_ppc_figure(const em_regression *r, const char *dir, const char *name, em_error *err);
 
+/* The population-level coefficients of fit (b_Intercept, b_x, ...: brms's names, as
+ * em_regression_fit returns or CmdStan files hold them) as a figure: medians with 50% and 95%
+ * central intervals, one line each (bayesplot's mcmc_intervals), dir/<name>.dat and
+ * dir/<name>.gp for gnuplot. */
+em_status em_regression_coef_figure(const em_regression *r, const em_posterior *fit, const char *dir, const char *name,
+                                    em_error *err);
+
 /* brms's summary: family, links, formula, data, draws, then group-level effects per grouping
  * factor, population-level effects and family-specific parameters, each with Estimate,
  * Est.Error, l-95% CI, u-95% CI, Rhat, Bulk_ESS and Tail_ESS; warnings as Stan gives them. */
 em_status em_regression_print_summary(const em_regression *r, const em_posterior *fit, FILE *f, em_error *err);
+
+/* ---- prediction at new data (brms's posterior_predict, posterior_epred, posterior_linpred) -- */
+
+/* How a grouping factor's level that the training data did not have gets its effects. */
+typedef enum em_new_levels {
+    EM_NEW_LEVELS_UNCERTAINTY = 0, /* brms's sample_new_levels = "uncertainty": in each draw, the
+                                    * effects of an existing level chosen at random */
+    EM_NEW_LEVELS_GAUSSIAN,        /* "gaussian": in each draw, MVN(0, Σ) with that draw's sds and
+                                    * correlations */
+    EM_NEW_LEVELS_ERROR            /* brms's allow_new_levels = FALSE: a new level is an error */
+} em_new_levels;
+
+typedef struct em_predict_options {
+    em_new_levels new_levels;
+    int population_only; /* brms's re_formula = NA: the group-level terms left out */
+    int drop_missing;    /* 0: a missing value in the new data is an error; 1: the row is skipped */
+    uint64_t seed;       /* the predictive draws' and new levels' random numbers */
+    unsigned kinds;      /* which draws to keep: a mask of 1u << em_predict_kind (0: all three;
+                          * S x rows doubles each, so a large newdata may want one) */
+} em_predict_options;
+
+typedef enum em_predict_kind {
+    EM_PREDICT_RESPONSE = 0, /* posterior_predict: a draw of the response */
+    EM_PREDICT_EPRED,        /* posterior_epred: its expected value (binomial: trials · p) */
+    EM_PREDICT_LINPRED,      /* posterior_linpred: the linear predictor, on the link scale */
+    EM_PREDICT_KIND_COUNT
+} em_predict_kind;
+
+typedef struct em_prediction em_prediction;
+
+/* Predictions of regression r at newdata (NULL: the training rows) from fit, a posterior in
+ * brms's names: the one em_regression_fit returns, or CmdStan files of `ember fit --out` read
+ * back with em_posterior_read_cmdstan. newdata is coded as the training data were: its factors
+ * take the training levels (an unknown level of a population-level factor is an error naming
+ * the file, line, column and value), scale() the training mean and sd, the centring the
+ * training means; offsets and trials() come from newdata, which needs no response. Group
+ * levels seen in training use their r_ draws, others opt->new_levels. opt may be NULL. */
+em_status em_regression_predict(const em_regression *r, const em_posterior *fit, const em_frame *newdata,
+                                const em_predict_options *opt, em_prediction **out, em_error *err);
+void em_prediction_free(em_prediction *p);
+size_t em_prediction_num_draws(const em_prediction *p);
+size_t em_prediction_num_rows(const em_prediction *p);
+/* The 0-based row of newdata (or of the training frame) that prediction row i is. */
+size_t em_prediction_frame_row(const em_prediction *p, size_t i);
+/* Distinct grouping-factor levels of newdata that the training data did not have. */
+size_t em_prediction_num_new_levels(const em_prediction *p);
+/* The draws × rows matrix of kind k, row-major: x[d * rows + i], draws chain-major (NULL for a
+ * kind that opt->kinds left out). */
+const double *em_prediction_draws(const em_prediction *p, em_predict_kind k);
+/* Per row, as brms's predict() and fitted() summarise: out[4 i ..] = Estimate (mean),
+ * Est.Error (sd), and the lo and hi quantiles (R's type 7; brms: 0.025 and 0.975). */
+em_status em_prediction_summary(const em_prediction *p, em_predict_kind k, double lo, double hi, double *out,
+                                em_error *err);
+/* As CSV, written atomically to path (NULL: stdout): the summary (row, Estimate, Est.Error,
+ * Q2.5, Q97.5; row counts newdata's data rows from 1), or with draws the matrix itself, one
+ * line per draw (columns yrep.<row>, epred.<row> or linpred.<row>). */
+em_status em_prediction_write_csv(const em_prediction *p, em_predict_kind k, int draws, const char *path, em_error *err);
 
 #ifdef __cplusplus
 }

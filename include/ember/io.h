@@ -67,6 +67,9 @@ typedef struct em_csv_options {
     /* em_csv_read from a pipe or device (not a regular file): an error past this many bytes,
      * rather than holding an unbounded stream in memory. 0: 1 GiB. */
     size_t max_stream_bytes;
+    /* When nonzero, the line number of the first line after the header row, for messages: the
+     * buffer holds a file's header followed by a later part of it (mpi.h's sharded reader). */
+    size_t body_line;
 } em_csv_options;
 
 typedef struct em_csv_table {

@@ -66,7 +66,11 @@ typedef struct em_mcmc_config {
     int num_samples;             /* 1000; 0..INT_MAX, and num_warmup + num_samples >= 1 */
     int thin;                    /* 1; 1..INT_MAX: keep every thin-th iteration (warmup too, when saved) */
     int save_warmup;             /* 0: keep warmup draws in the result too */
-    uint64_t seed;               /* chain k uses em_rng_create(seed, k); any value */
+    uint64_t seed;               /* chain k uses em_rng_create(seed, first_chain + k); any value */
+    /* The run's chains are chains first_chain, first_chain + 1, ... of a larger run split
+     * between processes (mpi.h's rank groups): each gets the stream, and so the draws, it has
+     * there. 0; 0..EM_MCMC_MAX_CHAINS - num_chains */
+    int first_chain;
 
     /* adaptation (Stan's names and defaults) */
     int adapt;            /* 1: adapt step size and metric during warmup */

@@ -220,6 +220,9 @@ typedef struct em_logdensity_options {
     int include_deterministic;   /* add deterministic sites to the constrained outputs */
     em_param_store *params;      /* values of param sites (NULL: their initial values) */
     int no_replay;               /* 1: run the model at every evaluation (see below) */
+    /* 1: leave the transforms' log|det J| out (BridgeStan's jacobian = false): the density of
+     * one part of a sum over rows, where the Jacobian is counted by another part (mpi.h). */
+    int no_jacobian;
 } em_logdensity_options;
 
 /* One traced run of the model discovers its latent sites (names, lengths, supports, in order);

@@ -104,6 +104,15 @@ typedef struct em_svi_options {
      * than the last iterate, whose scatter around the optimum is of the order of the learning
      * rate. Any value. */
     int average;
+    /* Data parallelism (mpi.h): when set, every step hands this process's loss and gradient
+     * to combine before taking the step. local is EM_OK when both are finite; EM_ERR_DOMAIN or
+     * EM_ERR_NONFINITE when this process alone would skip the step (then *loss and grad are
+     * not to be read: grad may even be NULL before the first good step); any other status is
+     * this process's error, its message in *err. combine leaves in *loss and grad (dim values)
+     * what every process steps with, the same everywhere, and returns EM_OK — or an error that
+     * every process returns. The step is skipped when what it leaves is not finite. Any value. */
+    em_status (*combine)(void *ctx, em_status local, double *loss, double *grad, size_t dim, em_error *err);
+    void *combine_ctx;
 } em_svi_options;
 
 #define EM_SVI_MAX_PARTICLES 1048576

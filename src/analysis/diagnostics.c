@@ -11,6 +11,8 @@
 #include "internal/ess.h"
 
 #include <float.h>
+#include "internal/text.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -664,14 +666,7 @@ em_status em_summarize_independent(const double *draws, size_t ndraws, size_t np
 /* A number in `digits` significant digits without switching to exponent notation for the
  * magnitudes a posterior table usually holds (1e-4 to 1e6). */
 static void fmt_sig(char *dst, size_t cap, double v, int digits) {
-    if (isnan(v)) {
-        snprintf(dst, cap, "NA");
-        return;
-    }
-    if (isinf(v)) {
-        snprintf(dst, cap, v > 0 ? "Inf" : "-Inf");
-        return;
-    }
+    if (em_text_nonfinite(dst, cap, v)) return;
     double a = fabs(v);
     if (a == 0.0) {
         snprintf(dst, cap, "0");

@@ -7,6 +7,8 @@
  */
 #include "ember/loo.h"
 
+#include "internal/text.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -685,14 +687,7 @@ em_status em_loo_set_exact(em_loo_result *l, size_t i, double elpd_exact, em_err
 /* R's format(round(x, digits), nsmall = digits) of one number: fixed decimals, negative zero
  * as zero, NA for NaN. */
 static void fmt_fixed(char *dst, size_t cap, double v, int digits) {
-    if (isnan(v)) {
-        snprintf(dst, cap, "NA");
-        return;
-    }
-    if (isinf(v)) {
-        snprintf(dst, cap, v > 0 ? "Inf" : "-Inf");
-        return;
-    }
+    if (em_text_nonfinite(dst, cap, v)) return;
     snprintf(dst, cap, "%.*f", digits, v);
     /* "-0.0" is a negative number rounded to zero; R prints it as 0.0 */
     int neg_zero = dst[0] == '-';

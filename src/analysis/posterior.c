@@ -112,7 +112,7 @@ em_status em_posterior_from_mcmc(em_mcmc_result *res, em_model_fn model, const v
         const em_mcmc_chain *ch = &res->chains[c];
         if (ch->num_draws == ch->num_warmup_draws) continue;
         em_posterior_chain *pc = &p->chains[k++];
-        pc->id = c + 1;
+        pc->id = (size_t)res->config.first_chain + c + 1;
         pc->nwarmup = ch->num_warmup_draws;
         pc->ndraws = ch->num_draws - ch->num_warmup_draws;
         pc->rows = ch->draws;
@@ -309,13 +309,23 @@ static em_posterior *independent_posterior(em_logdensity *ld, size_t S, em_error
 
 em_status em_posterior_from_guide(em_autoguide *g, const em_param_store *params, size_t ndraws, uint64_t seed,
                                   em_model_fn model, const void *data, em_posterior **out, em_error *err) {
+    if (!g) {
+        if (out) *out = NULL;
+        return em_error_set(err, EM_ERR_ARG, "em_posterior_from_guide: no guide");
+    }
+    return em_posterior_from_guide_density(g, params, ndraws, seed, em_autoguide_logdensity(g), model, data, out,
+                                           err);
+}
+
+em_status em_posterior_from_guide_density(em_autoguide *g, const em_param_store *params, size_t ndraws,
+                                          uint64_t seed, em_logdensity *ld, em_model_fn model, const void *data,
+                                          em_posterior **out, em_error *err) {
     if (!out) return em_error_set(err, EM_ERR_ARG, "em_posterior_from_guide: out is NULL");
     *out = NULL;
-    if (!g) return em_error_set(err, EM_ERR_ARG, "em_posterior_from_guide: no guide");
+    if (!g || !ld) return em_error_set(err, EM_ERR_ARG, "em_posterior_from_guide: no guide");
     if (ndraws < 2) return em_error_set(err, EM_ERR_ARG, "em_posterior_from_guide: ndraws = %zu; need at least 2", ndraws);
     size_t K = em_autoguide_dim(g), nout = em_autoguide_num_outputs(g);
     size_t ncols = 3 + nout;
-    em_logdensity *ld = em_autoguide_logdensity(g);
     em_posterior *p = independent_posterior(ld, ndraws, err);
     if (!p) return err ? err->status : EM_ERR_NOMEM;
     em_autoguide_kind kind = em_autoguide_kind_of(g);

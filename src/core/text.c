@@ -108,6 +108,13 @@ void em_text_position(const char *buf, size_t off, size_t *line, size_t *col) {
     *col = off - start + 1;
 }
 
+int em_text_nonfinite(char *dst, size_t cap, double v) {
+    if (isnan(v)) snprintf(dst, cap, "NA");
+    else if (isinf(v)) snprintf(dst, cap, v > 0 ? "Inf" : "-Inf");
+    else return 0;
+    return 1;
+}
+
 em_status em_text_check_binary(const char *name, const char *buf, size_t len, em_error *err) {
     const char *z = len ? memchr(buf, '\0', len) : NULL;
     if (!z) return EM_OK;

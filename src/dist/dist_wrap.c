@@ -1,5 +1,6 @@
 /* dist_wrap.c — families made of other families: a finite mixture of univariate components
- * (log Σ_k w_k p_k(x), as log_sum_exp over the components' pointwise terms), censored
+ * (log Σ_k w_k p_k(x), as log_sum_exp over the components' pointwise terms), weighted
+ * observations (brms's weights(): Σ_i w_i log p(x_i)), censored
  * observations (brms's cens(): each element scored by its density, log CDF, log CCDF or the log
  * probability of an interval) and truncation to [lb, ub] (brms's trunc(): the density over the
  * mass inside). Their log densities are graphs of ordinary tape nodes — gathers, pointwise terms,
@@ -322,6 +323,83 @@ em_dist em_dist_censored(const em_dist *base, const double *cens, const double *
     d.ops = &censored_ops;
     d.batch_len = n;
     d.impl = c;
+    return d;
+}
+
+/* ---- weights ---------------------------------------------------------------------------------- */
+
+typedef struct {
+    em_dist base;
+    size_t n;
+    const double *w;
+} weighted_impl;
+
+/* w_i log p(x_i), the terms brms's weights() put in the target and in log_lik */
+static em_var weighted_terms(const em_dist *d, em_var x) {
+    em_tape *t = d->tape;
+    const weighted_impl *w = d->impl;
+    if (em_len(t, x) != w->n) /* em_dist_log_prob_at hands over a subset: the weights do not follow it */
+        return em_tape_fail(t, EM_ERR_SHAPE, "Weighted %s: the value has length %zu, the weights %zu (leaving "
+                                             "observations out of a weighted likelihood is not supported)",
+                            w->base.ops->name, em_len(t, x), w->n);
+    return em_op_mul(t, em_const(t, w->w, w->n), em_dist_pointwise(&w->base, EM_TERM_LOG_PROB, x));
+}
+static em_var weighted_lp(const em_dist *d, em_var x) { return em_op_sum(d->tape, weighted_terms(d, x)); }
+static em_var weighted_pw(const em_dist *d, em_dist_term which, em_var x) {
+    if (which != EM_TERM_LOG_PROB) return em_tape_fail(d->tape, EM_ERR_ARG, "Weighted: log CDFs are not available");
+    return weighted_terms(d, x);
+}
+static em_status weighted_sample(const em_dist *d, em_rng *r, double *out, size_t n, em_error *err) {
+    return em_dist_sample(&((const weighted_impl *)d->impl)->base, r, out, n, err);
+}
+static em_status weighted_mean(const em_dist *d, double *out, size_t n, em_error *err) {
+    return em_dist_mean(&((const weighted_impl *)d->impl)->base, out, n, err);
+}
+static em_status weighted_var(const em_dist *d, double *out, size_t n, em_error *err) {
+    return em_dist_variance(&((const weighted_impl *)d->impl)->base, out, n, err);
+}
+static em_support weighted_support(const em_dist *d) { return em_dist_support(&((const weighted_impl *)d->impl)->base); }
+static const em_dist_ops weighted_ops = {.name = "Weighted", .nparams = 0, .event_len = ev_one,
+                                         .support = weighted_support, .log_prob = weighted_lp,
+                                         .sample = weighted_sample, .mean = weighted_mean, .variance = weighted_var,
+                                         .pointwise = weighted_pw};
+static const em_dist_ops weighted_discrete_ops = {.name = "Weighted", .nparams = 0, .discrete = 1, .event_len = ev_one,
+                                                  .support = weighted_support, .log_prob = weighted_lp,
+                                                  .sample = weighted_sample, .mean = weighted_mean,
+                                                  .variance = weighted_var, .pointwise = weighted_pw};
+
+em_dist em_dist_weighted(const em_dist *base, const double *w, size_t n) {
+    em_tape *t = base ? base->tape : NULL;
+    em_dist d = invalid_dist(t);
+    if (!t || !base->ops) return d; /* the base's constructor failed: the tape says why */
+    if (!base->ops->pointwise || em_dist_event_len(base) != 1) {
+        em_tape_fail(t, EM_ERR_ARG, "Weighted: %s has no pointwise log density (a univariate family is needed)",
+                     base->ops->name);
+        return d;
+    }
+    if (!w || n == 0 || (base->batch_len != 1 && base->batch_len != n)) {
+        em_tape_fail(t, EM_ERR_SHAPE, "Weighted %s: %zu weights for a batch of %zu", base->ops->name, n, base->batch_len);
+        return d;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (!(w[i] >= 0 && w[i] < INFINITY)) {
+            em_tape_fail(t, EM_ERR_DOMAIN, "Weighted %s: weight[%zu] = %g must be finite and non-negative",
+                         base->ops->name, i, w[i]);
+            return d;
+        }
+    weighted_impl *wi = em_arena_alloc(em_tape_arena(t), sizeof *wi);
+    if (!wi) {
+        em_tape_fail(t, EM_ERR_NOMEM, "Weighted: out of memory");
+        return d;
+    }
+    wi->base = *base;
+    wi->n = n;
+    wi->w = w;
+    d.ops = base->ops->discrete ? &weighted_discrete_ops : &weighted_ops;
+    d.batch_len = n;
+    d.data = base->data; /* the binomial totals, for the data's support check */
+    d.data_len = base->data_len;
+    d.impl = wi;
     return d;
 }
 

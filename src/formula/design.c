@@ -42,6 +42,9 @@ typedef struct ctx {
     unsigned char *bad;  /* [nrows]: a used value is missing */
     size_t bad_first_row, bad_first_col_var;
     const char *bad_what;
+    const em_design *ref;  /* new data: the training design whose coding is reused, else NULL */
+    em_coded_var scaled[MAX_VARS]; /* training data: each scale()'s mean and sd */
+    int nscaled;
 } ctx;
 
 typedef struct termlist {
@@ -85,6 +88,13 @@ void em_brms_rename(const char *name, em_buf *out) {
 
 /* ---- evaluating expressions on rows ---------------------------------------------------------- */
 
+/* The training coding of the variable labelled label (a factor, or a scale() when !factor). */
+static const em_coded_var *coded_find(const ctx *c, const char *label, int factor) {
+    for (size_t k = 0; c->ref && label && k < c->ref->ncoded; k++)
+        if (c->ref->coded[k].is_factor == factor && !strcmp(c->ref->coded[k].label, label)) return &c->ref->coded[k];
+    return NULL;
+}
+
 static em_status unknown_column(ctx *c, const fnode *n) {
     em_buf b = {0};
     const char **names = malloc((c->fr->ncols ? c->fr->ncols : 1) * sizeof *names);
@@ -107,6 +117,10 @@ static em_status eval_num(ctx *c, const fnode *n, double *out) {
     case FN_VAR: {
         long j = em_frame_find(c->fr, n->name);
         if (j < 0) return unknown_column(c, n);
+        if (!c->fr->num[j] && c->ref && c->fr->missing[j] == N) { /* new data: a number column left empty */
+            for (size_t i = 0; i < N; i++) out[i] = NAN;
+            return EM_OK;
+        }
         if (!c->fr->num[j])
             return em_formula_error_at(c->err, EM_ERR_ARG, c->f->text, n->col,
                                        "column '%s' holds text (a factor); it cannot be used in arithmetic", n->name);
@@ -166,6 +180,19 @@ static em_status eval_num(ctx *c, const fnode *n, double *out) {
             return EM_OK;
         }
         if (!strcmp(fn, "scale")) {
+            em_buf lb = {0};
+            em_fnode_deparse(n, &lb);
+            em_buf_append(&lb, "", 1);
+            if (lb.failed) return em_error_set(c->err, EM_ERR_NOMEM, "formula: out of memory");
+            if (c->ref) { /* new data: the training data's mean and sd, as predict() with brms */
+                const em_coded_var *cv = coded_find(c, lb.data, 0);
+                em_buf_free(&lb);
+                if (!cv)
+                    return em_formula_error_at(c->err, EM_ERR_ARG, c->f->text, n->col,
+                                               "scale(): the training data's mean and sd are not known");
+                for (size_t i = 0; i < N; i++) out[i] = (out[i] - cv->mean) / cv->sd;
+                return EM_OK;
+            }
             /* R's scale(): centre at the mean and divide by the sd (n - 1), over the values present */
             double m = 0, ss = 0;
             size_t k = 0;
@@ -175,9 +202,13 @@ static em_status eval_num(ctx *c, const fnode *n, double *out) {
             for (size_t i = 0; i < N; i++)
                 if (!isnan(out[i])) ss += (out[i] - m) * (out[i] - m);
             double sd = k > 1 ? sqrt(ss / (double)(k - 1)) : 0.0;
-            if (!(sd > 0))
+            if (!(sd > 0)) {
+                em_buf_free(&lb);
                 return em_formula_error_at(c->err, EM_ERR_DOMAIN, c->f->text, n->col, "scale() of a constant");
+            }
             for (size_t i = 0; i < N; i++) out[i] = (out[i] - m) / sd;
+            if (c->nscaled < MAX_VARS) c->scaled[c->nscaled++] = (em_coded_var){.label = lb.data, .mean = m, .sd = sd};
+            else em_buf_free(&lb);
             return EM_OK;
         }
         return em_formula_error_at(c->err, EM_ERR_ARG, c->f->text, n->col,
@@ -195,9 +226,54 @@ static int cmp_dbl(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+/* New data's factor: the training levels in their order, each row's code among them (a value
+ * the training data did not have is an error naming the place). Text from text[i] (NULL: the
+ * numbers, spelled as the training levels were). */
+static em_status factor_from_training(ctx *c, fvar *v, const em_coded_var *cv, const char *const *text,
+                                      const double *num) {
+    size_t N = c->fr->nrows;
+    v->codes = malloc((N ? N : 1) * sizeof *v->codes);
+    v->levels = calloc(cv->nlevels, sizeof *v->levels);
+    if (!v->codes || !v->levels) return em_error_set(c->err, EM_ERR_NOMEM, "formula: out of memory");
+    v->nlevels = cv->nlevels;
+    v->is_factor = 1;
+    for (size_t k = 0; k < cv->nlevels; k++)
+        if (!(v->levels[k] = strdup(cv->levels[k]))) return em_error_set(c->err, EM_ERR_NOMEM, "formula: out of memory");
+    for (size_t i = 0; i < N; i++) {
+        char buf[40];
+        const char *s = buf;
+        v->codes[i] = SIZE_MAX;
+        if (text) {
+            const char *t = s = text[i];
+            while (*t == ' ') t++;
+            if (!*t || !strcmp(t, "NA")) continue;
+        } else {
+            if (isnan(num[i])) continue;
+            snprintf(buf, sizeof buf, "%.15g", num[i] + 0.0); /* the training levels' spelling */
+        }
+        for (size_t k = 0; k < cv->nlevels && v->codes[i] == SIZE_MAX; k++)
+            if (!strcmp(cv->levels[k], s)) v->codes[i] = k;
+        if (v->codes[i] == SIZE_MAX) {
+            em_buf lv = {0};
+            for (size_t k = 0; k < cv->nlevels && k < 12; k++) em_buf_printf(&lv, "%s'%s'", k ? ", " : "", cv->levels[k]);
+            if (cv->nlevels > 12) em_buf_printf(&lv, ", ...");
+            em_status st = em_error_set(c->err, EM_ERR_ARG,
+                                        "%s:%zu: '%s' = '%s' is not a level of the factor in the training data "
+                                        "(levels: %s)", c->fr->name, em_frame_line(c->fr, i), v->label, s,
+                                        lv.data && !lv.failed ? lv.data : "?");
+            em_buf_free(&lv);
+            return st;
+        }
+    }
+    return EM_OK;
+}
+
 /* A factor's levels in R's order (sorted: numbers numerically, text by bytes as in the C
- * locale) and each row's code. Text from text[i] (NULL: use the numbers). */
+ * locale) and each row's code. Text from text[i] (NULL: use the numbers). For new data, a
+ * variable that was a factor in training takes the training coding instead. */
 static em_status make_factor(ctx *c, fvar *v, const char *const *text, const double *num) {
+    const em_coded_var *cv = coded_find(c, v->label, 1);
+    if (cv) return factor_from_training(c, v, cv, text, num);
     size_t N = c->fr->nrows, nl = 0;
     char **lv = malloc((N ? N : 1) * sizeof *lv);
     v->codes = malloc((N ? N : 1) * sizeof *v->codes);
@@ -295,7 +371,9 @@ static int add_var(ctx *c, const fnode *n) {
     if (n->kind == FN_VAR) {
         long j = em_frame_find(c->fr, n->name);
         if (j < 0) s = unknown_column(c, n);
-        else if (!c->fr->num[j]) s = make_factor(c, v, (const char *const *)c->fr->table->text[j], NULL);
+        else if (coded_find(c, v->label, 1) || (!c->fr->num[j] && !(c->ref && c->fr->missing[j] == N)))
+            /* a factor in training stays one; an empty column of new data is a number column */
+            s = make_factor(c, v, (const char *const *)c->fr->table->text[j], NULL);
     } else if (n->kind == FN_CALL && !strcmp(n->name, "factor")) {
         if (n->nargs != 1) {
             s = em_formula_error_at(c->err, EM_ERR_ARG, c->f->text, n->col, "factor() takes one argument");
@@ -573,6 +651,7 @@ void em_design_free(em_design *d) {
     free(d->rows);
     free(d->y);
     free(d->trials);
+    free(d->weights);
     free(d->offset);
     for (size_t j = 0; j < d->P; j++) free(d->names ? d->names[j] : NULL);
     free(d->names);
@@ -585,14 +664,18 @@ void em_design_free(em_design *d) {
         for (size_t j = 0; j < gt->J; j++) free(gt->levels[j]);
         free(gt->levels);
         free(gt->index);
-        /* K is known before the names are made: a design that failed in between (an unknown
-         * grouping column, a response outside the family's support) has K terms and no names */
-        for (size_t k = 0; gt->names && k < gt->K; k++) free(gt->names[k]);
+        for (size_t k = 0; gt->names && k < gt->K; k++) free(gt->names[k]); /* NULL when an error came first */
         free(gt->names);
         free(gt->Z);
     }
     free(d->groups);
     free(d->response_name);
+    for (size_t k = 0; k < d->ncoded; k++) {
+        free(d->coded[k].label);
+        for (size_t j = 0; j < d->coded[k].nlevels; j++) free(d->coded[k].levels[j]);
+        free(d->coded[k].levels);
+    }
+    free(d->coded);
     memset(d, 0, sizeof *d);
 }
 
@@ -701,8 +784,9 @@ static int support_ok(em_family fam, double y, double trials, const char **why) 
     }
 }
 
-em_status em_design_build(const em_formula *f, const em_frame *fr, em_family fam, int drop_missing, em_design *out,
-                          em_error *err) {
+/* The design of f on fr; ref is NULL for training data, else the training design (new data). */
+static em_status build(const em_formula *f, const em_frame *fr, em_family fam, int drop_missing, const em_design *ref,
+                       em_design *out, em_error *err) {
     memset(out, 0, sizeof *out);
     size_t N = fr->nrows;
     if (N == 0) return em_error_set(err, EM_ERR_ARG, "%s: no data rows", fr->name);
@@ -711,8 +795,9 @@ em_status em_design_build(const em_formula *f, const em_frame *fr, em_family fam
     c.f = f;
     c.fr = fr;
     c.err = err;
+    c.ref = ref;
     c.bad = calloc(N, 1);
-    double *y = malloc(N * sizeof *y), *trials = NULL;
+    double *y = malloc(N * sizeof *y), *trials = NULL, *weights = NULL;
     em_status s = c.bad && y ? EM_OK : em_error_set(err, EM_ERR_NOMEM, "formula: out of memory");
     termlist terms = {.intercept = 1};
     fnode *groups[32], *offsets[16];
@@ -727,12 +812,14 @@ em_status em_design_build(const em_formula *f, const em_frame *fr, em_family fam
         em_fnode_deparse(f->response, &rn);
         em_buf_append(&rn, "", 1);
         out->response_name = rn.data;
-        if (f->response->kind == FN_VAR && em_frame_find(fr, f->response->name) >= 0 &&
+        if (ref) {
+            /* new data: the response is predicted, not read */
+        } else if (f->response->kind == FN_VAR && em_frame_find(fr, f->response->name) >= 0 &&
             !fr->num[em_frame_find(fr, f->response->name)])
             s = em_formula_error_at(err, EM_ERR_ARG, f->text, f->response->col,
                                     "the response '%s' holds text, not numbers", f->response->name);
         else s = eval_num(&c, f->response, y);
-        if (s == EM_OK) mark_missing(&c, y, "the response");
+        if (s == EM_OK && !ref) mark_missing(&c, y, "the response");
     }
     for (int a = 0; s == EM_OK && a < f->naddition; a++) {
         const fnode *ad = f->addition[a];
@@ -745,9 +832,13 @@ em_status em_design_build(const em_formula *f, const em_frame *fr, em_family fam
                                         em_family_name(fam));
             else if (!(trials = malloc(N * sizeof *trials))) s = em_error_set(err, EM_ERR_NOMEM, "formula: out of memory");
             else if ((s = eval_num(&c, ad->args[0], trials)) == EM_OK) mark_missing(&c, trials, "trials()");
+        } else if (!strcmp(ad->name, "weights")) {
+            if (ref) continue; /* new data: weights do not change a prediction */
+            if (!(weights = malloc(N * sizeof *weights))) s = em_error_set(err, EM_ERR_NOMEM, "formula: out of memory");
+            else if ((s = eval_num(&c, ad->args[0], weights)) == EM_OK) mark_missing(&c, weights, "weights()");
         } else {
-            s = em_formula_error_at(err, EM_ERR_ARG, f->text, ad->col, "'%s()' on the response is not supported (trials() is)",
-                                    ad->name);
+            s = em_formula_error_at(err, EM_ERR_ARG, f->text, ad->col,
+                                    "'%s()' on the response is not supported (trials() and weights() are)", ad->name);
         }
     }
     if (s == EM_OK && fam == EM_FAMILY_BINOMIAL && !trials)
@@ -838,8 +929,9 @@ em_status em_design_build(const em_formula *f, const em_frame *fr, em_family fam
         out->n = kept;
         out->dropped = N - kept;
         out->rows = malloc(kept * sizeof *out->rows);
-        out->y = malloc(kept * sizeof *out->y);
+        if (!ref) out->y = malloc(kept * sizeof *out->y);
         if (trials) out->trials = malloc(kept * sizeof *out->trials);
+        if (weights) out->weights = malloc(kept * sizeof *out->weights);
         if (c.offset) out->offset = malloc(kept * sizeof *out->offset);
         out->P = pop.n;
         out->names = calloc(pop.n ? pop.n : 1, sizeof *out->names);
@@ -848,8 +940,8 @@ em_status em_design_build(const em_formula *f, const em_frame *fr, em_family fam
         out->Xc = malloc(cells * sizeof *out->Xc);
         out->means = calloc(pop.n ? pop.n : 1, sizeof *out->means);
         out->intercept = terms.intercept;
-        if (!out->rows || !out->y || (trials && !out->trials) || (c.offset && !out->offset) || !out->names || !out->X ||
-            !out->Xc || !out->means)
+        if (!out->rows || (!ref && !out->y) || (trials && !out->trials) || (weights && !out->weights) ||
+            (c.offset && !out->offset) || !out->names || !out->X || !out->Xc || !out->means)
             s = em_error_set(err, EM_ERR_NOMEM, "formula: out of memory");
     }
     for (size_t i = 0, k = 0; s == EM_OK && i < N; i++) {
@@ -859,12 +951,16 @@ em_status em_design_build(const em_formula *f, const em_frame *fr, em_family fam
         if (trials && !(tr >= 0 && tr == floor(tr)))
             s = em_error_set(err, EM_ERR_DOMAIN, "%s:%zu: trials = %g is not a non-negative whole number", fr->name,
                              em_frame_line(fr, i), tr);
-        else if (!support_ok(fam, y[i], tr, &why))
+        else if (weights && !(weights[i] >= 0 && isfinite(weights[i])))
+            s = em_error_set(err, EM_ERR_DOMAIN, "%s:%zu: weights = %g: a weight is a finite non-negative number",
+                             fr->name, em_frame_line(fr, i), weights[i]);
+        else if (!ref && !support_ok(fam, y[i], tr, &why))
             s = em_error_set(err, EM_ERR_DOMAIN, "%s:%zu: response %s = %.17g is outside the %s family's support: %s",
                              fr->name, em_frame_line(fr, i), out->response_name, y[i], em_family_name(fam), why);
         out->rows[k] = i;
-        out->y[k] = y[i];
+        if (!ref) out->y[k] = y[i];
         if (trials) out->trials[k] = tr;
+        if (weights) out->weights[k] = weights[i];
         if (c.offset) out->offset[k] = c.offset[i];
         for (size_t j = 0; j < pop.n; j++) out->X[k * pop.n + j] = pop.v[j][i];
         k++;
@@ -875,7 +971,18 @@ em_status em_design_build(const em_formula *f, const em_frame *fr, em_family fam
     }
     /* centring (brms centres the population-level columns when there is an intercept) and the
      * checks: a constant column, a column that is a combination of others */
-    if (s == EM_OK) {
+    if (s == EM_OK && ref) {
+        /* new data: centred at the training means; the checks of estimability were the fit's */
+        if (out->P != ref->P || out->intercept != ref->intercept || out->ngroups != ref->ngroups)
+            s = em_error_set(err, EM_ERR_ARG, "%s: the formula's columns differ from the training data's", fr->name);
+        for (size_t j = 0; s == EM_OK && j < out->P; j++) {
+            if (strcmp(out->names[j], ref->names[j]))
+                s = em_error_set(err, EM_ERR_ARG, "%s: column %zu is '%s' here, '%s' in the training data", fr->name,
+                                 j + 1, out->names[j], ref->names[j]);
+            out->means[j] = ref->means[j];
+            for (size_t i = 0; i < out->n; i++) out->Xc[i * out->P + j] = out->X[i * out->P + j] - ref->means[j];
+        }
+    } else if (s == EM_OK) {
         size_t n = out->n, P = out->P;
         for (size_t j = 0; j < P; j++) {
             double m = 0;
@@ -949,6 +1056,25 @@ em_status em_design_build(const em_formula *f, const em_frame *fr, em_family fam
         for (size_t i = 0; i < n; i++) gt->index[i] = gcodes[g][out->rows[i]];
         /* levels that no used row has (dropped rows) stay: brms keeps them too */
     }
+    /* the training coding, for new data later: the factors' levels and scale()'s statistics */
+    if (s == EM_OK && !ref) {
+        size_t nf = 0;
+        for (int k = 0; k < c.nvars; k++) nf += (size_t)c.vars[k].is_factor;
+        out->coded = calloc(nf + (size_t)c.nscaled + 1, sizeof *out->coded);
+        if (!out->coded) s = em_error_set(err, EM_ERR_NOMEM, "formula: out of memory");
+        for (int k = 0; s == EM_OK && k < c.nvars; k++) {
+            fvar *v = &c.vars[k];
+            if (!v->is_factor) continue;
+            out->coded[out->ncoded++] = (em_coded_var){.label = v->label, .is_factor = 1, .nlevels = v->nlevels,
+                                                       .levels = v->levels};
+            v->label = NULL, v->levels = NULL, v->nlevels = 0;
+        }
+        for (int k = 0; s == EM_OK && k < c.nscaled; k++) {
+            out->coded[out->ncoded++] = c.scaled[k];
+            c.scaled[k].label = NULL;
+        }
+    }
+    for (int k = 0; k < c.nscaled; k++) free(c.scaled[k].label);
     for (int g = 0; gcols && g < ng; g++) {
         colset_free(&gcols[g]);
         free(gcodes[g]);
@@ -962,6 +1088,18 @@ em_status em_design_build(const em_formula *f, const em_frame *fr, em_family fam
     free(c.offset);
     free(y);
     free(trials);
+    free(weights);
     if (s != EM_OK) em_design_free(out);
     return s;
+}
+
+em_status em_design_build(const em_formula *f, const em_frame *fr, em_family fam, int drop_missing, em_design *out,
+                          em_error *err) {
+    return build(f, fr, fam, drop_missing, NULL, out, err);
+}
+
+em_status em_design_build_new(const em_formula *f, const em_frame *fr, em_family fam, const em_design *train,
+                              int drop_missing, em_design *out, em_error *err) {
+    if (!train) return em_error_set(err, EM_ERR_ARG, "em_design_build_new: no training design");
+    return build(f, fr, fam, drop_missing, train, out, err);
 }

@@ -454,19 +454,21 @@ void em_regression_model(em_model *m, const void *arg) {
     em_var a = em_var_ok(alpha) ? (em_var_ok(extra) ? em_add(m, alpha, extra) : alpha)
                                 : (em_var_ok(extra) ? extra : em_scalar(t, 0.0));
     em_var X = d->P ? em_data_matrix(m, d->Xc, n, d->P) : EM_VAR_INVALID;
+    int glm = d->P && !d->weights; /* a fused GLM has no pointwise terms to weight */
     em_var eta = d->P ? EM_VAR_INVALID : a;
-    if (d->P && r->family != EM_FAMILY_GAUSSIAN && r->family != EM_FAMILY_BERNOULLI && r->family != EM_FAMILY_POISSON)
+    if (d->P && (!glm || (r->family != EM_FAMILY_GAUSSIAN && r->family != EM_FAMILY_BERNOULLI && r->family != EM_FAMILY_POISSON)))
         eta = em_matvec_add(m, X, b, a);
     em_dist lik;
     switch (r->family) {
-    case EM_FAMILY_GAUSSIAN: lik = d->P ? em_normal_id_glm(m, X, a, b, sigma) : em_normal(m, eta, sigma); break;
+    case EM_FAMILY_GAUSSIAN: lik = glm ? em_normal_id_glm(m, X, a, b, sigma) : em_normal(m, eta, sigma); break;
     case EM_FAMILY_STUDENT: lik = em_student_t(m, nu, eta, sigma); break;
-    case EM_FAMILY_BERNOULLI: lik = d->P ? em_bernoulli_logit_glm(m, X, a, b) : em_bernoulli_logit(m, eta); break;
+    case EM_FAMILY_BERNOULLI: lik = glm ? em_bernoulli_logit_glm(m, X, a, b) : em_bernoulli_logit(m, eta); break;
     case EM_FAMILY_BINOMIAL: lik = em_binomial_logit(m, d->trials, n, eta); break;
-    case EM_FAMILY_POISSON: lik = d->P ? em_poisson_log_glm(m, X, a, b) : em_poisson_log(m, eta); break;
+    case EM_FAMILY_POISSON: lik = glm ? em_poisson_log_glm(m, X, a, b) : em_poisson_log(m, eta); break;
     default: lik = em_neg_binomial2(m, em_exp(m, eta), shape); break;
     }
     if (em_len(t, eta) == 1 && n > 1) lik = em_expand(lik, n);
+    if (d->weights) lik = em_dist_weighted(&lik, d->weights, n); /* brms: target += weights[n] * log_lik[n] */
     em_observe(m, "y", lik, d->y, n);
 }
 
@@ -606,7 +608,21 @@ static em_status brms_posterior(const em_regression *r, const em_posterior *in, 
     p->metric_dim = in->metric_dim;
     p->dense_metric = in->dense_metric;
     p->cfg.save_warmup = 0; /* the derived draws are the sampling draws */
+    /* a variational fit's record and verdict, and its guide's mean in brms's names */
+    p->guide_kind = in->guide_kind;
+    p->svi_steps = in->svi_steps;
+    p->svi_converged = in->svi_converged;
+    p->learning_rate = in->learning_rate;
+    p->has_svi_info = in->has_svi_info;
+    p->svi_info = in->svi_info;
+    p->psis_k = in->psis_k;
+    p->resampled = in->resampled;
     em_status s = EM_OK;
+    if (in->mean_row && (p->mean_row = malloc(ncols * sizeof(double)))) {
+        memcpy(p->mean_row, in->mean_row, in->nmethod_cols * sizeof(double));
+        brms_row(r, in, in->mean_row, p->mean_row + in->nmethod_cols);
+    } else if (in->mean_row)
+        s = em_error_set(err, EM_ERR_NOMEM, "formula: out of memory");
     for (size_t c = 0; c < in->nchains && s == EM_OK; c++) {
         const em_posterior_chain *ic = &in->chains[c];
         em_posterior_chain *pc = &p->chains[c];
@@ -658,6 +674,17 @@ em_status em_regression_fit(em_regression *r, const em_mcmc_config *cfg, em_post
     em_status s2 = brms_posterior(r, r->internal, out, &e2);
     if (s2 != EM_OK) return em_error_set(err, s2, "%s", e2.msg);
     return s;
+}
+
+em_status em_regression_fit_svi(em_regression *r, const em_svi_fit_config *cfg, em_posterior **out, em_error *err) {
+    if (!out) return em_error_set(err, EM_ERR_ARG, "em_regression_fit_svi: out is NULL");
+    *out = NULL;
+    if (!r) return em_error_set(err, EM_ERR_ARG, "em_regression_fit_svi: no regression");
+    em_posterior_free(r->internal);
+    r->internal = NULL;
+    em_status s = em_fit_svi(em_regression_model, r, cfg, &r->internal, err);
+    if (s != EM_OK) return s;
+    return brms_posterior(r, r->internal, out, err);
 }
 
 /* ---- brms's summary -------------------------------------------------------------------------------- */
@@ -805,10 +832,23 @@ em_status em_regression_print_summary(const em_regression *r, const em_posterior
         fprintf(f, "\n");
     }
     table_free(&t);
-    fprintf(f, "Draws were sampled using NUTS (Ember %s, %.3g s). For each parameter, Bulk_ESS\n"
-               "and Tail_ESS are effective sample size measures, and Rhat is the potential\n"
-               "scale reduction factor on split chains (at convergence, Rhat = 1).\n",
-            EMBER_VERSION, p->wall_seconds);
+    if (p->method == EM_POSTERIOR_VARIATIONAL) {
+        double k = em_posterior_psis_k(p), thr = em_psis_k_threshold(p->ndraws);
+        fprintf(f, "Draws are independent draws of a variational approximation (SVI, %s guide; Ember %s, %.3g s),\n"
+                   "not of the posterior itself; Rhat and ESS describe the draws only.\n",
+                em_autoguide_name(p->guide_kind), EMBER_VERSION, p->wall_seconds);
+        if (p->has_svi_info && !p->svi_info.run.converged)
+            fprintf(f, "Warning: SVI did not converge in %zu steps.\n", p->svi_info.run.steps);
+        if (!isnan(k) && k < thr)
+            fprintf(f, "Pareto k-hat %.2f is below %.2f: the approximation is usable (Yao et al. 2018).\n", k, thr);
+        else if (!isnan(k))
+            fprintf(f, "Warning: Pareto k-hat %.2f is above %.2f: the approximation is far from the posterior and its\n"
+                       "draws are not to be trusted (Yao et al. 2018); fit with NUTS.\n", k, thr);
+    } else
+        fprintf(f, "Draws were sampled using NUTS (Ember %s, %.3g s). For each parameter, Bulk_ESS\n"
+                   "and Tail_ESS are effective sample size measures, and Rhat is the potential\n"
+                   "scale reduction factor on split chains (at convergence, Rhat = 1).\n",
+                EMBER_VERSION, p->wall_seconds);
     size_t div = em_posterior_num_divergent(p), S = p->nchains * p->ndraws;
     if (div)
         fprintf(f, "Warning: There were %zu divergent transitions after warmup. Increasing adapt_delta above %g may "
@@ -825,7 +865,10 @@ em_status em_regression_loo(const em_regression *r, em_loo_result **out, size_t 
     *out = NULL;
     if (!r || !r->internal) return em_error_set(err, EM_ERR_ARG, "em_regression_loo: no fit yet (em_regression_fit)");
     em_status s = em_posterior_loo(r->internal, "y", out, err);
-    if (s == EM_OK) s = em_posterior_reloo(r->internal, "y", *out, 0.7, NULL, nrefits, err);
+    if (nrefits) *nrefits = 0;
+    /* the exact refits are NUTS fits: a variational fit's LOO stays PSIS's, its k̂ reported */
+    if (s == EM_OK && em_posterior_method_of(r->internal) == EM_POSTERIOR_NUTS)
+        s = em_posterior_reloo(r->internal, "y", *out, 0.7, NULL, nrefits, err);
     if (s != EM_OK) {
         em_loo_free(*out);
         *out = NULL;
@@ -851,3 +894,7 @@ em_status em_regression_ppc_figure(const em_regression *r, const char *dir, cons
     em_predictive_free(pr);
     return s;
 }
+
+const em_formula *em_regression_formula_of(const em_regression *r) { return r->formula; }
+const em_design *em_regression_design_of(const em_regression *r) { return &r->d; }
+const em_posterior *em_regression_internal_fit(const em_regression *r) { return r->internal; }

@@ -68,6 +68,9 @@ em_status em_mcmc_config_validate(const em_mcmc_config *c, em_error *err) {
     if (c->num_chains < 1 || c->num_chains > EM_MCMC_MAX_CHAINS)
         return em_error_set(err, EM_ERR_ARG, "%s: num_chains = %d, must be in 1..%d", f,
                             c->num_chains, EM_MCMC_MAX_CHAINS);
+    if (c->first_chain < 0 || c->first_chain > EM_MCMC_MAX_CHAINS - c->num_chains)
+        return em_error_set(err, EM_ERR_ARG, "%s: first_chain = %d, must be in 0..%d with %d chains", f,
+                            c->first_chain, EM_MCMC_MAX_CHAINS - c->num_chains, c->num_chains);
     if (c->num_threads < 0 || c->num_threads > EM_MCMC_MAX_CHAINS)
         return em_error_set(err, EM_ERR_ARG, "%s: num_threads = %d, must be in 0..%d (0: automatic)",
                             f, c->num_threads, EM_MCMC_MAX_CHAINS);
@@ -443,7 +446,7 @@ static void run_chain(chain_job *job) {
     em_mcmc_chain *ch = &res->chains[job->index];
     size_t k = job->index, d = res->dim, ncol = res->num_columns;
     em_error *err = &job->err;
-    em_rng *rng = em_rng_create(cfg->seed, k);
+    em_rng *rng = em_rng_create(cfg->seed, (uint64_t)cfg->first_chain + k);
     em_hmc h;
     int have_h = 0;
     em_metric_est est;

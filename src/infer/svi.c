@@ -361,17 +361,20 @@ static em_status skip_step(em_svi *s, double loss, double *loss_out, em_error *e
     return push_loss(s, loss, err);
 }
 
-em_status em_svi_step(em_svi *s, double *loss_out, em_error *err) {
+/* This process's loss and gradient, before the step: EM_OK with both finite; EM_ERR_DOMAIN or
+ * EM_ERR_NONFINITE for a step to skip; another status (message in err) for an error. */
+static em_status step_gradient(em_svi *s, double *lv, em_error *err) {
     em_tape *t = em_model_tape(s->c.m);
     em_tape_reset(t);
     em_error e = {0};
     em_var tot;
+    *lv = NAN;
     em_status st = elbo_sum(&s->c, s->o.num_particles, &tot, &e);
-    if (st == EM_ERR_DOMAIN || st == EM_ERR_NONFINITE) return skip_step(s, NAN, loss_out, err);
+    if (st == EM_ERR_DOMAIN || st == EM_ERR_NONFINITE) return st;
     if (st != EM_OK) return em_error_set(err, st, "svi step %zu: %s", s->nhist + 1, e.msg);
     em_var loss = em_op_mul(t, tot, em_scalar(t, -1.0 / s->o.num_particles));
-    double lv = em_val_scalar_(t, loss);
-    if (!isfinite(lv)) return skip_step(s, lv, loss_out, err);
+    *lv = em_val_scalar_(t, loss);
+    if (!isfinite(*lv)) return EM_ERR_NONFINITE;
 
     size_t dim = em_param_store_dim(s->ps);
     if (!s->grad && dim > 0) {
@@ -403,7 +406,29 @@ em_status em_svi_step(em_svi *s, double *loss_out, em_error *err) {
         if (st != EM_OK) return em_error_set(err, st, "svi step %zu: %s", s->nhist + 1, em_tape_error(t)->msg);
         em_param_store_collect_grad(s->ps, t, s->grad);
         for (size_t i = 0; i < dim; i++)
-            if (!isfinite(s->grad[i])) return skip_step(s, NAN, loss_out, err);
+            if (!isfinite(s->grad[i])) {
+                *lv = NAN; /* recorded as a skipped step without a loss */
+                return EM_ERR_NONFINITE;
+            }
+    }
+    return EM_OK;
+}
+
+em_status em_svi_step(em_svi *s, double *loss_out, em_error *err) {
+    double lv;
+    em_error e = {0};
+    em_status st = step_gradient(s, &lv, &e);
+    if (s->o.combine) {
+        /* every process comes here, whatever happened to it, so that none waits for another */
+        em_status cs = s->o.combine(s->o.combine_ctx, st, &lv, s->grad, s->dim, &e);
+        if (cs != EM_OK) return em_error_set(err, cs, "%s", e.msg);
+        st = isfinite(lv) ? EM_OK : EM_ERR_NONFINITE;
+        for (size_t i = 0; st == EM_OK && i < s->dim; i++)
+            if (!isfinite(s->grad[i])) st = EM_ERR_NONFINITE;
+    }
+    if (st == EM_ERR_DOMAIN || st == EM_ERR_NONFINITE) return skip_step(s, lv, loss_out, err);
+    if (st != EM_OK) return em_error_set(err, st, "%s", e.msg);
+    if (s->dim > 0) {
         st = optim_update(s, &e);
         if (st == EM_ERR_NONFINITE) return skip_step(s, NAN, loss_out, err);
         if (st != EM_OK) return em_error_set(err, st, "svi step %zu: %s", s->nhist + 1, e.msg);

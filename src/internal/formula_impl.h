@@ -70,12 +70,23 @@ typedef struct em_group_term {
     int correlated;      /* (lhs | g) with K >= 2: an LKJ correlation */
 } em_group_term;
 
+/* What the training data fixed about a variable, so new data are coded the same way: a
+ * factor's levels (their order gives the columns), or a scale()'s training mean and sd. */
+typedef struct em_coded_var {
+    char *label;         /* the deparsed expression: "trt", "factor(dose)", "scale(x)" */
+    int is_factor;
+    size_t nlevels;
+    char **levels;
+    double mean, sd;     /* scale() */
+} em_coded_var;
+
 typedef struct em_design {
     size_t n;            /* rows used */
     size_t dropped;      /* rows dropped for a missing value */
     size_t *rows;        /* [n] the frame row of each used row */
     double *y;           /* [n] the response */
     double *trials;      /* [n] binomial trials, or NULL */
+    double *weights;     /* [n] weights(w): each row's log-likelihood multiplied by it, or NULL */
     double *offset;      /* [n] summed offsets, or NULL */
     int intercept;
     size_t P;            /* population-level columns (no intercept column) */
@@ -86,11 +97,26 @@ typedef struct em_design {
     size_t ngroups;
     em_group_term *groups;
     char *response_name; /* deparsed response */
+    size_t ncoded;       /* the coding of the training data (empty in a design for new data) */
+    em_coded_var *coded;
 } em_design;
 
 /* Build the design of formula f on frame fr for a family; err names the place of any problem. */
 em_status em_design_build(const em_formula *f, const em_frame *fr, em_family fam, int drop_missing, em_design *out,
                           em_error *err);
+/* The design of f on new data fr coded as train codes its data (train built by em_design_build
+ * from the same formula): factor levels and their order, scale()'s mean and sd and the centring
+ * means from the training data; offsets, trials() and the grouping factors' labels from fr
+ * (the groups' levels are fr's own; matching them to train's is the caller's). The response
+ * is not read (y is NULL). A factor level that train did not have is EM_ERR_ARG naming the
+ * file, line, column and value. */
+em_status em_design_build_new(const em_formula *f, const em_frame *fr, em_family fam, const em_design *train,
+                              int drop_missing, em_design *out, em_error *err);
 void em_design_free(em_design *d);
+/* The parts of a regression that prediction reads (regression.c; predict.c): its formula, its
+ * training design and the last fit in the model's own names (NULL before a fit). */
+const em_formula *em_regression_formula_of(const em_regression *r);
+const em_design *em_regression_design_of(const em_regression *r);
+const em_posterior *em_regression_internal_fit(const em_regression *r);
 /* brms's rename of a coefficient: spaces and ( ) [ ] , " ' ? removed, + - * / ^ = as P M MU D E EQ. */
 void em_brms_rename(const char *name, em_buf *out);

@@ -67,4 +67,10 @@ void em_posterior_finish(em_posterior *p);
 /* Up to three of names nearest to name, quoted and comma-separated, appended to out. */
 em_status em_posterior_nearest_names(const char *const *names, size_t n, const char *name, em_buf *out);
 
+/* em_posterior_from_guide with log_p__ (and so the PSIS k̂) from the density ld rather than
+ * the guide's own: the MPI layer's sharded density, whose evaluations are collective. */
+em_status em_posterior_from_guide_density(em_autoguide *g, const em_param_store *params, size_t ndraws,
+                                          uint64_t seed, em_logdensity *ld, em_model_fn model, const void *data,
+                                          em_posterior **out, em_error *err);
+
 #endif

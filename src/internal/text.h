@@ -36,6 +36,10 @@ int em_number_parse(const char *s, size_t n, int allow_nonfinite, double *out, c
  * end each, and columns on line 1 after a UTF-8 byte-order mark — as the readers count. */
 void em_text_position(const char *buf, size_t off, size_t *line, size_t *col);
 
+/* NaN as "NA" and ±inf as "Inf" / "-Inf" (R's spelling, as the summaries print them) into
+ * dst; 1 when v was one of those, 0 (dst untouched) for a finite v. */
+int em_text_nonfinite(char *dst, size_t cap, double v);
+
 /* If buf[0..len) holds a NUL byte, record "<name>:<line>:<col>: binary data ..." in err and
  * return EM_ERR_PARSE; otherwise EM_OK. */
 em_status em_text_check_binary(const char *name, const char *buf, size_t len, em_error *err);

@@ -360,6 +360,7 @@ static em_status parse(parser *ps, const char *const *columns, size_t ncols, con
     if (r == 0) return em_error_set(ps->err, EM_ERR_PARSE, "%s:%zu:1: empty file (no header row)", ps->name, ps->line);
     h.n = ps->nf;
     h.line = ps->f[0].line;
+    if (opt->body_line) ps->line = opt->body_line;
     h.names = calloc(h.n, sizeof *h.names);
     h.order = malloc(h.n * sizeof *h.order);
     if (!h.names || !h.order) {

@@ -37,6 +37,7 @@ typedef struct density_shape {
     em_param_store *params;
     uint64_t seed;
     int no_replay;
+    int no_jacobian;
     int refs;
 } density_shape;
 
@@ -187,14 +188,14 @@ static em_status density_run(density_state *st, const double *theta, density_han
     dh->base.kind = "density";
     dh->st = st;
     st->nterms = 0;
-    st->terms[st->nterms++] = logjac;
+    if (!sh->no_jacobian) st->terms[st->nterms++] = logjac;
     st->nsites = 0;
     dh->det_out = det_out;
     em_push(st->m, &dh->base);
     em_status s = em_model_run(st->m, sh->fn, sh->data, err);
     em_pop(st->m, &dh->base);
     if (s == EM_OK) {
-        dh->total = em_op_add_many(t, st->terms, st->nterms);
+        dh->total = st->nterms ? em_op_add_many(t, st->terms, st->nterms) : em_scalar(t, 0.0);
         if (em_tape_status(t) != EM_OK) s = em_error_set(err, em_tape_status(t), "%s", em_tape_error(t)->msg);
     }
     if (s == EM_OK && dh->next != sh->nlat)
@@ -428,6 +429,7 @@ em_logdensity *em_logdensity_from_model(em_model_fn fn, const void *data, const 
     sh->include_det = o.include_deterministic;
     sh->seed = o.seed;
     sh->no_replay = o.no_replay;
+    sh->no_jacobian = o.no_jacobian;
     m->evaluate_only = 1;
     em_model_set_params(m, o.params);
 
