@@ -22,7 +22,7 @@
  * above 0.001, no replication failed, and the family's 90% intervals cover the truth 86–94% of
  * the time. The coverage is the mean over the family's parameters: one parameter's coverage
  * over 400 replications has a binomial error of 1.5%, so the band 86–94% (±2.7 errors) would
- * fail a correct sampler about once in 140 parameters, and there are 75; the family mean has a
+ * fail a correct sampler about once in 140 parameters, and there are 80; the family mean has a
  * smaller error, and each parameter's coverage is printed beside it. The seed is fixed, so the
  * verdict is the same on every run. Without --sbc a short run (R = 20, nothing checked) serves
  * as the benchmark of `make bench`. The table goes to stderr, one JSON line per family to
