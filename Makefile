@@ -4,7 +4,9 @@
 #   make run        build everything and run the Bayesian-regression example (ARGS='...' passes options)
 #   make check      build everything and run the whole test suite (SANITIZE=1: ASan + UBSan build)
 #   make bench      run every benchmark (JSON lines on stdout)
-#   make sbc        simulation-based calibration of NUTS on the rugged model (R = 500)
+#   make sbc        simulation-based calibration of NUTS on every family (R = 400; fails when one does)
+#   make sbc-rugged simulation-based calibration of NUTS on the rugged model (R = 500)
+#   make check-tsan the test programs that run threads, built with ThreadSanitizer (TSAN=1)
 #   make install    PREFIX=/usr/local: headers, both libraries, pkg-config file ember.pc
 #   make notebooks  regenerate notebooks-export/ from a real run
 #   make run-mpi    the MPI example on generated data (N=rows, NP=ranks); needs OpenMPI
@@ -18,6 +20,7 @@
 PREFIX    ?= /usr/local
 VERSION   := $(shell sed -n 's/^\#define EMBER_VERSION "\(.*\)"/\1/p' include/ember/core.h)
 SANITIZE  ?= 0
+TSAN      ?= 0
 WERROR    ?= 0
 ARGS      ?=
 FUZZ_SECONDS ?= 60
@@ -30,6 +33,11 @@ ifeq ($(SANITIZE),1)
   BUILD   := build/san
   OPT     := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
   LDSAN   := -fsanitize=address,undefined
+else ifeq ($(TSAN),1)
+  # ThreadSanitizer (make check-tsan): its own objects, since every object must be instrumented
+  BUILD   := build/tsan
+  OPT     := -O1 -g -fsanitize=thread -fno-omit-frame-pointer
+  LDSAN   := -fsanitize=thread
 else
   BUILD   := build/rel
   OPT     := -O2 -g
@@ -186,9 +194,28 @@ check: deps all $(TEST_BIN) $(EX_BIN)
 bench: deps all $(BENCH_BIN)
 	@for b in $(BENCH_BIN); do ./$$b || exit 1; done
 
-# Simulation-based calibration of NUTS on the rugged model, R = 500 (CSV files and figures in $(BUILD)/sbc/nuts)
-sbc: deps all $(BUILD)/bench/sbc_rugged
+# Simulation-based calibration (issue 16's acceptance): every new family through NUTS, R = 400;
+# prints the table and fails when a family does. The rugged model's run, R = 500 (CSV files and
+# figures in $(BUILD)/sbc/nuts), is sbc-rugged.
+sbc: deps all $(BUILD)/bench/sbc_families
+	./$(BUILD)/bench/sbc_families --sbc 400
+
+.PHONY: sbc-rugged check-tsan
+sbc-rugged: deps all $(BUILD)/bench/sbc_rugged
 	./$(BUILD)/bench/sbc_rugged --sbc 500 --method nuts --out $(BUILD)/sbc/nuts
+
+# ThreadSanitizer on the test programs that run threads: chains on threads (test_mcmc, and the
+# fits of test_posterior, test_predictive and test_formula), SBC replications on threads
+# (test_calibration), a reader against a writer thread (test_io). OpenBLAS runs on one thread:
+# its own pool is not instrumented, so TSan could not see its synchronisation. A race stops
+# the program (halt_on_error) and fails the target.
+TSAN_TESTS := test_mcmc test_calibration test_io test_posterior test_predictive test_formula
+check-tsan: deps
+	@$(MAKE) --no-print-directory TSAN=1 $(addprefix build/tsan/tests/,$(TSAN_TESTS))
+	@fail=0; for t in $(TSAN_TESTS); do echo "== build/tsan/tests/$$t"; \
+	  OPENBLAS_NUM_THREADS=1 TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" EMBER_BUILD=build/tsan \
+	  ./build/tsan/tests/$$t || { echo "FAILED: $$t"; fail=$$((fail+1)); }; done; \
+	echo "$(words $(TSAN_TESTS)) test programs under ThreadSanitizer, $$fail failed"; test $$fail -eq 0
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/include/ember $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin

@@ -312,6 +312,85 @@ static void test_errors(void **state) {
     em_tape_destroy(t);
 }
 
+/* A large precision a + b: the density must tend to the binomial's and keep its gradient. As
+ * differences of lgamma it lost every digit (at a + b = 1e28 it came out near +4e14, a spurious
+ * mode a NUTS chain ran to in bench/sbc_families.c). The references are the rising factorials
+ * written out, log C(N, y) + Σ_{j<y} log(a + j) + Σ_{j<N-y} log(b + j) - Σ_{j<N} log(a + b + j),
+ * and their derivatives Σ 1/(a + j) - Σ 1/(a + b + j); 2e4 is just past the switch to
+ * Stirling's series, 500 just before it. */
+static void test_beta_binomial_large_precision(void **state) {
+    (void)state;
+    static const double NT[1] = {10}, ys[11] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
+    static const double phis[] = {500, 2e4, 1e8, 1e16, 1e28};
+    const double mu = 0.3, N = 10;
+    for (size_t k = 0; k < sizeof phis / sizeof *phis; k++) {
+        double a = mu * phis[k], b = (1 - mu) * phis[k];
+        for (size_t yi = 0; yi < 11; yi++) {
+            double y = ys[yi], ref = lgamma(N + 1) - lgamma(y + 1) - lgamma(N - y + 1), da = 0, db = 0;
+            for (int j = 0; j < (int)y; j++) ref += log(a + j), da += 1 / (a + j);
+            for (int j = 0; j < (int)(N - y); j++) ref += log(b + j), db += 1 / (b + j);
+            for (int j = 0; j < (int)N; j++) ref -= log(a + b + j), da -= 1 / (a + b + j), db -= 1 / (a + b + j);
+            em_tape *t = em_tape_create();
+            em_var va = em_leaf_scalar(t, a), vb = em_leaf_scalar(t, b);
+            em_dist d = em_dist_beta_binomial(t, NT, 1, va, vb);
+            em_var lp = em_dist_log_prob(&d, em_scalar(t, y));
+            assert_int_equal(em_backward(t, lp), EM_OK);
+            double v = em_value_scalar(t, lp), ga = em_adjoint(t, va)[0], gb = em_adjoint(t, vb)[0];
+            /* the derivatives' terms are ~N / phi and cancel to far less: their error is judged
+             * against that scale (what a chain on log phi sees, times phi) */
+            double gtol = 1e-12 * N / phis[k];
+            if (fabs(v - ref) > 1e-9 * (1 + fabs(ref)) || fabs(ga - da) > 1e-7 * fabs(da) + gtol ||
+                fabs(gb - db) > 1e-7 * fabs(db) + gtol)
+                fail_msg("BetaBinomial(10, %g, %g) at y = %g: lp %.15g (ref %.15g), d/da %.10g (ref %.10g), d/db %.10g "
+                         "(ref %.10g)", a, b, y, v, ref, ga, da, gb, db);
+            if (phis[k] == 1e28) /* the binomial limit */
+                assert_true(fabs(v - log(gsl_ran_binomial_pdf((unsigned)y, mu, 10))) < 1e-9);
+            em_tape_destroy(t);
+        }
+    }
+}
+
+/* The negative binomial with a large φ tends to the Poisson: log p = Poisson(y | μ) +
+ * ((y - μ)² - y)/(2φ) + O(φ⁻²), so ∂/∂φ = -((y - μ)² - y)/(2φ²) + O(φ⁻³). As lgamma differences
+ * (φ log φ - lgamma(φ) + lgamma(y + φ) - ...) it was off by 4e-3 at φ = 1e12 and came out 0 from
+ * 1e16 on; the elementwise forms and the fused GLM (one pass, its lgamma terms pooled by count
+ * value) are checked alike. */
+static void test_neg_binomial_large_phi(void **state) {
+    (void)state;
+    static const double phis[] = {1e8, 1e12, 1e16, 1e28}, X1[11] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    static const double ys[11] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 12};
+    const double mu = 3.0;
+    for (size_t k = 0; k < sizeof phis / sizeof *phis; k++) {
+        double phi = phis[k], sum_ref = 0.0;
+        for (int form = 0; form < 2; form++)
+            for (size_t i = 0; i < 11; i++) {
+                double y = ys[i], ref = log(gsl_ran_poisson_pdf((unsigned)y, mu)) + ((y - mu) * (y - mu) - y) / (2 * phi);
+                double dref = -((y - mu) * (y - mu) - y) / (2 * phi * phi);
+                if (form == 0) sum_ref += ref;
+                em_tape *t = em_tape_create();
+                em_var vphi = em_leaf_scalar(t, phi);
+                em_dist d = form ? em_dist_neg_binomial2_log(t, em_scalar(t, log(mu)), vphi)
+                                 : em_dist_neg_binomial2(t, em_scalar(t, mu), vphi);
+                em_var lp = em_dist_log_prob(&d, em_scalar(t, y));
+                assert_int_equal(em_backward(t, lp), EM_OK);
+                double v = em_value_scalar(t, lp), g = em_adjoint(t, vphi)[0];
+                if (fabs(v - ref) > 1e-12 * (1 + fabs(ref)) || fabs(g - dref) > 1e-6 * fabs(dref) + 1e-12 * (y + mu) / phi)
+                    fail_msg("NegBinomial2%s(mu 3, phi %g) at y = %g: lp %.15g (ref %.15g), d/dphi %.6g (ref %.6g)",
+                             form ? "Log" : "", phi, y, v, ref, g, dref);
+                em_tape_destroy(t);
+            }
+        em_tape *t = em_tape_create();
+        em_var vphi = em_leaf_scalar(t, phi);
+        em_dist d = em_dist_neg_binomial2_log_glm(t, em_const_matrix(t, X1, 11, 1), em_scalar(t, log(mu)),
+                                                  em_leaf_scalar(t, 0.0), vphi, NULL);
+        em_var lp = em_dist_log_prob(&d, em_const(t, ys, 11));
+        assert_int_equal(em_backward(t, lp), EM_OK);
+        if (fabs(em_value_scalar(t, lp) - sum_ref) > 1e-11 * fabs(sum_ref))
+            fail_msg("NegBinomial2LogGLM at phi %g: lp %.15g (ref %.15g)", phi, em_value_scalar(t, lp), sum_ref);
+        em_tape_destroy(t);
+    }
+}
+
 /* ---- ordered logistic and probit ------------------------------------------------------------ */
 
 static const double CUTS[3] = {-1.0, 0.3, 2.0};
@@ -466,6 +545,8 @@ int main(void) {
         cmocka_unit_test(test_pointwise_sums),
         cmocka_unit_test(test_sampling_and_moments),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_beta_binomial_large_precision),
+        cmocka_unit_test(test_neg_binomial_large_phi),
         cmocka_unit_test(test_ordered_values),
         cmocka_unit_test(test_ordered_gradients),
         cmocka_unit_test(test_ordered_sampling_and_errors),

@@ -144,6 +144,27 @@ static void test_data_errors(void **state) {
     expect_create_error(d, "y ~ g * 2", EM_FAMILY_GAUSSIAN, 0, "only 1 or 0");
     expect_create_error(d, "y ~ foo(x)", EM_FAMILY_GAUSSIAN, 0, "unknown function 'foo'");
     expect_create_error(d, "y ~ log(x)", EM_FAMILY_GAUSSIAN, 0, "log() of -0.3");
+    /* a group term that fails after its term count is known (an unknown grouping column, a bad
+     * term inside it, a response the family refuses): the half-built design is freed (the
+     * formula fuzzer's first find: a NULL names array read for K names) */
+    expect_create_error(d, "y ~ x + (1 | gg)", EM_FAMILY_GAUSSIAN, 0, "no column 'gg'");
+    expect_create_error(d, "y ~ x + (1 | g:zz)", EM_FAMILY_GAUSSIAN, 0, "no column 'zz'");
+    expect_create_error(d, "y ~ x + (foo(x) | g)", EM_FAMILY_GAUSSIAN, 0, "unknown function 'foo'");
+    expect_create_error(d, "y ~ x + (1 + x | g)", EM_FAMILY_POISSON, 0, "outside the poisson family's support");
+    /* a power beyond the number of terms is the full set of interactions, as in R, however large
+     * (the fuzzer's second find: (x + k)^1e300 converted 1e300 to an int) */
+    for (int p = 0; p < 3; p++) {
+        static const char *const pw[3] = {"y ~ (x + k)^2", "y ~ (x + k)^7777777777", "y ~ (x + k)^1e300"};
+        em_frame *fr = NULL;
+        em_error fe = {0};
+        assert_int_equal(em_frame_parse_csv("d.csv", d, strlen(d), &fr, &fe), EM_OK);
+        em_regression *r = NULL;
+        if (em_regression_create(pw[p], fr, NULL, &r, &fe) != EM_OK) fail_msg("%s: %s", pw[p], fe.msg);
+        assert_int_equal(em_regression_num_coefs(r), 3);
+        assert_string_equal(em_regression_coef_name(r, 2), "x:k");
+        em_regression_free(r);
+        em_frame_free(fr);
+    }
     const char *miss = "y,x\n1.5,0.1\nNA,0.7\n0.5,\n1.0,0.2\n2.0,0.9\n";
     expect_create_error(miss, "y ~ x", EM_FAMILY_GAUSSIAN, 0, "d.csv:3: a missing value in the response (2 rows");
     /* dropped, and counted */

@@ -156,9 +156,11 @@ static void glm_eta(const em_tape *t, const em_dist *d, double *eta) {
  *     instruction count and on the latency of the running sums; four lanes cut both fourfold.
  *   - many coefficients: rows in blocks of four; each row's x_i·β on vectors along the row,
  *     and the gradient updated once per block, Σ_j over four rows at a time. */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__SANITIZE_THREAD__)
 /* The build is portable (-O2, no -march); these kernels alone are cloned for AVX2, chosen at
- * load time by the CPU it runs on (no FMA: contracting would change the bits). */
+ * load time by the CPU it runs on (no FMA: contracting would change the bits). Not under
+ * ThreadSanitizer (make check-tsan): the clones' ifunc resolvers run during relocation, before
+ * the TSan runtime is up, and their instrumented entry crashes the program at load. */
 #define GLM_KERNEL __attribute__((optimize("O3"), target_clones("avx2", "default")))
 #else
 #define GLM_KERNEL
@@ -287,8 +289,8 @@ static void glm_explain(em_tape *t, const em_node *o, em_error *e);
 /* ---- one pass over X: negative binomial (log link), Gamma (log link), ordered logistic ---------- */
 
 /* The terms of the dispersion parameter v alone, hoisted out of the row loop when v is a
- * scalar: c0 = v·log v - lgamma(v) and its derivative c1 = log v + 1 - ψ(v) (both families have
- * them: NB2's φ^φ/Γ(φ), Gamma's α^α/Γ(α)). */
+ * scalar: log v, and for Gamma c0 = v·log v - lgamma(v) and its derivative c1 = log v + 1 - ψ(v)
+ * (its α^α/Γ(α); NB2's φ^φ/Γ(φ) is folded into the rising factorial of its rows instead). */
 typedef struct {
     double v, lv, c0, c1;
 } glm1_par;
@@ -304,33 +306,36 @@ static inline glm1_par glm1_par_of(double v, int need) {
 
 /* Row i's log density given η, less the terms the pass adds up once (see glm1_pass), with
  * r = ∂/∂η and dpar = ∂/∂v:
- *   NB2 (mean μ = e^η, Stan's neg_binomial_2_log): c0 + lgamma(y + φ) + yη - (y + φ)·log(μ + φ),
- *     r = y - (y + φ)·μ/(μ + φ); with one exp and one log per row (a log_sum_exp beyond e^700);
+ *   NB2 (mean μ = e^η, Stan's neg_binomial_2_log): log (φ)_y + y·(η - log(μ + φ)) - φ·log1p(μ/φ),
+ *     r = y - (y + φ)·μ/(μ + φ); with one exp and one log per row (a softplus beyond e^700);
  *   Gamma (mean e^η, shape α, rate α e^{-η}): c0 - αη + (α - 1) log y - α y e^{-η};
  *   ordered logistic: em_ord_term (the logistic closed form, its cutpoint terms in gap), with the
  *     cutpoints' partials added into dcuts.
- * `pooled`: the terms of y and the dispersion alone (NB2's lgamma(y + φ) and ψ(y + φ), Gamma's
+ * `pooled`: the terms of y and the dispersion alone (NB2's log (φ)_y and its partial, Gamma's
  * c0 + (α-1)·log y and its partial) are summed by the caller, not per row. */
 EM_ALWAYS_INLINE double glm1_row(glm_kind kind, double eta, double y, const glm1_par *q, int need_par, int pooled,
                                  const double *cuts, const double *gap, size_t K, double *dcuts, double *r,
                                  double *dpar, int *ok) {
     if (kind == GLM_NB2) {
-        double yp = y + q->v, L, w; /* w = μ/(μ + φ), and 1/(μ + φ) = (1 - w)/φ */
+        /* sp = log(μ + φ) - log φ = softplus(η - log φ) and w = μ/(μ + φ), so 1/(μ + φ) = (1 - w)/φ;
+         * the row is y·(η - log(μ + φ)) - φ·sp, its φ terms kept apart from log (φ)_y as in
+         * NegBinomial2Log (dist_discrete.c): summed whole they cancel for a large φ */
+        double sp, w;
         if (eta < 700.0) {
-            double mu = exp(eta), sum = mu + q->v;
-            L = log(sum);
-            w = mu / sum;
+            double mu = exp(eta);
+            sp = log1p(mu / q->v);
+            w = mu / (mu + q->v);
         } else {
-            L = em_math_log_sum_exp2(eta, q->lv);
+            sp = em_math_softplus(eta - q->lv);
             w = em_math_sigmoid(eta - q->lv);
         }
         *ok &= em_pk_ok(EM_PK_COUNT, y, 0, 0, 0) & (fabs(eta) < INFINITY);
-        *r = y - yp * w;
-        double v = y * eta - yp * L;
-        if (need_par) *dpar = -L - yp * (1.0 - w) / q->v;
+        *r = y - (y + q->v) * w;
+        double v = y * (eta - q->lv - sp) - q->v * sp;
+        if (need_par) *dpar = w - sp - y * (1.0 - w) / q->v;
         if (!pooled) {
-            v += q->c0 + em_math_lgamma(yp);
-            if (need_par) *dpar += q->c1 + gsl_sf_psi(yp);
+            v += em_math_lpoch(q->v, y);
+            if (need_par) *dpar += em_math_dlpoch(q->v, y);
         }
         return v;
     }
@@ -418,11 +423,11 @@ EM_ALWAYS_INLINE int glm1_pass(glm_kind kind, em_tape *t, em_node *o, glm_aux *a
     if (pooled && kind == GLM_GAMMA) { /* n·c0 + (α - 1)·Σ log y, and its partial */
         lp += (double)n * q.c0 + (q.v - 1.0) * a->ylog;
         sdp += (double)n * q.c1 + a->ylog;
-    } else if (pooled) { /* Σ_v n_v·(c0 + lgamma(v + φ)), and Σ_v n_v·(c1 + ψ(v + φ)) */
+    } else if (pooled) { /* NB2: Σ_v n_v·log (φ)_v, and Σ_v n_v·(ψ(v + φ) - ψ(φ)) */
         for (size_t k = 0; k < a->nhist; k++) {
             double v = a->hist[2 * k], c = a->hist[2 * k + 1];
-            lp += c * (q.c0 + em_math_lgamma(v + q.v));
-            if (need_par) sdp += c * (q.c1 + gsl_sf_psi(v + q.v));
+            lp += c * em_math_lpoch(q.v, v);
+            if (need_par) sdp += c * em_math_dlpoch(q.v, v);
         }
     }
     if (kind == GLM_NB2) lp -= a->ysum; /* - Σ log y_i! */

@@ -451,7 +451,11 @@ static em_status expand_bin(ctx *c, const fnode *n, termlist *out, fnode **group
                                        "the power of terms must be a positive whole number (use I(x^2) for a square)");
         *out = a;
         termlist cur = a;
-        for (int k = 1; k < (int)n->b->num; k++) {
+        /* After a.n - 1 products every union of a's terms is there, so a larger power (R takes
+         * any) adds nothing: capping the count at a.n is exact, and keeps a power such as 1e300
+         * from overflowing the int (the formula fuzzer's second find) or looping for ever. */
+        int steps = n->b->num < (double)a.n ? (int)n->b->num : a.n;
+        for (int k = 1; k < steps; k++) {
             termlist nx = cur;
             for (int i = 0; i < cur.n; i++)
                 for (int j = 0; j < a.n; j++) tl_add(&nx, cur.t[i] | a.t[j]);

@@ -15,6 +15,7 @@
 
 #include <gsl/gsl_cdf.h>
 #include <gsl/gsl_sf_erf.h>
+#include <gsl/gsl_sf_psi.h>
 
 double lgamma_r(double x, int *sign);
 
@@ -71,5 +72,37 @@ static inline double em_math_log_Phi(double x) {
 /* d/dx log Φ(x) = φ(x)/Φ(x), the hazard of the standard normal at -x (the inverse Mills ratio,
  * GSL's gsl_sf_hazard, accurate for large arguments where φ and Φ both underflow). */
 static inline double em_math_dlog_Phi(double x) { return gsl_sf_hazard(-x); }
+
+/* log of the rising factorial (a)_k = Γ(a + k)/Γ(a), a > 0, k >= 0, and its derivative in a,
+ * ψ(a + k) - ψ(a). Written as differences of lgamma (digamma) they lose every digit when a is
+ * large: lgamma(1e28) ≈ 6.4e29, so the difference of two of them is off by ~1e14 while the
+ * true value is k·log a ≈ 300 (a beta-binomial or a negative binomial with a large precision
+ * then has a spurious mode of log density +1e14 that a sampler climbs). From a = 1e4 on, both
+ * come from Stirling's series with the large terms cancelled by hand:
+ *   lgamma(x) = (x - 1/2) log x - x + log √(2π) + c(x),  c(x) = 1/(12x) - 1/(360x³) + 1/(1260x⁵) - ...
+ *   ψ(x) = log x - 1/(2x) - d(x),                       d(x) = 1/(12x²) - 1/(120x⁴) + 1/(252x⁶) - ...
+ * so (a)_k = (a - 1/2)·log1p(k/a) + k·log(a + k) - k + c(a + k) - c(a) and ψ(a + k) - ψ(a) =
+ * log1p(k/a) + k/(2a(a + k)) - d(a + k) + d(a); the series' next terms are below 1e-31 there.
+ * Below 1e4 the lgamma difference loses at most ~1e-11 (lgamma(1e4) ≈ 8e4). */
+static inline double em_math_stirling_c_(double x) {
+    double r = 1.0 / (x * x);
+    return (1.0 / 12.0 - r * (1.0 / 360.0 - r / 1260.0)) / x;
+}
+static inline double em_math_lpoch(double a, double k) {
+    if (k == 0.0) return 0.0;
+    if (a < 1e4) return em_math_lgamma(a + k) - em_math_lgamma(a);
+    double x = a + k;
+    return (a - 0.5) * log1p(k / a) + k * log(x) - k + (em_math_stirling_c_(x) - em_math_stirling_c_(a));
+}
+static inline double em_math_psi_d_(double x) {
+    double r = 1.0 / (x * x);
+    return r * (1.0 / 12.0 - r * (1.0 / 120.0 - r / 252.0));
+}
+static inline double em_math_dlpoch(double a, double k) {
+    if (k == 0.0) return 0.0;
+    if (a < 1e4) return gsl_sf_psi(a + k) - gsl_sf_psi(a);
+    double x = a + k;
+    return log1p(k / a) + 0.5 * k / (a * x) - (em_math_psi_d_(x) - em_math_psi_d_(a));
+}
 
 #endif
