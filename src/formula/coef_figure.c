@@ -7,6 +7,7 @@
 
 #include "ember/diagnostics.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,8 +25,19 @@ em_status em_regression_coef_figure(const em_regression *r, const em_posterior *
                                     em_error *err) {
     if (!r || !fit || !dir || !name) return em_error_set(err, EM_ERR_ARG, "em_regression_coef_figure: NULL argument");
     const em_design *d = em_regression_design_of(r);
-    size_t S = em_posterior_num_chains(fit) * em_posterior_num_draws(fit), K = d->P + (size_t)d->intercept;
+    size_t S = em_posterior_num_chains(fit) * em_posterior_num_draws(fit);
     if (S == 0) return em_error_set(err, EM_ERR_ARG, "em_regression_coef_figure: the fit has no draws");
+    /* the intercept is b_Intercept, or an ordinal model's thresholds b_Intercept[1], [2], ... */
+    size_t nthr = 0;
+    if (d->intercept && em_posterior_find(fit, "b_Intercept", NULL) < 0) {
+        char t[48];
+        for (;;) {
+            snprintf(t, sizeof t, "b_Intercept[%zu]", nthr + 1);
+            if (em_posterior_find(fit, t, NULL) < 0) break;
+            nthr++;
+        }
+    }
+    size_t nint = d->intercept ? (nthr ? nthr : 1) : 0, K = d->P + nint;
     if (K == 0) return em_error_set(err, EM_ERR_ARG, "em_regression_coef_figure: the model has no population-level effects");
     double *x = malloc(S * sizeof *x);
     if (!x) return em_error_set(err, EM_ERR_NOMEM, "em_regression_coef_figure: out of memory");
@@ -35,8 +47,9 @@ em_status em_regression_coef_figure(const em_regression *r, const em_posterior *
     for (size_t k = 0; s == EM_OK && k < K; k++) {
         nm.len = 0;
         em_buf_printf(&nm, "b_");
-        if (d->intercept && k == 0) em_buf_printf(&nm, "Intercept");
-        else em_brms_rename(d->names[k - (size_t)d->intercept], &nm);
+        if (k < nint && nthr) em_buf_printf(&nm, "Intercept[%zu]", k + 1);
+        else if (k < nint) em_buf_printf(&nm, "Intercept");
+        else em_brms_rename(d->names[k - nint], &nm);
         em_buf_append(&nm, "", 1);
         if (nm.failed) s = em_error_set(err, EM_ERR_NOMEM, "em_regression_coef_figure: out of memory");
         else s = em_posterior_draws(fit, nm.data, x, err);

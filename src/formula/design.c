@@ -1069,7 +1069,7 @@ static em_status build(const em_formula *f, const em_frame *fr, em_family fam, i
             s = em_error_set(err, EM_ERR_DOMAIN, "%s:%zu: trials = %g is not a non-negative whole number", fr->name,
                              em_frame_line(fr, i), tr);
         else if (weights && !(weights[i] >= 0 && isfinite(weights[i])))
-            s = em_error_set(err, EM_ERR_DOMAIN, "%s:%zu: weights = %g: a weight is a finite non-negative number",
+            s = em_error_set(err, EM_ERR_DOMAIN, "%s:%zu: weights() = %g is not a finite non-negative number",
                              fr->name, em_frame_line(fr, i), weights[i]);
         else if (!ref && !support_ok(fam, y[i], tr, &why))
             s = em_error_set(err, EM_ERR_DOMAIN, "%s:%zu: response %s = %.17g is outside the %s family's support: %s",
