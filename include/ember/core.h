@@ -89,6 +89,10 @@ size_t em_arena_capacity(const em_arena *a);
 size_t em_arena_used(const em_arena *a);
 /* How many times the arena has called malloc (for the no-allocation-after-warm-up tests). */
 size_t em_arena_malloc_count(const em_arena *a);
+/* The most bytes handed out between two resets since the arena was made (a rewind does not
+ * subtract): for a tape, the footprint of its largest evaluation. Tests use it to check that
+ * memory follows one evaluation, not the number of evaluations (particles, draws). */
+size_t em_arena_high_water(const em_arena *a);
 
 /* ---- random numbers -------------------------------------------------------------------- */
 

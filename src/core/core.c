@@ -73,6 +73,7 @@ struct em_arena {
     size_t cur;        /* block being filled */
     size_t used;       /* bytes used in blocks[cur] */
     size_t peak_total; /* bytes used across blocks since the last reset */
+    size_t high_water; /* the largest peak_total since creation */
     size_t mallocs;
 };
 
@@ -133,6 +134,7 @@ void *em_arena_alloc(em_arena *a, size_t bytes) {
     void *p = a->blocks[a->cur].mem + a->used;
     a->used += need;
     a->peak_total += need;
+    if (a->peak_total > a->high_water) a->high_water = a->peak_total;
     return p;
 }
 
@@ -184,6 +186,7 @@ size_t em_arena_used(const em_arena *a) {
 }
 
 size_t em_arena_malloc_count(const em_arena *a) { return a->mallocs; }
+size_t em_arena_high_water(const em_arena *a) { return a->high_water; }
 
 /* ---- random numbers -------------------------------------------------------------------- */
 
