@@ -4,6 +4,7 @@
 #   make run        build everything and run the Bayesian-regression example (ARGS='...' passes options)
 #   make check      build everything and run the whole test suite (SANITIZE=1: ASan + UBSan build)
 #   make bench      run every benchmark (JSON lines on stdout)
+#   make bench-memory  peak memory against the data's size, 10^5 to 10^7 rows (MEMORY_SIZES), library and example
 #   make sbc        simulation-based calibration of NUTS on the rugged model (R = 500)
 #   make install    PREFIX=/usr/local: headers, both libraries, pkg-config file ember.pc
 #   make notebooks  regenerate notebooks-export/ from a real run
@@ -70,7 +71,7 @@ HEADERS   := $(wildcard include/*.h include/ember/*.h src/internal/*.h)
 # The `ember` command, on the public API only (installed beside the library).
 CLI_BIN   := $(BUILD)/bin/ember
 
-.PHONY: all lib deps run check bench install clean notebooks tests examples sbc fuzz
+.PHONY: all lib deps run check bench bench-memory install clean notebooks tests examples sbc fuzz
 .DEFAULT_GOAL := all
 
 all: deps lib $(CLI_BIN)
@@ -136,6 +137,11 @@ check: deps all $(TEST_BIN) $(EX_BIN)
 
 bench: deps all $(BENCH_BIN)
 	@for b in $(BENCH_BIN); do ./$$b || exit 1; done
+
+# Peak resident memory of every path, library and example, under an 8 GB address-space limit
+MEMORY_SIZES ?= 100000,1000000,10000000
+bench-memory: deps all $(BUILD)/bench/memory $(EX_BIN)
+	./$(BUILD)/bench/memory --sizes $(MEMORY_SIZES) --limit-gb 8 --example $(EX_DIR)/rugged
 
 # Simulation-based calibration of NUTS on the rugged model, R = 500 (CSV files and figures in $(BUILD)/sbc/nuts)
 sbc: deps all $(BUILD)/bench/sbc_rugged
