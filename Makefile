@@ -4,6 +4,7 @@
 #   make run        build everything and run the Bayesian-regression example (ARGS='...' passes options)
 #   make check      build everything and run the whole test suite (SANITIZE=1: ASan + UBSan build)
 #   make bench      run every benchmark (JSON lines on stdout)
+#   make bench-memory  peak memory against the data's size, 10^5 to 10^7 rows (MEMORY_SIZES), library and example
 #   make sbc        simulation-based calibration of NUTS on every family (R = 400; fails when one does)
 #   make sbc-rugged simulation-based calibration of NUTS on the rugged model (R = 500)
 #   make check-tsan the test programs that run threads, built with ThreadSanitizer (TSAN=1)
@@ -98,7 +99,7 @@ else
   MPI_ALL    :=
 endif
 
-.PHONY: all lib deps run check bench install clean notebooks tests examples sbc fuzz run-mpi bench-mpi
+.PHONY: all lib deps run check bench install clean notebooks tests examples sbc fuzz run-mpi bench-mpi bench-memory
 .DEFAULT_GOAL := all
 
 all: deps lib $(CLI_BIN) $(MPI_ALL)
@@ -193,6 +194,13 @@ check: deps all $(TEST_BIN) $(EX_BIN)
 
 bench: deps all $(BENCH_BIN)
 	@for b in $(BENCH_BIN); do ./$$b || exit 1; done
+
+# Peak resident memory of every path, library and example, under an 8 GB address-space limit.
+# Long: at 10^7 rows the example's SVI (three fits, each with a 2000-particle -ELBO and up to
+# 1000 draws) alone takes about half an hour of one core; MEMORY_SIZES=100000,1000000 is minutes.
+MEMORY_SIZES ?= 100000,1000000,10000000
+bench-memory: deps all $(BUILD)/bench/memory $(EX_BIN)
+	./$(BUILD)/bench/memory --sizes $(MEMORY_SIZES) --limit-gb 8 --example $(EX_DIR)/rugged
 
 # Simulation-based calibration (issue 16's acceptance): every new family through NUTS, R = 400;
 # prints the table and fails when a family does. The rugged model's run, R = 500 (CSV files and

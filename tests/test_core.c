@@ -310,6 +310,59 @@ static void test_write_atomic(void **state) {
     assert_int_equal(count_temporaries(tmpdir), 0);
 }
 
+/* Written in pieces: the old content stays in place until the commit; an abort keeps it; a
+ * commit that cannot rename leaves no temporary. */
+static void test_atomic_pieces(void **state) {
+    (void)state;
+    char path[512];
+    snprintf(path, sizeof path, "%s/pieces.csv", tmpdir);
+    em_error e = {0};
+    assert_int_equal(em_write_file_atomic(path, "old\n", 4, &e), EM_OK);
+    em_atomic_file *f = em_atomic_open(path, &e);
+    assert_non_null(f);
+    for (int k = 0; k < 1000; k++) {
+        char line[32];
+        int n = snprintf(line, sizeof line, "%d,%d\n", k, k * k);
+        assert_int_equal(em_atomic_write(f, line, (size_t)n, &e), EM_OK);
+    }
+    size_t len = 0;
+    char *got = slurp(path, &len);
+    assert_non_null(got);
+    assert_int_equal(len, 4); /* not yet replaced */
+    free(got);
+    assert_int_equal(em_atomic_commit(f, &e), EM_OK);
+    got = slurp(path, &len);
+    assert_true(len > 4000);
+    assert_memory_equal(got, "0,0\n1,1\n2,4\n", 12);
+    assert_memory_equal(got + len - 11, "999,998001\n", 11);
+    free(got);
+    f = em_atomic_open(path, &e);
+    assert_non_null(f);
+    assert_int_equal(em_atomic_write(f, "partial", 7, &e), EM_OK);
+    em_atomic_abort(f);
+    got = slurp(path, &len);
+    assert_true(len > 4000); /* the committed file, untouched */
+    free(got);
+    assert_int_equal(count_temporaries(tmpdir), 0);
+    /* the target is a directory: the commit fails naming the rename, nothing is left */
+    char target[512];
+    snprintf(target, sizeof target, "%s/pieces_dir", tmpdir);
+    assert_int_equal(mkdir(target, 0755), 0);
+    f = em_atomic_open(target, &e);
+    assert_non_null(f);
+    assert_int_equal(em_atomic_write(f, "x", 1, &e), EM_OK);
+    assert_int_equal(em_atomic_commit(f, &e), EM_ERR_IO);
+    assert_non_null(strstr(e.msg, "rename"));
+    assert_int_equal(count_temporaries(tmpdir), 0);
+    assert_int_equal(rmdir(target), 0);
+    assert_int_equal(unlink(path), 0);
+    em_error e2 = {0};
+    snprintf(path, sizeof path, "%s/no_such_dir/x.csv", tmpdir);
+    assert_null(em_atomic_open(path, &e2));
+    assert_int_equal(e2.status, EM_ERR_IO);
+    assert_non_null(strstr(e2.msg, "no_such_dir"));
+}
+
 static void test_write_atomic_failures(void **state) {
     (void)state;
     char path[512];
@@ -430,6 +483,7 @@ int main(void) {
         cmocka_unit_test(test_write_atomic),
         cmocka_unit_test(test_write_atomic_killed_midway),
         cmocka_unit_test(test_write_atomic_failures),
+        cmocka_unit_test(test_atomic_pieces),
         cmocka_unit_test(test_buf),
     };
     return cmocka_run_group_tests(tests, setup_dir, teardown_dir);

@@ -127,6 +127,19 @@ static void test_quantile_type7(void **state) {
     const double n[] = {1.0, NAN};
     assert_true(isnan(em_quantile(n, 2, 0.5)));
     assert_true(em_quantile(x, 1, 0.7) == 10.0);
+    /* several at once: each bit for bit em_quantile's, with errors named */
+    const double probs[6] = {0.0, 0.05, 0.3, 0.5, 0.95, 1.0};
+    double q[6];
+    em_error err = {0};
+    assert_int_equal(em_quantiles(x, 5, probs, 6, q, &err), EM_OK);
+    for (int j = 0; j < 6; j++) assert_true(q[j] == em_quantile(x, 5, probs[j]));
+    assert_int_equal(em_quantiles(t, 4, (double[]){0.4}, 1, q, &err), EM_OK);
+    assert_true(q[0] == 0.1);
+    assert_int_equal(em_quantiles(x, 5, (double[]){0.5, 1.5}, 2, q, &err), EM_ERR_ARG);
+    assert_non_null(strstr(err.msg, "probs[1]"));
+    em_error e2 = {0};
+    assert_int_equal(em_quantiles(n, 2, probs, 1, q, &e2), EM_ERR_NONFINITE);
+    assert_non_null(strstr(e2.msg, "x[1]"));
 }
 
 static void test_hpdi(void **state) {

@@ -51,10 +51,12 @@ fi
 # the ranks at different moments; every rank stops after the same iteration and rank 0 writes
 # the draws made so far. (Sent to mpirun instead, it is OpenMPI's to forward: mpirun kills the
 # ranks odls_base_sigkill_timeout seconds later, 1 by default.)
-mpirun -np 2 --oversubscribe "$EX" "$tmp/rows.csv" --chains 1 --warmup 100 --samples 300000 --out "$tmp/sig" \
+# (50000 rows and 300000 iterations: a minute or more, so that the signal finds it sampling)
+"$EX" --generate "$tmp/rows50k.csv" --rows 50000 >/dev/null || { echo "FAIL: generate"; fail=1; }
+mpirun -np 2 --oversubscribe "$EX" "$tmp/rows50k.csv" --chains 1 --warmup 100 --samples 300000 --out "$tmp/sig" \
   >"$tmp/sig.out" 2>"$tmp/sig.err" &
 pid=$!
-sleep 8
+sleep 10
 ranks=$(pgrep -P $pid)
 kill -TERM $ranks 2>/dev/null
 wait $pid

@@ -486,6 +486,26 @@ static double logistic_lp(double y, double eta) {
     return y ? log(p) : log1p(-p);
 }
 
+/* A streamed run (on_draw) compared row by row with the stored one: every call must bring the
+ * next draw of the one site, bit for bit what the stored run holds. */
+typedef struct stream_check {
+    const em_pred_site *want;
+    size_t next, calls;
+    int stop_at; /* > 0: fail that call, to check that the run stops with its status */
+} stream_check;
+
+static em_status stream_compare(void *arg, size_t d, const em_pred_site *site, const double *values, em_error *err) {
+    stream_check *c = arg;
+    c->calls++;
+    if (c->stop_at && (int)c->calls == c->stop_at) return em_error_set(err, EM_ERR_IO, "consumer full at draw %zu", d);
+    assert_int_equal(d, c->next);
+    assert_string_equal(site->name, c->want->name);
+    assert_int_equal(site->len, c->want->len);
+    assert_memory_equal(values, c->want->draws + d * site->len, site->len * sizeof(double));
+    c->next++;
+    return EM_OK;
+}
+
 static void check_log_lik(em_model_fn fn, const double *y, int kind) {
     reg d = {NOBS, XS, y};
     em_posterior *p = fit(fn, &d);
@@ -516,6 +536,29 @@ static void check_log_lik(em_model_fn fn, const double *y, int kind) {
     free(a);
     free(b);
     free(sg);
+    /* streamed: the same rows, none kept; a consumer's error stops the run */
+    stream_check sc = {.want = s};
+    assert_int_equal(em_posterior_log_lik_each(p, NULL, stream_compare, &sc, &err), EM_OK);
+    assert_int_equal(sc.next, S);
+    stream_check stop = {.want = s, .stop_at = 3};
+    em_error e3 = {0};
+    assert_int_equal(em_posterior_log_lik_each(p, NULL, stream_compare, &stop, &e3), EM_ERR_IO);
+    assert_int_equal(stop.calls, 3);
+    assert_non_null(strstr(e3.msg, "consumer full"));
+    /* the posterior predictive too, with its random draws */
+    em_predictive *pr = NULL, *ps = NULL;
+    const char *ysite = "y";
+    em_predictive_options po = {.seed = 5, .return_sites = &ysite, .nreturn = 1};
+    assert_int_equal(em_posterior_predict(p, NULL, &po, &pr, &err), EM_OK);
+    stream_check pc = {.want = em_predictive_site(pr, "y")};
+    po.on_draw = stream_compare;
+    po.on_draw_arg = &pc;
+    assert_int_equal(em_posterior_predict(p, NULL, &po, &ps, &err), EM_OK);
+    assert_int_equal(pc.next, S);
+    assert_int_equal(ps->nsites, 1);
+    assert_null(ps->sites[0].draws);
+    em_predictive_free(pr);
+    em_predictive_free(ps);
     em_predictive_free(ll);
     /* the site by name, and an unknown one */
     assert_int_equal(em_posterior_log_lik(p, "y", &ll, &err), EM_OK);

@@ -455,6 +455,36 @@ static void test_same_seed_bit_identical(void **state) {
     }
 }
 
+/* Memory follows one particle, not the number of particles: each particle of a step (and of
+ * the final ELBO estimate) has the tape to itself. Were the particles kept on one tape, its
+ * high-water mark would grow about K-fold from K = 1 to K = 64. */
+static void test_tape_footprint_independent_of_particles(void **state) {
+    (void)state;
+    rugged_data d;
+    em_error e = {0};
+    assert_int_equal(rugged_data_load(RUGGED_CSV, &d, &e), EM_OK);
+    const int particles[3] = {1, 8, 64};
+    size_t hw[3];
+    for (int k = 0; k < 3; k++) {
+        em_autoguide *g = make_guide(EM_AUTO_DIAGONAL_NORMAL, rugged_model, &d, &(em_autoguide_options){.seed = 3});
+        em_optim_config oc = em_optim_defaults(EM_OPTIM_ADAM, 0.03);
+        em_svi_options so = {.seed = 3, .num_particles = particles[k]};
+        em_svi *s = fit(rugged_model, &d, em_autoguide_fn, g, &oc, &so, 3);
+        em_arena *a = em_tape_arena(em_model_tape(em_svi_model(s)));
+        hw[k] = em_arena_high_water(a);
+        assert_true(hw[k] >= d.n * sizeof(double)); /* a particle's tape holds data-length vectors */
+        em_svi_result r;
+        assert_int_equal(em_svi_result_get(s, 500, &r, &e), EM_OK);
+        assert_true(isfinite(r.elbo));
+        assert_int_equal(em_arena_high_water(a), hw[k]);
+        em_svi_destroy(s);
+        em_autoguide_destroy(g);
+    }
+    assert_int_equal(hw[1], hw[0]);
+    assert_int_equal(hw[2], hw[0]);
+    rugged_data_free(&d);
+}
+
 static void test_stopping_rule(void **state) {
     (void)state;
     em_autoguide *g = make_guide(EM_AUTO_DELTA, conj1_model, NULL, NULL);
@@ -744,6 +774,7 @@ int main(void) {
         cmocka_unit_test(test_missing_guide_site_is_error),
         cmocka_unit_test(test_nan_step_skipped),
         cmocka_unit_test(test_same_seed_bit_identical),
+        cmocka_unit_test(test_tape_footprint_independent_of_particles),
         cmocka_unit_test(test_stopping_rule),
         cmocka_unit_test(test_trend_rule_and_result),
         cmocka_unit_test(test_bad_arguments),

@@ -18,7 +18,10 @@ typedef struct bands {
 } bands;
 
 /* Run the model on the predictors x once per draw of p (em_predictive_posterior): the line from
- * the site "mean", a new observation from the site "obs", independently for every row. With
+ * the site "mean", a new observation from the site "obs", independently for every row. Memory
+ * and work stay bounded on large data: the rows are predicted a chunk at a time (about 4·10^6
+ * draws × rows held at once), and a data set of n rows uses at most max(100, 10^8 / n) evenly
+ * spaced draws; up to 10^5 rows at 1000 draws this is every draw in one chunk. With
  * common_noise, a new observation is instead mean + sigma·e with one standard-normal e per draw
  * shared by all rows (common random numbers): each row's distribution is the same, but the
  * Monte Carlo error no longer varies from row to row, so bands over a grid are smooth curves. */

@@ -158,6 +158,7 @@ int main(int argc, char **argv) {
             else printf("wrote %zu CmdStan CSV file%s to %s/\n", nw, nw == 1 ? "" : "s", out);
         }
     }
+    fflush(stdout);
     /* the other ranks wait for rank 0's files: mpirun ends the job when the first rank exits
      * with a non-zero status (130 after a signal) */
     MPI_Barrier(MPI_COMM_WORLD);

@@ -89,6 +89,10 @@ size_t em_arena_capacity(const em_arena *a);
 size_t em_arena_used(const em_arena *a);
 /* How many times the arena has called malloc (for the no-allocation-after-warm-up tests). */
 size_t em_arena_malloc_count(const em_arena *a);
+/* The most bytes handed out between two resets since the arena was made (a rewind does not
+ * subtract): for a tape, the footprint of its largest evaluation. Tests use it to check that
+ * memory follows one evaluation, not the number of evaluations (particles, draws). */
+size_t em_arena_high_water(const em_arena *a);
 
 /* ---- random numbers -------------------------------------------------------------------- */
 
@@ -112,6 +116,17 @@ double em_rng_normal(em_rng *r);
  * is written, so a process killed meanwhile leaves nothing behind; otherwise, and for the
  * instant before the rename, it is "<path>.tmp.<pid>". */
 em_status em_write_file_atomic(const char *path, const char *data, size_t len, em_error *err);
+
+/* The same for a file too large to build in memory first: written piece by piece, then put in
+ * place by em_atomic_commit (flushed, fsync'ed, renamed over path) or dropped by
+ * em_atomic_abort; path is untouched until the commit succeeds, and no temporary is left
+ * after either (a killed process leaves none where O_TMPFILE is available). The handle is
+ * freed by the commit or the abort, whatever their outcome. */
+typedef struct em_atomic_file em_atomic_file;
+em_atomic_file *em_atomic_open(const char *path, em_error *err);
+em_status em_atomic_write(em_atomic_file *f, const char *data, size_t len, em_error *err);
+em_status em_atomic_commit(em_atomic_file *f, em_error *err);
+void em_atomic_abort(em_atomic_file *f);
 
 /* Growable string buffer for building files and messages. */
 typedef struct em_buf {

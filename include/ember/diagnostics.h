@@ -61,6 +61,10 @@ double em_mcse_mean(const double *draws, size_t nchains, size_t ndraws, em_error
  * h = (n-1)p, result (1-g) x(floor h) + g x(floor h + 1) of the sorted sample. NaN when n is 0,
  * p is outside [0,1] or any x is NaN (x is not modified). */
 double em_quantile(const double *x, size_t n, double p);
+/* The k quantiles probs[j] of one sample with one sort: out[j] is em_quantile(x, n, probs[j]),
+ * bit for bit (per-row bands over 10^7 rows sort each row once, not once per quantile). A NaN
+ * in x or a probability outside [0, 1] is an error naming it. */
+em_status em_quantiles(const double *x, size_t n, const double *probs, size_t k, double *out, em_error *err);
 /* Mean and sample standard deviation (n-1 denominator; NaN for n < 2). */
 double em_mean(const double *x, size_t n);
 double em_sd(const double *x, size_t n);

@@ -227,6 +227,11 @@ em_status em_posterior_predict_prior(const em_posterior *p, const void *data, si
  * len + i]). Draws are chain-major as in em_posterior_draws; the chain of draw d is
  * d / em_posterior_num_draws. Masked and scaled sites are scored unmasked and unscaled. */
 em_status em_posterior_log_lik(const em_posterior *p, const char *site, em_predictive **out, em_error *err);
+/* The same streamed: each draw's row log p(y_i | θ_d), i = 1..n, goes to fn as it is made
+ * (predictive.h's on_draw) and none is kept, so memory is one draw's whatever the number of
+ * draws — for a running reduction (lppd, WAIC's sums) over data too large for draws × n. */
+em_status em_posterior_log_lik_each(const em_posterior *p, const char *site, em_pred_draw_fn fn, void *arg,
+                                    em_error *err);
 
 /* ---- model comparison (loo.h on the posterior's own log-likelihood) --------------------- */
 

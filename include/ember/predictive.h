@@ -22,6 +22,14 @@
 extern "C" {
 #endif
 
+typedef struct em_pred_site em_pred_site;
+
+/* A consumer of streamed draws (em_predictive_options.on_draw): values are the len values of
+ * site in draw d (0-based, in draw order), valid only during the call. A status other than
+ * EM_OK stops the run and is returned (with err, which the callback may set). */
+typedef em_status (*em_pred_draw_fn)(void *arg, size_t d, const em_pred_site *site, const double *values,
+                                     em_error *err);
+
 typedef struct em_predictive_options {
     uint64_t seed;
     /* Sites to return; NULL with nreturn 0 returns every sample, observe and deterministic site.
@@ -30,15 +38,22 @@ typedef struct em_predictive_options {
     size_t nreturn;
     em_param_store *params; /* model (and guide) parameters; NULL: their initial values */
     int keep_observed;      /* 1: observe sites keep their data instead of being drawn */
+    /* Streaming: each draw's values of every returned site go to on_draw(on_draw_arg, ...) as
+     * they are made and are not kept, so memory is one draw's rather than ndraws × len (a
+     * predictive or log-likelihood over 10^7 rows, reduced as it comes: running means,
+     * log-sum-exps, a file). The result then lists the sites with draws NULL. The values
+     * and their order are those a stored run would hold. */
+    em_pred_draw_fn on_draw;
+    void *on_draw_arg;
 } em_predictive_options;
 
-/* The draws of one site: draws[d * len + i] is element i of draw d. */
-typedef struct em_pred_site {
+/* The draws of one site: draws[d * len + i] is element i of draw d (NULL when streamed). */
+struct em_pred_site {
     char *name;
     em_site_kind kind;
     size_t len;
     double *draws;
-} em_pred_site;
+};
 
 typedef struct em_predictive {
     size_t ndraws;

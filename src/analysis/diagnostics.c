@@ -457,6 +457,20 @@ double em_quantile(const double *x, size_t n, double p) {
     return q;
 }
 
+em_status em_quantiles(const double *x, size_t n, const double *probs, size_t k, double *out, em_error *err) {
+    if (!x || n == 0 || !probs || !out) return em_error_set(err, EM_ERR_ARG, "em_quantiles: no sample, probabilities or output");
+    for (size_t j = 0; j < k; j++)
+        if (!(probs[j] >= 0.0 && probs[j] <= 1.0))
+            return em_error_set(err, EM_ERR_ARG, "em_quantiles: probs[%zu] = %g is outside [0, 1]", j, probs[j]);
+    for (size_t i = 0; i < n; i++)
+        if (isnan(x[i])) return em_error_set(err, EM_ERR_NONFINITE, "em_quantiles: x[%zu] is NaN", i);
+    double *s = sorted_copy(x, n);
+    if (!s) return em_error_set(err, EM_ERR_NOMEM, "em_quantiles: out of memory for %zu values", n);
+    for (size_t j = 0; j < k; j++) out[j] = quantile_sorted(s, n, probs[j]);
+    free(s);
+    return EM_OK;
+}
+
 double em_mean(const double *x, size_t n) {
     if (!x || n == 0) return NAN;
     return mean_of(x, n);

@@ -1031,20 +1031,36 @@ em_status em_posterior_predict_prior(const em_posterior *p, const void *data, si
     return em_predictive_prior(p->model, data ? data : p->data, ndraws, &o, out, err);
 }
 
-em_status em_posterior_log_lik(const em_posterior *p, const char *site, em_predictive **out, em_error *err) {
-    if (!out) return em_error_set(err, EM_ERR_ARG, "em_posterior_log_lik: out is NULL");
-    *out = NULL;
-    em_status s = need_model(p, "em_posterior_log_lik", err);
+static em_status log_lik_run(const em_posterior *p, const char *site, em_pred_draw_fn fn, void *arg,
+                             em_predictive **out, const char *what, em_error *err) {
+    em_status s = need_model(p, what, err);
     if (s != EM_OK) return s;
     em_predictive_options o;
     memset(&o, 0, sizeof o);
     o.seed = p->seed;
     o.return_sites = site ? &site : NULL;
     o.nreturn = site ? 1 : 0;
+    o.on_draw = fn;
+    o.on_draw_arg = arg;
     double *x = latent_rows(p, err);
     if (!x) return EM_ERR_NOMEM;
     s = em_predictive_log_lik(p->model, p->data, p->latent_names, p->latent_lens, p->nlatent, x,
                               p->nchains * p->ndraws, &o, out, err);
     free(x);
+    return s;
+}
+
+em_status em_posterior_log_lik(const em_posterior *p, const char *site, em_predictive **out, em_error *err) {
+    if (!out) return em_error_set(err, EM_ERR_ARG, "em_posterior_log_lik: out is NULL");
+    *out = NULL;
+    return log_lik_run(p, site, NULL, NULL, out, "em_posterior_log_lik", err);
+}
+
+em_status em_posterior_log_lik_each(const em_posterior *p, const char *site, em_pred_draw_fn fn, void *arg,
+                                    em_error *err) {
+    if (!fn) return em_error_set(err, EM_ERR_ARG, "em_posterior_log_lik_each: no callback");
+    em_predictive *out = NULL;
+    em_status s = log_lik_run(p, site, fn, arg, &out, "em_posterior_log_lik_each", err);
+    em_predictive_free(out);
     return s;
 }

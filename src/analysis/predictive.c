@@ -152,12 +152,13 @@ static em_status run_draws(em_model_fn model, const void *data, const pred_src *
                 ps->kind = site->kind;
                 /* log-likelihood: one term per event (per observation of a univariate site) */
                 ps->len = src->log_lik ? site->len / em_dist_event_len(&site->dist) : site->len;
-                ps->draws = malloc(ndraws * site->len * sizeof(double));
+                ps->draws = malloc((o.on_draw ? 1 : ndraws) * site->len * sizeof(double)); /* streamed: one row */
                 if (!ps->name || !ps->draws) s = em_error_set(err, EM_ERR_NOMEM, "predictive: out of memory");
             }
             if (s != EM_OK) break;
         }
-        for (size_t i = 0; i < p->nsites; i++) {
+        size_t row = o.on_draw ? 0 : d; /* where draw d's values go */
+        for (size_t i = 0; i < p->nsites && s == EM_OK; i++) {
             em_pred_site *ps = &p->sites[i];
             em_site *site = em_trace_find(mtr, ps->name);
             size_t vlen = ps->len * (src->log_lik && site ? em_dist_event_len(&site->dist) : 1);
@@ -166,17 +167,20 @@ static em_status run_draws(em_model_fn model, const void *data, const pred_src *
                                  site ? "changed length between draws" : "is missing");
                 break;
             }
-            if (!src->log_lik) {
-                memcpy(ps->draws + d * ps->len, em_val_(t, site->value), ps->len * sizeof(double));
-                continue;
-            }
+            double *dst = ps->draws + row * ps->len;
             em_error e = {0};
-            if (em_dist_log_prob_pointwise(&site->dist, em_val_(t, site->value), vlen, ps->draws + d * ps->len,
-                                           &e) != EM_OK) {
+            if (!src->log_lik) {
+                memcpy(dst, em_val_(t, site->value), ps->len * sizeof(double));
+            } else if (em_dist_log_prob_pointwise(&site->dist, em_val_(t, site->value), vlen, dst, &e) != EM_OK) {
                 s = em_error_set(err, e.status, "log-likelihood, draw %zu, site '%s': %s", d + 1, ps->name, e.msg);
                 break;
             }
+            if (o.on_draw) s = o.on_draw(o.on_draw_arg, d, ps, dst, err);
         }
+    }
+    for (size_t i = 0; o.on_draw && p && i < p->nsites; i++) { /* streamed: nothing kept */
+        free(p->sites[i].draws);
+        p->sites[i].draws = NULL;
     }
 done:
     if (s == EM_OK) {

@@ -73,6 +73,7 @@ struct em_arena {
     size_t cur;        /* block being filled */
     size_t used;       /* bytes used in blocks[cur] */
     size_t peak_total; /* bytes used across blocks since the last reset */
+    size_t high_water; /* the largest peak_total since creation */
     size_t mallocs;
 };
 
@@ -133,6 +134,7 @@ void *em_arena_alloc(em_arena *a, size_t bytes) {
     void *p = a->blocks[a->cur].mem + a->used;
     a->used += need;
     a->peak_total += need;
+    if (a->peak_total > a->high_water) a->high_water = a->peak_total;
     return p;
 }
 
@@ -184,6 +186,7 @@ size_t em_arena_used(const em_arena *a) {
 }
 
 size_t em_arena_malloc_count(const em_arena *a) { return a->mallocs; }
+size_t em_arena_high_water(const em_arena *a) { return a->high_water; }
 
 /* ---- random numbers -------------------------------------------------------------------- */
 
@@ -220,8 +223,8 @@ double em_rng_normal(em_rng *r) { return gsl_ran_gaussian_ziggurat(r, 1.0); }
 
 /* ---- atomic files and buffers --------------------------------------------------------- */
 
-/* Write data to fd and flush it to disk. NULL, or what failed ("write", "flush") with errno set. */
-static const char *write_fsync(int fd, const char *data, size_t len) {
+/* Write data to fd. NULL, or "write" with errno set. */
+static const char *write_all(int fd, const char *data, size_t len) {
     size_t off = 0;
     while (off < len) {
         ssize_t w = write(fd, data + off, len - off);
@@ -231,6 +234,13 @@ static const char *write_fsync(int fd, const char *data, size_t len) {
         }
         off += (size_t)w;
     }
+    return NULL;
+}
+
+/* Write data to fd and flush it to disk. NULL, or what failed ("write", "flush") with errno set. */
+static const char *write_fsync(int fd, const char *data, size_t len) {
+    const char *what = write_all(fd, data, len);
+    if (what) return what;
     return fsync(fd) != 0 ? "flush" : NULL;
 }
 
@@ -287,6 +297,96 @@ em_status em_write_file_atomic(const char *path, const char *data, size_t len, e
         unlink(tmp);
         return em_error_set(err, EM_ERR_IO, "%s: rename to %s failed: %s", tmp, path, strerror(e));
     }
+    return EM_OK;
+}
+
+/* ---- a file written atomically in pieces -------------------------------------------------- */
+
+struct em_atomic_file {
+    int fd;
+    int unnamed; /* O_TMPFILE: linked under tmp at the commit */
+    char path[4096], tmp[4096];
+};
+
+em_atomic_file *em_atomic_open(const char *path, em_error *err) {
+    em_atomic_file *f = calloc(1, sizeof *f);
+    if (!f) {
+        em_error_set(err, EM_ERR_NOMEM, "%s: out of memory", path);
+        return NULL;
+    }
+    int n = snprintf(f->tmp, sizeof f->tmp, "%s.tmp.%ld", path, (long)getpid());
+    if (n < 0 || (size_t)n >= sizeof f->tmp) {
+        em_error_set(err, EM_ERR_ARG, "atomic file: path too long (%zu bytes): %s", strlen(path), path);
+        free(f);
+        return NULL;
+    }
+    snprintf(f->path, sizeof f->path, "%s", path);
+    f->fd = -1;
+#ifdef O_TMPFILE
+    /* unnamed while written, as em_write_file_atomic's, when /proc can link it at the end */
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    size_t dl = !slash ? 1 : slash == path ? 1 : (size_t)(slash - path);
+    memcpy(dir, slash ? path : ".", dl);
+    dir[dl] = '\0';
+    f->fd = open(dir, O_WRONLY | O_TMPFILE, 0644);
+    if (f->fd >= 0) {
+        char proc[64];
+        snprintf(proc, sizeof proc, "/proc/self/fd/%d", f->fd);
+        if (access(proc, F_OK) == 0) {
+            f->unnamed = 1;
+            return f;
+        }
+        close(f->fd);
+    }
+#endif
+    f->fd = open(f->tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (f->fd < 0) {
+        em_error_set(err, EM_ERR_IO, "%s: cannot create: %s", f->tmp, strerror(errno));
+        free(f);
+        return NULL;
+    }
+    return f;
+}
+
+em_status em_atomic_write(em_atomic_file *f, const char *data, size_t len, em_error *err) {
+    if (!f) return em_error_set(err, EM_ERR_ARG, "atomic file: not open");
+    if (write_all(f->fd, data, len))
+        return em_error_set(err, EM_ERR_IO, "%s: write failed: %s", f->unnamed ? f->path : f->tmp, strerror(errno));
+    return EM_OK;
+}
+
+void em_atomic_abort(em_atomic_file *f) {
+    if (!f) return;
+    close(f->fd);
+    if (!f->unnamed) unlink(f->tmp);
+    free(f);
+}
+
+em_status em_atomic_commit(em_atomic_file *f, em_error *err) {
+    if (!f) return em_error_set(err, EM_ERR_ARG, "atomic file: not open");
+    const char *what = fsync(f->fd) != 0 ? "flush" : NULL;
+    int e = errno;
+    if (!what && f->unnamed) {
+        char proc[64];
+        snprintf(proc, sizeof proc, "/proc/self/fd/%d", f->fd);
+        if (linkat(AT_FDCWD, proc, AT_FDCWD, f->tmp, AT_SYMLINK_FOLLOW) != 0) what = "link", e = errno;
+        else f->unnamed = 0; /* named now: an abort removes it */
+    }
+    if (!what) {
+        int c = close(f->fd);
+        f->fd = -1;
+        if (c != 0) what = "flush", e = errno;
+    }
+    if (!what && rename(f->tmp, f->path) != 0) what = "rename", e = errno;
+    if (what) {
+        em_status s = em_error_set(err, EM_ERR_IO, "%s: %s failed: %s", f->tmp, what, strerror(e));
+        if (f->fd >= 0) close(f->fd);
+        if (!f->unnamed) unlink(f->tmp);
+        free(f);
+        return s;
+    }
+    free(f);
     return EM_OK;
 }
 

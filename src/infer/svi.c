@@ -2,9 +2,11 @@
  *
  * One particle (Pyro's Trace_ELBO, Ranganath et al. 2014; reparameterised as in Kingma &
  * Welling 2014): trace the guide under a seed handler, trace the model under replay of the
- * guide's trace, and form Σ log p − Σ log q on the shared tape. The particles of a step are all
- * on one tape, so a single backward pass of −mean(ELBO) gives the gradient of every parameter
- * the runs read from the store.
+ * guide's trace, and form Σ log p − Σ log q on the model's tape. Each particle has the tape to
+ * itself (it is reset between particles): a backward pass of its −ELBO / num_particles gives its
+ * share of the gradient of every parameter the runs read from the store, and the shares are
+ * added. Memory is then one particle's whatever the number of particles — on 10^6 rows a tape
+ * holding every particle of a 2000-particle ELBO estimate would need tens of GB.
  */
 #include "ember/svi.h"
 #include "ember/handlers.h"
@@ -124,20 +126,8 @@ static em_status elbo_particle(elbo_ctx *c, em_var *out, em_error *err) {
     return EM_OK;
 }
 
-/* Σ over particles of the ELBO, on the model's tape. */
-static em_status elbo_sum(elbo_ctx *c, int np, em_var *total, em_error *err) {
-    em_tape *t = em_model_tape(c->m);
-    em_var sum = em_scalar(t, 0.0);
-    for (int k = 0; k < np; k++) {
-        em_var e;
-        em_status s = elbo_particle(c, &e, err);
-        if (s != EM_OK) return s;
-        sum = em_op_add(t, sum, e);
-    }
-    *total = sum;
-    return EM_OK;
-}
-
+/* The mean ELBO over num_particles particles, each on the model's tape reset before it. The
+ * values are added in particle order, as a sum on one tape would add them. */
 em_status em_elbo_estimate(em_elbo_kind kind, em_model_fn model, const void *model_data, em_model_fn guide,
                            const void *guide_data, em_param_store *params, int num_particles, em_rng *rng,
                            double *elbo, em_error *err) {
@@ -148,9 +138,15 @@ em_status em_elbo_estimate(em_elbo_kind kind, em_model_fn model, const void *mod
     em_status s = (m && c.gtr && c.mtr) ? EM_OK : em_error_set(err, EM_ERR_NOMEM, "elbo: out of memory");
     if (s == EM_OK) {
         em_model_set_params(m, params);
-        em_var tot;
-        s = elbo_sum(&c, num_particles, &tot, err);
-        if (s == EM_OK) *elbo = em_val_scalar_(em_model_tape(m), tot) / num_particles;
+        em_tape *t = em_model_tape(m);
+        double sum = 0.0;
+        for (int k = 0; k < num_particles && s == EM_OK; k++) {
+            em_tape_reset(t);
+            em_var e;
+            s = elbo_particle(&c, &e, err);
+            if (s == EM_OK) sum += em_val_scalar_(t, e);
+        }
+        if (s == EM_OK) *elbo = sum / num_particles;
     }
     em_trace_destroy(c.gtr);
     em_trace_destroy(c.mtr);
@@ -174,6 +170,7 @@ struct em_svi {
     em_optim *opt;
     em_param_store *ps;
     double *grad;
+    double *pgrad; /* one particle's gradient, added into grad (num_particles > 1) */
     size_t dim;
     double *hist;
     size_t nhist, caphist;
@@ -266,6 +263,7 @@ void em_svi_destroy(em_svi *s) {
     em_param_store_destroy(s->ps);
     em_optim_destroy(s->opt);
     free(s->grad);
+    free(s->pgrad);
     free(s->hist);
     for (size_t k = 0; k < s->nunits; k++) {
         free(s->units[k].name);
@@ -283,7 +281,7 @@ void em_svi_destroy(em_svi *s) {
 em_status em_svi_set_units(em_svi *s, const char *param, const double *units, size_t n, em_error *err) {
     if (!s || !param || !units || n == 0)
         return em_error_set(err, EM_ERR_ARG, "em_svi_set_units: an SVI, a parameter name and n > 0 units are required");
-    if (s->grad)
+    if (s->opt)
         return em_error_set(err, EM_ERR_ARG, "em_svi_set_units: '%s': the optimiser has started (call before the first step)",
                             param);
     for (size_t i = 0; i < n; i++)
@@ -361,74 +359,99 @@ static em_status skip_step(em_svi *s, double loss, double *loss_out, em_error *e
     return push_loss(s, loss, err);
 }
 
-/* This process's loss and gradient, before the step: EM_OK with both finite; EM_ERR_DOMAIN or
- * EM_ERR_NONFINITE for a step to skip; another status (message in err) for an error. */
-static em_status step_gradient(em_svi *s, double *lv, em_error *err) {
+/* The step's loss −(Σ_k ELBO_k) / K into *lv and, while it is finite, its gradient into s->grad:
+ * particle by particle, each on the tape reset before it and differentiated before the next
+ * one replaces it, so the tape holds one particle whatever K. The values add up in particle
+ * order, as on one tape; for K > 1 the gradient's shares are added per particle, which
+ * rounds differently from one backward pass over all of them. Every particle is drawn even
+ * after a non-finite one (the RNG advances as it always has). EM_ERR_DOMAIN: a particle failed
+ * its model or guide (skip the step); other errors are set in err. */
+static em_status particles_loss_grad(em_svi *s, double *lv, em_error *err) {
     em_tape *t = em_model_tape(s->c.m);
-    em_tape_reset(t);
-    em_error e = {0};
-    em_var tot;
-    *lv = NAN;
-    em_status st = elbo_sum(&s->c, s->o.num_particles, &tot, &e);
-    if (st == EM_ERR_DOMAIN || st == EM_ERR_NONFINITE) return st;
-    if (st != EM_OK) return em_error_set(err, st, "svi step %zu: %s", s->nhist + 1, e.msg);
-    em_var loss = em_op_mul(t, tot, em_scalar(t, -1.0 / s->o.num_particles));
-    *lv = em_val_scalar_(t, loss);
-    if (!isfinite(*lv)) return EM_ERR_NONFINITE;
-
-    size_t dim = em_param_store_dim(s->ps);
-    if (!s->grad && dim > 0) {
-        s->grad = malloc(dim * sizeof *s->grad);
-        s->opt = em_optim_create(&s->ocfg, dim, err);
-        if (!s->grad || !s->opt) {
-            free(s->grad);
-            s->grad = NULL;
-            em_optim_destroy(s->opt);
-            s->opt = NULL;
-            return em_error_set(err, EM_ERR_NOMEM, "svi: out of memory");
+    int np = s->o.num_particles;
+    double sum = 0.0;
+    for (int k = 0; k < np; k++) {
+        em_tape_reset(t);
+        em_error e = {0};
+        em_var elbo;
+        em_status st = elbo_particle(&s->c, &elbo, &e);
+        if (st == EM_ERR_DOMAIN || st == EM_ERR_NONFINITE) return EM_ERR_DOMAIN;
+        if (st != EM_OK) return em_error_set(err, st, "svi step %zu: %s", s->nhist + 1, e.msg);
+        sum += em_val_scalar_(t, elbo);
+        size_t dim = em_param_store_dim(s->ps);
+        if (s->grad && dim != s->dim)
+            return em_error_set(err, EM_ERR_MODEL,
+                                "svi step %zu: the parameter store has %zu values, %zu at the first step (a guide must "
+                                "declare the same parameters at every step)",
+                                s->nhist + 1, dim, s->dim);
+        if (!s->grad && dim > 0) {
+            s->grad = malloc(dim * sizeof *s->grad);
+            s->pgrad = np > 1 ? malloc(dim * sizeof *s->pgrad) : NULL;
+            if (!s->grad || (np > 1 && !s->pgrad)) {
+                free(s->grad);
+                free(s->pgrad);
+                s->grad = s->pgrad = NULL;
+                return em_error_set(err, EM_ERR_NOMEM, "svi: out of memory");
+            }
+            s->dim = dim;
         }
-        s->dim = dim;
-        if (s->nunits && (st = setup_units(s, err)) != EM_OK) {
-            free(s->grad); /* the next step tries again and reports the same error */
-            s->grad = NULL;
-            em_optim_destroy(s->opt);
-            s->opt = NULL;
-            return st;
-        }
-    } else if (dim != s->dim) {
-        return em_error_set(err, EM_ERR_MODEL,
-                            "svi step %zu: the parameter store has %zu values, %zu at the first step (a guide must "
-                            "declare the same parameters at every step)",
-                            s->nhist + 1, dim, s->dim);
-    }
-    if (dim > 0) {
+        if (!s->grad || !isfinite(sum)) continue; /* nothing to differentiate, or a step to skip */
+        em_var loss = em_op_mul(t, elbo, em_scalar(t, -1.0 / np));
         st = em_backward(t, loss);
         if (st != EM_OK) return em_error_set(err, st, "svi step %zu: %s", s->nhist + 1, em_tape_error(t)->msg);
-        em_param_store_collect_grad(s->ps, t, s->grad);
-        for (size_t i = 0; i < dim; i++)
-            if (!isfinite(s->grad[i])) {
-                *lv = NAN; /* recorded as a skipped step without a loss */
-                return EM_ERR_NONFINITE;
-            }
+        if (k == 0) {
+            em_param_store_collect_grad(s->ps, t, s->grad);
+        } else {
+            em_param_store_collect_grad(s->ps, t, s->pgrad);
+            for (size_t i = 0; i < s->dim; i++) s->grad[i] += s->pgrad[i];
+        }
     }
+    *lv = sum * (-1.0 / np);
     return EM_OK;
 }
 
+/* The optimiser and the units, made at the first step with a finite loss (when the store holds
+ * every parameter of the guide). */
+static em_status start_optimiser(em_svi *s, em_error *err) {
+    s->opt = em_optim_create(&s->ocfg, s->dim, err);
+    if (!s->opt) return em_error_set(err, EM_ERR_NOMEM, "svi: out of memory");
+    em_status st = s->nunits ? setup_units(s, err) : EM_OK;
+    if (st != EM_OK) { /* the next step tries again and reports the same error */
+        em_optim_destroy(s->opt);
+        s->opt = NULL;
+        free(s->unit);
+        free(s->x0);
+        free(s->delta);
+        s->unit = s->x0 = s->delta = NULL;
+    }
+    return st;
+}
+
 em_status em_svi_step(em_svi *s, double *loss_out, em_error *err) {
-    double lv;
+    double lv = NAN;
     em_error e = {0};
-    em_status st = step_gradient(s, &lv, &e);
+    /* this process's loss and gradient: EM_OK with both finite, EM_ERR_DOMAIN or
+     * EM_ERR_NONFINITE for a step to skip, another status (message in e) for an error */
+    em_status st = particles_loss_grad(s, &lv, &e);
+    if (st == EM_ERR_DOMAIN) lv = NAN;
+    else if (st == EM_OK && !isfinite(lv)) st = EM_ERR_NONFINITE;
+    if (st == EM_OK && s->grad && !s->opt) st = start_optimiser(s, &e);
+    for (size_t i = 0; st == EM_OK && s->grad && i < s->dim; i++)
+        if (!isfinite(s->grad[i])) {
+            st = EM_ERR_NONFINITE;
+            lv = NAN; /* recorded as a skipped step without a loss */
+        }
     if (s->o.combine) {
         /* every process comes here, whatever happened to it, so that none waits for another */
         em_status cs = s->o.combine(s->o.combine_ctx, st, &lv, s->grad, s->dim, &e);
         if (cs != EM_OK) return em_error_set(err, cs, "%s", e.msg);
         st = isfinite(lv) ? EM_OK : EM_ERR_NONFINITE;
-        for (size_t i = 0; st == EM_OK && i < s->dim; i++)
+        for (size_t i = 0; st == EM_OK && s->grad && i < s->dim; i++)
             if (!isfinite(s->grad[i])) st = EM_ERR_NONFINITE;
     }
     if (st == EM_ERR_DOMAIN || st == EM_ERR_NONFINITE) return skip_step(s, lv, loss_out, err);
     if (st != EM_OK) return em_error_set(err, st, "%s", e.msg);
-    if (s->dim > 0) {
+    if (s->grad) {
         st = optim_update(s, &e);
         if (st == EM_ERR_NONFINITE) return skip_step(s, NAN, loss_out, err);
         if (st != EM_OK) return em_error_set(err, st, "svi step %zu: %s", s->nhist + 1, e.msg);
