@@ -678,7 +678,7 @@ static void test_weights(void **state) {
         em_frame_free(fd);
     }
     expect_create_error("y,x,w\n1,2,1\n2,3,-1\n3,1,1\n", "y | weights(w) ~ x", EM_FAMILY_GAUSSIAN, 0,
-                        "d.csv:3: weights = -1");
+                        "d.csv:3: weights() = -1");
 }
 
 /* SVI on a formula: the same brms names as NUTS, means within 0.2 posterior sd of NUTS's (a
