@@ -1183,20 +1183,6 @@ em_status em_ks_uniform(const double *u, size_t n, double *D, double *p_value, e
 
 /* ---- the LOO-PIT figure ------------------------------------------------------------------------- */
 
-static em_status write_in_dir(const char *dir, const char *name, const char *ext, const em_buf *b,
-                              em_error *err) {
-    size_t len = strlen(dir) + strlen(name) + strlen(ext) + 2;
-    char *path = malloc(len);
-    if (!path || b->failed) {
-        free(path);
-        return em_error_set(err, EM_ERR_NOMEM, "em_loo_pit_figure: out of memory");
-    }
-    snprintf(path, len, "%s/%s%s", dir, name, ext);
-    em_status st = em_write_file_atomic(path, b->data ? b->data : "", b->len, err);
-    free(path);
-    return st;
-}
-
 em_status em_loo_pit_figure(const char *dir, const char *name, const double *pit, size_t n,
                             em_error *err) {
     if (!dir || !name || !pit)
@@ -1233,9 +1219,9 @@ em_status em_loo_pit_figure(const char *dir, const char *name, const double *pit
                       "     x w lines lc rgb \"#ff7f0e\" title \"uniform\", \\\n"
                       "     \"%s.dat\" u 1:2 w steps lw 2 lc rgb \"#1f77b4\" title \"LOO-PIT\"\n",
                       name, n, name, name, D, p, band, name);
-        st = write_in_dir(dir, name, ".dat", &dat, err);
+        st = em_text_write_in_dir(dir, name, ".dat", &dat, "figure", err);
     }
-    if (st == EM_OK) st = write_in_dir(dir, name, ".gp", &gp, err);
+    if (st == EM_OK) st = em_text_write_in_dir(dir, name, ".gp", &gp, "figure", err);
     em_buf_free(&dat);
     em_buf_free(&gp);
     return st;
@@ -1312,8 +1298,8 @@ em_status em_ppc_density_figure(const char *dir, const char *name, const double 
                   "     \"%s.dat\" index 1 u 1:2 w lines lc rgb \"#a6c8e8\" title \"y_{rep}\", \\\n"
                   "     \"%s.dat\" index 0 u 1:2 w lines lw 3 lc rgb \"#08306b\" title \"y\"\n",
                   name, nshow, name, name, nshow, name, name, name);
-    st = write_in_dir(dir, name, ".dat", &dat, err);
-    if (st == EM_OK) st = write_in_dir(dir, name, ".gp", &gp, err);
+    st = em_text_write_in_dir(dir, name, ".dat", &dat, "figure", err);
+    if (st == EM_OK) st = em_text_write_in_dir(dir, name, ".gp", &gp, "figure", err);
     em_buf_free(&dat);
     em_buf_free(&gp);
     return st;
@@ -1363,8 +1349,8 @@ em_status em_ppc_bars_figure(const char *dir, const char *name, const double *y,
                   "plot \"%s.dat\" u 1:2 w boxes lc rgb \"#a6c8e8\" title \"y\", \\\n"
                   "     \"%s.dat\" u 1:3:4:5 w yerrorbars pt 7 lc rgb \"#08306b\" title \"y_{rep} median, 90%%\"\n",
                   name, name, name, name, name);
-    st = write_in_dir(dir, name, ".dat", &dat, err);
-    if (st == EM_OK) st = write_in_dir(dir, name, ".gp", &gp, err);
+    st = em_text_write_in_dir(dir, name, ".dat", &dat, "figure", err);
+    if (st == EM_OK) st = em_text_write_in_dir(dir, name, ".gp", &gp, "figure", err);
     em_buf_free(&dat);
     em_buf_free(&gp);
     return st;
@@ -1389,8 +1375,8 @@ em_status em_pareto_k_figure(const char *dir, const char *name, const em_loo_res
                   "     \"%s.dat\" u 1:($3 == 0 ? $2 : 1/0) w points pt 7 ps 0.6 lc rgb \"#08306b\" title \"PSIS\", \\\n"
                   "     \"%s.dat\" u 1:($3 == 1 ? $2 : 1/0) w points pt 6 lc rgb \"#a50f15\" title \"refitted\"\n",
                   name, l->k_threshold, l->S, name, name, l->k_threshold, name, name);
-    em_status st = write_in_dir(dir, name, ".dat", &dat, err);
-    if (st == EM_OK) st = write_in_dir(dir, name, ".gp", &gp, err);
+    em_status st = em_text_write_in_dir(dir, name, ".dat", &dat, "figure", err);
+    if (st == EM_OK) st = em_text_write_in_dir(dir, name, ".gp", &gp, "figure", err);
     em_buf_free(&dat);
     em_buf_free(&gp);
     return st;

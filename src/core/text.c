@@ -115,6 +115,17 @@ int em_text_nonfinite(char *dst, size_t cap, double v) {
     return 1;
 }
 
+em_status em_text_write_in_dir(const char *dir, const char *name, const char *ext, const em_buf *b, const char *who,
+                               em_error *err) {
+    if (b->failed) return em_error_set(err, EM_ERR_NOMEM, "%s: out of memory", who);
+    em_buf path = {0};
+    em_buf_printf(&path, "%s/%s%s", dir, name, ext);
+    em_status s = path.failed ? em_error_set(err, EM_ERR_NOMEM, "%s: out of memory", who)
+                              : em_write_file_atomic(path.data, b->data ? b->data : "", b->len, err);
+    em_buf_free(&path);
+    return s;
+}
+
 em_status em_text_check_binary(const char *name, const char *buf, size_t len, em_error *err) {
     const char *z = len ? memchr(buf, '\0', len) : NULL;
     if (!z) return EM_OK;

@@ -4,22 +4,13 @@
  * regex = TRUE) (there with a 90% outer interval; 95% here, the interval of brms's summary).
  * See formula.h. */
 #include "internal/formula_impl.h"
+#include "internal/text.h"
 
 #include "ember/diagnostics.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static em_status write_beside(const char *dir, const char *name, const char *ext, const em_buf *b, em_error *err) {
-    if (b->failed) return em_error_set(err, EM_ERR_NOMEM, "em_regression_coef_figure: out of memory");
-    em_buf path = {0};
-    em_buf_printf(&path, "%s/%s%s", dir, name, ext);
-    em_status s = path.failed ? em_error_set(err, EM_ERR_NOMEM, "em_regression_coef_figure: out of memory")
-                              : em_write_file_atomic(path.data, b->data ? b->data : "", b->len, err);
-    em_buf_free(&path);
-    return s;
-}
 
 em_status em_regression_coef_figure(const em_regression *r, const em_posterior *fit, const char *dir, const char *name,
                                     em_error *err) {
@@ -72,8 +63,8 @@ em_status em_regression_coef_figure(const em_regression *r, const em_posterior *
                   "     \"%s.dat\" u 5:1:($6-$5):(0) w vectors nohead lw 6 lc rgb \"#2171b5\", \\\n"
                   "     \"%s.dat\" u 3:1 w points pt 7 ps 1.4 lc rgb \"#08306b\"\n",
                   name, name, name, 160 + 40 * K, K, name, name, name);
-    if (s == EM_OK) s = write_beside(dir, name, ".dat", &dat, err);
-    if (s == EM_OK) s = write_beside(dir, name, ".gp", &gp, err);
+    if (s == EM_OK) s = em_text_write_in_dir(dir, name, ".dat", &dat, "em_regression_coef_figure", err);
+    if (s == EM_OK) s = em_text_write_in_dir(dir, name, ".gp", &gp, "em_regression_coef_figure", err);
     em_buf_free(&dat);
     em_buf_free(&gp);
     return s;

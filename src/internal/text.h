@@ -40,6 +40,11 @@ void em_text_position(const char *buf, size_t off, size_t *line, size_t *col);
  * dst; 1 when v was one of those, 0 (dst untouched) for a finite v. */
 int em_text_nonfinite(char *dst, size_t cap, double v);
 
+/* Write b atomically to dir/<name><ext> (a figure's .dat and .gp beside each other); a failed
+ * buffer or path is EM_ERR_NOMEM naming who. */
+em_status em_text_write_in_dir(const char *dir, const char *name, const char *ext, const em_buf *b, const char *who,
+                               em_error *err);
+
 /* If buf[0..len) holds a NUL byte, record "<name>:<line>:<col>: binary data ..." in err and
  * return EM_ERR_PARSE; otherwise EM_OK. */
 em_status em_text_check_binary(const char *name, const char *buf, size_t len, em_error *err);
