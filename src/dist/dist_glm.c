@@ -531,8 +531,9 @@ static int glm_compute(em_tape *t, em_node *o, em_error *e) {
             for (size_t i = 0; i < n; i++) {
                 double yi = y[i * sy], l = r[i];
                 ok &= (yi == 0.0 || yi == 1.0) & isfinite(l);
-                double ex = exp(-fabs(l)), s = l >= 0 ? 1.0 / (1.0 + ex) : ex / (1.0 + ex);
-                lp += (yi * l - (l > 0 ? l : 0.0)) - log1p(ex); /* linear parts first: exact for y = 1 */
+                double ex = exp(-fabs(l)), inv = 1.0 / (1.0 + ex), s = l >= 0 ? inv : ex * inv;
+                /* linear parts first: exact for y = 1 */
+                lp += (yi * l - (l > 0 ? l : 0.0)) - em_math_log1p_via_log(ex, inv);
                 r[i] = yi - s;
             }
         } else {
