@@ -45,7 +45,7 @@ else
   LDSAN   :=
 endif
 
-WARN      := -Wall -Wextra -Wshadow -Wno-unused-parameter
+WARN      := -Wall -Wextra -Wshadow -Wno-unused-parameter -Wno-psabi
 ifeq ($(WERROR),1)
   WARN    += -Werror
 endif

@@ -13,6 +13,7 @@
  * row's η, its term and ∂lp/∂η_i = r_i are computed and Σ r_i·x_i accumulated while the row is
  * in L1, so the backward pass reads no X at all. */
 #include "internal/mathx.h"
+#include "internal/vmath.h"
 #include "internal/dist_impl.h"
 
 #include <stdlib.h>
@@ -168,18 +169,6 @@ static void glm_eta(const em_tape *t, const em_dist *d, double *eta) {
 
 enum { GLM_COLS_MAX = 8 };
 
-typedef double glm_v4 __attribute__((vector_size(32)));
-#if defined(__GNUC__) && !defined(__clang__)
-/* glm_load4 is always inlined: no call returns a vector, whatever GCC warns of the ABI */
-#pragma GCC diagnostic ignored "-Wpsabi"
-#endif
-static inline __attribute__((always_inline)) glm_v4 glm_load4(const double *p) {
-    glm_v4 v;
-    memcpy(&v, p, sizeof v); /* an unaligned load */
-    return v;
-}
-/* the four lanes' sum, in a fixed order (a macro: a function taking a vector draws GCC's ABI note) */
-#define GLM_HSUM4(v) (((v)[0] + (v)[1]) + ((v)[2] + (v)[3]))
 
 /* Few coefficients: Xt is X transposed (P columns of n). P is a compile-time constant, so the
  * loops over coefficients unroll into straight-line code. */
@@ -187,23 +176,23 @@ static inline __attribute__((always_inline)) double glm_cols(const double *restr
                                                              const double *restrict y, size_t sy, double alpha,
                                                              const double *restrict beta, double *restrict gb,
                                                              double *sum_res) {
-    glm_v4 ss = {0, 0, 0, 0}, sr = {0, 0, 0, 0}, g[GLM_COLS_MAX], b[GLM_COLS_MAX];
-    glm_v4 av = {alpha, alpha, alpha, alpha}, yv = {y[0], y[0], y[0], y[0]};
+    em_v4d ss = {0, 0, 0, 0}, sr = {0, 0, 0, 0}, g[GLM_COLS_MAX], b[GLM_COLS_MAX];
+    em_v4d av = {alpha, alpha, alpha, alpha}, yv = {y[0], y[0], y[0], y[0]};
     for (size_t j = 0; j < P; j++) {
-        b[j] = (glm_v4){beta[j], beta[j], beta[j], beta[j]};
-        g[j] = (glm_v4){0, 0, 0, 0};
+        b[j] = (em_v4d){beta[j], beta[j], beta[j], beta[j]};
+        g[j] = (em_v4d){0, 0, 0, 0};
     }
     size_t i = 0;
     for (; i + 4 <= n; i += 4) {
-        glm_v4 eta = av;
-        for (size_t j = 0; j < P; j++) eta += glm_load4(Xt + j * n + i) * b[j];
-        glm_v4 res = (sy ? glm_load4(y + i) : yv) - eta;
+        em_v4d eta = av;
+        for (size_t j = 0; j < P; j++) eta += em_v4_load(Xt + j * n + i) * b[j];
+        em_v4d res = (sy ? em_v4_load(y + i) : yv) - eta;
         ss += res * res;
         sr += res;
-        for (size_t j = 0; j < P; j++) g[j] += res * glm_load4(Xt + j * n + i);
+        for (size_t j = 0; j < P; j++) g[j] += res * em_v4_load(Xt + j * n + i);
     }
-    double ss1 = GLM_HSUM4(ss), sr1 = GLM_HSUM4(sr);
-    for (size_t j = 0; j < P; j++) gb[j] += GLM_HSUM4(g[j]);
+    double ss1 = EM_V4_HSUM(ss), sr1 = EM_V4_HSUM(sr);
+    for (size_t j = 0; j < P; j++) gb[j] += EM_V4_HSUM(g[j]);
     for (; i < n; i++) { /* the last n mod 4 rows */
         double eta = alpha;
         for (size_t j = 0; j < P; j++) eta += Xt[j * n + i] * beta[j];
@@ -219,10 +208,10 @@ static inline __attribute__((always_inline)) double glm_cols(const double *restr
 /* x·β along a row of p: four lanes, then the last p mod 4 */
 static inline __attribute__((always_inline)) double glm_row_dot(const double *restrict x, const double *restrict beta,
                                                                 size_t p) {
-    glm_v4 acc = {0, 0, 0, 0};
+    em_v4d acc = {0, 0, 0, 0};
     size_t j = 0;
-    for (; j + 4 <= p; j += 4) acc += glm_load4(x + j) * glm_load4(beta + j);
-    double s = GLM_HSUM4(acc);
+    for (; j + 4 <= p; j += 4) acc += em_v4_load(x + j) * em_v4_load(beta + j);
+    double s = EM_V4_HSUM(acc);
     for (; j < p; j++) s += x[j] * beta[j];
     return s;
 }
@@ -274,14 +263,14 @@ static double normal_glm_one_pass(const double *restrict X, const double *restri
     return glm_rows(X, n, p, y, sy, alpha, beta, gb, sum_res);
 }
 
-/* Is the one-pass kernel usable? The common regression: normal, constant X, a gradient wanted
- * for β, scalar α and σ, and a constant y. */
+/* Is the one-pass kernel usable? The common regression: normal or Bernoulli-logit, constant X, a
+ * gradient wanted for β, a scalar α (and σ), and a constant y. */
 static int glm_one_pass_layout(const em_tape *t, const em_node *o, glm_kind kind) {
-    if (kind != GLM_NORMAL || !o->adj) return 0;
+    if ((kind != GLM_NORMAL && kind != GLM_BERNOULLI) || !o->adj) return 0;
     const em_node *y = em_node_get(t, (em_var){o->in[0]}), *X = em_node_get(t, (em_var){o->in[1]});
     const em_node *al = em_node_get(t, (em_var){o->in[2]}), *be = em_node_get(t, (em_var){o->in[3]});
-    const em_node *sg = em_node_get(t, (em_var){o->in[4]});
-    return be->adj && !X->adj && al->n == 1 && sg->n == 1 && !y->adj;
+    if (kind == GLM_NORMAL && em_node_get(t, (em_var){o->in[4]})->n != 1) return 0;
+    return be->adj && !X->adj && al->n == 1 && !y->adj;
 }
 
 static void glm_explain(em_tape *t, const em_node *o, em_error *e);
@@ -468,6 +457,150 @@ static void glm1_backward(em_tape *t, em_node *self) {
     }
 }
 
+/* ---- the Bernoulli-logit rows, four lanes at a time --------------------------------------- */
+
+/* Four rows: log p(y | η) = y·η - max(η, 0) - log(1 + e^-|η|) (the linear parts first: exact for
+ * y = 1), and ∂/∂η = y - σ(η) from the same e^-|η| and 1/(1 + e^-|η|). log(1 + x) is taken as
+ * em_math_log1p_via_log does it, through log of the rounded 1 + x. The mask is all ones where y
+ * is 0 or 1 (a non-finite η makes the sum non-finite on its own). */
+EM_V4_INLINE em_v4i bern_logit_4(em_v4d yv, em_v4d eta, em_v4d *lp, em_v4d *r) {
+    em_v4d ex = em_v4_exp(-em_v4_abs(eta)), w = EM_V4(1.0) + ex, inv = EM_V4(1.0) / w;
+    em_v4i pos = eta >= EM_V4(0.0);
+    em_v4d lin = yv * eta - em_v4_select(pos, eta, EM_V4(0.0)), tail = ex * inv; /* σ(-|η|) */
+    *lp = lin - (em_v4_log(w) + (ex - (w - EM_V4(1.0))) * inv);
+    /* y - σ(η), with σ(η) = 1 - σ(-|η|) for η ≥ 0: then y - 1 is exact and 1 - σ never rounds */
+    *r = em_v4_select(pos, (yv - EM_V4(1.0)) + tail, yv - tail);
+    return (yv == EM_V4(0.0)) | (yv == EM_V4(1.0));
+}
+
+/* r holds η on entry and ∂lp/∂η on exit; returns Σ_i log p(y_i | η_i), *ok cleared when a y is
+ * not 0 or 1. The last n mod 4 rows go through the same lanes, padded, so a row's terms do not
+ * depend on where it falls. */
+GLM_KERNEL static double bern_logit_rows(const double *restrict y, size_t sy, double *restrict r, size_t n, int *ok) {
+    em_v4d acc = EM_V4(0.0), lp, rv;
+    em_v4i good = {-1, -1, -1, -1};
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        good &= bern_logit_4(sy ? em_v4_load(y + i) : EM_V4(y[0]), em_v4_load(r + i), &lp, &rv);
+        acc += lp;
+        em_v4_store(r + i, rv);
+    }
+    double sum = EM_V4_HSUM(acc);
+    if (i < n) {
+        double yb[4] = {0, 0, 0, 0}, eb[4] = {0, 0, 0, 0}, lb[4], rb[4];
+        for (size_t k = 0; i + k < n; k++) {
+            yb[k] = y[(i + k) * sy];
+            eb[k] = r[i + k];
+        }
+        good &= bern_logit_4(em_v4_load(yb), em_v4_load(eb), &lp, &rv);
+        em_v4_store(lb, lp);
+        em_v4_store(rb, rv);
+        for (size_t k = 0; i + k < n; k++) {
+            sum += lb[k];
+            r[i + k] = rb[k];
+        }
+    }
+    *ok &= (good[0] & good[1] & good[2] & good[3]) != 0;
+    return sum;
+}
+
+/* The one-pass Bernoulli-logit GLM (as normal_glm_one_pass): η for four rows at a time from X
+ * (transposed, few coefficients: bern_cols; by rows otherwise: bern_rows), their terms and
+ * ∂/∂η by bern_logit_4, and Σ r_i·x_i and Σ r_i accumulated while the rows are in registers.
+ * off is the offset or NULL. A padded last block keeps each row's terms independent of n. */
+EM_ALWAYS_INLINE double bern_cols(const double *restrict Xt, size_t n, const size_t P, const double *restrict y,
+                                  size_t sy, double alpha, const double *restrict off, const double *restrict beta,
+                                  double *restrict gb, double *sum_r, int *ok) {
+    em_v4d acc = EM_V4(0.0), sr = EM_V4(0.0), g[GLM_COLS_MAX], b[GLM_COLS_MAX], lp, rv;
+    em_v4i good = {-1, -1, -1, -1};
+    for (size_t j = 0; j < P; j++) {
+        b[j] = EM_V4(beta[j]);
+        g[j] = EM_V4(0.0);
+    }
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        em_v4d eta = EM_V4(alpha);
+        if (off) eta += em_v4_load(off + i);
+        for (size_t j = 0; j < P; j++) eta += em_v4_load(Xt + j * n + i) * b[j];
+        good &= bern_logit_4(sy ? em_v4_load(y + i) : EM_V4(y[0]), eta, &lp, &rv);
+        acc += lp;
+        sr += rv;
+        for (size_t j = 0; j < P; j++) g[j] += rv * em_v4_load(Xt + j * n + i);
+    }
+    double sum = EM_V4_HSUM(acc), sum_res = EM_V4_HSUM(sr);
+    for (size_t j = 0; j < P; j++) gb[j] += EM_V4_HSUM(g[j]);
+    if (i < n) {
+        double yb[4] = {0, 0, 0, 0}, eb[4] = {0, 0, 0, 0}, lb[4], rb[4];
+        for (size_t k = 0; i + k < n; k++) {
+            double eta = alpha + (off ? off[i + k] : 0.0);
+            for (size_t j = 0; j < P; j++) eta += Xt[j * n + i + k] * beta[j];
+            yb[k] = y[(i + k) * sy];
+            eb[k] = eta;
+        }
+        good &= bern_logit_4(em_v4_load(yb), em_v4_load(eb), &lp, &rv);
+        em_v4_store(lb, lp);
+        em_v4_store(rb, rv);
+        for (size_t k = 0; i + k < n; k++) {
+            sum += lb[k];
+            sum_res += rb[k];
+            for (size_t j = 0; j < P; j++) gb[j] += rb[k] * Xt[j * n + i + k];
+        }
+    }
+    *ok &= (good[0] & good[1] & good[2] & good[3]) != 0;
+    *sum_r = sum_res;
+    return sum;
+}
+
+EM_ALWAYS_INLINE double bern_rows(const double *restrict X, size_t n, size_t p, const double *restrict y, size_t sy,
+                                  double alpha, const double *restrict off, const double *restrict beta,
+                                  double *restrict gb, double *sum_r, int *ok) {
+    em_v4d acc = EM_V4(0.0), sr = EM_V4(0.0), lp, rv;
+    em_v4i good = {-1, -1, -1, -1};
+    for (size_t i = 0; i < n; i += 4) {
+        size_t m = n - i < 4 ? n - i : 4; /* rows in this block: the last may be padded */
+        double yb[4] = {0, 0, 0, 0}, eb[4] = {0, 0, 0, 0}, lb[4], rb[4];
+        const double *restrict x0 = X + i * p;
+        for (size_t k = 0; k < m; k++) {
+            yb[k] = y[(i + k) * sy];
+            eb[k] = alpha + (off ? off[i + k] : 0.0) + glm_row_dot(x0 + k * p, beta, p);
+        }
+        good &= bern_logit_4(em_v4_load(yb), em_v4_load(eb), &lp, &rv);
+        em_v4_store(lb, lp);
+        em_v4_store(rb, rv);
+        for (size_t k = m; k < 4; k++) lb[k] = rb[k] = 0.0; /* padding adds nothing */
+        acc += em_v4_load(lb);
+        sr += em_v4_load(rb);
+        if (m == 4) {
+            const double *restrict x1 = x0 + p, *restrict x2 = x1 + p, *restrict x3 = x2 + p;
+            for (size_t j = 0; j < p; j++) gb[j] += (rb[0] * x0[j] + rb[1] * x1[j]) + (rb[2] * x2[j] + rb[3] * x3[j]);
+        } else {
+            for (size_t k = 0; k < m; k++)
+                for (size_t j = 0; j < p; j++) gb[j] += rb[k] * x0[k * p + j];
+        }
+    }
+    *ok &= (good[0] & good[1] & good[2] & good[3]) != 0;
+    *sum_r = EM_V4_HSUM(sr);
+    return EM_V4_HSUM(acc);
+}
+
+GLM_KERNEL
+static double bern_glm_one_pass(const double *restrict X, const double *restrict Xt, size_t n, size_t p,
+                                const double *restrict y, size_t sy, double alpha, const double *restrict off,
+                                const double *restrict beta, double *restrict gb, double *sum_r, int *ok) {
+    if (Xt) switch (p) {
+        case 1: return bern_cols(Xt, n, 1, y, sy, alpha, off, beta, gb, sum_r, ok);
+        case 2: return bern_cols(Xt, n, 2, y, sy, alpha, off, beta, gb, sum_r, ok);
+        case 3: return bern_cols(Xt, n, 3, y, sy, alpha, off, beta, gb, sum_r, ok);
+        case 4: return bern_cols(Xt, n, 4, y, sy, alpha, off, beta, gb, sum_r, ok);
+        case 5: return bern_cols(Xt, n, 5, y, sy, alpha, off, beta, gb, sum_r, ok);
+        case 6: return bern_cols(Xt, n, 6, y, sy, alpha, off, beta, gb, sum_r, ok);
+        case 7: return bern_cols(Xt, n, 7, y, sy, alpha, off, beta, gb, sum_r, ok);
+        case 8: return bern_cols(Xt, n, 8, y, sy, alpha, off, beta, gb, sum_r, ok);
+        default: break;
+        }
+    return bern_rows(X, n, p, y, sy, alpha, off, beta, gb, sum_r, ok);
+}
+
 /* The log density and partials from the inputs' current values (em_lp_compute_fn): a
  * parameter, the value or the log density out of its domain is explained by glm_explain. */
 static int glm_compute(em_tape *t, em_node *o, em_error *e) {
@@ -486,7 +619,12 @@ static int glm_compute(em_tape *t, em_node *o, em_error *e) {
     size_t n = Xn->rows, sy = yn->n == 1 ? 0 : 1;
     double lp = 0.0;
     int ok = 1;
-    if (a->gbeta) {
+    if (a->gbeta && kind == GLM_BERNOULLI) {
+        memset(a->gbeta, 0, Xn->cols * sizeof(double));
+        lp = bern_glm_one_pass(Xn->val, a->Xt, n, Xn->cols, y, sy, em_node_get(t, d->p[1])->val[0], d->data,
+                               em_node_get(t, d->p[2])->val, a->gbeta, &a->sum_res, &ok);
+        a->inv_s2 = 1.0; /* glm_backward scales the accumulated gradient by it */
+    } else if (a->gbeta) {
         size_t p = Xn->cols;
         double s = em_node_get(t, d->p[3])->val[0], is = 1.0 / s;
         memset(a->gbeta, 0, p * sizeof(double));
@@ -528,14 +666,7 @@ static int glm_compute(em_tape *t, em_node *o, em_error *e) {
             if (a->dy)
                 for (size_t i = 0; i < n; i++) a->dy[i] = -r[i];
         } else if (kind == GLM_BERNOULLI) {
-            for (size_t i = 0; i < n; i++) {
-                double yi = y[i * sy], l = r[i];
-                ok &= (yi == 0.0 || yi == 1.0) & isfinite(l);
-                double ex = exp(-fabs(l)), inv = 1.0 / (1.0 + ex), s = l >= 0 ? inv : ex * inv;
-                /* linear parts first: exact for y = 1 */
-                lp += (yi * l - (l > 0 ? l : 0.0)) - em_math_log1p_via_log(ex, inv);
-                r[i] = yi - s;
-            }
+            lp = bern_logit_rows(y, sy, r, n, &ok);
         } else {
             for (size_t i = 0; i < n; i++) {
                 double yi = y[i * sy], l = r[i], el = exp(l);
@@ -677,7 +808,7 @@ static em_var glm_lp(const em_dist *d, em_var value, glm_kind kind) {
         size_t p = X->cols;
         a->gbeta = em_arena_alloc(ar, p * sizeof(double));
         if (!a->gbeta) return em_tape_fail(t, EM_ERR_NOMEM, "%s: out of memory", nm);
-        if (d->data) { /* y is constant here, as the offset is */
+        if (d->data && kind == GLM_NORMAL) { /* y is constant here, as the offset is */
             const em_node *y = em_node_get(t, value);
             if (!(a->ym = em_arena_alloc(ar, n * sizeof(double))))
                 return em_tape_fail(t, EM_ERR_NOMEM, "%s: out of memory", nm);
