@@ -300,9 +300,12 @@ static int cmd_fit(int argc, char **argv) {
         em_loo_free(loo);
     }
     if (s == EM_OK && out_dir && system("command -v gnuplot >/dev/null 2>&1") == 0) {
-        /* the figures' scripts are written either way; draw them when gnuplot is there */
+        /* the figures' scripts are written either way; draw them when gnuplot is there, all at
+         * once (each gnuplot is a process of its own that mostly waits on its PNG encoder) */
         char cmd[4400];
-        snprintf(cmd, sizeof cmd, "cd '%s' && for f in ppc.gp coef.gp pareto_k.gp; do if [ -f \"$f\" ]; then gnuplot \"$f\" || exit 1; fi; done",
+        snprintf(cmd, sizeof cmd,
+                 "cd '%s' && pids= && for f in ppc.gp coef.gp pareto_k.gp; do if [ -f \"$f\" ]; then gnuplot \"$f\" & "
+                 "pids=\"$pids $!\"; fi; done; st=0; for p in $pids; do wait $p || st=1; done; exit $st",
                  out_dir);
         if (strchr(out_dir, '\'') || system(cmd) != 0)
             fprintf(stderr, "ember: gnuplot could not draw the figures in %s (the .gp scripts are there)\n", out_dir);

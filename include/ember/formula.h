@@ -161,8 +161,9 @@ em_status em_regression_log_lik(const em_regression *r, double **out, size_t *nd
 em_status em_regression_yrep(const em_regression *r, double **out, size_t *ndraws, em_error *err);
 
 /* The posterior predictive check of the last fit as a figure: the density of the response
- * over 100 replicated data sets (the continuous families) or bars with 90% intervals (the count,
- * binary and ordinal families), dir/<name>.dat and dir/<name>.gp (loo.h's em_ppc_*_figure). */
+ * over 100 replicated data sets (the continuous families) or bars with 90% intervals over 500
+ * (the count, binary and ordinal families), each from draws spread evenly over the chains,
+ * dir/<name>.dat and dir/<name>.gp (loo.h's em_ppc_*_figure). */
 em_status em_regression_ppc_figure(const em_regression *r, const char *dir, const char *name, em_error *err);
 
 /* The population-level coefficients of fit (b_Intercept, b_x, ...: brms's names, as

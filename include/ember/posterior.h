@@ -211,8 +211,9 @@ em_status em_posterior_write_summary(const em_posterior *p, const char *path, em
 
 /* ---- prediction and log-likelihood ------------------------------------------------------ */
 
-/* Posterior predictive: the model run once per draw (every draw of every chain, chain-major)
- * on data (NULL: the data it was fitted to), its observe sites drawn from their likelihoods.
+/* Posterior predictive: the model run once per draw (every draw of every chain, chain-major,
+ * or opt->ndraws of them spread evenly) on data (NULL: the data it was fitted to), its observe
+ * sites drawn from their likelihoods.
  * An observe site given no data (em_observe with y == NULL) is simply predicted, so new data
  * need no dummy response. opt as em_predictive_*; opt->seed 0 uses the posterior's. */
 em_status em_posterior_predict(const em_posterior *p, const void *data, const em_predictive_options *opt,

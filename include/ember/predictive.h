@@ -45,6 +45,10 @@ typedef struct em_predictive_options {
      * and their order are those a stored run would hold. */
     em_pred_draw_fn on_draw;
     void *on_draw_arg;
+    /* em_posterior_predict only: 0 uses every draw; k uses k of them spread evenly over the
+     * chains (draw j of the result is posterior draw floor(j·S/k) of S), as brms's ndraws does
+     * for a figure or a quick look. k ≥ S uses every draw. */
+    size_t ndraws;
 } em_predictive_options;
 
 /* The draws of one site: draws[d * len + i] is element i of draw d (NULL when streamed). */

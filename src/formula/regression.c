@@ -1111,8 +1111,10 @@ em_status em_regression_loo(const em_regression *r, em_loo_result **out, size_t 
     return s;
 }
 
-/* One site's draws × rows of the last fit, from a predictive made by make. */
-static em_status response_draws(const em_regression *r, int loglik, double **out, size_t *ndraws, em_error *err) {
+/* The response's draws × rows of the last fit: the log-likelihood, or the posterior predictive
+ * from every draw (max_draws 0) or max_draws of them spread evenly. */
+static em_status response_draws(const em_regression *r, int loglik, size_t max_draws, double **out, size_t *ndraws,
+                                em_error *err) {
     if (!out || !ndraws) return em_error_set(err, EM_ERR_ARG, "em_regression_%s: NULL output", loglik ? "log_lik" : "yrep");
     *out = NULL;
     *ndraws = 0;
@@ -1126,6 +1128,7 @@ static em_status response_draws(const em_regression *r, int loglik, double **out
         const char *site = "y";
         o.return_sites = &site;
         o.nreturn = 1;
+        o.ndraws = max_draws;
         s = em_posterior_predict(r->internal, NULL, &o, &pr, err);
     }
     if (s != EM_OK) return s;
@@ -1148,18 +1151,24 @@ const em_design *em_regression_design_of(const em_regression *r) { return &r->d;
 const em_posterior *em_regression_internal_fit(const em_regression *r) { return r->internal; }
 
 em_status em_regression_log_lik(const em_regression *r, double **out, size_t *ndraws, em_error *err) {
-    return response_draws(r, 1, out, ndraws, err);
+    return response_draws(r, 1, 0, out, ndraws, err);
 }
 
 em_status em_regression_yrep(const em_regression *r, double **out, size_t *ndraws, em_error *err) {
-    return response_draws(r, 0, out, ndraws, err);
+    return response_draws(r, 0, 0, out, ndraws, err);
 }
+
+/* The figure's replicated data sets: the density overlay shows 100 of them and the bars' 90%
+ * intervals need a few hundred, not all of a long run's draws (predicting 4000 × n values
+ * would cost more than the fit); and never more than PPC_MAX_VALUES values in all. */
+enum { PPC_DENSITY_DRAWS = 100, PPC_BARS_DRAWS = 500, PPC_MAX_VALUES = 10000000 };
 
 em_status em_regression_ppc_figure(const em_regression *r, const char *dir, const char *name, em_error *err) {
     if (!r || !r->internal) return em_error_set(err, EM_ERR_ARG, "em_regression_ppc_figure: no fit yet");
     double *yrep = NULL;
-    size_t S = 0;
-    em_status s = em_regression_yrep(r, &yrep, &S, err);
+    size_t S = 0, want = families[r->family].continuous ? PPC_DENSITY_DRAWS : PPC_BARS_DRAWS;
+    size_t cap = r->d.n ? PPC_MAX_VALUES / r->d.n : want;
+    em_status s = response_draws(r, 0, want < cap ? want : cap ? cap : 1, &yrep, &S, err);
     if (s != EM_OK) return s;
     if (families[r->family].continuous) s = em_ppc_density_figure(dir, name, r->d.y, r->d.n, yrep, S, 100, err);
     else s = em_ppc_bars_figure(dir, name, r->d.y, r->d.n, yrep, S, err);
