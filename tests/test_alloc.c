@@ -9,6 +9,7 @@
  * works without the sanitizers too) and fail the k-th request. */
 #include "util/testutil.h"
 #include "rugged_model.h"
+#include "internal/sort.h"
 
 #include <malloc.h>
 #include <math.h>
@@ -226,6 +227,34 @@ static void test_memory_independent_of_particles(void **state) {
     rugged_data_free(&d);
 }
 
+/* Sorting degrades instead of failing: without its scratch, em_sort_doubles sorts in place by
+ * heapsort, to the same order; em_sort_order reports that it could not. */
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+static void test_sort_without_memory(void **state) {
+    (void)state;
+    enum { N = 1000 };
+    static double x[N], y[N];
+    size_t ord[N];
+    tu_fill_uniform(x, N, -5, 5, 7);
+    for (size_t i = 0; i < N; i += 7) x[i] = x[i / 2]; /* ties */
+    memcpy(y, x, sizeof x);
+    qsort(y, N, sizeof *y, cmp_double);
+    long live0 = live;
+    calls = 0;
+    fail_at = 1;
+    em_sort_doubles(x, N);
+    calls = 0;
+    fail_at = 1;
+    int rc = em_sort_order(x, N, ord);
+    fail_at = 0;
+    assert_int_equal(rc, -1);
+    assert_int_equal(live, live0);
+    for (size_t i = 0; i < N; i++) assert_true(x[i] == y[i]);
+}
+
 static void test_arena(void **state) { (void)state; fail_each_allocation(arena_scenario, "arena"); }
 static void test_model(void **state) { (void)state; fail_each_allocation(model_scenario, "model"); }
 static void test_sampler(void **state) { (void)state; fail_each_allocation(sampler_scenario, "sampler"); }
@@ -234,6 +263,7 @@ static void test_csv(void **state) { (void)state; fail_each_allocation(csv_scena
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_arena),
+        cmocka_unit_test(test_sort_without_memory),
         cmocka_unit_test(test_csv),
         cmocka_unit_test(test_model),
         cmocka_unit_test(test_sampler),

@@ -1,5 +1,6 @@
 /* test_core.c — status messages, the arena, RNG streams, atomic file writes and em_buf. */
 #include "util/testutil.h"
+#include "internal/sort.h"
 
 #include <dirent.h>
 #include <math.h>
@@ -434,6 +435,46 @@ static int teardown_dir(void **state) {
 
 /* ---- em_buf ------------------------------------------------------------------------------ */
 
+/* em_sort_doubles and em_sort_order against qsort: sizes either side of the insertion cutoff,
+ * ties, signed zeros, infinities, values that share their high bytes (one byte pass skipped) and
+ * values spread over every exponent. */
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+static void test_sort(void **state) {
+    (void)state;
+    enum { N = 3000 };
+    static double x[N], y[N], z[N];
+    static size_t ord[N];
+    static const size_t ns[] = {0, 1, 2, 5, 31, 32, 33, 100, 1000, N};
+    for (int kind = 0; kind < 3; kind++)
+        for (size_t a = 0; a < sizeof ns / sizeof ns[0]; a++) {
+            size_t n = ns[a];
+            tu_fill_uniform(x, n, kind == 1 ? 1.0 : -3.0, kind == 1 ? 1.001 : 3.0, 40 + (uint64_t)a);
+            for (size_t i = 0; kind == 2 && i < n; i++) x[i] = ldexp(x[i], (int)(i % 2000) - 1000);
+            for (size_t i = 0; i + 3 < n; i += 11) x[i] = x[i + 3]; /* ties */
+            if (n > 8 && kind == 0) {
+                x[1] = 0.0;
+                x[2] = -0.0;
+                x[3] = INFINITY;
+                x[4] = -INFINITY;
+                x[5] = 0.0;
+            }
+            memcpy(y, x, n * sizeof *x);
+            memcpy(z, x, n * sizeof *x);
+            qsort(y, n, sizeof *y, cmp_double);
+            em_sort_doubles(z, n);
+            for (size_t i = 0; i < n; i++) assert_true(z[i] == y[i]);
+            assert_int_equal(em_sort_order(x, n, ord), 0);
+            for (size_t i = 0; i < n; i++) {
+                assert_true(x[ord[i]] == y[i]);
+                /* stable: equal values (the same bits: -0 sorts before +0) keep their order */
+                if (i && memcmp(&x[ord[i]], &x[ord[i - 1]], sizeof *x) == 0) assert_true(ord[i] > ord[i - 1]);
+            }
+        }
+}
+
 static void test_buf(void **state) {
     (void)state;
     em_buf b = {0};
@@ -485,6 +526,7 @@ int main(void) {
         cmocka_unit_test(test_write_atomic_failures),
         cmocka_unit_test(test_atomic_pieces),
         cmocka_unit_test(test_buf),
+        cmocka_unit_test(test_sort),
     };
     return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
 }

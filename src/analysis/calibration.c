@@ -17,6 +17,7 @@
 #include "ember/diagnostics.h"
 #include "ember/handlers.h"
 #include "ember/predictive.h"
+#include "internal/sort.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -244,11 +245,6 @@ typedef struct fit_out {
     size_t ndiv;
 } fit_out;
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* Interval ends, mean and sd of parameter j from n draws with the given stride. The ends are
  * type-6 quantiles (position (n + 1)p among the sorted draws, Hyndman & Fan 1996): the k-th of
  * n exchangeable draws has E[F(X_(k))] = k / (n + 1), so these ends cover exactly p on average
@@ -258,7 +254,7 @@ static void summarise_column(const double *x, size_t n, size_t stride, double *t
     for (size_t i = 0; i < n; i++) tmp[i] = x[i * stride];
     fo->mean[j] = em_mean(tmp, n);
     fo->sd[j] = n > 1 ? em_sd(tmp, n) : 0.0;
-    qsort(tmp, n, sizeof *tmp, cmp_double);
+    em_sort_doubles(tmp, n);
     for (size_t k = 0; k < EM_SBC_NUM_LEVELS; k++)
         for (int side = 0; side < 2; side++) {
             double p = side ? 0.5 + LEVELS[k] / 2 : 0.5 - LEVELS[k] / 2, h = (double)(n + 1) * p, q;
@@ -648,7 +644,7 @@ static em_status ecdf_stats(em_sbc_result *res, const size_t *used, size_t n, em
 #define ECDF_COUNTS(UFILL)                                                                  \
     do {                                                                                    \
         for (size_t i = 0; i < n; i++) u[i] = (UFILL);                                      \
-        qsort(u, n, sizeof *u, cmp_double);                                                 \
+        em_sort_doubles(u, n);                                                              \
         size_t i = 0;                                                                       \
         for (size_t k = 0; k < K; k++) {                                                    \
             while (i < n && u[i] <= res->grid[k] * (1 + 1e-12)) i++;                        \
@@ -668,7 +664,7 @@ static em_status ecdf_stats(em_sbc_result *res, const size_t *used, size_t n, em
         }
         mins[sim] = m;
     }
-    qsort(mins, ECDF_SIMS, sizeof *mins, cmp_double);
+    em_sort_doubles(mins, ECDF_SIMS);
     double g95 = mins[(size_t)(0.05 * ECDF_SIMS)];
     double ga = mins[(size_t)(res->cfg.alpha * ECDF_SIMS)];
     /* the 95% band for the figure: the counts c whose pointwise p is at least γ */

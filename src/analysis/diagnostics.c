@@ -12,6 +12,7 @@
 
 #include <float.h>
 #include "internal/text.h"
+#include "internal/sort.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -66,11 +67,6 @@ static int is_constant(const double *x, size_t n) {
     return fabs(hi - lo) < DBL_EPSILON;
 }
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* Type-7 quantile of an already sorted finite sample, written the way R's quantile.default
  * does it: interpolate only when the upper neighbour differs, so a quantile that falls on a
  * run of ties is exactly that tied value (the tail-ESS indicator x <= q depends on it). */
@@ -91,7 +87,7 @@ static double *sorted_copy(const double *x, size_t n) {
     double *s = malloc(n * sizeof *s);
     if (!s) return NULL;
     memcpy(s, x, n * sizeof *s);
-    qsort(s, n, sizeof *s, cmp_double);
+    em_sort_doubles(s, n);
     return s;
 }
 
@@ -113,40 +109,27 @@ static double *split_chains(const double *x, size_t nchains, size_t ndraws, size
     return out;
 }
 
-typedef struct ranked {
-    double v;
-    size_t i;
-} ranked;
-
-static int cmp_ranked(const void *a, const void *b) {
-    const ranked *x = a, *y = b;
-    if (x->v < y->v) return -1;
-    if (x->v > y->v) return 1;
-    return (x->i > y->i) - (x->i < y->i);
-}
-
 /* Rank normalisation in place (posterior's z_scale): average ranks over all draws of all
  * chains, then the normal quantile of (r - 3/8) / (S + 1/4) — Blom's offset, which the paper
  * recommends. Returns -1 when out of memory. */
 static int z_scale(double *x, size_t S) {
-    ranked *r = malloc(S * sizeof *r);
-    if (!r) return -1;
-    for (size_t i = 0; i < S; i++) {
-        r[i].v = x[i];
-        r[i].i = i;
+    size_t *ord = malloc((S ? S : 1) * sizeof *ord);
+    if (!ord || em_sort_order(x, S, ord) != 0) {
+        free(ord);
+        return -1;
     }
-    qsort(r, S, sizeof *r, cmp_ranked);
     const double c = 3.0 / 8.0;
     size_t j = 0;
-    while (j < S) {
+    while (j < S) { /* a tie group j..k is read whole before any of it is overwritten */
         size_t k = j;
-        while (k + 1 < S && r[k + 1].v == r[j].v) k++;
+        double v = x[ord[j]];
+        while (k + 1 < S && x[ord[k + 1]] == v) k++;
         double rank = 0.5 * ((double)(j + 1) + (double)(k + 1)); /* average over ties */
         double z = gsl_cdf_ugaussian_Pinv((rank - c) / ((double)S - 2.0 * c + 1.0));
-        for (size_t m = j; m <= k; m++) x[r[m].i] = z;
+        for (size_t m = j; m <= k; m++) x[ord[m]] = z;
         j = k + 1;
     }
-    free(r);
+    free(ord);
     return 0;
 }
 

@@ -19,6 +19,7 @@
 #include "internal/ess.h"
 #include "internal/tape.h"
 #include "internal/vecsum.h"
+#include "internal/sort.h"
 
 /* ---- small helpers -------------------------------------------------------------------------- */
 
@@ -256,11 +257,6 @@ static int gpdfit_sorted(const double *x, size_t n, int wip, double *k_out, doub
     return 0;
 }
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 em_status em_gpdfit(const double *x, size_t n, int wip, double *k, double *sigma, em_error *err) {
     if (k) *k = NAN;
     if (sigma) *sigma = NAN;
@@ -273,7 +269,7 @@ em_status em_gpdfit(const double *x, size_t n, int wip, double *k, double *sigma
     double *s = malloc(n * sizeof *s);
     if (!s) return em_error_set(err, EM_ERR_NOMEM, "em_gpdfit: out of memory for %zu values", n);
     memcpy(s, x, n * sizeof *s);
-    qsort(s, n, sizeof *s, cmp_double);
+    em_sort_doubles(s, n);
     int rc = gpdfit_sorted(s, n, wip, k, sigma);
     free(s);
     if (rc) return em_error_set(err, EM_ERR_NOMEM, "em_gpdfit: out of memory for %zu values", n);
@@ -1164,7 +1160,7 @@ em_status em_ks_uniform(const double *u, size_t n, double *D, double *p_value, e
     double *s = malloc(n * sizeof *s);
     if (!s) return em_error_set(err, EM_ERR_NOMEM, "em_ks_uniform: out of memory for %zu values", n);
     memcpy(s, u, n * sizeof *s);
-    qsort(s, n, sizeof *s, cmp_double);
+    em_sort_doubles(s, n);
     double d = 0.0;
     for (size_t i = 0; i < n; i++) {
         double lo = s[i] - (double)i / (double)n, hi = (double)(i + 1) / (double)n - s[i];
@@ -1194,7 +1190,7 @@ em_status em_loo_pit_figure(const char *dir, const char *name, const double *pit
     double *s = malloc(n * sizeof *s);
     if (!s) return em_error_set(err, EM_ERR_NOMEM, "em_loo_pit_figure: out of memory");
     memcpy(s, pit, n * sizeof *s);
-    qsort(s, n, sizeof *s, cmp_double);
+    em_sort_doubles(s, n);
     em_buf dat = {0}, gp = {0};
     em_buf_printf(&dat, "# LOO-PIT values, sorted: pit ecdf\n0 0\n");
     for (size_t i = 0; i < n; i++) em_buf_printf(&dat, "%.17g %.17g\n", s[i], (double)(i + 1) / (double)n);
@@ -1233,7 +1229,7 @@ em_status em_loo_pit_figure(const char *dir, const char *name, const double *pit
  * 0.9 min(sd, IQR/1.34) n^(-1/5), as R's density(bw = "nrd0") and bayesplot's ppc_dens_overlay. */
 static void kde(const double *x, size_t n, const double *g, size_t m, double *out, double *scratch) {
     memcpy(scratch, x, n * sizeof *scratch);
-    qsort(scratch, n, sizeof *scratch, cmp_double);
+    em_sort_doubles(scratch, n);
     double mean = 0, ss = 0;
     for (size_t i = 0; i < n; i++) mean += x[i] / (double)n;
     for (size_t i = 0; i < n; i++) ss += (x[i] - mean) * (x[i] - mean);

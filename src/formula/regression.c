@@ -14,6 +14,7 @@
 #include "internal/formula_impl.h"
 #include "internal/frame_impl.h"
 #include "internal/posterior_impl.h"
+#include "internal/sort.h"
 #include "ember/linalg.h"
 
 #include <ctype.h>
@@ -325,13 +326,8 @@ void em_regression_free(em_regression *r) {
     free(r);
 }
 
-static int cmp_d(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 static double median_of(double *x, size_t n) {
-    qsort(x, n, sizeof *x, cmp_d);
+    em_sort_doubles(x, n);
     return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
 }
 

@@ -15,6 +15,7 @@
 #include "ember/linalg.h"
 #include "internal/model_impl.h"
 #include "internal/tape.h"
+#include "internal/sort.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -269,11 +270,6 @@ typedef struct init_handler {
     em_error *err;
 } init_handler;
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* Each latent site takes its initial constrained value (so that later sites' priors see it, as
  * Pyro's init strategies do), and its unconstrained image is stored in init_u. */
 static void init_process(em_handler *h, em_msg *msg) {
@@ -312,7 +308,7 @@ static void init_process(em_handler *h, em_msg *msg) {
             double col[ND];
             for (size_t i = 0; i < n; i++) {
                 for (int d = 0; d < ND; d++) col[d] = ih->draws[(size_t)d * n + i];
-                qsort(col, ND, sizeof col[0], cmp_double);
+                em_sort_doubles(col, ND);
                 x[i] = col[ND / 2];
             }
             /* the elementwise median of simplex-valued or matrix-valued draws is not in the
