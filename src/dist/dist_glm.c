@@ -355,6 +355,43 @@ EM_ALWAYS_INLINE double glm1_row(glm_kind kind, double eta, double y, const glm1
     return v;
 }
 
+/* Four rows of the pass's common case, NB2 or Gamma with a scalar dispersion whose terms are
+ * pooled, on four lanes: glm1_row's formulas with em_v4_exp and em_v4_log (NB2's log1p(μ/φ) as
+ * em_math_log1p_via_log takes it, with 1/(1 + μ/φ) = φ/(μ + φ) from the division that gives w).
+ * Returns 0, having changed nothing, when a row needs glm1_row's care (NB2 beyond |η| = 700,
+ * where e^η overflows or flushes); else adds the rows' terms to *lp, *sr and *sdp, clears *ok
+ * for a y outside the support and leaves ∂/∂η_i in rb. */
+EM_ALWAYS_INLINE int glm1_rows4(glm_kind kind, const double *eta4, const double *y4, const glm1_par *q, double *lp,
+                                double *sr, double *sdp, int *ok, double *rb) {
+    em_v4d e = em_v4_load(eta4), yv = em_v4_load(y4), v, r, dp;
+    em_v4i good;
+    if (kind == GLM_NB2) {
+        em_v4i in = em_v4_abs(e) < EM_V4(700.0);
+        if (!(in[0] & in[1] & in[2] & in[3])) return 0;
+        em_v4d phi = EM_V4(q->v), iphi = EM_V4(1.0 / q->v), mu = em_v4_exp(e), t = mu * iphi;
+        em_v4d W = EM_V4(1.0) + t, qd = EM_V4(1.0) / (mu + phi), w = mu * qd;
+        em_v4d sp = em_v4_log(W) + (t - (W - EM_V4(1.0))) * (phi * qd);
+        r = yv - (yv + phi) * w;
+        v = yv * (e - EM_V4(q->lv) - sp) - phi * sp;
+        dp = w - sp - yv * (EM_V4(1.0) - w) * iphi;
+        /* a count: 0 ≤ y < 2^53 and whole (below 2^52 adding 2^52 rounds away any fraction) */
+        const em_v4d two52 = EM_V4(0x1p52);
+        good = (yv >= EM_V4(0.0)) & (yv < EM_V4(0x1p53)) & ((yv >= two52) | ((yv + two52) - two52 == yv));
+    } else {
+        em_v4d al = EM_V4(q->v), ye = yv * em_v4_exp(-e);
+        r = al * (ye - EM_V4(1.0));
+        v = -al * (e + ye);
+        dp = -e - ye;
+        good = (yv > EM_V4(0.0)) & (yv < EM_V4(__builtin_inf())) & (em_v4_abs(e) < EM_V4(__builtin_inf()));
+    }
+    *lp += EM_V4_HSUM(v);
+    *sr += EM_V4_HSUM(r);
+    *sdp += EM_V4_HSUM(dp);
+    *ok &= (good[0] & good[1] & good[2] & good[3]) != 0;
+    em_v4_store(rb, r);
+    return 1;
+}
+
 /* The pass: η_i = α_i + offset_i + x_i·β, the row's term, and (when β needs its gradient)
  * Σ r_i·x_i updated once per block of four rows while they are in L1 (as glm_rows). r is kept
  * per row only when α is a vector or X needs a gradient. With a scalar dispersion the terms of
@@ -391,12 +428,23 @@ EM_ALWAYS_INLINE int glm1_pass(glm_kind kind, em_tape *t, em_node *o, glm_aux *a
             else sdp += dpi_;                                                                 \
         }                                                                                     \
     } while (0)
+    int four = (kind == GLM_NB2 || kind == GLM_GAMMA) && !sp && pooled; /* glm1_rows4's case */
     for (; i + 4 <= n; i += 4) {
-        double r0, r1, r2, r3;
-        GLM1_ROW(i, r0);
-        GLM1_ROW(i + 1, r1);
-        GLM1_ROW(i + 2, r2);
-        GLM1_ROW(i + 3, r3);
+        double r0, r1, r2, r3, eb[4], yb[4], rb[4], sdp4 = 0.0;
+        for (size_t k = 0; four && k < 4; k++) {
+            eb[k] = av[(i + k) * sa] + (off ? off[i + k] : 0.0) + glm_row_dot(X + (i + k) * p, beta, p);
+            yb[k] = y[(i + k) * sy];
+        }
+        if (four && glm1_rows4(kind, eb, yb, &q, &lp, &sr, &sdp4, &ok, rb)) {
+            r0 = rb[0], r1 = rb[1], r2 = rb[2], r3 = rb[3];
+            if (r) memcpy(r + i, rb, sizeof rb);
+            if (need_par) sdp += sdp4;
+        } else {
+            GLM1_ROW(i, r0);
+            GLM1_ROW(i + 1, r1);
+            GLM1_ROW(i + 2, r2);
+            GLM1_ROW(i + 3, r3);
+        }
         if (gb) {
             const double *restrict x0 = X + i * p, *restrict x1 = x0 + p, *restrict x2 = x1 + p, *restrict x3 = x2 + p;
             for (size_t j = 0; j < p; j++) gb[j] += (r0 * x0[j] + r1 * x1[j]) + (r2 * x2[j] + r3 * x3[j]);
