@@ -112,6 +112,16 @@ for want in " Family: cumulative" "Links: mu = probit; disc = identity" "Interce
   grep -qF -- "$want" "$tmp/ord.txt" || fail "the ordinal summary lacks '$want': $(cat "$tmp/ord.txt")"
 done
 grep -q "b_Intercept\[1\],b_Intercept\[2\],b_x" "$tmp/ord/fit_1.csv" || fail "fit_1.csv lacks brms's threshold names"
+# its predictions, as brms's predict() and fitted() give an ordinal model's: per category
+printf 'x\n-2\n0\n2\n' > "$tmp/ord_new.csv"
+"$ember" predict "$tmp/ord" "$tmp/ord_new.csv" > "$tmp/ord_p.csv" || fail "ordinal predict failed"
+awk -F, 'NR == 1 { ok = ($0 == "row,P(Y = 1),P(Y = 2),P(Y = 3)") } NR > 1 { s = $2 + $3 + $4; if (s < 0.999 || s > 1.001) ok = 0 }
+  NR == 2 { lo = $2 } NR == 4 { hi = $4 } END { exit !(ok && NR == 4 && lo > 0.5 && hi > 0.5) }' "$tmp/ord_p.csv" ||
+  fail "ordinal predict: shares per category that sum to 1, low x in category 1 and high x in 3: $(cat "$tmp/ord_p.csv")"
+"$ember" predict "$tmp/ord" "$tmp/ord_new.csv" --type epred > "$tmp/ord_e.csv" || fail "ordinal epred failed"
+awk -F, 'NR == 1 { ok = ($0 == "row,category,Estimate,Est.Error,Q2.5,Q97.5") } NR > 1 { s[$1] += $3 }
+  END { for (r in s) if (s[r] < 0.999 || s[r] > 1.001) ok = 0; exit !(ok && NR == 10) }' "$tmp/ord_e.csv" ||
+  fail "ordinal epred: three categories per row whose probabilities sum to 1: $(cat "$tmp/ord_e.csv")"
 "$ember" fit "$tmp/o.csv" "time | cens(status) ~ x" --family weibull --chains 1 --samples 300 --warmup 300 --quiet \
   --loo --out "$tmp/wei" > "$tmp/wei.txt" || fail "censored weibull fit failed: $(cat "$tmp/wei.txt")"
 grep -q "^shape " "$tmp/wei.txt" && grep -q "^Computed from 300 by 120 log-likelihood matrix" "$tmp/wei.txt" &&

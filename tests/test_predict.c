@@ -553,12 +553,100 @@ static void test_new_families(void **state) {
     }
 }
 
+/* The cumulative family (logit and probit): each draw's category probabilities at every training
+ * row against F(τ_k - η) - F(τ_{k-1} - η) written out from the draws (b_Intercept[k], b_x, b_z),
+ * the expected value their mean category, response draws categories 1..K whose shares match the
+ * mean probabilities within Monte Carlo error, and brms's predict() and fitted() layouts. */
+static double logistic(double x) { return 1 / (1 + exp(-x)); }
+static double probit_cdf(double x) { return 0.5 * erfc(-x / sqrt(2.0)); }
+
+static void test_cumulative(void **state) {
+    (void)state;
+    em_frame *d = NULL;
+    em_error err = {0};
+    if (em_frame_read_csv(REF "cumul.csv", &d, &err) != EM_OK) fail_msg("%s", err.msg);
+    for (int probit = 0; probit < 2; probit++) {
+        em_regression_options ro = {.family = EM_FAMILY_CUMULATIVE, .link = probit ? EM_LINK_PROBIT : EM_LINK_LOGIT};
+        em_regression *r = NULL;
+        if (em_regression_create("rating ~ x + z", d, &ro, &r, &err) != EM_OK) fail_msg("%s", err.msg);
+        em_posterior *p = fit(r, 1, 200);
+        em_prediction *pr = NULL;
+        em_predict_options o = {.seed = 9};
+        if (em_regression_predict(r, p, NULL, &o, &pr, &err) != EM_OK) fail_msg("%s", err.msg);
+        size_t S = em_prediction_num_draws(pr), n = em_prediction_num_rows(pr), K = 0;
+        const double *probs = em_prediction_probs(pr, &K), *ep = em_prediction_draws(pr, EM_PREDICT_EPRED);
+        const double *yr = em_prediction_draws(pr, EM_PREDICT_RESPONSE);
+        const em_design *ds = em_regression_design_of(r);
+        assert_non_null(probs);
+        assert_int_equal(K, ds->ncat);
+        double *tau[8], *bx = draws_of(p, "b_x"), *bz = draws_of(p, "b_z"), worst = 0, worst_share = 0;
+        assert_true(K <= 8);
+        for (size_t k = 0; k + 1 < K; k++) {
+            char nm[32];
+            snprintf(nm, sizeof nm, "b_Intercept[%zu]", k + 1);
+            tau[k] = draws_of(p, nm);
+        }
+        double *share = calloc(n * K, sizeof *share), *mean_p = calloc(n * K, sizeof *mean_p);
+        for (size_t it = 0; it < S; it++)
+            for (size_t i = 0; i < n; i++) {
+                double eta = bx[it] * ds->X[i * 2] + bz[it] * ds->X[i * 2 + 1], below = 0, m = 0;
+                const double *pi = probs + (it * n + i) * K;
+                for (size_t k = 0; k < K; k++) {
+                    double upto = k + 1 < K ? (probit ? probit_cdf(tau[k][it] - eta) : logistic(tau[k][it] - eta)) : 1;
+                    double diff = fabs(pi[k] - (upto - below));
+                    if (diff > worst) worst = diff;
+                    m += (double)(k + 1) * pi[k];
+                    mean_p[i * K + k] += pi[k] / (double)S;
+                    below = upto;
+                }
+                tu_assert_close(ep[it * n + i], m, 1e-12, 1e-12);
+                double y = yr[it * n + i];
+                if (!(y >= 1 && y <= (double)K && y == floor(y))) fail_msg("response draw %g is not a category", y);
+                share[i * K + (size_t)y - 1] += 1.0 / (double)S;
+            }
+        for (size_t c = 0; c < n * K; c++) { /* in units of the binomial sd of a share */
+            double sd = sqrt(mean_p[c] * (1 - mean_p[c]) / (double)S) + 1e-9, z = fabs(share[c] - mean_p[c]) / sd;
+            if (z > worst_share) worst_share = z;
+        }
+        printf("cumulative (%s): probabilities against the written-out CDFs within %.2g; response shares within %.2f sd\n",
+               probit ? "probit" : "logit", worst, worst_share);
+        assert_true(worst < 1e-12);
+        assert_true(worst_share < 5.0); /* the largest of n·K ≈ 600 roughly normal deviations */
+        char path[] = "/tmp/ember_cumul_XXXXXX";
+        int fd = mkstemp(path);
+        assert_true(fd >= 0);
+        close(fd);
+        if (em_prediction_write_csv(pr, EM_PREDICT_RESPONSE, 0, path, &err) != EM_OK) fail_msg("%s", err.msg);
+        FILE *f = fopen(path, "r");
+        char line[256];
+        assert_non_null(fgets(line, sizeof line, f));
+        assert_int_equal(K, 5);
+        assert_string_equal(line, "row,P(Y = 1),P(Y = 2),P(Y = 3),P(Y = 4),P(Y = 5)\n");
+        fclose(f);
+        if (em_prediction_write_csv(pr, EM_PREDICT_EPRED, 0, path, &err) != EM_OK) fail_msg("%s", err.msg);
+        f = fopen(path, "r");
+        assert_non_null(fgets(line, sizeof line, f));
+        assert_string_equal(line, "row,category,Estimate,Est.Error,Q2.5,Q97.5\n");
+        fclose(f);
+        unlink(path);
+        for (size_t k = 0; k + 1 < K; k++) free(tau[k]);
+        free(bx);
+        free(bz);
+        free(share);
+        free(mean_p);
+        em_prediction_free(pr);
+        em_posterior_free(p);
+        em_regression_free(r);
+    }
+    em_frame_free(d);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_linpred_by_hand), cmocka_unit_test(test_training_rows_and_files),
         cmocka_unit_test(test_binomial),        cmocka_unit_test(test_errors),
         cmocka_unit_test(test_new_levels),      cmocka_unit_test(test_brms_predictions),
-        cmocka_unit_test(test_new_families),
+        cmocka_unit_test(test_new_families),    cmocka_unit_test(test_cumulative),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -125,6 +125,7 @@ void em_regression_free(em_regression *r);
 void em_regression_model(em_model *m, const void *regression);
 
 em_family em_regression_family(const em_regression *r);
+em_link em_regression_link(const em_regression *r); /* the link in force (never EM_LINK_DEFAULT) */
 size_t em_regression_num_rows(const em_regression *r);    /* rows used */
 size_t em_regression_num_dropped(const em_regression *r); /* rows dropped for missing values */
 /* The population-level design matrix as R's model.matrix builds it, without the intercept
@@ -224,15 +225,24 @@ size_t em_prediction_frame_row(const em_prediction *p, size_t i);
 /* Distinct grouping-factor levels of newdata that the training data did not have. */
 size_t em_prediction_num_new_levels(const em_prediction *p);
 /* The draws × rows matrix of kind k, row-major: x[d * rows + i], draws chain-major (NULL for a
- * kind that opt->kinds left out). */
+ * kind that opt->kinds left out). For the cumulative family a response draw is a category
+ * 1..K and the expected value is the mean category Σ_k k·P(y = k); the probabilities
+ * themselves are em_prediction_probs's. */
 const double *em_prediction_draws(const em_prediction *p, em_predict_kind k);
+/* Cumulative family, with EM_PREDICT_EPRED kept: P(y = k | draw d) of row i, k = 1..K, at
+ * probs[(d * rows + i) * K + k - 1] (brms's posterior_epred for an ordinal model), with K in
+ * *K; NULL (and *K = 0) for the other families. */
+const double *em_prediction_probs(const em_prediction *p, size_t *K);
 /* Per row, as brms's predict() and fitted() summarise: out[4 i ..] = Estimate (mean),
  * Est.Error (sd), and the lo and hi quantiles (R's type 7; brms: 0.025 and 0.975). */
 em_status em_prediction_summary(const em_prediction *p, em_predict_kind k, double lo, double hi, double *out,
                                 em_error *err);
 /* As CSV, written atomically to path (NULL: stdout): the summary (row, Estimate, Est.Error,
  * Q2.5, Q97.5; row counts newdata's data rows from 1), or with draws the matrix itself, one
- * line per draw (columns yrep.<row>, epred.<row> or linpred.<row>). */
+ * line per draw (columns yrep.<row>, epred.<row> or linpred.<row>). A cumulative model's
+ * summaries are brms's: for the response, each category's share of the draws (row,
+ * P(Y = 1), ..., P(Y = K)); for the expected value, each category's probability summarised
+ * (row, category, Estimate, Est.Error, Q2.5, Q97.5). */
 em_status em_prediction_write_csv(const em_prediction *p, em_predict_kind k, int draws, const char *path, em_error *err);
 
 #ifdef __cplusplus

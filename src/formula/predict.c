@@ -18,6 +18,7 @@
  */
 #include "internal/formula_impl.h"
 #include "internal/frame_impl.h"
+#include "internal/mathx.h"
 
 #include "ember/diagnostics.h"
 
@@ -30,10 +31,13 @@ struct em_prediction {
     size_t S, n, nnew;
     size_t *rows;                          /* [n] frame rows */
     double *x[EM_PREDICT_KIND_COUNT];      /* [S][n] each */
+    size_t K;                              /* cumulative: the categories, else 0 */
+    double *probs;                         /* cumulative: [S][n][K] P(y = k) */
 };
 
 void em_prediction_free(em_prediction *p) {
     if (!p) return;
+    free(p->probs);
     for (int k = 0; k < EM_PREDICT_KIND_COUNT; k++) free(p->x[k]);
     free(p->rows);
     free(p);
@@ -45,6 +49,33 @@ size_t em_prediction_frame_row(const em_prediction *p, size_t i) { return p && i
 size_t em_prediction_num_new_levels(const em_prediction *p) { return p ? p->nnew : 0; }
 const double *em_prediction_draws(const em_prediction *p, em_predict_kind k) {
     return p && (unsigned)k < EM_PREDICT_KIND_COUNT ? p->x[k] : NULL;
+}
+const double *em_prediction_probs(const em_prediction *p, size_t *K) {
+    if (K) *K = p && p->probs ? p->K : 0;
+    return p ? p->probs : NULL;
+}
+
+/* A cumulative model's row at one draw: P(y = k) = F(τ_k - η) - F(τ_{k-1} - η) with τ_0 = -∞
+ * and τ_K = +∞, F the logistic or the normal CDF (Bürkner & Vuorre 2019's cumulative model);
+ * then a category drawn from them (u uniform) and their mean category. Where both values are
+ * above ½ the difference is taken of the upper tails, 1 - F(x) = F(-x), so it does not cancel. */
+static double cdf_of(int probit, double x) { return probit ? em_math_Phi(x) : em_math_sigmoid(x); }
+
+static void cumulative_row(double eta, const double *tau, size_t K, int probit, double u, double *prob,
+                           double *ydraw, double *mean) {
+    double m = 0.0, acc = 0.0;
+    size_t pick = K - 1;
+    for (size_t k = 0; k < K; k++) {
+        double lo = k > 0 ? cdf_of(probit, tau[k - 1] - eta) : 0.0;
+        double pk = lo > 0.5 ? cdf_of(probit, eta - tau[k - 1]) - (k + 1 < K ? cdf_of(probit, eta - tau[k]) : 0.0)
+                             : (k + 1 < K ? cdf_of(probit, tau[k] - eta) : 1.0) - lo;
+        prob[k] = pk > 0.0 ? pk : 0.0;
+        m += (double)(k + 1) * prob[k];
+        acc += prob[k];
+        if (pick == K - 1 && k + 1 < K && u < acc) pick = k;
+    }
+    *ydraw = (double)(pick + 1);
+    *mean = m;
 }
 
 /* ---- the family: a draw's linear predictor as the distribution of the response --------------- */
@@ -298,7 +329,21 @@ em_status em_regression_predict(const em_regression *r, const em_posterior *fit,
         if (short_of) s = em_error_set(err, EM_ERR_NOMEM, "predict: out of memory (%zu draws x %zu rows)", S, n);
         else memcpy(p->rows, d->rows, n * sizeof *p->rows);
     }
-    if (s == EM_OK && d->intercept && !(alpha = column(fit, "b_Intercept", S, err))) s = err->status;
+    int cumulative = fam == EM_FAMILY_CUMULATIVE, probit = em_regression_link(r) == EM_LINK_PROBIT;
+    size_t K = cumulative ? tr->ncat : 0;
+    double **tau = cumulative ? calloc(K, sizeof *tau) : NULL, *taud = cumulative ? malloc(2 * K * sizeof *taud) : NULL;
+    if (s == EM_OK && cumulative && (!tau || !taud)) s = em_error_set(err, EM_ERR_NOMEM, "predict: out of memory");
+    for (size_t k = 0; s == EM_OK && k + 1 < K; k++) { /* brms's thresholds, b_Intercept[k] */
+        char nm[64];
+        snprintf(nm, sizeof nm, "b_Intercept[%zu]", k + 1);
+        if (!(tau[k] = column(fit, nm, S, err))) s = err->status;
+    }
+    if (s == EM_OK) p->K = K;
+    if (s == EM_OK && cumulative && p->x[EM_PREDICT_EPRED]) {
+        if (!(p->probs = malloc(S * n * K * sizeof *p->probs)))
+            s = em_error_set(err, EM_ERR_NOMEM, "predict: out of memory (%zu draws x %zu rows x %zu categories)", S, n, K);
+    }
+    if (s == EM_OK && d->intercept && !cumulative && !(alpha = column(fit, "b_Intercept", S, err))) s = err->status;
     for (size_t j = 0; s == EM_OK && j < P; j++) {
         em_buf nm = {0};
         em_buf_printf(&nm, "b_");
@@ -321,7 +366,7 @@ em_status em_regression_predict(const em_regression *r, const em_posterior *fit,
     for (size_t it = 0; s == EM_OK && it < S; it++) {
         /* brms's centred form: Intercept = b_Intercept + means·b, then the centred columns */
         double a = alpha ? alpha[it] : 0.0;
-        for (size_t j = 0; alpha && j < P; j++) a += d->means[j] * b[j][it];
+        for (size_t j = 0; d->intercept && j < P; j++) a += d->means[j] * b[j][it];
         for (size_t i = 0; i < n; i++) {
             double v = a;
             const double *x = d->Xc + i * P;
@@ -345,6 +390,17 @@ em_status em_regression_predict(const em_regression *r, const em_posterior *fit,
         for (int k = 0; k < FP_COUNT; k++) fp[k] = fpar[k] ? fpar[k][it] : NAN;
         if (p->x[EM_PREDICT_LINPRED]) memcpy(p->x[EM_PREDICT_LINPRED] + it * n, eta, n * sizeof *eta);
         if (!p->x[EM_PREDICT_EPRED] && !p->x[EM_PREDICT_RESPONSE]) continue;
+        if (cumulative) { /* the thresholds are on the uncentred scale, as η now is */
+            double yd, mean, *ep = p->x[EM_PREDICT_EPRED], *yr = p->x[EM_PREDICT_RESPONSE], *scratch = taud + K;
+            for (size_t k = 0; k + 1 < K; k++) taud[k] = tau[k][it];
+            for (size_t i = 0; i < n; i++) {
+                double *prob = p->probs ? p->probs + (it * n + i) * K : scratch;
+                cumulative_row(eta[i], taud, K, probit, em_rng_uniform(yrng), prob, &yd, &mean);
+                if (yr) yr[it * n + i] = yd;
+                if (ep) ep[it * n + i] = mean;
+            }
+            continue;
+        }
         em_tape_reset(t);
         em_dist dist = family_dist(t, fam, em_const(t, eta, n), d->trials, n, fp);
         if (em_tape_status(t) != EM_OK) {
@@ -366,6 +422,9 @@ em_status em_regression_predict(const em_regression *r, const em_posterior *fit,
     for (size_t j = 0; b && j < P; j++) free(b[j]);
     free(b);
     free(alpha);
+    for (size_t k = 0; tau && k < K; k++) free(tau[k]);
+    free(tau);
+    free(taud);
     for (int k = 0; k < FP_COUNT; k++) free(fpar[k]);
     em_design_free(&nd);
     if (s != EM_OK) {
@@ -408,6 +467,30 @@ em_status em_prediction_write_csv(const em_prediction *p, em_predict_kind k, int
         em_buf_printf(&b, "\n");
         for (size_t d = 0; d < p->S && !b.failed; d++)
             for (size_t i = 0; i < p->n; i++) em_buf_printf(&b, "%.17g%s", p->x[k][d * p->n + i], i + 1 < p->n ? "," : "\n");
+    } else if (p->K && k == EM_PREDICT_RESPONSE) { /* brms's predict(): each category's share of the draws */
+        em_buf_printf(&b, "row");
+        for (size_t c = 1; c <= p->K; c++) em_buf_printf(&b, ",P(Y = %zu)", c);
+        em_buf_printf(&b, "\n");
+        for (size_t i = 0; i < p->n; i++) {
+            em_buf_printf(&b, "%zu", p->rows[i] + 1);
+            for (size_t c = 1; c <= p->K; c++) {
+                size_t hits = 0;
+                for (size_t d = 0; d < p->S; d++) hits += p->x[k][d * p->n + i] == (double)c;
+                em_buf_printf(&b, ",%.9g", (double)hits / (double)p->S);
+            }
+            em_buf_printf(&b, "\n");
+        }
+    } else if (p->K && k == EM_PREDICT_EPRED && p->probs) { /* brms's fitted(): each category's probability */
+        double *col = malloc(p->S * sizeof *col);
+        if (!col) return em_error_set(err, EM_ERR_NOMEM, "predict: out of memory");
+        em_buf_printf(&b, "row,category,Estimate,Est.Error,Q2.5,Q97.5\n");
+        for (size_t i = 0; i < p->n; i++)
+            for (size_t c = 0; c < p->K; c++) {
+                for (size_t d = 0; d < p->S; d++) col[d] = p->probs[(d * p->n + i) * p->K + c];
+                em_buf_printf(&b, "%zu,%zu,%.9g,%.9g,%.9g,%.9g\n", p->rows[i] + 1, c + 1, em_mean(col, p->S),
+                              em_sd(col, p->S), em_quantile(col, p->S, 0.025), em_quantile(col, p->S, 0.975));
+            }
+        free(col);
     } else {
         double *sm = malloc(4 * p->n * sizeof *sm);
         if (!sm) return em_error_set(err, EM_ERR_NOMEM, "predict: out of memory");

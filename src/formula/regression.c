@@ -305,6 +305,7 @@ struct em_regression {
 };
 
 em_family em_regression_family(const em_regression *r) { return r->family; }
+em_link em_regression_link(const em_regression *r) { return r->link; }
 size_t em_regression_num_rows(const em_regression *r) { return r->d.n; }
 size_t em_regression_num_dropped(const em_regression *r) { return r->d.dropped; }
 size_t em_regression_num_coefs(const em_regression *r) { return r->d.P; }
