@@ -216,6 +216,29 @@ static inline __attribute__((always_inline)) double glm_row_dot(const double *re
     return s;
 }
 
+/* x_l·β for the four rows at x (row-major, p apart), lane l for row l: the four rows' vector
+ * sums run side by side (independent chains) and are reduced together by a transpose, each
+ * exactly as glm_row_dot reduces one row, so both give the same bits. */
+static inline __attribute__((always_inline)) em_v4d glm_row_dot4(const double *restrict x, const double *restrict beta,
+                                                                 size_t p) {
+    em_v4d a0 = EM_V4(0.0), a1 = a0, a2 = a0, a3 = a0;
+    size_t j = 0;
+    for (; j + 4 <= p; j += 4) {
+        em_v4d b = em_v4_load(beta + j);
+        a0 += em_v4_load(x + j) * b;
+        a1 += em_v4_load(x + p + j) * b;
+        a2 += em_v4_load(x + 2 * p + j) * b;
+        a3 += em_v4_load(x + 3 * p + j) * b;
+    }
+    typedef int64_t em_v4_ix __attribute__((vector_size(32)));
+    /* (v0 + v1, w0 + w1, v2 + v3, w2 + w3), then the halves: ((v0 + v1) + (v2 + v3)) per row */
+    em_v4d t0 = __builtin_shuffle(a0, a1, (em_v4_ix){0, 4, 2, 6}) + __builtin_shuffle(a0, a1, (em_v4_ix){1, 5, 3, 7});
+    em_v4d t1 = __builtin_shuffle(a2, a3, (em_v4_ix){0, 4, 2, 6}) + __builtin_shuffle(a2, a3, (em_v4_ix){1, 5, 3, 7});
+    em_v4d sum = __builtin_shuffle(t0, t1, (em_v4_ix){0, 1, 4, 5}) + __builtin_shuffle(t0, t1, (em_v4_ix){2, 3, 6, 7});
+    for (; j < p; j++) sum += (em_v4d){x[j], x[p + j], x[2 * p + j], x[3 * p + j]} * EM_V4(beta[j]);
+    return sum;
+}
+
 /* Many coefficients: X row-major, rows in blocks of four. */
 static inline __attribute__((always_inline)) double glm_rows(const double *restrict X, size_t n, size_t p,
                                                              const double *restrict y, size_t sy, double alpha,
@@ -361,9 +384,9 @@ EM_ALWAYS_INLINE double glm1_row(glm_kind kind, double eta, double y, const glm1
  * Returns 0, having changed nothing, when a row needs glm1_row's care (NB2 beyond |η| = 700,
  * where e^η overflows or flushes); else adds the rows' terms to *lp, *sr and *sdp, clears *ok
  * for a y outside the support and leaves ∂/∂η_i in rb. */
-EM_ALWAYS_INLINE int glm1_rows4(glm_kind kind, const double *eta4, const double *y4, const glm1_par *q, double *lp,
-                                double *sr, double *sdp, int *ok, double *rb) {
-    em_v4d e = em_v4_load(eta4), yv = em_v4_load(y4), v, r, dp;
+EM_ALWAYS_INLINE int glm1_rows4(glm_kind kind, em_v4d e, em_v4d yv, const glm1_par *q, double *lp, double *sr,
+                                double *sdp, int *ok, double *rb) {
+    em_v4d v, r, dp;
     em_v4i good;
     if (kind == GLM_NB2) {
         em_v4i in = em_v4_abs(e) < EM_V4(700.0);
@@ -389,6 +412,45 @@ EM_ALWAYS_INLINE int glm1_rows4(glm_kind kind, const double *eta4, const double 
     *sdp += EM_V4_HSUM(dp);
     *ok &= (good[0] & good[1] & good[2] & good[3]) != 0;
     em_v4_store(rb, r);
+    return 1;
+}
+
+/* Four rows of the ordered-logistic pass on four lanes: em_ord_term's closed form for the
+ * logistic (its branch for |η| < 300 with the cutpoints' terms positive: log P = lg -
+ * log1p(A + B + AB), A = e^η·gap₃(k), B = gap₂(k-1)/e^η) with em_v4_exp and em_v4_log. The
+ * rows' own cutpoint terms are gathered lane by lane. Returns 0, having changed nothing, when a
+ * row needs em_ord_term itself (a y that is not a category, |η| ≥ 300, a gap term not
+ * positive); else adds the terms to *lp, *sr and the cutpoints' partials to dcuts (NULL: not
+ * wanted), and leaves ∂/∂η_i in rb. */
+EM_ALWAYS_INLINE int glm1_ord4(em_v4d eta, em_v4d yv, const double *gap, size_t K, double *lp, double *sr,
+                               double *dcuts, double *rb) {
+    double ga[4], gb[4], lg[4], ig[4];
+    size_t kk[4];
+    for (int l = 0; l < 4; l++) {
+        double y = yv[l];
+        if (!(y >= 0.0 && y <= (double)(K - 1) && y == floor(y) && fabs(eta[l]) < 300.0)) return 0;
+        size_t k = (size_t)y;
+        int mid = k > 0 && k < K - 1;
+        kk[l] = k;
+        ga[l] = k < K - 1 ? gap[EM_ORD_GAP * k + 3] : 0.0;
+        gb[l] = k > 0 ? gap[EM_ORD_GAP * (k - 1) + 2] : 0.0;
+        if ((k < K - 1 && !(ga[l] > 0.0)) || (k > 0 && !(gb[l] > 0.0))) return 0;
+        lg[l] = mid ? gap[EM_ORD_GAP * k] : 0.0;
+        ig[l] = mid ? gap[EM_ORD_GAP * k + 1] : 0.0;
+    }
+    const em_v4d one = EM_V4(1.0);
+    em_v4d E = em_v4_exp(eta), A = E * em_v4_load(ga), B = em_v4_load(gb) / E;
+    em_v4d x = A + B + A * B, W = one + x, igv = em_v4_load(ig);
+    em_v4d v = em_v4_load(lg) - (em_v4_log(W) + (x - (W - one)) / W);
+    em_v4d dhi = A / (one + A) + igv, dlo = -(B / (one + B)) - igv; /* 0 at the end categories */
+    em_v4d r = -(dhi + dlo);
+    *lp += EM_V4_HSUM(v);
+    *sr += EM_V4_HSUM(r);
+    em_v4_store(rb, r);
+    for (int l = 0; dcuts && l < 4; l++) {
+        if (kk[l] < K - 1) dcuts[kk[l]] += dhi[l];
+        if (kk[l] > 0) dcuts[kk[l] - 1] += dlo[l];
+    }
     return 1;
 }
 
@@ -428,14 +490,18 @@ EM_ALWAYS_INLINE int glm1_pass(glm_kind kind, em_tape *t, em_node *o, glm_aux *a
             else sdp += dpi_;                                                                 \
         }                                                                                     \
     } while (0)
-    int four = (kind == GLM_NB2 || kind == GLM_GAMMA) && !sp && pooled; /* glm1_rows4's case */
+    /* glm1_rows4's and glm1_ord4's cases */
+    int four = ((kind == GLM_NB2 || kind == GLM_GAMMA) && !sp && pooled) || kind == GLM_ORDERED;
     for (; i + 4 <= n; i += 4) {
-        double r0, r1, r2, r3, eb[4], yb[4], rb[4], sdp4 = 0.0;
-        for (size_t k = 0; four && k < 4; k++) {
-            eb[k] = av[(i + k) * sa] + (off ? off[i + k] : 0.0) + glm_row_dot(X + (i + k) * p, beta, p);
-            yb[k] = y[(i + k) * sy];
+        double r0, r1, r2, r3, rb[4], sdp4 = 0.0;
+        em_v4d eb = EM_V4(0.0), yb = eb;
+        if (four) { /* (α_i + offset_i) + x_i·β, as GLM1_ROW adds them */
+            eb = (sa ? em_v4_load(av + i) : EM_V4(av[0])) + (off ? em_v4_load(off + i) : EM_V4(0.0));
+            eb += glm_row_dot4(X + i * p, beta, p);
+            yb = sy ? em_v4_load(y + i) : EM_V4(y[0]);
         }
-        if (four && glm1_rows4(kind, eb, yb, &q, &lp, &sr, &sdp4, &ok, rb)) {
+        if (four && (kind == GLM_ORDERED ? glm1_ord4(eb, yb, a->gap, K, &lp, &sr, a->dcuts, rb)
+                                         : glm1_rows4(kind, eb, yb, &q, &lp, &sr, &sdp4, &ok, rb))) {
             r0 = rb[0], r1 = rb[1], r2 = rb[2], r3 = rb[3];
             if (r) memcpy(r + i, rb, sizeof rb);
             if (need_par) sdp += sdp4;
