@@ -158,11 +158,14 @@ static void glm_eta(const em_tape *t, const em_dist *d, double *eta) {
  *   - many coefficients: rows in blocks of four; each row's x_i·β on vectors along the row,
  *     and the gradient updated once per block, Σ_j over four rows at a time. */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__SANITIZE_THREAD__)
-/* The build is portable (-O2, no -march); these kernels alone are cloned for AVX2, chosen at
- * load time by the CPU it runs on (no FMA: contracting would change the bits). Not under
- * ThreadSanitizer (make check-tsan): the clones' ifunc resolvers run during relocation, before
- * the TSan runtime is up, and their instrumented entry crashes the program at load. */
-#define GLM_KERNEL __attribute__((optimize("O3"), target_clones("avx2", "default")))
+/* The build is portable (-O2, no -march); these kernels alone are cloned for AVX-512 (x86-64-v4:
+ * twice the vector registers, so the exp and log polynomials do not spill) and AVX2, chosen at
+ * load time by the CPU it runs on. No fused multiply-add in any clone (fp-contract=off: x86-64-v4
+ * has FMA, and contracting would change the bits), so every machine draws the same numbers.
+ * Not under ThreadSanitizer (make check-tsan): the clones' ifunc resolvers run during
+ * relocation, before the TSan runtime is up, and their instrumented entry crashes the program
+ * at load. */
+#define GLM_KERNEL __attribute__((optimize("O3", "fp-contract=off"), target_clones("arch=x86-64-v4", "avx2", "default")))
 #else
 #define GLM_KERNEL
 #endif
@@ -440,9 +443,10 @@ EM_ALWAYS_INLINE int glm1_ord4(em_v4d eta, em_v4d yv, const double *gap, size_t 
     }
     const em_v4d one = EM_V4(1.0);
     em_v4d E = em_v4_exp(eta), A = E * em_v4_load(ga), B = em_v4_load(gb) / E;
-    em_v4d x = A + B + A * B, W = one + x, igv = em_v4_load(ig);
-    em_v4d v = em_v4_load(lg) - (em_v4_log(W) + (x - (W - one)) / W);
-    em_v4d dhi = A / (one + A) + igv, dlo = -(B / (one + B)) - igv; /* 0 at the end categories */
+    /* W = 1 + A + B + AB = (1 + A)(1 + B), so one division gives 1/W, 1/(1 + A) and 1/(1 + B) */
+    em_v4d x = A + B + A * B, W = one + x, iW = one / W, igv = em_v4_load(ig);
+    em_v4d v = em_v4_load(lg) - (em_v4_log(W) + (x - (W - one)) * iW);
+    em_v4d dhi = A * (one + B) * iW + igv, dlo = -(B * (one + A) * iW) - igv; /* 0 at the end categories */
     em_v4d r = -(dhi + dlo);
     *lp += EM_V4_HSUM(v);
     *sr += EM_V4_HSUM(r);
