@@ -29,7 +29,7 @@ done
 CLANG=${CLANG:-clang}
 out=build/fuzz
 multiarch=$("$CLANG" -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
-flags=(-std=c11 -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined -D_POSIX_C_SOURCE=200809L
+flags=(-std=c11 -g -O1 -Wno-psabi -fsanitize=address,undefined -fno-sanitize-recover=undefined -D_POSIX_C_SOURCE=200809L
        -Iinclude -Isrc "-I/usr/include/$multiarch/openblas-pthread")
 libs=(-lgsl -lopenblas -llapacke -lm -lpthread)
 

@@ -233,11 +233,11 @@ static inline __attribute__((always_inline)) em_v4d glm_row_dot4(const double *r
         a2 += em_v4_load(x + 2 * p + j) * b;
         a3 += em_v4_load(x + 3 * p + j) * b;
     }
-    typedef int64_t em_v4_ix __attribute__((vector_size(32)));
-    /* (v0 + v1, w0 + w1, v2 + v3, w2 + w3), then the halves: ((v0 + v1) + (v2 + v3)) per row */
-    em_v4d t0 = __builtin_shuffle(a0, a1, (em_v4_ix){0, 4, 2, 6}) + __builtin_shuffle(a0, a1, (em_v4_ix){1, 5, 3, 7});
-    em_v4d t1 = __builtin_shuffle(a2, a3, (em_v4_ix){0, 4, 2, 6}) + __builtin_shuffle(a2, a3, (em_v4_ix){1, 5, 3, 7});
-    em_v4d sum = __builtin_shuffle(t0, t1, (em_v4_ix){0, 1, 4, 5}) + __builtin_shuffle(t0, t1, (em_v4_ix){2, 3, 6, 7});
+    /* (v0 + v1, w0 + w1, v2 + v3, w2 + w3), then the halves: ((v0 + v1) + (v2 + v3)) per row
+     * (__builtin_shufflevector: GCC 12 and clang alike) */
+    em_v4d t0 = __builtin_shufflevector(a0, a1, 0, 4, 2, 6) + __builtin_shufflevector(a0, a1, 1, 5, 3, 7);
+    em_v4d t1 = __builtin_shufflevector(a2, a3, 0, 4, 2, 6) + __builtin_shufflevector(a2, a3, 1, 5, 3, 7);
+    em_v4d sum = __builtin_shufflevector(t0, t1, 0, 1, 4, 5) + __builtin_shufflevector(t0, t1, 2, 3, 6, 7);
     for (; j < p; j++) sum += (em_v4d){x[j], x[p + j], x[2 * p + j], x[3 * p + j]} * EM_V4(beta[j]);
     return sum;
 }
