@@ -229,10 +229,6 @@ static void test_memory_independent_of_particles(void **state) {
 
 /* Sorting degrades instead of failing: without its scratch, em_sort_doubles sorts in place by
  * heapsort, to the same order; em_sort_order reports that it could not. */
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 static void test_sort_without_memory(void **state) {
     (void)state;
     enum { N = 1000 };
@@ -241,7 +237,7 @@ static void test_sort_without_memory(void **state) {
     tu_fill_uniform(x, N, -5, 5, 7);
     for (size_t i = 0; i < N; i += 7) x[i] = x[i / 2]; /* ties */
     memcpy(y, x, sizeof x);
-    qsort(y, N, sizeof *y, cmp_double);
+    qsort(y, N, sizeof *y, tu_cmp_double);
     long live0 = live;
     calls = 0;
     fail_at = 1;

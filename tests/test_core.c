@@ -438,10 +438,6 @@ static int teardown_dir(void **state) {
 /* em_sort_doubles and em_sort_order against qsort: sizes either side of the insertion cutoff,
  * ties, signed zeros, infinities, values that share their high bytes (one byte pass skipped) and
  * values spread over every exponent. */
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 static void test_sort(void **state) {
     (void)state;
     enum { N = 3000 };
@@ -463,7 +459,7 @@ static void test_sort(void **state) {
             }
             memcpy(y, x, n * sizeof *x);
             memcpy(z, x, n * sizeof *x);
-            qsort(y, n, sizeof *y, cmp_double);
+            qsort(y, n, sizeof *y, tu_cmp_double);
             em_sort_doubles(z, n);
             for (size_t i = 0; i < n; i++) assert_true(z[i] == y[i]);
             assert_int_equal(em_sort_order(x, n, ord), 0);

@@ -48,6 +48,11 @@ double tu_check_gradient(tu_tape_fn f, const double *x, size_t n, void *ctx, dou
     return worst;
 }
 
+int tu_cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
 void tu_fill_uniform(double *x, size_t n, double lo, double hi, uint64_t seed) {
     em_rng *r = em_rng_create(seed, 0);
     for (size_t i = 0; i < n; i++) x[i] = lo + (hi - lo) * em_rng_uniform(r);

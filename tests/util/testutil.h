@@ -25,6 +25,8 @@ double tu_check_gradient(tu_tape_fn f, const double *x, size_t n, void *ctx, dou
 
 /* Fill x with uniform values in [lo, hi) from a fixed-seed generator. */
 void tu_fill_uniform(double *x, size_t n, double lo, double hi, uint64_t seed);
+/* qsort's comparison of doubles, for reference sorts */
+int tu_cmp_double(const void *a, const void *b);
 
 /* Exact posterior of (a, b) for y_i ~ Normal(a + b x_i, 1) with a, b ~ Normal(0, 1/sqrt(prior_prec)):
  * precision Λ = [n, Σx; Σx, Σx²] + prior_prec·I, mean Λ⁻¹ [Σy, Σxy]; cov row-major 2×2. */
