@@ -582,7 +582,7 @@ static void test_cumulative(void **state) {
         double *tau[8], *bx = draws_of(p, "b_x"), *bz = draws_of(p, "b_z"), worst = 0, worst_share = 0;
         assert_true(K <= 8);
         for (size_t k = 0; k + 1 < K; k++) {
-            char nm[32];
+            char nm[48];
             snprintf(nm, sizeof nm, "b_Intercept[%zu]", k + 1);
             tau[k] = draws_of(p, nm);
         }
