@@ -11,7 +11,9 @@
  *
  * The negative-binomial, Gamma and ordered-logistic kernels make ONE pass over X (glm1_*): each
  * row's η, its term and ∂lp/∂η_i = r_i are computed and Σ r_i·x_i accumulated while the row is
- * in L1, so the backward pass reads no X at all. */
+ * in L1, so the backward pass reads no X at all; so do the normal and Bernoulli-logit GLMs in
+ * their common layout (a scalar α, constant X and y). The rows' exp and log go four at a time
+ * through internal/vmath.h. */
 #include "internal/mathx.h"
 #include "internal/vmath.h"
 #include "internal/dist_impl.h"
@@ -171,7 +173,6 @@ static void glm_eta(const em_tape *t, const em_dist *d, double *eta) {
 #endif
 
 enum { GLM_COLS_MAX = 8 };
-
 
 /* Few coefficients: Xt is X transposed (P columns of n). P is a compile-time constant, so the
  * loops over coefficients unroll into straight-line code. */
