@@ -421,6 +421,81 @@ static void test_one_pass_glm_moments_and_errors(void **state) {
     em_tape_destroy(t);
 }
 
+/* ---- the one-pass kernels' tiles and lanes -------------------------------------------------
+ * The pass runs in tiles of 64 rows and eight lanes: a tile's last rows are padded, a group of
+ * eight whose rows include one beyond the closed form's range (NB2 past |η| = 700, ordered past
+ * 300) goes row by row, and so do ordinal responses with more than 16 categories. On row counts
+ * either side of those boundaries, with such rows in several groups and tiles, each kernel
+ * against its unfused form, value and gradients to 1e-12. */
+enum { TR = 203 };
+static double tX[TR * NC], tyn[TR], tyg[TR], tyo[TR], tyo18[TR], toff[TR];
+typedef struct {
+    int kind, fused; /* 3 NB2, 4 Gamma, 5 ordered */
+    size_t n, K;     /* rows; categories (ordered) */
+} tile_ctx;
+
+static em_var tile_fn(em_tape *t, const double *x, size_t nx, em_var *lv, size_t *nl, void *vctx) {
+    const tile_ctx *c = vctx;
+    (void)nx;
+    size_t k = 0, off = 0;
+    em_var alpha = em_scalar(t, 0.0), par;
+    if (c->kind != 5) alpha = lv[k++] = em_leaf(t, x + off++, 1);
+    em_var beta = lv[k++] = em_leaf(t, x + off, NC);
+    off += NC;
+    par = lv[k++] = em_leaf(t, x + off, c->kind == 5 ? c->K - 1 : 1);
+    *nl = k;
+    em_var Xv = em_const_matrix(t, tX, c->n, NC);
+    const double *y = c->kind == 3 ? tyn : c->kind == 4 ? tyg : c->K == 4 ? tyo : tyo18;
+    em_dist d;
+    if (c->fused) {
+        d = c->kind == 3   ? em_dist_neg_binomial2_log_glm(t, Xv, alpha, beta, par, toff)
+            : c->kind == 4 ? em_dist_gamma_log_glm(t, Xv, alpha, beta, par, toff)
+                           : em_dist_ordered_logistic_glm(t, Xv, beta, par, toff);
+    } else {
+        em_var eta = em_op_add(t, em_op_add(t, em_op_matvec(t, Xv, beta), alpha), em_const(t, toff, c->n));
+        d = c->kind == 3   ? em_dist_neg_binomial2_log(t, eta, par)
+            : c->kind == 4 ? em_dist_gamma_mean(t, em_op_exp(t, eta), par)
+                           : em_dist_ordered_logistic(t, eta, par);
+    }
+    return em_dist_log_prob(&d, em_const(t, y, c->n));
+}
+
+static void test_one_pass_tiles_and_lanes(void **state) {
+    (void)state;
+    tu_fill_uniform(tX, TR * NC, -1, 1, 201);
+    em_rng *r = em_rng_create(202, 0);
+    for (int i = 0; i < TR; i++) {
+        tyn[i] = floor(8 * em_rng_uniform(r));
+        tyg[i] = 0.05 + 4 * em_rng_uniform(r);
+        tyo[i] = floor(4 * em_rng_uniform(r));
+        tyo18[i] = floor(18 * em_rng_uniform(r));
+    }
+    em_rng_destroy(r);
+    static const size_t ns[] = {1, 7, 8, 9, 64, 65, 71, 203};
+    for (int kind = 3; kind <= 5; kind++)
+        for (size_t K = 4; K <= (kind == 5 ? 18 : 4); K += 14)
+            for (size_t s = 0; s < sizeof ns / sizeof *ns; s++) {
+                /* rows out of the closed form's range in several groups (none for Gamma: its
+                 * unfused form overflows e^η first) */
+                for (int i = 0; i < TR; i++)
+                    toff[i] = kind == 4 || i % 29 != 5 ? 0.0 : (i % 2 ? 1.0 : -1.0) * (kind == 3 ? 720.0 : 320.0);
+                if (kind == 3)
+                    for (int i = 0; i < TR; i++) toff[i] = fmax(toff[i], 0.0); /* e^η past DBL_MAX: no */
+                tile_ctx c = {kind, 1, ns[s], K}, u = c;
+                u.fused = 0;
+                double x[1 + NC + 17];
+                size_t nx = (kind == 5 ? 0 : 1) + NC + (kind == 5 ? K - 1 : 1), o = 0;
+                if (kind != 5) x[o++] = 0.2;
+                tu_fill_uniform(x + o, NC, -0.5, 0.5, 203);
+                o += NC;
+                if (kind == 5)
+                    for (size_t k = 0; k + 1 < K; k++) x[o + k] = -2.0 + 4.0 * (double)k / (double)(K - 2);
+                else
+                    x[o] = 1.7;
+                assert_fused_matches(tile_fn, &c, &u, x, nx, 1e-12);
+            }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_glm_matches_unfused),
@@ -430,6 +505,7 @@ int main(void) {
         cmocka_unit_test(test_glm_moments_and_sampling),
         cmocka_unit_test(test_glm_offsets_and_one_pass_kernels),
         cmocka_unit_test(test_one_pass_glm_moments_and_errors),
+        cmocka_unit_test(test_one_pass_tiles_and_lanes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

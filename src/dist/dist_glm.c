@@ -12,8 +12,8 @@
  * The negative-binomial, Gamma and ordered-logistic kernels make ONE pass over X (glm1_*): each
  * row's η, its term and ∂lp/∂η_i = r_i are computed and Σ r_i·x_i accumulated while the row is
  * in L1, so the backward pass reads no X at all; so do the normal and Bernoulli-logit GLMs in
- * their common layout (a scalar α, constant X and y). The rows' exp and log go four at a time
- * through internal/vmath.h. */
+ * their common layout (a scalar α, constant X and y). The rows' exp and log go through
+ * internal/vmath.h, four at a time (normal, Bernoulli) or eight (glm1_*, in tiles of 64 rows). */
 #include "internal/mathx.h"
 #include "internal/vmath.h"
 #include "internal/dist_impl.h"
@@ -52,6 +52,7 @@ typedef struct {
     double ylog;    /* Gamma: Σ log y_i */
     double *hist;   /* negative binomial: (count, rows with it) pairs over the distinct counts */
     size_t nhist;
+    int y_inside;   /* NB2, Gamma, ordered: every y inside the family's support (y is data) */
     em_dist dist;   /* what a replay needs (internal/tape.h) */
     glm_kind kind;
 } glm_aux;
@@ -308,12 +309,13 @@ static void glm_explain(em_tape *t, const em_node *o, em_error *e);
  * scalar: log v, and for Gamma c0 = v·log v - lgamma(v) and its derivative c1 = log v + 1 - ψ(v)
  * (its α^α/Γ(α); NB2's φ^φ/Γ(φ) is folded into the rising factorial of its rows instead). */
 typedef struct {
-    double v, lv, c0, c1;
+    double v, iv, lv, c0, c1;
 } glm1_par;
 
 static inline glm1_par glm1_par_of(double v, int need) {
     glm1_par q;
     q.v = v;
+    q.iv = 1.0 / v;
     q.lv = log(v);
     q.c0 = v * q.lv - em_math_lgamma(v);
     q.c1 = need ? q.lv + 1.0 - gsl_sf_psi(v) : 0.0;
@@ -382,89 +384,161 @@ EM_ALWAYS_INLINE double glm1_row(glm_kind kind, double eta, double y, const glm1
     return v;
 }
 
-/* Four rows of the pass's common case, NB2 or Gamma with a scalar dispersion whose terms are
- * pooled, on four lanes: glm1_row's formulas with em_v4_exp and em_v4_log (NB2's log1p(μ/φ) as
- * em_math_log1p_via_log takes it, with 1/(1 + μ/φ) = φ/(μ + φ) from the division that gives w).
- * Returns 0, having changed nothing, when a row needs glm1_row's care (NB2 beyond |η| = 700,
- * where e^η overflows or flushes); else adds the rows' terms to *lp, *sr and *sdp, clears *ok
- * for a y outside the support and leaves ∂/∂η_i in rb. */
-EM_ALWAYS_INLINE int glm1_rows4(glm_kind kind, em_v4d e, em_v4d yv, const glm1_par *q, double *lp, double *sr,
-                                double *sdp, int *ok, double *rb) {
-    em_v4d v, r, dp;
-    em_v4i good;
+/* Ordinal responses with up to this many categories take the eight-lane rows (glm1_ord8), which
+ * pick each row's cutpoint terms by comparing y with every category; more go row by row. */
+enum { GLM_ORD_VEC_MAX = 16 };
+
+/* |η| < bound on every lane, compared as the magnitudes' bits (ordered like the magnitudes; a NaN's
+ * lie above infinity's): integer lanes, which every clone compares as vectors */
+EM_ALWAYS_INLINE int glm_eta_below(em_v8d e, double bound) {
+    uint64_t b;
+    memcpy(&b, &bound, sizeof b);
+    em_v8i in = (em_v8u)em_v8_abs(e) < EM_V8U(b);
+    return ((in[0] & in[1]) & (in[2] & in[3]) & (in[4] & in[5]) & (in[6] & in[7])) != 0;
+}
+
+/* Eight rows of the pass's common case, NB2 or Gamma with a scalar dispersion whose terms are
+ * pooled and every y inside the support (checked once per tape), on eight lanes: glm1_row's
+ * formulas with em_v8_exp and em_v8_log (NB2's log1p(μ/φ) as em_math_log1p_via_log takes it,
+ * with 1/(1 + μ/φ) = φ/(μ + φ) from the division that gives w). Only the lanes in `live` are rows
+ * (the others hold a harmless η = 0, y = 1 and add zeros). Returns 0, having changed nothing,
+ * when a row needs glm1_row's care (NB2 beyond |η| = 700, where e^η overflows or flushes; a
+ * non-finite η); else adds the rows' terms lane by lane to acc[0..2] (log density, ∂/∂η, ∂/∂v)
+ * and leaves ∂/∂η_i in rb. */
+EM_ALWAYS_INLINE int glm1_rows8(glm_kind kind, em_v8d e, em_v8d yv, em_v8i live, const glm1_par *q, em_v8d *acc,
+                                double *rb) {
+    em_v8d v, r, dp;
     if (kind == GLM_NB2) {
-        em_v4i in = em_v4_abs(e) < EM_V4(700.0);
-        if (!(in[0] & in[1] & in[2] & in[3])) return 0;
-        em_v4d phi = EM_V4(q->v), iphi = EM_V4(1.0 / q->v), mu = em_v4_exp(e), t = mu * iphi;
-        em_v4d W = EM_V4(1.0) + t, qd = EM_V4(1.0) / (mu + phi), w = mu * qd;
-        em_v4d sp = em_v4_log(W) + (t - (W - EM_V4(1.0))) * (phi * qd);
+        if (!glm_eta_below(e, 700.0)) return 0;
+        em_v8d phi = EM_V8(q->v), iphi = EM_V8(q->iv), mu = em_v8_exp(e), t = mu * iphi;
+        em_v8d W = EM_V8(1.0) + t, qd = EM_V8(1.0) / (mu + phi), w = mu * qd;
+        em_v8d sp = em_v8_log(W) + (t - (W - EM_V8(1.0))) * (phi * qd);
         r = yv - (yv + phi) * w;
-        v = yv * (e - EM_V4(q->lv) - sp) - phi * sp;
-        dp = w - sp - yv * (EM_V4(1.0) - w) * iphi;
-        /* a count: 0 ≤ y < 2^53 and whole (below 2^52 adding 2^52 rounds away any fraction) */
-        const em_v4d two52 = EM_V4(0x1p52);
-        good = (yv >= EM_V4(0.0)) & (yv < EM_V4(0x1p53)) & ((yv >= two52) | ((yv + two52) - two52 == yv));
+        v = yv * (e - EM_V8(q->lv) - sp) - phi * sp;
+        dp = w - sp - yv * (EM_V8(1.0) - w) * iphi;
     } else {
-        em_v4d al = EM_V4(q->v), ye = yv * em_v4_exp(-e);
-        r = al * (ye - EM_V4(1.0));
+        if (!glm_eta_below(e, __builtin_inf())) return 0;
+        em_v8d al = EM_V8(q->v), ye = yv * em_v8_exp(-e);
+        r = al * (ye - EM_V8(1.0));
         v = -al * (e + ye);
         dp = -e - ye;
-        good = (yv > EM_V4(0.0)) & (yv < EM_V4(__builtin_inf())) & (em_v4_abs(e) < EM_V4(__builtin_inf()));
     }
-    *lp += EM_V4_HSUM(v);
-    *sr += EM_V4_HSUM(r);
-    *sdp += EM_V4_HSUM(dp);
-    *ok &= (good[0] & good[1] & good[2] & good[3]) != 0;
-    em_v4_store(rb, r);
+    const em_v8d zero = EM_V8(0.0);
+    r = em_v8_select(live, r, zero);
+    acc[0] += em_v8_select(live, v, zero);
+    acc[1] += r;
+    acc[2] += em_v8_select(live, dp, zero);
+    em_v8_store(rb, r);
     return 1;
 }
 
-/* Four rows of the ordered-logistic pass on four lanes: em_ord_term's closed form for the
- * logistic (its branch for |η| < 300 with the cutpoints' terms positive: log P = lg -
- * log1p(A + B + AB), A = e^η·gap₃(k), B = gap₂(k-1)/e^η) with em_v4_exp and em_v4_log. The
- * rows' own cutpoint terms are gathered lane by lane. Returns 0, having changed nothing, when a
- * row needs em_ord_term itself (a y that is not a category, |η| ≥ 300, a gap term not
- * positive); else adds the terms to *lp, *sr and the cutpoints' partials to dcuts (NULL: not
- * wanted), and leaves ∂/∂η_i in rb. */
-EM_ALWAYS_INLINE int glm1_ord4(em_v4d eta, em_v4d yv, const double *gap, size_t K, double *lp, double *sr,
-                               double *dcuts, double *rb) {
-    double ga[4], gb[4], lg[4], ig[4];
-    size_t kk[4];
-    for (int l = 0; l < 4; l++) {
-        double y = yv[l];
-        if (!(y >= 0.0 && y <= (double)(K - 1) && y == floor(y) && fabs(eta[l]) < 300.0)) return 0;
-        size_t k = (size_t)y;
+/* The ordered-logistic cutpoints' terms by category, made once per evaluation from the gaps
+ * (em_ord_logistic_gaps): for category k, lg = log1m_exp(c_{k-1} - c_k) and ig = g_k (0 at
+ * the end categories), ga = e^{-c_k} (0 for the last) and gb = e^{c_{k-1}} (0 for the first).
+ * ok: every ga and gb a category uses is positive (no cutpoint beyond ±300), so that every row
+ * takes the closed form of glm1_ord8. */
+typedef struct {
+    double lg[GLM_ORD_VEC_MAX], ig[GLM_ORD_VEC_MAX], ga[GLM_ORD_VEC_MAX], gb[GLM_ORD_VEC_MAX];
+    int ok;
+} glm_ord_tab;
+
+static void glm_ord_tab_make(const double *gap, size_t K, glm_ord_tab *tb) {
+    tb->ok = 1;
+    for (size_t k = 0; k < K; k++) {
         int mid = k > 0 && k < K - 1;
-        kk[l] = k;
-        ga[l] = k < K - 1 ? gap[EM_ORD_GAP * k + 3] : 0.0;
-        gb[l] = k > 0 ? gap[EM_ORD_GAP * (k - 1) + 2] : 0.0;
-        if ((k < K - 1 && !(ga[l] > 0.0)) || (k > 0 && !(gb[l] > 0.0))) return 0;
-        lg[l] = mid ? gap[EM_ORD_GAP * k] : 0.0;
-        ig[l] = mid ? gap[EM_ORD_GAP * k + 1] : 0.0;
+        tb->lg[k] = mid ? gap[EM_ORD_GAP * k] : 0.0;
+        tb->ig[k] = mid ? gap[EM_ORD_GAP * k + 1] : 0.0;
+        tb->ga[k] = k < K - 1 ? gap[EM_ORD_GAP * k + 3] : 0.0;
+        tb->gb[k] = k > 0 ? gap[EM_ORD_GAP * (k - 1) + 2] : 0.0;
+        tb->ok &= (k == K - 1 || tb->ga[k] > 0.0) && (k == 0 || tb->gb[k] > 0.0);
     }
-    const em_v4d one = EM_V4(1.0);
-    em_v4d E = em_v4_exp(eta), A = E * em_v4_load(ga), B = em_v4_load(gb) / E;
+}
+
+/* Eight rows of the ordered-logistic pass (K ≤ GLM_ORD_VEC_MAX categories, every one taking the
+ * closed form, every y a category: checked once per tape): em_ord_term's logistic branch
+ * (log P = lg - log1p(A + B + AB), A = e^η·ga, B = gb/e^η) with em_v8_exp and em_v8_log. Each
+ * row's category terms are picked by comparing its category with every k, so there is no
+ * gather, and the cutpoints' partials are summed lane by lane in dacc (dacc[k] for c_k: the dhi
+ * of rows in category k and the dlo of rows in k + 1), not scattered one row at a time, whose
+ * store-to-load chains would serialise the rows. Returns 0, having changed nothing, when a row
+ * needs em_ord_term itself (|η| ≥ 300); else adds the terms lane by lane to acc[0..1] (log
+ * density, ∂/∂η) and leaves ∂/∂η_i in rb. */
+EM_ALWAYS_INLINE int glm1_ord8(em_v8d eta, em_v8d yv, em_v8i live, const glm_ord_tab *tb, size_t K, em_v8d *acc,
+                               em_v8d *dacc, double *rb) {
+    if (!glm_eta_below(eta, 300.0)) return 0;
+    const em_v8d one = EM_V8(1.0), zero = EM_V8(0.0), two52 = EM_V8(0x1p52);
+    /* the category as an integer: y + 2^52 holds it in its low bits (0 ≤ y < 2^52, whole) */
+    em_v8i cat = (em_v8i)(yv + two52) - (em_v8i)two52;
+    em_v8d lgv = EM_V8(tb->lg[0]), igv = EM_V8(tb->ig[0]), gav = EM_V8(tb->ga[0]), gbv = EM_V8(tb->gb[0]);
+    em_v8i is[GLM_ORD_VEC_MAX];
+    is[0] = cat == 0;
+    for (size_t k = 1; k < K; k++) {
+        is[k] = cat == (int64_t)k;
+        lgv = em_v8_select(is[k], EM_V8(tb->lg[k]), lgv);
+        igv = em_v8_select(is[k], EM_V8(tb->ig[k]), igv);
+        gav = em_v8_select(is[k], EM_V8(tb->ga[k]), gav);
+        gbv = em_v8_select(is[k], EM_V8(tb->gb[k]), gbv);
+    }
+    em_v8d E = em_v8_exp(eta), A = E * gav, B = gbv / E;
     /* W = 1 + A + B + AB = (1 + A)(1 + B), so one division gives 1/W, 1/(1 + A) and 1/(1 + B) */
-    em_v4d x = A + B + A * B, W = one + x, iW = one / W, igv = em_v4_load(ig);
-    em_v4d v = em_v4_load(lg) - (em_v4_log(W) + (x - (W - one)) * iW);
-    em_v4d dhi = A * (one + B) * iW + igv, dlo = -(B * (one + A) * iW) - igv; /* 0 at the end categories */
-    em_v4d r = -(dhi + dlo);
-    *lp += EM_V4_HSUM(v);
-    *sr += EM_V4_HSUM(r);
-    em_v4_store(rb, r);
-    for (int l = 0; dcuts && l < 4; l++) {
-        if (kk[l] < K - 1) dcuts[kk[l]] += dhi[l];
-        if (kk[l] > 0) dcuts[kk[l] - 1] += dlo[l];
-    }
+    em_v8d x = A + B + A * B, W = one + x, iW = one / W;
+    em_v8d v = lgv - (em_v8_log(W) + (x - (W - one)) * iW);
+    em_v8d dhi = A * (one + B) * iW + igv, dlo = -(B * (one + A) * iW) - igv; /* 0 at the end categories */
+    dhi = em_v8_select(live, dhi, zero);
+    dlo = em_v8_select(live, dlo, zero);
+    em_v8d r = -(dhi + dlo);
+    acc[0] += em_v8_select(live, v, zero);
+    acc[1] += r;
+    em_v8_store(rb, r);
+    for (size_t k = 0; k + 1 < K; k++)
+        dacc[k] += em_v8_select(is[k], dhi, zero) + em_v8_select(is[k + 1], dlo, zero);
     return 1;
 }
 
-/* The pass: η_i = α_i + offset_i + x_i·β, the row's term, and (when β needs its gradient)
- * Σ r_i·x_i updated once per block of four rows while they are in L1 (as glm_rows). r is kept
- * per row only when α is a vector or X needs a gradient. With a scalar dispersion the terms of
- * y and the dispersion alone are pooled: Gamma's from Σ log y (made once per tape, y being
- * data), NB2's from the counts' histogram (a->hist: Σ_v n_v·lgamma(v + φ) over the distinct
- * counts v instead of one lgamma and one ψ per row). */
+/* Rows per tile of the pass: its η, its terms, then Σ r_i·x_i, the tile's x_i (GLM1_TILE·p
+ * doubles) still in L1 for the third step. Each step is a loop of independent iterations, so the
+ * rows' exp and log overlap one another instead of waiting behind the dot products. */
+enum { GLM1_TILE = 64 };
+
+/* gb += Σ_i r_i·x_i over a tile of m rows of X (row-major, p columns), four rows at a time as
+ * (r0 x0 + r1 x1) + (r2 x2 + r3 x3), then the last m mod 4 one by one. Four columns of gb stay in
+ * a register across the whole tile (columns outside, rows inside): each column gets the same sums
+ * in the same order as row by row, with no store and reload of gb between blocks of rows. */
+EM_ALWAYS_INLINE void glm1_gradient(const double *restrict X, size_t m, size_t p, const double *restrict r,
+                                    double *restrict gb) {
+    size_t m4 = m & ~(size_t)3, j = 0;
+    for (; j + 4 <= p; j += 4) {
+        em_v4d acc = em_v4_load(gb + j);
+        size_t g = 0;
+        for (; g < m4; g += 4) {
+            const double *restrict x0 = X + g * p + j;
+            acc += (EM_V4(r[g]) * em_v4_load(x0) + EM_V4(r[g + 1]) * em_v4_load(x0 + p)) +
+                   (EM_V4(r[g + 2]) * em_v4_load(x0 + 2 * p) + EM_V4(r[g + 3]) * em_v4_load(x0 + 3 * p));
+        }
+        for (; g < m; g++) acc += EM_V4(r[g]) * em_v4_load(X + g * p + j);
+        em_v4_store(gb + j, acc);
+    }
+    for (; j < p; j++) {
+        double acc = gb[j];
+        size_t g = 0;
+        for (; g < m4; g += 4) {
+            const double *restrict x0 = X + g * p + j;
+            acc += (r[g] * x0[0] + r[g + 1] * x0[p]) + (r[g + 2] * x0[2 * p] + r[g + 3] * x0[3 * p]);
+        }
+        for (; g < m; g++) acc += r[g] * X[g * p + j];
+        gb[j] = acc;
+    }
+}
+
+/* The pass, a tile of GLM1_TILE rows at a time: η_i = α_i + offset_i + x_i·β for the tile, the
+ * rows' terms (eight lanes at a time where glm1_rows8 or glm1_ord8 takes them, else glm1_row),
+ * then, when β needs its gradient, Σ r_i·x_i over the tile while its rows are in L1. r is kept
+ * per row only when α is a vector or X needs a gradient. With a scalar dispersion the terms of y
+ * and the dispersion alone are pooled: Gamma's from Σ log y (made once per tape, y being data),
+ * NB2's from the counts' histogram (a->hist: Σ_v n_v·lgamma(v + φ) over the distinct counts v
+ * instead of one lgamma and one ψ per row). The eight-lane rows sum their terms lane by lane, and
+ * the lanes are added once at the end: the order is fixed by n alone, so every machine and clone
+ * gets the same bits. */
 EM_ALWAYS_INLINE int glm1_pass(glm_kind kind, em_tape *t, em_node *o, glm_aux *a) {
     const em_dist *d = &a->dist;
     const em_node *yn = em_node_get(t, (em_var){o->in[0]}), *Xn = em_node_get(t, d->p[0]);
@@ -482,52 +556,66 @@ EM_ALWAYS_INLINE int glm1_pass(glm_kind kind, em_tape *t, em_node *o, glm_aux *a
     glm1_par q = glm1_par_of(pn->val[0], need_par);
     double lp = 0.0, sr = 0.0, sdp = 0.0;
     int ok = 1;
-    size_t i = 0;
-#define GLM1_ROW(I, RI)                                                                       \
+    /* one row's term from its η (G: its place in the tile) */
+#define GLM1_ROW(I, G)                                                                        \
     do {                                                                                      \
-        double eta_ = av[(I) * sa] + (off ? off[I] : 0.0) + glm_row_dot(X + (I) * p, beta, p), dpi_ = 0.0; \
+        double dpi_ = 0.0;                                                                    \
         if (sp) q = glm1_par_of(pn->val[I], need_par);                                        \
-        lp += glm1_row(kind, eta_, y[(I) * sy], &q, need_par, pooled, pn->val, a->gap, K, a->dcuts, &(RI), &dpi_, &ok); \
-        sr += (RI);                                                                           \
-        if (r) r[I] = (RI);                                                                   \
+        lp += glm1_row(kind, etab[G], y[(I) * sy], &q, need_par, pooled, pn->val, a->gap, K, a->dcuts, &rt[G], &dpi_, &ok); \
+        sr += rt[G];                                                                          \
         if (need_par) {                                                                       \
             if (dpv) dpv[I] = dpi_;                                                           \
             else sdp += dpi_;                                                                 \
         }                                                                                     \
     } while (0)
-    /* glm1_rows4's and glm1_ord4's cases */
-    int four = ((kind == GLM_NB2 || kind == GLM_GAMMA) && !sp && pooled) || kind == GLM_ORDERED;
-    for (; i + 4 <= n; i += 4) {
-        double r0, r1, r2, r3, rb[4], sdp4 = 0.0;
-        em_v4d eb = EM_V4(0.0), yb = eb;
-        if (four) { /* (α_i + offset_i) + x_i·β, as GLM1_ROW adds them */
-            eb = (sa ? em_v4_load(av + i) : EM_V4(av[0])) + (off ? em_v4_load(off + i) : EM_V4(0.0));
-            eb += glm_row_dot4(X + i * p, beta, p);
-            yb = sy ? em_v4_load(y + i) : EM_V4(y[0]);
-        }
-        if (four && (kind == GLM_ORDERED ? glm1_ord4(eb, yb, a->gap, K, &lp, &sr, a->dcuts, rb)
-                                         : glm1_rows4(kind, eb, yb, &q, &lp, &sr, &sdp4, &ok, rb))) {
-            r0 = rb[0], r1 = rb[1], r2 = rb[2], r3 = rb[3];
-            if (r) memcpy(r + i, rb, sizeof rb);
-            if (need_par) sdp += sdp4;
-        } else {
-            GLM1_ROW(i, r0);
-            GLM1_ROW(i + 1, r1);
-            GLM1_ROW(i + 2, r2);
-            GLM1_ROW(i + 3, r3);
-        }
-        if (gb) {
-            const double *restrict x0 = X + i * p, *restrict x1 = x0 + p, *restrict x2 = x1 + p, *restrict x3 = x2 + p;
-            for (size_t j = 0; j < p; j++) gb[j] += (r0 * x0[j] + r1 * x1[j]) + (r2 * x2[j] + r3 * x3[j]);
-        }
+    /* the eight-lane rows: NB2 and Gamma with a scalar, pooled dispersion; ordinal responses with
+     * few categories whose cutpoints all take the closed form */
+    glm_ord_tab tb;
+    em_v8d dacc[GLM_ORD_VEC_MAX];
+    int ord8 = kind == GLM_ORDERED && K <= GLM_ORD_VEC_MAX;
+    if (ord8) {
+        glm_ord_tab_make(a->gap, K, &tb);
+        ord8 = tb.ok;
+        for (size_t k = 0; k < K; k++) dacc[k] = EM_V8(0.0);
     }
-    for (; i < n; i++) {
-        double ri;
-        GLM1_ROW(i, ri);
-        if (gb)
-            for (size_t j = 0; j < p; j++) gb[j] += ri * X[i * p + j];
+    int eight = a->y_inside && (((kind == GLM_NB2 || kind == GLM_GAMMA) && !sp && pooled) || ord8);
+    em_v8d acc[3] = {EM_V8(0.0), EM_V8(0.0), EM_V8(0.0)}; /* the eight-lane rows' sums, lane by lane */
+    double etab[GLM1_TILE], rt[GLM1_TILE], ypad[8];
+    const em_v8i lane = {0, 1, 2, 3, 4, 5, 6, 7};
+    for (size_t i0 = 0; i0 < n; i0 += GLM1_TILE) {
+        size_t m = n - i0 < GLM1_TILE ? n - i0 : GLM1_TILE, m4 = m & ~(size_t)3, g;
+        const double *restrict Xi = X + i0 * p;
+        /* η = (α_i + offset_i) + x_i·β */
+        for (g = 0; g < m4; g += 4) {
+            em_v4d e = (sa ? em_v4_load(av + i0 + g) : EM_V4(av[0])) + (off ? em_v4_load(off + i0 + g) : EM_V4(0.0));
+            em_v4_store(etab + g, e + glm_row_dot4(Xi + g * p, beta, p));
+        }
+        for (; g < m; g++) etab[g] = av[(i0 + g) * sa] + (off ? off[i0 + g] : 0.0) + glm_row_dot(Xi + g * p, beta, p);
+        /* the rows' terms: eight lanes at a time (the tile's last rows padded), or row by row */
+        for (g = 0; eight && g < m; g += 8) {
+            size_t i = i0 + g, live = m - g < 8 ? m - g : 8;
+            const double *yl = y + i;
+            if (live < 8 || !sy) { /* padding: η = 0, y = 1, inside every family's support */
+                for (size_t l = 0; l < 8; l++) ypad[l] = l < live ? y[(i + l) * sy] : 1.0;
+                for (size_t l = live; l < 8; l++) etab[g + l] = 0.0;
+                yl = ypad;
+            }
+            em_v8d eb = em_v8_load(etab + g), yb = em_v8_load(yl);
+            em_v8i lv = lane < (int64_t)live;
+            if (!(kind == GLM_ORDERED ? glm1_ord8(eb, yb, lv, &tb, K, acc, dacc, rt + g)
+                                      : glm1_rows8(kind, eb, yb, lv, &q, acc, rt + g)))
+                for (size_t l = 0; l < live; l++) GLM1_ROW(i + l, g + l);
+        }
+        for (g = 0; !eight && g < m; g++) GLM1_ROW(i0 + g, g);
+        if (r) memcpy(r + i0, rt, m * sizeof(double));
+        if (gb) glm1_gradient(Xi, m, p, rt, gb);
     }
 #undef GLM1_ROW
+    lp += EM_V8_HSUM(acc[0]);
+    sr += EM_V8_HSUM(acc[1]);
+    if (need_par) sdp += EM_V8_HSUM(acc[2]);
+    if (ord8 && a->dcuts)
+        for (size_t k = 0; k + 1 < K; k++) a->dcuts[k] += EM_V8_HSUM(dacc[k]);
     if (pooled && kind == GLM_GAMMA) { /* n·c0 + (α - 1)·Σ log y, and its partial */
         lp += (double)n * q.c0 + (q.v - 1.0) * a->ylog;
         sdp += (double)n * q.c1 + a->ylog;
@@ -922,6 +1010,13 @@ static em_var glm_lp(const em_dist *d, em_var value, glm_kind kind) {
             return em_tape_fail(t, EM_ERR_NOMEM, "%s: out of memory", nm);
         if (kind == GLM_GAMMA)
             for (size_t i = 0; i < n; i++) a->ylog += log(y->val[y->n == 1 ? 0 : i]);
+        a->y_inside = 1;
+        for (size_t i = 0; i < n; i++) {
+            double v = y->val[y->n == 1 ? 0 : i];
+            a->y_inside &= kind == GLM_NB2     ? em_pk_ok(EM_PK_COUNT, v, 0, 0, 0)
+                           : kind == GLM_GAMMA ? v > 0.0 && v < INFINITY
+                                               : v >= 0.0 && v <= (double)pn->n && v == floor(v);
+        }
     } else if (glm_one_pass_layout(t, o, kind)) {
         const em_node *X = em_node_get(t, d->p[0]);
         size_t p = X->cols;
