@@ -427,11 +427,11 @@ static void test_one_pass_glm_moments_and_errors(void **state) {
  * 300) goes row by row, and so do ordinal responses with more than 16 categories. On row counts
  * either side of those boundaries, with such rows in several groups and tiles, each kernel
  * against its unfused form, value and gradients to 1e-12. */
-enum { TR = 203 };
-static double tX[TR * NC], tyn[TR], tyg[TR], tyo[TR], tyo18[TR], toff[TR];
+enum { TR = 203, TP = 13 };
+static double tX[TR * TP], tyn[TR], tyg[TR], tyo[TR], tyo18[TR], toff[TR];
 typedef struct {
     int kind, fused; /* 3 NB2, 4 Gamma, 5 ordered */
-    size_t n, K;     /* rows; categories (ordered) */
+    size_t n, p, K;  /* rows; columns of X (5: four and one at a time; 13: eight, four, one); categories */
 } tile_ctx;
 
 static em_var tile_fn(em_tape *t, const double *x, size_t nx, em_var *lv, size_t *nl, void *vctx) {
@@ -440,11 +440,11 @@ static em_var tile_fn(em_tape *t, const double *x, size_t nx, em_var *lv, size_t
     size_t k = 0, off = 0;
     em_var alpha = em_scalar(t, 0.0), par;
     if (c->kind != 5) alpha = lv[k++] = em_leaf(t, x + off++, 1);
-    em_var beta = lv[k++] = em_leaf(t, x + off, NC);
-    off += NC;
+    em_var beta = lv[k++] = em_leaf(t, x + off, c->p);
+    off += c->p;
     par = lv[k++] = em_leaf(t, x + off, c->kind == 5 ? c->K - 1 : 1);
     *nl = k;
-    em_var Xv = em_const_matrix(t, tX, c->n, NC);
+    em_var Xv = em_const_matrix(t, tX, c->n, c->p);
     const double *y = c->kind == 3 ? tyn : c->kind == 4 ? tyg : c->K == 4 ? tyo : tyo18;
     em_dist d;
     if (c->fused) {
@@ -462,7 +462,7 @@ static em_var tile_fn(em_tape *t, const double *x, size_t nx, em_var *lv, size_t
 
 static void test_one_pass_tiles_and_lanes(void **state) {
     (void)state;
-    tu_fill_uniform(tX, TR * NC, -1, 1, 201);
+    tu_fill_uniform(tX, TR * TP, -1, 1, 201);
     em_rng *r = em_rng_create(202, 0);
     for (int i = 0; i < TR; i++) {
         tyn[i] = floor(8 * em_rng_uniform(r));
@@ -474,26 +474,25 @@ static void test_one_pass_tiles_and_lanes(void **state) {
     static const size_t ns[] = {1, 7, 8, 9, 64, 65, 71, 203};
     for (int kind = 3; kind <= 5; kind++)
         for (size_t K = 4; K <= (kind == 5 ? 18 : 4); K += 14)
-            for (size_t s = 0; s < sizeof ns / sizeof *ns; s++) {
-                /* rows out of the closed form's range in several groups (none for Gamma: its
-                 * unfused form overflows e^η first) */
-                for (int i = 0; i < TR; i++)
-                    toff[i] = kind == 4 || i % 29 != 5 ? 0.0 : (i % 2 ? 1.0 : -1.0) * (kind == 3 ? 720.0 : 320.0);
-                if (kind == 3)
-                    for (int i = 0; i < TR; i++) toff[i] = fmax(toff[i], 0.0); /* e^η past DBL_MAX: no */
-                tile_ctx c = {kind, 1, ns[s], K}, u = c;
-                u.fused = 0;
-                double x[1 + NC + 17];
-                size_t nx = (kind == 5 ? 0 : 1) + NC + (kind == 5 ? K - 1 : 1), o = 0;
-                if (kind != 5) x[o++] = 0.2;
-                tu_fill_uniform(x + o, NC, -0.5, 0.5, 203);
-                o += NC;
-                if (kind == 5)
-                    for (size_t k = 0; k + 1 < K; k++) x[o + k] = -2.0 + 4.0 * (double)k / (double)(K - 2);
-                else
-                    x[o] = 1.7;
-                assert_fused_matches(tile_fn, &c, &u, x, nx, 1e-12);
-            }
+            for (size_t p = NC; p <= TP; p += TP - NC)
+                for (size_t s = 0; s < sizeof ns / sizeof *ns; s++) {
+                    /* rows out of the closed form's range in several groups (none for Gamma: its
+                     * unfused form overflows e^η first) */
+                    for (int i = 0; i < TR; i++)
+                        toff[i] = kind == 4 || i % 29 != 5 ? 0.0 : (i % 2 ? 1.0 : -1.0) * (kind == 3 ? 720.0 : 320.0);
+                    tile_ctx c = {kind, 1, ns[s], p, K}, u = c;
+                    u.fused = 0;
+                    double x[1 + TP + 17];
+                    size_t nx = (kind == 5 ? 0 : 1) + p + (kind == 5 ? K - 1 : 1), o = 0;
+                    if (kind != 5) x[o++] = 0.2;
+                    tu_fill_uniform(x + o, p, -0.5 * 5 / (double)p, 0.5 * 5 / (double)p, 203);
+                    o += p;
+                    if (kind == 5)
+                        for (size_t k = 0; k + 1 < K; k++) x[o + k] = -2.0 + 4.0 * (double)k / (double)(K - 2);
+                    else
+                        x[o] = 1.7;
+                    assert_fused_matches(tile_fn, &c, &u, x, nx, 1e-12);
+                }
 }
 
 int main(void) {

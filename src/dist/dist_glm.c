@@ -384,8 +384,9 @@ EM_ALWAYS_INLINE double glm1_row(glm_kind kind, double eta, double y, const glm1
     return v;
 }
 
-/* Ordinal responses with up to this many categories take the eight-lane rows (glm1_ord8), which
- * pick each row's cutpoint terms by comparing y with every category; more go row by row. */
+/* Ordinal responses with up to this many categories take the eight-lane rows (glm1_ord_first8,
+ * glm1_ord_second8), which pick each row's cutpoint terms by comparing y with every category;
+ * more go row by row. */
 enum { GLM_ORD_VEC_MAX = 16 };
 
 /* |η| < bound on every lane, compared as the magnitudes' bits (ordered like the magnitudes; a NaN's
@@ -397,28 +398,48 @@ EM_ALWAYS_INLINE int glm_eta_below(em_v8d e, double bound) {
     return ((in[0] & in[1]) & (in[2] & in[3]) & (in[4] & in[5]) & (in[6] & in[7])) != 0;
 }
 
-/* Eight rows of the pass's common case, NB2 or Gamma with a scalar dispersion whose terms are
- * pooled and every y inside the support (checked once per tape), on eight lanes: glm1_row's
- * formulas with em_v8_exp and em_v8_log (NB2's log1p(μ/φ) as em_math_log1p_via_log takes it,
- * with 1/(1 + μ/φ) = φ/(μ + φ) from the division that gives w). Only the lanes in `live` are rows
- * (the others hold a harmless η = 0, y = 1 and add zeros). Returns 0, having changed nothing,
- * when a row needs glm1_row's care (NB2 beyond |η| = 700, where e^η overflows or flushes; a
- * non-finite η); else adds the rows' terms lane by lane to acc[0..2] (log density, ∂/∂η, ∂/∂v)
- * and leaves ∂/∂η_i in rb. */
-EM_ALWAYS_INLINE int glm1_rows8(glm_kind kind, em_v8d e, em_v8d yv, em_v8i live, const glm1_par *q, em_v8d *acc,
-                                double *rb) {
-    em_v8d v, r, dp;
+/* A row's term on eight lanes is a long chain of dependent operations (an exp, divisions, a log),
+ * and the CPU keeps only so many of them in flight: the pass runs each chain in two halves, the
+ * first half over every group of eight rows of a tile, then the second, each half a loop of
+ * short independent chains. glm1_mid holds a group's values between the halves. */
+typedef struct {
+    em_v8d u[6];
+} glm1_mid;
+
+/* The first half for eight rows of the pass's common case, NB2 or Gamma with a scalar
+ * dispersion whose terms are pooled and every y inside the support (checked once per tape):
+ * glm1_row's formulas with em_v8_exp (NB2's log1p(μ/φ) as em_math_log1p_via_log takes it, with
+ * 1/(1 + μ/φ) = φ/(μ + φ) from the division that gives w). Returns 0 when a row needs glm1_row's
+ * care (NB2 beyond |η| = 700, where e^η overflows or flushes; a non-finite η). */
+EM_ALWAYS_INLINE int glm1_first8(glm_kind kind, em_v8d e, em_v8d yv, const glm1_par *q, glm1_mid *m) {
     if (kind == GLM_NB2) {
         if (!glm_eta_below(e, 700.0)) return 0;
-        em_v8d phi = EM_V8(q->v), iphi = EM_V8(q->iv), mu = em_v8_exp(e), t = mu * iphi;
-        em_v8d W = EM_V8(1.0) + t, qd = EM_V8(1.0) / (mu + phi), w = mu * qd;
+        em_v8d mu = em_v8_exp(e), t = mu * EM_V8(q->iv), qd = EM_V8(1.0) / (mu + EM_V8(q->v));
+        m->u[0] = t;
+        m->u[1] = EM_V8(1.0) + t; /* W */
+        m->u[2] = qd;
+        m->u[3] = mu * qd; /* w = μ/(μ + φ) */
+        return 1;
+    }
+    if (!glm_eta_below(e, __builtin_inf())) return 0;
+    m->u[0] = yv * em_v8_exp(-e); /* y e^-η */
+    return 1;
+}
+
+/* The second half: the rows' terms added lane by lane to acc[0..2] (log density, ∂/∂η, ∂/∂v),
+ * ∂/∂η_i left in rb. Only the lanes in `live` are rows (the others hold a harmless η = 0, y = 1
+ * and add zeros). */
+EM_ALWAYS_INLINE void glm1_second8(glm_kind kind, em_v8d e, em_v8d yv, em_v8i live, const glm1_par *q,
+                                   const glm1_mid *m, em_v8d *acc, double *rb) {
+    em_v8d v, r, dp;
+    if (kind == GLM_NB2) {
+        em_v8d phi = EM_V8(q->v), t = m->u[0], W = m->u[1], qd = m->u[2], w = m->u[3];
         em_v8d sp = em_v8_log(W) + (t - (W - EM_V8(1.0))) * (phi * qd);
         r = yv - (yv + phi) * w;
         v = yv * (e - EM_V8(q->lv) - sp) - phi * sp;
-        dp = w - sp - yv * (EM_V8(1.0) - w) * iphi;
+        dp = w - sp - yv * (EM_V8(1.0) - w) * EM_V8(q->iv);
     } else {
-        if (!glm_eta_below(e, __builtin_inf())) return 0;
-        em_v8d al = EM_V8(q->v), ye = yv * em_v8_exp(-e);
+        em_v8d al = EM_V8(q->v), ye = m->u[0];
         r = al * (ye - EM_V8(1.0));
         v = -al * (e + ye);
         dp = -e - ye;
@@ -429,14 +450,13 @@ EM_ALWAYS_INLINE int glm1_rows8(glm_kind kind, em_v8d e, em_v8d yv, em_v8i live,
     acc[1] += r;
     acc[2] += em_v8_select(live, dp, zero);
     em_v8_store(rb, r);
-    return 1;
 }
 
 /* The ordered-logistic cutpoints' terms by category, made once per evaluation from the gaps
  * (em_ord_logistic_gaps): for category k, lg = log1m_exp(c_{k-1} - c_k) and ig = g_k (0 at
  * the end categories), ga = e^{-c_k} (0 for the last) and gb = e^{c_{k-1}} (0 for the first).
  * ok: every ga and gb a category uses is positive (no cutpoint beyond ±300), so that every row
- * takes the closed form of glm1_ord8. */
+ * takes the closed form of the eight-lane rows. */
 typedef struct {
     double lg[GLM_ORD_VEC_MAX], ig[GLM_ORD_VEC_MAX], ga[GLM_ORD_VEC_MAX], gb[GLM_ORD_VEC_MAX];
     int ok;
@@ -454,35 +474,49 @@ static void glm_ord_tab_make(const double *gap, size_t K, glm_ord_tab *tb) {
     }
 }
 
-/* Eight rows of the ordered-logistic pass (K ≤ GLM_ORD_VEC_MAX categories, every one taking the
- * closed form, every y a category: checked once per tape): em_ord_term's logistic branch
- * (log P = lg - log1p(A + B + AB), A = e^η·ga, B = gb/e^η) with em_v8_exp and em_v8_log. Each
- * row's category terms are picked by comparing its category with every k, so there is no
- * gather, and the cutpoints' partials are summed lane by lane in dacc (dacc[k] for c_k: the dhi
- * of rows in category k and the dlo of rows in k + 1), not scattered one row at a time, whose
- * store-to-load chains would serialise the rows. Returns 0, having changed nothing, when a row
- * needs em_ord_term itself (|η| ≥ 300); else adds the terms lane by lane to acc[0..1] (log
- * density, ∂/∂η) and leaves ∂/∂η_i in rb. */
-EM_ALWAYS_INLINE int glm1_ord8(em_v8d eta, em_v8d yv, em_v8i live, const glm_ord_tab *tb, size_t K, em_v8d *acc,
-                               em_v8d *dacc, double *rb) {
+/* The ordered-logistic rows in two halves as glm1_first8 and glm1_second8 (K ≤ GLM_ORD_VEC_MAX
+ * categories, every one taking the closed form, every y a category: checked once per tape):
+ * em_ord_term's logistic branch, log P = lg - log1p(A + B + AB) with A = e^η·ga, B = gb/e^η,
+ * by em_v8_exp and em_v8_log. Each row's category terms are picked by comparing its category
+ * with every k, so there is no gather. The first half returns 0 when a row needs em_ord_term
+ * itself (|η| ≥ 300). */
+EM_ALWAYS_INLINE em_v8i glm_ord_category(em_v8d yv) {
+    /* y + 2^52 holds the category in its low bits (0 ≤ y < 2^52, whole) */
+    const em_v8d two52 = EM_V8(0x1p52);
+    return (em_v8i)(yv + two52) - (em_v8i)two52;
+}
+
+EM_ALWAYS_INLINE int glm1_ord_first8(em_v8d eta, em_v8d yv, const glm_ord_tab *tb, size_t K, glm1_mid *m) {
     if (!glm_eta_below(eta, 300.0)) return 0;
-    const em_v8d one = EM_V8(1.0), zero = EM_V8(0.0), two52 = EM_V8(0x1p52);
-    /* the category as an integer: y + 2^52 holds it in its low bits (0 ≤ y < 2^52, whole) */
-    em_v8i cat = (em_v8i)(yv + two52) - (em_v8i)two52;
+    em_v8i cat = glm_ord_category(yv);
     em_v8d lgv = EM_V8(tb->lg[0]), igv = EM_V8(tb->ig[0]), gav = EM_V8(tb->ga[0]), gbv = EM_V8(tb->gb[0]);
-    em_v8i is[GLM_ORD_VEC_MAX];
-    is[0] = cat == 0;
     for (size_t k = 1; k < K; k++) {
-        is[k] = cat == (int64_t)k;
-        lgv = em_v8_select(is[k], EM_V8(tb->lg[k]), lgv);
-        igv = em_v8_select(is[k], EM_V8(tb->ig[k]), igv);
-        gav = em_v8_select(is[k], EM_V8(tb->ga[k]), gav);
-        gbv = em_v8_select(is[k], EM_V8(tb->gb[k]), gbv);
+        em_v8i is = cat == (int64_t)k;
+        lgv = em_v8_select(is, EM_V8(tb->lg[k]), lgv);
+        igv = em_v8_select(is, EM_V8(tb->ig[k]), igv);
+        gav = em_v8_select(is, EM_V8(tb->ga[k]), gav);
+        gbv = em_v8_select(is, EM_V8(tb->gb[k]), gbv);
     }
     em_v8d E = em_v8_exp(eta), A = E * gav, B = gbv / E;
+    m->u[0] = A;
+    m->u[1] = B;
+    m->u[2] = A + B + A * B; /* x */
+    m->u[3] = lgv;
+    m->u[4] = igv;
+    return 1;
+}
+
+/* The second half: the terms added lane by lane to acc[0..1] (log density, ∂/∂η), ∂/∂η_i left
+ * in rb, and the cutpoints' partials summed lane by lane in dacc (dacc[k] for c_k: the dhi of
+ * rows in category k and the dlo of rows in k + 1), not scattered one row at a time, whose
+ * store-to-load chains would serialise the rows. */
+EM_ALWAYS_INLINE void glm1_ord_second8(em_v8d yv, em_v8i live, size_t K, const glm1_mid *m, em_v8d *acc,
+                                       em_v8d *dacc, double *rb) {
+    const em_v8d one = EM_V8(1.0), zero = EM_V8(0.0);
+    em_v8d A = m->u[0], B = m->u[1], x = m->u[2], igv = m->u[4];
     /* W = 1 + A + B + AB = (1 + A)(1 + B), so one division gives 1/W, 1/(1 + A) and 1/(1 + B) */
-    em_v8d x = A + B + A * B, W = one + x, iW = one / W;
-    em_v8d v = lgv - (em_v8_log(W) + (x - (W - one)) * iW);
+    em_v8d W = one + x, iW = one / W;
+    em_v8d v = m->u[3] - (em_v8_log(W) + (x - (W - one)) * iW);
     em_v8d dhi = A * (one + B) * iW + igv, dlo = -(B * (one + A) * iW) - igv; /* 0 at the end categories */
     dhi = em_v8_select(live, dhi, zero);
     dlo = em_v8_select(live, dlo, zero);
@@ -490,9 +524,12 @@ EM_ALWAYS_INLINE int glm1_ord8(em_v8d eta, em_v8d yv, em_v8i live, const glm_ord
     acc[0] += em_v8_select(live, v, zero);
     acc[1] += r;
     em_v8_store(rb, r);
-    for (size_t k = 0; k + 1 < K; k++)
-        dacc[k] += em_v8_select(is[k], dhi, zero) + em_v8_select(is[k + 1], dlo, zero);
-    return 1;
+    em_v8i cat = glm_ord_category(yv), below = cat == 0;
+    for (size_t k = 0; k + 1 < K; k++) {
+        em_v8i above = cat == (int64_t)(k + 1);
+        dacc[k] += em_v8_select(below, dhi, zero) + em_v8_select(above, dlo, zero);
+        below = above;
+    }
 }
 
 /* Rows per tile of the pass: its η, its terms, then Σ r_i·x_i, the tile's x_i (GLM1_TILE·p
@@ -500,39 +537,49 @@ EM_ALWAYS_INLINE int glm1_ord8(em_v8d eta, em_v8d yv, em_v8i live, const glm_ord
  * rows' exp and log overlap one another instead of waiting behind the dot products. */
 enum { GLM1_TILE = 64 };
 
+/* Part k of `parts` of the bytes at p, a cache line at a time, asked into cache */
+EM_ALWAYS_INLINE void glm_prefetch_part(const char *p, size_t bytes, size_t k, size_t parts) {
+    size_t lines = (bytes + 63) / 64, from = lines * k / parts, to = lines * (k + 1) / parts;
+    for (size_t l = from; l < to; l++) __builtin_prefetch(p + 64 * l);
+}
+
 /* gb += Σ_i r_i·x_i over a tile of m rows of X (row-major, p columns), four rows at a time as
- * (r0 x0 + r1 x1) + (r2 x2 + r3 x3), then the last m mod 4 one by one. Four columns of gb stay in
- * a register across the whole tile (columns outside, rows inside): each column gets the same sums
- * in the same order as row by row, with no store and reload of gb between blocks of rows. */
+ * (r0 x0 + r1 x1) + (r2 x2 + r3 x3), then the last m mod 4 one by one. Eight (then four) columns
+ * of gb stay in a register across the whole tile (columns outside, rows inside): each column gets
+ * the same sums in the same order as row by row, with no store and reload of gb between blocks.
+ * One loop, written once for eight, four and one column at a time. */
+#define GLM1_GRADIENT_COLUMNS(V, LOAD, STORE, SPLAT, W)                                                   \
+    for (; j + (W) <= p; j += (W)) {                                                                  \
+        V acc = LOAD(gb + j);                                                                         \
+        size_t g = 0;                                                                                 \
+        for (; g < m4; g += 4) {                                                                      \
+            const double *restrict x0 = X + g * p + j;                                                \
+            acc += (SPLAT(r[g]) * LOAD(x0) + SPLAT(r[g + 1]) * LOAD(x0 + p)) +                        \
+                   (SPLAT(r[g + 2]) * LOAD(x0 + 2 * p) + SPLAT(r[g + 3]) * LOAD(x0 + 3 * p));         \
+        }                                                                                             \
+        for (; g < m; g++) acc += SPLAT(r[g]) * LOAD(X + g * p + j);                                  \
+        STORE(gb + j, acc);                                                                           \
+    }
+#define GLM_LOAD1(p) (*(p))
+#define GLM_STORE1(p, v) (*(p) = (v))
+#define GLM_SPLAT1(c) (c)
 EM_ALWAYS_INLINE void glm1_gradient(const double *restrict X, size_t m, size_t p, const double *restrict r,
                                     double *restrict gb) {
     size_t m4 = m & ~(size_t)3, j = 0;
-    for (; j + 4 <= p; j += 4) {
-        em_v4d acc = em_v4_load(gb + j);
-        size_t g = 0;
-        for (; g < m4; g += 4) {
-            const double *restrict x0 = X + g * p + j;
-            acc += (EM_V4(r[g]) * em_v4_load(x0) + EM_V4(r[g + 1]) * em_v4_load(x0 + p)) +
-                   (EM_V4(r[g + 2]) * em_v4_load(x0 + 2 * p) + EM_V4(r[g + 3]) * em_v4_load(x0 + 3 * p));
-        }
-        for (; g < m; g++) acc += EM_V4(r[g]) * em_v4_load(X + g * p + j);
-        em_v4_store(gb + j, acc);
-    }
-    for (; j < p; j++) {
-        double acc = gb[j];
-        size_t g = 0;
-        for (; g < m4; g += 4) {
-            const double *restrict x0 = X + g * p + j;
-            acc += (r[g] * x0[0] + r[g + 1] * x0[p]) + (r[g + 2] * x0[2 * p] + r[g + 3] * x0[3 * p]);
-        }
-        for (; g < m; g++) acc += r[g] * X[g * p + j];
-        gb[j] = acc;
-    }
+    GLM1_GRADIENT_COLUMNS(em_v8d, em_v8_load, em_v8_store, EM_V8, 8)
+    GLM1_GRADIENT_COLUMNS(em_v4d, em_v4_load, em_v4_store, EM_V4, 4)
+    GLM1_GRADIENT_COLUMNS(double, GLM_LOAD1, GLM_STORE1, GLM_SPLAT1, 1)
 }
+#undef GLM_LOAD1
+#undef GLM_STORE1
+#undef GLM_SPLAT1
+#undef GLM1_GRADIENT_COLUMNS
 
 /* The pass, a tile of GLM1_TILE rows at a time: η_i = α_i + offset_i + x_i·β for the tile, the
- * rows' terms (eight lanes at a time where glm1_rows8 or glm1_ord8 takes them, else glm1_row),
- * then, when β needs its gradient, Σ r_i·x_i over the tile while its rows are in L1. r is kept
+ * rows' terms (eight lanes at a time in two halves where glm1_first8 / glm1_ord_first8 take them,
+ * else glm1_row), then, when β needs its gradient, Σ r_i·x_i over the tile while its rows are in
+ * L1. While the terms are computed the next tile's X is fetched, so only the first tile's η waits
+ * on memory. r is kept
  * per row only when α is a vector or X needs a gradient. With a scalar dispersion the terms of y
  * and the dispersion alone are pooled: Gamma's from Σ log y (made once per tape, y being data),
  * NB2's from the counts' histogram (a->hist: Σ_v n_v·lgamma(v + φ) over the distinct counts v
@@ -580,31 +627,51 @@ EM_ALWAYS_INLINE int glm1_pass(glm_kind kind, em_tape *t, em_node *o, glm_aux *a
     }
     int eight = a->y_inside && (((kind == GLM_NB2 || kind == GLM_GAMMA) && !sp && pooled) || ord8);
     em_v8d acc[3] = {EM_V8(0.0), EM_V8(0.0), EM_V8(0.0)}; /* the eight-lane rows' sums, lane by lane */
-    double etab[GLM1_TILE], rt[GLM1_TILE], ypad[8];
+    double etab[GLM1_TILE], rt[GLM1_TILE], ytile[GLM1_TILE];
+    glm1_mid mid[GLM1_TILE / 8];
+    int whole[GLM1_TILE / 8];
     const em_v8i lane = {0, 1, 2, 3, 4, 5, 6, 7};
     for (size_t i0 = 0; i0 < n; i0 += GLM1_TILE) {
         size_t m = n - i0 < GLM1_TILE ? n - i0 : GLM1_TILE, m4 = m & ~(size_t)3, g;
         const double *restrict Xi = X + i0 * p;
+        /* the next tile's rows of X, fetched into cache while this tile's terms are computed
+         * (the η loop alone waits on memory; the terms' loops read none) */
+        const char *next = (const char *)(Xi + m * p);
+        size_t next_bytes = i0 + m < n ? (n - i0 - m < GLM1_TILE ? n - i0 - m : GLM1_TILE) * p * sizeof(double) : 0;
         /* η = (α_i + offset_i) + x_i·β */
         for (g = 0; g < m4; g += 4) {
             em_v4d e = (sa ? em_v4_load(av + i0 + g) : EM_V4(av[0])) + (off ? em_v4_load(off + i0 + g) : EM_V4(0.0));
             em_v4_store(etab + g, e + glm_row_dot4(Xi + g * p, beta, p));
         }
         for (; g < m; g++) etab[g] = av[(i0 + g) * sa] + (off ? off[i0 + g] : 0.0) + glm_row_dot(Xi + g * p, beta, p);
-        /* the rows' terms: eight lanes at a time (the tile's last rows padded), or row by row */
-        for (g = 0; eight && g < m; g += 8) {
-            size_t i = i0 + g, live = m - g < 8 ? m - g : 8;
-            const double *yl = y + i;
-            if (live < 8 || !sy) { /* padding: η = 0, y = 1, inside every family's support */
-                for (size_t l = 0; l < 8; l++) ypad[l] = l < live ? y[(i + l) * sy] : 1.0;
-                for (size_t l = live; l < 8; l++) etab[g + l] = 0.0;
-                yl = ypad;
+        /* the rows' terms: eight lanes at a time, in two halves over the tile (the tile's last rows
+         * padded: η = 0, y = 1, inside every family's support), or row by row */
+        if (eight) {
+            size_t ng = (m + 7) / 8;
+            const double *yt = y + i0;
+            if (!sy || m < GLM1_TILE) {
+                for (g = 0; g < 8 * ng; g++) ytile[g] = g < m ? y[(i0 + g) * sy] : 1.0;
+                for (g = m; g < 8 * ng; g++) etab[g] = 0.0;
+                yt = ytile;
             }
-            em_v8d eb = em_v8_load(etab + g), yb = em_v8_load(yl);
-            em_v8i lv = lane < (int64_t)live;
-            if (!(kind == GLM_ORDERED ? glm1_ord8(eb, yb, lv, &tb, K, acc, dacc, rt + g)
-                                      : glm1_rows8(kind, eb, yb, lv, &q, acc, rt + g)))
-                for (size_t l = 0; l < live; l++) GLM1_ROW(i + l, g + l);
+            for (size_t h = 0; h < ng; h++) {
+                glm_prefetch_part(next, next_bytes, h, 2 * ng);
+                em_v8d eb = em_v8_load(etab + 8 * h), yb = em_v8_load(yt + 8 * h);
+                whole[h] = kind == GLM_ORDERED ? glm1_ord_first8(eb, yb, &tb, K, mid + h)
+                                               : glm1_first8(kind, eb, yb, &q, mid + h);
+            }
+            for (size_t h = 0; h < ng; h++) {
+                glm_prefetch_part(next, next_bytes, ng + h, 2 * ng);
+                size_t live = m - 8 * h < 8 ? m - 8 * h : 8;
+                em_v8d eb = em_v8_load(etab + 8 * h), yb = em_v8_load(yt + 8 * h);
+                em_v8i lv = lane < (int64_t)live;
+                if (!whole[h])
+                    for (size_t l = 0; l < live; l++) GLM1_ROW(i0 + 8 * h + l, 8 * h + l);
+                else if (kind == GLM_ORDERED)
+                    glm1_ord_second8(yb, lv, K, mid + h, acc, dacc, rt + 8 * h);
+                else
+                    glm1_second8(kind, eb, yb, lv, &q, mid + h, acc, rt + 8 * h);
+            }
         }
         for (g = 0; !eight && g < m; g++) GLM1_ROW(i0 + g, g);
         if (r) memcpy(r + i0, rt, m * sizeof(double));
