@@ -64,15 +64,20 @@ static double cdf_of(int probit, double x) { return probit ? em_math_Phi(x) : em
 static void cumulative_row(double eta, const double *tau, size_t K, int probit, double u, double *prob,
                            double *ydraw, double *mean) {
     double m = 0.0, acc = 0.0;
+    /* F(τ_{k-1} - η) and, once it is above ½, its upper tail F(η - τ_{k-1}), carried from the
+     * category below: each CDF is evaluated once */
+    double lo = 0.0, lo_tail = 1.0;
     size_t pick = K - 1;
     for (size_t k = 0; k < K; k++) {
-        double lo = k > 0 ? cdf_of(probit, tau[k - 1] - eta) : 0.0;
-        double pk = lo > 0.5 ? cdf_of(probit, eta - tau[k - 1]) - (k + 1 < K ? cdf_of(probit, eta - tau[k]) : 0.0)
-                             : (k + 1 < K ? cdf_of(probit, tau[k] - eta) : 1.0) - lo;
+        double hi = k + 1 < K ? cdf_of(probit, tau[k] - eta) : 1.0;
+        double hi_tail = hi > 0.5 && k + 1 < K ? cdf_of(probit, eta - tau[k]) : 0.0; /* used above ½ only */
+        double pk = lo > 0.5 ? lo_tail - hi_tail : hi - lo;
         prob[k] = pk > 0.0 ? pk : 0.0;
         m += (double)(k + 1) * prob[k];
         acc += prob[k];
         if (pick == K - 1 && k + 1 < K && u < acc) pick = k;
+        lo = hi;
+        lo_tail = hi_tail;
     }
     *ydraw = (double)(pick + 1);
     *mean = m;
