@@ -747,9 +747,20 @@ EM_V4_INLINE em_v4i bern_logit_4(em_v4d yv, em_v4d eta, em_v4d *lp, em_v4d *r) {
     return (yv == EM_V4(0.0)) | (yv == EM_V4(1.0));
 }
 
+/* A block of m ≤ 4 rows, their y and η in yb and eb (the lanes past m padded with 0), through
+ * bern_logit_4: the terms in lb and ∂/∂η in rb, zero in the padding's lanes. The last block of
+ * every Bernoulli kernel goes through here, so a row's terms do not depend on where it falls. */
+EM_ALWAYS_INLINE em_v4i bern_logit_block(const double *yb, const double *eb, size_t m, double *lb, double *rb) {
+    em_v4d lp, rv;
+    em_v4i good = bern_logit_4(em_v4_load(yb), em_v4_load(eb), &lp, &rv);
+    em_v4_store(lb, lp);
+    em_v4_store(rb, rv);
+    for (size_t k = m; k < 4; k++) lb[k] = rb[k] = 0.0;
+    return good;
+}
+
 /* r holds η on entry and ∂lp/∂η on exit; returns Σ_i log p(y_i | η_i), *ok cleared when a y is
- * not 0 or 1. The last n mod 4 rows go through the same lanes, padded, so a row's terms do not
- * depend on where it falls. */
+ * not 0 or 1. The last n mod 4 rows go through bern_logit_block. */
 GLM_KERNEL static double bern_logit_rows(const double *restrict y, size_t sy, double *restrict r, size_t n, int *ok) {
     em_v4d acc = EM_V4(0.0), lp, rv;
     em_v4i good = {-1, -1, -1, -1};
@@ -766,9 +777,7 @@ GLM_KERNEL static double bern_logit_rows(const double *restrict y, size_t sy, do
             yb[k] = y[(i + k) * sy];
             eb[k] = r[i + k];
         }
-        good &= bern_logit_4(em_v4_load(yb), em_v4_load(eb), &lp, &rv);
-        em_v4_store(lb, lp);
-        em_v4_store(rb, rv);
+        good &= bern_logit_block(yb, eb, n - i, lb, rb);
         for (size_t k = 0; i + k < n; k++) {
             sum += lb[k];
             r[i + k] = rb[k];
@@ -781,7 +790,7 @@ GLM_KERNEL static double bern_logit_rows(const double *restrict y, size_t sy, do
 /* The one-pass Bernoulli-logit GLM (as normal_glm_one_pass): η for four rows at a time from X
  * (transposed, few coefficients: bern_cols; by rows otherwise: bern_rows), their terms and
  * ∂/∂η by bern_logit_4, and Σ r_i·x_i and Σ r_i accumulated while the rows are in registers.
- * off is the offset or NULL. A padded last block keeps each row's terms independent of n. */
+ * off is the offset or NULL. The last block goes through bern_logit_block. */
 EM_ALWAYS_INLINE double bern_cols(const double *restrict Xt, size_t n, const size_t P, const double *restrict y,
                                   size_t sy, double alpha, const double *restrict off, const double *restrict beta,
                                   double *restrict gb, double *sum_r, int *ok) {
@@ -811,9 +820,7 @@ EM_ALWAYS_INLINE double bern_cols(const double *restrict Xt, size_t n, const siz
             yb[k] = y[(i + k) * sy];
             eb[k] = eta;
         }
-        good &= bern_logit_4(em_v4_load(yb), em_v4_load(eb), &lp, &rv);
-        em_v4_store(lb, lp);
-        em_v4_store(rb, rv);
+        good &= bern_logit_block(yb, eb, n - i, lb, rb);
         for (size_t k = 0; i + k < n; k++) {
             sum += lb[k];
             sum_res += rb[k];
@@ -828,7 +835,7 @@ EM_ALWAYS_INLINE double bern_cols(const double *restrict Xt, size_t n, const siz
 EM_ALWAYS_INLINE double bern_rows(const double *restrict X, size_t n, size_t p, const double *restrict y, size_t sy,
                                   double alpha, const double *restrict off, const double *restrict beta,
                                   double *restrict gb, double *sum_r, int *ok) {
-    em_v4d acc = EM_V4(0.0), sr = EM_V4(0.0), lp, rv;
+    em_v4d acc = EM_V4(0.0), sr = EM_V4(0.0);
     em_v4i good = {-1, -1, -1, -1};
     for (size_t i = 0; i < n; i += 4) {
         size_t m = n - i < 4 ? n - i : 4; /* rows in this block: the last may be padded */
@@ -838,10 +845,7 @@ EM_ALWAYS_INLINE double bern_rows(const double *restrict X, size_t n, size_t p, 
             yb[k] = y[(i + k) * sy];
             eb[k] = alpha + (off ? off[i + k] : 0.0) + glm_row_dot(x0 + k * p, beta, p);
         }
-        good &= bern_logit_4(em_v4_load(yb), em_v4_load(eb), &lp, &rv);
-        em_v4_store(lb, lp);
-        em_v4_store(rb, rv);
-        for (size_t k = m; k < 4; k++) lb[k] = rb[k] = 0.0; /* padding adds nothing */
+        good &= bern_logit_block(yb, eb, m, lb, rb);
         acc += em_v4_load(lb);
         sr += em_v4_load(rb);
         if (m == 4) {
