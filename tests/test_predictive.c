@@ -295,6 +295,66 @@ static void test_rugged_bands_on_grid(void **state) {
     rugged_data_free(&d);
 }
 
+/* options.ndraws = k: k draws, draw j from given draw floor(j·S/k), the same for per-site values,
+ * θ and the log-likelihood; the prior simply runs k times; k ≥ S and 0 use every draw. The
+ * given draws are labelled (a = the draw's index), so the picks can be read off. */
+static void test_ndraws_option(void **state) {
+    (void)state;
+    reg_data train = {NT, XT, YT};
+    enum { S = 10, K = 4 };
+    double vals[2 * S], theta[2 * S];
+    for (int d = 0; d < S; d++) {
+        vals[2 * d] = theta[2 * d] = (double)d; /* a */
+        vals[2 * d + 1] = theta[2 * d + 1] = 0.5;
+    }
+    const char *names[2] = {"a", "b"};
+    const size_t lens[2] = {1, 1};
+    em_error e = {0};
+    em_logdensity *ld = em_logdensity_from_model(reg_model, &train, NULL, &e);
+    assert_non_null(ld);
+    for (size_t k = 0; k <= S + 2; k += 1) {
+        em_predictive_options po = {.seed = 3, .ndraws = k};
+        size_t want = k == 0 || k >= S ? S : k;
+        em_predictive *pv = NULL, *pt = NULL, *pl = NULL, *pp = NULL;
+        assert_int_equal(em_predictive_posterior(reg_model, &train, names, lens, 2, vals, S, &po, &pv, &e), EM_OK);
+        assert_int_equal(em_predictive_theta(reg_model, &train, ld, theta, S, &po, &pt, &e), EM_OK);
+        assert_int_equal(em_predictive_log_lik(reg_model, &train, names, lens, 2, vals, S, &po, &pl, &e), EM_OK);
+        assert_int_equal(em_predictive_prior(reg_model, &train, S, &po, &pp, &e), EM_OK);
+        assert_int_equal(pv->ndraws, want);
+        assert_int_equal(pt->ndraws, want);
+        assert_int_equal(pl->ndraws, want);
+        assert_int_equal(pp->ndraws, want);
+        const em_pred_site *av = em_predictive_site(pv, "a"), *at = em_predictive_site(pt, "a");
+        const em_pred_site *ll = em_predictive_site(pl, "y");
+        for (size_t j = 0; j < want; j++) {
+            size_t pick = j * S / want;
+            assert_true(av->draws[j] == (double)pick);
+            assert_true(at->draws[j] == (double)pick);
+            /* the log-likelihood at the picked draw: y_i ~ N(a + 0.5 x_i, 1) */
+            for (int i = 0; i < NT; i++) {
+                double r = YT[i] - ((double)pick + 0.5 * XT[i]);
+                tu_assert_close(ll->draws[j * NT + i], -0.5 * r * r - 0.91893853320467274, 1e-12, 1e-12);
+            }
+        }
+        /* the same seed gives the picked draws the predictive values a run of those rows alone gives */
+        if (want == K) {
+            double sub[2 * K];
+            for (size_t j = 0; j < K; j++) memcpy(sub + 2 * j, vals + 2 * (j * S / K), 2 * sizeof(double));
+            em_predictive *ps = NULL;
+            em_predictive_options p0 = {.seed = 3};
+            assert_int_equal(em_predictive_posterior(reg_model, &train, names, lens, 2, sub, K, &p0, &ps, &e), EM_OK);
+            assert_memory_equal(em_predictive_site(ps, "y")->draws, em_predictive_site(pv, "y")->draws,
+                                K * NT * sizeof(double));
+            em_predictive_free(ps);
+        }
+        em_predictive_free(pv);
+        em_predictive_free(pt);
+        em_predictive_free(pl);
+        em_predictive_free(pp);
+    }
+    em_logdensity_destroy(ld);
+}
+
 int main(void) {
     make_data();
     const struct CMUnitTest tests[] = {
@@ -303,6 +363,7 @@ int main(void) {
         cmocka_unit_test(test_from_nuts_draws),
         cmocka_unit_test(test_from_site_values_and_errors),
         cmocka_unit_test(test_prior_predictive),
+        cmocka_unit_test(test_ndraws_option),
         cmocka_unit_test(test_rugged_bands_on_grid),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

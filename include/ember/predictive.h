@@ -45,9 +45,10 @@ typedef struct em_predictive_options {
      * and their order are those a stored run would hold. */
     em_pred_draw_fn on_draw;
     void *on_draw_arg;
-    /* em_posterior_predict only: 0 uses every draw; k uses k of them spread evenly over the
-     * chains (draw j of the result is posterior draw floor(j·S/k) of S), as brms's ndraws does
-     * for a figure or a quick look. k ≥ S uses every draw. */
+    /* 0 uses every draw; k makes k of them, as brms's ndraws does for a figure or a quick look:
+     * from given draws (em_predictive_posterior, _theta, _log_lik, em_posterior_predict) spread
+     * evenly over them, draw j of the result from draw floor(j·S/k) of the S given; the prior
+     * and the guide simply run k times. k ≥ S uses every draw. */
     size_t ndraws;
 } em_predictive_options;
 

@@ -1012,11 +1012,7 @@ em_status em_posterior_predict(const em_posterior *p, const void *data, const em
     if (o.seed == 0) o.seed = p->seed;
     double *x = latent_rows(p, err);
     if (!x) return EM_ERR_NOMEM;
-    size_t S = p->nchains * p->ndraws, w = p->nlatent_vals;
-    if (o.ndraws && o.ndraws < S) { /* rows floor(j·S/k), j < k, moved up in place (the index never falls behind j) */
-        for (size_t j = 0; j < o.ndraws; j++) memmove(x + j * w, x + (j * S / o.ndraws) * w, w * sizeof *x);
-        S = o.ndraws;
-    }
+    size_t S = p->nchains * p->ndraws;
     s = em_predictive_posterior(p->model, data ? data : p->data, p->latent_names, p->latent_lens, p->nlatent, x, S,
                                 &o, out, err);
     free(x);

@@ -80,10 +80,12 @@ static em_status run_draws(em_model_fn model, const void *data, const pred_src *
     m->evaluate_only = 1;
     m->predicting = !o.keep_observed && !src->log_lik;
     em_model_set_params(m, o.params);
-    p->ndraws = ndraws;
+    /* options.ndraws = k < ndraws: k draws, draw d from given row floor(d·ndraws/k) */
+    size_t nout = o.ndraws && o.ndraws < ndraws ? o.ndraws : ndraws;
+    p->ndraws = nout;
     for (size_t k = 1; k < src->nsites; k++) offs[k] = offs[k - 1] + src->lens[k - 1];
     em_tape *t = em_model_tape(m);
-    for (size_t d = 0; d < ndraws && s == EM_OK; d++) {
+    for (size_t d = 0; d < nout && s == EM_OK; d++) {
         em_tape_reset(t);
         em_trace_clear(mtr);
         em_seed_handler sh;
@@ -109,7 +111,8 @@ static em_status run_draws(em_model_fn model, const void *data, const pred_src *
             em_replay_handler_init(&rh, gtr);
             em_push(m, &rh.base);
         } else if (src->kind == SRC_SUBST) {
-            for (size_t k = 0; k < src->nsites; k++) vals[k] = src->draws + d * src->row_len + offs[k];
+            size_t in = nout == ndraws ? d : d * ndraws / nout;
+            for (size_t k = 0; k < src->nsites; k++) vals[k] = src->draws + in * src->row_len + offs[k];
             em_substitute_handler_init(&subh, src->names, vals, src->lens, src->nsites);
             em_push(m, &subh.base);
         }
@@ -152,7 +155,7 @@ static em_status run_draws(em_model_fn model, const void *data, const pred_src *
                 ps->kind = site->kind;
                 /* log-likelihood: one term per event (per observation of a univariate site) */
                 ps->len = src->log_lik ? site->len / em_dist_event_len(&site->dist) : site->len;
-                ps->draws = malloc((o.on_draw ? 1 : ndraws) * site->len * sizeof(double)); /* streamed: one row */
+                ps->draws = malloc((o.on_draw ? 1 : nout) * site->len * sizeof(double)); /* streamed: one row */
                 if (!ps->name || !ps->draws) s = em_error_set(err, EM_ERR_NOMEM, "predictive: out of memory");
             }
             if (s != EM_OK) break;
@@ -264,20 +267,26 @@ static em_status theta_draws(em_model_fn model, const void *data, const em_logde
         lens[k] = li->len;
         row += li->len;
     }
-    double *draws = names && lens ? malloc((ndraws ? ndraws : 1) * row * sizeof *draws) : NULL;
+    /* options.ndraws: only the rows run_draws would use are transformed */
+    size_t nout = opt && opt->ndraws && opt->ndraws < ndraws ? opt->ndraws : ndraws;
+    em_predictive_options all;
+    memset(&all, 0, sizeof all);
+    if (opt) all = *opt;
+    all.ndraws = 0;
+    double *draws = names && lens ? malloc((nout ? nout : 1) * row * sizeof *draws) : NULL;
     em_status s = draws ? EM_OK : em_error_set(err, EM_ERR_NOMEM, "predictive: out of memory");
-    for (size_t d = 0; d < ndraws && s == EM_OK; d++) {
-        size_t o = 0;
+    for (size_t d = 0; d < nout && s == EM_OK; d++) {
+        size_t o = 0, in = nout == ndraws ? d : d * ndraws / nout;
         for (size_t k = 0; k < nl && s == EM_OK; k++) {
             const em_latent_info *li = em_logdensity_latent(layout, k);
             em_error e = {0};
-            if (em_transform_forward_d(&li->transform, theta + d * dim + li->offset, li->free_len, draws + d * row + o,
+            if (em_transform_forward_d(&li->transform, theta + in * dim + li->offset, li->free_len, draws + d * row + o,
                                        NULL, &e) != EM_OK)
-                s = em_error_set(err, e.status, "predictive: draw %zu, site '%s': %s", d + 1, li->name, e.msg);
+                s = em_error_set(err, e.status, "predictive: draw %zu, site '%s': %s", in + 1, li->name, e.msg);
             o += li->len;
         }
     }
-    if (s == EM_OK) s = subst_draws(model, data, names, lens, nl, draws, ndraws, opt, log_lik, out, err);
+    if (s == EM_OK) s = subst_draws(model, data, names, lens, nl, draws, nout, &all, log_lik, out, err);
     free(names);
     free(lens);
     free(draws);
