@@ -706,6 +706,40 @@ static long col_of_L(const em_posterior *p, size_t g, size_t r, size_t c) {
     return -1;
 }
 
+/* brms_row reads the model's columns by name, in an order that the design alone fixes: its first
+ * call records the columns it looks up, and the later calls (one per draw) replay them, so the
+ * draws cost no name lookups. */
+typedef struct {
+    const em_posterior *p;
+    long *cols;
+    size_t n, cap, at;
+    int recording, failed; /* failed: 1 out of memory, 2 a column the model lacks */
+} col_plan;
+
+static long plan_take(col_plan *cp, long j) {
+    if (j < 0) cp->failed = 2;
+    if (cp->n == cp->cap) {
+        size_t cap = cp->cap ? 2 * cp->cap : 64;
+        long *c = realloc(cp->cols, cap * sizeof *c);
+        if (!c) {
+            cp->failed = 1;
+            return 0;
+        }
+        cp->cols = c;
+        cp->cap = cap;
+    }
+    cp->cols[cp->n++] = j;
+    return j < 0 ? 0 : j;
+}
+
+static long plan_col(col_plan *cp, const char *site, size_t len, size_t i) {
+    return cp->recording ? plan_take(cp, col_of(cp->p, site, len, i)) : cp->cols[cp->at++];
+}
+
+static long plan_col_L(col_plan *cp, size_t g, size_t r, size_t c) {
+    return cp->recording ? plan_take(cp, col_of_L(cp->p, g, r, c)) : cp->cols[cp->at++];
+}
+
 static em_status brms_names(const em_regression *r, em_buf *names, size_t *count) {
     const em_design *d = &r->d;
     size_t n = 0;
@@ -744,31 +778,30 @@ static em_status brms_names(const em_regression *r, em_buf *names, size_t *count
 }
 
 /* One draw's brms quantities from the model's own columns (row of the internal posterior). */
-static void brms_row(const em_regression *r, const em_posterior *p, const double *row, double *out) {
+static void brms_row(const em_regression *r, col_plan *cp, const double *row, double *out) {
     const em_design *d = &r->d;
     size_t o = 0;
-    double *b = malloc((d->P ? d->P : 1) * sizeof *b);
-    for (size_t j = 0; j < d->P; j++) b[j] = row[col_of(p, "b", d->P, j)];
+    cp->at = 0;
     double shift = 0; /* Σ mean_j b_j: the centred intercept's distance from the uncentred one */
-    for (size_t j = 0; j < d->P; j++) shift += d->means[j] * b[j];
+    for (size_t j = 0; j < d->P; j++) shift += d->means[j] * row[plan_col(cp, "b", d->P, j)];
     if (d->intercept && r->family == EM_FAMILY_CUMULATIVE) {
         /* thresholds from the ordered transform's free values; P(y <= k) = F(τ_k - Xc b), so the
          * uncentred thresholds are τ_k + Σ mean_j b_j (brms's b_Intercept) */
         size_t K1 = d->ncat - 1;
         double tau = 0;
         for (size_t k = 0; k < K1; k++) {
-            double x = row[col_of(p, "Intercept_raw", K1, k)];
+            double x = row[plan_col(cp, "Intercept_raw", K1, k)];
             tau = k ? tau + exp(x) : x;
             out[o++] = tau + shift;
         }
     } else if (d->intercept) {
-        out[o++] = row[col_of(p, "Intercept", 1, 0)] - shift;
+        out[o++] = row[plan_col(cp, "Intercept", 1, 0)] - shift;
     }
-    for (size_t j = 0; j < d->P; j++) out[o++] = b[j];
+    for (size_t j = 0; j < d->P; j++) out[o++] = row[plan_col(cp, "b", d->P, j)];
     char nm[32];
     for (size_t g = 0; g < d->ngroups; g++) {
         snprintf(nm, sizeof nm, "sd_%zu", g + 1);
-        for (size_t k = 0; k < d->groups[g].K; k++) out[o++] = row[col_of(p, nm, d->groups[g].K, k)];
+        for (size_t k = 0; k < d->groups[g].K; k++) out[o++] = row[plan_col(cp, nm, d->groups[g].K, k)];
     }
     for (size_t g = 0; g < d->ngroups; g++) {
         size_t K = d->groups[g].K;
@@ -776,14 +809,14 @@ static void brms_row(const em_regression *r, const em_posterior *p, const double
         for (size_t a = 0; a < K; a++)
             for (size_t c = a + 1; c < K; c++) {
                 double s = 0; /* Ω_ac = Σ_k L_ak L_ck */
-                for (size_t k = 0; k <= a; k++) s += row[col_of_L(p, g, a, k)] * row[col_of_L(p, g, c, k)];
+                for (size_t k = 0; k <= a; k++) s += row[plan_col_L(cp, g, a, k)] * row[plan_col_L(cp, g, c, k)];
                 out[o++] = s;
             }
     }
     for (size_t k = 0; k < NDPARS; k++)
         if (families[r->family].dpars & dpar_names[k].bit)
-            out[o++] = dpar_names[k].bit == EM_DP_NU ? row[col_of(p, "nu_minus_1", 1, 0)] + 1.0
-                                                     : row[col_of(p, dpar_names[k].name, 1, 0)];
+            out[o++] = dpar_names[k].bit == EM_DP_NU ? row[plan_col(cp, "nu_minus_1", 1, 0)] + 1.0
+                                                     : row[plan_col(cp, dpar_names[k].name, 1, 0)];
     for (size_t g = 0; g < d->ngroups; g++) {
         const em_group_term *gt = &d->groups[g];
         size_t K = gt->K, J = gt->J;
@@ -791,17 +824,28 @@ static void brms_row(const em_regression *r, const em_posterior *p, const double
         snprintf(sn, sizeof sn, "sd_%zu", g + 1);
         snprintf(zn, sizeof zn, "z_%zu", g + 1);
         for (size_t k = 0; k < K; k++) {
-            double sd = row[col_of(p, sn, K, k)];
+            double sd = row[plan_col(cp, sn, K, k)];
             for (size_t j = 0; j < J; j++) {
                 double v = 0;
                 if (gt->correlated)
-                    for (size_t q = 0; q <= k; q++) v += row[col_of_L(p, g, k, q)] * row[col_of(p, zn, K * J, q * J + j)];
-                else v = row[col_of(p, zn, K * J, k * J + j)];
+                    for (size_t q = 0; q <= k; q++) v += row[plan_col_L(cp, g, k, q)] * row[plan_col(cp, zn, K * J, q * J + j)];
+                else v = row[plan_col(cp, zn, K * J, k * J + j)];
                 out[o++] = sd * v;
             }
         }
     }
-    free(b);
+}
+
+/* brms_row through the plan, recorded at the first call; 0 when the plan could not be made */
+static int brms_row_planned(const em_regression *r, col_plan *cp, const double *row, double *out) {
+    brms_row(r, cp, row, out);
+    cp->recording = 0;
+    return !cp->failed;
+}
+
+static em_status plan_error(const col_plan *cp, em_error *err) {
+    return cp->failed == 1 ? em_error_set(err, EM_ERR_NOMEM, "formula: out of memory naming the draws in brms's terms")
+                           : em_error_set(err, EM_ERR_MODEL, "formula: the model lacks a column brms's terms need");
 }
 
 static em_status brms_posterior(const em_regression *r, const em_posterior *in, em_posterior **out, em_error *err) {
@@ -845,9 +889,10 @@ static em_status brms_posterior(const em_regression *r, const em_posterior *in, 
     p->psis_k = in->psis_k;
     p->resampled = in->resampled;
     em_status s = EM_OK;
+    col_plan cp = {.p = in, .recording = 1};
     if (in->mean_row && (p->mean_row = malloc(ncols * sizeof(double)))) {
         memcpy(p->mean_row, in->mean_row, in->nmethod_cols * sizeof(double));
-        brms_row(r, in, in->mean_row, p->mean_row + in->nmethod_cols);
+        if (!brms_row_planned(r, &cp, in->mean_row, p->mean_row + in->nmethod_cols)) s = plan_error(&cp, err);
     } else if (in->mean_row)
         s = em_error_set(err, EM_ERR_NOMEM, "formula: out of memory");
     for (size_t c = 0; c < in->nchains && s == EM_OK; c++) {
@@ -870,9 +915,13 @@ static em_status brms_posterior(const em_regression *r, const em_posterior *in, 
             const double *row = ic->rows + (ic->nwarmup + i) * in->ncols;
             double *dst = pc->rows + i * ncols;
             memcpy(dst, row, in->nmethod_cols * sizeof(double));
-            brms_row(r, in, row, dst + in->nmethod_cols);
+            if (!brms_row_planned(r, &cp, row, dst + in->nmethod_cols)) {
+                s = plan_error(&cp, err);
+                break;
+            }
         }
     }
+    free(cp.cols);
     em_posterior_finish(p);
     if (s == EM_OK) {
         char label[600];
