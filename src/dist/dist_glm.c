@@ -67,7 +67,9 @@ static void glm_backward(em_tape *t, em_node *self) {
     if (a->gbeta) { /* the forward pass already accumulated Xᵀ·res */
         double c = g * a->inv_s2;
         for (size_t j = 0; j < p; j++) be->adj[j] += c * a->gbeta[j];
-        if (al->adj) al->adj[0] += c * a->sum_res;
+        if (al->adj && al->n == 1) al->adj[0] += c * a->sum_res;
+        else if (al->adj) /* one α per row: the residuals the pass kept */
+            for (size_t i = 0; i < n; i++) al->adj[i] += c * a->r[i];
         if (self->nin > 4) {
             em_node *sg = em_node_get(t, (em_var){self->in[4]});
             if (sg->adj) sg->adj[0] += g * a->dsig_sum;
@@ -178,20 +180,22 @@ enum { GLM_COLS_MAX = 8 };
 /* Few coefficients: Xt is X transposed (P columns of n). P is a compile-time constant, so the
  * loops over coefficients unroll into straight-line code. */
 static inline __attribute__((always_inline)) double glm_cols(const double *restrict Xt, size_t n, const size_t P,
-                                                             const double *restrict y, size_t sy, double alpha,
+                                                             const double *restrict y, size_t sy,
+                                                             const double *restrict alpha, size_t sa,
                                                              const double *restrict beta, double *restrict gb,
-                                                             double *sum_res) {
+                                                             double *restrict res_out, double *sum_res) {
     em_v4d ss = {0, 0, 0, 0}, sr = {0, 0, 0, 0}, g[GLM_COLS_MAX], b[GLM_COLS_MAX];
-    em_v4d av = {alpha, alpha, alpha, alpha}, yv = {y[0], y[0], y[0], y[0]};
+    em_v4d av = EM_V4(alpha[0]), yv = {y[0], y[0], y[0], y[0]};
     for (size_t j = 0; j < P; j++) {
         b[j] = (em_v4d){beta[j], beta[j], beta[j], beta[j]};
         g[j] = (em_v4d){0, 0, 0, 0};
     }
     size_t i = 0;
     for (; i + 4 <= n; i += 4) {
-        em_v4d eta = av;
+        em_v4d eta = sa ? em_v4_load(alpha + i) : av;
         for (size_t j = 0; j < P; j++) eta += em_v4_load(Xt + j * n + i) * b[j];
         em_v4d res = (sy ? em_v4_load(y + i) : yv) - eta;
+        if (res_out) em_v4_store(res_out + i, res);
         ss += res * res;
         sr += res;
         for (size_t j = 0; j < P; j++) g[j] += res * em_v4_load(Xt + j * n + i);
@@ -199,9 +203,10 @@ static inline __attribute__((always_inline)) double glm_cols(const double *restr
     double ss1 = EM_V4_HSUM(ss), sr1 = EM_V4_HSUM(sr);
     for (size_t j = 0; j < P; j++) gb[j] += EM_V4_HSUM(g[j]);
     for (; i < n; i++) { /* the last n mod 4 rows */
-        double eta = alpha;
+        double eta = alpha[i * sa];
         for (size_t j = 0; j < P; j++) eta += Xt[j * n + i] * beta[j];
         double res = y[i * sy] - eta;
+        if (res_out) res_out[i] = res;
         ss1 += res * res;
         sr1 += res;
         for (size_t j = 0; j < P; j++) gb[j] += res * Xt[j * n + i];
@@ -246,24 +251,32 @@ static inline __attribute__((always_inline)) em_v4d glm_row_dot4(const double *r
 
 /* Many coefficients: X row-major, rows in blocks of four. */
 static inline __attribute__((always_inline)) double glm_rows(const double *restrict X, size_t n, size_t p,
-                                                             const double *restrict y, size_t sy, double alpha,
+                                                             const double *restrict y, size_t sy,
+                                                             const double *restrict alpha, size_t sa,
                                                              const double *restrict beta, double *restrict gb,
-                                                             double *sum_res) {
+                                                             double *restrict res_out, double *sum_res) {
     double ss = 0.0, sr = 0.0;
     size_t i = 0;
     for (; i + 4 <= n; i += 4) {
         const double *restrict x0 = X + i * p, *restrict x1 = x0 + p, *restrict x2 = x1 + p, *restrict x3 = x2 + p;
-        double r0 = y[i * sy] - (alpha + glm_row_dot(x0, beta, p));
-        double r1 = y[(i + 1) * sy] - (alpha + glm_row_dot(x1, beta, p));
-        double r2 = y[(i + 2) * sy] - (alpha + glm_row_dot(x2, beta, p));
-        double r3 = y[(i + 3) * sy] - (alpha + glm_row_dot(x3, beta, p));
+        double r0 = y[i * sy] - (alpha[i * sa] + glm_row_dot(x0, beta, p));
+        double r1 = y[(i + 1) * sy] - (alpha[(i + 1) * sa] + glm_row_dot(x1, beta, p));
+        double r2 = y[(i + 2) * sy] - (alpha[(i + 2) * sa] + glm_row_dot(x2, beta, p));
+        double r3 = y[(i + 3) * sy] - (alpha[(i + 3) * sa] + glm_row_dot(x3, beta, p));
+        if (res_out) {
+            res_out[i] = r0;
+            res_out[i + 1] = r1;
+            res_out[i + 2] = r2;
+            res_out[i + 3] = r3;
+        }
         ss += (r0 * r0 + r1 * r1) + (r2 * r2 + r3 * r3);
         sr += (r0 + r1) + (r2 + r3);
         for (size_t j = 0; j < p; j++) gb[j] += (r0 * x0[j] + r1 * x1[j]) + (r2 * x2[j] + r3 * x3[j]);
     }
     for (; i < n; i++) {
         const double *restrict x = X + i * p;
-        double res = y[i * sy] - (alpha + glm_row_dot(x, beta, p));
+        double res = y[i * sy] - (alpha[i * sa] + glm_row_dot(x, beta, p));
+        if (res_out) res_out[i] = res;
         ss += res * res;
         sr += res;
         for (size_t j = 0; j < p; j++) gb[j] += res * x[j];
@@ -272,33 +285,37 @@ static inline __attribute__((always_inline)) double glm_rows(const double *restr
     return ss;
 }
 
-/* Xt: X transposed when p ≤ GLM_COLS_MAX (glm_lp made it), else NULL and X is read by rows */
+/* Xt: X transposed when p ≤ GLM_COLS_MAX (glm_lp made it), else NULL and X is read by rows.
+ * alpha: one value (sa = 0) or one per row (sa = 1: a varying intercept's gathered effects);
+ * res_out, when not NULL, receives each row's residual (α's gradient, row by row). */
 GLM_KERNEL
 static double normal_glm_one_pass(const double *restrict X, const double *restrict Xt, size_t n, size_t p,
-                                  const double *restrict y, size_t sy, double alpha, const double *restrict beta,
-                                  double *restrict gb, double *sum_res) {
+                                  const double *restrict y, size_t sy, const double *restrict alpha, size_t sa,
+                                  const double *restrict beta, double *restrict gb, double *restrict res_out,
+                                  double *sum_res) {
     if (Xt) switch (p) {
-        case 1: return glm_cols(Xt, n, 1, y, sy, alpha, beta, gb, sum_res);
-        case 2: return glm_cols(Xt, n, 2, y, sy, alpha, beta, gb, sum_res);
-        case 3: return glm_cols(Xt, n, 3, y, sy, alpha, beta, gb, sum_res);
-        case 4: return glm_cols(Xt, n, 4, y, sy, alpha, beta, gb, sum_res);
-        case 5: return glm_cols(Xt, n, 5, y, sy, alpha, beta, gb, sum_res);
-        case 6: return glm_cols(Xt, n, 6, y, sy, alpha, beta, gb, sum_res);
-        case 7: return glm_cols(Xt, n, 7, y, sy, alpha, beta, gb, sum_res);
-        case 8: return glm_cols(Xt, n, 8, y, sy, alpha, beta, gb, sum_res);
+        case 1: return glm_cols(Xt, n, 1, y, sy, alpha, sa, beta, gb, res_out, sum_res);
+        case 2: return glm_cols(Xt, n, 2, y, sy, alpha, sa, beta, gb, res_out, sum_res);
+        case 3: return glm_cols(Xt, n, 3, y, sy, alpha, sa, beta, gb, res_out, sum_res);
+        case 4: return glm_cols(Xt, n, 4, y, sy, alpha, sa, beta, gb, res_out, sum_res);
+        case 5: return glm_cols(Xt, n, 5, y, sy, alpha, sa, beta, gb, res_out, sum_res);
+        case 6: return glm_cols(Xt, n, 6, y, sy, alpha, sa, beta, gb, res_out, sum_res);
+        case 7: return glm_cols(Xt, n, 7, y, sy, alpha, sa, beta, gb, res_out, sum_res);
+        case 8: return glm_cols(Xt, n, 8, y, sy, alpha, sa, beta, gb, res_out, sum_res);
         default: break;
         }
-    return glm_rows(X, n, p, y, sy, alpha, beta, gb, sum_res);
+    return glm_rows(X, n, p, y, sy, alpha, sa, beta, gb, res_out, sum_res);
 }
 
 /* Is the one-pass kernel usable? The common regression: normal or Bernoulli-logit, constant X, a
- * gradient wanted for β, a scalar α (and σ), and a constant y. */
+ * gradient wanted for β, a scalar σ, a constant y, and a scalar α (normal: or one per row, a
+ * varying intercept's). */
 static int glm_one_pass_layout(const em_tape *t, const em_node *o, glm_kind kind) {
     if ((kind != GLM_NORMAL && kind != GLM_BERNOULLI) || !o->adj) return 0;
     const em_node *y = em_node_get(t, (em_var){o->in[0]}), *X = em_node_get(t, (em_var){o->in[1]});
     const em_node *al = em_node_get(t, (em_var){o->in[2]}), *be = em_node_get(t, (em_var){o->in[3]});
     if (kind == GLM_NORMAL && em_node_get(t, (em_var){o->in[4]})->n != 1) return 0;
-    return be->adj && !X->adj && al->n == 1 && !y->adj;
+    return be->adj && !X->adj && (al->n == 1 || (kind == GLM_NORMAL && al->n == X->rows)) && !y->adj;
 }
 
 static void glm_explain(em_tape *t, const em_node *o, em_error *e);
@@ -910,8 +927,10 @@ static int glm_compute(em_tape *t, em_node *o, em_error *e) {
             y = a->ym;
             sy = 1;
         }
-        double ss = normal_glm_one_pass(Xn->val, a->Xt, n, p, y, sy, em_node_get(t, d->p[1])->val[0],
-                                        em_node_get(t, d->p[2])->val, a->gbeta, &a->sum_res);
+        const em_node *al = em_node_get(t, d->p[1]);
+        double ss = normal_glm_one_pass(Xn->val, a->Xt, n, p, y, sy, al->val, al->n == 1 ? 0 : 1,
+                                        em_node_get(t, d->p[2])->val, a->gbeta, al->n == 1 ? NULL : a->r,
+                                        &a->sum_res);
         ok = isfinite(ss) && isfinite(a->sum_res);
         a->inv_s2 = is * is;
         a->dsig_sum = ss * a->inv_s2 * is - (double)n * is;
@@ -1093,6 +1112,7 @@ static em_var glm_lp(const em_dist *d, em_var value, glm_kind kind) {
         size_t p = X->cols;
         a->gbeta = em_arena_alloc(ar, p * sizeof(double));
         if (!a->gbeta) return em_tape_fail(t, EM_ERR_NOMEM, "%s: out of memory", nm);
+        if (em_node_get(t, d->p[1])->n > 1) a->r = eta; /* one α per row: its residuals */
         if (d->data && kind == GLM_NORMAL) { /* y is constant here, as the offset is */
             const em_node *y = em_node_get(t, value);
             if (!(a->ym = em_arena_alloc(ar, n * sizeof(double))))
