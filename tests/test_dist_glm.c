@@ -129,51 +129,56 @@ static void test_glm_matches_unfused(void **state) {
 
 /* The one-pass kernels of the normal and the Bernoulli-logit GLM (four rows per vector with X
  * transposed for up to eight coefficients; row blocks of four beyond), on every coefficient count
- * they specialise, on row counts that leave 0-3 rows over, with y a vector or one value: the same
- * density and gradient as matvec + add + Normal or BernoulliLogit. */
+ * they specialise, on row counts that leave 0-3 rows over, with y a vector or one value, and (normal)
+ * with one α or one per row: the same density and gradient as matvec + add + Normal or
+ * BernoulliLogit. */
 static void test_one_pass_glm_kernel_shapes(void **state) {
     (void)state;
     static const size_t ps[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 13, 20};
     static const size_t ns[] = {1, 2, 3, 4, 5, 7, 8, 39, 170};
-    double Xs[170 * 20], ys[2][170], th[22];
+    double Xs[170 * 20], ys[2][170], th[22], avec[170];
     tu_fill_uniform(Xs, 170 * 20, -2, 2, 91);
+    tu_fill_uniform(avec, 170, -1, 1, 90);
     tu_fill_uniform(ys[0], 170, -3, 3, 92);
     for (size_t i = 0; i < 170; i++) ys[1][i] = ys[0][i] > 0.5;
     for (int bern = 0; bern < 2; bern++)
         for (size_t a = 0; a < sizeof ps / sizeof ps[0]; a++)
             for (size_t b = 0; b < sizeof ns / sizeof ns[0]; b++)
-                for (int scalar_y = 0; scalar_y < 2; scalar_y++) {
-                    size_t p = ps[a], n = ns[b], np = p + (bern ? 1 : 2);
-                    tu_fill_uniform(th, p + 2, -1, 1, 93 + (unsigned)(a * 16 + b));
-                    th[p + 1] = 1.3; /* sigma */
-                    double lp[2], g[2][22];
-                    for (int fused = 0; fused < 2; fused++) {
-                        em_tape *t = em_tape_create();
-                        em_var alpha = em_leaf(t, th, 1), beta = em_leaf(t, th + 1, p);
-                        em_var sigma = bern ? EM_VAR_INVALID : em_leaf(t, th + p + 1, 1);
-                        em_var Xv = em_const_matrix(t, Xs, n, p), y = em_const(t, ys[bern], scalar_y ? 1 : n);
-                        em_var l;
-                        if (fused) {
-                            em_dist d = bern ? em_dist_bernoulli_logit_glm(t, Xv, alpha, beta)
-                                             : em_dist_normal_id_glm(t, Xv, alpha, beta, sigma);
-                            l = em_dist_log_prob(&d, y);
-                        } else {
-                            em_var eta = em_op_add(t, em_op_matvec(t, Xv, beta), alpha);
-                            em_dist d = bern ? em_dist_bernoulli_logit(t, eta) : em_dist_normal(t, eta, sigma);
-                            em_var yy = scalar_y ? em_op_add(t, em_op_mul(t, eta, em_scalar(t, 0.0)), y) : y;
-                            l = em_op_sum(t, em_dist_log_prob(&d, yy));
+                for (int scalar_y = 0; scalar_y < 2; scalar_y++)
+                    for (int va = 0; va < (bern ? 1 : 2); va++) {
+                        size_t p = ps[a], n = ns[b], np = p + (bern ? 1 : 2);
+                        tu_fill_uniform(th, p + 2, -1, 1, 93 + (unsigned)(a * 16 + b));
+                        th[p + 1] = 1.3; /* sigma */
+                        double lp[2], g[2][22], ga[2][170];
+                        for (int fused = 0; fused < 2; fused++) {
+                            em_tape *t = em_tape_create();
+                            em_var alpha = va ? em_leaf(t, avec, n) : em_leaf(t, th, 1), beta = em_leaf(t, th + 1, p);
+                            em_var sigma = bern ? EM_VAR_INVALID : em_leaf(t, th + p + 1, 1);
+                            em_var Xv = em_const_matrix(t, Xs, n, p), y = em_const(t, ys[bern], scalar_y ? 1 : n);
+                            em_var l;
+                            if (fused) {
+                                em_dist d = bern ? em_dist_bernoulli_logit_glm(t, Xv, alpha, beta)
+                                                 : em_dist_normal_id_glm(t, Xv, alpha, beta, sigma);
+                                l = em_dist_log_prob(&d, y);
+                            } else {
+                                em_var eta = em_op_add(t, em_op_matvec(t, Xv, beta), alpha);
+                                em_dist d = bern ? em_dist_bernoulli_logit(t, eta) : em_dist_normal(t, eta, sigma);
+                                em_var yy = scalar_y ? em_op_add(t, em_op_mul(t, eta, em_scalar(t, 0.0)), y) : y;
+                                l = em_op_sum(t, em_dist_log_prob(&d, yy));
+                            }
+                            if (em_tape_status(t)) fail_msg("p %zu n %zu: %s", p, n, em_tape_error(t)->msg);
+                            assert_int_equal(em_backward(t, l), EM_OK);
+                            lp[fused] = em_value_scalar(t, l);
+                            g[fused][0] = em_adjoint(t, alpha)[0];
+                            if (va) memcpy(ga[fused], em_adjoint(t, alpha), n * sizeof(double));
+                            memcpy(g[fused] + 1, em_adjoint(t, beta), p * sizeof(double));
+                            if (!bern) g[fused][p + 1] = em_adjoint(t, sigma)[0];
+                            em_tape_destroy(t);
                         }
-                        if (em_tape_status(t)) fail_msg("p %zu n %zu: %s", p, n, em_tape_error(t)->msg);
-                        assert_int_equal(em_backward(t, l), EM_OK);
-                        lp[fused] = em_value_scalar(t, l);
-                        g[fused][0] = em_adjoint(t, alpha)[0];
-                        memcpy(g[fused] + 1, em_adjoint(t, beta), p * sizeof(double));
-                        if (!bern) g[fused][p + 1] = em_adjoint(t, sigma)[0];
-                        em_tape_destroy(t);
+                        tu_assert_close(lp[1], lp[0], 1e-12, 0);
+                        for (size_t k = 0; k < np; k++) tu_assert_close(g[1][k], g[0][k], 1e-11, 1e-12);
+                        for (size_t i = 0; va && i < n; i++) tu_assert_close(ga[1][i], ga[0][i], 1e-11, 1e-12);
                     }
-                    tu_assert_close(lp[1], lp[0], 1e-12, 0);
-                    for (size_t k = 0; k < np; k++) tu_assert_close(g[1][k], g[0][k], 1e-11, 1e-12);
-                }
 }
 
 /* ∂/∂X is available too when X carries a gradient (rare; a learned design) */
