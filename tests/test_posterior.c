@@ -733,6 +733,36 @@ static void draw_if_gnuplot(const char *dir, const char *name) {
     fclose(f);
 }
 
+/* The first block of a density figure's .dat (y's own density) against the kernel density
+ * written out here: every point within 10 bandwidths, Silverman's bandwidth as R's nrd0. */
+static void check_y_density(const char *path, const double *y, size_t n) {
+    double sorted[64], mean = 0, ss = 0;
+    assert_true(n <= 64);
+    memcpy(sorted, y, n * sizeof *y);
+    qsort(sorted, n, sizeof *sorted, tu_cmp_double);
+    for (size_t i = 0; i < n; i++) mean += y[i] / (double)n;
+    for (size_t i = 0; i < n; i++) ss += (y[i] - mean) * (y[i] - mean);
+    double sd = sqrt(ss / (double)(n - 1));
+    double iqr = sorted[(size_t)(0.75 * (double)(n - 1))] - sorted[(size_t)(0.25 * (double)(n - 1))];
+    double h = 0.9 * fmin(sd, iqr / 1.34) * pow((double)n, -0.2);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    char line[256];
+    int points = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (line[0] == '#') continue;
+        if (line[0] == '\n') break; /* the end of block 0 */
+        double g, dens, want = 0;
+        assert_int_equal(sscanf(line, "%lf %lf", &g, &dens), 2);
+        for (size_t i = 0; i < n; i++) want += exp(-0.5 * (g - y[i]) * (g - y[i]) / (h * h));
+        want /= (double)n * h * 2.5066282746310002; /* √(2π) */
+        tu_assert_close(dens, want, 1e-9, 1e-300);
+        points++;
+    }
+    fclose(f);
+    assert_int_equal(points, 200);
+}
+
 static void test_check_figures(void **state) {
     (void)state;
     char dir[] = "/tmp/ember_figsXXXXXX";
@@ -747,6 +777,7 @@ static void test_check_figures(void **state) {
     char path[300];
     snprintf(path, sizeof path, "%s/ppc.dat", dir);
     assert_int_equal(count_lines(path, "#"), 51 * 200); /* y and 50 replicated densities on 200 points */
+    check_y_density(path, YN, NOBS);
     draw_if_gnuplot(dir, "ppc");
     em_loo_result *l = NULL;
     assert_int_equal(em_posterior_loo(p, NULL, &l, &err), EM_OK);

@@ -1225,8 +1225,12 @@ em_status em_loo_pit_figure(const char *dir, const char *name, const double *pit
 
 /* ---- posterior predictive checks and the Pareto k plot ------------------------------------------- */
 
-/* A Gaussian kernel density of x on the grid g (m points), Silverman's bandwidth
- * 0.9 min(sd, IQR/1.34) n^(-1/5), as R's density(bw = "nrd0") and bayesplot's ppc_dens_overlay. */
+/* A Gaussian kernel density of x on the grid g (m points, ascending), Silverman's bandwidth
+ * 0.9 min(sd, IQR/1.34) n^(-1/5), as R's density(bw = "nrd0") and bayesplot's ppc_dens_overlay.
+ * Each grid point sums the points within 10 bandwidths of it, found in the sorted copy by a
+ * window that moves along the grid: a point farther away adds less than e^-50 of the nearest
+ * one's share, and the figure of 200 points over 100 replicated data sets costs n·m·(window
+ * share) exps instead of n·m. */
 static void kde(const double *x, size_t n, const double *g, size_t m, double *out, double *scratch) {
     memcpy(scratch, x, n * sizeof *scratch);
     em_sort_doubles(scratch, n);
@@ -1237,11 +1241,15 @@ static void kde(const double *x, size_t n, const double *g, size_t m, double *ou
     double iqr = scratch[(size_t)(0.75 * (double)(n - 1))] - scratch[(size_t)(0.25 * (double)(n - 1))];
     double lo = fmin(sd, iqr / 1.34);
     if (!(lo > 0)) lo = sd > 0 ? sd : 1.0;
-    double h = 0.9 * lo * pow((double)n, -0.2);
+    double h = 0.9 * lo * pow((double)n, -0.2), reach = 10.0 * h;
+    size_t first = 0, last = 0; /* the window: scratch[first..last) within reach of g[j] */
     for (size_t j = 0; j < m; j++) {
+        while (first < n && scratch[first] < g[j] - reach) first++;
+        if (last < first) last = first;
+        while (last < n && scratch[last] <= g[j] + reach) last++;
         double s = 0;
-        for (size_t i = 0; i < n; i++) {
-            double z = (g[j] - x[i]) / h;
+        for (size_t i = first; i < last; i++) {
+            double z = (g[j] - scratch[i]) / h;
             s += exp(-0.5 * z * z);
         }
         out[j] = s / ((double)n * h * 2.5066282746310002);
