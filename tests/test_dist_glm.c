@@ -231,6 +231,52 @@ static void test_glm_bad(void **state) {
     assert_int_equal(em_tape_status(t), EM_ERR_SHAPE);
     assert_non_null(strstr(em_tape_error(t)->msg, "beta has length 4, X has 5 columns"));
     em_tape_destroy(t);
+    /* a non-finite α or β, in every family, fused path or not (leaves: the one-pass kernels;
+     * constants: the general pass), one α or one per row: rejected, the coefficient named */
+    double yg[NR], yo[NR];
+    for (int i = 0; i < NR; i++) {
+        yg[i] = fabs(y_norm[i]) + 0.1;
+        yo[i] = fmin(y_pois[i], 3.0);
+    }
+    const double *ys[6] = {y_norm, y_bern, y_pois, y_pois, yg, yo};
+    static const char *names[6] = {"NormalIdGLM", "BernoulliLogitGLM", "PoissonLogGLM", "NegBinomial2LogGLM",
+                                   "GammaLogGLM", "OrderedLogisticGLM"};
+    static const double cuts[3] = {-0.5, 0.4, 1.5};
+    for (int kind = 0; kind < 6; kind++)
+        for (int leaf = 0; leaf < 2; leaf++)
+            for (int bad = 0; bad < (kind == 5 ? 2 : 4); bad++) { /* β[2] NaN, β[3] -inf; α NaN; α[13] inf */
+                em_tape *tt = em_tape_create();
+                double bv[NC] = {0.1, -0.2, 0.3, 0.0, 0.1}, av[NR];
+                for (int i = 0; i < NR; i++) av[i] = 0.2;
+                if (bad == 0) bv[2] = NAN;
+                if (bad == 1) bv[3] = -INFINITY;
+                if (bad == 2) av[0] = NAN;
+                if (bad == 3) av[13] = INFINITY;
+                size_t na = bad == 3 ? NR : 1;
+                em_var Xc = em_const_matrix(tt, X, NR, NC);
+                /* a leaf holds only finite values: the bad ones are added to zero leaves */
+                double zero[NR] = {0};
+                em_var al = em_const(tt, av, na), be = em_const(tt, bv, NC);
+                if (leaf) {
+                    al = em_op_add(tt, em_leaf(tt, zero, na), al);
+                    be = em_op_add(tt, em_leaf(tt, zero, NC), be);
+                }
+                em_dist dd = kind == 0   ? em_dist_normal_id_glm(tt, Xc, al, be, em_scalar(tt, 1.5))
+                             : kind == 1 ? em_dist_bernoulli_logit_glm(tt, Xc, al, be)
+                             : kind == 2 ? em_dist_poisson_log_glm(tt, Xc, al, be)
+                             : kind == 3 ? em_dist_neg_binomial2_log_glm(tt, Xc, al, be, em_scalar(tt, 2.0), NULL)
+                             : kind == 4 ? em_dist_gamma_log_glm(tt, Xc, al, be, em_scalar(tt, 2.0), NULL)
+                                         : em_dist_ordered_logistic_glm(tt, Xc, be, em_const(tt, cuts, 3), NULL);
+                em_var l = em_dist_log_prob(&dd, em_const(tt, ys[kind], NR));
+                char want[96];
+                snprintf(want, sizeof want, "%s: %s[%d] = ", names[kind], bad < 2 ? "beta" : "alpha",
+                         bad == 0 ? 2 : bad == 1 ? 3 : bad == 2 ? 0 : 13);
+                if (!(em_value_scalar(tt, l) == -INFINITY && em_tape_status(tt) == EM_ERR_DOMAIN &&
+                      strstr(em_tape_error(tt)->msg, want) && strstr(em_tape_error(tt)->msg, "must be finite")))
+                    fail_msg("kind %d leaf %d bad %d: lp %g, '%s'", kind, leaf, bad, em_value_scalar(tt, l),
+                             em_tape_error(tt)->msg);
+                em_tape_destroy(tt);
+            }
 }
 
 static void test_glm_moments_and_sampling(void **state) {

@@ -109,13 +109,17 @@ static void glm_backward(em_tape *t, em_node *self) {
     }
 }
 
-static em_status glm_check(const em_dist *d, glm_kind kind, em_error *err) {
+/* The parameters' domains. finite_coefs: also that every α and β is finite. The density's own
+ * pass leaves that check out (a varying intercept's α is a vector scanned on every gradient):
+ * a non-finite α or β makes some η non-finite, which every kernel turns into a rejected log
+ * density, and glm_explain then runs the whole check to name it. */
+static em_status glm_check(const em_dist *d, glm_kind kind, int finite_coefs, em_error *err) {
     const em_tape *t = d->tape;
     const char *nm = glm_name(kind);
     const em_node *al = em_node_get(t, d->p[1]), *be = em_node_get(t, d->p[2]);
-    for (size_t i = 0; i < al->n; i++)
+    for (size_t i = 0; finite_coefs && i < al->n; i++)
         if (!isfinite(al->val[i])) return em_error_set(err, EM_ERR_DOMAIN, "%s: alpha[%zu] = %g must be finite", nm, i, al->val[i]);
-    for (size_t i = 0; i < be->n; i++)
+    for (size_t i = 0; finite_coefs && i < be->n; i++)
         if (!isfinite(be->val[i])) return em_error_set(err, EM_ERR_DOMAIN, "%s: beta[%zu] = %g must be finite", nm, i, be->val[i]);
     if (kind == GLM_NORMAL || kind == GLM_NB2 || kind == GLM_GAMMA) {
         const char *pn = kind == GLM_NORMAL ? "sigma" : kind == GLM_NB2 ? "phi" : "shape";
@@ -902,7 +906,7 @@ static int glm_compute(em_tape *t, em_node *o, em_error *e) {
     glm_aux *a = o->aux;
     const em_dist *d = &a->dist;
     glm_kind kind = a->kind;
-    if (glm_check(d, kind, e) != EM_OK) return 0;
+    if (glm_check(d, kind, em_node_get(t, d->p[0])->rows == 0, e) != EM_OK) return 0;
     if (kind >= GLM_NB2) {
         int ok = kind == GLM_NB2 ? glm1_pass_nb2(t, o, a) : kind == GLM_GAMMA ? glm1_pass_gamma(t, o, a)
                                                                              : glm1_pass_ordered(t, o, a);
@@ -988,7 +992,7 @@ static void glm_explain(em_tape *t, const em_node *o, em_error *e) {
     const em_dist *d = &a->dist;
     glm_kind kind = a->kind;
     const char *nm = glm_name(kind);
-    if (glm_check(d, kind, e) != EM_OK) return;
+    if (glm_check(d, kind, 1, e) != EM_OK) return;
     const em_node *yn = em_node_get(t, (em_var){o->in[0]});
     size_t n = em_node_get(t, d->p[0])->rows, sy = yn->n == 1 ? 0 : 1;
     double *r = a->eta;
@@ -1151,7 +1155,7 @@ static glm_kind kind_of(const em_dist *d);
 /* sample / mean / variance: compute η on doubles, then per row */
 static em_status glm_eval(const em_dist *d, em_rng *r, double *out, size_t n, em_error *err, int what) {
     glm_kind kind = kind_of(d);
-    em_status st = glm_check(d, kind, err);
+    em_status st = glm_check(d, kind, 1, err);
     if (st != EM_OK) return st;
     size_t rows = em_rows(d->tape, d->p[0]);
     if (n % rows) return em_error_set(err, EM_ERR_SHAPE, "%s: n = %zu is not a multiple of the %zu rows of X", glm_name(kind), n, rows);
@@ -1216,7 +1220,7 @@ static em_status glm_var(const em_dist *d, double *out, size_t n, em_error *err)
  * carries (-log σ - log √(2π) for the normal, -log y! for the Poisson). */
 em_status em_glm_log_prob_pointwise(const em_dist *d, const double *y, size_t n, double *out, em_error *err) {
     glm_kind kind = kind_of(d);
-    em_status st = glm_check(d, kind, err);
+    em_status st = glm_check(d, kind, 1, err);
     if (st != EM_OK) return st;
     size_t rows = em_rows(d->tape, d->p[0]);
     if (n != rows)
