@@ -129,8 +129,8 @@ static void test_glm_matches_unfused(void **state) {
 
 /* The one-pass kernels of the normal and the Bernoulli-logit GLM (four rows per vector with X
  * transposed for up to eight coefficients; row blocks of four beyond), on every coefficient count
- * they specialise, on row counts that leave 0-3 rows over, with y a vector or one value, and (normal)
- * with one α or one per row: the same density and gradient as matvec + add + Normal or
+ * they specialise, on row counts that leave 0-3 rows over, with y a vector or one value, and with
+ * one α or one per row: the same density and gradient as matvec + add + Normal or
  * BernoulliLogit. */
 static void test_one_pass_glm_kernel_shapes(void **state) {
     (void)state;
@@ -145,7 +145,7 @@ static void test_one_pass_glm_kernel_shapes(void **state) {
         for (size_t a = 0; a < sizeof ps / sizeof ps[0]; a++)
             for (size_t b = 0; b < sizeof ns / sizeof ns[0]; b++)
                 for (int scalar_y = 0; scalar_y < 2; scalar_y++)
-                    for (int va = 0; va < (bern ? 1 : 2); va++) {
+                    for (int va = 0; va < 2; va++) {
                         size_t p = ps[a], n = ns[b], np = p + (bern ? 1 : 2);
                         tu_fill_uniform(th, p + 2, -1, 1, 93 + (unsigned)(a * 16 + b));
                         th[p + 1] = 1.3; /* sigma */

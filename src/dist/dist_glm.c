@@ -312,14 +312,14 @@ static double normal_glm_one_pass(const double *restrict X, const double *restri
 }
 
 /* Is the one-pass kernel usable? The common regression: normal or Bernoulli-logit, constant X, a
- * gradient wanted for β, a scalar σ, a constant y, and a scalar α (normal: or one per row, a
- * varying intercept's). */
+ * gradient wanted for β, a scalar σ, a constant y, and α one value or one per row (a varying
+ * intercept's gathered effects). */
 static int glm_one_pass_layout(const em_tape *t, const em_node *o, glm_kind kind) {
     if ((kind != GLM_NORMAL && kind != GLM_BERNOULLI) || !o->adj) return 0;
     const em_node *y = em_node_get(t, (em_var){o->in[0]}), *X = em_node_get(t, (em_var){o->in[1]});
     const em_node *al = em_node_get(t, (em_var){o->in[2]}), *be = em_node_get(t, (em_var){o->in[3]});
     if (kind == GLM_NORMAL && em_node_get(t, (em_var){o->in[4]})->n != 1) return 0;
-    return be->adj && !X->adj && (al->n == 1 || (kind == GLM_NORMAL && al->n == X->rows)) && !y->adj;
+    return be->adj && !X->adj && (al->n == 1 || al->n == X->rows) && !y->adj;
 }
 
 static void glm_explain(em_tape *t, const em_node *o, em_error *e);
@@ -811,10 +811,12 @@ GLM_KERNEL static double bern_logit_rows(const double *restrict y, size_t sy, do
 /* The one-pass Bernoulli-logit GLM (as normal_glm_one_pass): η for four rows at a time from X
  * (transposed, few coefficients: bern_cols; by rows otherwise: bern_rows), their terms and
  * ∂/∂η by bern_logit_4, and Σ r_i·x_i and Σ r_i accumulated while the rows are in registers.
- * off is the offset or NULL. The last block goes through bern_logit_block. */
+ * off is the offset or NULL; α is one value (sa = 0) or one per row (sa = 1), and res_out, when
+ * not NULL, keeps each row's ∂/∂η for α's gradient. The last block goes through bern_logit_block. */
 EM_ALWAYS_INLINE double bern_cols(const double *restrict Xt, size_t n, const size_t P, const double *restrict y,
-                                  size_t sy, double alpha, const double *restrict off, const double *restrict beta,
-                                  double *restrict gb, double *sum_r, int *ok) {
+                                  size_t sy, const double *restrict alpha, size_t sa, const double *restrict off,
+                                  const double *restrict beta, double *restrict gb, double *restrict res_out,
+                                  double *sum_r, int *ok) {
     em_v4d acc = EM_V4(0.0), sr = EM_V4(0.0), g[GLM_COLS_MAX], b[GLM_COLS_MAX], lp, rv;
     em_v4i good = {-1, -1, -1, -1};
     for (size_t j = 0; j < P; j++) {
@@ -823,10 +825,11 @@ EM_ALWAYS_INLINE double bern_cols(const double *restrict Xt, size_t n, const siz
     }
     size_t i = 0;
     for (; i + 4 <= n; i += 4) {
-        em_v4d eta = EM_V4(alpha);
+        em_v4d eta = sa ? em_v4_load(alpha + i) : EM_V4(alpha[0]);
         if (off) eta += em_v4_load(off + i);
         for (size_t j = 0; j < P; j++) eta += em_v4_load(Xt + j * n + i) * b[j];
         good &= bern_logit_4(sy ? em_v4_load(y + i) : EM_V4(y[0]), eta, &lp, &rv);
+        if (res_out) em_v4_store(res_out + i, rv);
         acc += lp;
         sr += rv;
         for (size_t j = 0; j < P; j++) g[j] += rv * em_v4_load(Xt + j * n + i);
@@ -836,13 +839,14 @@ EM_ALWAYS_INLINE double bern_cols(const double *restrict Xt, size_t n, const siz
     if (i < n) {
         double yb[4] = {0, 0, 0, 0}, eb[4] = {0, 0, 0, 0}, lb[4], rb[4];
         for (size_t k = 0; i + k < n; k++) {
-            double eta = alpha + (off ? off[i + k] : 0.0);
+            double eta = alpha[(i + k) * sa] + (off ? off[i + k] : 0.0);
             for (size_t j = 0; j < P; j++) eta += Xt[j * n + i + k] * beta[j];
             yb[k] = y[(i + k) * sy];
             eb[k] = eta;
         }
         good &= bern_logit_block(yb, eb, n - i, lb, rb);
         for (size_t k = 0; i + k < n; k++) {
+            if (res_out) res_out[i + k] = rb[k];
             sum += lb[k];
             sum_res += rb[k];
             for (size_t j = 0; j < P; j++) gb[j] += rb[k] * Xt[j * n + i + k];
@@ -854,8 +858,9 @@ EM_ALWAYS_INLINE double bern_cols(const double *restrict Xt, size_t n, const siz
 }
 
 EM_ALWAYS_INLINE double bern_rows(const double *restrict X, size_t n, size_t p, const double *restrict y, size_t sy,
-                                  double alpha, const double *restrict off, const double *restrict beta,
-                                  double *restrict gb, double *sum_r, int *ok) {
+                                  const double *restrict alpha, size_t sa, const double *restrict off,
+                                  const double *restrict beta, double *restrict gb, double *restrict res_out,
+                                  double *sum_r, int *ok) {
     em_v4d acc = EM_V4(0.0), sr = EM_V4(0.0);
     em_v4i good = {-1, -1, -1, -1};
     for (size_t i = 0; i < n; i += 4) {
@@ -864,9 +869,10 @@ EM_ALWAYS_INLINE double bern_rows(const double *restrict X, size_t n, size_t p, 
         const double *restrict x0 = X + i * p;
         for (size_t k = 0; k < m; k++) {
             yb[k] = y[(i + k) * sy];
-            eb[k] = alpha + (off ? off[i + k] : 0.0) + glm_row_dot(x0 + k * p, beta, p);
+            eb[k] = alpha[(i + k) * sa] + (off ? off[i + k] : 0.0) + glm_row_dot(x0 + k * p, beta, p);
         }
         good &= bern_logit_block(yb, eb, m, lb, rb);
+        if (res_out) memcpy(res_out + i, rb, m * sizeof(double));
         acc += em_v4_load(lb);
         sr += em_v4_load(rb);
         if (m == 4) {
@@ -884,20 +890,21 @@ EM_ALWAYS_INLINE double bern_rows(const double *restrict X, size_t n, size_t p, 
 
 GLM_KERNEL
 static double bern_glm_one_pass(const double *restrict X, const double *restrict Xt, size_t n, size_t p,
-                                const double *restrict y, size_t sy, double alpha, const double *restrict off,
-                                const double *restrict beta, double *restrict gb, double *sum_r, int *ok) {
+                                const double *restrict y, size_t sy, const double *restrict alpha, size_t sa,
+                                const double *restrict off, const double *restrict beta, double *restrict gb,
+                                double *restrict res_out, double *sum_r, int *ok) {
     if (Xt) switch (p) {
-        case 1: return bern_cols(Xt, n, 1, y, sy, alpha, off, beta, gb, sum_r, ok);
-        case 2: return bern_cols(Xt, n, 2, y, sy, alpha, off, beta, gb, sum_r, ok);
-        case 3: return bern_cols(Xt, n, 3, y, sy, alpha, off, beta, gb, sum_r, ok);
-        case 4: return bern_cols(Xt, n, 4, y, sy, alpha, off, beta, gb, sum_r, ok);
-        case 5: return bern_cols(Xt, n, 5, y, sy, alpha, off, beta, gb, sum_r, ok);
-        case 6: return bern_cols(Xt, n, 6, y, sy, alpha, off, beta, gb, sum_r, ok);
-        case 7: return bern_cols(Xt, n, 7, y, sy, alpha, off, beta, gb, sum_r, ok);
-        case 8: return bern_cols(Xt, n, 8, y, sy, alpha, off, beta, gb, sum_r, ok);
+        case 1: return bern_cols(Xt, n, 1, y, sy, alpha, sa, off, beta, gb, res_out, sum_r, ok);
+        case 2: return bern_cols(Xt, n, 2, y, sy, alpha, sa, off, beta, gb, res_out, sum_r, ok);
+        case 3: return bern_cols(Xt, n, 3, y, sy, alpha, sa, off, beta, gb, res_out, sum_r, ok);
+        case 4: return bern_cols(Xt, n, 4, y, sy, alpha, sa, off, beta, gb, res_out, sum_r, ok);
+        case 5: return bern_cols(Xt, n, 5, y, sy, alpha, sa, off, beta, gb, res_out, sum_r, ok);
+        case 6: return bern_cols(Xt, n, 6, y, sy, alpha, sa, off, beta, gb, res_out, sum_r, ok);
+        case 7: return bern_cols(Xt, n, 7, y, sy, alpha, sa, off, beta, gb, res_out, sum_r, ok);
+        case 8: return bern_cols(Xt, n, 8, y, sy, alpha, sa, off, beta, gb, res_out, sum_r, ok);
         default: break;
         }
-    return bern_rows(X, n, p, y, sy, alpha, off, beta, gb, sum_r, ok);
+    return bern_rows(X, n, p, y, sy, alpha, sa, off, beta, gb, res_out, sum_r, ok);
 }
 
 /* The log density and partials from the inputs' current values (em_lp_compute_fn): a
@@ -920,8 +927,9 @@ static int glm_compute(em_tape *t, em_node *o, em_error *e) {
     int ok = 1;
     if (a->gbeta && kind == GLM_BERNOULLI) {
         memset(a->gbeta, 0, Xn->cols * sizeof(double));
-        lp = bern_glm_one_pass(Xn->val, a->Xt, n, Xn->cols, y, sy, em_node_get(t, d->p[1])->val[0], d->data,
-                               em_node_get(t, d->p[2])->val, a->gbeta, &a->sum_res, &ok);
+        const em_node *al = em_node_get(t, d->p[1]);
+        lp = bern_glm_one_pass(Xn->val, a->Xt, n, Xn->cols, y, sy, al->val, al->n == 1 ? 0 : 1, d->data,
+                               em_node_get(t, d->p[2])->val, a->gbeta, al->n == 1 ? NULL : a->r, &a->sum_res, &ok);
         a->inv_s2 = 1.0; /* glm_backward scales the accumulated gradient by it */
     } else if (a->gbeta) {
         size_t p = Xn->cols;
