@@ -12,8 +12,9 @@
  * The negative-binomial, Gamma and ordered-logistic kernels make ONE pass over X (glm1_*): each
  * row's η, its term and ∂lp/∂η_i = r_i are computed and Σ r_i·x_i accumulated while the row is
  * in L1, so the backward pass reads no X at all; so do the normal and Bernoulli-logit GLMs in
- * their common layout (α one value or one per row, constant X and y). The rows' exp and log go through
- * internal/vmath.h, four at a time (normal, Bernoulli) or eight (glm1_*, in tiles of 64 rows). */
+ * their common layout (constant X and y, α one value or one per row, the normal's σ a scalar:
+ * glm_one_pass_layout). The rows' exp and log go through internal/vmath.h, four at a time
+ * (normal, Bernoulli) or eight (glm1_*, in tiles of 64 rows). */
 #include "internal/mathx.h"
 #include "internal/vmath.h"
 #include "internal/dist_impl.h"
